@@ -1,0 +1,145 @@
+//! The browser half of the session protocol.
+//!
+//! The id lives in localStorage (the source of truth for this browser profile) and is
+//! mirrored in the `confide_sid` cookie so the server sees it on page loads. Every server
+//! function goes through `SessionClient`, which adds the `X-Confide-Session` header: no call
+//! can forget it.
+
+use crate::SessionId;
+use futures::{Sink, Stream};
+use leptos::server_fn::{
+    Bytes,
+    client::{Client, browser::BrowserClient},
+    error::FromServerFnError,
+    request::browser::BrowserRequest,
+    response::browser::BrowserResponse,
+};
+use std::{cell::RefCell, future::Future};
+
+thread_local! {
+    static CURRENT: RefCell<Option<SessionId>> = const { RefCell::new(None) };
+}
+
+/// The id that outgoing server-function calls carry.
+pub fn current_session() -> Option<SessionId> {
+    CURRENT.with(|c| *c.borrow())
+}
+
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn set_current_session(id: SessionId) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(id));
+}
+
+pub struct SessionClient;
+
+impl<E, IS, OS> Client<E, IS, OS> for SessionClient
+where
+    E: FromServerFnError,
+    IS: FromServerFnError,
+    OS: FromServerFnError,
+{
+    type Request = BrowserRequest;
+    type Response = BrowserResponse;
+
+    fn send(req: Self::Request) -> impl Future<Output = Result<Self::Response, E>> + Send {
+        if let Some(id) = current_session() {
+            req.headers().set(crate::SESSION_HEADER_NAME, &id.as_string());
+        }
+        <BrowserClient as Client<E, IS, OS>>::send(req)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn open_websocket(
+        path: &str,
+    ) -> impl Future<
+        Output = Result<
+            (impl Stream<Item = Result<Bytes, Bytes>> + Send + 'static, impl Sink<Bytes> + Send + 'static),
+            E,
+        >,
+    > + Send {
+        <BrowserClient as Client<E, IS, OS>>::open_websocket(path)
+    }
+
+    fn spawn(future: impl Future<Output = ()> + Send + 'static) {
+        <BrowserClient as Client<E, IS, OS>>::spawn(future)
+    }
+}
+
+#[cfg(feature = "hydrate")]
+mod browser {
+    use super::*;
+    use gloo_storage::{LocalStorage, Storage};
+    use wasm_bindgen::JsCast;
+
+    const STORAGE_KEY: &str = crate::SID_STORAGE_KEY;
+    const COOKIE: &str = crate::SID_COOKIE_NAME;
+    /// Cookie lifetime before the server has told us the real one (the default absolute
+    /// lifetime); `remember` rewrites it after session start.
+    const DEFAULT_MAX_AGE: u64 = 30 * 24 * 3600;
+
+    fn html_document() -> Option<web_sys::HtmlDocument> {
+        web_sys::window()?.document()?.dyn_into::<web_sys::HtmlDocument>().ok()
+    }
+
+    fn read_cookie(name: &str) -> Option<String> {
+        let all = html_document()?.cookie().ok()?;
+        all.split(';').filter_map(|kv| kv.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.to_owned())
+    }
+
+    fn is_https() -> bool {
+        web_sys::window().and_then(|w| w.location().protocol().ok()).as_deref() == Some("https:")
+    }
+
+    fn write_cookie(id: &SessionId, max_age: u64) {
+        let secure = if is_https() { "; Secure" } else { "" };
+        let value = format!("{COOKIE}={}; Path=/; SameSite=Strict; Max-Age={max_age}{secure}", id.as_string());
+        if let Some(doc) = html_document() {
+            let _ = doc.set_cookie(&value);
+        }
+    }
+
+    fn persist(id: &SessionId, max_age: u64) {
+        // gloo-storage JSON-encodes: the stored item is "\"<uuid>\"".
+        let _ = LocalStorage::set(STORAGE_KEY, id.as_string());
+        write_cookie(id, max_age);
+        set_current_session(*id);
+    }
+
+    /// The id this browser uses: localStorage first, then the cookie, else a fresh one.
+    /// Both places hold it afterwards.
+    pub fn ensure_session_id() -> SessionId {
+        let stored = LocalStorage::get::<String>(STORAGE_KEY).ok().and_then(|s| SessionId::parse(&s).ok());
+        let id = stored
+            .or_else(|| read_cookie(COOKIE).and_then(|s| SessionId::parse(&s).ok()))
+            .unwrap_or_else(SessionId::random);
+        persist(&id, DEFAULT_MAX_AGE);
+        id
+    }
+
+    /// Drops the current id for a fresh one (after the server refused the old one).
+    pub fn replace_session_id() -> SessionId {
+        let id = SessionId::random();
+        persist(&id, DEFAULT_MAX_AGE);
+        id
+    }
+
+    /// Re-writes the cookie with the lifetime the server reported.
+    pub fn remember(id: &SessionId, remaining_secs: u64) {
+        persist(id, remaining_secs.max(1));
+    }
+
+    pub fn mark_hydrated() {
+        if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    }
+
+    pub async fn sleep_ms(ms: u32) {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        leptos::prelude::set_timeout(move || { let _ = tx.send(()); }, std::time::Duration::from_millis(ms as u64));
+        let _ = rx.await;
+    }
+}
+
+#[cfg(feature = "hydrate")]
+pub use browser::*;

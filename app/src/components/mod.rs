@@ -1,0 +1,183 @@
+//! The page: an app shell (header, main, footer) around the routes.
+
+mod notepad;
+
+use crate::{ApiError, api::SessionInfo};
+use leptos::prelude::*;
+use leptos_meta::{Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+/// Where this browser's session stands. Server calls other than session start wait for
+/// `Ready`, as the protocol requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))] // only the browser moves past Starting
+pub enum SessionState {
+    Starting,
+    Ready(SessionInfo),
+    Failed(ApiError),
+}
+
+impl SessionState {
+    fn as_attr(&self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready(_) => "ready",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub struct SessionCtx {
+    pub state: RwSignal<SessionState>,
+    /// A message for the person, e.g. that a new session was started.
+    pub notice: RwSignal<Option<String>>,
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let ctx = SessionCtx { state: RwSignal::new(SessionState::Starting), notice: RwSignal::new(None) };
+    provide_context(ctx);
+
+    // Effects run only in the browser, after hydration.
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            crate::client::mark_hydrated();
+            leptos::task::spawn_local(start_session(ctx));
+        }
+    });
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/confide.css" />
+        <Title text="Confide" />
+        <Router>
+            <div class="app-shell" data-session-state=move || ctx.state.with(|s| s.as_attr())>
+                <a class="skip-link" href="#main">"Skip to content"</a>
+                <Header />
+                <main class="main" id="main">
+                    <Notice />
+                    <Routes fallback=|| view! { <NotFound /> }>
+                        <Route path=path!("/") view=notepad::Notepad />
+                    </Routes>
+                </main>
+                <Footer />
+            </div>
+        </Router>
+    }
+}
+
+/// Runs the start of the session protocol: pick the id, call session start, recover from
+/// the server's refusals.
+#[cfg(feature = "hydrate")]
+async fn start_session(ctx: SessionCtx) {
+    use crate::{ErrorCode, api, client};
+    let mut id = client::ensure_session_id();
+    let mut mismatches = 0;
+    for attempt in 0..5u32 {
+        match api::start_session().await {
+            Ok(info) => {
+                client::remember(&id, info.remaining_secs);
+                ctx.state.set(SessionState::Ready(info));
+                return;
+            }
+            Err(e) => match e.code {
+                // Someone else's id (or our proof is gone): never retry it, start afresh.
+                ErrorCode::SessionProofMismatch | ErrorCode::InvalidSessionId | ErrorCode::NoSession => {
+                    id = client::replace_session_id();
+                    ctx.notice.set(Some("A new session was started.".into()));
+                }
+                // Another tab may have switched ids: adopt what storage holds now, once.
+                ErrorCode::SessionMismatch if mismatches == 0 => {
+                    mismatches += 1;
+                    id = client::ensure_session_id();
+                }
+                ErrorCode::SessionMismatch => {
+                    id = client::replace_session_id();
+                    ctx.notice.set(Some("A new session was started.".into()));
+                }
+                // A concurrent claim (another tab) won; its proof cookie is ours too.
+                ErrorCode::SessionClaimed => client::sleep_ms(100 * (attempt + 1)).await,
+                _ => {
+                    ctx.state.set(SessionState::Failed(e));
+                    return;
+                }
+            },
+        }
+    }
+    ctx.state.set(SessionState::Failed(ApiError::new(
+        ErrorCode::Internal,
+        "could not start a session; reload the page to try again",
+    )));
+}
+
+#[component]
+fn Header() -> impl IntoView {
+    let ctx = expect_context::<SessionCtx>();
+    let badge = move || {
+        ctx.state.with(|s| match s {
+            SessionState::Ready(info) => info.short_id.clone(),
+            SessionState::Starting => "…".to_owned(),
+            SessionState::Failed(_) => "offline".to_owned(),
+        })
+    };
+    view! {
+        <header class="topbar">
+            <a class="brand" href="/">
+                <span class="brand-mark" aria-hidden="true">"◆"</span>
+                "Confide"
+            </a>
+            <span class="session-badge" title="Your session (first 8 characters)">
+                <span class="muted">"session "</span>
+                <code data-testid="session-id">{badge}</code>
+            </span>
+        </header>
+    }
+}
+
+#[component]
+fn Notice() -> impl IntoView {
+    let ctx = expect_context::<SessionCtx>();
+    let failure = move || {
+        ctx.state.with(|s| match s {
+            SessionState::Failed(e) => Some(e.message.clone()),
+            _ => None,
+        })
+    };
+    view! {
+        <Show when=move || ctx.notice.with(Option::is_some)>
+            <div class="notice" role="status" data-testid="notice">
+                <span>{move || ctx.notice.get().unwrap_or_default()}</span>
+                <button class="link" on:click=move |_| ctx.notice.set(None) aria-label="Dismiss">
+                    "×"
+                </button>
+            </div>
+        </Show>
+        {move || failure().map(|m| view! { <div class="notice error" role="alert">{m}</div> })}
+    }
+}
+
+#[component]
+fn Footer() -> impl IntoView {
+    view! {
+        <footer class="footer">
+            <span>"Confide — one person's conversation never reaches another."</span>
+        </footer>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    view! {
+        <section class="card">
+            <h1>"Not found"</h1>
+            <p>
+                <a href="/">"Back to Confide"</a>
+            </p>
+        </section>
+    }
+}

@@ -1,0 +1,212 @@
+//! The one error shape every API answer uses: `{"code": "...", "message": "..."}`.
+//!
+//! The code is stable and machine-readable; the HTTP status follows from it, so the guard
+//! (a tower layer) and server functions produce identical bodies and the client decodes
+//! both the same way.
+
+use leptos::server_fn::{
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A server function was called without a session id.
+    NoSession,
+    /// The session id is not a canonical UUID v4.
+    InvalidSessionId,
+    /// The header and the cookie name different sessions, or a cookie is repeated.
+    SessionMismatch,
+    /// Another request claimed this session id first.
+    SessionClaimed,
+    /// The session exists but this request does not hold its proof.
+    SessionProofMismatch,
+    /// The request body or a field is malformed.
+    InvalidInput,
+    /// A `UserSession` key is empty, too long or uses characters outside `[A-Za-z0-9._:-]`.
+    KeyInvalid,
+    /// A value, a field or a body is over its size limit.
+    TooLarge,
+    /// The session holds as many keys as it may.
+    TooManyKeys,
+    /// Server functions take JSON only.
+    UnsupportedMediaType,
+    /// The thing asked for does not exist in this session.
+    NotFound,
+    /// The session store did not answer in time.
+    StoreUnavailable,
+    /// Something failed on the server; the log has the details.
+    Internal,
+    /// The browser could not reach the server.
+    Network,
+    /// The server answered something the client could not read.
+    BadResponse,
+    /// A code this client version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> u16 {
+        match self {
+            Self::NoSession => 401,
+            Self::InvalidSessionId | Self::SessionMismatch | Self::InvalidInput | Self::KeyInvalid => 400,
+            Self::SessionClaimed => 409,
+            Self::SessionProofMismatch => 403,
+            Self::TooLarge => 413,
+            Self::TooManyKeys => 409,
+            Self::UnsupportedMediaType => 415,
+            Self::NotFound => 404,
+            Self::StoreUnavailable => 503,
+            Self::Internal | Self::Unknown => 500,
+            Self::Network | Self::BadResponse => 502,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSession => "no_session",
+            Self::InvalidSessionId => "invalid_session_id",
+            Self::SessionMismatch => "session_mismatch",
+            Self::SessionClaimed => "session_claimed",
+            Self::SessionProofMismatch => "session_proof_mismatch",
+            Self::InvalidInput => "invalid_input",
+            Self::KeyInvalid => "key_invalid",
+            Self::TooLarge => "too_large",
+            Self::TooManyKeys => "too_many_keys",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::NotFound => "not_found",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::Internal => "internal",
+            Self::Network => "network",
+            Self::BadResponse => "bad_response",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"code":"internal","message":"error encoding failed"}"#.to_owned()
+        })
+    }
+
+    pub fn no_session() -> Self {
+        Self::new(ErrorCode::NoSession, "this request carries no session id")
+    }
+    pub fn not_found() -> Self {
+        Self::new(ErrorCode::NotFound, "not found")
+    }
+    pub fn store_unavailable() -> Self {
+        Self::new(ErrorCode::StoreUnavailable, "the session store is unavailable; try again shortly")
+    }
+    pub fn internal() -> Self {
+        Self::new(ErrorCode::Internal, "internal error")
+    }
+    pub fn too_large(what: &str, limit: usize) -> Self {
+        Self::new(ErrorCode::TooLarge, format!("{what} is over the limit of {limit} bytes"))
+    }
+}
+
+impl FromServerFnError for ApiError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(e: ServerFnErrorErr) -> Self {
+        match e {
+            // Bad arguments are the caller's fault: say what was wrong without echoing it.
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => {
+                Self::new(ErrorCode::InvalidInput, "the request body is not valid JSON for this endpoint")
+            }
+            ServerFnErrorErr::Request(m) => Self::new(ErrorCode::Network, m),
+            // On the server this is the request body failing to decode; in the browser it is
+            // the response.
+            #[cfg(feature = "ssr")]
+            ServerFnErrorErr::Deserialization(m) => {
+                Self::new(ErrorCode::InvalidInput, format!("invalid request body: {}", truncate(&m, 200)))
+            }
+            #[cfg(not(feature = "ssr"))]
+            ServerFnErrorErr::Deserialization(m) => Self::new(ErrorCode::BadResponse, m),
+            _ => Self::internal(),
+        }
+    }
+}
+
+#[cfg_attr(not(feature = "ssr"), allow(dead_code))]
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        let status = http::StatusCode::from_u16(self.status())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            [
+                (http::header::CONTENT_TYPE, "application/json"),
+                (http::header::CACHE_CONTROL, "no-store"),
+            ],
+            self.to_json(),
+        )
+            .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_stable_names() {
+        for code in [
+            ErrorCode::NoSession,
+            ErrorCode::InvalidSessionId,
+            ErrorCode::SessionMismatch,
+            ErrorCode::SessionClaimed,
+            ErrorCode::SessionProofMismatch,
+            ErrorCode::TooLarge,
+            ErrorCode::StoreUnavailable,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn unknown_codes_decode_instead_of_failing() {
+        let e: ApiError = serde_json::from_str(r#"{"code":"from_the_future","message":"x"}"#).unwrap();
+        assert_eq!(e.code, ErrorCode::Unknown);
+        assert_eq!(e.status(), 500);
+    }
+
+    #[test]
+    fn statuses_match_the_protocol() {
+        assert_eq!(ErrorCode::NoSession.status(), 401);
+        assert_eq!(ErrorCode::InvalidSessionId.status(), 400);
+        assert_eq!(ErrorCode::SessionMismatch.status(), 400);
+        assert_eq!(ErrorCode::SessionClaimed.status(), 409);
+        assert_eq!(ErrorCode::SessionProofMismatch.status(), 403);
+    }
+}

@@ -1,0 +1,267 @@
+//! Decides, for one request, which session it acts for.
+//!
+//! This is the only place a `VerifiedSession` is made, so a server function that holds one
+//! knows the guard checked the handle and its proof. The HTTP plumbing (the tower layer)
+//! lives in the server crate; the rules live here beside the types they protect.
+
+use super::store::{Claim, Lifetimes, Proof, ProofHash, SessionStore, StoreError, Verify};
+use crate::{ApiError, ErrorCode, SessionId};
+use cookie::{Cookie, SameSite};
+use http::{HeaderMap, header::COOKIE};
+use std::{sync::Arc, time::Duration};
+
+pub use crate::{SESSION_HEADER_NAME as SESSION_HEADER, SID_COOKIE_NAME as SID_COOKIE};
+
+/// For this long after a claim, a request for the id without any proof is treated as a
+/// lost claim race (409) rather than as a stranger (403).
+pub const CLAIM_RACE_WINDOW_MS: i64 = 2_000;
+
+/// How the guard treats a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A server function: errors are answered, an unknown id is claimed.
+    Api,
+    /// A page load: it never claims or fails; without a proven session it renders only the
+    /// public shell.
+    Page,
+}
+
+#[derive(Clone)]
+pub struct GuardConfig {
+    pub lifetimes: Lifetimes,
+    /// `__Host-` name and `Secure`; off only when explicitly configured for plain http.
+    pub secure_cookies: bool,
+    /// Bound on every store call, so a stuck store answers 503 instead of hanging requests.
+    pub store_timeout: Duration,
+}
+
+impl GuardConfig {
+    pub fn proof_cookie_name(&self) -> &'static str {
+        if self.secure_cookies { "__Host-confide_proof" } else { "confide_proof" }
+    }
+}
+
+/// A session whose handle and proof the guard has checked for this request.
+#[derive(Clone)]
+pub struct VerifiedSession {
+    id: SessionId,
+    fresh: bool,
+    created_ms: i64,
+    lifetimes: Lifetimes,
+    store: Arc<dyn SessionStore>,
+    store_timeout: Duration,
+}
+
+impl VerifiedSession {
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+    /// True when this request created the session.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
+    }
+    pub fn lifetimes(&self) -> Lifetimes {
+        self.lifetimes
+    }
+    pub(crate) fn store(&self) -> &dyn SessionStore {
+        &*self.store
+    }
+    pub(crate) fn store_timeout(&self) -> Duration {
+        self.store_timeout
+    }
+}
+
+impl std::fmt::Debug for VerifiedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedSession").field("id", &self.id).field("fresh", &self.fresh).finish()
+    }
+}
+
+/// What the guard concluded.
+#[derive(Default)]
+pub struct GuardOutcome {
+    pub session: Option<VerifiedSession>,
+    /// A `Set-Cookie` value carrying a newly issued proof.
+    pub set_cookie: Option<String>,
+    /// A short tag of the id for the access log, never the id itself.
+    pub log_tag: Option<String>,
+}
+
+/// Every distinct value of one cookie name across all `Cookie` headers.
+fn cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for header in headers.get_all(COOKIE) {
+        let Ok(s) = header.to_str() else { continue };
+        for c in Cookie::split_parse(s).flatten() {
+            if c.name() == name && !out.iter().any(|v| v == c.value()) {
+                out.push(c.value().to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> Result<Vec<&'a str>, ApiError> {
+    let mut out: Vec<&str> = Vec::new();
+    for v in headers.get_all(name) {
+        let v = v.to_str().map_err(|_| invalid_id())?;
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+fn invalid_id() -> ApiError {
+    ApiError::new(ErrorCode::InvalidSessionId, "the session id must be a lowercase canonical UUID v4")
+}
+
+fn mismatch(what: &str) -> ApiError {
+    ApiError::new(ErrorCode::SessionMismatch, format!("conflicting session ids: {what}"))
+}
+
+pub(crate) fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(_) => ApiError::store_unavailable(),
+        StoreError::KeyInvalid => ApiError::new(ErrorCode::KeyInvalid, e.to_string()),
+        StoreError::ValueTooLarge { .. } => ApiError::new(ErrorCode::TooLarge, e.to_string()),
+        StoreError::TooManyKeys => ApiError::new(ErrorCode::TooManyKeys, e.to_string()),
+        // The session vanished (expired or deleted) between the guard and this call.
+        StoreError::NoSuchSession => ApiError::new(ErrorCode::NoSession, "the session has ended"),
+        StoreError::Internal(_) => ApiError::internal(),
+    }
+}
+
+pub(crate) async fn bounded<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio_timeout(limit, fut).await {
+        Some(r) => r,
+        None => Err(StoreError::Unavailable("timed out".into())),
+    }
+}
+
+async fn tokio_timeout<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
+    tokio::time::timeout(limit, fut).await.ok()
+}
+
+/// Runs the session protocol for one request. `Err` is the answer to send instead of
+/// running the handler.
+pub async fn check(
+    store: &Arc<dyn SessionStore>,
+    cfg: &GuardConfig,
+    headers: &HeaderMap,
+    mode: Mode,
+) -> Result<GuardOutcome, ApiError> {
+    let page = mode == Mode::Page;
+    // A page load is never refused: whatever is wrong, it gets the public shell and the
+    // client's session-start call gets the error and recovers.
+    let soft = |e: ApiError| if page { Ok(GuardOutcome::default()) } else { Err(e) };
+
+    let from_header = match header_values(headers, SESSION_HEADER) {
+        Ok(v) => v,
+        Err(e) => return soft(e),
+    };
+    let from_cookie = cookie_values(headers, SID_COOKIE);
+    if from_header.len() > 1 {
+        return soft(mismatch("the session header is repeated"));
+    }
+    if from_cookie.len() > 1 {
+        return soft(mismatch("the session cookie is repeated"));
+    }
+    let raw = match (from_header.first(), from_cookie.first()) {
+        (Some(h), Some(c)) if h != c => return soft(mismatch("header and cookie differ")),
+        (Some(h), _) => *h,
+        (None, Some(c)) => c.as_str(),
+        (None, None) => return soft(ApiError::no_session()),
+    };
+    let id = match SessionId::parse(raw) {
+        Ok(id) => id,
+        Err(_) => return soft(invalid_id()),
+    };
+    let tag = id.log_tag();
+
+    let proofs = cookie_values(headers, cfg.proof_cookie_name());
+    if proofs.len() > 1 {
+        return soft(mismatch("the proof cookie is repeated"));
+    }
+    let proof: Option<ProofHash> = proofs.first().and_then(|v| Proof::hash_cookie_value(v));
+
+    let verified = |fresh: bool, created_ms: i64| VerifiedSession {
+        id,
+        fresh,
+        created_ms,
+        lifetimes: cfg.lifetimes,
+        store: store.clone(),
+        store_timeout: cfg.store_timeout,
+    };
+
+    match bounded(cfg.store_timeout, store.verify(&id, proof.as_ref())).await.map_err(store_error)? {
+        Verify::Valid { created_ms } => Ok(GuardOutcome {
+            session: Some(verified(false, created_ms)),
+            set_cookie: None,
+            log_tag: Some(tag),
+        }),
+        // A proof-less request just after the claim is the loser of a claim race (two tabs
+        // opening at once with one new id): it gets 409 and retries with the proof cookie
+        // the winner's answer set. Later, or with a wrong proof, it is someone else's session.
+        Verify::Denied { created_ms }
+            if !page && proof.is_none() && super::store::now_ms() - created_ms < CLAIM_RACE_WINDOW_MS =>
+        {
+            Err(claimed_error())
+        }
+        Verify::Denied { .. } => {
+            tracing::warn!(session = %tag, proof_present = proof.is_some(), "suspicious: session id used without its proof");
+            soft(ApiError::new(
+                ErrorCode::SessionProofMismatch,
+                "this session belongs to another browser; start a new one",
+            ))
+        }
+        Verify::Unknown if page => Ok(GuardOutcome { log_tag: Some(tag), ..Default::default() }),
+        Verify::Unknown => {
+            let secret = Proof::generate().map_err(store_error)?;
+            match bounded(cfg.store_timeout, store.claim(&id, &secret.hash())).await.map_err(store_error)? {
+                Claim::Won => {
+                    tracing::info!(session = %tag, "session claimed");
+                    Ok(GuardOutcome {
+                        session: Some(verified(true, super::store::now_ms())),
+                        set_cookie: Some(proof_cookie(cfg, &secret)),
+                        log_tag: Some(tag),
+                    })
+                }
+                Claim::Taken => Err(claimed_error()),
+            }
+        }
+    }
+}
+
+fn claimed_error() -> ApiError {
+    ApiError::new(ErrorCode::SessionClaimed, "another request claimed this session id first")
+}
+
+fn proof_cookie(cfg: &GuardConfig, secret: &Proof) -> String {
+    Cookie::build((cfg.proof_cookie_name(), secret.encode()))
+        .http_only(true)
+        .secure(cfg.secure_cookies)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(cfg.lifetimes.absolute.as_secs() as i64))
+        .build()
+        .to_string()
+}
+
+/// A `Set-Cookie` value that removes the proof cookie.
+pub fn clear_proof_cookie(cfg: &GuardConfig) -> String {
+    Cookie::build((cfg.proof_cookie_name(), ""))
+        .http_only(true)
+        .secure(cfg.secure_cookies)
+        .same_site(SameSite::Strict)
+        .path("/")
+        .max_age(cookie::time::Duration::ZERO)
+        .build()
+        .to_string()
+}

@@ -1,0 +1,10 @@
+//! Server-only parts of the app: the store contract, the session guard's rules and the
+//! `UserSession` API that server functions use.
+
+pub mod guard;
+pub mod store;
+mod user_session;
+
+pub use guard::{GuardConfig, GuardOutcome, Mode, VerifiedSession};
+pub use store::{Claim, Lifetimes, Proof, ProofHash, SessionStore, StoreError, Verify};
+pub use user_session::UserSession;

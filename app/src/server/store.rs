@@ -1,0 +1,259 @@
+//! The storage contract every backend (memory, SQLite, Redis) fulfils.
+//!
+//! The trait is small on purpose, in the manner of tower-sessions: the guard and
+//! `UserSession` hold the rules, a backend only has to make each call atomic. Every
+//! method takes the caller's `SessionId`; there is no call that lists or reads
+//! across sessions, so a backend cannot be asked for someone else's data.
+
+use crate::SessionId;
+use async_trait::async_trait;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sha2::{Digest, Sha256};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use subtle::ConstantTimeEq;
+
+/// Size of the session secret: 256 bits.
+pub const PROOF_LEN: usize = 32;
+/// Longest `UserSession` key, in bytes.
+pub const MAX_KEY_LEN: usize = 128;
+/// Largest `UserSession` value, in bytes of its JSON encoding.
+pub const MAX_VALUE_LEN: usize = 64 * 1024;
+/// Most keys one session may hold.
+pub const MAX_KEYS: usize = 256;
+
+/// The secret half of a session, as issued to the browser in an HttpOnly cookie.
+/// Only `ProofHash` is ever stored.
+pub struct Proof([u8; PROOF_LEN]);
+
+impl Proof {
+    /// 256 bits from the operating system's CSPRNG.
+    pub fn generate() -> Result<Self, StoreError> {
+        let mut bytes = [0u8; PROOF_LEN];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| StoreError::Internal(format!("OS random source failed: {e}")))?;
+        Ok(Self(bytes))
+    }
+
+    /// Cookie form: unpadded base64url, 43 characters.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// Hashes a cookie value. Anything that is not exactly 32 bytes of base64url gives
+    /// `None`, which the guard treats as "no proof".
+    pub fn hash_cookie_value(value: &str) -> Option<ProofHash> {
+        if value.len() != 43 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(value).ok()?;
+        let bytes: [u8; PROOF_LEN] = bytes.try_into().ok()?;
+        Some(ProofHash::of(&bytes))
+    }
+
+    pub fn hash(&self) -> ProofHash {
+        ProofHash::of(&self.0)
+    }
+}
+
+/// SHA-256 of a proof. A plain hash suffices: the secret has 256 bits of entropy, so
+/// there is nothing for a slow hash to protect against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ProofHash([u8; 32]);
+
+impl ProofHash {
+    fn of(secret: &[u8; PROOF_LEN]) -> Self {
+        Self(Sha256::digest(secret).into())
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Constant-time comparison, so response timing says nothing about how much matched.
+    pub fn matches(&self, other: &ProofHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl std::fmt::Debug for ProofHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProofHash(..)")
+    }
+}
+
+/// How long a session lives: `idle` since its last verified request (sliding) and
+/// `absolute` since it was claimed, whichever ends first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub idle: Duration,
+    pub absolute: Duration,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self { idle: Duration::from_secs(24 * 3600), absolute: Duration::from_secs(30 * 24 * 3600) }
+    }
+}
+
+impl Lifetimes {
+    /// Milliseconds since the epoch at which a session created at `created_ms` and last seen at
+    /// `last_seen_ms` expires.
+    pub fn expires_at_ms(&self, created_ms: i64, last_seen_ms: i64) -> i64 {
+        let idle_end = last_seen_ms.saturating_add(self.idle.as_millis() as i64);
+        let absolute_end = created_ms.saturating_add(self.absolute.as_millis() as i64);
+        idle_end.min(absolute_end)
+    }
+
+    pub fn is_expired(&self, created_ms: i64, last_seen_ms: i64, now_ms: i64) -> bool {
+        now_ms >= self.expires_at_ms(created_ms, last_seen_ms)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This call created the session.
+    Won,
+    /// The id is already in use (and not expired).
+    Taken,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// The proof matches; the idle expiry has been pushed back.
+    Valid { created_ms: i64 },
+    /// No live session has this id (never claimed, expired, or deleted).
+    Unknown,
+    /// The session exists and the proof is missing or wrong.
+    Denied { created_ms: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("key must be 1 to {MAX_KEY_LEN} bytes of [A-Za-z0-9._:-]")]
+    KeyInvalid,
+    #[error("value is {len} bytes; the limit is {MAX_VALUE_LEN}")]
+    ValueTooLarge { len: usize },
+    #[error("the session already holds {MAX_KEYS} keys")]
+    TooManyKeys,
+    #[error("no such session")]
+    NoSuchSession,
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+/// Checks a key and value before a backend stores them; every backend calls this so the
+/// limits are one contract, not three.
+pub fn check_entry(key: &str, value: &[u8]) -> Result<(), StoreError> {
+    check_key(key)?;
+    if value.len() > MAX_VALUE_LEN {
+        return Err(StoreError::ValueTooLarge { len: value.len() });
+    }
+    Ok(())
+}
+
+pub fn check_key(key: &str) -> Result<(), StoreError> {
+    let ok = !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok { Ok(()) } else { Err(StoreError::KeyInvalid) }
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Creates the session with this proof unless a live one exists. Atomic: of any number
+    /// of concurrent claims of one id, exactly one returns `Won`. An expired session in the
+    /// way is removed (with its data) and the claim proceeds.
+    async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError>;
+
+    /// Compares `proof` with the stored hash in constant time; on a match, slides the idle
+    /// expiry. An expired session is deleted here and reported as `Unknown`.
+    async fn verify(&self, id: &SessionId, proof: Option<&ProofHash>) -> Result<Verify, StoreError>;
+
+    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Fails with `NoSuchSession` if the session is gone (expired or deleted meanwhile):
+    /// a write must never bring a session back.
+    async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Returns whether the key was present.
+    async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError>;
+
+    /// Removes every key of the session; the session itself stays.
+    async fn clear(&self, id: &SessionId) -> Result<(), StoreError>;
+
+    /// Removes the session and all its data. Returns whether it existed.
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError>;
+
+    /// Removes every expired session; returns how many.
+    async fn sweep(&self) -> Result<usize, StoreError>;
+
+    /// Whether any record of this id remains, expired or not. For tests and operators: it
+    /// must not slide expiry or delete anything.
+    async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proofs_are_random_and_round_trip() {
+        let a = Proof::generate().unwrap();
+        let b = Proof::generate().unwrap();
+        assert_ne!(a.encode(), b.encode());
+        assert_eq!(a.encode().len(), 43);
+        let h = Proof::hash_cookie_value(&a.encode()).unwrap();
+        assert!(h.matches(&a.hash()));
+        assert!(!h.matches(&b.hash()));
+    }
+
+    #[test]
+    fn malformed_proof_cookies_hash_to_nothing() {
+        let good = Proof::generate().unwrap().encode();
+        let mut flipped = good.clone();
+        flipped.replace_range(0..1, if good.starts_with('A') { "B" } else { "A" });
+        assert!(Proof::hash_cookie_value(&flipped).is_some(), "a different valid secret still decodes");
+        assert!(!Proof::hash_cookie_value(&flipped).unwrap().matches(&Proof::hash_cookie_value(&good).unwrap()));
+        for bad in ["", "abc", &good[..42], &format!("{good}A"), &good.replace(|_: char| true, "!")] {
+            assert!(Proof::hash_cookie_value(bad).is_none(), "{bad:?}");
+        }
+        // 43 chars of standard (not url-safe) base64 alphabet are refused.
+        let std_alphabet = format!("{}+", &good[..42]);
+        assert!(Proof::hash_cookie_value(&std_alphabet).is_none());
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        assert!(check_key("notes").is_ok());
+        assert!(check_key("a.b_c:d-9").is_ok());
+        assert!(check_key(&"k".repeat(MAX_KEY_LEN)).is_ok());
+        for bad in ["", "has space", "slash/", "é", "nul\0", &"k".repeat(MAX_KEY_LEN + 1)] {
+            assert_eq!(check_key(bad), Err(StoreError::KeyInvalid), "{bad:?}");
+        }
+        assert_eq!(
+            check_entry("k", &vec![0; MAX_VALUE_LEN + 1]),
+            Err(StoreError::ValueTooLarge { len: MAX_VALUE_LEN + 1 })
+        );
+        assert!(check_entry("k", &vec![0; MAX_VALUE_LEN]).is_ok());
+    }
+
+    #[test]
+    fn expiry_is_the_earlier_of_idle_and_absolute() {
+        let l = Lifetimes { idle: Duration::from_secs(10), absolute: Duration::from_secs(100) };
+        assert_eq!(l.expires_at_ms(0, 0), 10_000);
+        assert_eq!(l.expires_at_ms(0, 95_000), 100_000);
+        assert!(!l.is_expired(0, 5_000, 14_999));
+        assert!(l.is_expired(0, 5_000, 15_000));
+        assert!(l.is_expired(0, 99_999, 100_000));
+    }
+}

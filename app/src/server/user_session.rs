@@ -1,0 +1,64 @@
+//! `UserSession`: per-session key/value state for server code, like Chainlit's
+//! `cl.user_session`, except that it cannot be pointed at another session: the only way
+//! to get one is from the request the guard verified.
+
+use super::guard::{VerifiedSession, bounded, store_error};
+use crate::{ApiError, ErrorCode, SessionId};
+use serde::{Serialize, de::DeserializeOwned};
+
+#[derive(Clone, Debug)]
+pub struct UserSession {
+    session: VerifiedSession,
+}
+
+impl UserSession {
+    /// The session of the request being served. Fails with `no_session` outside a request
+    /// the guard let through (which, for server functions, cannot happen).
+    pub async fn current() -> Result<Self, ApiError> {
+        let axum::Extension(session) = leptos_axum::extract::<axum::Extension<VerifiedSession>>()
+            .await
+            .map_err(|_| ApiError::no_session())?;
+        Ok(Self { session })
+    }
+
+    /// Wraps a session the guard verified; for handlers outside Leptos (tests, websockets).
+    pub fn from_verified(session: VerifiedSession) -> Self {
+        Self { session }
+    }
+
+    pub fn id(&self) -> &SessionId {
+        self.session.id()
+    }
+
+    pub fn verified(&self) -> &VerifiedSession {
+        &self.session
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        let s = &self.session;
+        let Some(bytes) = bounded(s.store_timeout(), s.store().get(s.id(), key)).await.map_err(store_error)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            // A value written by an older version with another shape: report, don't panic.
+            tracing::error!(session = %s.id().log_tag(), key, error = %e, "stored value does not decode");
+            ApiError::new(ErrorCode::Internal, format!("the stored value of {key:?} has an unexpected shape"))
+        })
+    }
+
+    pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), ApiError> {
+        let s = &self.session;
+        let bytes = serde_json::to_vec(value).map_err(|_| ApiError::internal())?;
+        bounded(s.store_timeout(), s.store().set(s.id(), key, &bytes)).await.map_err(store_error)
+    }
+
+    pub async fn remove(&self, key: &str) -> Result<bool, ApiError> {
+        let s = &self.session;
+        bounded(s.store_timeout(), s.store().remove(s.id(), key)).await.map_err(store_error)
+    }
+
+    pub async fn clear(&self) -> Result<(), ApiError> {
+        let s = &self.session;
+        bounded(s.store_timeout(), s.store().clear(s.id())).await.map_err(store_error)
+    }
+}

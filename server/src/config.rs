@@ -1,0 +1,213 @@
+//! Configuration: defaults, then `confide.toml` (or the file named by `CONFIDE_CONFIG`),
+//! then `CONFIDE_*` environment variables, later sources winning.
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use url::Url;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    /// Address to listen on.
+    pub addr: SocketAddr,
+    /// The URL people use to reach Confide; decides cookie security. Defaults to
+    /// `http://<addr>`.
+    pub public_url: Option<Url>,
+    /// Where the built site (`pkg/`, assets) lives.
+    pub site_root: PathBuf,
+    /// A session ends after this long without a verified request.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub idle_timeout: Duration,
+    /// A session ends this long after it was claimed, however active.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub absolute_timeout: Duration,
+    /// How often expired sessions are swept.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub sweep_interval: Duration,
+    /// Bound on every store call.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub store_timeout: Duration,
+    /// Allow cookies without `Secure` on a plain-http public URL that is not loopback.
+    #[serde(deserialize_with = "flag")]
+    pub insecure_cookies: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: ([127, 0, 0, 1], 3000).into(),
+            public_url: None,
+            site_root: PathBuf::from("target/site"),
+            idle_timeout: Duration::from_secs(24 * 3600),
+            absolute_timeout: Duration::from_secs(30 * 24 * 3600),
+            sweep_interval: Duration::from_secs(60),
+            store_timeout: Duration::from_secs(2),
+            insecure_cookies: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads the configuration the server starts with.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var("CONFIDE_CONFIG").unwrap_or_else(|_| "confide.toml".into());
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        // cargo-leptos tells the binary where it put the site; an explicit
+        // CONFIDE_SITE_ROOT still wins.
+        if let Ok(root) = std::env::var("LEPTOS_SITE_ROOT") {
+            fig = fig.merge(("site_root", root));
+        }
+        let config: Config = fig
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("CONFIDE_").ignore(&["config", "log"]))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
+            return Err(ConfigError::Invalid("timeouts must be greater than zero".into()));
+        }
+        if self.store_timeout.is_zero() {
+            return Err(ConfigError::Invalid("store_timeout must be greater than zero".into()));
+        }
+        self.secure_cookies().map(|_| ())
+    }
+
+    pub fn public_url(&self) -> Url {
+        self.public_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{}", self.addr)).expect("a socket address forms a valid URL")
+        })
+    }
+
+    /// Whether cookies carry `Secure` and the `__Host-` prefix. Browsers honour `Secure`
+    /// cookies over https and on loopback; anywhere else over plain http they would drop
+    /// them, so the server refuses to start there unless told to go without.
+    pub fn secure_cookies(&self) -> Result<bool, ConfigError> {
+        let url = self.public_url();
+        match url.scheme() {
+            "https" => Ok(true),
+            "http" if is_loopback(&url) => Ok(true),
+            "http" if self.insecure_cookies => Ok(false),
+            "http" => Err(ConfigError::Invalid(format!(
+                "public URL {url} is plain http on a non-loopback host, where Secure cookies cannot \
+                 work; serve Confide over https, or set CONFIDE_INSECURE_COOKIES=1 to run without \
+                 cookie protection"
+            ))),
+            other => Err(ConfigError::Invalid(format!("public URL scheme {other:?} is not http or https"))),
+        }
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Accepts whole seconds (`90`) or a human duration (`90s`, `15m`, `24h`, `30d`).
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => {
+            let t = t.trim();
+            if let Ok(s) = t.parse::<u64>() {
+                return Ok(Duration::from_secs(s));
+            }
+            humantime::parse_duration(t).map_err(|e| serde::de::Error::custom(format!("{t:?}: {e}")))
+        }
+    }
+}
+
+/// Accepts `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
+fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Bool(bool),
+        Int(i64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Bool(b) => Ok(b),
+        Raw::Int(1) => Ok(true),
+        Raw::Int(0) => Ok(false),
+        Raw::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" | "" => Ok(false),
+            other => Err(serde::de::Error::custom(format!("{other:?} is not a yes/no value"))),
+        },
+        Raw::Int(n) => Err(serde::de::Error::custom(format!("{n} is not a yes/no value"))),
+    }
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        for (k, v) in pairs {
+            fig = fig.merge((*k, *v));
+        }
+        let c: Config = fig.extract().map_err(Box::new)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
+        assert_eq!(c.absolute_timeout, Duration::from_secs(30 * 86_400));
+        assert!(c.secure_cookies().unwrap(), "loopback http still gets Secure cookies");
+    }
+
+    #[test]
+    fn durations_take_seconds_or_units() {
+        let c = with(&[("idle_timeout", "90"), ("absolute_timeout", "2h")]).unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.absolute_timeout, Duration::from_secs(7200));
+        assert!(with(&[("idle_timeout", "soon")]).is_err());
+        assert!(with(&[("idle_timeout", "0")]).is_err());
+    }
+
+    #[test]
+    fn plain_http_elsewhere_needs_explicit_consent() {
+        let err = with(&[("public_url", "http://chat.example.com")]).unwrap_err();
+        assert!(err.to_string().contains("CONFIDE_INSECURE_COOKIES"), "{err}");
+        let c = with(&[("public_url", "http://chat.example.com"), ("insecure_cookies", "1")]).unwrap();
+        assert!(!c.secure_cookies().unwrap());
+        let c = with(&[("public_url", "https://chat.example.com")]).unwrap();
+        assert!(c.secure_cookies().unwrap());
+        let c = with(&[("public_url", "http://localhost:8080")]).unwrap();
+        assert!(c.secure_cookies().unwrap());
+    }
+}

@@ -1,0 +1,118 @@
+//! Confide's server: configuration, the HTTP stack, store backends.
+//!
+//! `app(state)` builds the whole router and is kept apart from `main` so tests can serve it
+//! on a random port exactly as the binary does.
+
+pub mod config;
+mod middleware;
+pub mod store;
+
+use app::{
+    ApiError, App, shell,
+    server::{GuardConfig, Lifetimes, SessionStore},
+};
+use axum::{
+    Router,
+    response::IntoResponse,
+    routing::{any, get},
+};
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use std::{future::Future, sync::Arc};
+use tokio::net::TcpListener;
+
+pub use config::{Config, ConfigError};
+pub use store::MemoryStore;
+
+/// Everything a request handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn SessionStore>,
+    pub guard: GuardConfig,
+    pub leptos: LeptosOptions,
+}
+
+impl AppState {
+    /// State with the given store; the configuration must already be valid.
+    pub fn new(config: Config, store: Arc<dyn SessionStore>) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let secure_cookies = config.secure_cookies()?;
+        let guard = GuardConfig {
+            lifetimes: lifetimes(&config),
+            secure_cookies,
+            store_timeout: config.store_timeout,
+        };
+        let leptos = LeptosOptions::builder()
+            .output_name(option_env!("LEPTOS_OUTPUT_NAME").unwrap_or("confide"))
+            .site_root(config.site_root.to_string_lossy().into_owned())
+            .site_pkg_dir("pkg")
+            .site_addr(config.addr)
+            .build();
+        Ok(Self { config: Arc::new(config), store, guard, leptos })
+    }
+
+    /// State with the store the configuration names.
+    pub fn from_config(config: Config) -> Result<Self, ConfigError> {
+        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(lifetimes(&config)));
+        Self::new(config, store)
+    }
+}
+
+impl axum::extract::FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+pub fn lifetimes(config: &Config) -> Lifetimes {
+    Lifetimes { idle: config.idle_timeout, absolute: config.absolute_timeout }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let leptos_options = state.leptos.clone();
+
+    let guarded = Router::new()
+        .leptos_routes(&state, routes, move || shell(leptos_options.clone()))
+        // Unknown API paths answer in the API's own format, not with an HTML page.
+        .route("/api/{*rest}", any(|| async { ApiError::not_found().into_response() }))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::session_guard))
+        .with_state(state);
+
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(guarded)
+        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` completes, sweeping expired sessions
+/// in the background.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = tokio::spawn(sweep_forever(state.store.clone(), state.config.sweep_interval));
+    let result = axum::serve(listener, app(state).into_make_service())
+        .with_graceful_shutdown(shutdown)
+        .await;
+    sweeper.abort();
+    result
+}
+
+async fn sweep_forever(store: Arc<dyn SessionStore>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "swept expired sessions"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired sessions failed"),
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The session protocol over real HTTP against `app()` on a random port.
+
+mod common;
+
+use app::{SessionId, server::SessionStore};
+use common::{Browser, send, spawn, spawn_with};
+use futures::{StreamExt, stream};
+use reqwest::StatusCode;
+use serde_json::json;
+use server::Config;
+use std::time::Duration;
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let app = spawn().await;
+    let res = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_clients_on_one_ip_never_cross() {
+    let app = spawn().await;
+    let mut browsers: Vec<Browser> = (0..500).map(|_| Browser::new()).collect();
+
+    // Every phase runs all 500 clients interleaved, 100 requests in flight.
+    browsers = stream::iter(browsers)
+        .map(|mut b| {
+            let app = &app;
+            async move {
+                let r = b.start(app).await;
+                assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+                assert_eq!(r.body["new"], true);
+                assert!(b.proof.is_some(), "a claim issues a proof");
+                b
+            }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+
+    let texts: Vec<String> = browsers.iter().map(|b| format!("private note of {} ({})", &b.sid, b.sid.len())).collect();
+    let pairs: Vec<(Browser, String)> = browsers.into_iter().zip(texts).collect();
+    let pairs: Vec<(Browser, String)> = stream::iter(pairs)
+        .map(|(mut b, text)| {
+            let app = &app;
+            async move {
+                let r = b.set_note(app, &text).await;
+                assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+                (b, text)
+            }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+
+    // Read back in a different order from the writes.
+    let mut pairs = pairs;
+    pairs.reverse();
+    let cross_reads: usize = stream::iter(pairs)
+        .map(|(mut b, text)| {
+            let app = &app;
+            async move {
+                let r = b.get_note(app).await;
+                assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+                usize::from(r.body["text"].as_str() != Some(text.as_str()))
+            }
+        })
+        .buffer_unordered(100)
+        .fold(0, |acc, x| async move { acc + x })
+        .await;
+    assert_eq!(cross_reads, 0, "no client may read anything but its own note");
+    assert_eq!(app.store.len(), 500);
+}
+
+#[tokio::test]
+async fn a_guid_without_its_proof_is_refused_and_changes_nothing() {
+    let app = spawn().await;
+    let mut alice = Browser::new();
+    alice.start(&app).await;
+    assert_eq!(alice.set_note(&app, "alice's secret").await.status, StatusCode::OK);
+
+    // Past the claim-race window a proof-less request is plainly a stranger's.
+    tokio::time::sleep(Duration::from_millis(app::server::guard::CLAIM_RACE_WINDOW_MS as u64 + 100)).await;
+    // Mallory learns Alice's id (it is not a secret) but has no proof.
+    let mut mallory = Browser { sid: alice.sid.clone(), proof: None };
+    for r in [mallory.get_note(&app).await, mallory.set_note(&app, "overwritten").await, mallory.start(&app).await] {
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+        assert_eq!(r.code(), "session_proof_mismatch");
+        assert!(!r.body.to_string().contains("alice's secret"));
+        assert!(r.issued_proof().is_none(), "no proof is issued for a claimed id");
+    }
+
+    // A forged proof (well-formed, wrong) fares no better.
+    let mut forger = Browser { sid: alice.sid.clone(), proof: Some("A".repeat(43)) };
+    let r = forger.set_note(&app, "forged").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.code(), "session_proof_mismatch");
+    // A malformed proof too.
+    let mut garbage = Browser { sid: alice.sid.clone(), proof: Some("not-a-proof".into()) };
+    assert_eq!(garbage.get_note(&app).await.status, StatusCode::FORBIDDEN);
+
+    let r = alice.get_note(&app).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["text"], "alice's secret", "Alice's state is unchanged");
+}
+
+#[tokio::test]
+async fn malformed_guids_are_refused_with_400() {
+    let app = spawn().await;
+    for sid in [
+        "not-a-uuid",
+        "0B3E5C1E-8F2A-4C6D-9E7F-1A2B3C4D5E6F",
+        "{0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f}",
+        "0b3e5c1e-8f2a-1c6d-9e7f-1a2b3c4d5e6f",
+        "00000000-0000-0000-0000-000000000000",
+        "../../etc/passwd",
+    ] {
+        let mut b = Browser { sid: sid.into(), proof: None };
+        let r = b.start(&app).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{sid}: {:?}", r.body);
+        assert_eq!(r.code(), "invalid_session_id", "{sid}");
+    }
+    assert_eq!(app.store.len(), 0, "nothing was claimed");
+}
+
+#[tokio::test]
+async fn header_and_cookie_naming_different_sessions_is_refused() {
+    let app = spawn().await;
+    let mut a = Browser::new();
+    a.start(&app).await;
+    let other = SessionId::random().as_string();
+    let r = send(
+        app.http
+            .post(format!("{}/api/notes/get", app.base))
+            .header("x-confide-session", &a.sid)
+            .header("cookie", format!("confide_sid={other}; __Host-confide_proof={}", a.proof.clone().unwrap()))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "session_mismatch");
+
+    // The same id in two cookies with different values is a conflict too.
+    let r = send(
+        app.http
+            .post(format!("{}/api/notes/get", app.base))
+            .header("x-confide-session", &a.sid)
+            .header("cookie", format!("confide_sid={}; confide_sid={other}", a.sid))
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), "session_mismatch");
+}
+
+#[tokio::test]
+async fn server_functions_without_a_guid_answer_401() {
+    let app = spawn().await;
+    let r = send(app.http.post(format!("{}/api/notes/get", app.base)).json(&json!({}))).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.code(), "no_session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_of_one_guid_over_http_have_one_winner() {
+    let app = spawn().await;
+    let sid = SessionId::random().as_string();
+    let replies: Vec<_> = stream::iter(0..50)
+        .map(|_| {
+            let app = &app;
+            let mut b = Browser { sid: sid.clone(), proof: None };
+            async move { b.start(app).await }
+        })
+        .buffer_unordered(50)
+        .collect()
+        .await;
+    let won = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+    let lost = replies.iter().filter(|r| r.status == StatusCode::CONFLICT && r.code() == "session_claimed").count();
+    assert_eq!((won, lost), (1, 49), "exactly one claim wins; the rest get 409 session_claimed");
+}
+
+#[tokio::test]
+async fn expired_sessions_are_deleted_and_start_afresh() {
+    let app = spawn_with(Config {
+        idle_timeout: Duration::from_secs(1),
+        sweep_interval: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut b = Browser::new();
+    b.start(&app).await;
+    b.set_note(&app, "short-lived").await;
+    let id = SessionId::parse(&b.sid).unwrap();
+    assert!(app.store.exists_raw(&id).await.unwrap());
+
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(!app.store.exists_raw(&id).await.unwrap(), "the sweeper deleted the expired session");
+
+    let old_proof = b.proof.clone();
+    let r = b.get_note(&app).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["text"], "", "the id starts over, empty");
+    assert!(r.issued_proof().is_some() && b.proof != old_proof, "a fresh proof is issued");
+}
+
+#[tokio::test]
+async fn server_functions_take_json_only() {
+    let app = spawn().await;
+    let mut b = Browser::new();
+    b.start(&app).await;
+    for (ctype, body) in [
+        ("application/x-www-form-urlencoded", "text=from+a+form"),
+        ("text/plain", r#"{"text":"from text/plain"}"#),
+        ("multipart/form-data; boundary=x", "--x--"),
+    ] {
+        let r = send(
+            app.http
+                .post(format!("{}/api/notes/set", app.base))
+                .header("x-confide-session", &b.sid)
+                .header("cookie", b.cookie_header())
+                .header("content-type", ctype)
+                .body(body),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ctype}");
+        assert_eq!(r.code(), "unsupported_media_type");
+    }
+    assert_eq!(b.get_note(&app).await.body["text"], "");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let app = spawn().await;
+    let mut b = Browser::new();
+    b.start(&app).await;
+    b.set_note(&app, "kept").await;
+
+    let r = b.set_note(&app, &"x".repeat(10_001)).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.code(), "too_large");
+
+    let r = b.call(&app, "notes/set", json!({ "wrong": 1 })).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert_eq!(r.code(), "invalid_input");
+
+    let r = b.call(&app, "notes/nope", json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.code(), "not_found");
+
+    assert_eq!(b.get_note(&app).await.body["text"], "kept");
+}
+
+#[tokio::test]
+async fn pages_render_the_public_shell_whatever_the_cookie() {
+    let app = spawn().await;
+    let mut owner = Browser::new();
+    owner.start(&app).await;
+    for cookie in [
+        None,
+        Some("confide_sid=garbage".to_owned()),
+        Some(format!("confide_sid={}", owner.sid)), // known id, no proof
+        Some(owner.cookie_header()),
+    ] {
+        let mut req = app.http.get(format!("{}/", app.base));
+        if let Some(c) = &cookie {
+            req = req.header("cookie", c);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{cookie:?}");
+        assert_eq!(res.headers()["cache-control"], "private, no-store");
+        assert!(res.headers().get_all("vary").iter().any(|v| v == "Cookie"));
+        assert!(res.headers().get("set-cookie").is_none(), "page loads never claim");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("Confide") && html.contains("<main"), "{cookie:?}");
+    }
+    assert_eq!(app.store.len(), 1, "no page load created a session");
+}
+
+#[tokio::test]
+async fn proof_cookie_has_the_protective_attributes() {
+    let app = spawn().await;
+    let mut b = Browser::new();
+    let r = b.start(&app).await;
+    let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-confide_proof="), "{cookie}");
+    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(attr), "{attr} missing in {cookie}");
+    }
+    assert!(!cookie.contains("Domain"), "__Host- cookies carry no Domain");
+    assert_eq!(r.headers["cache-control"], "private, no-store");
+}
