@@ -1,0 +1,63 @@
+# Confide: `make run` serves the app, `make test` runs every test. Both install what they
+# need first (see scripts/setup.sh) and skip what is already there.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+# Same value cargo-leptos sets, so plain cargo commands reuse its build of the dependencies.
+export LEPTOS_OUTPUT_NAME := confide
+
+.PHONY: help setup setup-test run build release test test-unit test-e2e bench fmt lint clean
+
+help:
+	@echo "make run        build (release) and serve on http://127.0.0.1:3000"
+	@echo "make test       unit + integration + Playwright tests"
+	@echo "make test-unit  Rust tests only"
+	@echo "make test-e2e   Playwright tests only (builds the app first)"
+
+setup:
+	@scripts/setup.sh build
+
+setup-test:
+	@scripts/setup.sh test
+
+run: setup
+	cargo leptos serve --release
+
+build: setup
+	cargo leptos build
+
+release: setup
+	cargo leptos build --release
+
+test: setup-test
+	cargo leptos build
+	$(MAKE) --no-print-directory test-unit-only
+	$(MAKE) --no-print-directory test-e2e-only
+
+test-unit: setup
+	$(MAKE) --no-print-directory test-unit-only
+
+test-e2e: setup-test
+	cargo leptos build
+	$(MAKE) --no-print-directory test-e2e-only
+
+.PHONY: test-unit-only test-e2e-only
+test-unit-only:
+	cargo test -p app -p server --features app/ssr
+
+test-e2e-only:
+	cd end2end && CI=$${CI:-} npx playwright test
+
+bench:
+	@echo "make bench: the load tool and benchmarks are not built yet" >&2
+	@exit 2
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo clippy -p app -p server --features app/ssr --tests -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf end2end/test-results end2end/playwright-report

@@ -1,0 +1,96 @@
+import { expect, test } from "@playwright/test";
+import { consistentSid, cookieSid, openReady, saveNote, storedSid } from "./helpers";
+
+test("two browsers get different sessions whose notes never cross", async ({ browser }) => {
+  const a = await browser.newContext();
+  const b = await browser.newContext();
+  const pa = await a.newPage();
+  const pb = await b.newPage();
+  await openReady(pa);
+  await openReady(pb);
+  const sidA = await consistentSid(pa);
+  const sidB = await consistentSid(pb);
+  expect(sidA).not.toBe(sidB);
+
+  await saveNote(pa, "note of A");
+  await saveNote(pb, "note of B");
+  await pa.reload();
+  await pb.reload();
+  await openReady(pa);
+  await openReady(pb);
+  await expect(pa.getByTestId("note")).toHaveValue("note of A");
+  await expect(pb.getByTestId("note")).toHaveValue("note of B");
+  expect(await consistentSid(pa)).toBe(sidA);
+  expect(await consistentSid(pb)).toBe(sidB);
+  await a.close();
+  await b.close();
+});
+
+test("a reload keeps the session and its note; the proof cookie is HttpOnly", async ({ page, context }) => {
+  await openReady(page);
+  const sid = await consistentSid(page);
+  await saveNote(page, "still here after reload");
+  await page.reload();
+  await openReady(page);
+  expect(await consistentSid(page)).toBe(sid);
+  await expect(page.getByTestId("note")).toHaveValue("still here after reload");
+
+  const proof = (await context.cookies()).find((c) => c.name === "__Host-confide_proof");
+  expect(proof?.httpOnly).toBe(true);
+  expect(proof?.secure).toBe(true);
+  expect(proof?.sameSite).toBe("Strict");
+  expect(proof?.path).toBe("/");
+  // Scripts cannot read the proof.
+  const visible = await page.evaluate(() => document.cookie);
+  expect(visible).not.toContain("confide_proof");
+  expect(visible).toContain(`confide_sid=${sid}`);
+});
+
+test("clearing storage and cookies starts a new, empty session", async ({ page, context }) => {
+  await openReady(page);
+  const before = await consistentSid(page);
+  await saveNote(page, "forget me");
+
+  await context.clearCookies();
+  await page.evaluate(() => window.localStorage.clear());
+  await page.reload();
+  await openReady(page);
+  const after = await consistentSid(page);
+  expect(after).not.toBe(before);
+  await expect(page.getByTestId("note")).toHaveValue("");
+});
+
+test("a copied GUID without its proof is moved to a fresh session and sees nothing", async ({ browser }) => {
+  const a = await browser.newContext();
+  const pa = await a.newPage();
+  await openReady(pa);
+  const sidA = await consistentSid(pa);
+  await saveNote(pa, "A's private note");
+
+  // B already has a session of its own; then A's id is planted in B's storage and cookie.
+  const b = await browser.newContext();
+  const pb = await b.newPage();
+  await openReady(pb);
+  const sidB = await consistentSid(pb);
+  await pb.evaluate((sid) => window.localStorage.setItem("confide.sid", JSON.stringify(sid)), sidA);
+  await b.addCookies([{ name: "confide_sid", value: sidA, url: pb.url(), sameSite: "Strict" }]);
+  expect(await storedSid(pb)).toBe(sidA);
+  expect(await cookieSid(b)).toBe(sidA);
+
+  await pb.reload();
+  await openReady(pb);
+  await expect(pb.getByTestId("notice")).toContainText("A new session was started");
+  const sidNew = await consistentSid(pb);
+  expect(sidNew).not.toBe(sidA);
+  expect(sidNew).not.toBe(sidB);
+  await expect(pb.getByTestId("note")).toHaveValue("");
+  expect(await pb.content()).not.toContain("A's private note");
+
+  // A is untouched.
+  await pa.reload();
+  await openReady(pa);
+  expect(await consistentSid(pa)).toBe(sidA);
+  await expect(pa.getByTestId("note")).toHaveValue("A's private note");
+  await a.close();
+  await b.close();
+});
