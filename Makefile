@@ -42,8 +42,10 @@ test-e2e: setup-test
 	$(MAKE) --no-print-directory test-e2e-only
 
 .PHONY: test-unit-only test-e2e-only
+# cargo-leptos builds debug code with `--cfg erase_components`; the tests use the same flag
+# so they share its compiled dependencies instead of building them a second time.
 test-unit-only:
-	cargo test -p app -p server --features app/ssr
+	RUSTFLAGS="--cfg erase_components" cargo test -p app -p server --features app/ssr
 
 test-e2e-only:
 	cd end2end && CI=$${CI:-} npx playwright test

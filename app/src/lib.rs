@@ -33,6 +33,10 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
+                // A plain link, not leptos_meta's <Stylesheet>: the latter fails to hydrate
+                // in erase_components (debug) builds.
+                <link rel="stylesheet" id="leptos" href="/pkg/confide.css" />
+                <title>"Confide"</title>
                 <HydrationScripts options />
                 <MetaTags />
             </head>

@@ -148,8 +148,8 @@ mod tests {
             ("0b3e5c1e_8f2a-4c6d-9e7f-1a2b3c4d5e6f", SessionIdError::NotCanonical),
             ("0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6 ", SessionIdError::NotCanonical),
             (" 0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6", SessionIdError::NotCanonical),
-            ("0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5é", SessionIdError::NotCanonical),
-            ("0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5\0f", SessionIdError::NotCanonical),
+            ("0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5eé", SessionIdError::NotCanonical),
+            ("0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e\0f", SessionIdError::NotCanonical),
             ("00000000-0000-0000-0000-000000000000", SessionIdError::NotVersion4), // nil
             ("ffffffff-ffff-ffff-ffff-ffffffffffff", SessionIdError::NotVersion4), // max
             ("0b3e5c1e-8f2a-1c6d-9e7f-1a2b3c4d5e6f", SessionIdError::NotVersion4), // v1

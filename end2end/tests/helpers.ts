@@ -5,6 +5,11 @@ export const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-
 /** Opens Confide and waits until the page is hydrated and the session has started. */
 export async function openReady(page: Page, path = "/"): Promise<void> {
   await page.goto(path);
+  await waitReady(page);
+}
+
+/** Waits (without navigating) until the page is hydrated and the session has started. */
+export async function waitReady(page: Page): Promise<void> {
   await expect(page.locator("body")).toHaveAttribute("data-hydrated", "true");
   await expect(page.locator(".app-shell")).toHaveAttribute("data-session-state", "ready");
 }

@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { consistentSid, cookieSid, openReady, saveNote, storedSid } from "./helpers";
+import { consistentSid, cookieSid, openReady, saveNote, storedSid, waitReady } from "./helpers";
 
 test("two browsers get different sessions whose notes never cross", async ({ browser }) => {
   const a = await browser.newContext();
@@ -16,8 +16,8 @@ test("two browsers get different sessions whose notes never cross", async ({ bro
   await saveNote(pb, "note of B");
   await pa.reload();
   await pb.reload();
-  await openReady(pa);
-  await openReady(pb);
+  await waitReady(pa);
+  await waitReady(pb);
   await expect(pa.getByTestId("note")).toHaveValue("note of A");
   await expect(pb.getByTestId("note")).toHaveValue("note of B");
   expect(await consistentSid(pa)).toBe(sidA);
@@ -31,7 +31,7 @@ test("a reload keeps the session and its note; the proof cookie is HttpOnly", as
   const sid = await consistentSid(page);
   await saveNote(page, "still here after reload");
   await page.reload();
-  await openReady(page);
+  await waitReady(page);
   expect(await consistentSid(page)).toBe(sid);
   await expect(page.getByTestId("note")).toHaveValue("still here after reload");
 
@@ -54,7 +54,7 @@ test("clearing storage and cookies starts a new, empty session", async ({ page, 
   await context.clearCookies();
   await page.evaluate(() => window.localStorage.clear());
   await page.reload();
-  await openReady(page);
+  await waitReady(page);
   const after = await consistentSid(page);
   expect(after).not.toBe(before);
   await expect(page.getByTestId("note")).toHaveValue("");
@@ -78,7 +78,7 @@ test("a copied GUID without its proof is moved to a fresh session and sees nothi
   expect(await cookieSid(b)).toBe(sidA);
 
   await pb.reload();
-  await openReady(pb);
+  await waitReady(pb);
   await expect(pb.getByTestId("notice")).toContainText("A new session was started");
   const sidNew = await consistentSid(pb);
   expect(sidNew).not.toBe(sidA);
@@ -88,7 +88,7 @@ test("a copied GUID without its proof is moved to a fresh session and sees nothi
 
   // A is untouched.
   await pa.reload();
-  await openReady(pa);
+  await waitReady(pa);
   expect(await consistentSid(pa)).toBe(sidA);
   await expect(pa.getByTestId("note")).toHaveValue("A's private note");
   await a.close();

@@ -4,7 +4,7 @@ mod notepad;
 
 use crate::{ApiError, api::SessionInfo};
 use leptos::prelude::*;
-use leptos_meta::{Stylesheet, Title, provide_meta_context};
+use leptos_meta::provide_meta_context;
 use leptos_router::{
     components::{Route, Router, Routes},
     path,
@@ -53,8 +53,6 @@ pub fn App() -> impl IntoView {
     });
 
     view! {
-        <Stylesheet id="leptos" href="/pkg/confide.css" />
-        <Title text="Confide" />
         <Router>
             <div class="app-shell" data-session-state=move || ctx.state.with(|s| s.as_attr())>
                 <a class="skip-link" href="#main">"Skip to content"</a>
