@@ -31,6 +31,12 @@ pub enum ErrorCode {
     TooLarge,
     /// The session holds as many keys as it may.
     TooManyKeys,
+    /// A per-session limit (threads, messages) is reached.
+    LimitReached,
+    /// The thread is busy with a reply; stop it first.
+    Busy,
+    /// The assistant failed to answer.
+    AssistantError,
     /// Server functions take JSON only.
     UnsupportedMediaType,
     /// The thing asked for does not exist in this session.
@@ -56,7 +62,8 @@ impl ErrorCode {
             Self::SessionClaimed => 409,
             Self::SessionProofMismatch => 403,
             Self::TooLarge => 413,
-            Self::TooManyKeys => 409,
+            Self::TooManyKeys | Self::LimitReached | Self::Busy => 409,
+            Self::AssistantError => 502,
             Self::UnsupportedMediaType => 415,
             Self::NotFound => 404,
             Self::StoreUnavailable => 503,
@@ -76,6 +83,9 @@ impl ErrorCode {
             Self::KeyInvalid => "key_invalid",
             Self::TooLarge => "too_large",
             Self::TooManyKeys => "too_many_keys",
+            Self::LimitReached => "limit_reached",
+            Self::Busy => "busy",
+            Self::AssistantError => "assistant_error",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::NotFound => "not_found",
             Self::StoreUnavailable => "store_unavailable",

@@ -6,6 +6,7 @@ pub mod client;
 mod components;
 mod error;
 mod session_id;
+pub mod model;
 #[cfg(feature = "ssr")]
 pub mod server;
 

@@ -129,6 +129,7 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
         StoreError::KeyInvalid => ApiError::new(ErrorCode::KeyInvalid, e.to_string()),
         StoreError::ValueTooLarge { .. } => ApiError::new(ErrorCode::TooLarge, e.to_string()),
         StoreError::TooManyKeys => ApiError::new(ErrorCode::TooManyKeys, e.to_string()),
+        StoreError::TooManyThreads | StoreError::TooManyMessages => ApiError::new(ErrorCode::LimitReached, e.to_string()),
         // The session vanished (expired or deleted) between the guard and this call.
         StoreError::NoSuchSession => ApiError::new(ErrorCode::NoSession, "the session has ended"),
         StoreError::Internal(_) => ApiError::internal(),

@@ -5,7 +5,10 @@
 //! method takes the caller's `SessionId`; there is no call that lists or reads
 //! across sessions, so a backend cannot be asked for someone else's data.
 
-use crate::SessionId;
+use crate::{
+    SessionId,
+    model::{Message, MessageId, Thread, ThreadId},
+};
 use async_trait::async_trait;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
@@ -20,6 +23,10 @@ pub const MAX_KEY_LEN: usize = 128;
 pub const MAX_VALUE_LEN: usize = 64 * 1024;
 /// Most keys one session may hold.
 pub const MAX_KEYS: usize = 256;
+/// Most threads one session may hold.
+pub const MAX_THREADS: usize = 1_000;
+/// Most messages one thread may hold.
+pub const MAX_MESSAGES: usize = 2_000;
 
 /// The secret half of a session, as issued to the browser in an HttpOnly cookie.
 /// Only `ProofHash` is ever stored.
@@ -147,6 +154,10 @@ pub enum StoreError {
     TooManyKeys,
     #[error("no such session")]
     NoSuchSession,
+    #[error("the session already holds {MAX_THREADS} threads; delete some first")]
+    TooManyThreads,
+    #[error("the thread already holds {MAX_MESSAGES} messages; start a new one")]
+    TooManyMessages,
     #[error("store error: {0}")]
     Internal(String),
 }
@@ -196,6 +207,40 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes every expired session; returns how many.
     async fn sweep(&self) -> Result<usize, StoreError>;
+
+    // Chat data. Every call is scoped by the session id: a thread or message id of another
+    // session is simply not found.
+
+    /// The session's threads, most recently updated first.
+    async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError>;
+
+    /// A thread with its messages in conversation order.
+    async fn get_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<Option<(Thread, Vec<Message>)>, StoreError>;
+
+    /// Adds a new thread (fails with `TooManyThreads` at the limit).
+    async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError>;
+
+    /// Replaces a thread's title and timestamps; false if the session has no such thread.
+    async fn update_thread(&self, id: &SessionId, thread: &Thread) -> Result<bool, StoreError>;
+
+    /// Removes a thread and its messages; false if the session has no such thread.
+    async fn delete_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<bool, StoreError>;
+
+    async fn get_message(&self, id: &SessionId, message: &MessageId) -> Result<Option<Message>, StoreError>;
+
+    /// Appends the message to its thread, or replaces it in place if its id exists there.
+    /// Appending moves the thread's `updated_ms` to the message's `created_ms`. False if
+    /// the session has no such thread.
+    async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError>;
+
+    /// Drops every message after `after` in the thread (all of them for `None`); returns
+    /// how many went.
+    async fn truncate_after(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+        after: Option<&MessageId>,
+    ) -> Result<usize, StoreError>;
 
     /// Whether any record of this id remains, expired or not. For tests and operators: it
     /// must not slide expiry or delete anything.

@@ -3,7 +3,11 @@
 
 use app::{
     SessionId,
-    server::{Claim, Lifetimes, Proof, ProofHash, SessionStore, StoreError, Verify, store::{MAX_KEYS, MAX_VALUE_LEN}},
+    model::{Message, MessageId, MessageStatus, Role, Thread, ThreadId},
+    server::{
+        Claim, Lifetimes, Proof, ProofHash, SessionStore, StoreError, Verify,
+        store::{MAX_KEYS, MAX_THREADS, MAX_VALUE_LEN},
+    },
 };
 use std::{sync::Arc, time::Duration};
 
@@ -143,6 +147,108 @@ pub async fn sweep_removes_only_expired(store: Arc<dyn SessionStore>) {
     assert!(store.exists_raw(&young).await.unwrap());
 }
 
+fn thread(title: &str, at: i64) -> Thread {
+    Thread { id: ThreadId::random(), title: title.into(), created_ms: at, updated_ms: at }
+}
+
+fn message(thread: &Thread, role: Role, content: &str, at: i64) -> Message {
+    Message {
+        id: MessageId::random(),
+        thread_id: thread.id,
+        role,
+        content: content.into(),
+        created_ms: at,
+        status: MessageStatus::Done,
+        feedback: None,
+        error: None,
+    }
+}
+
+pub async fn threads_and_messages_are_scoped(store: Arc<dyn SessionStore>) {
+    let (a, _) = claimed(&*store).await;
+    let (b, _) = claimed(&*store).await;
+    let t = thread("A's thread", 1_000);
+    store.create_thread(&a, &t).await.unwrap();
+    let m = message(&t, Role::User, "A's secret", 2_000);
+    assert!(store.put_message(&a, &m).await.unwrap());
+
+    assert_eq!(store.list_threads(&a).await.unwrap(), vec![Thread { updated_ms: 2_000, ..t.clone() }]);
+    let (got, msgs) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(got.updated_ms, 2_000, "appending moves updated_ms");
+    assert_eq!(msgs, vec![m.clone()]);
+
+    // B knows both ids and can touch neither.
+    assert!(store.list_threads(&b).await.unwrap().is_empty());
+    assert_eq!(store.get_thread(&b, &t.id).await.unwrap(), None);
+    assert_eq!(store.get_message(&b, &m.id).await.unwrap(), None);
+    assert!(!store.update_thread(&b, &Thread { title: "hijacked".into(), ..t.clone() }).await.unwrap());
+    assert!(!store.put_message(&b, &message(&t, Role::User, "injected", 3_000)).await.unwrap());
+    let mut overwrite = m.clone();
+    overwrite.content = "overwritten".into();
+    assert!(!store.put_message(&b, &overwrite).await.unwrap());
+    assert_eq!(store.truncate_after(&b, &t.id, None).await.unwrap(), 0);
+    assert!(!store.delete_thread(&b, &t.id).await.unwrap());
+
+    let (_, msgs) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(msgs, vec![m.clone()], "A's thread is untouched");
+    assert_eq!(store.get_message(&a, &m.id).await.unwrap(), Some(m));
+}
+
+pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn SessionStore>) {
+    let (s, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&s, &t).await.unwrap();
+    let ms: Vec<Message> = (0..5)
+        .map(|i| message(&t, if i % 2 == 0 { Role::User } else { Role::Assistant }, &format!("m{i}"), 10))
+        .collect();
+    for m in &ms {
+        assert!(store.put_message(&s, m).await.unwrap());
+    }
+    let mut edited = ms[2].clone();
+    edited.content = "m2 edited".into();
+    edited.status = MessageStatus::Stopped;
+    assert!(store.put_message(&s, &edited).await.unwrap());
+    let (_, got) = store.get_thread(&s, &t.id).await.unwrap().unwrap();
+    assert_eq!(got.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2 edited", "m3", "m4"]);
+    assert_eq!(got[2].status, MessageStatus::Stopped);
+
+    assert_eq!(store.truncate_after(&s, &t.id, Some(&ms[2].id)).await.unwrap(), 2);
+    let (_, got) = store.get_thread(&s, &t.id).await.unwrap().unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(store.get_message(&s, &ms[4].id).await.unwrap(), None);
+    assert_eq!(store.truncate_after(&s, &t.id, None).await.unwrap(), 3);
+
+    let mut renamed = t.clone();
+    renamed.title = "renamed".into();
+    assert!(store.update_thread(&s, &renamed).await.unwrap());
+    assert_eq!(store.list_threads(&s).await.unwrap()[0].title, "renamed");
+    assert!(store.delete_thread(&s, &t.id).await.unwrap());
+    assert_eq!(store.get_thread(&s, &t.id).await.unwrap(), None);
+    assert!(!store.put_message(&s, &ms[0]).await.unwrap(), "no messages without their thread");
+}
+
+pub async fn threads_list_newest_first_and_are_limited(store: Arc<dyn SessionStore>) {
+    let (s, _) = claimed(&*store).await;
+    for i in 0..MAX_THREADS {
+        store.create_thread(&s, &thread(&format!("t{i}"), i as i64)).await.unwrap();
+    }
+    assert_eq!(store.create_thread(&s, &thread("too many", 0)).await, Err(StoreError::TooManyThreads));
+    let list = store.list_threads(&s).await.unwrap();
+    assert_eq!(list.len(), MAX_THREADS);
+    assert_eq!(list[0].title, format!("t{}", MAX_THREADS - 1));
+}
+
+pub async fn deleting_a_session_deletes_its_threads(store: Arc<dyn SessionStore>) {
+    let (s, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&s, &t).await.unwrap();
+    store.put_message(&s, &message(&t, Role::User, "x", 2)).await.unwrap();
+    assert!(store.delete(&s).await.unwrap());
+    store.claim(&s, &proof()).await.unwrap();
+    assert!(store.list_threads(&s).await.unwrap().is_empty(), "a re-claimed id starts with no threads");
+    assert_eq!(store.get_thread(&s, &t.id).await.unwrap(), None);
+}
+
 /// Expands to the whole contract suite for one backend.
 macro_rules! store_contract_tests {
     ($make:expr) => {
@@ -169,6 +275,14 @@ macro_rules! store_contract_tests {
         async fn limits_are_enforced() { c::limits_are_enforced(store_with(c::long()).await).await }
         #[tokio::test]
         async fn delete_removes_everything() { c::delete_removes_everything(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn threads_and_messages_are_scoped() { c::threads_and_messages_are_scoped(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn messages_keep_order_replace_and_truncate() { c::messages_keep_order_replace_and_truncate(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn threads_list_newest_first_and_are_limited() { c::threads_list_newest_first_and_are_limited(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn deleting_a_session_deletes_its_threads() { c::deleting_a_session_deletes_its_threads(store_with(c::long()).await).await }
         #[tokio::test]
         async fn idle_expiry_slides_then_deletes() {
             c::idle_expiry_slides_then_deletes(store_with(Lifetimes { idle: Duration::from_secs(1), absolute: Duration::from_secs(60) }).await).await

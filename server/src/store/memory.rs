@@ -3,9 +3,10 @@
 
 use app::{
     SessionId,
+    model::{Message, MessageId, Thread, ThreadId},
     server::{
         Claim, Lifetimes, ProofHash, SessionStore, StoreError, Verify,
-        store::{MAX_KEYS, check_entry, check_key, now_ms},
+        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, check_entry, check_key, now_ms},
     },
 };
 use async_trait::async_trait;
@@ -17,6 +18,15 @@ struct Record {
     created_ms: i64,
     last_seen_ms: i64,
     kv: HashMap<Box<str>, Box<[u8]>>,
+    // Threads live inside their session's record: there is no global table to look a
+    // foreign id up in.
+    threads: HashMap<ThreadId, ThreadData>,
+    message_thread: HashMap<MessageId, ThreadId>,
+}
+
+struct ThreadData {
+    thread: Thread,
+    messages: Vec<Message>,
 }
 
 /// A sharded map keyed by session id: lookups stay O(1) however many sessions exist, and
@@ -64,7 +74,14 @@ impl MemoryStore {
 impl SessionStore for MemoryStore {
     async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError> {
         let now = now_ms();
-        let fresh = || Record { proof: *proof, created_ms: now, last_seen_ms: now, kv: HashMap::new() };
+        let fresh = || Record {
+            proof: *proof,
+            created_ms: now,
+            last_seen_ms: now,
+            kv: HashMap::new(),
+            threads: HashMap::new(),
+            message_thread: HashMap::new(),
+        };
         // The entry API holds the shard's write lock, which is what makes the claim atomic.
         match self.sessions.entry(*id) {
             Entry::Occupied(mut e) => {
@@ -140,6 +157,97 @@ impl SessionStore for MemoryStore {
         let before = self.sessions.len();
         self.sessions.retain(|_, r| !self.lifetimes.is_expired(r.created_ms, r.last_seen_ms, now));
         Ok(before.saturating_sub(self.sessions.len()))
+    }
+
+    async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
+        self.with_live(id, |r| {
+            let mut out: Vec<Thread> = r.threads.values().map(|t| t.thread.clone()).collect();
+            out.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms).then(b.created_ms.cmp(&a.created_ms)));
+            Ok(out)
+        })
+    }
+
+    async fn get_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
+        self.with_live(id, |r| Ok(r.threads.get(thread).map(|t| (t.thread.clone(), t.messages.clone()))))
+    }
+
+    async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError> {
+        self.with_live(id, |r| {
+            if r.threads.len() >= MAX_THREADS {
+                return Err(StoreError::TooManyThreads);
+            }
+            r.threads.entry(thread.id).or_insert_with(|| ThreadData { thread: thread.clone(), messages: Vec::new() });
+            Ok(())
+        })
+    }
+
+    async fn update_thread(&self, id: &SessionId, thread: &Thread) -> Result<bool, StoreError> {
+        self.with_live(id, |r| match r.threads.get_mut(&thread.id) {
+            Some(t) => {
+                t.thread = thread.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        })
+    }
+
+    async fn delete_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<bool, StoreError> {
+        self.with_live(id, |r| match r.threads.remove(thread) {
+            Some(t) => {
+                for m in &t.messages {
+                    r.message_thread.remove(&m.id);
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        })
+    }
+
+    async fn get_message(&self, id: &SessionId, message: &MessageId) -> Result<Option<Message>, StoreError> {
+        self.with_live(id, |r| {
+            let Some(tid) = r.message_thread.get(message) else { return Ok(None) };
+            Ok(r.threads.get(tid).and_then(|t| t.messages.iter().find(|m| m.id == *message).cloned()))
+        })
+    }
+
+    async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError> {
+        self.with_live(id, |r| {
+            let Some(t) = r.threads.get_mut(&message.thread_id) else { return Ok(false) };
+            if let Some(existing) = t.messages.iter_mut().find(|m| m.id == message.id) {
+                *existing = message.clone();
+                return Ok(true);
+            }
+            if t.messages.len() >= MAX_MESSAGES {
+                return Err(StoreError::TooManyMessages);
+            }
+            t.messages.push(message.clone());
+            t.thread.updated_ms = t.thread.updated_ms.max(message.created_ms);
+            r.message_thread.insert(message.id, message.thread_id);
+            Ok(true)
+        })
+    }
+
+    async fn truncate_after(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+        after: Option<&MessageId>,
+    ) -> Result<usize, StoreError> {
+        self.with_live(id, |r| {
+            let Some(t) = r.threads.get_mut(thread) else { return Ok(0) };
+            let keep = match after {
+                None => 0,
+                Some(after) => match t.messages.iter().position(|m| m.id == *after) {
+                    Some(i) => i + 1,
+                    None => return Ok(0),
+                },
+            };
+            let dropped: Vec<Message> = t.messages.drain(keep..).collect();
+            for m in &dropped {
+                r.message_thread.remove(&m.id);
+            }
+            Ok(dropped.len())
+        })
     }
 
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {

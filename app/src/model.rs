@@ -1,0 +1,229 @@
+//! Chat data shared by server and browser: threads and messages of one session.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::{fmt, str::FromStr};
+use uuid::Uuid;
+
+/// Longest message a person may send, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 16_000;
+/// Longest thread title, in characters.
+pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest feedback comment, in characters.
+pub const MAX_COMMENT_CHARS: usize = 2_000;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        /// Server-issued random UUID v4, parsed only from its canonical form.
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Uuid);
+
+        impl $name {
+            pub fn random() -> Self {
+                Self(Uuid::new_v4())
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                // Same canonical rules as session ids: one spelling per id.
+                crate::SessionId::parse(s).ok().map(|sid| Self(Uuid::from_bytes(*sid.as_bytes())))
+            }
+            pub fn as_string(&self) -> String {
+                self.0.hyphenated().to_string()
+            }
+            pub fn as_bytes(&self) -> &[u8; 16] {
+                self.0.as_bytes()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0.hyphenated(), f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.0.hyphenated())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                Self::parse(s).ok_or(())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.as_string())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&s).ok_or_else(|| serde::de::Error::custom(concat!("not a valid ", stringify!($name))))
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Names a thread within its session.
+    ThreadId
+);
+id_type!(
+    /// Names a message within its session.
+    MessageId
+);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thread {
+    pub id: ThreadId,
+    pub title: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Streaming,
+    Done,
+    Stopped,
+    Error,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rating {
+    Up,
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feedback {
+    pub rating: Rating,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub role: Role,
+    /// Markdown source, as written or as generated so far.
+    pub content: String,
+    pub created_ms: i64,
+    pub status: MessageStatus,
+    #[serde(default)]
+    pub feedback: Option<Feedback>,
+    /// Why generation failed, for `status == error`.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A message as the browser shows it: the stored message plus its content rendered to
+/// sanitised HTML on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageView {
+    #[serde(flatten)]
+    pub message: Message,
+    pub html: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadView {
+    pub thread: Thread,
+    pub messages: Vec<MessageView>,
+}
+
+/// A search hit: the thread and, when the match is in a message, a snippet around it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub thread: Thread,
+    pub snippet: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Export {
+    pub filename: String,
+    pub mime: String,
+    pub content: String,
+}
+
+/// What a session's live event stream carries (Server-Sent Events, one JSON object each).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChatEvent {
+    /// A message was created or changed (including the final state of a reply).
+    Message { message: MessageView },
+    /// A reply grew: its whole text so far, rendered.
+    Delta { thread_id: ThreadId, message_id: MessageId, content: String, html: String },
+    /// A thread was created, renamed or touched.
+    Thread { thread: Thread },
+    /// A thread and its messages were deleted.
+    ThreadDeleted { thread_id: ThreadId },
+    /// Messages after `after` were dropped (an edit or a regeneration).
+    Truncated { thread_id: ThreadId, after: Option<MessageId> },
+}
+
+impl ChatEvent {
+    pub fn thread_id(&self) -> ThreadId {
+        match self {
+            Self::Message { message } => message.message.thread_id,
+            Self::Delta { thread_id, .. } | Self::ThreadDeleted { thread_id } | Self::Truncated { thread_id, .. } => {
+                *thread_id
+            }
+            Self::Thread { thread } => thread.id,
+        }
+    }
+}
+
+/// A title from the first words of a message.
+pub fn title_from(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New chat");
+    let mut title: String = line.chars().take(60).collect();
+    if line.chars().count() > 60 {
+        title.push('…');
+    }
+    title
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_only_canonical_v4() {
+        let id = ThreadId::random();
+        assert_eq!(ThreadId::parse(&id.as_string()), Some(id));
+        assert_eq!(ThreadId::parse(&id.as_string().to_uppercase()), None);
+        assert_eq!(MessageId::parse("nope"), None);
+        assert!(serde_json::from_str::<MessageId>("\"00000000-0000-0000-0000-000000000000\"").is_err());
+    }
+
+    #[test]
+    fn titles_come_from_the_first_line() {
+        assert_eq!(title_from("\n  hello world \nmore"), "hello world");
+        assert_eq!(title_from(""), "New chat");
+        let long = "x".repeat(80);
+        assert_eq!(title_from(&long).chars().count(), 61);
+    }
+
+    #[test]
+    fn events_are_tagged_json() {
+        let e = ChatEvent::ThreadDeleted { thread_id: ThreadId::random() };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["type"], "thread_deleted");
+        assert_eq!(serde_json::from_value::<ChatEvent>(json).unwrap(), e);
+    }
+}
