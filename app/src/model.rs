@@ -153,6 +153,15 @@ pub struct SearchHit {
     pub snippet: Option<String>,
 }
 
+/// The result of sending (or editing) a message: the thread, the person's message and the
+/// reply that has started streaming.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    pub thread: Thread,
+    pub user: MessageView,
+    pub reply: MessageView,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Export {
     pub filename: String,

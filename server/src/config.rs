@@ -30,6 +30,12 @@ pub struct Config {
     /// Bound on every store call.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub store_timeout: Duration,
+    /// Which assistant answers: `echo` (built in, offline) or `openai` (any
+    /// OpenAI-compatible endpoint).
+    pub assistant: String,
+    /// Pause between words of the echo assistant.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub echo_delay: Duration,
     /// Allow cookies without `Secure` on a plain-http public URL that is not loopback.
     #[serde(deserialize_with = "flag")]
     pub insecure_cookies: bool,
@@ -45,6 +51,8 @@ impl Default for Config {
             absolute_timeout: Duration::from_secs(30 * 24 * 3600),
             sweep_interval: Duration::from_secs(60),
             store_timeout: Duration::from_secs(2),
+            assistant: "echo".into(),
+            echo_delay: Duration::from_millis(40),
             insecure_cookies: false,
         }
     }

@@ -3,19 +3,31 @@
 //! `app(state)` builds the whole router and is kept apart from `main` so tests can serve it
 //! on a random port exactly as the binary does.
 
+pub mod assistant;
 pub mod config;
 mod middleware;
 pub mod store;
 
 use app::{
     ApiError, App, shell,
-    server::{GuardConfig, Lifetimes, SessionStore},
+    server::{
+        GuardConfig, Lifetimes, SessionStore, VerifiedSession,
+        assistant::Assistant,
+        chat::ChatRuntime,
+        events::{Feed, LocalHub},
+    },
 };
 use axum::{
-    Router,
-    response::IntoResponse,
+    Extension, Router,
+    extract::State,
+    response::{
+        IntoResponse,
+        sse::{Event, KeepAlive, Sse},
+    },
     routing::{any, get},
 };
+use futures::{Stream, StreamExt};
+use std::convert::Infallible;
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::{future::Future, sync::Arc};
@@ -31,6 +43,7 @@ pub struct AppState {
     pub store: Arc<dyn SessionStore>,
     pub guard: GuardConfig,
     pub leptos: LeptosOptions,
+    pub chat: Arc<ChatRuntime>,
 }
 
 impl AppState {
@@ -49,7 +62,15 @@ impl AppState {
             .site_pkg_dir("pkg")
             .site_addr(config.addr)
             .build();
-        Ok(Self { config: Arc::new(config), store, guard, leptos })
+        let assistant = assistant_from(&config)?;
+        let chat = Arc::new(ChatRuntime::new(assistant, Arc::new(LocalHub::default())));
+        Ok(Self { config: Arc::new(config), store, guard, leptos, chat })
+    }
+
+    /// Replaces the assistant: the way to plug in your own model without forking.
+    pub fn with_assistant(mut self, assistant: Arc<dyn Assistant>) -> Self {
+        self.chat = Arc::new(ChatRuntime::new(assistant, self.chat.hub().clone()));
+        self
     }
 
     /// State with the store the configuration names.
@@ -65,6 +86,13 @@ impl axum::extract::FromRef<AppState> for LeptosOptions {
     }
 }
 
+fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
+    match config.assistant.as_str() {
+        "echo" => Ok(Arc::new(assistant::EchoAssistant { delay: config.echo_delay })),
+        other => Err(ConfigError::Invalid(format!("unknown assistant {other:?}; use \"echo\" or \"openai\""))),
+    }
+}
+
 pub fn lifetimes(config: &Config) -> Lifetimes {
     Lifetimes { idle: config.idle_timeout, absolute: config.absolute_timeout }
 }
@@ -77,8 +105,10 @@ pub fn app(state: AppState) -> Router {
     let guarded = Router::new()
         .leptos_routes(&state, routes, move || shell(leptos_options.clone()))
         // Unknown API paths answer in the API's own format, not with an HTML page.
+        .route("/api/events", get(events))
         .route("/api/{*rest}", any(|| async { ApiError::not_found().into_response() }))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(Extension(state.chat.clone()))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::session_guard))
         .with_state(state);
 
@@ -87,6 +117,31 @@ pub fn app(state: AppState) -> Router {
         .merge(guarded)
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// The session's live events as Server-Sent Events. SSE rather than a websocket: the
+/// traffic is one-way (requests go through server functions), it passes every proxy as
+/// plain HTTP, the browser reconnects by itself, and the session cookie authenticates it
+/// like any other request.
+async fn events(
+    State(state): State<AppState>,
+    session: Option<Extension<VerifiedSession>>,
+) -> axum::response::Response {
+    let Some(Extension(session)) = session else {
+        return ApiError::no_session().into_response();
+    };
+    let feed = state.chat.hub().subscribe(session.id());
+    Sse::new(sse_events(feed)).keep_alive(KeepAlive::default()).into_response()
+}
+
+fn sse_events(feed: futures::stream::BoxStream<'static, Feed>) -> impl Stream<Item = Result<Event, Infallible>> {
+    feed.map(|f| {
+        Ok(match f {
+            Feed::Event(e) => Event::default().event("chat").json_data(&*e).unwrap_or_else(|_| Event::default().event("resync").data("")),
+            // The listener missed events: it should reload what it shows.
+            Feed::Lagged => Event::default().event("resync").data(""),
+        })
+    })
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` completes, sweeping expired sessions

@@ -17,9 +17,9 @@ use axum::{
 /// Largest server-function error body the status mapping will read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-fn mode_for(path: &str) -> Option<Mode> {
+fn mode_for(method: &Method, path: &str) -> Option<Mode> {
     if path.starts_with("/api/") {
-        Some(Mode::Api)
+        Some(if method == Method::GET { Mode::Stream } else { Mode::Api })
     } else if path.starts_with("/pkg/") || path == "/favicon.svg" || path == "/favicon.ico" {
         // Static files are the same for everyone and need no session.
         None
@@ -30,7 +30,7 @@ fn mode_for(path: &str) -> Option<Mode> {
 
 /// The session guard: every page load and server function passes through it.
 pub async fn session_guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(mode) = mode_for(req.uri().path()) else {
+    let Some(mode) = mode_for(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
 
@@ -61,7 +61,7 @@ pub async fn session_guard(State(state): State<AppState>, mut req: Request, next
             res.headers_mut().append(header::SET_COOKIE, v);
         }
     }
-    if mode == Mode::Api {
+    if mode != Mode::Page {
         res = status_from_error_code(res).await;
     }
     private(res)

@@ -21,6 +21,9 @@ pub const CLAIM_RACE_WINDOW_MS: i64 = 2_000;
 pub enum Mode {
     /// A server function: errors are answered, an unknown id is claimed.
     Api,
+    /// A long-lived read (the event stream): like `Api`, but it never claims an id, since
+    /// a GET must not change state.
+    Stream,
     /// A page load: it never claims or fails; without a proven session it renders only the
     /// public shell.
     Page,
@@ -223,6 +226,7 @@ pub async fn check(
             ))
         }
         Verify::Unknown if page => Ok(GuardOutcome { log_tag: Some(tag), ..Default::default() }),
+        Verify::Unknown if mode == Mode::Stream => Err(ApiError::no_session()),
         Verify::Unknown => {
             let secret = Proof::generate().map_err(store_error)?;
             match bounded(cfg.store_timeout, store.claim(&id, &secret.hash())).await.map_err(store_error)? {

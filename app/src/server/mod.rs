@@ -1,7 +1,11 @@
 //! Server-only parts of the app: the store contract, the session guard's rules and the
 //! `UserSession` API that server functions use.
 
+pub mod assistant;
+pub mod chat;
+pub mod events;
 pub mod guard;
+pub mod markdown;
 pub mod store;
 mod user_session;
 

@@ -1,0 +1,547 @@
+//! Chat operations for one verified session, and the background generation of replies.
+//!
+//! Replies run as tasks of their own, not inside the request that asked for them: the
+//! person may reload, open another tab or press Stop (a separate request) while the reply
+//! streams. Progress reaches the browser through the session's event stream and is saved
+//! to the store as it goes, so a reload shows the text so far.
+
+use super::{
+    VerifiedSession,
+    assistant::{Assistant, Turn},
+    events::EventHub,
+    guard::{bounded, store_error},
+    markdown,
+    store::now_ms,
+};
+use crate::{
+    ApiError, ErrorCode, SessionId,
+    model::{
+        ChatEvent, Export, Feedback, MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS, Message, MessageId,
+        MessageStatus, MessageView, Rating, Role, SearchHit, Sent, Thread, ThreadId, ThreadView, title_from,
+    },
+};
+use futures::StreamExt;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio_util::sync::CancellationToken;
+
+/// Shared by all requests: the assistant, the event hub and the replies in progress.
+pub struct ChatRuntime {
+    assistant: Arc<dyn Assistant>,
+    hub: Arc<dyn EventHub>,
+    /// (session, thread) → the reply streaming there. One reply per thread at a time.
+    running: Mutex<HashMap<(SessionId, ThreadId), Running>>,
+    /// Least time between two `Delta` events of one reply.
+    pub delta_interval: Duration,
+    /// Least time between two saves of a streaming reply.
+    pub persist_interval: Duration,
+}
+
+struct Running {
+    message: MessageId,
+    cancel: CancellationToken,
+}
+
+impl ChatRuntime {
+    pub fn new(assistant: Arc<dyn Assistant>, hub: Arc<dyn EventHub>) -> Self {
+        Self {
+            assistant,
+            hub,
+            running: Mutex::new(HashMap::new()),
+            delta_interval: Duration::from_millis(50),
+            persist_interval: Duration::from_millis(500),
+        }
+    }
+
+    pub fn hub(&self) -> &Arc<dyn EventHub> {
+        &self.hub
+    }
+
+    /// Replies currently streaming, across all sessions.
+    pub fn running_replies(&self) -> usize {
+        self.running.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    fn busy(&self, sid: &SessionId, thread: &ThreadId) -> bool {
+        self.running.lock().map(|r| r.contains_key(&(*sid, *thread))).unwrap_or(false)
+    }
+
+    fn cancel_thread(&self, sid: &SessionId, thread: &ThreadId) {
+        if let Ok(r) = self.running.lock() {
+            if let Some(run) = r.get(&(*sid, *thread)) {
+                run.cancel.cancel();
+            }
+        }
+    }
+}
+
+/// The chat as one session sees it.
+pub struct Chat {
+    session: VerifiedSession,
+    rt: Arc<ChatRuntime>,
+}
+
+pub fn view(message: Message) -> MessageView {
+    let html = markdown::render(&message.content);
+    MessageView { message, html }
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidInput, msg)
+}
+
+fn check_len(what: &str, text: &str, max: usize) -> Result<(), ApiError> {
+    let n = text.chars().count();
+    if n > max {
+        return Err(ApiError::new(ErrorCode::TooLarge, format!("{what} has {n} characters; the limit is {max}")));
+    }
+    Ok(())
+}
+
+impl Chat {
+    pub fn new(session: VerifiedSession, rt: Arc<ChatRuntime>) -> Self {
+        Self { session, rt }
+    }
+
+    /// The session and runtime of the current server-function request.
+    pub async fn current() -> Result<Self, ApiError> {
+        let session = super::UserSession::current().await?.verified().clone();
+        let axum::Extension(rt) = leptos_axum::extract::<axum::Extension<Arc<ChatRuntime>>>()
+            .await
+            .map_err(|_| ApiError::internal())?;
+        Ok(Self { session, rt })
+    }
+
+    fn sid(&self) -> &SessionId {
+        self.session.id()
+    }
+
+    async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<T, super::StoreError>>,
+    ) -> Result<T, ApiError> {
+        bounded(self.session.store_timeout(), fut).await.map_err(store_error)
+    }
+
+    fn publish(&self, event: ChatEvent) {
+        self.rt.hub.publish(self.sid(), event);
+    }
+
+    pub async fn list_threads(&self) -> Result<Vec<Thread>, ApiError> {
+        let store = self.session.store();
+        self.call(store.list_threads(self.sid())).await
+    }
+
+    async fn thread(&self, id: &ThreadId) -> Result<(Thread, Vec<Message>), ApiError> {
+        let store = self.session.store();
+        self.call(store.get_thread(self.sid(), id)).await?.ok_or_else(ApiError::not_found)
+    }
+
+    pub async fn get_thread(&self, id: &ThreadId) -> Result<ThreadView, ApiError> {
+        let (thread, messages) = self.thread(id).await?;
+        Ok(ThreadView { thread, messages: messages.into_iter().map(view).collect() })
+    }
+
+    pub async fn create_thread(&self, title: Option<String>) -> Result<Thread, ApiError> {
+        let title = title.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).unwrap_or_else(|| "New chat".into());
+        check_len("the title", &title, MAX_TITLE_CHARS)?;
+        let now = now_ms();
+        let thread = Thread { id: ThreadId::random(), title, created_ms: now, updated_ms: now };
+        let store = self.session.store();
+        self.call(store.create_thread(self.sid(), &thread)).await?;
+        self.publish(ChatEvent::Thread { thread: thread.clone() });
+        Ok(thread)
+    }
+
+    pub async fn rename_thread(&self, id: &ThreadId, title: String) -> Result<Thread, ApiError> {
+        let title = title.trim().to_owned();
+        if title.is_empty() {
+            return Err(invalid("the title must not be empty"));
+        }
+        check_len("the title", &title, MAX_TITLE_CHARS)?;
+        let (mut thread, _) = self.thread(id).await?;
+        thread.title = title;
+        let store = self.session.store();
+        if !self.call(store.update_thread(self.sid(), &thread)).await? {
+            return Err(ApiError::not_found());
+        }
+        self.publish(ChatEvent::Thread { thread: thread.clone() });
+        Ok(thread)
+    }
+
+    pub async fn delete_thread(&self, id: &ThreadId) -> Result<(), ApiError> {
+        self.rt.cancel_thread(self.sid(), id);
+        let store = self.session.store();
+        if !self.call(store.delete_thread(self.sid(), id)).await? {
+            return Err(ApiError::not_found());
+        }
+        self.publish(ChatEvent::ThreadDeleted { thread_id: *id });
+        Ok(())
+    }
+
+    /// Threads whose title or messages contain `query` (case-insensitive), newest first.
+    pub async fn search(&self, query: &str) -> Result<Vec<SearchHit>, ApiError> {
+        let q = query.trim().to_lowercase();
+        check_len("the query", &q, MAX_TITLE_CHARS)?;
+        let threads = self.list_threads().await?;
+        if q.is_empty() {
+            return Ok(threads.into_iter().map(|thread| SearchHit { thread, snippet: None }).collect());
+        }
+        let mut hits = Vec::new();
+        for thread in threads {
+            if thread.title.to_lowercase().contains(&q) {
+                hits.push(SearchHit { thread, snippet: None });
+                continue;
+            }
+            let (_, messages) = match self.thread(&thread.id).await {
+                Ok(t) => t,
+                Err(e) if e.code == ErrorCode::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if let Some(snippet) = messages.iter().find_map(|m| snippet(&m.content, &q)) {
+                hits.push(SearchHit { thread, snippet: Some(snippet) });
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Sends the person's message (in a new thread when `thread` is `None`) and starts the reply.
+    pub async fn send(&self, thread: Option<ThreadId>, content: String) -> Result<Sent, ApiError> {
+        let content = content.trim_end().to_owned();
+        if content.trim().is_empty() {
+            return Err(invalid("the message is empty"));
+        }
+        check_len("the message", &content, MAX_MESSAGE_CHARS)?;
+        let (thread, history) = match thread {
+            Some(id) => self.thread(&id).await?,
+            None => {
+                let t = self.create_thread(Some(title_from(&content))).await?;
+                (t, Vec::new())
+            }
+        };
+        if self.rt.busy(self.sid(), &thread.id) {
+            return Err(ApiError::new(ErrorCode::Busy, "a reply is still streaming in this thread; stop it first"));
+        }
+        let user = Message {
+            id: MessageId::random(),
+            thread_id: thread.id,
+            role: Role::User,
+            content,
+            created_ms: now_ms(),
+            status: MessageStatus::Done,
+            feedback: None,
+            error: None,
+        };
+        self.put(&user).await?;
+        let user_view = view(user.clone());
+        self.publish(ChatEvent::Message { message: user_view.clone() });
+        // A thread still called "New chat" takes its title from its first message.
+        let mut thread = thread;
+        if history.is_empty() && thread.title == "New chat" {
+            thread.title = title_from(&user.content);
+            let store = self.session.store();
+            self.call(store.update_thread(self.sid(), &thread)).await?;
+        }
+        let mut history = history;
+        history.push(user);
+        let reply = self.start_reply(&thread, history).await?;
+        let thread = self.thread(&thread.id).await.map(|(t, _)| t).unwrap_or(thread);
+        self.publish(ChatEvent::Thread { thread: thread.clone() });
+        Ok(Sent { thread, user: user_view, reply })
+    }
+
+    async fn put(&self, message: &Message) -> Result<(), ApiError> {
+        let store = self.session.store();
+        if self.call(store.put_message(self.sid(), message)).await? { Ok(()) } else { Err(ApiError::not_found()) }
+    }
+
+    async fn start_reply(&self, thread: &Thread, history: Vec<Message>) -> Result<MessageView, ApiError> {
+        let reply = Message {
+            id: MessageId::random(),
+            thread_id: thread.id,
+            role: Role::Assistant,
+            content: String::new(),
+            created_ms: now_ms(),
+            status: MessageStatus::Streaming,
+            feedback: None,
+            error: None,
+        };
+        let cancel = CancellationToken::new();
+        {
+            let mut running = self.rt.running.lock().map_err(|_| ApiError::internal())?;
+            if running.contains_key(&(*self.sid(), thread.id)) {
+                return Err(ApiError::new(ErrorCode::Busy, "a reply is still streaming in this thread; stop it first"));
+            }
+            running.insert((*self.sid(), thread.id), Running { message: reply.id, cancel: cancel.clone() });
+        }
+        if let Err(e) = self.put(&reply).await {
+            self.rt.running.lock().map(|mut r| r.remove(&(*self.sid(), thread.id))).ok();
+            return Err(e);
+        }
+        let reply_view = view(reply.clone());
+        self.publish(ChatEvent::Message { message: reply_view.clone() });
+        let turns = history
+            .into_iter()
+            .filter(|m| !(m.role == Role::Assistant && m.content.is_empty()))
+            .map(|m| Turn { role: m.role, content: m.content })
+            .collect();
+        tokio::spawn(generate(self.rt.clone(), self.session.clone(), reply, turns, cancel));
+        Ok(reply_view)
+    }
+
+    /// Stops a streaming reply; the text so far stays, with status `stopped`.
+    pub async fn stop(&self, message: &MessageId) -> Result<MessageView, ApiError> {
+        let store = self.session.store();
+        let msg = self.call(store.get_message(self.sid(), message)).await?.ok_or_else(ApiError::not_found)?;
+        let handle = self.rt.running.lock().ok().and_then(|r| {
+            r.get(&(*self.sid(), msg.thread_id)).filter(|run| run.message == msg.id).map(|run| run.cancel.clone())
+        });
+        match handle {
+            Some(cancel) => {
+                cancel.cancel();
+                // The generation task saves the final state; wait briefly so the answer shows it.
+                for _ in 0..50 {
+                    if !self.rt.busy(self.sid(), &msg.thread_id) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let msg = self.call(store.get_message(self.sid(), message)).await?.ok_or_else(ApiError::not_found)?;
+                Ok(view(msg))
+            }
+            None => Ok(view(msg)),
+        }
+    }
+
+    /// Replaces a message of the person, drops every later turn and asks again.
+    pub async fn edit(&self, message: &MessageId, content: String) -> Result<Sent, ApiError> {
+        let content = content.trim_end().to_owned();
+        if content.trim().is_empty() {
+            return Err(invalid("the message is empty"));
+        }
+        check_len("the message", &content, MAX_MESSAGE_CHARS)?;
+        let store = self.session.store();
+        let mut msg = self.call(store.get_message(self.sid(), message)).await?.ok_or_else(ApiError::not_found)?;
+        if msg.role != Role::User {
+            return Err(invalid("only your own messages can be edited"));
+        }
+        self.stop_thread_and_wait(&msg.thread_id).await;
+        msg.content = content;
+        self.put(&msg).await?;
+        self.call(store.truncate_after(self.sid(), &msg.thread_id, Some(&msg.id))).await?;
+        self.publish(ChatEvent::Truncated { thread_id: msg.thread_id, after: Some(msg.id) });
+        let user_view = view(msg.clone());
+        self.publish(ChatEvent::Message { message: user_view.clone() });
+        let (thread, history) = self.thread(&msg.thread_id).await?;
+        let reply = self.start_reply(&thread, history).await?;
+        Ok(Sent { thread, user: user_view, reply })
+    }
+
+    /// Drops the last reply of the thread and generates it again.
+    pub async fn regenerate(&self, thread: &ThreadId) -> Result<MessageView, ApiError> {
+        self.stop_thread_and_wait(thread).await;
+        let (t, messages) = self.thread(thread).await?;
+        let Some(last_user) = messages.iter().rposition(|m| m.role == Role::User) else {
+            return Err(invalid("there is nothing to regenerate in this thread"));
+        };
+        let keep = messages[last_user].id;
+        let store = self.session.store();
+        self.call(store.truncate_after(self.sid(), thread, Some(&keep))).await?;
+        self.publish(ChatEvent::Truncated { thread_id: *thread, after: Some(keep) });
+        let history = messages[..=last_user].to_vec();
+        self.start_reply(&t, history).await
+    }
+
+    async fn stop_thread_and_wait(&self, thread: &ThreadId) {
+        self.rt.cancel_thread(self.sid(), thread);
+        for _ in 0..100 {
+            if !self.rt.busy(self.sid(), thread) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    pub async fn feedback(
+        &self,
+        message: &MessageId,
+        rating: Option<Rating>,
+        comment: Option<String>,
+    ) -> Result<MessageView, ApiError> {
+        let comment = comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+        if let Some(c) = &comment {
+            check_len("the comment", c, MAX_COMMENT_CHARS)?;
+        }
+        let store = self.session.store();
+        let mut msg = self.call(store.get_message(self.sid(), message)).await?.ok_or_else(ApiError::not_found)?;
+        if msg.role != Role::Assistant {
+            return Err(invalid("feedback is for the assistant's replies"));
+        }
+        msg.feedback = rating.map(|rating| Feedback { rating, comment });
+        self.put(&msg).await?;
+        let v = view(msg);
+        self.publish(ChatEvent::Message { message: v.clone() });
+        Ok(v)
+    }
+
+    pub async fn export(&self, thread: &ThreadId, format: &str) -> Result<Export, ApiError> {
+        let (thread, messages) = self.thread(thread).await?;
+        let base: String = thread
+            .title
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .collect::<String>()
+            .split('-')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("-");
+        let base = if base.is_empty() { "chat".to_owned() } else { base.chars().take(60).collect() };
+        match format {
+            "json" => {
+                let content = serde_json::to_string_pretty(&serde_json::json!({ "thread": thread, "messages": messages }))
+                    .map_err(|_| ApiError::internal())?;
+                Ok(Export { filename: format!("{base}.json"), mime: "application/json".into(), content })
+            }
+            "markdown" | "md" => {
+                let mut out = format!("# {}\n", thread.title);
+                for m in &messages {
+                    let who = match m.role {
+                        Role::User => "You",
+                        Role::Assistant => "Assistant",
+                    };
+                    out.push_str(&format!("\n## {who}\n\n{}\n", m.content));
+                }
+                Ok(Export { filename: format!("{base}.md"), mime: "text/markdown".into(), content: out })
+            }
+            _ => Err(invalid("format must be \"markdown\" or \"json\"")),
+        }
+    }
+}
+
+fn snippet(content: &str, q: &str) -> Option<String> {
+    let lower = content.to_lowercase();
+    let at = lower.find(q)?;
+    // Work in characters of the lowercased text; close enough for a preview.
+    let chars: Vec<char> = lower.chars().collect();
+    let char_at = lower[..at].chars().count();
+    let start = char_at.saturating_sub(30);
+    let end = (char_at + q.chars().count() + 30).min(chars.len());
+    let original: Vec<char> = content.chars().collect();
+    let pick = |i: usize| original.get(i).copied().unwrap_or(' ');
+    let mut s: String = (start..end).map(pick).collect();
+    if start > 0 {
+        s.insert(0, '…');
+    }
+    if end < chars.len() {
+        s.push('…');
+    }
+    Some(s)
+}
+
+/// Runs one reply to completion, stop or failure. Deltas are published at most every
+/// `delta_interval`; the text is saved at most every `persist_interval` and always at the end.
+async fn generate(
+    rt: Arc<ChatRuntime>,
+    session: VerifiedSession,
+    mut reply: Message,
+    history: Vec<Turn>,
+    cancel: CancellationToken,
+) {
+    let sid = *session.id();
+    let timeout = session.store_timeout();
+    let save = |m: Message| {
+        let session = session.clone();
+        async move {
+            if let Err(e) = bounded(timeout, session.store().put_message(session.id(), &m)).await {
+                tracing::warn!(session = %session.id().log_tag(), error = %e, "saving a reply failed");
+            }
+        }
+    };
+    let publish_delta = |m: &Message| {
+        rt.hub.publish(
+            &sid,
+            ChatEvent::Delta {
+                thread_id: m.thread_id,
+                message_id: m.id,
+                content: m.content.clone(),
+                html: markdown::render(&m.content),
+            },
+        )
+    };
+
+    let stream = tokio::select! {
+        _ = cancel.cancelled() => None,
+        s = rt.assistant.reply(history) => Some(s),
+    };
+    match stream {
+        None => reply.status = MessageStatus::Stopped,
+        Some(Err(e)) => {
+            reply.status = MessageStatus::Error;
+            reply.error = Some(e.message);
+        }
+        Some(Ok(mut stream)) => {
+            let mut last_delta = Instant::now();
+            let mut last_save = Instant::now();
+            let mut pending = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => {
+                        reply.status = MessageStatus::Stopped;
+                        break;
+                    }
+                    item = stream.next() => match item {
+                        Some(Ok(delta)) => {
+                            reply.content.push_str(&delta);
+                            pending = true;
+                            if last_delta.elapsed() >= rt.delta_interval {
+                                publish_delta(&reply);
+                                last_delta = Instant::now();
+                                pending = false;
+                            }
+                            if last_save.elapsed() >= rt.persist_interval {
+                                save(reply.clone()).await;
+                                last_save = Instant::now();
+                            }
+                        }
+                        Some(Err(e)) => {
+                            reply.status = MessageStatus::Error;
+                            reply.error = Some(e.message);
+                            break;
+                        }
+                        None => {
+                            reply.status = MessageStatus::Done;
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = pending;
+            // Dropping the stream here cancels the upstream request.
+            drop(stream);
+        }
+    }
+    save(reply.clone()).await;
+    if let Ok(mut r) = rt.running.lock() {
+        r.remove(&(sid, reply.thread_id));
+    }
+    rt.hub.publish(&sid, ChatEvent::Message { message: view(reply) });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snippet;
+
+    #[test]
+    fn snippets_surround_the_match() {
+        assert_eq!(snippet("hello world", "world").as_deref(), Some("hello world"));
+        let long = format!("{}needle{}", "a".repeat(100), "b".repeat(100));
+        let s = snippet(&long, "needle").unwrap();
+        assert!(s.starts_with('…') && s.ends_with('…') && s.contains("needle"), "{s}");
+        assert_eq!(snippet("nothing here", "zzz"), None);
+        assert!(snippet("Ünïcödé NEEDLE ok", "needle").unwrap().contains("NEEDLE"));
+    }
+}

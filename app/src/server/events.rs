@@ -1,0 +1,95 @@
+//! Live events of a session, fanned out to every tab (and, with a shared hub, every server
+//! instance) that listens. Events are addressed by session id only: a subscriber can only
+//! name the session the guard verified for it.
+
+use crate::{SessionId, model::ChatEvent};
+use futures::stream::{self, BoxStream};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+use tokio::sync::broadcast;
+
+/// What a listener receives: an event, or word that it fell behind and should reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feed {
+    Event(Arc<ChatEvent>),
+    Lagged,
+}
+
+pub trait EventHub: Send + Sync + 'static {
+    fn publish(&self, session: &SessionId, event: ChatEvent);
+    fn subscribe(&self, session: &SessionId) -> BoxStream<'static, Feed>;
+}
+
+/// In-process hub: one broadcast channel per session with listeners.
+pub struct LocalHub {
+    channels: Mutex<HashMap<SessionId, broadcast::Sender<Arc<ChatEvent>>>>,
+    capacity: usize,
+}
+
+impl Default for LocalHub {
+    fn default() -> Self {
+        Self { channels: Mutex::new(HashMap::new()), capacity: 256 }
+    }
+}
+
+impl LocalHub {
+    pub fn listeners(&self) -> usize {
+        self.channels.lock().map(|c| c.values().map(|s| s.receiver_count()).sum()).unwrap_or(0)
+    }
+}
+
+impl EventHub for LocalHub {
+    fn publish(&self, session: &SessionId, event: ChatEvent) {
+        let Ok(mut channels) = self.channels.lock() else { return };
+        if let Some(tx) = channels.get(session) {
+            if tx.send(Arc::new(event)).is_err() {
+                // Nobody listens any more: drop the channel rather than keep it forever.
+                channels.remove(session);
+            }
+        }
+    }
+
+    fn subscribe(&self, session: &SessionId) -> BoxStream<'static, Feed> {
+        let rx = match self.channels.lock() {
+            Ok(mut channels) => channels
+                .entry(*session)
+                .or_insert_with(|| broadcast::channel(self.capacity).0)
+                .subscribe(),
+            Err(_) => return Box::pin(stream::empty()),
+        };
+        Box::pin(stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(e) => Some((Feed::Event(e), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((Feed::Lagged, rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ThreadId;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn events_reach_only_their_session() {
+        let hub = LocalHub::default();
+        let (a, b) = (SessionId::random(), SessionId::random());
+        let mut sa = hub.subscribe(&a);
+        let mut sb = hub.subscribe(&b);
+        let ta = ThreadId::random();
+        hub.publish(&a, ChatEvent::ThreadDeleted { thread_id: ta });
+        let tb = ThreadId::random();
+        hub.publish(&b, ChatEvent::ThreadDeleted { thread_id: tb });
+        assert_eq!(sa.next().await, Some(Feed::Event(Arc::new(ChatEvent::ThreadDeleted { thread_id: ta }))));
+        assert_eq!(sb.next().await, Some(Feed::Event(Arc::new(ChatEvent::ThreadDeleted { thread_id: tb }))));
+        drop(sa);
+        drop(sb);
+        hub.publish(&a, ChatEvent::ThreadDeleted { thread_id: ta });
+        assert_eq!(hub.channels.lock().unwrap().len(), 1, "a channel without listeners is dropped on publish");
+    }
+}

@@ -1,0 +1,116 @@
+//! The built-in offline assistant: deterministic, instant to start, good for demos, tests
+//! and load runs. It streams the person's text back word by word, and knows a few slash
+//! commands that exercise the interface.
+
+use app::{
+    model::Role,
+    server::assistant::{Assistant, AssistantError, AssistantErrorKind, DeltaStream, Turn},
+};
+use async_trait::async_trait;
+use futures::{StreamExt, stream};
+use std::time::Duration;
+
+pub struct EchoAssistant {
+    /// Pause between two words.
+    pub delay: Duration,
+}
+
+const HELP: &str = "I am the built-in **echo** assistant: I repeat what you write, word by word.\n\n\
+Commands:\n\n\
+- `/slow` — a long, slow reply (try **Stop**)\n\
+- `/markdown` — a sample with a table, a list and code\n\
+- `/error` — a reply that fails part-way\n\
+- `/help` — this list";
+
+const MARKDOWN: &str = "## A markdown sample\n\n\
+Confide renders **bold**, *italic*, `inline code`, [links](https://example.com) and lists:\n\n\
+1. ordered\n2. items\n\n\
+- and\n- bullets\n\n\
+| Store | Durable | Several instances |\n|---|---|---|\n| memory | no | no |\n| SQLite | yes | no |\n| Redis | yes | yes |\n\n\
+```rust\nfn main() {\n    let greeting = \"Hello from Confide\";\n    println!(\"{greeting}\");\n}\n```\n\n\
+> Quoted text stays quoted.\n\n\
+And HTML such as <b onclick=\"alert(1)\">this</b> is shown as text, never run.";
+
+impl EchoAssistant {
+    fn script(&self, last: &str) -> (String, Duration, Option<usize>) {
+        let cmd = last.trim();
+        match cmd.split_whitespace().next().unwrap_or("") {
+            "/help" => (HELP.to_owned(), self.delay, None),
+            "/markdown" => (MARKDOWN.to_owned(), self.delay, None),
+            "/slow" => {
+                let words: Vec<String> = (1..=120).map(|i| format!("word{i}")).collect();
+                (format!("Counting slowly: {}.", words.join(" ")), self.delay.max(Duration::from_millis(150)), None)
+            }
+            "/error" => ("This reply starts well and then the model fails".to_owned(), self.delay, Some(5)),
+            _ => (last.to_owned(), self.delay, None),
+        }
+    }
+}
+
+#[async_trait]
+impl Assistant for EchoAssistant {
+    async fn reply(&self, history: Vec<Turn>) -> Result<DeltaStream, AssistantError> {
+        let last = history.iter().rev().find(|t| t.role == Role::User).map(|t| t.content.clone()).unwrap_or_default();
+        let (text, delay, fail_after) = self.script(&last);
+        let words: Vec<String> = text.split_inclusive(char::is_whitespace).map(str::to_owned).collect();
+        let s = stream::iter(words.into_iter().enumerate()).then(move |(i, w)| async move {
+            if !delay.is_zero() && i > 0 {
+                tokio::time::sleep(delay).await;
+            }
+            match fail_after {
+                Some(n) if i >= n => Err(AssistantError::new(
+                    AssistantErrorKind::Upstream,
+                    "the echo assistant failed on purpose (/error)",
+                )),
+                _ => Ok(w),
+            }
+        });
+        // Stop after the first error, as a real stream would.
+        let s = s.scan(false, |failed, item| {
+            let out = if *failed { None } else { Some(item) };
+            if let Some(Err(_)) = &out {
+                *failed = true;
+            }
+            futures::future::ready(out)
+        });
+        Ok(Box::pin(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn collect(a: &EchoAssistant, text: &str) -> (String, Option<AssistantError>) {
+        let mut s = a.reply(vec![Turn { role: Role::User, content: text.into() }]).await.unwrap();
+        let mut out = String::new();
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(d) => out.push_str(&d),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    #[tokio::test]
+    async fn echoes_the_text_exactly() {
+        let a = EchoAssistant { delay: Duration::ZERO };
+        let text = "Hello  there,\nhow are you? ünïcode ✓";
+        assert_eq!(collect(&a, text).await, (text.to_owned(), None));
+    }
+
+    #[tokio::test]
+    async fn error_command_fails_part_way_and_keeps_what_came() {
+        let a = EchoAssistant { delay: Duration::ZERO };
+        let (text, err) = collect(&a, "/error").await;
+        assert_eq!(text, "This reply starts well and ");
+        assert_eq!(err.unwrap().kind, AssistantErrorKind::Upstream);
+    }
+
+    #[tokio::test]
+    async fn markdown_command_has_a_code_block() {
+        let a = EchoAssistant { delay: Duration::ZERO };
+        assert!(collect(&a, "/markdown").await.0.contains("```rust"));
+    }
+}

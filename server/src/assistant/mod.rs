@@ -1,0 +1,5 @@
+//! Assistant backends chosen by `CONFIDE_ASSISTANT`.
+
+mod echo;
+
+pub use echo::EchoAssistant;
