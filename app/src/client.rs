@@ -134,6 +134,101 @@ mod browser {
         }
     }
 
+    thread_local! {
+        static EVENTS: std::cell::RefCell<Option<web_sys::EventSource>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// Opens (once) the session's live event stream and feeds each event to `apply`. The
+    /// browser reconnects by itself; after a reconnect we ask for a resync, since events
+    /// sent in between are lost.
+    pub fn open_event_stream(apply: impl Fn(crate::model::ChatEvent) + 'static) {
+        use wasm_bindgen::closure::Closure;
+        if EVENTS.with(|e| e.borrow().is_some()) {
+            return;
+        }
+        let Ok(source) = web_sys::EventSource::new("/api/events") else { return };
+        let apply = std::rc::Rc::new(apply);
+        let on_message = {
+            let apply = apply.clone();
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+                if let Some(text) = ev.data().as_string() {
+                    if let Ok(event) = serde_json::from_str::<crate::model::ChatEvent>(&text) {
+                        apply(event);
+                    }
+                }
+            })
+        };
+        let opened = std::cell::Cell::new(false);
+        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            if opened.replace(true) {
+                apply(crate::model::ChatEvent::Resync);
+            }
+        });
+        source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        // The stream lives as long as the page.
+        on_message.forget();
+        on_open.forget();
+        EVENTS.with(|e| *e.borrow_mut() = Some(source));
+    }
+
+    /// Saves `content` as a file through a temporary object URL.
+    pub fn download(filename: &str, mime: &str, content: &str) {
+        let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+        let parts = js_sys_array(content);
+        let opts = web_sys::BlobPropertyBag::new();
+        opts.set_type(mime);
+        let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else { return };
+        let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };
+        if let Ok(a) = doc.create_element("a") {
+            let _ = a.set_attribute("href", &url);
+            let _ = a.set_attribute("download", filename);
+            if let Some(a) = a.dyn_ref::<web_sys::HtmlElement>() {
+                a.click();
+            }
+        }
+        let _ = web_sys::Url::revoke_object_url(&url);
+    }
+
+    fn js_sys_array(s: &str) -> wasm_bindgen::JsValue {
+        let arr = web_sys::js_sys::Array::new();
+        arr.push(&wasm_bindgen::JsValue::from_str(s));
+        arr.into()
+    }
+
+    const THEME_KEY: &str = "confide.theme";
+
+    /// Applies the theme saved in this browser, if any.
+    pub fn apply_saved_theme() -> Option<String> {
+        let theme = LocalStorage::get::<String>(THEME_KEY).ok().filter(|t| t == "light" || t == "dark")?;
+        set_theme_attr(&theme);
+        Some(theme)
+    }
+
+    /// Switches between light and dark and remembers the choice.
+    pub fn toggle_theme() -> String {
+        let current = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.document_element())
+            .and_then(|e| e.get_attribute("data-theme"))
+            .unwrap_or_else(|| {
+                let dark = web_sys::window()
+                    .and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten())
+                    .is_some_and(|m| m.matches());
+                if dark { "dark".into() } else { "light".into() }
+            });
+        let next = if current == "dark" { "light" } else { "dark" }.to_owned();
+        set_theme_attr(&next);
+        let _ = LocalStorage::set(THEME_KEY, &next);
+        next
+    }
+
+    fn set_theme_attr(theme: &str) {
+        if let Some(el) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+            let _ = el.set_attribute("data-theme", theme);
+        }
+    }
+
     pub async fn sleep_ms(ms: u32) {
         let (tx, rx) = futures::channel::oneshot::channel::<()>();
         leptos::prelude::set_timeout(move || { let _ = tx.send(()); }, std::time::Duration::from_millis(ms as u64));

@@ -92,7 +92,7 @@ pub enum Role {
     Assistant,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     Streaming,
@@ -101,14 +101,14 @@ pub enum MessageStatus {
     Error,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rating {
     Up,
     Down,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Feedback {
     pub rating: Rating,
     #[serde(default)]
@@ -183,16 +183,19 @@ pub enum ChatEvent {
     ThreadDeleted { thread_id: ThreadId },
     /// Messages after `after` were dropped (an edit or a regeneration).
     Truncated { thread_id: ThreadId, after: Option<MessageId> },
+    /// The listener missed events and should reload what it shows.
+    Resync,
 }
 
 impl ChatEvent {
-    pub fn thread_id(&self) -> ThreadId {
+    pub fn thread_id(&self) -> Option<ThreadId> {
         match self {
-            Self::Message { message } => message.message.thread_id,
+            Self::Message { message } => Some(message.message.thread_id),
             Self::Delta { thread_id, .. } | Self::ThreadDeleted { thread_id } | Self::Truncated { thread_id, .. } => {
-                *thread_id
+                Some(*thread_id)
             }
-            Self::Thread { thread } => thread.id,
+            Self::Thread { thread } => Some(thread.id),
+            Self::Resync => None,
         }
     }
 }

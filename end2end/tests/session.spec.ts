@@ -6,8 +6,8 @@ test("two browsers get different sessions whose notes never cross", async ({ bro
   const b = await browser.newContext();
   const pa = await a.newPage();
   const pb = await b.newPage();
-  await openReady(pa);
-  await openReady(pb);
+  await openReady(pa, "/notes");
+  await openReady(pb, "/notes");
   const sidA = await consistentSid(pa);
   const sidB = await consistentSid(pb);
   expect(sidA).not.toBe(sidB);
@@ -27,7 +27,7 @@ test("two browsers get different sessions whose notes never cross", async ({ bro
 });
 
 test("a reload keeps the session and its note; the proof cookie is HttpOnly", async ({ page, context }) => {
-  await openReady(page);
+  await openReady(page, "/notes");
   const sid = await consistentSid(page);
   await saveNote(page, "still here after reload");
   await page.reload();
@@ -47,7 +47,7 @@ test("a reload keeps the session and its note; the proof cookie is HttpOnly", as
 });
 
 test("clearing storage and cookies starts a new, empty session", async ({ page, context }) => {
-  await openReady(page);
+  await openReady(page, "/notes");
   const before = await consistentSid(page);
   await saveNote(page, "forget me");
 
@@ -63,14 +63,14 @@ test("clearing storage and cookies starts a new, empty session", async ({ page, 
 test("a copied GUID without its proof is moved to a fresh session and sees nothing", async ({ browser }) => {
   const a = await browser.newContext();
   const pa = await a.newPage();
-  await openReady(pa);
+  await openReady(pa, "/notes");
   const sidA = await consistentSid(pa);
   await saveNote(pa, "A's private note");
 
   // B already has a session of its own; then A's id is planted in B's storage and cookie.
   const b = await browser.newContext();
   const pb = await b.newPage();
-  await openReady(pb);
+  await openReady(pb, "/notes");
   const sidB = await consistentSid(pb);
   await pb.evaluate((sid) => window.localStorage.setItem("confide.sid", JSON.stringify(sid)), sidA);
   await b.addCookies([{ name: "confide_sid", value: sidA, url: pb.url(), sameSite: "Strict" }]);

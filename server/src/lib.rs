@@ -135,12 +135,13 @@ async fn events(
 }
 
 fn sse_events(feed: futures::stream::BoxStream<'static, Feed>) -> impl Stream<Item = Result<Event, Infallible>> {
+    // Unnamed events, so the browser's `EventSource.onmessage` sees them all.
     feed.map(|f| {
-        Ok(match f {
-            Feed::Event(e) => Event::default().event("chat").json_data(&*e).unwrap_or_else(|_| Event::default().event("resync").data("")),
-            // The listener missed events: it should reload what it shows.
-            Feed::Lagged => Event::default().event("resync").data(""),
-        })
+        let event = match f {
+            Feed::Event(e) => Event::default().json_data(&*e),
+            Feed::Lagged => Event::default().json_data(app::model::ChatEvent::Resync),
+        };
+        Ok(event.unwrap_or_else(|_| Event::default().data(r#"{"type":"resync"}"#)))
     })
 }
 

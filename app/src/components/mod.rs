@@ -1,5 +1,7 @@
 //! The page: an app shell (header, main, footer) around the routes.
 
+mod chat;
+mod icon;
 mod notepad;
 
 use crate::{ApiError, api::SessionInfo};
@@ -47,6 +49,7 @@ pub fn App() -> impl IntoView {
     Effect::new(move |_| {
         #[cfg(feature = "hydrate")]
         {
+            crate::client::apply_saved_theme();
             crate::client::mark_hydrated();
             leptos::task::spawn_local(start_session(ctx));
         }
@@ -59,11 +62,14 @@ pub fn App() -> impl IntoView {
                 <Header />
                 <main class="main" id="main">
                     <Notice />
-                    <Routes fallback=|| view! { <NotFound /> }>
-                        <Route path=path!("/") view=notepad::Notepad />
-                    </Routes>
+                    <chat::ChatLayout>
+                        <Routes fallback=|| view! { <NotFound /> }>
+                            <Route path=path!("/") view=chat::ChatPage />
+                            <Route path=path!("/t/:id") view=chat::ChatPage />
+                            <Route path=path!("/notes") view=notepad::Notepad />
+                        </Routes>
+                    </chat::ChatLayout>
                 </main>
-                <Footer />
             </div>
         </Router>
     }
@@ -129,10 +135,13 @@ fn Header() -> impl IntoView {
                 <span class="brand-mark" aria-hidden="true">"◆"</span>
                 "Confide"
             </a>
-            <span class="session-badge" title="Your session (first 8 characters)">
-                <span class="muted">"session "</span>
-                <code data-testid="session-id">{badge}</code>
-            </span>
+            <div class="topbar-right">
+                <span class="session-badge" title="Your session (first 8 characters)">
+                    <span class="muted">"session "</span>
+                    <code data-testid="session-id">{badge}</code>
+                </span>
+                <ThemeToggle />
+            </div>
         </header>
     }
 }
@@ -160,11 +169,15 @@ fn Notice() -> impl IntoView {
 }
 
 #[component]
-fn Footer() -> impl IntoView {
+fn ThemeToggle() -> impl IntoView {
+    let toggle = move |_| {
+        #[cfg(feature = "hydrate")]
+        crate::client::toggle_theme();
+    };
     view! {
-        <footer class="footer">
-            <span>"Confide — one person's conversation never reaches another."</span>
-        </footer>
+        <button class="icon theme-toggle" title="Switch light/dark" aria-label="Switch between light and dark theme" on:click=toggle>
+            <icon::Icon name=icon::IconName::Theme />
+        </button>
     }
 }
 

@@ -1,0 +1,695 @@
+//! The chat: thread sidebar, message list, composer, and the live event stream that keeps
+//! every tab of the session in step.
+
+use super::{
+    SessionCtx, SessionState,
+    icon::{Icon, IconName},
+};
+use crate::{
+    ApiError,
+    api::{self},
+    model::{
+        ChatEvent, MAX_MESSAGE_CHARS, MessageId, MessageStatus, MessageView, Rating, Role, SearchHit, Thread,
+        ThreadId, ThreadView,
+    },
+};
+use leptos::{prelude::*, task::spawn_local};
+use leptos_router::{
+    NavigateOptions,
+    hooks::{use_location, use_navigate},
+};
+
+/// Chat data the page shows, shared by the sidebar, the thread view and the event stream.
+#[derive(Clone, Copy)]
+pub struct ChatState {
+    pub threads: Resource<Result<Vec<Thread>, ApiError>>,
+    pub current: Resource<Result<Option<ThreadView>, ApiError>>,
+    /// The thread named by the URL.
+    pub open: Memo<Option<ThreadId>>,
+    /// Bumped to reload everything (session ready, stream reconnected, events missed).
+    pub epoch: RwSignal<u32>,
+}
+
+impl ChatState {
+    fn streaming(&self) -> Option<MessageId> {
+        self.current.with(|c| {
+            c.as_ref().and_then(|r| r.as_ref().ok()).and_then(|t| t.as_ref()).and_then(|t| {
+                t.messages.iter().find(|m| m.message.status == MessageStatus::Streaming).map(|m| m.message.id)
+            })
+        })
+    }
+
+    fn upsert_thread(&self, thread: Thread) {
+        self.threads.update(|r| {
+            if let Some(Ok(list)) = r {
+                list.retain(|t| t.id != thread.id);
+                list.push(thread.clone());
+                list.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms));
+            }
+        });
+        self.with_open(thread.id, |tv| tv.thread = thread);
+    }
+
+    fn with_open(&self, id: ThreadId, f: impl FnOnce(&mut ThreadView)) {
+        self.current.update(|r| {
+            if let Some(Ok(Some(tv))) = r {
+                if tv.thread.id == id {
+                    f(tv);
+                }
+            }
+        });
+    }
+
+    fn upsert_message(&self, m: MessageView) {
+        self.with_open(m.message.thread_id, |tv| match tv.messages.iter_mut().find(|x| x.message.id == m.message.id) {
+            Some(existing) => *existing = m,
+            None => tv.messages.push(m),
+        });
+    }
+
+    /// Applies one live event. Events for our own actions arrive too; every change is an
+    /// upsert, so applying them twice is harmless.
+    pub fn apply(&self, event: ChatEvent) {
+        match event {
+            ChatEvent::Thread { thread } => self.upsert_thread(thread),
+            ChatEvent::ThreadDeleted { thread_id } => {
+                self.threads.update(|r| {
+                    if let Some(Ok(list)) = r {
+                        list.retain(|t| t.id != thread_id);
+                    }
+                });
+                if self.open.get_untracked() == Some(thread_id) {
+                    self.current.update(|r| *r = Some(Ok(None)));
+                }
+            }
+            ChatEvent::Message { message } => self.upsert_message(message),
+            ChatEvent::Delta { thread_id, message_id, content, html } => self.with_open(thread_id, |tv| {
+                if let Some(m) = tv.messages.iter_mut().find(|m| m.message.id == message_id) {
+                    // A late delta must not overwrite a finished message.
+                    if m.message.status == MessageStatus::Streaming {
+                        m.message.content = content;
+                        m.html = html;
+                    }
+                }
+            }),
+            ChatEvent::Truncated { thread_id, after } => self.with_open(thread_id, |tv| {
+                let keep = match after {
+                    None => 0,
+                    Some(id) => tv.messages.iter().position(|m| m.message.id == id).map_or(tv.messages.len(), |i| i + 1),
+                };
+                tv.messages.truncate(keep);
+            }),
+            ChatEvent::Resync => self.epoch.update(|e| *e += 1),
+        }
+    }
+}
+
+/// Sidebar + the routed page. Owns the chat data and the event stream.
+#[component]
+pub fn ChatLayout(children: Children) -> impl IntoView {
+    let session = expect_context::<SessionCtx>();
+    let epoch = RwSignal::new(0u32);
+    // The layout sits above the routes, so it reads the thread id from the path itself.
+    let location = use_location();
+    let open = Memo::new(move |_| {
+        location.pathname.with(|p| p.strip_prefix("/t/").and_then(|id| ThreadId::parse(id.trim_end_matches('/'))))
+    });
+    // The composer's state outlives route changes (a new chat becomes /t/<id> mid-send).
+    provide_context(ComposerCtx {
+        text: RwSignal::new(String::new()),
+        sending: RwSignal::new(false),
+        error: RwSignal::new(None),
+    });
+
+    // Server rendering fetches both inside the request's session; the browser fetches again
+    // once its own session start has returned (the protocol's ordering rule).
+    let threads = Resource::new(move || epoch.get(), |_| api::list_threads());
+    let current = Resource::new(
+        move || (epoch.get(), open.get()),
+        |(_, id)| async move {
+            match id {
+                Some(id) => api::get_thread(id).await.map(Some),
+                None => Ok(None),
+            }
+        },
+    );
+    let state = ChatState { threads, current, open, epoch };
+    provide_context(state);
+
+    Effect::new(move |prev: Option<bool>| {
+        let ready = matches!(session.state.get(), SessionState::Ready(_));
+        if ready && prev != Some(true) {
+            epoch.update(|e| *e += 1);
+            #[cfg(feature = "hydrate")]
+            crate::client::open_event_stream(move |e| state.apply(e));
+        }
+        ready
+    });
+
+    view! {
+        <div class="workspace">
+            <Sidebar />
+            <div class="content">{children()}</div>
+        </div>
+    }
+}
+
+#[component]
+fn Sidebar() -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let query = RwSignal::new(String::new());
+    let results = RwSignal::new(None::<Vec<SearchHit>>);
+    let navigate = use_navigate();
+
+    // Search as the person types, a moment after they pause.
+    let search_gen = StoredValue::new(0u32);
+    let on_search = move |ev| {
+        let q = event_target_value(&ev);
+        query.set(q.clone());
+        search_gen.update_value(|g| *g += 1);
+        let mine = search_gen.get_value();
+        if q.trim().is_empty() {
+            results.set(None);
+            return;
+        }
+        spawn_local(async move {
+            sleep_ms(200).await;
+            if search_gen.get_value() != mine {
+                return;
+            }
+            if let Ok(hits) = api::search_threads(q).await {
+                if search_gen.get_value() == mine {
+                    results.set(Some(hits));
+                }
+            }
+        });
+    };
+
+    let new_chat = {
+        let navigate = navigate.clone();
+        move |_| navigate("/", NavigateOptions::default())
+    };
+
+    let list = move || {
+        if let Some(hits) = results.get() {
+            return hits.into_iter().map(|h| (h.thread, h.snippet)).collect::<Vec<_>>();
+        }
+        state.threads.get().and_then(Result::ok).unwrap_or_default().into_iter().map(|t| (t, None)).collect()
+    };
+
+    view! {
+        <aside class="sidebar" aria-label="Chats">
+            <button class="primary new-chat" data-testid="new-chat" on:click=new_chat>
+                "+ New chat"
+            </button>
+            <input
+                class="search"
+                type="search"
+                placeholder="Search chats"
+                aria-label="Search chats"
+                data-testid="search"
+                prop:value=move || query.get()
+                on:input=on_search
+            />
+            <nav class="thread-list" data-testid="thread-list">
+                <Transition fallback=|| view! { <p class="muted small">"Loading…"</p> }>
+                    {move || {
+                        let items = list();
+                        if items.is_empty() {
+                            let text = if results.with(Option::is_some) { "No chats match." } else { "No chats yet." };
+                            view! { <p class="muted small empty-list">{text}</p> }.into_any()
+                        } else {
+                            items
+                                .into_iter()
+                                .map(|(t, snippet)| view! { <ThreadItem thread=t snippet=snippet /> })
+                                .collect_view()
+                                .into_any()
+                        }
+                    }}
+                </Transition>
+            </nav>
+            <footer class="sidebar-foot">
+                <a href="/notes">"Notes"</a>
+                <span class="muted">"Confide — your conversations stay yours."</span>
+            </footer>
+        </aside>
+    }
+}
+
+#[component]
+fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let navigate = use_navigate();
+    let id = thread.id;
+    let editing = RwSignal::new(false);
+    let title = RwSignal::new(thread.title.clone());
+    let href = format!("/t/{id}");
+    let is_current = move || state.open.get() == Some(id);
+
+    let save = move || {
+        let new_title = title.get_untracked();
+        editing.set(false);
+        spawn_local(async move {
+            if let Ok(t) = api::rename_thread(id, new_title).await {
+                state.upsert_thread(t);
+            }
+        });
+    };
+    let remove = move |_| {
+        if !confirm("Delete this chat? This cannot be undone.") {
+            return;
+        }
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            if api::delete_thread(id).await.is_ok() {
+                state.apply(ChatEvent::ThreadDeleted { thread_id: id });
+                if state.open.get_untracked() == Some(id) {
+                    navigate("/", NavigateOptions::default());
+                }
+            }
+        });
+    };
+
+    view! {
+        <div class="thread-item" class:current=is_current data-testid="thread-item">
+            <Show
+                when=move || editing.get()
+                fallback=move || {
+                    view! {
+                        <a
+                            href=href.clone()
+                            class="thread-link"
+                            aria-current=move || if is_current() { Some("page") } else { None }
+                        >
+                            <span class="thread-title">{move || title.get()}</span>
+                            {snippet.clone().map(|s| view! { <span class="snippet">{s}</span> })}
+                        </a>
+                        <button class="icon" title="Rename" aria-label="Rename chat" on:click=move |_| editing.set(true)>
+                            <Icon name=IconName::Edit />
+                        </button>
+                        <button class="icon" title="Delete" aria-label="Delete chat" data-testid="delete-thread" on:click=remove.clone()>
+                            <Icon name=IconName::Trash />
+                        </button>
+                    }
+                }
+            >
+                <input
+                    class="rename"
+                    aria-label="Chat title"
+                    prop:value=move || title.get()
+                    on:input=move |ev| title.set(event_target_value(&ev))
+                    on:keydown=move |ev| {
+                        if ev.key() == "Enter" {
+                            save();
+                        } else if ev.key() == "Escape" {
+                            editing.set(false);
+                        }
+                    }
+                    on:blur=move |_| if editing.get_untracked() { save() }
+                />
+            </Show>
+        </div>
+    }
+}
+
+/// The routed chat page: the open thread (or the empty state) and the composer.
+#[component]
+pub fn ChatPage() -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let session = expect_context::<SessionCtx>();
+    let ready = move || matches!(session.state.get(), SessionState::Ready(_));
+
+    view! {
+        <section class="chat" aria-label="Conversation">
+            <Transition fallback=|| view! { <div class="messages"><p class="muted">"Loading…"</p></div> }>
+                {move || match state.current.get() {
+                    Some(Ok(Some(tv))) => view! { <ThreadHeader thread=tv.thread.clone() /> <Messages /> }.into_any(),
+                    Some(Err(e)) if e.code == crate::ErrorCode::NotFound => {
+                        view! { <div class="messages"><div class="empty"><h2>"Chat not found"</h2><p class="muted">"It may have been deleted, or it belongs to another session."</p></div></div> }.into_any()
+                    }
+                    _ if state.open.get().is_some() && !ready() => view! { <div class="messages"><p class="muted">"Loading…"</p></div> }.into_any(),
+                    _ => view! { <EmptyState /> }.into_any(),
+                }}
+                <Composer />
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn ThreadHeader(thread: Thread) -> impl IntoView {
+    let id = thread.id;
+    let export = move |format: &'static str| {
+        spawn_local(async move {
+            if let Ok(file) = api::export_thread(id, format.into()).await {
+                download(&file.filename, &file.mime, &file.content);
+            }
+        })
+    };
+    view! {
+        <header class="thread-head">
+            <h1 data-testid="thread-title">{thread.title}</h1>
+            <div class="thread-actions">
+                <button class="ghost" on:click=move |_| export("markdown")>"Export .md"</button>
+                <button class="ghost" on:click=move |_| export("json")>"Export .json"</button>
+            </div>
+        </header>
+    }
+}
+
+#[component]
+fn EmptyState() -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let composer = use_context::<ComposerCtx>();
+    let navigate = use_navigate();
+    let starters = [
+        ("Show me what you can render", "/markdown"),
+        ("Stream a long answer I can stop", "/slow"),
+        ("What can you do?", "/help"),
+        ("Echo this sentence back to me, word by word.", "Echo this sentence back to me, word by word."),
+    ];
+    view! {
+        <div class="messages">
+            <div class="empty" data-testid="empty-state">
+                <h2>"How can I help?"</h2>
+                <p class="muted">"Start a conversation. It stays in this browser session and nowhere else."</p>
+                <div class="starters">
+                    {starters
+                        .into_iter()
+                        .map(|(label, text)| {
+                            let navigate = navigate.clone();
+                            view! {
+                                <button class="starter" on:click=move |_| send_text(state, composer, navigate.clone(), text.to_owned())>
+                                    {label}
+                                </button>
+                            }
+                        })
+                        .collect_view()}
+                </div>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn Messages() -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let messages = move || {
+        state.current.with(|c| {
+            c.as_ref().and_then(|r| r.as_ref().ok()).and_then(|t| t.as_ref()).map(|t| t.messages.clone()).unwrap_or_default()
+        })
+    };
+    let last_assistant = move || {
+        messages().iter().rev().find(|m| m.message.role == Role::Assistant).map(|m| m.message.id)
+    };
+    let list_ref = NodeRef::<leptos::html::Div>::new();
+
+    // Keep the newest text in view while a reply streams.
+    Effect::new(move |_| {
+        let _ = messages();
+        if let Some(el) = list_ref.get() {
+            el.set_scroll_top(el.scroll_height());
+        }
+    });
+
+    view! {
+        <div class="messages" node_ref=list_ref on:click=copy_code_on_click data-testid="messages">
+            <For
+                each=messages
+                // The key changes with what a bubble shows, so For re-renders exactly the
+                // messages that changed (a streaming reply, a new rating).
+                key=|m| (m.message.id, m.message.status, m.message.feedback.clone(), m.message.content.clone())
+                children=move |m| {
+                    let is_last = last_assistant() == Some(m.message.id);
+                    view! { <Bubble m=m is_last=is_last /> }
+                }
+            />
+        </div>
+    }
+}
+
+#[component]
+fn Bubble(m: MessageView, is_last: bool) -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let msg = m.message.clone();
+    let id = msg.id;
+    let role_class = match msg.role {
+        Role::User => "bubble user",
+        Role::Assistant => "bubble assistant",
+    };
+    let status = match msg.status {
+        MessageStatus::Streaming => "streaming",
+        MessageStatus::Done => "done",
+        MessageStatus::Stopped => "stopped",
+        MessageStatus::Error => "error",
+    };
+    let editing = RwSignal::new(false);
+    let draft = RwSignal::new(msg.content.clone());
+    let streaming_here = move || state.streaming().is_some();
+
+    let (role, msg_status, thread_id, error) = (msg.role, msg.status, msg.thread_id, msg.error.clone());
+    let (text, html) = (msg.content.clone(), m.html.clone());
+    let body = move || match role {
+        Role::User => view! { <div class="text">{text.clone()}</div> }.into_any(),
+        Role::Assistant => view! { <div class="markdown" inner_html=html.clone()></div> }.into_any(),
+    };
+
+    let rate = move |r: Rating| {
+        let current = state.current.with_untracked(|c| {
+            c.as_ref().and_then(|r| r.as_ref().ok()).and_then(|t| t.as_ref()).and_then(|t| {
+                t.messages.iter().find(|x| x.message.id == id).and_then(|x| x.message.feedback.as_ref().map(|f| f.rating))
+            })
+        });
+        let next = if current == Some(r) { None } else { Some(r) };
+        spawn_local(async move {
+            if let Ok(v) = api::set_feedback(id, next, None).await {
+                state.upsert_message(v);
+            }
+        });
+    };
+    let regenerate = move |_| {
+        let tid = thread_id;
+        spawn_local(async move {
+            let _ = api::regenerate_reply(tid).await;
+        });
+    };
+    let save_edit = move |_| {
+        let text = draft.get_untracked();
+        editing.set(false);
+        spawn_local(async move {
+            let _ = api::edit_message(id, text).await;
+        });
+    };
+    let content = msg.content.clone();
+    let rating = msg.feedback.as_ref().map(|f| f.rating);
+
+    view! {
+        <article class=role_class data-role=if msg.role == Role::User { "user" } else { "assistant" } data-status=status data-testid="message">
+            <Show
+                when=move || editing.get()
+                fallback=move || {
+                    view! {
+                        {body()}
+                        {(msg_status == MessageStatus::Streaming).then(|| view! { <span class="typing" aria-label="Assistant is writing">"●●●"</span> })}
+                        {(msg_status == MessageStatus::Stopped).then(|| view! { <p class="meta">"Stopped"</p> })}
+                        {error.clone().map(|e| view! {
+                            <p class="meta error" role="alert">{format!("The reply failed: {e}")}</p>
+                        })}
+                    }
+                }
+            >
+                <textarea class="edit" aria-label="Edit message" prop:value=move || draft.get() on:input=move |ev| draft.set(event_target_value(&ev))></textarea>
+                <div class="edit-actions">
+                    <button class="primary" on:click=save_edit>"Save & ask again"</button>
+                    <button class="ghost" on:click=move |_| editing.set(false)>"Cancel"</button>
+                </div>
+            </Show>
+            <div class="actions">
+                {match msg.role {
+                    Role::User => view! {
+                        <button class="icon" title="Edit" aria-label="Edit message" disabled=streaming_here on:click=move |_| editing.set(true)><Icon name=IconName::Edit /></button>
+                    }.into_any(),
+                    Role::Assistant if msg.status != MessageStatus::Streaming => view! {
+                        <button class="icon" title="Good reply" aria-label="Good reply" aria-pressed=(rating == Some(Rating::Up)).to_string() class:active=rating == Some(Rating::Up) on:click=move |_| rate(Rating::Up) data-testid="rate-up"><Icon name=IconName::ThumbUp /></button>
+                        <button class="icon" title="Bad reply" aria-label="Bad reply" aria-pressed=(rating == Some(Rating::Down)).to_string() class:active=rating == Some(Rating::Down) on:click=move |_| rate(Rating::Down) data-testid="rate-down"><Icon name=IconName::ThumbDown /></button>
+                        <button class="icon" title="Copy" aria-label="Copy reply" on:click=move |_| copy_text(&content)><Icon name=IconName::Copy /></button>
+                        {is_last.then(|| view! {
+                            <button class="icon" title="Regenerate" aria-label=if msg.status == MessageStatus::Error { "Retry" } else { "Regenerate reply" } data-testid="regenerate" on:click=regenerate><Icon name=IconName::Retry /></button>
+                        })}
+                    }.into_any(),
+                    Role::Assistant => ().into_any(),
+                }}
+            </div>
+        </article>
+    }
+}
+
+#[component]
+fn Composer() -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let session = expect_context::<SessionCtx>();
+    let composer = expect_context::<ComposerCtx>();
+    let ComposerCtx { text, sending, error } = composer;
+    let navigate = use_navigate();
+
+    let ready = move || matches!(session.state.get(), SessionState::Ready(_));
+    let streaming = move || state.streaming();
+    let count = move || text.with(|t| t.chars().count());
+    let too_long = move || count() > MAX_MESSAGE_CHARS;
+    let can_send = move || ready() && !sending.get() && streaming().is_none() && !too_long() && !text.with(|t| t.trim().is_empty());
+
+    let submit = move || {
+        if can_send() {
+            send_text(state, Some(composer), navigate.clone(), text.get_untracked());
+        }
+    };
+    let submit_on_enter = submit.clone();
+    let stop = move |_| {
+        if let Some(id) = streaming() {
+            spawn_local(async move {
+                if let Ok(v) = api::stop_reply(id).await {
+                    state.upsert_message(v);
+                }
+            });
+        }
+    };
+
+    view! {
+        <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
+            {move || error.get().map(|e| view! { <p class="meta error" role="alert">{e}</p> })}
+            <div class="composer-row">
+                <textarea
+                    data-testid="composer"
+                    aria-label="Message"
+                    placeholder=move || if streaming().is_some() { "Wait for the reply, or stop it…" } else { "Message Confide (Enter to send, Shift+Enter for a new line)" }
+                    rows="2"
+                    prop:value=move || text.get()
+                    disabled=move || !ready() || streaming().is_some()
+                    on:input=move |ev| text.set(event_target_value(&ev))
+                    on:keydown=move |ev| {
+                        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                            ev.prevent_default();
+                            submit_on_enter();
+                        }
+                    }
+                ></textarea>
+                <Show
+                    when=move || streaming().is_some()
+                    fallback=move || view! { <button class="primary" type="submit" data-testid="send" disabled=move || !can_send()>"Send"</button> }
+                >
+                    <button class="stop" type="button" data-testid="stop" on:click=stop>"■ Stop"</button>
+                </Show>
+            </div>
+            <div class="composer-foot">
+                <span class="counter" class:over=too_long>{move || format!("{} / {}", count(), MAX_MESSAGE_CHARS)}</span>
+                {move || streaming().map(|_| view! { <span class="muted small" role="status">"Assistant is replying…"</span> })}
+            </div>
+        </form>
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ComposerCtx {
+    text: RwSignal<String>,
+    sending: RwSignal<bool>,
+    error: RwSignal<Option<String>>,
+}
+
+/// Sends `text` in the open thread (or a new one) and opens the thread.
+fn send_text(
+    state: ChatState,
+    composer: Option<ComposerCtx>,
+    navigate: impl Fn(&str, NavigateOptions) + Clone + 'static,
+    text: String,
+) {
+    let thread = state.open.get_untracked();
+    if let Some(c) = composer {
+        c.sending.set(true);
+        c.error.set(None);
+    }
+    spawn_local(async move {
+        match api::send_message(thread, text).await {
+            Ok(sent) => {
+                if let Some(c) = composer {
+                    c.text.try_set(String::new());
+                }
+                state.upsert_thread(sent.thread.clone());
+                if thread.is_none() {
+                    state.current.update(|r| {
+                        *r = Some(Ok(Some(ThreadView { thread: sent.thread.clone(), messages: vec![sent.user.clone(), sent.reply.clone()] })))
+                    });
+                    navigate(&format!("/t/{}", sent.thread.id), NavigateOptions::default());
+                } else {
+                    state.upsert_message(sent.user);
+                    state.upsert_message(sent.reply);
+                }
+            }
+            Err(e) => {
+                if let Some(c) = composer {
+                    c.error.try_set(Some(e.message));
+                }
+            }
+        }
+        if let Some(c) = composer {
+            c.sending.try_set(false);
+        }
+    });
+}
+
+async fn sleep_ms(ms: u32) {
+    #[cfg(feature = "hydrate")]
+    crate::client::sleep_ms(ms).await;
+    #[cfg(not(feature = "hydrate"))]
+    let _ = ms;
+}
+
+fn confirm(question: &str) -> bool {
+    #[cfg(feature = "hydrate")]
+    return web_sys::window().and_then(|w| w.confirm_with_message(question).ok()).unwrap_or(false);
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = question;
+        false
+    }
+}
+
+fn copy_text(text: &str) {
+    #[cfg(feature = "hydrate")]
+    if let Some(w) = web_sys::window() {
+        let _ = w.navigator().clipboard().write_text(text);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = text;
+}
+
+fn download(filename: &str, mime: &str, content: &str) {
+    #[cfg(feature = "hydrate")]
+    crate::client::download(filename, mime, content);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (filename, mime, content);
+}
+
+/// Copy buttons inside rendered markdown (code blocks) are plain HTML from the server; one
+/// listener on the list handles them all.
+fn copy_code_on_click(ev: leptos::ev::MouseEvent) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        let Some(button) = ev.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return };
+        if !button.class_list().contains("copy-code") {
+            return;
+        }
+        let code = button
+            .closest(".code-block")
+            .ok()
+            .flatten()
+            .and_then(|block| block.query_selector("code").ok().flatten())
+            .and_then(|code| code.text_content());
+        if let Some(code) = code {
+            copy_text(&code);
+            button.set_text_content(Some("Copied"));
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = ev;
+}
