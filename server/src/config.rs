@@ -36,6 +36,19 @@ pub struct Config {
     /// Pause between words of the echo assistant.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub echo_delay: Duration,
+    /// Base URL of the OpenAI-compatible endpoint (`openai` assistant).
+    pub openai_base_url: Option<Url>,
+    /// API key for it, if it needs one. Never logged.
+    pub openai_api_key: Option<crate::assistant::Secret>,
+    /// Model name sent to the endpoint.
+    pub model: String,
+    /// Optional system prompt put before every conversation.
+    pub system_prompt: Option<String>,
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub openai_connect_timeout: Duration,
+    /// Bound on waiting for the first byte and between two pieces of a reply.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub openai_read_timeout: Duration,
     /// Allow cookies without `Secure` on a plain-http public URL that is not loopback.
     #[serde(deserialize_with = "flag")]
     pub insecure_cookies: bool,
@@ -53,6 +66,12 @@ impl Default for Config {
             store_timeout: Duration::from_secs(2),
             assistant: "echo".into(),
             echo_delay: Duration::from_millis(40),
+            openai_base_url: None,
+            openai_api_key: None,
+            model: "gpt-4o-mini".into(),
+            system_prompt: None,
+            openai_connect_timeout: Duration::from_secs(5),
+            openai_read_timeout: Duration::from_secs(60),
             insecure_cookies: false,
         }
     }

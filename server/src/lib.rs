@@ -89,6 +89,21 @@ impl axum::extract::FromRef<AppState> for LeptosOptions {
 fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
     match config.assistant.as_str() {
         "echo" => Ok(Arc::new(assistant::EchoAssistant { delay: config.echo_delay })),
+        "openai" => {
+            let base_url = config.openai_base_url.clone().ok_or_else(|| {
+                ConfigError::Invalid("CONFIDE_ASSISTANT=openai needs CONFIDE_OPENAI_BASE_URL".into())
+            })?;
+            let a = assistant::OpenAiAssistant::new(assistant::OpenAiConfig {
+                base_url,
+                api_key: config.openai_api_key.clone(),
+                model: config.model.clone(),
+                system_prompt: config.system_prompt.clone(),
+                connect_timeout: config.openai_connect_timeout,
+                read_timeout: config.openai_read_timeout,
+            })
+            .map_err(ConfigError::Invalid)?;
+            Ok(Arc::new(a))
+        }
         other => Err(ConfigError::Invalid(format!("unknown assistant {other:?}; use \"echo\" or \"openai\""))),
     }
 }

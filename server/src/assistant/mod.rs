@@ -1,5 +1,8 @@
 //! Assistant backends chosen by `CONFIDE_ASSISTANT`.
 
 mod echo;
+mod openai;
+pub mod sse;
 
 pub use echo::EchoAssistant;
+pub use openai::{OpenAiAssistant, OpenAiConfig, Secret};

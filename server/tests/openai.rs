@@ -1,0 +1,219 @@
+//! The `openai` assistant against a fake OpenAI-compatible server on a random port: real
+//! HTTP and SSE, with the failures real endpoints produce.
+
+mod common;
+
+use app::server::assistant::{Assistant, AssistantErrorKind as Kind, Turn};
+use app::model::Role;
+use axum::{
+    Json, Router,
+    body::Body,
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use futures::{StreamExt, stream};
+use serde_json::{Value, json};
+use server::{
+    Config,
+    assistant::{OpenAiAssistant, OpenAiConfig, Secret},
+};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::net::TcpListener;
+use url::Url;
+
+#[derive(Default)]
+struct Seen {
+    auth: Vec<Option<String>>,
+    bodies: Vec<Value>,
+}
+
+fn chunk(text: &str) -> String {
+    format!("data: {}\n\n", json!({ "choices": [{ "delta": { "content": text } }] }))
+}
+
+/// The model name picks the behaviour.
+async fn completions(seen: Arc<Mutex<Seen>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    {
+        let mut s = seen.lock().unwrap();
+        s.auth.push(headers.get("authorization").map(|v| v.to_str().unwrap().to_owned()));
+        s.bodies.push(body.clone());
+    }
+    let sse = |parts: Vec<Result<String, std::io::Error>>, delay_ms: u64| {
+        let s = stream::iter(parts).then(move |p| async move {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            p
+        });
+        Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(s)).unwrap()
+    };
+    match body["model"].as_str().unwrap_or("") {
+        "ok" => {
+            // Split one event across two network chunks, as proxies do.
+            let first = chunk("Hel");
+            let (a, b) = first.split_at(10);
+            sse(
+                vec![
+                    Ok(": keep-alive\n\n".into()),
+                    Ok(format!("data: {}\n\n", json!({ "choices": [{ "delta": { "role": "assistant" } }] }))),
+                    Ok(a.into()),
+                    Ok(b.into()),
+                    Ok(chunk("lo, ")),
+                    Ok(chunk("world")),
+                    Ok(format!("data: {}\n\n", json!({ "choices": [{ "delta": {}, "finish_reason": "stop" }] }))),
+                    Ok("data: [DONE]\n\n".into()),
+                ],
+                5,
+            )
+        }
+        "e401" => (StatusCode::UNAUTHORIZED, "bad key").into_response(),
+        "e404" => (StatusCode::NOT_FOUND, "no such model").into_response(),
+        "e429" => (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response(),
+        "e500" => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
+        "malformed" => sse(vec![Ok(chunk("Partial ")), Ok("data: {this is not json\n\n".into())], 5),
+        "disconnect" => sse(
+            vec![Ok(chunk("Cut ")), Ok(chunk("off ")), Err(std::io::Error::other("connection reset"))],
+            5,
+        ),
+        "truncated" => sse(vec![Ok(chunk("No done marker"))], 5),
+        "stall" => sse(vec![Ok(chunk("Then ")), Ok(chunk("silence"))], 3_000),
+        "error-event" => sse(vec![Ok(format!("data: {}\n\n", json!({ "error": { "message": "model overloaded" } })))], 5),
+        _ => (StatusCode::BAD_REQUEST, "unknown model").into_response(),
+    }
+}
+
+async fn fake_openai() -> (Url, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let s = seen.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |h: HeaderMap, b: Json<Value>| completions(s.clone(), h, b)),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+fn assistant(base: &Url, model: &str) -> OpenAiAssistant {
+    OpenAiAssistant::new(OpenAiConfig {
+        base_url: base.clone(),
+        api_key: Some(Secret("sk-test".into())),
+        model: model.into(),
+        system_prompt: Some("Be brief.".into()),
+        connect_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_millis(800),
+    })
+    .unwrap()
+}
+
+fn history() -> Vec<Turn> {
+    vec![
+        Turn { role: Role::User, content: "hi".into() },
+        Turn { role: Role::Assistant, content: "hello".into() },
+        Turn { role: Role::User, content: "say hello".into() },
+    ]
+}
+
+/// Collects a reply: its text and the error that ended it, if any.
+async fn run(base: &Url, model: &str) -> (String, Option<Kind>) {
+    let a = assistant(base, model);
+    let mut s = match a.reply(history()).await {
+        Ok(s) => s,
+        Err(e) => return (String::new(), Some(e.kind)),
+    };
+    let mut text = String::new();
+    while let Some(item) = s.next().await {
+        match item {
+            Ok(t) => text.push_str(&t),
+            Err(e) => {
+                assert!(!e.message.contains("sk-test"), "errors never carry the key");
+                return (text, Some(e.kind));
+            }
+        }
+    }
+    (text, None)
+}
+
+#[tokio::test]
+async fn streams_a_reply_and_sends_the_conversation() {
+    let (base, seen) = fake_openai().await;
+    assert_eq!(run(&base, "ok").await, ("Hello, world".into(), None));
+    let s = seen.lock().unwrap();
+    assert_eq!(s.auth[0].as_deref(), Some("Bearer sk-test"));
+    let body = &s.bodies[0];
+    assert_eq!(body["stream"], true);
+    let roles: Vec<&str> = body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"]);
+    assert_eq!(body["messages"][3]["content"], "say hello");
+}
+
+#[tokio::test]
+async fn http_errors_are_clear() {
+    let (base, _) = fake_openai().await;
+    assert_eq!(run(&base, "e401").await.1, Some(Kind::Unauthorized));
+    assert_eq!(run(&base, "e404").await.1, Some(Kind::NotFound));
+    assert_eq!(run(&base, "e429").await.1, Some(Kind::RateLimited));
+    assert_eq!(run(&base, "e500").await.1, Some(Kind::Upstream));
+}
+
+#[tokio::test]
+async fn broken_streams_keep_what_arrived() {
+    let (base, _) = fake_openai().await;
+    assert_eq!(run(&base, "malformed").await, ("Partial ".into(), Some(Kind::Protocol)));
+    assert_eq!(run(&base, "disconnect").await, ("Cut off ".into(), Some(Kind::Interrupted)));
+    assert_eq!(run(&base, "truncated").await, ("No done marker".into(), Some(Kind::Interrupted)));
+    assert_eq!(run(&base, "error-event").await, (String::new(), Some(Kind::Upstream)));
+}
+
+#[tokio::test]
+async fn a_stalled_endpoint_times_out() {
+    let (base, _) = fake_openai().await;
+    let (text, err) = run(&base, "stall").await;
+    assert_eq!(err, Some(Kind::Unavailable));
+    assert!(text.len() <= "Then ".len(), "{text}");
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_reported() {
+    // A port nothing listens on.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = Url::parse(&format!("http://{}", l.local_addr().unwrap())).unwrap();
+    drop(l);
+    assert_eq!(run(&base, "ok").await.1, Some(Kind::Unavailable));
+}
+
+#[tokio::test]
+async fn confide_shows_model_replies_and_model_failures() {
+    let (base, _) = fake_openai().await;
+    for (model, status, content) in [("ok", "done", "Hello, world"), ("e429", "error", ""), ("disconnect", "error", "Cut off ")] {
+        let app = common::spawn_with(Config {
+            assistant: "openai".into(),
+            openai_base_url: Some(base.clone()),
+            model: model.into(),
+            ..Config::default()
+        })
+        .await;
+        let mut b = common::Browser::new();
+        b.start(&app).await;
+        let sent = b.call(&app, "messages/send", json!({ "content": "hi" })).await;
+        assert_eq!(sent.status, reqwest::StatusCode::OK, "{:?}", sent.body);
+        let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
+        let mut reply = Value::Null;
+        for _ in 0..200 {
+            let t = b.call(&app, "threads/get", json!({ "thread_id": tid })).await;
+            reply = t.body["messages"][1].clone();
+            if reply["status"] != "streaming" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(reply["status"], status, "{model}: {reply}");
+        assert_eq!(reply["content"], content, "{model}");
+        if status == "error" {
+            assert!(!reply["error"].as_str().unwrap().is_empty(), "{model}: a reason is given");
+        }
+    }
+}
