@@ -8,6 +8,19 @@
 use ammonia::Builder;
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd, html};
 use std::{collections::HashSet, sync::LazyLock};
+use syntect::{
+    html::{ClassStyle, ClassedHTMLGenerator},
+    parsing::SyntaxSet,
+    util::LinesWithEndings,
+};
+
+/// Marks where a highlighted code block goes after sanitising (a private-use character,
+/// removed from input first, so only we write it).
+const SLOT: char = '\u{E000}';
+/// Code longer than this is shown unhighlighted, to bound the work per render.
+const MAX_HIGHLIGHT_BYTES: usize = 32 * 1024;
+
+static SYNTAXES: LazyLock<SyntaxSet> = LazyLock::new(SyntaxSet::load_defaults_newlines);
 
 static SANITIZER: LazyLock<Builder<'static>> = LazyLock::new(|| {
     let mut b = Builder::default();
@@ -23,12 +36,16 @@ static SANITIZER: LazyLock<Builder<'static>> = LazyLock::new(|| {
     b
 });
 
-/// Renders a message's markdown to sanitised HTML.
+/// Renders a message's markdown to sanitised HTML. Code blocks are highlighted; their
+/// HTML comes from the highlighter (which escapes the code) and is put in after ammonia
+/// has cleaned everything else.
 pub fn render(markdown: &str) -> String {
+    let markdown = markdown.replace(SLOT, "");
     let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
     let mut events: Vec<Event> = Vec::new();
+    let mut blocks: Vec<String> = Vec::new();
     let mut code: Option<(String, String)> = None; // (language, text)
-    for ev in Parser::new_ext(markdown, opts) {
+    for ev in Parser::new_ext(&markdown, opts) {
         match (&mut code, ev) {
             (None, Event::Start(Tag::CodeBlock(kind))) => {
                 let lang = match kind {
@@ -40,7 +57,8 @@ pub fn render(markdown: &str) -> String {
             (Some((_, text)), Event::Text(t)) => text.push_str(&t),
             (Some(_), Event::End(TagEnd::CodeBlock)) => {
                 let (lang, text) = code.take().unwrap_or_default();
-                events.push(Event::Html(code_block(&lang, &text).into()));
+                events.push(Event::Html(code_block(&lang, blocks.len()).into()));
+                blocks.push(highlight(&lang, &text));
             }
             (Some(_), _) => {}
             // Raw HTML is content, not markup.
@@ -50,7 +68,42 @@ pub fn render(markdown: &str) -> String {
     }
     let mut out = String::with_capacity(markdown.len() * 3 / 2);
     html::push_html(&mut out, events.into_iter());
-    SANITIZER.clean(&out).to_string()
+    let clean = SANITIZER.clean(&out).to_string();
+    if blocks.is_empty() {
+        return clean;
+    }
+    let mut result = String::with_capacity(clean.len() + blocks.iter().map(String::len).sum::<usize>());
+    let mut parts = clean.split(SLOT);
+    result.push_str(parts.next().unwrap_or(""));
+    while let (Some(index), Some(rest)) = (parts.next(), parts.next()) {
+        if let Some(block) = index.parse::<usize>().ok().and_then(|i| blocks.get(i)) {
+            result.push_str(block);
+        }
+        result.push_str(rest);
+    }
+    result
+}
+
+/// Highlighted HTML (`<span class="hl-…">`) for known languages, escaped text otherwise.
+fn highlight(lang: &str, code: &str) -> String {
+    let plain = || {
+        let mut s = String::with_capacity(code.len());
+        escape(&mut s, code);
+        s
+    };
+    if lang.is_empty() || code.len() > MAX_HIGHLIGHT_BYTES {
+        return plain();
+    }
+    let ss = &*SYNTAXES;
+    let Some(syntax) = ss.find_syntax_by_token(lang) else { return plain() };
+    let mut generator =
+        ClassedHTMLGenerator::new_with_class_style(syntax, ss, ClassStyle::SpacedPrefixed { prefix: "hl-" });
+    for line in LinesWithEndings::from(code) {
+        if generator.parse_html_for_line_which_includes_newline(line).is_err() {
+            return plain();
+        }
+    }
+    generator.finalize()
 }
 
 fn clean_lang(info: &str) -> String {
@@ -63,17 +116,15 @@ fn clean_lang(info: &str) -> String {
         .collect()
 }
 
-fn code_block(lang: &str, text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    pulldown_cmark_escape(&mut escaped, text);
+fn code_block(lang: &str, slot: usize) -> String {
     let label = if lang.is_empty() { "text" } else { lang };
     format!(
         "<div class=\"code-block\"><div class=\"code-head\"><span class=\"code-lang\">{label}</span>\
-         <button type=\"button\" class=\"copy-code\">Copy</button></div><pre><code>{escaped}</code></pre></div>"
+         <button type=\"button\" class=\"copy-code\">Copy</button></div><pre><code>{SLOT}{slot}{SLOT}</code></pre></div>"
     )
 }
 
-fn pulldown_cmark_escape(out: &mut String, text: &str) {
+fn escape(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '<' => out.push_str("&lt;"),
@@ -162,6 +213,17 @@ mod tests {
         assert!(html.contains("<a href=\"https://example.com\" target=\"_blank\" rel=\"noopener noreferrer nofollow\">site</a>"), "{html}");
         assert!(html.contains("<li>a</li>"));
         assert!(html.contains("<table>"));
+    }
+
+    #[test]
+    fn code_is_highlighted_and_placeholders_cannot_be_forged() {
+        let html = assert_safe("```rust\nfn main() { let x = \"</code><script>\"; }\n```\n\n```python\n# c\n```");
+        assert!(html.contains("<span class=\"hl-"), "{html}");
+        assert!(html.contains("&lt;/code&gt;&lt;script&gt;"), "{html}");
+        // A slot marker typed by a person is dropped, not expanded.
+        let html = assert_safe("\u{E000}0\u{E000} text\n\n```rust\nlet a = 1;\n```");
+        assert_eq!(html.matches("code-block").count(), 1, "{html}");
+        assert!(!html.contains('\u{E000}'));
     }
 
     #[test]
