@@ -1,11 +1,15 @@
 import { defineConfig, devices } from "@playwright/test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 // Confide's browser tests. The browser is Debian's Chromium (never a downloaded one); the
-// server is the binary `make test` built, started here on its own port with a fresh
-// in-memory store so runs never share state.
+// server is the binary `make test` built, started here on its own port with the default
+// (SQLite) store in a fresh temporary file, so runs never share state.
 const port = Number(process.env.E2E_PORT ?? 3100);
 const baseURL = `http://127.0.0.1:${port}`;
 const profile = process.env.E2E_PROFILE ?? "debug";
+const store = process.env.E2E_STORE ?? `sqlite:${join(mkdtempSync(join(tmpdir(), "confide-e2e-")), "confide.db")}`;
 
 export default defineConfig({
   testDir: "./tests",
@@ -55,6 +59,7 @@ export default defineConfig({
         env: {
           CONFIDE_ADDR: `127.0.0.1:${port}`,
           CONFIDE_SITE_ROOT: "target/site",
+          CONFIDE_STORE: store,
           CONFIDE_LOG: "info",
         },
       },

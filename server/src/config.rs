@@ -18,6 +18,8 @@ pub struct Config {
     pub public_url: Option<Url>,
     /// Where the built site (`pkg/`, assets) lives.
     pub site_root: PathBuf,
+    /// `memory`, `sqlite:<path>` or `redis://host:port/db`.
+    pub store: String,
     /// A session ends after this long without a verified request.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
@@ -60,6 +62,7 @@ impl Default for Config {
             addr: ([127, 0, 0, 1], 3000).into(),
             public_url: None,
             site_root: PathBuf::from("target/site"),
+            store: "sqlite:./data/confide.db".into(),
             idle_timeout: Duration::from_secs(24 * 3600),
             absolute_timeout: Duration::from_secs(30 * 24 * 3600),
             sweep_interval: Duration::from_secs(60),
@@ -75,6 +78,13 @@ impl Default for Config {
             insecure_cookies: false,
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    Sqlite(PathBuf),
+    Redis(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +122,23 @@ impl Config {
             return Err(ConfigError::Invalid("store_timeout must be greater than zero".into()));
         }
         self.secure_cookies().map(|_| ())
+    }
+
+    pub fn store_kind(&self) -> Result<StoreKind, ConfigError> {
+        let s = self.store.trim();
+        if s == "memory" {
+            Ok(StoreKind::Memory)
+        } else if let Some(path) = s.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(ConfigError::Invalid("store sqlite: needs a file path, e.g. sqlite:./data/confide.db".into()));
+            }
+            Ok(StoreKind::Sqlite(PathBuf::from(path)))
+        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+            Ok(StoreKind::Redis(s.to_owned()))
+        } else {
+            Err(ConfigError::Invalid(format!("store {s:?} is not memory, sqlite:<path> or redis://host:port/db")))
+        }
     }
 
     pub fn public_url(&self) -> Url {
@@ -215,6 +242,18 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
         assert_eq!(c.absolute_timeout, Duration::from_secs(30 * 86_400));
         assert!(c.secure_cookies().unwrap(), "loopback http still gets Secure cookies");
+    }
+
+    #[test]
+    fn store_urls_parse() {
+        let kind = |s: &str| with(&[("store", s)]).unwrap().store_kind();
+        assert_eq!(kind("memory").unwrap(), StoreKind::Memory);
+        assert_eq!(kind("sqlite:./data/x.db").unwrap(), StoreKind::Sqlite("./data/x.db".into()));
+        assert_eq!(kind("sqlite:///var/lib/confide.db").unwrap(), StoreKind::Sqlite("/var/lib/confide.db".into()));
+        assert_eq!(kind("redis://127.0.0.1:6379/0").unwrap(), StoreKind::Redis("redis://127.0.0.1:6379/0".into()));
+        assert!(kind("sqlite:").is_err());
+        assert!(kind("postgres://x").is_err());
+        assert_eq!(Config::default().store_kind().unwrap(), StoreKind::Sqlite("./data/confide.db".into()));
     }
 
     #[test]

@@ -33,8 +33,8 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::{future::Future, sync::Arc};
 use tokio::net::TcpListener;
 
-pub use config::{Config, ConfigError};
-pub use store::MemoryStore;
+pub use config::{Config, ConfigError, StoreKind};
+pub use store::{MemoryStore, SqliteStore};
 
 /// Everything a request handler may need, cheap to clone.
 #[derive(Clone)]
@@ -73,9 +73,20 @@ impl AppState {
         self
     }
 
-    /// State with the store the configuration names.
-    pub fn from_config(config: Config) -> Result<Self, ConfigError> {
-        let store: Arc<dyn SessionStore> = Arc::new(MemoryStore::new(lifetimes(&config)));
+    /// State with the store the configuration names (`CONFIDE_STORE`).
+    pub async fn from_config(config: Config) -> Result<Self, ConfigError> {
+        let l = lifetimes(&config);
+        let store: Arc<dyn SessionStore> = match config.store_kind()? {
+            StoreKind::Memory => Arc::new(MemoryStore::new(l)),
+            StoreKind::Sqlite(path) => Arc::new(
+                SqliteStore::open(&path, l, config.store_timeout)
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("cannot open SQLite store {}: {e}", path.display())))?,
+            ),
+            StoreKind::Redis(_) => {
+                return Err(ConfigError::Invalid("the Redis store is not available in this build".into()));
+            }
+        };
         Self::new(config, store)
     }
 }

@@ -20,7 +20,8 @@ async fn main() -> ExitCode {
     };
     let addr = config.addr;
     let public_url = config.public_url();
-    let state = match AppState::from_config(config) {
+    let store_desc = config.store.clone();
+    let state = match AppState::from_config(config).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
@@ -40,7 +41,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tracing::info!("Confide listening on http://{addr} (public URL {public_url})");
+    tracing::info!("Confide listening on http://{addr} (public URL {public_url}, store {store_desc})");
     match serve(listener, state, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("shut down cleanly");

@@ -254,7 +254,6 @@ macro_rules! store_contract_tests {
     ($make:expr) => {
         use $crate::store::contract as c;
         use app::server::Lifetimes;
-        use std::time::Duration;
 
         async fn store_with(l: Lifetimes) -> Arc<dyn app::server::SessionStore> {
             #[allow(clippy::redundant_closure_call)]
@@ -285,15 +284,15 @@ macro_rules! store_contract_tests {
         async fn deleting_a_session_deletes_its_threads() { c::deleting_a_session_deletes_its_threads(store_with(c::long()).await).await }
         #[tokio::test]
         async fn idle_expiry_slides_then_deletes() {
-            c::idle_expiry_slides_then_deletes(store_with(Lifetimes { idle: Duration::from_secs(1), absolute: Duration::from_secs(60) }).await).await
+            c::idle_expiry_slides_then_deletes(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(1), absolute: ::std::time::Duration::from_secs(60) }).await).await
         }
         #[tokio::test]
         async fn absolute_expiry_ignores_activity() {
-            c::absolute_expiry_ignores_activity(store_with(Lifetimes { idle: Duration::from_secs(60), absolute: Duration::from_millis(2000) }).await).await
+            c::absolute_expiry_ignores_activity(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(60), absolute: ::std::time::Duration::from_millis(2000) }).await).await
         }
         #[tokio::test]
         async fn sweep_removes_only_expired() {
-            c::sweep_removes_only_expired(store_with(Lifetimes { idle: Duration::from_secs(1), absolute: Duration::from_secs(60) }).await).await
+            c::sweep_removes_only_expired(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(1), absolute: ::std::time::Duration::from_secs(60) }).await).await
         }
     };
 }

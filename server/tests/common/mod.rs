@@ -21,11 +21,25 @@ pub async fn spawn() -> TestApp {
     spawn_with(Config::default()).await
 }
 
-pub async fn spawn_with(mut config: Config) -> TestApp {
+/// The port of a listener that was just closed: free for a child process to take.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub async fn spawn_with(config: Config) -> TestApp {
+    let store = Arc::new(MemoryStore::new(server::lifetimes(&config)));
+    spawn_with_store(config, store.clone(), store).await
+}
+
+/// Serves the app on a random port with the given store; `memory` is what tests inspect.
+pub async fn spawn_with_store(
+    mut config: Config,
+    store: Arc<dyn app::server::SessionStore>,
+    memory: Arc<MemoryStore>,
+) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
     config.addr = listener.local_addr().unwrap();
-    let store = Arc::new(MemoryStore::new(server::lifetimes(&config)));
-    let state = AppState::new(config, store.clone()).expect("valid test config");
+    let state = AppState::new(config, store).expect("valid test config");
     let (tx, rx) = oneshot::channel::<()>();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -36,7 +50,72 @@ pub async fn spawn_with(mut config: Config) -> TestApp {
         .expect("server runs");
     });
     let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-    TestApp { base, store, http, _stop: tx }
+    TestApp { base, store: memory, http, _stop: tx }
+}
+
+/// Anything a simulated browser can talk to: an in-process app or a child process.
+pub trait Endpoint {
+    fn base(&self) -> &str;
+    fn http(&self) -> &reqwest::Client;
+}
+
+impl Endpoint for TestApp {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+/// The real `confide` binary as a child process (killed when dropped).
+pub struct ChildServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub child: tokio::process::Child,
+}
+
+impl Endpoint for ChildServer {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl ChildServer {
+    /// Starts the binary with `CONFIDE_*` settings and waits for `/healthz`.
+    pub async fn launch(env: &[(&str, String)]) -> ChildServer {
+        let port = free_port();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_confide"));
+        cmd.env("CONFIDE_ADDR", format!("127.0.0.1:{port}"))
+            .env("CONFIDE_CONFIG", "/nonexistent/confide.toml")
+            .env("CONFIDE_LOG", "warn")
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("the confide binary starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "confide did not come up on {base}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        ChildServer { base, http, child }
+    }
+
+    /// SIGKILL: no shutdown, no flushing.
+    pub async fn kill_hard(mut self) {
+        self.child.kill().await.expect("kill");
+    }
 }
 
 /// What one answer looked like.
@@ -82,10 +161,10 @@ impl Browser {
     }
 
     /// Calls a server function as the Confide client does: header + cookies + JSON body.
-    pub async fn call(&mut self, app: &TestApp, endpoint: &str, body: Value) -> Reply {
+    pub async fn call(&mut self, app: &impl Endpoint, endpoint: &str, body: Value) -> Reply {
         let req = app
-            .http
-            .post(format!("{}/api/{endpoint}", app.base))
+            .http()
+            .post(format!("{}/api/{endpoint}", app.base()))
             .header("x-confide-session", &self.sid)
             .header("cookie", self.cookie_header())
             .json(&body);
@@ -96,15 +175,15 @@ impl Browser {
         reply
     }
 
-    pub async fn start(&mut self, app: &TestApp) -> Reply {
+    pub async fn start(&mut self, app: &impl Endpoint) -> Reply {
         self.call(app, "session/start", json!({})).await
     }
 
-    pub async fn get_note(&mut self, app: &TestApp) -> Reply {
+    pub async fn get_note(&mut self, app: &impl Endpoint) -> Reply {
         self.call(app, "notes/get", json!({})).await
     }
 
-    pub async fn set_note(&mut self, app: &TestApp, text: &str) -> Reply {
+    pub async fn set_note(&mut self, app: &impl Endpoint, text: &str) -> Reply {
         self.call(app, "notes/set", json!({ "text": text })).await
     }
 }
