@@ -39,6 +39,17 @@ pub enum ErrorCode {
     AssistantError,
     /// Server functions take JSON only.
     UnsupportedMediaType,
+    /// The request came from another site (Origin / Sec-Fetch-Site), or lacks the custom
+    /// session header.
+    CsrfRejected,
+    /// Too many requests; `Retry-After` says when to try again.
+    RateLimited,
+    /// Server functions take POST.
+    MethodNotAllowed,
+    /// The request body arrived too slowly.
+    RequestTimeout,
+    /// Handling the request took too long.
+    Timeout,
     /// The thing asked for does not exist in this session.
     NotFound,
     /// The session store did not answer in time.
@@ -65,6 +76,11 @@ impl ErrorCode {
             Self::TooManyKeys | Self::LimitReached | Self::Busy => 409,
             Self::AssistantError => 502,
             Self::UnsupportedMediaType => 415,
+            Self::CsrfRejected => 403,
+            Self::RateLimited => 429,
+            Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
+            Self::Timeout => 504,
             Self::NotFound => 404,
             Self::StoreUnavailable => 503,
             Self::Internal | Self::Unknown => 500,
@@ -87,6 +103,11 @@ impl ErrorCode {
             Self::Busy => "busy",
             Self::AssistantError => "assistant_error",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::CsrfRejected => "csrf_rejected",
+            Self::RateLimited => "rate_limited",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
+            Self::Timeout => "timeout",
             Self::NotFound => "not_found",
             Self::StoreUnavailable => "store_unavailable",
             Self::Internal => "internal",

@@ -51,6 +51,29 @@ pub struct Config {
     /// Bound on waiting for the first byte and between two pieces of a reply.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub openai_read_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed, as a
+    /// comma-separated list of IP addresses. Empty: no proxy is trusted.
+    #[serde(deserialize_with = "ip_list")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// PEM certificate chain and private key: with both set, Confide serves HTTPS itself.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Optional plain-HTTP listener that only redirects to the public https URL.
+    pub redirect_addr: Option<SocketAddr>,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Bound on handling one request (the event stream excepted).
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub request_timeout: Duration,
+    /// Requests per second allowed from one client address, and the burst above that.
+    /// Generous on purpose: many people may share one address (an office, a carrier NAT).
+    pub ip_rate: u32,
+    pub ip_burst: u32,
+    /// Requests per second allowed for one session, and the burst above that.
+    pub session_rate: u32,
+    pub session_burst: u32,
+    /// Messages a session may send per minute (each starts a model reply).
+    pub messages_per_minute: u32,
     /// Allow cookies without `Secure` on a plain-http public URL that is not loopback.
     #[serde(deserialize_with = "flag")]
     pub insecure_cookies: bool,
@@ -76,6 +99,17 @@ impl Default for Config {
             openai_connect_timeout: Duration::from_secs(5),
             openai_read_timeout: Duration::from_secs(60),
             insecure_cookies: false,
+            trusted_proxies: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            redirect_addr: None,
+            body_limit: 256 * 1024,
+            request_timeout: Duration::from_secs(30),
+            ip_rate: 200,
+            ip_burst: 1_000,
+            session_rate: 20,
+            session_burst: 40,
+            messages_per_minute: 30,
         }
     }
 }
@@ -114,7 +148,26 @@ impl Config {
         Ok(config)
     }
 
+    /// True when Confide runs behind (or as) an https front: HSTS and the http redirect apply.
+    pub fn https(&self) -> bool {
+        self.public_url().scheme() == "https"
+    }
+
+    /// `scheme://host[:port]` that browsers send as `Origin` for this deployment.
+    pub fn public_origin(&self) -> String {
+        self.public_url().origin().ascii_serialization()
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid("set both CONFIDE_TLS_CERT and CONFIDE_TLS_KEY, or neither".into()));
+        }
+        if self.tls_cert.is_some() && !self.https() && self.public_url.is_some() {
+            return Err(ConfigError::Invalid("native TLS is on but the public URL is not https".into()));
+        }
+        if [self.ip_rate, self.ip_burst, self.session_rate, self.session_burst, self.messages_per_minute].contains(&0) {
+            return Err(ConfigError::Invalid("rate limits must be greater than zero".into()));
+        }
         if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
             return Err(ConfigError::Invalid("timeouts must be greater than zero".into()));
         }
@@ -143,7 +196,8 @@ impl Config {
 
     pub fn public_url(&self) -> Url {
         self.public_url.clone().unwrap_or_else(|| {
-            Url::parse(&format!("http://{}", self.addr)).expect("a socket address forms a valid URL")
+            let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+            Url::parse(&format!("{scheme}://{}", self.addr)).expect("a socket address forms a valid URL")
         })
     }
 
@@ -195,6 +249,26 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     }
 }
 
+/// Accepts a list or a comma-separated string of IP addresses.
+fn ip_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<std::net::IpAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::List(v) => v,
+        Raw::Text(t) => t.split(',').map(str::to_owned).collect(),
+    };
+    items
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP address"))))
+        .collect()
+}
+
 /// Accepts `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
 fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     #[derive(Deserialize)]
@@ -242,6 +316,17 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
         assert_eq!(c.absolute_timeout, Duration::from_secs(30 * 86_400));
         assert!(c.secure_cookies().unwrap(), "loopback http still gets Secure cookies");
+    }
+
+    #[test]
+    fn proxies_and_https_mode() {
+        let c = with(&[("trusted_proxies", "10.0.0.1, ::1")]).unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(with(&[("trusted_proxies", "not-an-ip")]).is_err());
+        let c = with(&[("public_url", "https://chat.example.com")]).unwrap();
+        assert!(c.https());
+        assert_eq!(c.public_origin(), "https://chat.example.com");
+        assert!(with(&[("tls_cert", "/x.pem")]).is_err(), "cert without key");
     }
 
     #[test]

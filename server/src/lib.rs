@@ -27,7 +27,7 @@ use axum::{
     routing::{any, get},
 };
 use futures::{Stream, StreamExt};
-use std::convert::Infallible;
+use std::{convert::Infallible, net::SocketAddr};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use std::{future::Future, sync::Arc};
@@ -44,6 +44,9 @@ pub struct AppState {
     pub guard: GuardConfig,
     pub leptos: LeptosOptions,
     pub chat: Arc<ChatRuntime>,
+    pub limits: Arc<middleware::Limiters>,
+    /// Whether this process terminates TLS itself.
+    pub tls: bool,
 }
 
 impl AppState {
@@ -64,7 +67,9 @@ impl AppState {
             .build();
         let assistant = assistant_from(&config)?;
         let chat = Arc::new(ChatRuntime::new(assistant, Arc::new(LocalHub::default())));
-        Ok(Self { config: Arc::new(config), store, guard, leptos, chat })
+        let limits = Arc::new(middleware::Limiters::new(&config));
+        let tls = config.tls_cert.is_some();
+        Ok(Self { config: Arc::new(config), store, guard, leptos, chat, limits, tls })
     }
 
     /// Replaces the assistant: the way to plug in your own model without forking.
@@ -127,6 +132,7 @@ pub fn lifetimes(config: &Config) -> Lifetimes {
 pub fn app(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let leptos_options = state.leptos.clone();
+    let state_for_edge = state.clone();
 
     let guarded = Router::new()
         .leptos_routes(&state, routes, move || shell(leptos_options.clone()))
@@ -141,7 +147,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .merge(guarded)
-        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn_with_state(state_for_edge, middleware::edge))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
@@ -172,26 +178,66 @@ fn sse_events(feed: futures::stream::BoxStream<'static, Feed>) -> impl Stream<It
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` completes, sweeping expired sessions
-/// in the background.
+/// in the background. With `tls_cert`/`tls_key` configured it speaks HTTPS; with
+/// `redirect_addr` it also answers plain HTTP there with a redirect to the public URL.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let sweeper = tokio::spawn(sweep_forever(state.store.clone(), state.config.sweep_interval));
-    let result = axum::serve(listener, app(state).into_make_service())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let sweeper = tokio::spawn(sweep_forever(state.clone(), state.config.sweep_interval));
+    let redirect = match state.config.redirect_addr {
+        Some(addr) => Some(tokio::spawn(redirect_forever(addr, state.config.public_origin()))),
+        None => None,
+    };
+    let config = state.config.clone();
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(service).await
+        }
+        _ => axum::serve(listener, service).with_graceful_shutdown(shutdown).await,
+    };
     sweeper.abort();
+    if let Some(r) = redirect {
+        r.abort();
+    }
     result
 }
 
-async fn sweep_forever(store: Arc<dyn SessionStore>, every: std::time::Duration) {
+/// A plain-HTTP listener whose only answer is "go to the https site".
+async fn redirect_forever(addr: SocketAddr, origin: String) {
+    let app = Router::new().fallback(move |uri: axum::http::Uri| {
+        let origin = origin.clone();
+        async move {
+            let target = format!("{origin}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+            (axum::http::StatusCode::PERMANENT_REDIRECT, [(axum::http::header::LOCATION, target)])
+        }
+    });
+    match TcpListener::bind(addr).await {
+        Ok(l) => {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!("redirect listener failed: {e}");
+            }
+        }
+        Err(e) => tracing::error!("cannot listen on {addr} for the http redirect: {e}"),
+    }
+}
+
+async fn sweep_forever(state: AppState, every: std::time::Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match store.sweep().await {
+        state.limits.shrink();
+        match state.store.sweep().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "swept expired sessions"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired sessions failed"),

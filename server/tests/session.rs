@@ -20,7 +20,8 @@ async fn healthz_answers_ok() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_clients_on_one_ip_never_cross() {
-    let app = spawn().await;
+    // Isolation, not throttling, is under test: lift the per-address limit.
+    let app = spawn_with(Config { ip_rate: 100_000, ip_burst: 100_000, ..Config::default() }).await;
     let mut browsers: Vec<Browser> = (0..500).map(|_| Browser::new()).collect();
 
     // Every phase runs all 500 clients interleaved, 100 requests in flight.
