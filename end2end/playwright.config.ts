@@ -9,7 +9,30 @@ import { join } from "node:path";
 const port = Number(process.env.E2E_PORT ?? 3100);
 const baseURL = `http://127.0.0.1:${port}`;
 const profile = process.env.E2E_PROFILE ?? "debug";
-const store = process.env.E2E_STORE ?? `sqlite:${join(mkdtempSync(join(tmpdir(), "confide-e2e-")), "confide.db")}`;
+const scratch = mkdtempSync(join(tmpdir(), "confide-e2e-"));
+const store = process.env.E2E_STORE ?? `sqlite:${join(scratch, "confide.db")}`;
+// A second server speaks HTTPS itself, with a certificate made for this run.
+const tlsPort = Number(process.env.E2E_TLS_PORT ?? 3443);
+const redirectPort = Number(process.env.E2E_REDIRECT_PORT ?? 3180);
+const tlsBaseURL = `https://localhost:${tlsPort}`;
+const cert = join(scratch, "cert.pem");
+const key = join(scratch, "key.pem");
+const chromium = {
+  ...devices["Desktop Chrome"],
+  launchOptions: {
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  },
+};
 
 export default defineConfig({
   testDir: "./tests",
@@ -27,40 +50,51 @@ export default defineConfig({
     screenshot: "only-on-failure",
   },
   projects: [
+    { name: "chromium", testIgnore: /tls\.spec\.ts/, use: chromium },
     {
-      name: "chromium",
-      use: {
-        ...devices["Desktop Chrome"],
-        launchOptions: {
-          executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-          args: [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-          ],
-        },
-      },
+      name: "chromium-tls",
+      testMatch: /tls\.spec\.ts/,
+      use: { ...chromium, baseURL: tlsBaseURL, ignoreHTTPSErrors: true },
     },
   ],
   webServer: process.env.PW_EXTERNAL_SERVER
-    ? { command: "tail -f /dev/null", url: `${baseURL}/healthz`, reuseExistingServer: true }
-    : {
-        command: `cd .. && exec ./target/${profile}/confide`,
-        url: `${baseURL}/healthz`,
-        reuseExistingServer: false,
-        timeout: 60_000,
-        stdout: "pipe",
-        stderr: "pipe",
-        env: {
-          CONFIDE_ADDR: `127.0.0.1:${port}`,
-          CONFIDE_SITE_ROOT: "target/site",
-          CONFIDE_STORE: store,
-          CONFIDE_LOG: "info",
+    ? [{ command: "tail -f /dev/null", url: `${baseURL}/healthz`, reuseExistingServer: true }]
+    : [
+        {
+          command: `cd .. && exec ./target/${profile}/confide`,
+          url: `${baseURL}/healthz`,
+          reuseExistingServer: false,
+          timeout: 60_000,
+          stdout: "pipe",
+          stderr: "pipe",
+          env: {
+            CONFIDE_ADDR: `127.0.0.1:${port}`,
+            CONFIDE_SITE_ROOT: "target/site",
+            CONFIDE_STORE: store,
+            CONFIDE_LOG: "info",
+          },
         },
-      },
+        {
+          command:
+            `openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost ` +
+            `-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout ${key} -out ${cert} 2>/dev/null && ` +
+            `cd .. && exec ./target/${profile}/confide`,
+          url: `${tlsBaseURL}/healthz`,
+          ignoreHTTPSErrors: true,
+          reuseExistingServer: false,
+          timeout: 60_000,
+          stdout: "pipe",
+          stderr: "pipe",
+          env: {
+            CONFIDE_ADDR: `127.0.0.1:${tlsPort}`,
+            CONFIDE_PUBLIC_URL: tlsBaseURL,
+            CONFIDE_TLS_CERT: cert,
+            CONFIDE_TLS_KEY: key,
+            CONFIDE_REDIRECT_ADDR: `127.0.0.1:${redirectPort}`,
+            CONFIDE_SITE_ROOT: "target/site",
+            CONFIDE_STORE: `sqlite:${join(scratch, "tls.db")}`,
+            CONFIDE_LOG: "warn",
+          },
+        },
+      ],
 });

@@ -74,6 +74,7 @@ pub async fn set_note(text: String) -> Result<Note, ApiError> {
 
 use crate::model::{Export, MessageId, MessageView, Rating, SearchHit, Sent, Thread, ThreadId, ThreadView};
 
+
 #[server(prefix = "/api", endpoint = "threads/list", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn list_threads() -> Result<Vec<Thread>, ApiError> {
     crate::server::chat::Chat::current().await?.list_threads().await
@@ -139,4 +140,42 @@ pub async fn set_feedback(
     #[server(default)] comment: Option<String>,
 ) -> Result<MessageView, ApiError> {
     crate::server::chat::Chat::current().await?.feedback(&message_id, rating, comment).await
+}
+
+// ---- your data ---------------------------------------------------------------------------
+
+/// Everything this session holds, as one JSON document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataExport {
+    pub exported_ms: i64,
+    pub session: String,
+    pub note: Note,
+    pub threads: Vec<ThreadView>,
+}
+
+#[server(prefix = "/api", endpoint = "session/export", input = Json, output = Json, client = crate::client::SessionClient)]
+pub async fn export_my_data() -> Result<DataExport, ApiError> {
+    use crate::server::{UserSession, chat::Chat, store::now_ms};
+    let session = UserSession::current().await?;
+    let chat = Chat::current().await?;
+    Ok(DataExport {
+        exported_ms: now_ms(),
+        session: session.id().short(),
+        note: session.get::<Note>(NOTE_KEY).await?.unwrap_or_default(),
+        threads: chat.export_all().await?,
+    })
+}
+
+/// "Forget this browser": deletes the session and its data on the server and tells the
+/// browser to drop its cookies and storage. The client then starts a new session.
+#[server(prefix = "/api", endpoint = "session/forget", input = Json, output = Json, client = crate::client::SessionClient)]
+pub async fn forget_session() -> Result<(), ApiError> {
+    crate::server::chat::Chat::current().await?.forget().await?;
+    if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
+        opts.insert_header(
+            http::header::HeaderName::from_static("clear-site-data"),
+            http::HeaderValue::from_static("\"cookies\", \"storage\""),
+        );
+    }
+    Ok(())
 }

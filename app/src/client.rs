@@ -123,6 +123,17 @@ mod browser {
         id
     }
 
+    /// After "forget this browser": drop every trace here and start over on a fresh page.
+    pub fn forget_and_restart() {
+        LocalStorage::clear();
+        if let Some(doc) = html_document() {
+            let _ = doc.set_cookie(&format!("{COOKIE}=; Path=/; SameSite=Strict; Max-Age=0"));
+        }
+        if let Some(w) = web_sys::window() {
+            let _ = w.location().assign("/");
+        }
+    }
+
     /// Re-writes the cookie with the lifetime the server reported.
     pub fn remember(id: &SessionId, remaining_secs: u64) {
         persist(id, remaining_secs.max(1));

@@ -24,8 +24,27 @@ pub const SESSION_HEADER_NAME: &str = "x-confide-session";
 /// localStorage key of the session id.
 pub const SID_STORAGE_KEY: &str = "confide.sid";
 
+/// The page's Content-Security-Policy: scripts only from this origin or carrying this
+/// response's nonce (Leptos' hydration scripts do), wasm compilation allowed, nothing inline
+/// otherwise, no framing.
+#[cfg(feature = "ssr")]
+fn set_page_csp() {
+    if let (Some(nonce), Some(opts)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
+        let csp = format!(
+            "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
+             img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+             form-action 'self'; frame-ancestors 'none'"
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&csp) {
+            opts.insert_header(http::header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+}
+
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    set_page_csp();
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -190,6 +190,27 @@ fn Sidebar() -> impl IntoView {
         move |_| navigate("/", NavigateOptions::default())
     };
 
+    let export_data = move |_| {
+        spawn_local(async move {
+            if let Ok(data) = api::export_my_data().await {
+                if let Ok(json) = serde_json::to_string_pretty(&data) {
+                    download("confide-export.json", "application/json", &json);
+                }
+            }
+        });
+    };
+    let forget = move |_| {
+        if !confirm("Delete all your chats and notes from the server and start a new session?") {
+            return;
+        }
+        spawn_local(async move {
+            if api::forget_session().await.is_ok() {
+                #[cfg(feature = "hydrate")]
+                crate::client::forget_and_restart();
+            }
+        });
+    };
+
     let list = move || {
         if let Some(hits) = results.get() {
             return hits.into_iter().map(|h| (h.thread, h.snippet)).collect::<Vec<_>>();
@@ -230,6 +251,8 @@ fn Sidebar() -> impl IntoView {
             </nav>
             <footer class="sidebar-foot">
                 <a href="/notes">"Notes"</a>
+                <button class="link-button" data-testid="export-data" on:click=export_data>"Export my data"</button>
+                <button class="link-button danger" data-testid="forget" on:click=forget>"Forget this browser"</button>
                 <span class="muted">"Confide — your conversations stay yours."</span>
             </footer>
         </aside>

@@ -69,6 +69,17 @@ impl ChatRuntime {
         self.running.lock().map(|r| r.contains_key(&(*sid, *thread))).unwrap_or(false)
     }
 
+    /// Stops every reply of a session (it is being deleted).
+    pub fn cancel_session(&self, sid: &SessionId) {
+        if let Ok(r) = self.running.lock() {
+            for ((s, _), run) in r.iter() {
+                if s == sid {
+                    run.cancel.cancel();
+                }
+            }
+        }
+    }
+
     fn cancel_thread(&self, sid: &SessionId, thread: &ThreadId) {
         if let Ok(r) = self.running.lock() {
             if let Some(run) = r.get(&(*sid, *thread)) {
@@ -128,6 +139,26 @@ impl Chat {
 
     fn publish(&self, event: ChatEvent) {
         self.rt.hub.publish(self.sid(), event);
+    }
+
+    /// Everything the session holds, for "export my data".
+    pub async fn export_all(&self) -> Result<Vec<ThreadView>, ApiError> {
+        let mut out = Vec::new();
+        for t in self.list_threads().await? {
+            match self.get_thread(&t.id).await {
+                Ok(v) => out.push(v),
+                Err(e) if e.code == ErrorCode::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the session with all its data and stops its replies.
+    pub async fn forget(&self) -> Result<(), ApiError> {
+        self.rt.cancel_session(self.sid());
+        super::UserSession::from_verified(self.session.clone()).destroy().await?;
+        Ok(())
     }
 
     pub async fn list_threads(&self) -> Result<Vec<Thread>, ApiError> {

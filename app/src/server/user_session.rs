@@ -57,6 +57,12 @@ impl UserSession {
         bounded(s.store_timeout(), s.store().remove(s.id(), key)).await.map_err(store_error)
     }
 
+    /// Deletes the session and everything in it. The id and proof are dead afterwards.
+    pub async fn destroy(&self) -> Result<bool, ApiError> {
+        let s = &self.session;
+        bounded(s.store_timeout(), s.store().delete(s.id())).await.map_err(store_error)
+    }
+
     pub async fn clear(&self) -> Result<(), ApiError> {
         let s = &self.session;
         bounded(s.store_timeout(), s.store().clear(s.id())).await.map_err(store_error)

@@ -3,9 +3,15 @@
 
 mod memory;
 mod sqlite;
+mod redis;
+mod redis_hub;
+#[cfg(test)]
+pub(crate) mod redis_test_support;
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
+pub use self::redis::RedisStore;
+pub use self::redis_hub::RedisHub;
 
 #[cfg(test)]
 #[macro_use]
@@ -28,5 +34,23 @@ mod sqlite_contract {
         // Each test gets its own file; the directory lives as long as the process.
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
         Arc::new(SqliteStore::open(&dir.path().join("test.db"), lifetimes, Duration::from_secs(5)).await.unwrap())
+    });
+}
+
+#[cfg(test)]
+mod redis_contract {
+    use super::{RedisStore, redis_test_support::RedisServer};
+    use std::sync::{Arc, OnceLock};
+
+    /// One Redis for the whole suite; each test works under its own key prefix.
+    fn server() -> &'static RedisServer {
+        static SERVER: OnceLock<RedisServer> = OnceLock::new();
+        SERVER.get_or_init(RedisServer::start)
+    }
+
+    store_contract_tests!(|lifetimes| async move {
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let op_timeout = std::time::Duration::from_secs(5);
+        Arc::new(RedisStore::connect(&server().url(), &prefix, lifetimes, op_timeout).await.unwrap())
     });
 }

@@ -1,0 +1,959 @@
+//! Redis store: shared by any number of server processes, kept in memory by Redis.
+//!
+//! - Four keys per session, `<prefix>:{<sid>}:s|kv|t|m` (record, values, threads, messages).
+//!   The `{<sid>}` hash tag puts all of them in one Redis Cluster slot, so every operation can
+//!   be a single Lua script over one session's keys: atomic, and one round trip.
+//! - Expiry is Redis's own: every key of a session carries the session's deadline
+//!   (min(idle, absolute) remaining). `verify` moves it for all four keys at once; a write
+//!   gives the key it touches the record's remaining TTL. Scripts refuse to write when the
+//!   record is gone, so a write racing an expiry or a delete never brings a session back.
+//! - A thread is one hash field: its JSON (as a string, so Lua never re-encodes numbers), its
+//!   `updated_ms` as a decimal string, and its message ids in order, comma-separated (ids are
+//!   fixed-length UUIDs, so a plain substring search finds exactly one).
+//! - `<prefix>:deadlines` is a sorted set of claimed sessions by (possibly stale) deadline.
+//!   Redis needs no sweeping; the set only lets `sweep` say how many sessions expired, and is
+//!   kept outside the session scripts so they stay single-slot.
+
+use ::redis::{
+    Client, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use app::{
+    SessionId,
+    model::{Message, MessageId, Thread, ThreadId},
+    server::{
+        Claim, Lifetimes, ProofHash, SessionStore, StoreError, Verify,
+        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, check_entry, check_key, now_ms},
+    },
+};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::{sync::LazyLock, time::Duration};
+
+/// How `sweep` walks the deadline index: this many sessions per round trip.
+const SWEEP_BATCH: usize = 256;
+
+/// Script results. Lua returns these as the first (or only) element.
+const GONE: i64 = 0;
+const OK: i64 = 1;
+const AT_LIMIT: i64 = 2;
+const NOT_FOUND: i64 = 3;
+
+/// Helpers every session script starts with. KEYS[1] is always the session record.
+const PRELUDE: &str = r#"
+-- The record's remaining lifetime in ms, or nil when it is gone (or about to be).
+local function session_ttl()
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl == -2 or ttl == 0 then return nil end
+  return ttl
+end
+-- Gives a key the record's deadline, so no part of a session outlives it.
+local function expire_with_session(key, ttl)
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
+end
+local function id_list(ids)
+  local out = {}
+  for id in string.gmatch(ids, '[^,]+') do out[#out + 1] = id end
+  return out
+end
+local function expired(created, seen, now, idle, absolute)
+  return now >= math.min(tonumber(seen) + idle, tonumber(created) + absolute)
+end
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}{body}"))
+}
+
+// KEYS: s kv t m. ARGV: proof hex, now, idle ms, absolute ms.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local now, idle, absolute = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local rec = redis.call('HMGET', KEYS[1], 'created', 'seen')
+if rec[1] and not expired(rec[1], rec[2] or rec[1], now, idle, absolute) then return 0 end
+-- Whatever is left of an earlier session with this id must not leak into the new one.
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('HSET', KEYS[1], 'proof', ARGV[1], 'created', ARGV[2], 'seen', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], math.min(idle, absolute))
+return 1
+"#,
+    )
+});
+
+// KEYS: s kv t m. ARGV: proof hex (empty for none), now, idle ms, absolute ms.
+// Returns {1, stored proof, created} or {0} for no live session; the caller decides on the
+// proof with a constant-time compare. The slide happens here, gated on equality, so a
+// verify stays one round trip; what is compared is a SHA-256 of the secret, which is of no
+// use to anyone who learns it, so Lua's string equality leaks nothing worth having.
+static VERIFY: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local now, idle, absolute = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local rec = redis.call('HMGET', KEYS[1], 'proof', 'created', 'seen')
+if not (rec[1] and rec[2]) then return {0, false, false} end
+if expired(rec[2], rec[3] or rec[2], now, idle, absolute) then
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+  return {0, false, false}
+end
+if ARGV[1] == rec[1] then
+  local ttl = math.min(idle, tonumber(rec[2]) + absolute - now)
+  redis.call('HSET', KEYS[1], 'seen', ARGV[2])
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return {1, rec[1], rec[2]}
+"#,
+    )
+});
+
+// KEYS: s, hash. ARGV: field. Reads one field of a live session.
+static HGET_LIVE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, false} end
+return {1, redis.call('HGET', KEYS[2], ARGV[1])}
+"#,
+    )
+});
+
+// KEYS: s, hash. ARGV: field. Returns -1 without a session, else how many fields went.
+static HDEL_LIVE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HDEL', KEYS[2], ARGV[1])
+"#,
+    )
+});
+
+// KEYS: s kv. ARGV: key, value, max keys.
+static SET_VALUE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local ttl = session_ttl()
+if not ttl then return 0 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
+  return 2
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+expire_with_session(KEYS[2], ttl)
+return 1
+"#,
+    )
+});
+
+// KEYS: s kv.
+static CLEAR: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[2])
+return 1
+"#,
+    )
+});
+
+// KEYS: s kv t m. Returns whether the record existed.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return existed
+"#,
+    )
+});
+
+// KEYS: s t.
+static LIST_THREADS: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, {}} end
+return {1, redis.call('HVALS', KEYS[2])}
+"#,
+    )
+});
+
+// KEYS: s t m. ARGV: thread id. Returns {code, thread record, messages in order}.
+static GET_THREAD: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, false, {}} end
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return {1, false, {}} end
+local ids = id_list(cjson.decode(raw).messages)
+if #ids == 0 then return {1, raw, {}} end
+return {1, raw, redis.call('HMGET', KEYS[3], unpack(ids))}
+"#,
+    )
+});
+
+// KEYS: s t. ARGV: thread id, record, max threads. An existing thread is left as it is.
+static CREATE_THREAD: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local ttl = session_ttl()
+if not ttl then return 0 end
+if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then return 2 end
+redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+expire_with_session(KEYS[2], ttl)
+return 1
+"#,
+    )
+});
+
+// KEYS: s t. ARGV: thread id, thread JSON, updated_ms.
+static UPDATE_THREAD: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local ttl = session_ttl()
+if not ttl then return 0 end
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return 3 end
+local rec = cjson.decode(raw)
+rec.thread, rec.updated_ms = ARGV[2], ARGV[3]
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(rec))
+expire_with_session(KEYS[2], ttl)
+return 1
+"#,
+    )
+});
+
+// KEYS: s t m. ARGV: thread id.
+static DELETE_THREAD: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return 3 end
+local ids = id_list(cjson.decode(raw).messages)
+if #ids > 0 then redis.call('HDEL', KEYS[3], unpack(ids)) end
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"#,
+    )
+});
+
+// KEYS: s t m. ARGV: thread id, message id, message JSON, created_ms, max messages.
+// Replaces the message if the thread lists it, else appends it and moves updated_ms. The
+// timestamps stay decimal strings: picking the larger one never reformats a number.
+static PUT_MESSAGE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local ttl = session_ttl()
+if not ttl then return 0 end
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return 3 end
+local rec = cjson.decode(raw)
+if not string.find(rec.messages, ARGV[2], 1, true) then
+  local count = 0
+  if rec.messages ~= '' then count = (#rec.messages + 1) / 37 end
+  if count >= tonumber(ARGV[5]) then return 2 end
+  if rec.messages == '' then rec.messages = ARGV[2] else rec.messages = rec.messages .. ',' .. ARGV[2] end
+  if tonumber(ARGV[4]) > tonumber(rec.updated_ms) then rec.updated_ms = ARGV[4] end
+  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(rec))
+  expire_with_session(KEYS[2], ttl)
+end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+expire_with_session(KEYS[3], ttl)
+return 1
+"#,
+    )
+});
+
+// KEYS: s t m. ARGV: thread id, message id to keep up to (empty: drop all).
+// Returns -1 without a session, else how many messages went.
+static TRUNCATE_AFTER: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return 0 end
+local rec = cjson.decode(raw)
+local keep = 0
+if ARGV[2] ~= '' then
+  local at = string.find(rec.messages, ARGV[2], 1, true)
+  if not at then return 0 end
+  keep = at + 35
+end
+local dropped = id_list(string.sub(rec.messages, keep + 1))
+if #dropped == 0 then return 0 end
+redis.call('HDEL', KEYS[3], unpack(dropped))
+rec.messages = string.sub(rec.messages, 1, keep)
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(rec))
+return #dropped
+"#,
+    )
+});
+
+/// A thread as stored in its session's `:t` hash.
+#[derive(Serialize, Deserialize)]
+struct ThreadRecord {
+    /// The thread's JSON as last written by create/update. Its `updated_ms` is stale once a
+    /// message has been appended; the field below is the truth.
+    thread: String,
+    updated_ms: String,
+    /// Message ids in conversation order, comma-separated.
+    messages: String,
+}
+
+impl ThreadRecord {
+    fn new(thread: &Thread) -> Result<Self, StoreError> {
+        Ok(Self { thread: to_json(thread)?, updated_ms: thread.updated_ms.to_string(), messages: String::new() })
+    }
+
+    fn decode(raw: &[u8]) -> Result<Thread, StoreError> {
+        let rec: ThreadRecord = serde_json::from_slice(raw).map_err(|_| corrupt("thread"))?;
+        let mut thread: Thread = serde_json::from_str(&rec.thread).map_err(|_| corrupt("thread"))?;
+        thread.updated_ms = rec.updated_ms.parse().map_err(|_| corrupt("thread"))?;
+        Ok(thread)
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal(format!("unreadable {what} record in Redis"))
+}
+
+fn to_json(value: &impl Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Internal(format!("cannot encode: {e}")))
+}
+
+fn unexpected(code: i64) -> StoreError {
+    StoreError::Internal(format!("unexpected script result {code}"))
+}
+
+/// Connection trouble and a server that cannot serve right now are `Unavailable` (the
+/// guard answers 503 and the caller may retry); anything else is a bug or bad data.
+fn redis_error(e: RedisError) -> StoreError {
+    let transient = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        );
+    if transient { StoreError::Unavailable(format!("Redis: {e}")) } else { StoreError::Internal(format!("Redis: {e}")) }
+}
+
+/// Key prefixes become part of every key and of a PSUBSCRIBE pattern: keep them to
+/// characters that mean nothing to either (no `{}` hash tags, no glob metacharacters).
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), StoreError> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= 64
+        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Internal("the Redis key prefix must be 1 to 64 characters of [A-Za-z0-9._:-]".into()))
+    }
+}
+
+/// Opens a client for `url` without echoing the URL, which may hold a password.
+pub(crate) fn client(url: &str) -> Result<Client, StoreError> {
+    if url.starts_with("rediss://") {
+        return Err(StoreError::Internal(
+            "rediss:// (TLS) is not enabled in this build: use redis://, e.g. through a TLS tunnel".into(),
+        ));
+    }
+    Client::open(url).map_err(|e| StoreError::Internal(format!("invalid Redis URL ({:?})", e.kind())))
+}
+
+/// Lua numbers are doubles, formatted with 14 significant digits; milliseconds below 10^13
+/// (over 300 years) survive that exactly.
+fn lua_ms(d: Duration) -> i64 {
+    d.as_millis().min(10_000_000_000_000) as i64
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn proof_from_hex(s: &[u8]) -> Option<ProofHash> {
+    let s = std::str::from_utf8(s).ok()?;
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(ProofHash::from_bytes(out))
+}
+
+/// The four key names of one session.
+struct Keys([String; 4]);
+
+impl Keys {
+    fn record(&self) -> &str {
+        &self.0[0]
+    }
+    fn values(&self) -> &str {
+        &self.0[1]
+    }
+    fn threads(&self) -> &str {
+        &self.0[2]
+    }
+    fn messages(&self) -> &str {
+        &self.0[3]
+    }
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    lifetimes: Lifetimes,
+    op_timeout: Duration,
+}
+
+impl RedisStore {
+    /// Connects and checks that Redis answers within `op_timeout`, which then bounds every
+    /// call. A Redis that goes away later makes calls fail with `Unavailable` until it is
+    /// back; the connection is re-established in the background.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        lifetimes: Lifetimes,
+        op_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        check_prefix(prefix)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(op_timeout))
+            .set_response_timeout(Some(op_timeout))
+            // Keep retrying while Redis is away, but never wait long between attempts: a
+            // request waits for the attempt in progress (up to its own op timeout).
+            .set_max_delay(Duration::from_secs(1));
+        let conn = ConnectionManager::new_lazy_with_config(client(url)?, config).map_err(redis_error)?;
+        let store = Self { conn, prefix: prefix.to_owned(), lifetimes, op_timeout };
+        store.bounded(|mut c| async move { ::redis::cmd("PING").query_async::<()>(&mut c).await }).await?;
+        Ok(store)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Names of the session's keys that exist in Redis right now; for tests and operators.
+    pub async fn session_keys(&self, id: &SessionId) -> Result<Vec<String>, StoreError> {
+        let keys = self.keys(id);
+        let mut pipe = ::redis::pipe();
+        for k in &keys.0 {
+            pipe.exists(k);
+        }
+        let exists: Vec<bool> = self.bounded(|mut c| async move { pipe.query_async(&mut c).await }).await?;
+        Ok(keys.0.into_iter().zip(exists).filter_map(|(k, e)| e.then_some(k)).collect())
+    }
+
+    fn keys(&self, id: &SessionId) -> Keys {
+        let base = format!("{}:{{{}}}", self.prefix, id.as_string());
+        Keys([format!("{base}:s"), format!("{base}:kv"), format!("{base}:t"), format!("{base}:m")])
+    }
+
+    fn deadlines_key(&self) -> String {
+        format!("{}:deadlines", self.prefix)
+    }
+
+    fn idle_ms(&self) -> i64 {
+        lua_ms(self.lifetimes.idle)
+    }
+
+    fn absolute_ms(&self) -> i64 {
+        lua_ms(self.lifetimes.absolute)
+    }
+
+    /// Runs one request on a clone of the manager, bounded by the op timeout. Dropping a
+    /// timed-out request is safe: the multiplexed connection discards its late reply.
+    async fn bounded<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        match tokio::time::timeout(self.op_timeout, f(self.conn.clone())).await {
+            Ok(result) => result.map_err(redis_error),
+            Err(_) => Err(StoreError::Unavailable(format!("Redis did not answer within {:?}", self.op_timeout))),
+        }
+    }
+
+    async fn run<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StoreError> {
+        self.bounded(|mut c| async move { invocation.invoke_async(&mut c).await }).await
+    }
+
+    /// Maps the usual script status for calls whose answer is just "done".
+    fn status(code: i64) -> Result<(), StoreError> {
+        match code {
+            OK => Ok(()),
+            GONE => Err(StoreError::NoSuchSession),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Like `status`, for calls that report whether the thread was there.
+    fn found(code: i64) -> Result<bool, StoreError> {
+        match code {
+            OK => Ok(true),
+            NOT_FOUND => Ok(false),
+            GONE => Err(StoreError::NoSuchSession),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError> {
+        let keys = self.keys(id);
+        let now = now_ms();
+        let won: i64 = self
+            .run(
+                CLAIM
+                    .key(&keys.0[..])
+                    .arg(hex(proof.as_bytes()))
+                    .arg(now)
+                    .arg(self.idle_ms())
+                    .arg(self.absolute_ms()),
+            )
+            .await?;
+        if won != 1 {
+            return Ok(Claim::Taken);
+        }
+        // The deadline index only feeds `sweep`'s count, so failing to update it must not
+        // fail a claim that has happened. Entries whose deadline passed more than one
+        // absolute lifetime ago are dead for sure; trimming them here bounds the index even
+        // if nothing ever sweeps.
+        let deadline = now.saturating_add(self.idle_ms().min(self.absolute_ms()));
+        let mut pipe = ::redis::pipe();
+        pipe.zadd(self.deadlines_key(), id.as_string(), deadline)
+            .ignore()
+            .zrembyscore(self.deadlines_key(), "-inf", format!("({}", now.saturating_sub(self.absolute_ms())))
+            .ignore();
+        if let Err(e) = self.bounded(|mut c| async move { pipe.exec_async(&mut c).await }).await {
+            tracing::warn!(session = %id.log_tag(), error = %e, "could not index a new Redis session for sweeping");
+        }
+        Ok(Claim::Won)
+    }
+
+    async fn verify(&self, id: &SessionId, proof: Option<&ProofHash>) -> Result<Verify, StoreError> {
+        let keys = self.keys(id);
+        let (code, stored, created): (i64, Option<Vec<u8>>, Option<String>) = self
+            .run(
+                VERIFY
+                    .key(&keys.0[..])
+                    .arg(proof.map(|p| hex(p.as_bytes())).unwrap_or_default())
+                    .arg(now_ms())
+                    .arg(self.idle_ms())
+                    .arg(self.absolute_ms()),
+            )
+            .await?;
+        if code != OK {
+            return Ok(Verify::Unknown);
+        }
+        let stored = stored.as_deref().and_then(proof_from_hex).ok_or_else(|| corrupt("session"))?;
+        let created_ms = created.and_then(|c| c.parse().ok()).ok_or_else(|| corrupt("session"))?;
+        match proof {
+            Some(p) if stored.matches(p) => Ok(Verify::Valid { created_ms }),
+            _ => Ok(Verify::Denied { created_ms }),
+        }
+    }
+
+    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_key(key)?;
+        let keys = self.keys(id);
+        let (code, value): (i64, Option<Vec<u8>>) =
+            self.run(HGET_LIVE.key(keys.record()).key(keys.values()).arg(key)).await?;
+        Self::status(code).map(|()| value)
+    }
+
+    async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        check_entry(key, value)?;
+        let keys = self.keys(id);
+        let code: i64 =
+            self.run(SET_VALUE.key(keys.record()).key(keys.values()).arg(key).arg(value).arg(MAX_KEYS)).await?;
+        match code {
+            AT_LIMIT => Err(StoreError::TooManyKeys),
+            code => Self::status(code),
+        }
+    }
+
+    async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
+        check_key(key)?;
+        let keys = self.keys(id);
+        let removed: i64 = self.run(HDEL_LIVE.key(keys.record()).key(keys.values()).arg(key)).await?;
+        if removed < 0 { Err(StoreError::NoSuchSession) } else { Ok(removed > 0) }
+    }
+
+    async fn clear(&self, id: &SessionId) -> Result<(), StoreError> {
+        let keys = self.keys(id);
+        Self::status(self.run(CLEAR.key(keys.record()).key(keys.values())).await?)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let keys = self.keys(id);
+        let existed: bool = self.run(&DELETE.key(&keys.0[..])).await?;
+        if existed {
+            let (index, member) = (self.deadlines_key(), id.as_string());
+            if let Err(e) = self
+                .bounded(|mut c| async move { ::redis::cmd("ZREM").arg(index).arg(member).exec_async(&mut c).await })
+                .await
+            {
+                tracing::debug!(session = %id.log_tag(), error = %e, "could not unindex a deleted Redis session");
+            }
+        }
+        Ok(existed)
+    }
+
+    /// Redis has already dropped expired sessions; this walks the deadline index to count
+    /// them (and forget them), re-filing sessions whose deadline moved since they were filed.
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        let index = self.deadlines_key();
+        let mut gone = 0;
+        loop {
+            let due: Vec<String> = {
+                let cmd = ::redis::Cmd::zrangebyscore_limit(&index, "-inf", now, 0, SWEEP_BATCH as isize);
+                self.bounded(|mut c| async move { cmd.query_async(&mut c).await }).await?
+            };
+            if due.is_empty() {
+                return Ok(gone);
+            }
+            let mut update = ::redis::pipe();
+            let mut sessions = Vec::with_capacity(due.len());
+            for member in &due {
+                match SessionId::parse(member) {
+                    Ok(sid) => sessions.push((member, self.keys(&sid))),
+                    // Not written by this store: nothing to count, just forget it.
+                    Err(_) => {
+                        update.zrem(&index, member).ignore();
+                    }
+                }
+            }
+            let ttls: Vec<i64> = if sessions.is_empty() {
+                Vec::new()
+            } else {
+                let mut ttls = ::redis::pipe();
+                for (_, keys) in &sessions {
+                    ttls.cmd("PTTL").arg(keys.record());
+                }
+                self.bounded(|mut c| async move { ttls.query_async(&mut c).await }).await?
+            };
+            for ((member, _), ttl) in sessions.iter().zip(ttls) {
+                if ttl == -2 {
+                    update.zrem(&index, member).ignore();
+                    gone += 1;
+                } else {
+                    // Still alive: file it under its real deadline, which is after `now`, so
+                    // this sweep does not meet it again.
+                    let ttl = if ttl < 0 { self.idle_ms() } else { ttl };
+                    update.zadd(&index, member, now + ttl + 1).ignore();
+                }
+            }
+            self.bounded(|mut c| async move { update.exec_async(&mut c).await }).await?;
+            if due.len() < SWEEP_BATCH {
+                return Ok(gone);
+            }
+        }
+    }
+
+    async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
+        let keys = self.keys(id);
+        let (code, raw): (i64, Vec<Vec<u8>>) = self.run(LIST_THREADS.key(keys.record()).key(keys.threads())).await?;
+        Self::status(code)?;
+        let mut out = raw.iter().map(|r| ThreadRecord::decode(r)).collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms).then(b.created_ms.cmp(&a.created_ms)));
+        Ok(out)
+    }
+
+    async fn get_thread(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+    ) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
+        let keys = self.keys(id);
+        let (code, raw, messages): (i64, Option<Vec<u8>>, Vec<Option<Vec<u8>>>) = self
+            .run(GET_THREAD.key(keys.record()).key(keys.threads()).key(keys.messages()).arg(thread.as_string()))
+            .await?;
+        Self::status(code)?;
+        let Some(raw) = raw else { return Ok(None) };
+        let messages = messages
+            .iter()
+            .flatten()
+            .map(|m| serde_json::from_slice(m).map_err(|_| corrupt("message")))
+            .collect::<Result<Vec<Message>, _>>()?;
+        Ok(Some((ThreadRecord::decode(&raw)?, messages)))
+    }
+
+    async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError> {
+        let keys = self.keys(id);
+        let record = to_json(&ThreadRecord::new(thread)?)?;
+        let code: i64 = self
+            .run(
+                CREATE_THREAD
+                    .key(keys.record())
+                    .key(keys.threads())
+                    .arg(thread.id.as_string())
+                    .arg(record)
+                    .arg(MAX_THREADS),
+            )
+            .await?;
+        match code {
+            AT_LIMIT => Err(StoreError::TooManyThreads),
+            code => Self::status(code),
+        }
+    }
+
+    async fn update_thread(&self, id: &SessionId, thread: &Thread) -> Result<bool, StoreError> {
+        let keys = self.keys(id);
+        let code: i64 = self
+            .run(
+                UPDATE_THREAD
+                    .key(keys.record())
+                    .key(keys.threads())
+                    .arg(thread.id.as_string())
+                    .arg(to_json(thread)?)
+                    .arg(thread.updated_ms),
+            )
+            .await?;
+        Self::found(code)
+    }
+
+    async fn delete_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<bool, StoreError> {
+        let keys = self.keys(id);
+        let code: i64 = self
+            .run(DELETE_THREAD.key(keys.record()).key(keys.threads()).key(keys.messages()).arg(thread.as_string()))
+            .await?;
+        Self::found(code)
+    }
+
+    async fn get_message(&self, id: &SessionId, message: &MessageId) -> Result<Option<Message>, StoreError> {
+        let keys = self.keys(id);
+        let (code, raw): (i64, Option<Vec<u8>>) =
+            self.run(HGET_LIVE.key(keys.record()).key(keys.messages()).arg(message.as_string())).await?;
+        Self::status(code)?;
+        raw.map(|m| serde_json::from_slice(&m).map_err(|_| corrupt("message"))).transpose()
+    }
+
+    async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError> {
+        let keys = self.keys(id);
+        let code: i64 = self
+            .run(
+                PUT_MESSAGE
+                    .key(keys.record())
+                    .key(keys.threads())
+                    .key(keys.messages())
+                    .arg(message.thread_id.as_string())
+                    .arg(message.id.as_string())
+                    .arg(to_json(message)?)
+                    .arg(message.created_ms)
+                    .arg(MAX_MESSAGES),
+            )
+            .await?;
+        match code {
+            AT_LIMIT => Err(StoreError::TooManyMessages),
+            code => Self::found(code),
+        }
+    }
+
+    async fn truncate_after(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+        after: Option<&MessageId>,
+    ) -> Result<usize, StoreError> {
+        let keys = self.keys(id);
+        let dropped: i64 = self
+            .run(
+                TRUNCATE_AFTER
+                    .key(keys.record())
+                    .key(keys.threads())
+                    .key(keys.messages())
+                    .arg(thread.as_string())
+                    .arg(after.map(MessageId::as_string).unwrap_or_default()),
+            )
+            .await?;
+        if dropped < 0 { Err(StoreError::NoSuchSession) } else { Ok(dropped as usize) }
+    }
+
+    async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let record = self.keys(id).0[0].clone();
+        self.bounded(|mut c| async move { ::redis::cmd("EXISTS").arg(record).query_async(&mut c).await }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redis_test_support::RedisServer;
+    use app::{
+        model::{MessageStatus, Role},
+        server::Proof,
+    };
+    use std::time::Instant;
+
+    fn prefix() -> String {
+        format!("test-{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// A connection of its own, to look at Redis behind the store's back.
+    async fn raw(server: &RedisServer) -> ::redis::aio::MultiplexedConnection {
+        Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
+    async fn keys_matching(conn: &mut ::redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> = ::redis::cmd("KEYS").arg(pattern).query_async(conn).await.unwrap();
+        keys.sort();
+        keys
+    }
+
+    /// A session with a value, a thread and a message: all four of its keys exist.
+    async fn populated(store: &RedisStore) -> (SessionId, ProofHash) {
+        let id = SessionId::random();
+        let proof = Proof::generate().unwrap().hash();
+        assert_eq!(store.claim(&id, &proof).await.unwrap(), Claim::Won);
+        store.set(&id, "notes", b"x").await.unwrap();
+        let thread = Thread { id: ThreadId::random(), title: "t".into(), created_ms: 1, updated_ms: 1 };
+        store.create_thread(&id, &thread).await.unwrap();
+        let message = Message {
+            id: MessageId::random(),
+            thread_id: thread.id,
+            role: Role::User,
+            content: "hello".into(),
+            created_ms: 2,
+            status: MessageStatus::Done,
+            feedback: None,
+            error: None,
+        };
+        assert!(store.put_message(&id, &message).await.unwrap());
+        (id, proof)
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_gone_from_redis_itself() {
+        let server = RedisServer::start();
+        let lifetimes = Lifetimes { idle: Duration::from_secs(1), absolute: Duration::from_secs(60) };
+        let store = RedisStore::connect(&server.url(), &prefix(), lifetimes, Duration::from_secs(5)).await.unwrap();
+        let mut redis = raw(&server).await;
+        let (id, _) = populated(&store).await;
+        let session_pattern = format!("{}:{{*", store.prefix());
+        assert_eq!(keys_matching(&mut redis, &session_pattern).await.len(), 4);
+        assert_eq!(store.session_keys(&id).await.unwrap().len(), 4);
+
+        // Nobody touches the session: Redis drops it by itself, no verify or sweep needed.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(keys_matching(&mut redis, &session_pattern).await, Vec::<String>::new());
+        assert!(store.session_keys(&id).await.unwrap().is_empty());
+        assert_eq!(store.set(&id, "late", b"write").await, Err(StoreError::NoSuchSession));
+        let left = keys_matching(&mut redis, &session_pattern).await;
+        assert_eq!(left, Vec::<String>::new(), "a write resurrects nothing");
+
+        // Only the sweep index is left, and sweeping empties it.
+        assert_eq!(store.sweep().await.unwrap(), 1);
+        assert_eq!(keys_matching(&mut redis, &format!("{}:*", store.prefix())).await, Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn every_key_of_a_session_carries_its_deadline() {
+        let server = RedisServer::start();
+        let lifetimes = Lifetimes { idle: Duration::from_secs(60), absolute: Duration::from_secs(5) };
+        let store = RedisStore::connect(&server.url(), &prefix(), lifetimes, Duration::from_secs(5)).await.unwrap();
+        let mut redis = raw(&server).await;
+        let (id, proof) = populated(&store).await;
+        assert!(matches!(store.verify(&id, Some(&proof)).await.unwrap(), Verify::Valid { .. }));
+
+        let keys = store.session_keys(&id).await.unwrap();
+        let sid = id.as_string();
+        let expected: Vec<String> =
+            ["s", "kv", "t", "m"].iter().map(|k| format!("{}:{{{sid}}}:{k}", store.prefix())).collect();
+        assert_eq!(keys, expected, "all keys share the {{sid}} hash tag, so one cluster slot");
+        let mut ttls = Vec::new();
+        for k in &keys {
+            let ttl: i64 = ::redis::cmd("PTTL").arg(k).query_async(&mut redis).await.unwrap();
+            ttls.push(ttl);
+        }
+        for (k, ttl) in keys.iter().zip(&ttls) {
+            // The absolute lifetime (5 s) caps the idle one (60 s).
+            assert!(*ttl > 0 && *ttl <= 5_000, "{k} has PTTL {ttl}");
+            assert!((ttl - ttls[0]).abs() < 500, "{k} expires with its session ({ttl} vs {})", ttls[0]);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outages_fail_fast_and_heal_without_a_new_store() {
+        let mut server = RedisServer::start();
+        let port = server.port();
+        let op_timeout = Duration::from_secs(1);
+        let lifetimes = Lifetimes { idle: Duration::from_secs(60), absolute: Duration::from_secs(600) };
+        let store = RedisStore::connect(&server.url(), &prefix(), lifetimes, op_timeout).await.unwrap();
+        let (id, proof) = populated(&store).await;
+        let within_bounds = |started: Instant, what: &str| {
+            assert!(started.elapsed() < op_timeout + Duration::from_secs(1), "{what} took {:?}", started.elapsed());
+        };
+
+        // A server that stops answering (connection open, no replies): calls time out.
+        server.pause();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let r = store.verify(&id, Some(&proof)).await;
+            assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+            within_bounds(started, "verify against a frozen server");
+        }
+        server.resume();
+        assert_eq!(store.get(&id, "notes").await.unwrap().as_deref(), Some(&b"x"[..]), "back to normal");
+
+        // A server that is gone: calls fail (refused, or time out while reconnecting).
+        server.kill();
+        for round in 0..3 {
+            let started = Instant::now();
+            let r = store.verify(&id, Some(&proof)).await;
+            assert!(matches!(r, Err(StoreError::Unavailable(_))), "round {round}: {r:?}");
+            within_bounds(started, "verify");
+            let started = Instant::now();
+            let r = store.set(&id, "notes", b"y").await;
+            assert!(matches!(r, Err(StoreError::Unavailable(_))), "round {round}: {r:?}");
+            within_bounds(started, "set");
+            let started = Instant::now();
+            let r = store.exists_raw(&id).await;
+            assert!(matches!(r, Err(StoreError::Unavailable(_))), "round {round}: {r:?}");
+            within_bounds(started, "exists_raw");
+        }
+
+        // Redis comes back (empty: it keeps nothing on disk) on the same port.
+        let _server = RedisServer::start_on(port);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let fresh = SessionId::random();
+        let claim = loop {
+            match store.claim(&fresh, &proof).await {
+                Ok(c) => break c,
+                Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("the store did not recover: {e}"),
+            }
+        };
+        assert_eq!(claim, Claim::Won);
+        store.set(&fresh, "notes", b"back").await.unwrap();
+        assert_eq!(store.get(&fresh, "notes").await.unwrap().as_deref(), Some(&b"back"[..]));
+        assert_eq!(store.verify(&id, Some(&proof)).await.unwrap(), Verify::Unknown, "the old Redis's data is gone");
+    }
+
+    #[test]
+    fn prefixes_and_proofs_are_checked() {
+        for good in ["confide", "a.b_c:d-9"] {
+            assert!(check_prefix(good).is_ok(), "{good}");
+        }
+        for bad in ["", "has{brace}", "glob*", "sp ace", &"p".repeat(65)] {
+            assert!(check_prefix(bad).is_err(), "{bad:?}");
+        }
+        assert!(client("rediss://example:6380/").is_err(), "TLS is refused, not silently downgraded");
+        let e = client("nonsense://:hunter2@example").err().unwrap();
+        assert!(!e.to_string().contains("hunter2"), "URLs may hold passwords: {e}");
+        let p = Proof::generate().unwrap().hash();
+        assert!(proof_from_hex(hex(p.as_bytes()).as_bytes()).unwrap().matches(&p));
+        assert!(proof_from_hex(b"zz").is_none());
+        assert!(proof_from_hex(&[b'g'; 64]).is_none());
+    }
+}

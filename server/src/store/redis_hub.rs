@@ -1,0 +1,375 @@
+//! Live events across server processes through Redis pub/sub.
+//!
+//! Publishing sends `PUBLISH <prefix>:ev:<sid> <event JSON>`. Each process holds ONE pattern
+//! subscription, `<prefix>:ev:*`, on a dedicated connection, and hands what arrives to an
+//! in-process `LocalHub`; `subscribe` is that hub's. An event published here comes back
+//! through Redis like everyone else's, so local listeners see it exactly once.
+//!
+//! Pub/sub is fire and forget: events published while the subscription is down are lost.
+//! When it comes back, every session with listeners here gets `ChatEvent::Resync`, which
+//! tells the browser to reload what it shows.
+
+use super::redis::{check_prefix, client};
+use ::redis::{Client, aio::ConnectionManager, aio::ConnectionManagerConfig};
+use app::{
+    SessionId,
+    model::ChatEvent,
+    server::{
+        StoreError,
+        events::{EventHub, Feed, LocalHub},
+    },
+};
+use futures::{StreamExt, stream::BoxStream};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{sync::mpsc, task::JoinHandle};
+
+/// Bounds connecting, each publish batch and each health-check ping.
+const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the subscription connection is pinged: a connection that died without a
+/// word (a network partition, a frozen server) is noticed within this plus `OP_TIMEOUT`.
+const PING_EVERY: Duration = Duration::from_secs(5);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Events waiting to be published. Past this (Redis slow or away) new events are dropped
+/// and their sessions' local listeners told to resync.
+const OUTBOX: usize = 4096;
+/// Most events sent in one pipelined round trip.
+const BATCH: usize = 128;
+
+/// Sessions with at least one listener in this process, with how many.
+type Listening = Arc<Mutex<HashMap<SessionId, usize>>>;
+
+struct Outgoing {
+    session: SessionId,
+    payload: String,
+}
+
+pub struct RedisHub {
+    local: Arc<LocalHub>,
+    prefix: String,
+    outbox: mpsc::Sender<Outgoing>,
+    listening: Listening,
+    tasks: [JoinHandle<()>; 2],
+}
+
+impl Drop for RedisHub {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl RedisHub {
+    /// Connects both the publishing and the subscribing side, and returns once the
+    /// subscription is in place, so nothing published after this returns is missed.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        check_prefix(prefix)?;
+        let client = client(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_max_delay(Duration::from_secs(1));
+        let publisher = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        let pattern = format!("{prefix}:ev:*");
+        let subscription = bounded(subscribe(&client, &pattern)).await?;
+
+        let local = Arc::new(LocalHub::default());
+        let listening = Listening::default();
+        let (outbox, rx) = mpsc::channel(OUTBOX);
+        let channel_prefix = format!("{prefix}:ev:");
+        let receiver = Receiver { client, pattern, channel_prefix, local: local.clone(), listening: listening.clone() };
+        let tasks = [
+            tokio::spawn(receiver.run(subscription)),
+            tokio::spawn(publish_loop(publisher, prefix.to_owned(), rx, local.clone())),
+        ];
+        Ok(Self { local, prefix: prefix.to_owned(), outbox, listening, tasks })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+impl EventHub for RedisHub {
+    fn publish(&self, session: &SessionId, event: ChatEvent) {
+        let payload = match serde_json::to_string(&event) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(session = %session.log_tag(), error = %e, "cannot encode a chat event");
+                return;
+            }
+        };
+        if self.outbox.try_send(Outgoing { session: *session, payload }).is_err() {
+            tracing::warn!(session = %session.log_tag(), "event outbox full (Redis slow or away); dropping an event");
+            self.local.publish(session, ChatEvent::Resync);
+        }
+    }
+
+    fn subscribe(&self, session: &SessionId) -> BoxStream<'static, Feed> {
+        let listener = Listener::new(self.listening.clone(), *session);
+        let feed = self.local.subscribe(session);
+        // The closure owns the listener, so the session stays registered exactly as long
+        // as the stream is alive.
+        Box::pin(feed.map(move |item| {
+            let _registered = &listener;
+            item
+        }))
+    }
+}
+
+/// Registration of one listener; unregisters on drop.
+struct Listener {
+    listening: Listening,
+    session: SessionId,
+}
+
+impl Listener {
+    fn new(listening: Listening, session: SessionId) -> Self {
+        if let Ok(mut l) = listening.lock() {
+            *l.entry(session).or_default() += 1;
+        }
+        Self { listening, session }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.listening.lock()
+            && let Some(n) = l.get_mut(&self.session)
+        {
+            *n -= 1;
+            if *n == 0 {
+                l.remove(&self.session);
+            }
+        }
+    }
+}
+
+fn unavailable(e: ::redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("Redis: {e}"))
+}
+
+async fn bounded<T>(f: impl Future<Output = Result<T, ::redis::RedisError>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(OP_TIMEOUT, f).await {
+        Ok(r) => r.map_err(unavailable),
+        Err(_) => Err(StoreError::Unavailable(format!("Redis did not answer within {OP_TIMEOUT:?}"))),
+    }
+}
+
+async fn subscribe(client: &Client, pattern: &str) -> Result<::redis::aio::PubSub, ::redis::RedisError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.psubscribe(pattern).await?;
+    Ok(pubsub)
+}
+
+/// Sends events in the order they were published (one task, one connection), batching
+/// whatever has queued up into one pipelined round trip.
+async fn publish_loop(
+    mut conn: ConnectionManager,
+    prefix: String,
+    mut rx: mpsc::Receiver<Outgoing>,
+    local: Arc<LocalHub>,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        let mut pipe = ::redis::pipe();
+        for e in &batch {
+            pipe.publish(format!("{prefix}:ev:{}", e.session.as_string()), &e.payload).ignore();
+        }
+        if let Err(e) = bounded(pipe.exec_async(&mut conn)).await {
+            // The events are lost for every process; at least the listeners here learn it.
+            tracing::warn!(error = %e, events = batch.len(), "publishing chat events to Redis failed");
+            let mut sessions: Vec<SessionId> = batch.iter().map(|e| e.session).collect();
+            sessions.sort_unstable();
+            sessions.dedup();
+            for s in &sessions {
+                local.publish(s, ChatEvent::Resync);
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// The receiving side: owns the pattern subscription and keeps it alive.
+struct Receiver {
+    client: Client,
+    pattern: String,
+    channel_prefix: String,
+    local: Arc<LocalHub>,
+    listening: Listening,
+}
+
+impl Receiver {
+    async fn run(self, first: ::redis::aio::PubSub) {
+        let mut subscription = Some(first);
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let pubsub = match subscription.take() {
+                Some(p) => p,
+                None => match bounded(subscribe(&self.client, &self.pattern)).await {
+                    Ok(p) => {
+                        tracing::info!("chat event subscription to Redis restored");
+                        backoff = MIN_BACKOFF;
+                        // Whatever was published while we were away is gone.
+                        self.resync_listeners();
+                        p
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, retry_in = ?backoff, "chat event subscription to Redis failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                },
+            };
+            self.pump(pubsub).await;
+            tracing::warn!("chat event subscription to Redis lost; reconnecting");
+        }
+    }
+
+    /// Forwards messages until the connection fails.
+    async fn pump(&self, pubsub: ::redis::aio::PubSub) {
+        let (mut sink, mut messages) = pubsub.split();
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                msg = messages.next() => match msg {
+                    Some(msg) => self.deliver(&msg),
+                    None => return,
+                },
+                _ = ping.tick() => {
+                    if bounded(sink.ping::<::redis::Value>()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&self, msg: &::redis::Msg) {
+        let Some(session) =
+            msg.get_channel_name().strip_prefix(&self.channel_prefix).and_then(|s| SessionId::parse(s).ok())
+        else {
+            return;
+        };
+        match serde_json::from_slice::<ChatEvent>(msg.get_payload_bytes()) {
+            Ok(event) => self.local.publish(&session, event),
+            Err(e) => tracing::warn!(session = %session.log_tag(), error = %e, "unreadable chat event from Redis"),
+        }
+    }
+
+    fn resync_listeners(&self) {
+        let sessions: Vec<SessionId> =
+            self.listening.lock().map(|l| l.keys().copied().collect()).unwrap_or_default();
+        for s in &sessions {
+            self.local.publish(s, ChatEvent::Resync);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::redis_test_support::RedisServer;
+    use app::model::ThreadId;
+    use futures::Stream;
+    use std::time::Instant;
+
+    fn event() -> ChatEvent {
+        ChatEvent::ThreadDeleted { thread_id: ThreadId::random() }
+    }
+
+    async fn next(feed: &mut (impl Stream<Item = Feed> + Unpin)) -> Feed {
+        tokio::time::timeout(Duration::from_secs(5), feed.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("the feed is open")
+    }
+
+    fn is(feed: &Feed, event: &ChatEvent) -> bool {
+        matches!(feed, Feed::Event(e) if **e == *event)
+    }
+
+    #[tokio::test]
+    async fn events_cross_processes_once_and_only_to_their_session() {
+        let server = RedisServer::start();
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let a = RedisHub::connect(&server.url(), &prefix).await.unwrap();
+        let b = RedisHub::connect(&server.url(), &prefix).await.unwrap();
+        let (s, other) = (SessionId::random(), SessionId::random());
+        let mut on_a = a.subscribe(&s);
+        let mut on_b = b.subscribe(&s);
+        let mut other_on_b = b.subscribe(&other);
+
+        let e = event();
+        a.publish(&s, e.clone());
+        assert!(is(&next(&mut on_a).await, &e), "the publishing process's own listener gets it");
+        assert!(is(&next(&mut on_b).await, &e), "another process's listener gets it");
+
+        // Once each: the next thing either feed yields is the next event, not a copy.
+        let marker = event();
+        b.publish(&s, marker.clone());
+        assert!(is(&next(&mut on_a).await, &marker));
+        assert!(is(&next(&mut on_b).await, &marker));
+
+        let for_other = event();
+        a.publish(&other, for_other.clone());
+        assert!(is(&next(&mut other_on_b).await, &for_other), "the other session saw nothing before its own event");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn listeners_resync_after_redis_comes_back() {
+        let mut server = RedisServer::start();
+        let port = server.port();
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let hub = RedisHub::connect(&server.url(), &prefix).await.unwrap();
+        let s = SessionId::random();
+        let mut feed = hub.subscribe(&s);
+
+        server.kill();
+        // Publishing into the void neither blocks nor panics.
+        let started = Instant::now();
+        for _ in 0..10 {
+            hub.publish(&s, event());
+        }
+        assert!(started.elapsed() < Duration::from_millis(100));
+
+        let _server = RedisServer::start_on(port);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut resynced = false;
+        loop {
+            assert!(Instant::now() < deadline, "events did not flow again (resynced: {resynced})");
+            let e = event();
+            hub.publish(&s, e.clone());
+            // Events queued during the outage may arrive first; read until things go quiet.
+            while let Ok(feed_item) = tokio::time::timeout(Duration::from_millis(500), feed.next()).await {
+                match feed_item.expect("the feed stays open") {
+                    Feed::Event(got) if *got == ChatEvent::Resync => resynced = true,
+                    got if is(&got, &e) && resynced => return,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn listener_registrations_end_with_their_streams() {
+        let server = RedisServer::start();
+        let hub = RedisHub::connect(&server.url(), "confide-test").await.unwrap();
+        let s = SessionId::random();
+        let one = hub.subscribe(&s);
+        let two = hub.subscribe(&s);
+        assert_eq!(hub.listening.lock().unwrap().get(&s), Some(&2));
+        drop(one);
+        assert_eq!(hub.listening.lock().unwrap().get(&s), Some(&1));
+        drop(two);
+        assert!(hub.listening.lock().unwrap().is_empty());
+    }
+}
