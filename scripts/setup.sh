@@ -48,6 +48,12 @@ if ! wasm-opt --version 2>/dev/null | grep -q "version ${BINARYEN_VERSION%%.*}";
 fi
 
 if [ "${1:-build}" = test ]; then
+  if ! command -v redis-server >/dev/null; then
+    # The tests start their own throwaway servers from this binary; nothing runs as a service.
+    say "installing redis-server (Debian package)"
+    apt_install redis-server
+    as_root sh -c 'systemctl disable --now redis-server 2>/dev/null || service redis-server stop 2>/dev/null || true'
+  fi
   if ! command -v chromium >/dev/null; then
     say "installing Chromium (Debian package)"
     apt_install chromium

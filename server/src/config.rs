@@ -20,6 +20,9 @@ pub struct Config {
     pub site_root: PathBuf,
     /// `memory`, `sqlite:<path>` or `redis://host:port/db`.
     pub store: String,
+    /// Namespace of every Redis key (`<prefix>:{<session>}:…`), so several deployments
+    /// can share one Redis.
+    pub redis_prefix: String,
     /// A session ends after this long without a verified request.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
@@ -86,6 +89,7 @@ impl Default for Config {
             public_url: None,
             site_root: PathBuf::from("target/site"),
             store: "sqlite:./data/confide.db".into(),
+            redis_prefix: "confide".into(),
             idle_timeout: Duration::from_secs(24 * 3600),
             absolute_timeout: Duration::from_secs(30 * 24 * 3600),
             sweep_interval: Duration::from_secs(60),

@@ -14,7 +14,7 @@ use app::{
         GuardConfig, Lifetimes, SessionStore, VerifiedSession,
         assistant::Assistant,
         chat::ChatRuntime,
-        events::{Feed, LocalHub},
+        events::{EventHub, Feed, LocalHub},
     },
 };
 use axum::{
@@ -34,7 +34,7 @@ use std::{future::Future, sync::Arc};
 use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError, StoreKind};
-pub use store::{MemoryStore, SqliteStore};
+pub use store::{MemoryStore, RedisHub, RedisStore, SqliteStore};
 
 /// Everything a request handler may need, cheap to clone.
 #[derive(Clone)]
@@ -50,8 +50,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State with the given store; the configuration must already be valid.
+    /// State with the given store and an in-process event hub.
     pub fn new(config: Config, store: Arc<dyn SessionStore>) -> Result<Self, ConfigError> {
+        Self::with_hub(config, store, Arc::new(LocalHub::default()))
+    }
+
+    /// State with the given store and event hub (a shared hub for several instances).
+    pub fn with_hub(config: Config, store: Arc<dyn SessionStore>, hub: Arc<dyn EventHub>) -> Result<Self, ConfigError> {
         config.validate()?;
         let secure_cookies = config.secure_cookies()?;
         let guard = GuardConfig {
@@ -66,7 +71,7 @@ impl AppState {
             .site_addr(config.addr)
             .build();
         let assistant = assistant_from(&config)?;
-        let chat = Arc::new(ChatRuntime::new(assistant, Arc::new(LocalHub::default())));
+        let chat = Arc::new(ChatRuntime::new(assistant, hub));
         let limits = Arc::new(middleware::Limiters::new(&config));
         let tls = config.tls_cert.is_some();
         Ok(Self { config: Arc::new(config), store, guard, leptos, chat, limits, tls })
@@ -81,18 +86,29 @@ impl AppState {
     /// State with the store the configuration names (`CONFIDE_STORE`).
     pub async fn from_config(config: Config) -> Result<Self, ConfigError> {
         let l = lifetimes(&config);
-        let store: Arc<dyn SessionStore> = match config.store_kind()? {
-            StoreKind::Memory => Arc::new(MemoryStore::new(l)),
-            StoreKind::Sqlite(path) => Arc::new(
-                SqliteStore::open(&path, l, config.store_timeout)
-                    .await
-                    .map_err(|e| ConfigError::Invalid(format!("cannot open SQLite store {}: {e}", path.display())))?,
+        let (store, hub): (Arc<dyn SessionStore>, Arc<dyn EventHub>) = match config.store_kind()? {
+            StoreKind::Memory => (Arc::new(MemoryStore::new(l)), Arc::new(LocalHub::default())),
+            StoreKind::Sqlite(path) => (
+                Arc::new(
+                    SqliteStore::open(&path, l, config.store_timeout)
+                        .await
+                        .map_err(|e| ConfigError::Invalid(format!("cannot open SQLite store {}: {e}", path.display())))?,
+                ),
+                Arc::new(LocalHub::default()),
             ),
-            StoreKind::Redis(_) => {
-                return Err(ConfigError::Invalid("the Redis store is not available in this build".into()));
+            // Redis carries both the data and the live events, so any instance can serve
+            // any request and every tab hears every instance.
+            StoreKind::Redis(url) => {
+                let store = RedisStore::connect(&url, &config.redis_prefix, l, config.store_timeout)
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("cannot use the Redis store: {e}")))?;
+                let hub = RedisHub::connect(&url, &config.redis_prefix)
+                    .await
+                    .map_err(|e| ConfigError::Invalid(format!("cannot use Redis for live events: {e}")))?;
+                (Arc::new(store), Arc::new(hub))
             }
         };
-        Self::new(config, store)
+        Self::with_hub(config, store, hub)
     }
 }
 

@@ -253,7 +253,8 @@ impl Chat {
                 (t, Vec::new())
             }
         };
-        if self.rt.busy(self.sid(), &thread.id) {
+        // Busy here, or (with several instances) streaming on another one.
+        if self.rt.busy(self.sid(), &thread.id) || history.last().is_some_and(|m| m.status == MessageStatus::Streaming) {
             return Err(ApiError::new(ErrorCode::Busy, "a reply is still streaming in this thread; stop it first"));
         }
         let user = Message {
@@ -342,6 +343,23 @@ impl Chat {
                 }
                 let msg = self.call(store.get_message(self.sid(), message)).await?.ok_or_else(ApiError::not_found)?;
                 Ok(view(msg))
+            }
+            // Streaming on another instance: mark it stopped in the store; that instance's
+            // generator sees the mark at its next save and stops there.
+            None if msg.status == MessageStatus::Streaming => {
+                let mut marked = msg;
+                marked.status = MessageStatus::Stopped;
+                self.put(&marked).await?;
+                for _ in 0..100 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let now = self.call(store.get_message(self.sid(), message)).await?.ok_or_else(ApiError::not_found)?;
+                    if now.content != marked.content || !self.rt.busy(self.sid(), &now.thread_id) {
+                        return Ok(view(now));
+                    }
+                }
+                let v = view(marked);
+                self.publish(ChatEvent::Message { message: v.clone() });
+                Ok(v)
             }
             None => Ok(view(msg)),
         }
@@ -534,6 +552,21 @@ async fn generate(
                                 pending = false;
                             }
                             if last_save.elapsed() >= rt.persist_interval {
+                                // A Stop handled by another instance shows up as the stored
+                                // status; honour it instead of overwriting it.
+                                let stored = bounded(timeout, session.store().get_message(session.id(), &reply.id)).await;
+                                match stored {
+                                    Ok(Some(m)) if m.status == MessageStatus::Stopped => {
+                                        reply.status = MessageStatus::Stopped;
+                                        break;
+                                    }
+                                    // Deleted meanwhile (thread or session): nothing to save.
+                                    Ok(None) => {
+                                        reply.status = MessageStatus::Stopped;
+                                        break;
+                                    }
+                                    _ => {}
+                                }
                                 save(reply.clone()).await;
                                 last_save = Instant::now();
                             }

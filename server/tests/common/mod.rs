@@ -53,6 +53,12 @@ pub async fn spawn_with_store(
     TestApp { base, store: memory, http, _stop: tx }
 }
 
+/// Wraps a server already running at `base` (stopped when `stop` is dropped).
+pub fn test_app(base: String, store: Arc<MemoryStore>, stop: oneshot::Sender<()>) -> TestApp {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    TestApp { base, store, http, _stop: stop }
+}
+
 /// Anything a simulated browser can talk to: an in-process app or a child process.
 pub trait Endpoint {
     fn base(&self) -> &str;
