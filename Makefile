@@ -45,14 +45,19 @@ test-e2e: setup-test
 # cargo-leptos builds debug code with `--cfg erase_components`; the tests use the same flag
 # so they share its compiled dependencies instead of building them a second time.
 test-unit-only:
-	RUSTFLAGS="--cfg erase_components" cargo test -p app -p server --features app/ssr
+	RUSTFLAGS="--cfg erase_components" cargo test -p app -p server -p confide-bench --features app/ssr
 
 test-e2e-only:
 	cd end2end && CI=$${CI:-} npx playwright test
 
-bench:
-	@echo "make bench: the load tool and benchmarks are not built yet" >&2
-	@exit 2
+# Release build, then the load tool (all three stores + a bare-axum baseline, same run),
+# the client-weight report and the micro-benchmarks. Figures go to BENCHMARKS.md by hand.
+bench: setup-test
+	cargo leptos build --release
+	cargo build --release -p confide-bench --bin confide-load
+	./target/release/confide-load --users $${USERS:-200} --turns $${TURNS:-10} --json target/bench-load.json
+	scripts/weight.sh
+	cargo bench -p confide-bench --bench core
 
 fmt:
 	cargo fmt --all

@@ -1,0 +1,376 @@
+//! `confide-load`: starts Confide (release binary) with a given store, drives simulated
+//! users against it, and reports throughput, latency, server CPU and memory, Redis commands
+//! per turn, and a bare-axum baseline measured with the same client in the same run.
+//!
+//! ```text
+//! confide-load [--users 200] [--turns 10] [--stores memory,sqlite,redis] [--instances 1]
+//!              [--server-bin target/release/confide] [--idle-sessions 5000] [--json out.json]
+//! confide-load --serve-baseline <port>      (internal: the baseline server process)
+//! ```
+
+use confide_bench::{LoadConfig, Report, baseline_app, run, run_baseline};
+use serde::Serialize;
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+struct Args {
+    users: usize,
+    turns: usize,
+    stores: Vec<String>,
+    instances: usize,
+    server_bin: PathBuf,
+    idle_sessions: usize,
+    json: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        users: 200,
+        turns: 10,
+        stores: vec!["memory".into(), "sqlite".into(), "redis".into()],
+        instances: 1,
+        server_bin: PathBuf::from("target/release/confide"),
+        idle_sessions: 5000,
+        json: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--users" => a.users = value()?.parse().map_err(|e| format!("--users: {e}"))?,
+            "--turns" => a.turns = value()?.parse().map_err(|e| format!("--turns: {e}"))?,
+            "--stores" => a.stores = value()?.split(',').map(str::to_owned).collect(),
+            "--instances" => a.instances = value()?.parse().map_err(|e| format!("--instances: {e}"))?,
+            "--server-bin" => a.server_bin = value()?.into(),
+            "--idle-sessions" => a.idle_sessions = value()?.parse().map_err(|e| format!("--idle-sessions: {e}"))?,
+            "--json" => a.json = Some(value()?.into()),
+            "--serve-baseline" => {
+                let port: u16 = value()?.parse().map_err(|e| format!("--serve-baseline: {e}"))?;
+                serve_baseline(port);
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// A child process that is killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+fn wait_http(url: &str) -> Result<Duration, String> {
+    let started = Instant::now();
+    let host = url.trim_start_matches("http://").split('/').next().unwrap_or("").to_owned();
+    let path = format!("/{}", url.trim_start_matches("http://").split_once('/').map(|x| x.1).unwrap_or(""));
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Ok(mut s) = TcpStream::connect(&host) {
+            let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
+            let mut buf = [0u8; 12];
+            if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200") {
+                return Ok(started.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Err(format!("{url} did not answer 200 within 30 s"))
+}
+
+fn start_confide(bin: &PathBuf, store: &str) -> Result<(Proc, String, Duration), String> {
+    let port = free_port();
+    let child = Command::new(bin)
+        .env("CONFIDE_ADDR", format!("127.0.0.1:{port}"))
+        .env("CONFIDE_CONFIG", "/nonexistent/confide.toml")
+        .env("CONFIDE_STORE", store)
+        .env("CONFIDE_ECHO_DELAY", "0")
+        .env("CONFIDE_LOG", "warn")
+        // Load from one address is the point of the exercise: lift the throttles.
+        .env("CONFIDE_IP_RATE", "1000000")
+        .env("CONFIDE_IP_BURST", "1000000")
+        .env("CONFIDE_SESSION_RATE", "100000")
+        .env("CONFIDE_SESSION_BURST", "100000")
+        .env("CONFIDE_MESSAGES_PER_MINUTE", "1000000")
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e} (build it with `cargo leptos build --release`)", bin.display()))?;
+    let proc = Proc(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = wait_http(&format!("{base}/healthz"))?;
+    Ok((proc, base, ready))
+}
+
+fn start_redis() -> Result<(Proc, String, u16), String> {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("confide-bench-redis-{port}"));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start redis-server: {e} (apt-get install redis-server)"))?;
+    let proc = Proc(child);
+    let started = Instant::now();
+    while redis_info(port, "server").is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err("redis-server did not come up".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((proc, format!("redis://127.0.0.1:{port}/"), port))
+}
+
+fn redis_info(port: u16, section: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    s.write_all(format!("INFO {section}\r\nQUIT\r\n").as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Total command calls, from `INFO commandstats`.
+fn redis_calls(port: u16) -> u64 {
+    redis_info(port, "commandstats")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info") && !l.starts_with("cmdstat_quit"))
+        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// CPU time (user + system) of a process, in milliseconds.
+fn cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks * 10.0 // USER_HZ is 100 on Linux
+}
+
+/// Resident memory of a process, in kB.
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:")?.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[derive(Serialize)]
+struct Scenario {
+    store: String,
+    instances: usize,
+    report: Report,
+    server_cpu_ms_per_msg: f64,
+    server_rss_kb: u64,
+    cold_start_ms: f64,
+    redis_commands_per_turn: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct Output {
+    users: usize,
+    turns: usize,
+    baseline_msgs_per_s: f64,
+    baseline_p99_ms: f64,
+    idle_session_rss_bytes: Option<f64>,
+    scenarios: Vec<Scenario>,
+}
+
+fn serve_baseline(port: u16) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        axum::serve(listener, baseline_app()).await.expect("serve");
+    });
+}
+
+async fn scenario(args: &Args, store: &str) -> Result<Scenario, String> {
+    let (_redis, store_url, redis_port) = match store {
+        "memory" => (None, "memory".to_owned(), None),
+        "sqlite" => {
+            let path = std::env::temp_dir().join(format!("confide-bench-{}.db", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            (None, format!("sqlite:{}", path.display()), None)
+        }
+        "redis" => {
+            let (p, url, port) = start_redis()?;
+            (Some(p), url, Some(port))
+        }
+        other => return Err(format!("unknown store {other}")),
+    };
+    let mut servers = Vec::new();
+    let mut cold_start = Duration::ZERO;
+    for _ in 0..args.instances {
+        let (p, base, ready) = start_confide(&args.server_bin, &store_url)?;
+        cold_start = cold_start.max(ready);
+        servers.push((p, base));
+    }
+    let pids: Vec<u32> = servers.iter().map(|(p, _)| p.pid()).collect();
+    let cpu_before: f64 = pids.iter().map(|p| cpu_ms(*p)).sum();
+    let redis_before = redis_port.map(redis_calls);
+    let report = run(LoadConfig {
+        bases: servers.iter().map(|(_, b)| b.clone()).collect(),
+        users: args.users,
+        turns: args.turns,
+        reply_timeout: Duration::from_secs(60),
+    })
+    .await;
+    let cpu_after: f64 = pids.iter().map(|p| cpu_ms(*p)).sum();
+    let redis_after = redis_port.map(redis_calls);
+    let turns = (report.messages.max(1)) as f64;
+    Ok(Scenario {
+        store: store.to_owned(),
+        instances: args.instances,
+        server_cpu_ms_per_msg: (cpu_after - cpu_before) / turns,
+        server_rss_kb: pids.iter().map(|p| rss_kb(*p)).sum(),
+        cold_start_ms: cold_start.as_secs_f64() * 1000.0,
+        redis_commands_per_turn: match (redis_before, redis_after) {
+            (Some(b), Some(a)) => Some((a.saturating_sub(b)) as f64 / turns),
+            _ => None,
+        },
+        report,
+    })
+}
+
+/// Resident memory each idle session costs in the memory store.
+async fn idle_session_cost(args: &Args) -> Result<f64, String> {
+    let (proc, base, _) = start_confide(&args.server_bin, "memory")?;
+    // Warm up allocator and code paths first.
+    run(LoadConfig { bases: vec![base.clone()], users: 50, turns: 0, reply_timeout: Duration::from_secs(10) }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kb(proc.pid());
+    let n = args.idle_sessions;
+    // In batches, so that connection buffers of a huge burst do not count as session cost.
+    let mut made = 0;
+    while made < n {
+        let batch = (n - made).min(200);
+        let r = run(LoadConfig { bases: vec![base.clone()], users: batch, turns: 0, reply_timeout: Duration::from_secs(30) }).await;
+        if !r.errors.is_empty() {
+            return Err(format!("idle sessions: {:?}", r.errors.first()));
+        }
+        made += batch;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss_kb(proc.pid());
+    Ok((after.saturating_sub(before) as f64 * 1024.0) / n.max(1) as f64)
+}
+
+fn print_table(out: &Output) {
+    println!();
+    println!("{} users x {} turns, one address (127.0.0.1), echo assistant at zero delay", out.users, out.turns);
+    println!(
+        "{:<8} {:>4} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>10} {:>9} {:>6}",
+        "store", "inst", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "ready p99", "cpu/msg", "RSS MB", "vs axum", "redis/turn", "leaks"
+    );
+    for s in &out.scenarios {
+        let r = &s.report;
+        println!(
+            "{:<8} {:>4} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10.1} {:>8.2}ms {:>9.1} {:>9.0}% {:>9} {:>6}",
+            s.store,
+            s.instances,
+            r.msgs_per_s,
+            r.latency_ms.p50,
+            r.latency_ms.p95,
+            r.latency_ms.p99,
+            r.latency_ms.max,
+            r.session_ready_ms.p99,
+            s.server_cpu_ms_per_msg,
+            s.server_rss_kb as f64 / 1024.0,
+            100.0 * r.msgs_per_s / out.baseline_msgs_per_s.max(1e-9),
+            s.redis_commands_per_turn.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+            r.isolation_failures,
+        );
+        if r.failed_turns > 0 || !r.errors.is_empty() {
+            println!("         {} failed turns; first errors: {:?}", r.failed_turns, r.errors.iter().take(3).collect::<Vec<_>>());
+        }
+    }
+    println!(
+        "bare axum echo baseline: {:.0} req/s, p99 {:.1} ms; cold start (spawn to /healthz 200): {}",
+        out.baseline_msgs_per_s,
+        out.baseline_p99_ms,
+        out.scenarios.first().map(|s| format!("{:.0} ms", s.cold_start_ms)).unwrap_or_default()
+    );
+    if let Some(b) = out.idle_session_rss_bytes {
+        println!("RSS per idle session (memory store): {:.0} bytes", b);
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("confide-load: {e}");
+            std::process::exit(2);
+        }
+    };
+    // Baseline: a separate process, like the server under test.
+    let port = free_port();
+    let me = std::env::current_exe().expect("own path");
+    let baseline = Proc(Command::new(me).args(["--serve-baseline", &port.to_string()]).spawn().expect("baseline server"));
+    let base = format!("http://127.0.0.1:{port}");
+    if let Err(e) = wait_http(&format!("{base}/healthz")) {
+        eprintln!("confide-load: baseline: {e}");
+        std::process::exit(1);
+    }
+    let (baseline_rate, baseline_p) = run_baseline(&base, args.users, args.turns).await;
+    drop(baseline);
+
+    let mut scenarios = Vec::new();
+    let mut failed = false;
+    for store in &args.stores {
+        match scenario(&args, store).await {
+            Ok(s) => {
+                failed |= s.report.isolation_failures > 0;
+                scenarios.push(s);
+            }
+            Err(e) => {
+                eprintln!("confide-load: {store}: {e}");
+                failed = true;
+            }
+        }
+    }
+    let idle = if args.idle_sessions > 0 { idle_session_cost(&args).await.ok() } else { None };
+    let out = Output {
+        users: args.users,
+        turns: args.turns,
+        baseline_msgs_per_s: baseline_rate,
+        baseline_p99_ms: baseline_p.p99,
+        idle_session_rss_bytes: idle,
+        scenarios,
+    };
+    print_table(&out);
+    if let Some(path) = &args.json {
+        if let Ok(json) = serde_json::to_string_pretty(&out) {
+            let _ = std::fs::write(path, json);
+        }
+    }
+    if failed {
+        eprintln!("confide-load: FAILED (isolation failures or a scenario could not run)");
+        std::process::exit(1);
+    }
+}
