@@ -20,6 +20,9 @@ pub struct Config {
     pub site_root: PathBuf,
     /// `memory`, `sqlite:<path>` or `redis://host:port/db`.
     pub store: String,
+    /// SQLite commit durability: `full` (fsync every commit; survives power loss) or
+    /// `normal` (survives a crash of Confide; faster).
+    pub sqlite_sync: String,
     /// Namespace of every Redis key (`<prefix>:{<session>}:…`), so several deployments
     /// can share one Redis.
     pub redis_prefix: String,
@@ -90,6 +93,7 @@ impl Default for Config {
             site_root: PathBuf::from("target/site"),
             store: "sqlite:./data/confide.db".into(),
             redis_prefix: "confide".into(),
+            sqlite_sync: "full".into(),
             idle_timeout: Duration::from_secs(24 * 3600),
             absolute_timeout: Duration::from_secs(30 * 24 * 3600),
             sweep_interval: Duration::from_secs(60),
@@ -168,6 +172,9 @@ impl Config {
         }
         if self.tls_cert.is_some() && !self.https() && self.public_url.is_some() {
             return Err(ConfigError::Invalid("native TLS is on but the public URL is not https".into()));
+        }
+        if !matches!(self.sqlite_sync.as_str(), "full" | "normal") {
+            return Err(ConfigError::Invalid(format!("sqlite_sync {:?} is not full or normal", self.sqlite_sync)));
         }
         if [self.ip_rate, self.ip_burst, self.session_rate, self.session_burst, self.messages_per_minute].contains(&0) {
             return Err(ConfigError::Invalid("rate limits must be greater than zero".into()));

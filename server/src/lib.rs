@@ -34,7 +34,7 @@ use std::{future::Future, sync::Arc};
 use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError, StoreKind};
-pub use store::{MemoryStore, RedisHub, RedisStore, SqliteStore};
+pub use store::{MemoryStore, RedisHub, RedisStore, SqliteDurability, SqliteStore};
 
 /// Everything a request handler may need, cheap to clone.
 #[derive(Clone)]
@@ -90,7 +90,12 @@ impl AppState {
             StoreKind::Memory => (Arc::new(MemoryStore::new(l)), Arc::new(LocalHub::default())),
             StoreKind::Sqlite(path) => (
                 Arc::new(
-                    SqliteStore::open(&path, l, config.store_timeout)
+                    SqliteStore::open_with(
+                        &path,
+                        l,
+                        config.store_timeout,
+                        if config.sqlite_sync == "normal" { SqliteDurability::Normal } else { SqliteDurability::Full },
+                    )
                         .await
                         .map_err(|e| ConfigError::Invalid(format!("cannot open SQLite store {}: {e}", path.display())))?,
                 ),

@@ -32,7 +32,7 @@ fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         users: 200,
         turns: 10,
-        stores: vec!["memory".into(), "sqlite".into(), "redis".into()],
+        stores: vec!["memory".into(), "sqlite".into(), "sqlite-normal".into(), "redis".into()],
         instances: 1,
         server_bin: PathBuf::from("target/release/confide"),
         idle_sessions: 5000,
@@ -97,9 +97,10 @@ fn wait_http(url: &str) -> Result<Duration, String> {
     Err(format!("{url} did not answer 200 within 30 s"))
 }
 
-fn start_confide(bin: &PathBuf, store: &str) -> Result<(Proc, String, Duration), String> {
+fn start_confide(bin: &PathBuf, store: &str, sqlite_sync: &str) -> Result<(Proc, String, Duration), String> {
     let port = free_port();
     let child = Command::new(bin)
+        .env("CONFIDE_SQLITE_SYNC", sqlite_sync)
         .env("CONFIDE_ADDR", format!("127.0.0.1:{port}"))
         .env("CONFIDE_CONFIG", "/nonexistent/confide.toml")
         .env("CONFIDE_STORE", store)
@@ -151,14 +152,25 @@ fn redis_info(port: u16, section: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// Total command calls, from `INFO commandstats`.
-fn redis_calls(port: u16) -> u64 {
-    redis_info(port, "commandstats")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info") && !l.starts_with("cmdstat_quit"))
-        .filter_map(|l| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok())
-        .sum()
+/// Command calls from `INFO commandstats`: (all commands, including those run inside Lua
+/// scripts; requests the server received from clients, i.e. round trips: scripts, script
+/// loads and publishes, as Confide sends nothing else on its hot path).
+fn redis_calls(port: u16) -> (u64, u64) {
+    let info = redis_info(port, "commandstats").unwrap_or_default();
+    let calls = |l: &str| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok();
+    let mut all = 0;
+    let mut trips = 0;
+    for l in info.lines().filter(|l| l.starts_with("cmdstat_")) {
+        if l.starts_with("cmdstat_info") || l.starts_with("cmdstat_quit") {
+            continue;
+        }
+        let n = calls(l).unwrap_or(0);
+        all += n;
+        if ["cmdstat_evalsha", "cmdstat_eval:", "cmdstat_script|load", "cmdstat_publish"].iter().any(|p| l.starts_with(p)) {
+            trips += n;
+        }
+    }
+    (all, trips)
 }
 
 /// CPU time (user + system) of a process, in milliseconds.
@@ -188,6 +200,7 @@ struct Scenario {
     server_rss_kb: u64,
     cold_start_ms: f64,
     redis_commands_per_turn: Option<f64>,
+    redis_round_trips_per_turn: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -211,8 +224,8 @@ fn serve_baseline(port: u16) {
 async fn scenario(args: &Args, store: &str) -> Result<Scenario, String> {
     let (_redis, store_url, redis_port) = match store {
         "memory" => (None, "memory".to_owned(), None),
-        "sqlite" => {
-            let path = std::env::temp_dir().join(format!("confide-bench-{}.db", std::process::id()));
+        "sqlite" | "sqlite-normal" => {
+            let path = std::env::temp_dir().join(format!("confide-bench-{}-{store}.db", std::process::id()));
             let _ = std::fs::remove_file(&path);
             (None, format!("sqlite:{}", path.display()), None)
         }
@@ -225,7 +238,8 @@ async fn scenario(args: &Args, store: &str) -> Result<Scenario, String> {
     let mut servers = Vec::new();
     let mut cold_start = Duration::ZERO;
     for _ in 0..args.instances {
-        let (p, base, ready) = start_confide(&args.server_bin, &store_url)?;
+        let sync = if store == "sqlite-normal" { "normal" } else { "full" };
+        let (p, base, ready) = start_confide(&args.server_bin, &store_url, sync)?;
         cold_start = cold_start.max(ready);
         servers.push((p, base));
     }
@@ -249,7 +263,11 @@ async fn scenario(args: &Args, store: &str) -> Result<Scenario, String> {
         server_rss_kb: pids.iter().map(|p| rss_kb(*p)).sum(),
         cold_start_ms: cold_start.as_secs_f64() * 1000.0,
         redis_commands_per_turn: match (redis_before, redis_after) {
-            (Some(b), Some(a)) => Some((a.saturating_sub(b)) as f64 / turns),
+            (Some(b), Some(a)) => Some((a.0.saturating_sub(b.0)) as f64 / turns),
+            _ => None,
+        },
+        redis_round_trips_per_turn: match (redis_before, redis_after) {
+            (Some(b), Some(a)) => Some((a.1.saturating_sub(b.1)) as f64 / turns),
             _ => None,
         },
         report,
@@ -258,7 +276,7 @@ async fn scenario(args: &Args, store: &str) -> Result<Scenario, String> {
 
 /// Resident memory each idle session costs in the memory store.
 async fn idle_session_cost(args: &Args) -> Result<f64, String> {
-    let (proc, base, _) = start_confide(&args.server_bin, "memory")?;
+    let (proc, base, _) = start_confide(&args.server_bin, "memory", "full")?;
     // Warm up allocator and code paths first.
     run(LoadConfig { bases: vec![base.clone()], users: 50, turns: 0, reply_timeout: Duration::from_secs(10) }).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -283,13 +301,13 @@ fn print_table(out: &Output) {
     println!();
     println!("{} users x {} turns, one address (127.0.0.1), echo assistant at zero delay", out.users, out.turns);
     println!(
-        "{:<8} {:>4} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>10} {:>9} {:>6}",
-        "store", "inst", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "ready p99", "cpu/msg", "RSS MB", "vs axum", "redis/turn", "leaks"
+        "{:<13} {:>4} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>10} {:>16} {:>6}",
+        "store", "inst", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "ready p99", "cpu/msg", "RSS MB", "vs axum", "redis cmd/trips", "leaks"
     );
     for s in &out.scenarios {
         let r = &s.report;
         println!(
-            "{:<8} {:>4} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10.1} {:>8.2}ms {:>9.1} {:>9.0}% {:>9} {:>6}",
+            "{:<13} {:>4} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10.1} {:>8.2}ms {:>9.1} {:>9.0}% {:>16} {:>6}",
             s.store,
             s.instances,
             r.msgs_per_s,
@@ -301,7 +319,10 @@ fn print_table(out: &Output) {
             s.server_cpu_ms_per_msg,
             s.server_rss_kb as f64 / 1024.0,
             100.0 * r.msgs_per_s / out.baseline_msgs_per_s.max(1e-9),
-            s.redis_commands_per_turn.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+            match (s.redis_commands_per_turn, s.redis_round_trips_per_turn) {
+                (Some(c), Some(t)) => format!("{c:.1}/{t:.1}"),
+                _ => "-".into(),
+            },
             r.isolation_failures,
         );
         if r.failed_turns > 0 || !r.errors.is_empty() {
@@ -319,8 +340,8 @@ fn print_table(out: &Output) {
     }
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
+    // Parsed before any runtime exists: `--serve-baseline` starts its own.
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -328,6 +349,11 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(load(args));
+}
+
+async fn load(args: Args) {
     // Baseline: a separate process, like the server under test.
     let port = free_port();
     let me = std::env::current_exe().expect("own path");

@@ -9,7 +9,7 @@ mod redis_hub;
 pub(crate) mod redis_test_support;
 
 pub use memory::MemoryStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteDurability, SqliteStore};
 pub use self::redis::RedisStore;
 pub use self::redis_hub::RedisHub;
 

@@ -25,6 +25,8 @@ use sqlx::{
 };
 use std::{path::Path, str::FromStr, time::Duration};
 
+pub use self::Durability as SqliteDurability;
+
 /// Schema versions, applied in order inside one transaction each; `PRAGMA user_version`
 /// records how far a database has come.
 const MIGRATIONS: &[&str] = &[r#"
@@ -74,6 +76,19 @@ CREATE INDEX messages_by_thread ON messages (session_id, thread_id, seq);
 pub struct SqliteStore {
     pool: SqlitePool,
     lifetimes: Lifetimes,
+    /// Sliding expiry is written at most this often per session: a verified request within
+    /// it changes nothing on disk (the deadline moves by less than the interval).
+    touch_interval_ms: i64,
+}
+
+/// How hard SQLite syncs a commit to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit: survives power loss (the default).
+    Full,
+    /// fsync at checkpoints only: survives a crash of Confide, may lose the last commits on
+    /// power loss or an OS crash; several times the write throughput.
+    Normal,
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -150,6 +165,15 @@ fn uuid_bytes(v: &[u8]) -> Option<[u8; 16]> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(path: &Path, lifetimes: Lifetimes, busy_timeout: Duration) -> Result<Self, StoreError> {
+        Self::open_with(path, lifetimes, busy_timeout, Durability::Full).await
+    }
+
+    pub async fn open_with(
+        path: &Path,
+        lifetimes: Lifetimes,
+        busy_timeout: Duration,
+        durability: Durability,
+    ) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
@@ -159,7 +183,10 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
             .foreign_keys(true)
             .busy_timeout(busy_timeout);
         let pool = SqlitePoolOptions::new()
@@ -168,7 +195,8 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(db)?;
-        let store = Self { pool, lifetimes };
+        let touch_interval_ms = (lifetimes.idle.as_millis() as i64 / 20).clamp(1, 30_000);
+        let store = Self { pool, lifetimes, touch_interval_ms };
         store.migrate().await?;
         Ok(store)
     }
@@ -255,7 +283,7 @@ impl SessionStore for SqliteStore {
 
     async fn verify(&self, id: &SessionId, proof: Option<&ProofHash>) -> Result<Verify, StoreError> {
         let now = now_ms();
-        let row = sqlx::query("SELECT proof, created_ms, expires_ms FROM sessions WHERE id = ?")
+        let row = sqlx::query("SELECT proof, created_ms, last_seen_ms, expires_ms FROM sessions WHERE id = ?")
             .bind(&id.as_bytes()[..])
             .fetch_optional(&self.pool)
             .await
@@ -263,6 +291,7 @@ impl SessionStore for SqliteStore {
         let Some(row) = row else { return Ok(Verify::Unknown) };
         let stored: Vec<u8> = row.try_get("proof").map_err(db)?;
         let created_ms: i64 = row.try_get("created_ms").map_err(db)?;
+        let last_seen_ms: i64 = row.try_get("last_seen_ms").map_err(db)?;
         let expires_ms: i64 = row.try_get("expires_ms").map_err(db)?;
         if expires_ms <= now {
             sqlx::query("DELETE FROM sessions WHERE id = ? AND expires_ms <= ?")
@@ -276,6 +305,9 @@ impl SessionStore for SqliteStore {
         let stored: [u8; 32] = stored.try_into().map_err(|_| bad_row("session"))?;
         match proof {
             Some(p) if ProofHash::from_bytes(stored).matches(p) => {
+                if now - last_seen_ms < self.touch_interval_ms {
+                    return Ok(Verify::Valid { created_ms });
+                }
                 // Conditional on the deadline, so a session deleted or expired meanwhile
                 // is not brought back.
                 let touched = sqlx::query(
