@@ -5,6 +5,7 @@
 
 pub mod assistant;
 pub mod config;
+pub mod metrics;
 mod middleware;
 pub mod store;
 
@@ -165,11 +166,32 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::session_guard))
         .with_state(state);
 
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .merge(guarded)
-        .layer(axum::middleware::from_fn_with_state(state_for_edge, middleware::edge))
+        .route("/metrics", get(metrics_endpoint).with_state(state_for_edge.clone()))
+        .merge(guarded);
+    wrap(router, state_for_edge)
+}
+
+/// The layers every route runs under, outermost last: panics become 500s, then the edge
+/// rules (redirect, headers, per-address limit, timeout), then metrics and tracing. Public so
+/// tests can put a route of their own under the same stack.
+pub fn wrap(router: Router, state: AppState) -> Router {
+    router
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(metrics::panic_response))
+        .layer(axum::middleware::from_fn_with_state(state, middleware::edge))
+        .layer(axum::middleware::from_fn(metrics::record))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Metrics are for the operator: answered to loopback and trusted proxies only.
+async fn metrics_endpoint(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let allowed = peer.is_some_and(|ip| ip.is_loopback() || state.config.trusted_proxies.contains(&ip));
+    if !allowed {
+        return ApiError::not_found().into_response();
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::METRICS.render()).into_response()
 }
 
 /// The session's live events as Server-Sent Events. SSE rather than a websocket: the

@@ -115,13 +115,13 @@ pub async fn delete_removes_everything(store: Arc<dyn SessionStore>) {
 pub async fn idle_expiry_slides_then_deletes(store: Arc<dyn SessionStore>) {
     let (id, p) = claimed(&*store).await;
     store.set(&id, "notes", b"x").await.unwrap();
-    // Activity before the idle timeout keeps it alive past the first deadline.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Activity before the idle timeout (2 s) keeps it alive past the first deadline.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(matches!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Valid { .. }));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(matches!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Valid { .. }));
     // Then silence past the idle timeout ends it.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
     assert!(!store.exists_raw(&id).await.unwrap(), "expired data is deleted");
     assert_eq!(store.claim(&id, &proof()).await.unwrap(), Claim::Won, "an expired id can be claimed afresh");
@@ -284,7 +284,7 @@ macro_rules! store_contract_tests {
         async fn deleting_a_session_deletes_its_threads() { c::deleting_a_session_deletes_its_threads(store_with(c::long()).await).await }
         #[tokio::test]
         async fn idle_expiry_slides_then_deletes() {
-            c::idle_expiry_slides_then_deletes(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(1), absolute: ::std::time::Duration::from_secs(60) }).await).await
+            c::idle_expiry_slides_then_deletes(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(2), absolute: ::std::time::Duration::from_secs(60) }).await).await
         }
         #[tokio::test]
         async fn absolute_expiry_ignores_activity() {
