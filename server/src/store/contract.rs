@@ -249,6 +249,163 @@ pub async fn deleting_a_session_deletes_its_threads(store: Arc<dyn SessionStore>
     assert_eq!(store.get_thread(&s, &t.id).await.unwrap(), None);
 }
 
+/// One step of a random workload over a few sessions (by index).
+#[derive(Debug, Clone)]
+pub enum Op {
+    Claim(usize),
+    Verify { s: usize, right_proof: bool },
+    Set { s: usize, key: u8, value: u8 },
+    Get { s: usize, key: u8 },
+    Remove { s: usize, key: u8 },
+    Clear(usize),
+    Delete(usize),
+    Thread(usize),
+    Message { s: usize, thread: usize },
+    /// Session `s` names session `other`'s latest thread or message.
+    Poke { s: usize, other: usize },
+}
+
+pub fn op_strategy(sessions: usize) -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let s = 0..sessions;
+    prop_oneof![
+        s.clone().prop_map(Op::Claim),
+        (s.clone(), any::<bool>()).prop_map(|(s, right_proof)| Op::Verify { s, right_proof }),
+        (s.clone(), 0u8..4, any::<u8>()).prop_map(|(s, key, value)| Op::Set { s, key, value }),
+        (s.clone(), 0u8..4).prop_map(|(s, key)| Op::Get { s, key }),
+        (s.clone(), 0u8..4).prop_map(|(s, key)| Op::Remove { s, key }),
+        s.clone().prop_map(Op::Clear),
+        s.clone().prop_map(Op::Delete),
+        s.clone().prop_map(Op::Thread),
+        (s.clone(), 0usize..3).prop_map(|(s, thread)| Op::Message { s, thread }),
+        (s.clone(), s).prop_map(|(s, other)| Op::Poke { s, other }),
+    ]
+}
+
+/// Runs `ops` against the store and a model of what each session should hold; fails if a
+/// session ever observes a value, thread or message that is not its own, or loses its own.
+pub async fn random_operations_never_cross_sessions(store: Arc<dyn SessionStore>, sessions: usize, ops: Vec<Op>) {
+    use std::collections::HashMap;
+    struct S {
+        id: SessionId,
+        proof: ProofHash,
+        live: bool,
+        kv: HashMap<String, Vec<u8>>,
+        threads: Vec<Thread>,
+        messages: Vec<Message>,
+    }
+    // Values carry their owner's index, so a cross-read is visible in the value itself.
+    let mut model: Vec<S> = (0..sessions)
+        .map(|_| S { id: SessionId::random(), proof: proof(), live: false, kv: HashMap::new(), threads: vec![], messages: vec![] })
+        .collect();
+    for op in ops {
+        match op {
+            Op::Claim(i) => {
+                let claim = store.claim(&model[i].id, &model[i].proof).await.unwrap();
+                assert_eq!(claim == Claim::Won, !model[i].live, "claim of session {i}");
+                model[i].live = true;
+            }
+            Op::Verify { s, right_proof } => {
+                let p = if right_proof { model[s].proof } else { proof() };
+                let got = store.verify(&model[s].id, Some(&p)).await.unwrap();
+                match (model[s].live, right_proof) {
+                    (false, _) => assert_eq!(got, Verify::Unknown),
+                    (true, true) => assert!(matches!(got, Verify::Valid { .. })),
+                    (true, false) => assert!(matches!(got, Verify::Denied { .. })),
+                }
+            }
+            Op::Set { s, key, value } => {
+                let k = format!("k{key}");
+                let v = vec![s as u8, value];
+                match store.set(&model[s].id, &k, &v).await {
+                    Ok(()) => {
+                        assert!(model[s].live);
+                        model[s].kv.insert(k, v);
+                    }
+                    Err(StoreError::NoSuchSession) => assert!(!model[s].live),
+                    Err(e) => panic!("set: {e}"),
+                }
+            }
+            Op::Get { s, key } => {
+                let k = format!("k{key}");
+                match store.get(&model[s].id, &k).await {
+                    Ok(v) => {
+                        if let Some(v) = &v {
+                            assert_eq!(v[0] as usize, s, "session {s} read session {}'s value", v[0]);
+                        }
+                        assert_eq!(v.as_ref(), model[s].kv.get(&k), "session {s} key {k}");
+                    }
+                    Err(StoreError::NoSuchSession) => assert!(!model[s].live),
+                    Err(e) => panic!("get: {e}"),
+                }
+            }
+            Op::Remove { s, key } => {
+                let k = format!("k{key}");
+                match store.remove(&model[s].id, &k).await {
+                    Ok(existed) => assert_eq!(existed, model[s].kv.remove(&k).is_some()),
+                    Err(StoreError::NoSuchSession) => assert!(!model[s].live),
+                    Err(e) => panic!("remove: {e}"),
+                }
+            }
+            Op::Clear(s) => match store.clear(&model[s].id).await {
+                Ok(()) => model[s].kv.clear(),
+                Err(StoreError::NoSuchSession) => assert!(!model[s].live),
+                Err(e) => panic!("clear: {e}"),
+            },
+            Op::Delete(s) => {
+                assert_eq!(store.delete(&model[s].id).await.unwrap(), model[s].live);
+                let m = &mut model[s];
+                m.live = false;
+                m.kv.clear();
+                m.threads.clear();
+                m.messages.clear();
+                m.proof = proof();
+            }
+            Op::Thread(s) => {
+                let t = thread(&format!("s{s}"), 1);
+                match store.create_thread(&model[s].id, &t).await {
+                    Ok(()) => model[s].threads.push(t),
+                    Err(StoreError::NoSuchSession) => assert!(!model[s].live),
+                    Err(e) => panic!("create_thread: {e}"),
+                }
+            }
+            Op::Message { s, thread: n } => {
+                let Some(t) = model[s].threads.get(n % model[s].threads.len().max(1)).cloned() else { continue };
+                let m = message(&t, Role::User, &format!("s{s}"), 2);
+                match store.put_message(&model[s].id, &m).await {
+                    Ok(true) => model[s].messages.push(m),
+                    Ok(false) => panic!("session {s}'s own thread was not found"),
+                    Err(StoreError::NoSuchSession) => assert!(!model[s].live),
+                    Err(e) => panic!("put_message: {e}"),
+                }
+            }
+            Op::Poke { s, other } if s != other => {
+                if let Some(t) = model[other].threads.last() {
+                    if let Ok(got) = store.get_thread(&model[s].id, &t.id).await {
+                        assert_eq!(got, None, "session {s} reached session {other}'s thread");
+                    }
+                }
+                if let Some(m) = model[other].messages.last() {
+                    if let Ok(got) = store.get_message(&model[s].id, &m.id).await {
+                        assert_eq!(got, None, "session {s} reached session {other}'s message");
+                    }
+                }
+            }
+            Op::Poke { .. } => {}
+        }
+    }
+    // Finally every live session holds exactly its own threads and messages.
+    for (i, m) in model.iter().enumerate().filter(|(_, m)| m.live) {
+        let threads = store.list_threads(&m.id).await.unwrap();
+        assert_eq!(threads.len(), m.threads.len(), "session {i}'s threads");
+        assert!(threads.iter().all(|t| t.title == format!("s{i}")));
+        for t in &threads {
+            let (_, msgs) = store.get_thread(&m.id, &t.id).await.unwrap().unwrap();
+            assert!(msgs.iter().all(|x| x.content == format!("s{i}")), "session {i} holds a foreign message");
+        }
+    }
+}
+
 /// Expands to the whole contract suite for one backend.
 macro_rules! store_contract_tests {
     ($make:expr) => {
@@ -282,6 +439,18 @@ macro_rules! store_contract_tests {
         async fn threads_list_newest_first_and_are_limited() { c::threads_list_newest_first_and_are_limited(store_with(c::long()).await).await }
         #[tokio::test]
         async fn deleting_a_session_deletes_its_threads() { c::deleting_a_session_deletes_its_threads(store_with(c::long()).await).await }
+        #[test]
+        fn random_operations_never_cross_sessions() {
+            use proptest::prelude::*;
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let config = ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() };
+            proptest!(config, |(ops in proptest::collection::vec(c::op_strategy(3), 1..60))| {
+                rt.block_on(async {
+                    let store = store_with(c::long()).await;
+                    c::random_operations_never_cross_sessions(store, 3, ops).await;
+                });
+            });
+        }
         #[tokio::test]
         async fn idle_expiry_slides_then_deletes() {
             c::idle_expiry_slides_then_deletes(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(2), absolute: ::std::time::Duration::from_secs(60) }).await).await
