@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 # Same value cargo-leptos sets, so plain cargo commands reuse its build of the dependencies.
 export LEPTOS_OUTPUT_NAME := confide
 
-.PHONY: help setup setup-test run build release test test-unit test-e2e bench fmt lint clean
+.PHONY: help setup setup-test run build release test test-unit test-e2e bench fuzz fmt lint clean
 
 help:
 	@echo "make run        build (release) and serve on http://127.0.0.1:3000"
@@ -58,6 +58,15 @@ bench: setup-test
 	./target/release/confide-load --users $${USERS:-200} --turns $${TURNS:-10} --json target/bench-load.json
 	scripts/weight.sh
 	cargo bench -p confide-bench --bench core
+
+# Coverage-guided fuzzing (libFuzzer via cargo-fuzz, nightly): each target for FUZZ_SECONDS.
+FUZZ_TARGETS := session_id proof_cookie guard_headers api_json markdown sse
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	for t in $(FUZZ_TARGETS); do \
+	  cargo +nightly fuzz run $$t fuzz/corpus/$$t -- -max_total_time=$${FUZZ_SECONDS:-60} || exit 1; \
+	done
 
 fmt:
 	cargo fmt --all
