@@ -22,15 +22,38 @@ pub trait EventHub: Send + Sync + 'static {
     fn subscribe(&self, session: &SessionId) -> BoxStream<'static, Feed>;
 }
 
-/// In-process hub: one broadcast channel per session with listeners.
+type Channels = Arc<Mutex<HashMap<SessionId, broadcast::Sender<Arc<ChatEvent>>>>>;
+
+/// In-process hub: one broadcast channel per session with listeners, removed when its last
+/// listener goes (a tab closing must not leave a buffer behind).
 pub struct LocalHub {
-    channels: Mutex<HashMap<SessionId, broadcast::Sender<Arc<ChatEvent>>>>,
+    channels: Channels,
     capacity: usize,
 }
 
 impl Default for LocalHub {
     fn default() -> Self {
-        Self { channels: Mutex::new(HashMap::new()), capacity: 256 }
+        // Deltas are throttled, so 64 events of slack is plenty; a listener that falls
+        // further behind is told to resync.
+        Self { channels: Arc::new(Mutex::new(HashMap::new())), capacity: 64 }
+    }
+}
+
+/// One listener's receiver; dropping it removes the session's channel if it was the last.
+struct Subscription {
+    rx: Option<broadcast::Receiver<Arc<ChatEvent>>>,
+    channels: Channels,
+    session: SessionId,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        if let Ok(mut channels) = self.channels.lock() {
+            if channels.get(&self.session).is_some_and(|tx| tx.receiver_count() == 0) {
+                channels.remove(&self.session);
+            }
+        }
     }
 }
 
@@ -59,10 +82,12 @@ impl EventHub for LocalHub {
                 .subscribe(),
             Err(_) => return Box::pin(stream::empty()),
         };
-        Box::pin(stream::unfold(rx, |mut rx| async move {
+        let sub = Subscription { rx: Some(rx), channels: self.channels.clone(), session: *session };
+        Box::pin(stream::unfold(sub, |mut sub| async move {
+            let rx = sub.rx.as_mut()?;
             match rx.recv().await {
-                Ok(e) => Some((Feed::Event(e), rx)),
-                Err(broadcast::error::RecvError::Lagged(_)) => Some((Feed::Lagged, rx)),
+                Ok(e) => Some((Feed::Event(e), sub)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((Feed::Lagged, sub)),
                 Err(broadcast::error::RecvError::Closed) => None,
             }
         }))
@@ -88,8 +113,11 @@ mod tests {
         assert_eq!(sa.next().await, Some(Feed::Event(Arc::new(ChatEvent::ThreadDeleted { thread_id: ta }))));
         assert_eq!(sb.next().await, Some(Feed::Event(Arc::new(ChatEvent::ThreadDeleted { thread_id: tb }))));
         drop(sa);
+        assert_eq!(hub.channels.lock().unwrap().len(), 1, "the last listener leaving drops the channel");
+        let sb2 = hub.subscribe(&b);
         drop(sb);
-        hub.publish(&a, ChatEvent::ThreadDeleted { thread_id: ta });
-        assert_eq!(hub.channels.lock().unwrap().len(), 1, "a channel without listeners is dropped on publish");
+        assert_eq!(hub.channels.lock().unwrap().len(), 1, "a channel with a listener left stays");
+        drop(sb2);
+        assert!(hub.channels.lock().unwrap().is_empty());
     }
 }
