@@ -65,72 +65,112 @@ pub async fn set_note(text: String) -> Result<Note, ApiError> {
         ));
     }
     let session = UserSession::current().await?;
-    let note = Note { text, updated_ms: now_ms() };
+    let note = Note {
+        text,
+        updated_ms: now_ms(),
+    };
     session.set(NOTE_KEY, &note).await?;
     Ok(note)
 }
 
 // ---- chat -------------------------------------------------------------------------------
 
-use crate::model::{Export, MessageId, MessageView, Rating, SearchHit, Sent, Thread, ThreadId, ThreadView};
-
+use crate::model::{
+    Export, MessageId, MessageView, Rating, SearchHit, Sent, Thread, ThreadId, ThreadView,
+};
 
 #[server(prefix = "/api", endpoint = "threads/list", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn list_threads() -> Result<Vec<Thread>, ApiError> {
-    crate::server::chat::Chat::current().await?.list_threads().await
+    crate::server::chat::Chat::current()
+        .await?
+        .list_threads()
+        .await
 }
 
 #[server(prefix = "/api", endpoint = "threads/create", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn create_thread(#[server(default)] title: Option<String>) -> Result<Thread, ApiError> {
-    crate::server::chat::Chat::current().await?.create_thread(title).await
+    crate::server::chat::Chat::current()
+        .await?
+        .create_thread(title)
+        .await
 }
 
 #[server(prefix = "/api", endpoint = "threads/rename", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn rename_thread(thread_id: ThreadId, title: String) -> Result<Thread, ApiError> {
-    crate::server::chat::Chat::current().await?.rename_thread(&thread_id, title).await
+    crate::server::chat::Chat::current()
+        .await?
+        .rename_thread(&thread_id, title)
+        .await
 }
 
 #[server(prefix = "/api", endpoint = "threads/delete", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn delete_thread(thread_id: ThreadId) -> Result<(), ApiError> {
-    crate::server::chat::Chat::current().await?.delete_thread(&thread_id).await
+    crate::server::chat::Chat::current()
+        .await?
+        .delete_thread(&thread_id)
+        .await
 }
 
 #[server(prefix = "/api", endpoint = "threads/search", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn search_threads(query: String) -> Result<Vec<SearchHit>, ApiError> {
-    crate::server::chat::Chat::current().await?.search(&query).await
+    crate::server::chat::Chat::current()
+        .await?
+        .search(&query)
+        .await
 }
 
 #[server(prefix = "/api", endpoint = "threads/get", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn get_thread(thread_id: ThreadId) -> Result<ThreadView, ApiError> {
-    crate::server::chat::Chat::current().await?.get_thread(&thread_id).await
+    crate::server::chat::Chat::current()
+        .await?
+        .get_thread(&thread_id)
+        .await
 }
 
 /// `format` is `"markdown"` or `"json"`.
 #[server(prefix = "/api", endpoint = "threads/export", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn export_thread(thread_id: ThreadId, format: String) -> Result<Export, ApiError> {
-    crate::server::chat::Chat::current().await?.export(&thread_id, &format).await
+    crate::server::chat::Chat::current()
+        .await?
+        .export(&thread_id, &format)
+        .await
 }
 
 /// Sends a message (into a new thread when `thread_id` is absent) and starts the reply,
 /// which then streams through `GET /api/events`.
 #[server(prefix = "/api", endpoint = "messages/send", input = Json, output = Json, client = crate::client::SessionClient)]
-pub async fn send_message(#[server(default)] thread_id: Option<ThreadId>, content: String) -> Result<Sent, ApiError> {
-    crate::server::chat::Chat::current().await?.send(thread_id, content).await
+pub async fn send_message(
+    #[server(default)] thread_id: Option<ThreadId>,
+    content: String,
+) -> Result<Sent, ApiError> {
+    crate::server::chat::Chat::current()
+        .await?
+        .send(thread_id, content)
+        .await
 }
 
 #[server(prefix = "/api", endpoint = "messages/stop", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn stop_reply(message_id: MessageId) -> Result<MessageView, ApiError> {
-    crate::server::chat::Chat::current().await?.stop(&message_id).await
+    crate::server::chat::Chat::current()
+        .await?
+        .stop(&message_id)
+        .await
 }
 
 #[server(prefix = "/api", endpoint = "messages/edit", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn edit_message(message_id: MessageId, content: String) -> Result<Sent, ApiError> {
-    crate::server::chat::Chat::current().await?.edit(&message_id, content).await
+    crate::server::chat::Chat::current()
+        .await?
+        .edit(&message_id, content)
+        .await
 }
 
 #[server(prefix = "/api", endpoint = "messages/regenerate", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn regenerate_reply(thread_id: ThreadId) -> Result<MessageView, ApiError> {
-    crate::server::chat::Chat::current().await?.regenerate(&thread_id).await
+    crate::server::chat::Chat::current()
+        .await?
+        .regenerate(&thread_id)
+        .await
 }
 
 #[server(prefix = "/api", endpoint = "messages/feedback", input = Json, output = Json, client = crate::client::SessionClient)]
@@ -139,7 +179,10 @@ pub async fn set_feedback(
     #[server(default)] rating: Option<Rating>,
     #[server(default)] comment: Option<String>,
 ) -> Result<MessageView, ApiError> {
-    crate::server::chat::Chat::current().await?.feedback(&message_id, rating, comment).await
+    crate::server::chat::Chat::current()
+        .await?
+        .feedback(&message_id, rating, comment)
+        .await
 }
 
 // ---- your data ---------------------------------------------------------------------------

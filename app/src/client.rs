@@ -43,7 +43,8 @@ where
 
     fn send(req: Self::Request) -> impl Future<Output = Result<Self::Response, E>> + Send {
         if let Some(id) = current_session() {
-            req.headers().set(crate::SESSION_HEADER_NAME, &id.as_string());
+            req.headers()
+                .set(crate::SESSION_HEADER_NAME, &id.as_string());
         }
         <BrowserClient as Client<E, IS, OS>>::send(req)
     }
@@ -53,7 +54,10 @@ where
         path: &str,
     ) -> impl Future<
         Output = Result<
-            (impl Stream<Item = Result<Bytes, Bytes>> + Send + 'static, impl Sink<Bytes> + Send + 'static),
+            (
+                impl Stream<Item = Result<Bytes, Bytes>> + Send + 'static,
+                impl Sink<Bytes> + Send + 'static,
+            ),
             E,
         >,
     > + Send {
@@ -78,21 +82,33 @@ mod browser {
     const DEFAULT_MAX_AGE: u64 = 30 * 24 * 3600;
 
     fn html_document() -> Option<web_sys::HtmlDocument> {
-        web_sys::window()?.document()?.dyn_into::<web_sys::HtmlDocument>().ok()
+        web_sys::window()?
+            .document()?
+            .dyn_into::<web_sys::HtmlDocument>()
+            .ok()
     }
 
     fn read_cookie(name: &str) -> Option<String> {
         let all = html_document()?.cookie().ok()?;
-        all.split(';').filter_map(|kv| kv.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.to_owned())
+        all.split(';')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
     }
 
     fn is_https() -> bool {
-        web_sys::window().and_then(|w| w.location().protocol().ok()).as_deref() == Some("https:")
+        web_sys::window()
+            .and_then(|w| w.location().protocol().ok())
+            .as_deref()
+            == Some("https:")
     }
 
     fn write_cookie(id: &SessionId, max_age: u64) {
         let secure = if is_https() { "; Secure" } else { "" };
-        let value = format!("{COOKIE}={}; Path=/; SameSite=Strict; Max-Age={max_age}{secure}", id.as_string());
+        let value = format!(
+            "{COOKIE}={}; Path=/; SameSite=Strict; Max-Age={max_age}{secure}",
+            id.as_string()
+        );
         if let Some(doc) = html_document() {
             let _ = doc.set_cookie(&value);
         }
@@ -108,7 +124,9 @@ mod browser {
     /// The id this browser uses: localStorage first, then the cookie, else a fresh one.
     /// Both places hold it afterwards.
     pub fn ensure_session_id() -> SessionId {
-        let stored = LocalStorage::get::<String>(STORAGE_KEY).ok().and_then(|s| SessionId::parse(&s).ok());
+        let stored = LocalStorage::get::<String>(STORAGE_KEY)
+            .ok()
+            .and_then(|s| SessionId::parse(&s).ok());
         let id = stored
             .or_else(|| read_cookie(COOKIE).and_then(|s| SessionId::parse(&s).ok()))
             .unwrap_or_else(SessionId::random);
@@ -140,7 +158,10 @@ mod browser {
     }
 
     pub fn mark_hydrated() {
-        if let Some(body) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.body()) {
+        if let Some(body) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.body())
+        {
             let _ = body.set_attribute("data-hydrated", "true");
         }
     }
@@ -157,7 +178,9 @@ mod browser {
         if EVENTS.with(|e| e.borrow().is_some()) {
             return;
         }
-        let Ok(source) = web_sys::EventSource::new("/api/events") else { return };
+        let Ok(source) = web_sys::EventSource::new("/api/events") else {
+            return;
+        };
         let apply = std::rc::Rc::new(apply);
         let on_message = {
             let apply = apply.clone();
@@ -185,12 +208,18 @@ mod browser {
 
     /// Saves `content` as a file through a temporary object URL.
     pub fn download(filename: &str, mime: &str, content: &str) {
-        let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+        let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
+            return;
+        };
         let parts = js_sys_array(content);
         let opts = web_sys::BlobPropertyBag::new();
         opts.set_type(mime);
-        let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else { return };
-        let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else { return };
+        let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else {
+            return;
+        };
+        let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else {
+            return;
+        };
         if let Ok(a) = doc.create_element("a") {
             let _ = a.set_attribute("href", &url);
             let _ = a.set_attribute("download", filename);
@@ -211,7 +240,9 @@ mod browser {
 
     /// Applies the theme saved in this browser, if any.
     pub fn apply_saved_theme() -> Option<String> {
-        let theme = LocalStorage::get::<String>(THEME_KEY).ok().filter(|t| t == "light" || t == "dark")?;
+        let theme = LocalStorage::get::<String>(THEME_KEY)
+            .ok()
+            .filter(|t| t == "light" || t == "dark")?;
         set_theme_attr(&theme);
         Some(theme)
     }
@@ -235,14 +266,22 @@ mod browser {
     }
 
     fn set_theme_attr(theme: &str) {
-        if let Some(el) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.document_element()) {
+        if let Some(el) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.document_element())
+        {
             let _ = el.set_attribute("data-theme", theme);
         }
     }
 
     pub async fn sleep_ms(ms: u32) {
         let (tx, rx) = futures::channel::oneshot::channel::<()>();
-        leptos::prelude::set_timeout(move || { let _ = tx.send(()); }, std::time::Duration::from_millis(ms as u64));
+        leptos::prelude::set_timeout(
+            move || {
+                let _ = tx.send(());
+            },
+            std::time::Duration::from_millis(ms as u64),
+        );
         let _ = rx.await;
     }
 }

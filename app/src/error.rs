@@ -69,7 +69,10 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             Self::NoSession => 401,
-            Self::InvalidSessionId | Self::SessionMismatch | Self::InvalidInput | Self::KeyInvalid => 400,
+            Self::InvalidSessionId
+            | Self::SessionMismatch
+            | Self::InvalidInput
+            | Self::KeyInvalid => 400,
             Self::SessionClaimed => 409,
             Self::SessionProofMismatch => 403,
             Self::TooLarge => 413,
@@ -127,7 +130,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn status(&self) -> u16 {
@@ -147,13 +153,19 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, "not found")
     }
     pub fn store_unavailable() -> Self {
-        Self::new(ErrorCode::StoreUnavailable, "the session store is unavailable; try again shortly")
+        Self::new(
+            ErrorCode::StoreUnavailable,
+            "the session store is unavailable; try again shortly",
+        )
     }
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "internal error")
     }
     pub fn too_large(what: &str, limit: usize) -> Self {
-        Self::new(ErrorCode::TooLarge, format!("{what} is over the limit of {limit} bytes"))
+        Self::new(
+            ErrorCode::TooLarge,
+            format!("{what} is over the limit of {limit} bytes"),
+        )
     }
 }
 
@@ -163,16 +175,18 @@ impl FromServerFnError for ApiError {
     fn from_server_fn_error(e: ServerFnErrorErr) -> Self {
         match e {
             // Bad arguments are the caller's fault: say what was wrong without echoing it.
-            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => {
-                Self::new(ErrorCode::InvalidInput, "the request body is not valid JSON for this endpoint")
-            }
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => Self::new(
+                ErrorCode::InvalidInput,
+                "the request body is not valid JSON for this endpoint",
+            ),
             ServerFnErrorErr::Request(m) => Self::new(ErrorCode::Network, m),
             // On the server this is the request body failing to decode; in the browser it is
             // the response.
             #[cfg(feature = "ssr")]
-            ServerFnErrorErr::Deserialization(m) => {
-                Self::new(ErrorCode::InvalidInput, format!("invalid request body: {}", truncate(&m, 200)))
-            }
+            ServerFnErrorErr::Deserialization(m) => Self::new(
+                ErrorCode::InvalidInput,
+                format!("invalid request body: {}", truncate(&m, 200)),
+            ),
             #[cfg(not(feature = "ssr"))]
             ServerFnErrorErr::Deserialization(m) => Self::new(ErrorCode::BadResponse, m),
             _ => Self::internal(),
@@ -227,7 +241,8 @@ mod tests {
 
     #[test]
     fn unknown_codes_decode_instead_of_failing() {
-        let e: ApiError = serde_json::from_str(r#"{"code":"from_the_future","message":"x"}"#).unwrap();
+        let e: ApiError =
+            serde_json::from_str(r#"{"code":"from_the_future","message":"x"}"#).unwrap();
         assert_eq!(e.code, ErrorCode::Unknown);
         assert_eq!(e.status(), 500);
     }

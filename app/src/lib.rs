@@ -5,10 +5,10 @@ pub mod api;
 pub mod client;
 mod components;
 mod error;
-mod session_id;
 pub mod model;
 #[cfg(feature = "ssr")]
 pub mod server;
+mod session_id;
 
 pub use components::App;
 pub use error::{ApiError, ErrorCode};
@@ -29,7 +29,10 @@ pub const SID_STORAGE_KEY: &str = "confide.sid";
 /// otherwise, no framing.
 #[cfg(feature = "ssr")]
 fn set_page_csp() {
-    if let (Some(nonce), Some(opts)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>()) {
+    if let (Some(nonce), Some(opts)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) {
         let csp = format!(
             "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
              img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \

@@ -180,13 +180,21 @@ pub enum ChatEvent {
     /// A message was created or changed (including the final state of a reply).
     Message { message: MessageView },
     /// A reply grew: its whole text so far, rendered.
-    Delta { thread_id: ThreadId, message_id: MessageId, content: String, html: String },
+    Delta {
+        thread_id: ThreadId,
+        message_id: MessageId,
+        content: String,
+        html: String,
+    },
     /// A thread was created, renamed or touched.
     Thread { thread: Thread },
     /// A thread and its messages were deleted.
     ThreadDeleted { thread_id: ThreadId },
     /// Messages after `after` were dropped (an edit or a regeneration).
-    Truncated { thread_id: ThreadId, after: Option<MessageId> },
+    Truncated {
+        thread_id: ThreadId,
+        after: Option<MessageId>,
+    },
     /// The listener missed events and should reload what it shows.
     Resync,
 }
@@ -195,9 +203,9 @@ impl ChatEvent {
     pub fn thread_id(&self) -> Option<ThreadId> {
         match self {
             Self::Message { message } => Some(message.message.thread_id),
-            Self::Delta { thread_id, .. } | Self::ThreadDeleted { thread_id } | Self::Truncated { thread_id, .. } => {
-                Some(*thread_id)
-            }
+            Self::Delta { thread_id, .. }
+            | Self::ThreadDeleted { thread_id }
+            | Self::Truncated { thread_id, .. } => Some(*thread_id),
             Self::Thread { thread } => Some(thread.id),
             Self::Resync => None,
         }
@@ -206,7 +214,11 @@ impl ChatEvent {
 
 /// A title from the first words of a message.
 pub fn title_from(text: &str) -> String {
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("New chat");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("New chat");
     let mut title: String = line.chars().take(60).collect();
     if line.chars().count() > 60 {
         title.push('…');
@@ -224,7 +236,9 @@ mod tests {
         assert_eq!(ThreadId::parse(&id.as_string()), Some(id));
         assert_eq!(ThreadId::parse(&id.as_string().to_uppercase()), None);
         assert_eq!(MessageId::parse("nope"), None);
-        assert!(serde_json::from_str::<MessageId>("\"00000000-0000-0000-0000-000000000000\"").is_err());
+        assert!(
+            serde_json::from_str::<MessageId>("\"00000000-0000-0000-0000-000000000000\"").is_err()
+        );
     }
 
     #[test]
@@ -237,7 +251,9 @@ mod tests {
 
     #[test]
     fn events_are_tagged_json() {
-        let e = ChatEvent::ThreadDeleted { thread_id: ThreadId::random() };
+        let e = ChatEvent::ThreadDeleted {
+            thread_id: ThreadId::random(),
+        };
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["type"], "thread_deleted");
         assert_eq!(serde_json::from_value::<ChatEvent>(json).unwrap(), e);

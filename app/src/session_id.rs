@@ -137,25 +137,76 @@ mod tests {
         let long = "a".repeat(10_000);
         let cases: &[(&str, SessionIdError)] = &[
             ("", SessionIdError::Length),
-            ("0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6", SessionIdError::Length), // 35
-            ("0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f0", SessionIdError::Length), // 37
+            (
+                "0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6",
+                SessionIdError::Length,
+            ), // 35
+            (
+                "0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f0",
+                SessionIdError::Length,
+            ), // 37
             (&long, SessionIdError::Length),
-            ("{0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f}", SessionIdError::Length),
+            (
+                "{0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f}",
+                SessionIdError::Length,
+            ),
             ("0b3e5c1e8f2a4c6d9e7f1a2b3c4d5e6f", SessionIdError::Length), // simple form
-            ("0B3E5C1E-8F2A-4C6D-9E7F-1A2B3C4D5E6F", SessionIdError::NotCanonical),
-            ("0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6F", SessionIdError::NotCanonical),
-            ("0b3e5c1g-8f2a-4c6d-9e7f-1a2b3c4d5e6f", SessionIdError::NotCanonical),
-            ("0b3e5c1e_8f2a-4c6d-9e7f-1a2b3c4d5e6f", SessionIdError::NotCanonical),
-            ("0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6 ", SessionIdError::NotCanonical),
-            (" 0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6", SessionIdError::NotCanonical),
-            ("0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5eé", SessionIdError::NotCanonical),
-            ("0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e\0f", SessionIdError::NotCanonical),
-            ("00000000-0000-0000-0000-000000000000", SessionIdError::NotVersion4), // nil
-            ("ffffffff-ffff-ffff-ffff-ffffffffffff", SessionIdError::NotVersion4), // max
-            ("0b3e5c1e-8f2a-1c6d-9e7f-1a2b3c4d5e6f", SessionIdError::NotVersion4), // v1
-            ("0b3e5c1e-8f2a-7c6d-9e7f-1a2b3c4d5e6f", SessionIdError::NotVersion4), // v7
-            ("0b3e5c1e-8f2a-4c6d-7e7f-1a2b3c4d5e6f", SessionIdError::NotVersion4), // NCS variant
-            ("0b3e5c1e-8f2a-4c6d-ce7f-1a2b3c4d5e6f", SessionIdError::NotVersion4), // MS variant
+            (
+                "0B3E5C1E-8F2A-4C6D-9E7F-1A2B3C4D5E6F",
+                SessionIdError::NotCanonical,
+            ),
+            (
+                "0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6F",
+                SessionIdError::NotCanonical,
+            ),
+            (
+                "0b3e5c1g-8f2a-4c6d-9e7f-1a2b3c4d5e6f",
+                SessionIdError::NotCanonical,
+            ),
+            (
+                "0b3e5c1e_8f2a-4c6d-9e7f-1a2b3c4d5e6f",
+                SessionIdError::NotCanonical,
+            ),
+            (
+                "0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6 ",
+                SessionIdError::NotCanonical,
+            ),
+            (
+                " 0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6",
+                SessionIdError::NotCanonical,
+            ),
+            (
+                "0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5eé",
+                SessionIdError::NotCanonical,
+            ),
+            (
+                "0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e\0f",
+                SessionIdError::NotCanonical,
+            ),
+            (
+                "00000000-0000-0000-0000-000000000000",
+                SessionIdError::NotVersion4,
+            ), // nil
+            (
+                "ffffffff-ffff-ffff-ffff-ffffffffffff",
+                SessionIdError::NotVersion4,
+            ), // max
+            (
+                "0b3e5c1e-8f2a-1c6d-9e7f-1a2b3c4d5e6f",
+                SessionIdError::NotVersion4,
+            ), // v1
+            (
+                "0b3e5c1e-8f2a-7c6d-9e7f-1a2b3c4d5e6f",
+                SessionIdError::NotVersion4,
+            ), // v7
+            (
+                "0b3e5c1e-8f2a-4c6d-7e7f-1a2b3c4d5e6f",
+                SessionIdError::NotVersion4,
+            ), // NCS variant
+            (
+                "0b3e5c1e-8f2a-4c6d-ce7f-1a2b3c4d5e6f",
+                SessionIdError::NotVersion4,
+            ), // MS variant
         ];
         for (input, want) in cases {
             assert_eq!(SessionId::parse(input), Err(*want), "input {input:?}");

@@ -58,7 +58,12 @@ impl Percentiles {
             let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
             samples[i].as_secs_f64() * 1000.0
         };
-        Self { p50: at(0.50), p95: at(0.95), p99: at(0.99), max: at(1.0) }
+        Self {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            max: at(1.0),
+        }
     }
 }
 
@@ -87,19 +92,39 @@ impl Browser {
             .await
             .map_err(|e| format!("{endpoint}: {e}"))?;
         for v in res.headers().get_all("set-cookie") {
-            if let Some(rest) = v.to_str().ok().and_then(|s| s.strip_prefix("__Host-confide_proof=")) {
+            if let Some(rest) = v
+                .to_str()
+                .ok()
+                .and_then(|s| s.strip_prefix("__Host-confide_proof="))
+            {
                 self.proof = rest.split(';').next().map(str::to_owned);
             }
         }
         let status = res.status();
         let body: Value = res.json().await.map_err(|e| format!("{endpoint}: {e}"))?;
-        if status.is_success() { Ok(body) } else { Err(format!("{endpoint}: {status} {body}")) }
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(format!("{endpoint}: {status} {body}"))
+        }
     }
 }
 
 /// The events of one session's stream that matter here: messages, by id.
-async fn follow_events(http: reqwest::Client, base: String, cookie: String, tx: mpsc::UnboundedSender<Value>) {
-    let Ok(res) = http.get(format!("{base}/api/events")).header("cookie", cookie).send().await else { return };
+async fn follow_events(
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    tx: mpsc::UnboundedSender<Value>,
+) {
+    let Ok(res) = http
+        .get(format!("{base}/api/events"))
+        .header("cookie", cookie)
+        .send()
+        .await
+    else {
+        return;
+    };
     // The server subscribes before it answers, so from here on no event can be missed.
     if !res.status().is_success() || tx.send(json!({ "type": "__subscribed" })).is_err() {
         return;
@@ -111,10 +136,10 @@ async fn follow_events(http: reqwest::Client, base: String, cookie: String, tx: 
         while let Some(end) = buf.find("\n\n") {
             let frame: String = buf.drain(..end + 2).collect();
             for data in frame.lines().filter_map(|l| l.strip_prefix("data: ")) {
-                if let Ok(v) = serde_json::from_str::<Value>(data) {
-                    if tx.send(v).is_err() {
-                        return;
-                    }
+                if let Ok(v) = serde_json::from_str::<Value>(data)
+                    && tx.send(v).is_err()
+                {
+                    return;
                 }
             }
         }
@@ -142,12 +167,24 @@ fn foreign_text(event: &Value, own_prefix: &str) -> bool {
         Some("thread") => vec![event["thread"]["title"].as_str().unwrap_or("")],
         _ => vec![],
     };
-    texts.into_iter().any(|t| !t.is_empty() && !t.starts_with(own_prefix))
+    texts
+        .into_iter()
+        .any(|t| !t.is_empty() && !t.starts_with(own_prefix))
 }
 
 async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserResult {
-    let mut r = UserResult { ready: None, latencies: Vec::new(), failed: 0, isolation_failures: 0, errors: Vec::new() };
-    let mut b = Browser { http: http.clone(), sid: uuid::Uuid::new_v4().to_string(), proof: None };
+    let mut r = UserResult {
+        ready: None,
+        latencies: Vec::new(),
+        failed: 0,
+        isolation_failures: 0,
+        errors: Vec::new(),
+    };
+    let mut b = Browser {
+        http: http.clone(),
+        sid: uuid::Uuid::new_v4().to_string(),
+        proof: None,
+    };
     let base_for = |turn: usize| cfg.bases[(user + turn) % cfg.bases.len()].clone();
     let own_prefix = format!("user{user} ");
 
@@ -164,7 +201,8 @@ async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserRe
     match tokio::time::timeout(cfg.reply_timeout, rx.recv()).await {
         Ok(Some(e)) if e["type"] == "__subscribed" => {}
         _ => {
-            r.errors.push(format!("user {user}: the event stream did not open"));
+            r.errors
+                .push(format!("user {user}: the event stream did not open"));
             r.failed = cfg.turns;
             listener.abort();
             return r;
@@ -204,12 +242,13 @@ async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserRe
                 Ok(Some(event)) => {
                     if foreign_text(&event, &own_prefix) {
                         r.isolation_failures += 1;
-                        r.errors.push(format!("user {user} saw foreign content: {event}"));
+                        r.errors
+                            .push(format!("user {user} saw foreign content: {event}"));
                     }
-                    if event["type"] == "message" {
-                        if let Some(id) = event["message"]["id"].as_str() {
-                            seen.insert(id.to_owned(), event["message"].clone());
-                        }
+                    if event["type"] == "message"
+                        && let Some(id) = event["message"]["id"].as_str()
+                    {
+                        seen.insert(id.to_owned(), event["message"].clone());
                     }
                 }
                 _ => break None,
@@ -220,7 +259,9 @@ async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserRe
                 r.latencies.push(started.elapsed());
                 if m["content"].as_str() != Some(text.as_str()) {
                     r.isolation_failures += 1;
-                    r.errors.push(format!("user {user} got a reply that is not its own text: {m}"));
+                    r.errors.push(format!(
+                        "user {user} got a reply that is not its own text: {m}"
+                    ));
                 }
             }
             Some(m) => {
@@ -229,7 +270,10 @@ async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserRe
             }
             None => {
                 r.failed += 1;
-                r.errors.push(format!("user {user}: no complete reply within {:?}", cfg.reply_timeout));
+                r.errors.push(format!(
+                    "user {user}: no complete reply within {:?}",
+                    cfg.reply_timeout
+                ));
             }
         }
     }
@@ -242,7 +286,10 @@ pub async fn run(cfg: LoadConfig) -> Report {
     assert!(!cfg.bases.is_empty(), "at least one server");
     // No client-wide timeout: event streams live for the whole run; replies are bounded
     // by `reply_timeout` instead.
-    let http = reqwest::Client::builder().pool_max_idle_per_host(cfg.users * 2).build().expect("HTTP client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(cfg.users * 2)
+        .build()
+        .expect("HTTP client");
     let started = Instant::now();
     let tasks: Vec<_> = (0..cfg.users)
         .map(|u| {
@@ -251,7 +298,11 @@ pub async fn run(cfg: LoadConfig) -> Report {
             tokio::spawn(async move { one_user(cfg, http, u).await })
         })
         .collect();
-    let mut report = Report { users: cfg.users, turns: cfg.turns, ..Report::default() };
+    let mut report = Report {
+        users: cfg.users,
+        turns: cfg.turns,
+        ..Report::default()
+    };
     let mut latencies = Vec::new();
     let mut ready = Vec::new();
     for t in tasks {
@@ -279,7 +330,10 @@ pub async fn run(cfg: LoadConfig) -> Report {
 /// The floor to compare with: a bare axum JSON echo, the same client shape (one request in
 /// flight per user, `turns` requests each).
 pub async fn run_baseline(base: &str, users: usize, turns: usize) -> (f64, Percentiles) {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(users).build().expect("HTTP client");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(users)
+        .build()
+        .expect("HTTP client");
     let started = Instant::now();
     let tasks: Vec<_> = (0..users)
         .map(|u| {
@@ -290,8 +344,17 @@ pub async fn run_baseline(base: &str, users: usize, turns: usize) -> (f64, Perce
                 for t in 0..turns {
                     let text = text_for(u, t, "baseline");
                     let s = Instant::now();
-                    let ok = match http.post(&url).json(&json!({ "content": text })).send().await {
-                        Ok(res) => res.json::<Value>().await.ok().is_some_and(|v| v["content"] == text.as_str()),
+                    let ok = match http
+                        .post(&url)
+                        .json(&json!({ "content": text }))
+                        .send()
+                        .await
+                    {
+                        Ok(res) => res
+                            .json::<Value>()
+                            .await
+                            .ok()
+                            .is_some_and(|v| v["content"] == text.as_str()),
                         Err(_) => false,
                     };
                     if ok {
@@ -313,7 +376,10 @@ pub async fn run_baseline(base: &str, users: usize, turns: usize) -> (f64, Perce
 /// The bare axum echo endpoint the baseline measures.
 pub fn baseline_app() -> axum::Router {
     axum::Router::new()
-        .route("/echo", axum::routing::post(|axum::Json(v): axum::Json<Value>| async move { axum::Json(v) }))
+        .route(
+            "/echo",
+            axum::routing::post(|axum::Json(v): axum::Json<Value>| async move { axum::Json(v) }),
+        )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
 }
 
@@ -332,10 +398,22 @@ mod tests {
     #[test]
     fn foreign_text_is_detected() {
         let own = "user3 ";
-        assert!(!foreign_text(&json!({"type":"message","message":{"content":"user3 turn0 x"}}), own));
-        assert!(foreign_text(&json!({"type":"message","message":{"content":"user4 turn0 x"}}), own));
-        assert!(foreign_text(&json!({"type":"delta","content":"user30 turn1"}), own));
-        assert!(!foreign_text(&json!({"type":"message","message":{"content":""}}), own), "an empty reply placeholder is fine");
+        assert!(!foreign_text(
+            &json!({"type":"message","message":{"content":"user3 turn0 x"}}),
+            own
+        ));
+        assert!(foreign_text(
+            &json!({"type":"message","message":{"content":"user4 turn0 x"}}),
+            own
+        ));
+        assert!(foreign_text(
+            &json!({"type":"delta","content":"user30 turn1"}),
+            own
+        ));
+        assert!(
+            !foreign_text(&json!({"type":"message","message":{"content":""}}), own),
+            "an empty reply placeholder is fine"
+        );
         assert!(!foreign_text(&json!({"type":"resync"}), own));
     }
 }

@@ -8,7 +8,10 @@ use tokio::net::TcpListener;
 
 async fn start(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let config = Config { addr: listener.local_addr().unwrap(), ..config };
+    let config = Config {
+        addr: listener.local_addr().unwrap(),
+        ..config
+    };
     let state = AppState::from_config(config).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -30,7 +33,13 @@ fn load_config() -> Config {
 
 async fn smoke(config: Config) {
     let (base, _stop) = start(config).await;
-    let report = run(LoadConfig { bases: vec![base], users: 20, turns: 5, reply_timeout: Duration::from_secs(20) }).await;
+    let report = run(LoadConfig {
+        bases: vec![base],
+        users: 20,
+        turns: 5,
+        reply_timeout: Duration::from_secs(20),
+    })
+    .await;
     assert_eq!(report.isolation_failures, 0, "{:#?}", report.errors);
     assert_eq!(report.failed_turns, 0, "{:#?}", report.errors);
     assert_eq!(report.messages, 100);
@@ -38,13 +47,21 @@ async fn smoke(config: Config) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_load_memory_store_is_isolated() {
-    smoke(Config { store: "memory".into(), ..load_config() }).await;
+    smoke(Config {
+        store: "memory".into(),
+        ..load_config()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_load_sqlite_store_is_isolated() {
     let dir = tempfile_dir();
-    smoke(Config { store: format!("sqlite:{}/load.db", dir.display()), ..load_config() }).await;
+    smoke(Config {
+        store: format!("sqlite:{}/load.db", dir.display()),
+        ..load_config()
+    })
+    .await;
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

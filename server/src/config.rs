@@ -168,22 +168,43 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err(ConfigError::Invalid("set both CONFIDE_TLS_CERT and CONFIDE_TLS_KEY, or neither".into()));
+            return Err(ConfigError::Invalid(
+                "set both CONFIDE_TLS_CERT and CONFIDE_TLS_KEY, or neither".into(),
+            ));
         }
         if self.tls_cert.is_some() && !self.https() && self.public_url.is_some() {
-            return Err(ConfigError::Invalid("native TLS is on but the public URL is not https".into()));
+            return Err(ConfigError::Invalid(
+                "native TLS is on but the public URL is not https".into(),
+            ));
         }
         if !matches!(self.sqlite_sync.as_str(), "full" | "normal") {
-            return Err(ConfigError::Invalid(format!("sqlite_sync {:?} is not full or normal", self.sqlite_sync)));
+            return Err(ConfigError::Invalid(format!(
+                "sqlite_sync {:?} is not full or normal",
+                self.sqlite_sync
+            )));
         }
-        if [self.ip_rate, self.ip_burst, self.session_rate, self.session_burst, self.messages_per_minute].contains(&0) {
-            return Err(ConfigError::Invalid("rate limits must be greater than zero".into()));
+        if [
+            self.ip_rate,
+            self.ip_burst,
+            self.session_rate,
+            self.session_burst,
+            self.messages_per_minute,
+        ]
+        .contains(&0)
+        {
+            return Err(ConfigError::Invalid(
+                "rate limits must be greater than zero".into(),
+            ));
         }
         if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
-            return Err(ConfigError::Invalid("timeouts must be greater than zero".into()));
+            return Err(ConfigError::Invalid(
+                "timeouts must be greater than zero".into(),
+            ));
         }
         if self.store_timeout.is_zero() {
-            return Err(ConfigError::Invalid("store_timeout must be greater than zero".into()));
+            return Err(ConfigError::Invalid(
+                "store_timeout must be greater than zero".into(),
+            ));
         }
         self.secure_cookies().map(|_| ())
     }
@@ -195,20 +216,29 @@ impl Config {
         } else if let Some(path) = s.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             if path.is_empty() {
-                return Err(ConfigError::Invalid("store sqlite: needs a file path, e.g. sqlite:./data/confide.db".into()));
+                return Err(ConfigError::Invalid(
+                    "store sqlite: needs a file path, e.g. sqlite:./data/confide.db".into(),
+                ));
             }
             Ok(StoreKind::Sqlite(PathBuf::from(path)))
         } else if s.starts_with("redis://") || s.starts_with("rediss://") {
             Ok(StoreKind::Redis(s.to_owned()))
         } else {
-            Err(ConfigError::Invalid(format!("store {s:?} is not memory, sqlite:<path> or redis://host:port/db")))
+            Err(ConfigError::Invalid(format!(
+                "store {s:?} is not memory, sqlite:<path> or redis://host:port/db"
+            )))
         }
     }
 
     pub fn public_url(&self) -> Url {
         self.public_url.clone().unwrap_or_else(|| {
-            let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
-            Url::parse(&format!("{scheme}://{}", self.addr)).expect("a socket address forms a valid URL")
+            let scheme = if self.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            Url::parse(&format!("{scheme}://{}", self.addr))
+                .expect("a socket address forms a valid URL")
         })
     }
 
@@ -226,7 +256,9 @@ impl Config {
                  work; serve Confide over https, or set CONFIDE_INSECURE_COOKIES=1 to run without \
                  cookie protection"
             ))),
-            other => Err(ConfigError::Invalid(format!("public URL scheme {other:?} is not http or https"))),
+            other => Err(ConfigError::Invalid(format!(
+                "public URL scheme {other:?} is not http or https"
+            ))),
         }
     }
 }
@@ -255,7 +287,8 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             if let Ok(s) = t.parse::<u64>() {
                 return Ok(Duration::from_secs(s));
             }
-            humantime::parse_duration(t).map_err(|e| serde::de::Error::custom(format!("{t:?}: {e}")))
+            humantime::parse_duration(t)
+                .map_err(|e| serde::de::Error::custom(format!("{t:?}: {e}")))
         }
     }
 }
@@ -276,7 +309,10 @@ fn ip_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<std::net::IpAddr>, D::
         .iter()
         .map(|s| s.trim())
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP address"))))
+        .map(|s| {
+            s.parse()
+                .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP address")))
+        })
         .collect()
 }
 
@@ -296,9 +332,13 @@ fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Raw::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "0" | "false" | "no" | "off" | "" => Ok(false),
-            other => Err(serde::de::Error::custom(format!("{other:?} is not a yes/no value"))),
+            other => Err(serde::de::Error::custom(format!(
+                "{other:?} is not a yes/no value"
+            ))),
         },
-        Raw::Int(n) => Err(serde::de::Error::custom(format!("{n} is not a yes/no value"))),
+        Raw::Int(n) => Err(serde::de::Error::custom(format!(
+            "{n} is not a yes/no value"
+        ))),
     }
 }
 
@@ -326,7 +366,10 @@ mod tests {
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
         assert_eq!(c.absolute_timeout, Duration::from_secs(30 * 86_400));
-        assert!(c.secure_cookies().unwrap(), "loopback http still gets Secure cookies");
+        assert!(
+            c.secure_cookies().unwrap(),
+            "loopback http still gets Secure cookies"
+        );
     }
 
     #[test]
@@ -344,12 +387,24 @@ mod tests {
     fn store_urls_parse() {
         let kind = |s: &str| with(&[("store", s)]).unwrap().store_kind();
         assert_eq!(kind("memory").unwrap(), StoreKind::Memory);
-        assert_eq!(kind("sqlite:./data/x.db").unwrap(), StoreKind::Sqlite("./data/x.db".into()));
-        assert_eq!(kind("sqlite:///var/lib/confide.db").unwrap(), StoreKind::Sqlite("/var/lib/confide.db".into()));
-        assert_eq!(kind("redis://127.0.0.1:6379/0").unwrap(), StoreKind::Redis("redis://127.0.0.1:6379/0".into()));
+        assert_eq!(
+            kind("sqlite:./data/x.db").unwrap(),
+            StoreKind::Sqlite("./data/x.db".into())
+        );
+        assert_eq!(
+            kind("sqlite:///var/lib/confide.db").unwrap(),
+            StoreKind::Sqlite("/var/lib/confide.db".into())
+        );
+        assert_eq!(
+            kind("redis://127.0.0.1:6379/0").unwrap(),
+            StoreKind::Redis("redis://127.0.0.1:6379/0".into())
+        );
         assert!(kind("sqlite:").is_err());
         assert!(kind("postgres://x").is_err());
-        assert_eq!(Config::default().store_kind().unwrap(), StoreKind::Sqlite("./data/confide.db".into()));
+        assert_eq!(
+            Config::default().store_kind().unwrap(),
+            StoreKind::Sqlite("./data/confide.db".into())
+        );
     }
 
     #[test]
@@ -364,8 +419,15 @@ mod tests {
     #[test]
     fn plain_http_elsewhere_needs_explicit_consent() {
         let err = with(&[("public_url", "http://chat.example.com")]).unwrap_err();
-        assert!(err.to_string().contains("CONFIDE_INSECURE_COOKIES"), "{err}");
-        let c = with(&[("public_url", "http://chat.example.com"), ("insecure_cookies", "1")]).unwrap();
+        assert!(
+            err.to_string().contains("CONFIDE_INSECURE_COOKIES"),
+            "{err}"
+        );
+        let c = with(&[
+            ("public_url", "http://chat.example.com"),
+            ("insecure_cookies", "1"),
+        ])
+        .unwrap();
         assert!(!c.secure_cookies().unwrap());
         let c = with(&[("public_url", "https://chat.example.com")]).unwrap();
         assert!(c.secure_cookies().unwrap());

@@ -10,13 +10,14 @@ mod middleware;
 pub mod store;
 
 use app::{
-    ApiError, App, shell,
+    ApiError, App,
     server::{
         GuardConfig, Lifetimes, SessionStore, VerifiedSession,
         assistant::Assistant,
         chat::ChatRuntime,
         events::{EventHub, Feed, LocalHub},
     },
+    shell,
 };
 use axum::{
     Extension, Router,
@@ -28,9 +29,9 @@ use axum::{
     routing::{any, get},
 };
 use futures::{Stream, StreamExt};
-use std::{convert::Infallible, net::SocketAddr};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use std::{convert::Infallible, net::SocketAddr};
 use std::{future::Future, sync::Arc};
 use tokio::net::TcpListener;
 
@@ -57,7 +58,11 @@ impl AppState {
     }
 
     /// State with the given store and event hub (a shared hub for several instances).
-    pub fn with_hub(config: Config, store: Arc<dyn SessionStore>, hub: Arc<dyn EventHub>) -> Result<Self, ConfigError> {
+    pub fn with_hub(
+        config: Config,
+        store: Arc<dyn SessionStore>,
+        hub: Arc<dyn EventHub>,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let secure_cookies = config.secure_cookies()?;
         let guard = GuardConfig {
@@ -75,7 +80,15 @@ impl AppState {
         let chat = Arc::new(ChatRuntime::new(assistant, hub));
         let limits = Arc::new(middleware::Limiters::new(&config));
         let tls = config.tls_cert.is_some();
-        Ok(Self { config: Arc::new(config), store, guard, leptos, chat, limits, tls })
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            guard,
+            leptos,
+            chat,
+            limits,
+            tls,
+        })
     }
 
     /// Replaces the assistant: the way to plug in your own model without forking.
@@ -95,22 +108,36 @@ impl AppState {
                         &path,
                         l,
                         config.store_timeout,
-                        if config.sqlite_sync == "normal" { SqliteDurability::Normal } else { SqliteDurability::Full },
+                        if config.sqlite_sync == "normal" {
+                            SqliteDurability::Normal
+                        } else {
+                            SqliteDurability::Full
+                        },
                     )
-                        .await
-                        .map_err(|e| ConfigError::Invalid(format!("cannot open SQLite store {}: {e}", path.display())))?,
+                    .await
+                    .map_err(|e| {
+                        ConfigError::Invalid(format!(
+                            "cannot open SQLite store {}: {e}",
+                            path.display()
+                        ))
+                    })?,
                 ),
                 Arc::new(LocalHub::default()),
             ),
             // Redis carries both the data and the live events, so any instance can serve
             // any request and every tab hears every instance.
             StoreKind::Redis(url) => {
-                let store = RedisStore::connect(&url, &config.redis_prefix, l, config.store_timeout)
-                    .await
-                    .map_err(|e| ConfigError::Invalid(format!("cannot use the Redis store: {e}")))?;
+                let store =
+                    RedisStore::connect(&url, &config.redis_prefix, l, config.store_timeout)
+                        .await
+                        .map_err(|e| {
+                            ConfigError::Invalid(format!("cannot use the Redis store: {e}"))
+                        })?;
                 let hub = RedisHub::connect(&url, &config.redis_prefix)
                     .await
-                    .map_err(|e| ConfigError::Invalid(format!("cannot use Redis for live events: {e}")))?;
+                    .map_err(|e| {
+                        ConfigError::Invalid(format!("cannot use Redis for live events: {e}"))
+                    })?;
                 (Arc::new(store), Arc::new(hub))
             }
         };
@@ -126,10 +153,14 @@ impl axum::extract::FromRef<AppState> for LeptosOptions {
 
 fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
     match config.assistant.as_str() {
-        "echo" => Ok(Arc::new(assistant::EchoAssistant { delay: config.echo_delay })),
+        "echo" => Ok(Arc::new(assistant::EchoAssistant {
+            delay: config.echo_delay,
+        })),
         "openai" => {
             let base_url = config.openai_base_url.clone().ok_or_else(|| {
-                ConfigError::Invalid("CONFIDE_ASSISTANT=openai needs CONFIDE_OPENAI_BASE_URL".into())
+                ConfigError::Invalid(
+                    "CONFIDE_ASSISTANT=openai needs CONFIDE_OPENAI_BASE_URL".into(),
+                )
             })?;
             let a = assistant::OpenAiAssistant::new(assistant::OpenAiConfig {
                 base_url,
@@ -142,12 +173,17 @@ fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
             .map_err(ConfigError::Invalid)?;
             Ok(Arc::new(a))
         }
-        other => Err(ConfigError::Invalid(format!("unknown assistant {other:?}; use \"echo\" or \"openai\""))),
+        other => Err(ConfigError::Invalid(format!(
+            "unknown assistant {other:?}; use \"echo\" or \"openai\""
+        ))),
     }
 }
 
 pub fn lifetimes(config: &Config) -> Lifetimes {
-    Lifetimes { idle: config.idle_timeout, absolute: config.absolute_timeout }
+    Lifetimes {
+        idle: config.idle_timeout,
+        absolute: config.absolute_timeout,
+    }
 }
 
 /// The whole HTTP application.
@@ -160,15 +196,24 @@ pub fn app(state: AppState) -> Router {
         .leptos_routes(&state, routes, move || shell(leptos_options.clone()))
         // Unknown API paths answer in the API's own format, not with an HTML page.
         .route("/api/events", get(events))
-        .route("/api/{*rest}", any(|| async { ApiError::not_found().into_response() }))
+        .route(
+            "/api/{*rest}",
+            any(|| async { ApiError::not_found().into_response() }),
+        )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(Extension(state.chat.clone()))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::session_guard))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::session_guard,
+        ))
         .with_state(state);
 
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics_endpoint).with_state(state_for_edge.clone()))
+        .route(
+            "/metrics",
+            get(metrics_endpoint).with_state(state_for_edge.clone()),
+        )
         .merge(guarded);
     wrap(router, state_for_edge)
 }
@@ -178,20 +223,39 @@ pub fn app(state: AppState) -> Router {
 /// tests can put a route of their own under the same stack.
 pub fn wrap(router: Router, state: AppState) -> Router {
     router
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(metrics::panic_response))
-        .layer(axum::middleware::from_fn_with_state(state, middleware::edge))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            metrics::panic_response,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            middleware::edge,
+        ))
         .layer(axum::middleware::from_fn(metrics::record))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// Metrics are for the operator: answered to loopback and trusted proxies only.
-async fn metrics_endpoint(State(state): State<AppState>, req: axum::extract::Request) -> axum::response::Response {
-    let peer = req.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let allowed = peer.is_some_and(|ip| ip.is_loopback() || state.config.trusted_proxies.contains(&ip));
+async fn metrics_endpoint(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let allowed =
+        peer.is_some_and(|ip| ip.is_loopback() || state.config.trusted_proxies.contains(&ip));
     if !allowed {
         return ApiError::not_found().into_response();
     }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::METRICS.render()).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        metrics::METRICS.render(),
+    )
+        .into_response()
 }
 
 /// The session's live events as Server-Sent Events. SSE rather than a websocket: the
@@ -206,10 +270,14 @@ async fn events(
         return ApiError::no_session().into_response();
     };
     let feed = state.chat.hub().subscribe(session.id());
-    Sse::new(sse_events(feed)).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(sse_events(feed))
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
-fn sse_events(feed: futures::stream::BoxStream<'static, Feed>) -> impl Stream<Item = Result<Event, Infallible>> {
+fn sse_events(
+    feed: futures::stream::BoxStream<'static, Feed>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     // Unnamed events, so the browser's `EventSource.onmessage` sees them all.
     feed.map(|f| {
         let event = match f {
@@ -230,7 +298,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(state.clone(), state.config.sweep_interval));
     let redirect = match state.config.redirect_addr {
-        Some(addr) => Some(tokio::spawn(redirect_forever(addr, state.config.public_origin()))),
+        Some(addr) => Some(tokio::spawn(redirect_forever(
+            addr,
+            state.config.public_origin(),
+        ))),
         None => None,
     };
     let config = state.config.clone();
@@ -244,9 +315,16 @@ pub async fn serve(
                 shutdown.await;
                 h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
             });
-            axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(service).await
+            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+                .handle(handle)
+                .serve(service)
+                .await
         }
-        _ => axum::serve(listener, service).with_graceful_shutdown(shutdown).await,
+        _ => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
     };
     sweeper.abort();
     if let Some(r) = redirect {
@@ -260,8 +338,14 @@ async fn redirect_forever(addr: SocketAddr, origin: String) {
     let app = Router::new().fallback(move |uri: axum::http::Uri| {
         let origin = origin.clone();
         async move {
-            let target = format!("{origin}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
-            (axum::http::StatusCode::PERMANENT_REDIRECT, [(axum::http::header::LOCATION, target)])
+            let target = format!(
+                "{origin}{}",
+                uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+            );
+            (
+                axum::http::StatusCode::PERMANENT_REDIRECT,
+                [(axum::http::header::LOCATION, target)],
+            )
         }
     });
     match TcpListener::bind(addr).await {

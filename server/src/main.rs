@@ -41,7 +41,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tracing::info!("Confide listening on http://{addr} (public URL {public_url}, store {store_desc})");
+    tracing::info!(
+        "Confide listening on http://{addr} (public URL {public_url}, store {store_desc})"
+    );
     match serve(listener, state, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("shut down cleanly");

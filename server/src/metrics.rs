@@ -21,7 +21,9 @@ use std::{
 };
 
 /// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 
 #[derive(Default)]
 struct Series {
@@ -39,8 +41,11 @@ pub struct Metrics {
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
 
-static API_ROUTES: LazyLock<HashSet<String>> =
-    LazyLock::new(|| leptos::server_fn::axum::server_fn_paths().map(|(path, _)| path.to_owned()).collect());
+static API_ROUTES: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    leptos::server_fn::axum::server_fn_paths()
+        .map(|(path, _)| path.to_owned())
+        .collect()
+});
 
 fn route_label(path: &str) -> String {
     match path {
@@ -49,7 +54,11 @@ fn route_label(path: &str) -> String {
         "/api/events" => "events".into(),
         p if p.starts_with("/pkg/") || p.starts_with("/favicon") => "static".into(),
         p if p.starts_with("/api/") => {
-            if API_ROUTES.contains(p) { p.to_owned() } else { "other".into() }
+            if API_ROUTES.contains(p) {
+                p.to_owned()
+            } else {
+                "other".into()
+            }
         }
         _ => "page".into(),
     }
@@ -76,7 +85,9 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 
 impl Metrics {
     fn observe(&self, route: String, method: &'static str, status: StatusCode, seconds: f64) {
-        let Ok(mut map) = self.requests.lock() else { return };
+        let Ok(mut map) = self.requests.lock() else {
+            return;
+        };
         let s = map.entry((route, method, class(status))).or_default();
         s.count += 1;
         s.sum += seconds;
@@ -102,7 +113,9 @@ impl Metrics {
     /// The Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP confide_requests_total Requests answered, by route, method and status class.\n");
+        out.push_str(
+            "# HELP confide_requests_total Requests answered, by route, method and status class.\n",
+        );
         out.push_str("# TYPE confide_requests_total counter\n");
         let map = self.requests.lock().map(|m| {
             m.iter()
@@ -111,25 +124,49 @@ impl Metrics {
         });
         let series = map.unwrap_or_default();
         for ((route, method, status), (count, _, _)) in &series {
-            let _ = writeln!(out, "confide_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "confide_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {count}"
+            );
         }
-        out.push_str("# HELP confide_request_duration_seconds Time to the response head, by route.\n");
+        out.push_str(
+            "# HELP confide_request_duration_seconds Time to the response head, by route.\n",
+        );
         out.push_str("# TYPE confide_request_duration_seconds histogram\n");
         for ((route, method, status), (count, sum, buckets)) in &series {
             let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
             for (i, b) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "confide_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}", buckets[i]);
+                let _ = writeln!(
+                    out,
+                    "confide_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}",
+                    buckets[i]
+                );
             }
-            let _ = writeln!(out, "confide_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}");
-            let _ = writeln!(out, "confide_request_duration_seconds_sum{{{labels}}} {sum}");
-            let _ = writeln!(out, "confide_request_duration_seconds_count{{{labels}}} {count}");
+            let _ = writeln!(
+                out,
+                "confide_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "confide_request_duration_seconds_sum{{{labels}}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "confide_request_duration_seconds_count{{{labels}}} {count}"
+            );
         }
-        out.push_str("# HELP confide_panics_total Panics caught while handling a request (answered 500).\n");
+        out.push_str(
+            "# HELP confide_panics_total Panics caught while handling a request (answered 500).\n",
+        );
         out.push_str("# TYPE confide_panics_total counter\n");
         let _ = writeln!(out, "confide_panics_total {}", self.panics());
         out.push_str("# HELP confide_store_unavailable_total Requests answered 503 because the store did not answer.\n");
         out.push_str("# TYPE confide_store_unavailable_total counter\n");
-        let _ = writeln!(out, "confide_store_unavailable_total {}", self.store_unavailable.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "confide_store_unavailable_total {}",
+            self.store_unavailable.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -141,7 +178,10 @@ pub async fn record(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let res = next.run(req).await;
     if res.status() == StatusCode::SERVICE_UNAVAILABLE
-        && res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == "application/json")
+        && res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v == "application/json")
     {
         METRICS.store_unavailable();
     }
@@ -159,7 +199,8 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response 
     tracing::error!(panic = %detail, "a request handler panicked; answered 500");
     METRICS.panic_caught();
     let mut res = app::ApiError::internal().into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 
@@ -169,7 +210,10 @@ mod tests {
 
     #[test]
     fn labels_are_bounded() {
-        assert_eq!(route_label("/t/0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f"), "page");
+        assert_eq!(
+            route_label("/t/0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f"),
+            "page"
+        );
         assert_eq!(route_label("/api/not/a/function"), "other");
         assert_eq!(route_label("/pkg/confide.wasm"), "static");
         assert_eq!(route_label("/api/events"), "events");
@@ -182,7 +226,10 @@ mod tests {
         m.observe("page".into(), "GET", StatusCode::OK, 0.2);
         m.panic_caught();
         let text = m.render();
-        assert!(text.contains("confide_requests_total{route=\"page\",method=\"GET\",status=\"2xx\"} 2"), "{text}");
+        assert!(
+            text.contains("confide_requests_total{route=\"page\",method=\"GET\",status=\"2xx\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("confide_request_duration_seconds_bucket{route=\"page\",method=\"GET\",status=\"2xx\",le=\"0.005\"} 1"));
         assert!(text.contains("confide_request_duration_seconds_bucket{route=\"page\",method=\"GET\",status=\"2xx\",le=\"+Inf\"} 2"));
         assert!(text.contains("confide_panics_total 1"));

@@ -46,9 +46,12 @@ impl Limiters {
     pub fn new(c: &crate::Config) -> Self {
         Self {
             ip: RateLimiter::keyed(Quota::per_second(nz(c.ip_rate)).allow_burst(nz(c.ip_burst))),
-            session: RateLimiter::keyed(Quota::per_second(nz(c.session_rate)).allow_burst(nz(c.session_burst))),
+            session: RateLimiter::keyed(
+                Quota::per_second(nz(c.session_rate)).allow_burst(nz(c.session_burst)),
+            ),
             sends: RateLimiter::keyed(
-                Quota::per_minute(nz(c.messages_per_minute)).allow_burst(nz(c.messages_per_minute.min(10))),
+                Quota::per_minute(nz(c.messages_per_minute))
+                    .allow_burst(nz(c.messages_per_minute.min(10))),
             ),
         }
     }
@@ -64,15 +67,31 @@ impl Limiters {
 fn too_many(wait: Duration, what: &str) -> Response {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     let secs = secs.max(1);
-    let mut res = ApiError::new(ErrorCode::RateLimited, format!("too many {what}; retry in {secs} s")).into_response();
+    let mut res = ApiError::new(
+        ErrorCode::RateLimited,
+        format!("too many {what}; retry in {secs} s"),
+    )
+    .into_response();
     if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
         res.headers_mut().insert(header::RETRY_AFTER, v);
     }
     res
 }
 
-fn check<K: std::hash::Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>, key: &K, what: &str) -> Result<(), Response> {
-    limiter.check_key(key).map_err(|not_until| too_many(not_until.wait_time_from(DefaultClock::default().now()), what))
+// A ready response as the error keeps the call sites to one `?`-like match; its size is
+// irrelevant next to the request it answers.
+#[allow(clippy::result_large_err)]
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+    what: &str,
+) -> Result<(), Response> {
+    limiter.check_key(key).map_err(|not_until| {
+        too_many(
+            not_until.wait_time_from(DefaultClock::default().now()),
+            what,
+        )
+    })
 }
 
 fn is_trusted(peer: Option<SocketAddr>, state: &AppState) -> bool {
@@ -81,7 +100,11 @@ fn is_trusted(peer: Option<SocketAddr>, state: &AppState) -> bool {
 
 /// The client's address: the peer, or for a trusted proxy the last address it appended
 /// to `X-Forwarded-For` that is not itself a trusted proxy.
-pub fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, state: &AppState) -> Option<IpAddr> {
+pub fn client_ip(
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Option<IpAddr> {
     let peer_ip = peer?.ip();
     if !is_trusted(peer, state) {
         return Some(peer_ip);
@@ -93,7 +116,13 @@ pub fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, state: &AppState
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    Some(forwarded.into_iter().rev().find(|ip| !state.config.trusted_proxies.contains(ip)).unwrap_or(peer_ip))
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !state.config.trusted_proxies.contains(ip))
+            .unwrap_or(peer_ip),
+    )
 }
 
 /// Whether the request reached us over https: natively, or through a trusted proxy that
@@ -103,11 +132,16 @@ fn arrived_over_https(peer: Option<SocketAddr>, headers: &HeaderMap, state: &App
         return true;
     }
     is_trusted(peer, state)
-        && headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
 }
 
 fn peer_of(req: &Request) -> Option<SocketAddr> {
-    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
 }
 
 fn is_static(path: &str) -> bool {
@@ -121,21 +155,27 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
 
     // In https mode nothing is served over plain http (health checks excepted, for load
     // balancers that probe the backend directly).
-    if state.config.https() && path != "/healthz" && !arrived_over_https(peer, req.headers(), &state) {
+    if state.config.https()
+        && path != "/healthz"
+        && !arrived_over_https(peer, req.headers(), &state)
+    {
         let target = format!(
             "{}{}",
             state.config.public_origin(),
-            req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+            req.uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
         );
         return (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, target)]).into_response();
     }
 
-    if path != "/healthz" && !is_static(&path) {
-        if let Some(ip) = client_ip(peer, req.headers(), &state) {
-            if let Err(res) = check(&state.limits.ip, &ip, "requests from this address") {
-                return with_headers(res, &state);
-            }
-        }
+    if path != "/healthz"
+        && !is_static(&path)
+        && let Some(ip) = client_ip(peer, req.headers(), &state)
+        && let Err(res) = check(&state.limits.ip, &ip, "requests from this address")
+    {
+        return with_headers(res, &state);
     }
 
     let res = if path == "/api/events" {
@@ -144,7 +184,9 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
     } else {
         match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
             Ok(res) => res,
-            Err(_) => ApiError::new(ErrorCode::Timeout, "the request took too long").into_response(),
+            Err(_) => {
+                ApiError::new(ErrorCode::Timeout, "the request took too long").into_response()
+            }
         }
     };
     with_headers(res, &state)
@@ -152,11 +194,23 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
 
 fn with_headers(mut res: Response, state: &AppState) -> Response {
     let h = res.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
-    h.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     h.insert(
         "permissions-policy",
         HeaderValue::from_static(
@@ -166,17 +220,27 @@ fn with_headers(mut res: Response, state: &AppState) -> Response {
     // Pages set their own policy with the response's nonce (see `app::shell`); anything
     // else may load nothing at all.
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'"));
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+        );
     }
     if state.config.https() {
-        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
     }
     res
 }
 
 fn mode_for(method: &Method, path: &str) -> Option<Mode> {
     if path.starts_with("/api/") {
-        Some(if method == Method::GET { Mode::Stream } else { Mode::Api })
+        Some(if method == Method::GET {
+            Mode::Stream
+        } else {
+            Mode::Api
+        })
     } else if is_static(path) {
         // Static files are the same for everyone and need no session.
         None
@@ -195,10 +259,10 @@ fn csrf(msg: &str) -> Response {
 /// attacker could ride on; server functions additionally need the custom session header,
 /// which no cross-site form or simple request can set.
 fn cross_site(headers: &HeaderMap, state: &AppState) -> Option<Response> {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if !matches!(site, "same-origin" | "none") {
-            return Some(csrf("cross-site requests are not accepted"));
-        }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Some(csrf("cross-site requests are not accepted"));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let ok = origin.to_str().is_ok_and(|o| origin_allowed(o, state));
@@ -215,16 +279,16 @@ fn origin_allowed(origin: &str, state: &AppState) -> bool {
     }
     // Without an explicit public URL, the loopback names of the same port are one site
     // (http://localhost:3000 and http://127.0.0.1:3000).
-    if state.config.public_url.is_none() {
-        if let Ok(url) = url::Url::parse(origin) {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d == "localhost",
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
-            return loopback && url.port_or_known_default() == Some(state.config.addr.port());
-        }
+    if state.config.public_url.is_none()
+        && let Ok(url) = url::Url::parse(origin)
+    {
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        return loopback && url.port_or_known_default() == Some(state.config.addr.port());
     }
     false
 }
@@ -237,21 +301,27 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
     let path = req.uri().path().to_owned();
 
     let mut req = req;
-    if mode != Mode::Page {
-        if let Some(res) = cross_site(req.headers(), &state) {
-            return private(res);
-        }
+    if mode != Mode::Page
+        && let Some(res) = cross_site(req.headers(), &state)
+    {
+        return private(res);
     }
     if mode == Mode::Api {
         if req.method() != Method::POST {
-            return private(ApiError::new(ErrorCode::MethodNotAllowed, "server functions take POST").into_response());
+            return private(
+                ApiError::new(ErrorCode::MethodNotAllowed, "server functions take POST")
+                    .into_response(),
+            );
         }
         // JSON only: a form or text/plain post (what a cross-site form can send) never
         // reaches a server function.
         if !is_json(&req) {
             return private(
-                ApiError::new(ErrorCode::UnsupportedMediaType, "server functions accept application/json only")
-                    .into_response(),
+                ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "server functions accept application/json only",
+                )
+                .into_response(),
             );
         }
         // The custom header is required: cookies alone never authorise a state change.
@@ -267,7 +337,11 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
     let outcome = match guard::check(&state.store, &state.guard, req.headers(), mode).await {
         Ok(outcome) => outcome,
         Err(e) => {
-            tracing::debug!(code = e.code.as_str(), path, "request refused by the session guard");
+            tracing::debug!(
+                code = e.code.as_str(),
+                path,
+                "request refused by the session guard"
+            );
             return private(e.into_response());
         }
     };
@@ -277,19 +351,21 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
             if let Err(res) = check(&state.limits.session, &key, "requests in this session") {
                 return private(res);
             }
-            if matches!(path.as_str(), "/api/messages/send" | "/api/messages/edit" | "/api/messages/regenerate") {
-                if let Err(res) = check(&state.limits.sends, &key, "messages") {
-                    return private(res);
-                }
+            if matches!(
+                path.as_str(),
+                "/api/messages/send" | "/api/messages/edit" | "/api/messages/regenerate"
+            ) && let Err(res) = check(&state.limits.sends, &key, "messages")
+            {
+                return private(res);
             }
         }
         req.extensions_mut().insert(session.clone());
     }
     let mut res = next.run(req).await;
-    if let Some(cookie) = outcome.set_cookie {
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            res.headers_mut().append(header::SET_COOKIE, v);
-        }
+    if let Some(cookie) = outcome.set_cookie
+        && let Ok(v) = HeaderValue::from_str(&cookie)
+    {
+        res.headers_mut().append(header::SET_COOKIE, v);
     }
     if mode != Mode::Page {
         res = status_from_error_code(res).await;
@@ -302,14 +378,23 @@ fn has_sid_cookie(headers: &HeaderMap) -> bool {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|c| c.split(';').any(|kv| kv.trim_start().starts_with(&format!("{}=", guard::SID_COOKIE))))
+        .any(|c| {
+            c.split(';').any(|kv| {
+                kv.trim_start()
+                    .starts_with(&format!("{}=", guard::SID_COOKIE))
+            })
+        })
 }
 
 /// Reads the whole body (server-function bodies are small JSON) so that an oversized one
 /// gets a clear 413 and a slow one a 408, whatever its framing.
 async fn buffer_body(req: Request, limit: usize, timeout: Duration) -> Result<Request, Response> {
     let too_large = || ApiError::too_large("the request body", limit).into_response();
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
@@ -317,7 +402,11 @@ async fn buffer_body(req: Request, limit: usize, timeout: Duration) -> Result<Re
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(Request::from_parts(parts, Body::from(bytes))),
         Ok(Err(_)) => Err(too_large()),
-        Err(_) => Err(ApiError::new(ErrorCode::RequestTimeout, "the request body arrived too slowly").into_response()),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::RequestTimeout,
+            "the request body arrived too slowly",
+        )
+        .into_response()),
     }
 }
 
@@ -333,7 +422,10 @@ fn is_json(req: &Request) -> bool {
 /// different cookie.
 fn private(mut res: Response) -> Response {
     let h = res.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     h.append(header::VARY, HeaderValue::from_static("Cookie"));
     res
 }
@@ -349,10 +441,10 @@ async fn status_from_error_code(res: Response) -> Response {
         Ok(b) => b,
         Err(_) => return ApiError::internal().into_response(),
     };
-    if let Ok(err) = serde_json::from_slice::<ApiError>(&bytes) {
-        if let Ok(status) = StatusCode::from_u16(err.status()) {
-            parts.status = status;
-        }
+    if let Ok(err) = serde_json::from_slice::<ApiError>(&bytes)
+        && let Ok(status) = StatusCode::from_u16(err.status())
+    {
+        parts.status = status;
     }
     parts.headers.remove("serverfnerror");
     Response::from_parts(parts, Body::from(bytes))

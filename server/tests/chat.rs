@@ -10,7 +10,11 @@ use server::Config;
 use std::time::{Duration, Instant};
 
 async fn app() -> TestApp {
-    spawn_with(Config { echo_delay: Duration::from_millis(2), ..Config::default() }).await
+    spawn_with(Config {
+        echo_delay: Duration::from_millis(2),
+        ..Config::default()
+    })
+    .await
 }
 
 async fn started(app: &TestApp) -> Browser {
@@ -28,8 +32,13 @@ fn ok(r: Reply) -> Value {
 async fn settled(app: &TestApp, b: &mut Browser, thread: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let t = ok(b.call(app, "threads/get", json!({ "thread_id": thread })).await);
-        let last_status = t["messages"].as_array().and_then(|m| m.last()).map(|m| m["status"].clone());
+        let t = ok(b
+            .call(app, "threads/get", json!({ "thread_id": thread }))
+            .await);
+        let last_status = t["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .map(|m| m["status"].clone());
         if last_status.is_some_and(|s| s != "streaming") {
             return t;
         }
@@ -42,7 +51,13 @@ async fn settled(app: &TestApp, b: &mut Browser, thread: &str) -> Value {
 async fn a_sent_message_gets_a_persisted_reply() {
     let app = app().await;
     let mut b = started(&app).await;
-    let sent = ok(b.call(&app, "messages/send", json!({ "content": "hello there world" })).await);
+    let sent = ok(b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "content": "hello there world" }),
+        )
+        .await);
     assert_eq!(sent["user"]["content"], "hello there world");
     assert_eq!(sent["reply"]["status"], "streaming");
     assert_eq!(sent["thread"]["title"], "hello there world");
@@ -54,7 +69,12 @@ async fn a_sent_message_gets_a_persisted_reply() {
     assert_eq!(msgs[1]["role"], "assistant");
     assert_eq!(msgs[1]["status"], "done");
     assert_eq!(msgs[1]["content"], "hello there world");
-    assert!(msgs[1]["html"].as_str().unwrap().contains("<p>hello there world</p>"));
+    assert!(
+        msgs[1]["html"]
+            .as_str()
+            .unwrap()
+            .contains("<p>hello there world</p>")
+    );
 
     let list = ok(b.call(&app, "threads/list", json!({})).await);
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -65,7 +85,9 @@ async fn a_sent_message_gets_a_persisted_reply() {
 async fn foreign_thread_and_message_ids_answer_404_and_change_nothing() {
     let app = app().await;
     let mut alice = started(&app).await;
-    let sent = ok(alice.call(&app, "messages/send", json!({ "content": "alice only" })).await);
+    let sent = ok(alice
+        .call(&app, "messages/send", json!({ "content": "alice only" }))
+        .await);
     let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
     let uid = sent["user"]["id"].as_str().unwrap().to_owned();
     let before = settled(&app, &mut alice, &tid).await;
@@ -74,26 +96,53 @@ async fn foreign_thread_and_message_ids_answer_404_and_change_nothing() {
     let mut bob = started(&app).await;
     let attempts = [
         ("threads/get", json!({ "thread_id": tid })),
-        ("threads/rename", json!({ "thread_id": tid, "title": "pwned" })),
+        (
+            "threads/rename",
+            json!({ "thread_id": tid, "title": "pwned" }),
+        ),
         ("threads/delete", json!({ "thread_id": tid })),
-        ("threads/export", json!({ "thread_id": tid, "format": "json" })),
-        ("messages/send", json!({ "thread_id": tid, "content": "injected" })),
+        (
+            "threads/export",
+            json!({ "thread_id": tid, "format": "json" }),
+        ),
+        (
+            "messages/send",
+            json!({ "thread_id": tid, "content": "injected" }),
+        ),
         ("messages/regenerate", json!({ "thread_id": tid })),
         ("messages/stop", json!({ "message_id": rid })),
-        ("messages/edit", json!({ "message_id": uid, "content": "edited by bob" })),
-        ("messages/feedback", json!({ "message_id": rid, "rating": "down" })),
+        (
+            "messages/edit",
+            json!({ "message_id": uid, "content": "edited by bob" }),
+        ),
+        (
+            "messages/feedback",
+            json!({ "message_id": rid, "rating": "down" }),
+        ),
     ];
     for (endpoint, body) in attempts {
         let r = bob.call(&app, endpoint, body).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{endpoint}: {:?}", r.body);
         assert_eq!(r.code(), "not_found", "{endpoint}");
-        assert!(!r.body.to_string().contains("alice only"), "{endpoint} leaked content");
+        assert!(
+            !r.body.to_string().contains("alice only"),
+            "{endpoint} leaked content"
+        );
     }
-    assert!(ok(bob.call(&app, "threads/list", json!({})).await).as_array().unwrap().is_empty());
-    let found = ok(bob.call(&app, "threads/search", json!({ "query": "alice" })).await);
+    assert!(
+        ok(bob.call(&app, "threads/list", json!({})).await)
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let found = ok(bob
+        .call(&app, "threads/search", json!({ "query": "alice" }))
+        .await);
     assert!(found.as_array().unwrap().is_empty());
 
-    let after = ok(alice.call(&app, "threads/get", json!({ "thread_id": tid })).await);
+    let after = ok(alice
+        .call(&app, "threads/get", json!({ "thread_id": tid }))
+        .await);
     assert_eq!(after, before, "Alice's thread is exactly as it was");
 }
 
@@ -101,25 +150,44 @@ async fn foreign_thread_and_message_ids_answer_404_and_change_nothing() {
 async fn stop_keeps_the_partial_text() {
     let app = app().await;
     let mut b = started(&app).await;
-    let sent = ok(b.call(&app, "messages/send", json!({ "content": "/slow" })).await);
+    let sent = ok(b
+        .call(&app, "messages/send", json!({ "content": "/slow" }))
+        .await);
     let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
     let rid = sent["reply"]["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(700)).await;
 
     // While it streams, the thread is busy.
-    let r = b.call(&app, "messages/send", json!({ "thread_id": tid, "content": "more" })).await;
+    let r = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": tid, "content": "more" }),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.code(), "busy");
 
-    let stopped = ok(b.call(&app, "messages/stop", json!({ "message_id": rid })).await);
+    let stopped = ok(b
+        .call(&app, "messages/stop", json!({ "message_id": rid }))
+        .await);
     assert_eq!(stopped["status"], "stopped");
     let partial = stopped["content"].as_str().unwrap().to_owned();
     assert!(partial.starts_with("Counting slowly:"), "{partial}");
-    assert!(!partial.contains("word120"), "stopped before the end: {partial}");
+    assert!(
+        !partial.contains("word120"),
+        "stopped before the end: {partial}"
+    );
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let t = ok(b.call(&app, "threads/get", json!({ "thread_id": tid })).await);
-    assert_eq!(t["messages"][1]["content"], partial.as_str(), "nothing more arrives after stop");
+    let t = ok(b
+        .call(&app, "threads/get", json!({ "thread_id": tid }))
+        .await);
+    assert_eq!(
+        t["messages"][1]["content"],
+        partial.as_str(),
+        "nothing more arrives after stop"
+    );
     assert_eq!(t["messages"][1]["status"], "stopped");
 }
 
@@ -127,28 +195,59 @@ async fn stop_keeps_the_partial_text() {
 async fn edit_drops_later_turns_and_asks_again() {
     let app = app().await;
     let mut b = started(&app).await;
-    let first = ok(b.call(&app, "messages/send", json!({ "content": "one" })).await);
+    let first = ok(b
+        .call(&app, "messages/send", json!({ "content": "one" }))
+        .await);
     let tid = first["thread"]["id"].as_str().unwrap().to_owned();
     settled(&app, &mut b, &tid).await;
-    ok(b.call(&app, "messages/send", json!({ "thread_id": tid, "content": "two" })).await);
-    assert_eq!(settled(&app, &mut b, &tid).await["messages"].as_array().unwrap().len(), 4);
+    ok(b.call(
+        &app,
+        "messages/send",
+        json!({ "thread_id": tid, "content": "two" }),
+    )
+    .await);
+    assert_eq!(
+        settled(&app, &mut b, &tid).await["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
 
     let uid = first["user"]["id"].as_str().unwrap();
-    ok(b.call(&app, "messages/edit", json!({ "message_id": uid, "content": "uno" })).await);
+    ok(b.call(
+        &app,
+        "messages/edit",
+        json!({ "message_id": uid, "content": "uno" }),
+    )
+    .await);
     let t = settled(&app, &mut b, &tid).await;
-    let contents: Vec<&str> = t["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap()).collect();
+    let contents: Vec<&str> = t["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
     assert_eq!(contents, ["uno", "uno"]);
 
     // Regenerate replaces the last reply.
     let old_reply = t["messages"][1]["id"].clone();
-    let fresh = ok(b.call(&app, "messages/regenerate", json!({ "thread_id": tid })).await);
+    let fresh = ok(b
+        .call(&app, "messages/regenerate", json!({ "thread_id": tid }))
+        .await);
     assert_ne!(fresh["id"], old_reply);
     let t = settled(&app, &mut b, &tid).await;
     assert_eq!(t["messages"].as_array().unwrap().len(), 2);
     assert_eq!(t["messages"][1]["id"], fresh["id"]);
 
     // Only the person's messages can be edited.
-    let r = b.call(&app, "messages/edit", json!({ "message_id": fresh["id"], "content": "x" })).await;
+    let r = b
+        .call(
+            &app,
+            "messages/edit",
+            json!({ "message_id": fresh["id"], "content": "x" }),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
@@ -156,7 +255,9 @@ async fn edit_drops_later_turns_and_asks_again() {
 async fn a_failing_reply_keeps_what_arrived_and_says_why() {
     let app = app().await;
     let mut b = started(&app).await;
-    let sent = ok(b.call(&app, "messages/send", json!({ "content": "/error" })).await);
+    let sent = ok(b
+        .call(&app, "messages/send", json!({ "content": "/error" }))
+        .await);
     let t = settled(&app, &mut b, sent["thread"]["id"].as_str().unwrap()).await;
     let reply = &t["messages"][1];
     assert_eq!(reply["status"], "error");
@@ -168,54 +269,156 @@ async fn a_failing_reply_keeps_what_arrived_and_says_why() {
 async fn threads_rename_search_feedback_export_delete() {
     let app = app().await;
     let mut b = started(&app).await;
-    let sent = ok(b.call(&app, "messages/send", json!({ "content": "the quick brown fox" })).await);
+    let sent = ok(b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "content": "the quick brown fox" }),
+        )
+        .await);
     let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
     let t = settled(&app, &mut b, &tid).await;
     let rid = t["messages"][1]["id"].clone();
     ok(b.call(&app, "threads/create", json!({})).await);
 
-    let renamed = ok(b.call(&app, "threads/rename", json!({ "thread_id": tid, "title": "Foxes" })).await);
+    let renamed = ok(b
+        .call(
+            &app,
+            "threads/rename",
+            json!({ "thread_id": tid, "title": "Foxes" }),
+        )
+        .await);
     assert_eq!(renamed["title"], "Foxes");
-    let r = b.call(&app, "threads/rename", json!({ "thread_id": tid, "title": "  " })).await;
+    let r = b
+        .call(
+            &app,
+            "threads/rename",
+            json!({ "thread_id": tid, "title": "  " }),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
-    let hits = ok(b.call(&app, "threads/search", json!({ "query": "BROWN" })).await);
+    let hits = ok(b
+        .call(&app, "threads/search", json!({ "query": "BROWN" }))
+        .await);
     assert_eq!(hits.as_array().unwrap().len(), 1);
     assert!(hits[0]["snippet"].as_str().unwrap().contains("brown"));
 
-    let fb = ok(b.call(&app, "messages/feedback", json!({ "message_id": rid, "rating": "up", "comment": "nice" })).await);
+    let fb = ok(b
+        .call(
+            &app,
+            "messages/feedback",
+            json!({ "message_id": rid, "rating": "up", "comment": "nice" }),
+        )
+        .await);
     assert_eq!(fb["feedback"]["rating"], "up");
     let uid = t["messages"][0]["id"].clone();
-    assert_eq!(b.call(&app, "messages/feedback", json!({ "message_id": uid, "rating": "up" })).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        b.call(
+            &app,
+            "messages/feedback",
+            json!({ "message_id": uid, "rating": "up" })
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
 
-    let md = ok(b.call(&app, "threads/export", json!({ "thread_id": tid, "format": "markdown" })).await);
+    let md = ok(b
+        .call(
+            &app,
+            "threads/export",
+            json!({ "thread_id": tid, "format": "markdown" }),
+        )
+        .await);
     assert_eq!(md["filename"], "foxes.md");
-    assert!(md["content"].as_str().unwrap().contains("## You\n\nthe quick brown fox"));
-    let js = ok(b.call(&app, "threads/export", json!({ "thread_id": tid, "format": "json" })).await);
+    assert!(
+        md["content"]
+            .as_str()
+            .unwrap()
+            .contains("## You\n\nthe quick brown fox")
+    );
+    let js = ok(b
+        .call(
+            &app,
+            "threads/export",
+            json!({ "thread_id": tid, "format": "json" }),
+        )
+        .await);
     let parsed: Value = serde_json::from_str(js["content"].as_str().unwrap()).unwrap();
     assert_eq!(parsed["messages"][1]["feedback"]["comment"], "nice");
-    assert_eq!(b.call(&app, "threads/export", json!({ "thread_id": tid, "format": "pdf" })).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        b.call(
+            &app,
+            "threads/export",
+            json!({ "thread_id": tid, "format": "pdf" })
+        )
+        .await
+        .status,
+        StatusCode::BAD_REQUEST
+    );
 
-    ok(b.call(&app, "threads/delete", json!({ "thread_id": tid })).await);
-    assert_eq!(b.call(&app, "threads/get", json!({ "thread_id": tid })).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(ok(b.call(&app, "threads/list", json!({})).await).as_array().unwrap().len(), 1);
+    ok(b.call(&app, "threads/delete", json!({ "thread_id": tid }))
+        .await);
+    assert_eq!(
+        b.call(&app, "threads/get", json!({ "thread_id": tid }))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        ok(b.call(&app, "threads/list", json!({})).await)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn bad_chat_input_is_refused_clearly() {
     let app = app().await;
     let mut b = started(&app).await;
-    let r = b.call(&app, "messages/send", json!({ "content": "   " })).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_input"));
-    let r = b.call(&app, "messages/send", json!({ "content": "x".repeat(16_001) })).await;
-    assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
-    let r = b.call(&app, "threads/get", json!({ "thread_id": "not-an-id" })).await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_input"));
-    assert!(ok(b.call(&app, "threads/list", json!({})).await).as_array().unwrap().is_empty());
+    let r = b
+        .call(&app, "messages/send", json!({ "content": "   " }))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_input")
+    );
+    let r = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "content": "x".repeat(16_001) }),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+    let r = b
+        .call(&app, "threads/get", json!({ "thread_id": "not-an-id" }))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_input")
+    );
+    assert!(
+        ok(b.call(&app, "threads/list", json!({})).await)
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Reads Server-Sent Events until `done` says stop or the time runs out.
-async fn read_events(app: &TestApp, b: &Browser, wait: Duration, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+async fn read_events(
+    app: &TestApp,
+    b: &Browser,
+    wait: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
     let res = app
         .http
         .get(format!("{}/api/events", app.base))
@@ -233,13 +436,13 @@ async fn read_events(app: &TestApp, b: &Browser, wait: Duration, done: impl Fn(&
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let frame: String = buf.drain(..end + 2).collect();
-            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: ")) {
-                if let Ok(v) = serde_json::from_str::<Value>(data) {
-                    let stop = done(&v);
-                    events.push(v);
-                    if stop {
-                        return events;
-                    }
+            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: "))
+                && let Ok(v) = serde_json::from_str::<Value>(data)
+            {
+                let stop = done(&v);
+                events.push(v);
+                if stop {
+                    return events;
                 }
             }
         }
@@ -249,7 +452,11 @@ async fn read_events(app: &TestApp, b: &Browser, wait: Duration, done: impl Fn(&
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_stream_to_the_session_and_only_to_it() {
-    let app = spawn_with(Config { echo_delay: Duration::from_millis(60), ..Config::default() }).await;
+    let app = spawn_with(Config {
+        echo_delay: Duration::from_millis(60),
+        ..Config::default()
+    })
+    .await;
     let mut alice = started(&app).await;
     let bob = started(&app).await;
 
@@ -257,32 +464,68 @@ async fn replies_stream_to_the_session_and_only_to_it() {
         let alice = alice.clone();
         let app = &app;
         async move {
-            read_events(app, &alice, Duration::from_secs(10), |e| e["type"] == "message" && e["message"]["role"] == "assistant" && e["message"]["status"] == "done").await
+            read_events(app, &alice, Duration::from_secs(10), |e| {
+                e["type"] == "message"
+                    && e["message"]["role"] == "assistant"
+                    && e["message"]["status"] == "done"
+            })
+            .await
         }
     };
     let listen_b = read_events(&app, &bob, Duration::from_millis(1500), |_| true);
     let send = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        ok(alice.call(&app, "messages/send", json!({ "content": "one two three four five six seven eight" })).await)
+        ok(alice
+            .call(
+                &app,
+                "messages/send",
+                json!({ "content": "one two three four five six seven eight" }),
+            )
+            .await)
     };
     let (ea, eb, _) = tokio::join!(listen_a, listen_b, send);
 
     assert!(eb.is_empty(), "Bob's stream carried Alice's events: {eb:?}");
-    let deltas: Vec<&str> = ea.iter().filter(|e| e["type"] == "delta").map(|e| e["content"].as_str().unwrap()).collect();
+    let deltas: Vec<&str> = ea
+        .iter()
+        .filter(|e| e["type"] == "delta")
+        .map(|e| e["content"].as_str().unwrap())
+        .collect();
     assert!(deltas.len() >= 2, "the reply arrived in pieces: {ea:?}");
-    assert!(deltas.windows(2).all(|w| w[1].starts_with(w[0])), "each delta extends the last");
+    assert!(
+        deltas.windows(2).all(|w| w[1].starts_with(w[0])),
+        "each delta extends the last"
+    );
     let last = ea.last().unwrap();
-    assert_eq!(last["message"]["content"], "one two three four five six seven eight");
-    assert!(ea.iter().any(|e| e["type"] == "thread"), "thread changes are announced too");
+    assert_eq!(
+        last["message"]["content"],
+        "one two three four five six seven eight"
+    );
+    assert!(
+        ea.iter().any(|e| e["type"] == "thread"),
+        "thread changes are announced too"
+    );
 }
 
 #[tokio::test]
 async fn the_event_stream_needs_a_proven_session() {
     let app = app().await;
     let r = common::send(app.http.get(format!("{}/api/events", app.base))).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "no_session"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "no_session")
+    );
     let stranger = Browser::new();
-    let r = common::send(app.http.get(format!("{}/api/events", app.base)).header("cookie", stranger.cookie_header())).await;
-    assert_eq!((r.status, r.code()), (StatusCode::UNAUTHORIZED, "no_session"), "a GET never claims");
+    let r = common::send(
+        app.http
+            .get(format!("{}/api/events", app.base))
+            .header("cookie", stranger.cookie_header()),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "no_session"),
+        "a GET never claims"
+    );
     assert_eq!(app.store.len(), 0);
 }

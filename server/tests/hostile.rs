@@ -12,11 +12,20 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn app() -> TestApp {
-    spawn_with(Config { echo_delay: Duration::from_millis(5), ..Config::default() }).await
+    spawn_with(Config {
+        echo_delay: Duration::from_millis(5),
+        ..Config::default()
+    })
+    .await
 }
 
 async fn still_serving(app: &TestApp) {
-    let r = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let r = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "the server survived");
 }
 
@@ -26,8 +35,15 @@ async fn raw(app: &TestApp, request: &[u8]) -> String {
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     sock.write_all(request).await.unwrap();
     let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await.unwrap().unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned()
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 #[tokio::test]
@@ -44,21 +60,34 @@ async fn huge_headers_and_cookies_are_refused() {
     .await;
     assert!(r.status.is_client_error(), "{}", r.status);
     // Past hyper's header limit the connection is refused with 431, not a crash.
-    let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nCookie: confide_sid={}\r\n\r\n", "b".repeat(1024 * 1024));
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nCookie: confide_sid={}\r\n\r\n",
+        "b".repeat(1024 * 1024)
+    );
     let status = raw(&app, huge.as_bytes()).await;
-    assert!(status.is_empty() || status.contains(" 431 ") || status.contains(" 400 "), "{status}");
+    assert!(
+        status.is_empty() || status.contains(" 431 ") || status.contains(" 400 "),
+        "{status}"
+    );
     still_serving(&app).await;
 }
 
 #[tokio::test]
 async fn null_bytes_and_control_characters_in_the_session_header() {
     let app = app().await;
-    for value in ["0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f\0", "\u{1b}[31m", "0b3e5c1e\t8f2a"] {
+    for value in [
+        "0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f\0",
+        "\u{1b}[31m",
+        "0b3e5c1e\t8f2a",
+    ] {
         let req = format!(
             "POST /api/notes/get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nX-Confide-Session: {value}\r\n\r\n{{}}"
         );
         let status = raw(&app, req.as_bytes()).await;
-        assert!(status.contains(" 400 ") || status.contains(" 401 "), "{value:?}: {status}");
+        assert!(
+            status.contains(" 400 ") || status.contains(" 401 "),
+            "{value:?}: {status}"
+        );
     }
     still_serving(&app).await;
 }
@@ -68,19 +97,32 @@ async fn unicode_and_control_characters_round_trip_in_every_field() {
     let app = app().await;
     let mut b = Browser::new();
     b.start(&app).await;
-    let weird = "zero\u{200b}width \u{202e}rtl-override\u{202c} emoji 🧪 nul\u{0}byte bell\u{7} ｆｕｌｌ";
+    let weird =
+        "zero\u{200b}width \u{202e}rtl-override\u{202c} emoji 🧪 nul\u{0}byte bell\u{7} ｆｕｌｌ";
     let r = b.call(&app, "notes/set", json!({ "text": weird })).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(b.get_note(&app).await.body["text"], weird);
-    let sent = b.call(&app, "messages/send", json!({ "content": weird })).await;
+    let sent = b
+        .call(&app, "messages/send", json!({ "content": weird }))
+        .await;
     assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
     let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
-    let r = b.call(&app, "threads/rename", json!({ "thread_id": tid, "title": weird })).await;
+    let r = b
+        .call(
+            &app,
+            "threads/rename",
+            json!({ "thread_id": tid, "title": weird }),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
-    let t = b.call(&app, "threads/get", json!({ "thread_id": tid })).await;
+    let t = b
+        .call(&app, "threads/get", json!({ "thread_id": tid }))
+        .await;
     assert_eq!(t.body["thread"]["title"], weird);
     assert_eq!(t.body["messages"][0]["content"], weird);
-    let r = b.call(&app, "threads/search", json!({ "query": "🧪" })).await;
+    let r = b
+        .call(&app, "threads/search", json!({ "query": "🧪" }))
+        .await;
     assert_eq!(r.body.as_array().unwrap().len(), 1);
 }
 
@@ -99,7 +141,12 @@ async fn deeply_nested_json_is_a_clear_400() {
             .body(nested),
     )
     .await;
-    assert_eq!((r.status, r.code()), (StatusCode::BAD_REQUEST, "invalid_input"), "{:?}", r.body);
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_input"),
+        "{:?}",
+        r.body
+    );
     assert_eq!(b.get_note(&app).await.body["text"], "");
 }
 
@@ -108,9 +155,25 @@ async fn a_ten_megabyte_message_is_413() {
     let app = app().await;
     let mut b = Browser::new();
     b.start(&app).await;
-    let r = b.call(&app, "messages/send", json!({ "content": "x".repeat(10 * 1024 * 1024) })).await;
-    assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
-    assert!(b.call(&app, "threads/list", json!({})).await.body.as_array().unwrap().is_empty());
+    let r = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "content": "x".repeat(10 * 1024 * 1024) }),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
+    assert!(
+        b.call(&app, "threads/list", json!({}))
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -118,18 +181,38 @@ async fn an_abandoned_event_stream_does_not_disturb_the_reply() {
     let app = app().await;
     let mut b = Browser::new();
     b.start(&app).await;
-    let res = app.http.get(format!("{}/api/events", app.base)).header("cookie", b.cookie_header()).send().await.unwrap();
+    let res = app
+        .http
+        .get(format!("{}/api/events", app.base))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
     let mut stream = res.bytes_stream();
-    let sent = b.call(&app, "messages/send", json!({ "content": "one two three four five six" })).await;
+    let sent = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "content": "one two three four five six" }),
+        )
+        .await;
     let _ = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
     drop(stream); // the tab goes away mid-reply
     let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
     let mut status = String::new();
     for _ in 0..200 {
-        let t = b.call(&app, "threads/get", json!({ "thread_id": tid })).await;
-        status = t.body["messages"][1]["status"].as_str().unwrap_or("").to_owned();
+        let t = b
+            .call(&app, "threads/get", json!({ "thread_id": tid }))
+            .await;
+        status = t.body["messages"][1]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         if status != "streaming" {
-            assert_eq!(t.body["messages"][1]["content"], "one two three four five six");
+            assert_eq!(
+                t.body["messages"][1]["content"],
+                "one two three four five six"
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -143,25 +226,50 @@ async fn concurrent_edits_from_two_tabs_leave_one_consistent_thread() {
     let app = app().await;
     let mut b = Browser::new();
     b.start(&app).await;
-    let sent = b.call(&app, "messages/send", json!({ "content": "original" })).await;
+    let sent = b
+        .call(&app, "messages/send", json!({ "content": "original" }))
+        .await;
     let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
     let uid = sent.body["user"]["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let (mut tab1, mut tab2) = (b.clone(), b.clone());
     let (r1, r2) = tokio::join!(
-        tab1.call(&app, "messages/edit", json!({ "message_id": uid, "content": "from tab one" })),
-        tab2.call(&app, "messages/edit", json!({ "message_id": uid, "content": "from tab two" })),
+        tab1.call(
+            &app,
+            "messages/edit",
+            json!({ "message_id": uid, "content": "from tab one" })
+        ),
+        tab2.call(
+            &app,
+            "messages/edit",
+            json!({ "message_id": uid, "content": "from tab two" })
+        ),
     );
     for r in [&r1, &r2] {
-        assert!(r.status == StatusCode::OK || (r.status == StatusCode::CONFLICT && r.code() == "busy"), "{:?}", r.body);
+        assert!(
+            r.status == StatusCode::OK || (r.status == StatusCode::CONFLICT && r.code() == "busy"),
+            "{:?}",
+            r.body
+        );
     }
-    assert!(r1.status == StatusCode::OK || r2.status == StatusCode::OK, "at least one edit wins");
+    assert!(
+        r1.status == StatusCode::OK || r2.status == StatusCode::OK,
+        "at least one edit wins"
+    );
     // Let whatever reply is running finish.
     let mut last = serde_json::Value::Null;
     for _ in 0..200 {
-        last = b.call(&app, "threads/get", json!({ "thread_id": tid })).await.body;
-        if last["messages"].as_array().unwrap().iter().all(|m| m["status"] != "streaming") {
+        last = b
+            .call(&app, "threads/get", json!({ "thread_id": tid }))
+            .await
+            .body;
+        if last["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] != "streaming")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -18,12 +18,21 @@ async fn boom() -> &'static str {
 async fn panics_are_caught_counted_and_answered_500() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = Config { addr, ..Config::default() };
+    let config = Config {
+        addr,
+        ..Config::default()
+    };
     let store = Arc::new(MemoryStore::new(server::lifetimes(&config)));
     let state = AppState::new(config, store).unwrap();
-    let router = server::app(state.clone()).merge(wrap(Router::new().route("/boom", get(boom)), state));
+    let router =
+        server::app(state.clone()).merge(wrap(Router::new().route("/boom", get(boom)), state));
     tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap()
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
     });
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
@@ -31,16 +40,43 @@ async fn panics_are_caught_counted_and_answered_500() {
     let before = server::metrics::METRICS.panics();
     let res = http.get(format!("{base}/boom")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(res.headers()["x-content-type-options"], "nosniff", "the answer still gets the security headers");
+    assert_eq!(
+        res.headers()["x-content-type-options"],
+        "nosniff",
+        "the answer still gets the security headers"
+    );
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["code"], "internal");
-    assert!(!body.to_string().contains("index out of bounds"), "no internals in the answer");
+    assert!(
+        !body.to_string().contains("index out of bounds"),
+        "no internals in the answer"
+    );
     assert_eq!(server::metrics::METRICS.panics(), before + 1);
 
     // Still serving.
-    assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), StatusCode::OK);
-    let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("confide_panics_total"), "{text}");
-    assert!(text.contains("confide_requests_total{route=\"health\",method=\"GET\",status=\"2xx\"}"), "{text}");
-    assert!(text.contains("confide_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("confide_requests_total{route=\"health\",method=\"GET\",status=\"2xx\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("confide_request_duration_seconds_bucket"),
+        "{text}"
+    );
 }

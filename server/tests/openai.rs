@@ -3,8 +3,8 @@
 
 mod common;
 
-use app::server::assistant::{Assistant, AssistantErrorKind as Kind, Turn};
 use app::model::Role;
+use app::server::assistant::{Assistant, AssistantErrorKind as Kind, Turn};
 use axum::{
     Json, Router,
     body::Body,
@@ -32,14 +32,25 @@ struct Seen {
 }
 
 fn chunk(text: &str) -> String {
-    format!("data: {}\n\n", json!({ "choices": [{ "delta": { "content": text } }] }))
+    format!(
+        "data: {}\n\n",
+        json!({ "choices": [{ "delta": { "content": text } }] })
+    )
 }
 
 /// The model name picks the behaviour.
-async fn completions(seen: Arc<Mutex<Seen>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn completions(
+    seen: Arc<Mutex<Seen>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     {
         let mut s = seen.lock().unwrap();
-        s.auth.push(headers.get("authorization").map(|v| v.to_str().unwrap().to_owned()));
+        s.auth.push(
+            headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned()),
+        );
         s.bodies.push(body.clone());
     }
     let sse = |parts: Vec<Result<String, std::io::Error>>, delay_ms: u64| {
@@ -47,7 +58,10 @@ async fn completions(seen: Arc<Mutex<Seen>>, headers: HeaderMap, Json(body): Jso
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
             p
         });
-        Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(s)).unwrap()
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(s))
+            .unwrap()
     };
     match body["model"].as_str().unwrap_or("") {
         "ok" => {
@@ -57,12 +71,18 @@ async fn completions(seen: Arc<Mutex<Seen>>, headers: HeaderMap, Json(body): Jso
             sse(
                 vec![
                     Ok(": keep-alive\n\n".into()),
-                    Ok(format!("data: {}\n\n", json!({ "choices": [{ "delta": { "role": "assistant" } }] }))),
+                    Ok(format!(
+                        "data: {}\n\n",
+                        json!({ "choices": [{ "delta": { "role": "assistant" } }] })
+                    )),
                     Ok(a.into()),
                     Ok(b.into()),
                     Ok(chunk("lo, ")),
                     Ok(chunk("world")),
-                    Ok(format!("data: {}\n\n", json!({ "choices": [{ "delta": {}, "finish_reason": "stop" }] }))),
+                    Ok(format!(
+                        "data: {}\n\n",
+                        json!({ "choices": [{ "delta": {}, "finish_reason": "stop" }] })
+                    )),
                     Ok("data: [DONE]\n\n".into()),
                 ],
                 5,
@@ -72,14 +92,30 @@ async fn completions(seen: Arc<Mutex<Seen>>, headers: HeaderMap, Json(body): Jso
         "e404" => (StatusCode::NOT_FOUND, "no such model").into_response(),
         "e429" => (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response(),
         "e500" => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
-        "malformed" => sse(vec![Ok(chunk("Partial ")), Ok("data: {this is not json\n\n".into())], 5),
+        "malformed" => sse(
+            vec![
+                Ok(chunk("Partial ")),
+                Ok("data: {this is not json\n\n".into()),
+            ],
+            5,
+        ),
         "disconnect" => sse(
-            vec![Ok(chunk("Cut ")), Ok(chunk("off ")), Err(std::io::Error::other("connection reset"))],
+            vec![
+                Ok(chunk("Cut ")),
+                Ok(chunk("off ")),
+                Err(std::io::Error::other("connection reset")),
+            ],
             5,
         ),
         "truncated" => sse(vec![Ok(chunk("No done marker"))], 5),
         "stall" => sse(vec![Ok(chunk("Then ")), Ok(chunk("silence"))], 3_000),
-        "error-event" => sse(vec![Ok(format!("data: {}\n\n", json!({ "error": { "message": "model overloaded" } })))], 5),
+        "error-event" => sse(
+            vec![Ok(format!(
+                "data: {}\n\n",
+                json!({ "error": { "message": "model overloaded" } })
+            ))],
+            5,
+        ),
         _ => (StatusCode::BAD_REQUEST, "unknown model").into_response(),
     }
 }
@@ -111,9 +147,18 @@ fn assistant(base: &Url, model: &str) -> OpenAiAssistant {
 
 fn history() -> Vec<Turn> {
     vec![
-        Turn { role: Role::User, content: "hi".into() },
-        Turn { role: Role::Assistant, content: "hello".into() },
-        Turn { role: Role::User, content: "say hello".into() },
+        Turn {
+            role: Role::User,
+            content: "hi".into(),
+        },
+        Turn {
+            role: Role::Assistant,
+            content: "hello".into(),
+        },
+        Turn {
+            role: Role::User,
+            content: "say hello".into(),
+        },
     ]
 }
 
@@ -145,7 +190,12 @@ async fn streams_a_reply_and_sends_the_conversation() {
     assert_eq!(s.auth[0].as_deref(), Some("Bearer sk-test"));
     let body = &s.bodies[0];
     assert_eq!(body["stream"], true);
-    let roles: Vec<&str> = body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
     assert_eq!(roles, ["system", "user", "assistant", "user"]);
     assert_eq!(body["messages"][3]["content"], "say hello");
 }
@@ -162,10 +212,22 @@ async fn http_errors_are_clear() {
 #[tokio::test]
 async fn broken_streams_keep_what_arrived() {
     let (base, _) = fake_openai().await;
-    assert_eq!(run(&base, "malformed").await, ("Partial ".into(), Some(Kind::Protocol)));
-    assert_eq!(run(&base, "disconnect").await, ("Cut off ".into(), Some(Kind::Interrupted)));
-    assert_eq!(run(&base, "truncated").await, ("No done marker".into(), Some(Kind::Interrupted)));
-    assert_eq!(run(&base, "error-event").await, (String::new(), Some(Kind::Upstream)));
+    assert_eq!(
+        run(&base, "malformed").await,
+        ("Partial ".into(), Some(Kind::Protocol))
+    );
+    assert_eq!(
+        run(&base, "disconnect").await,
+        ("Cut off ".into(), Some(Kind::Interrupted))
+    );
+    assert_eq!(
+        run(&base, "truncated").await,
+        ("No done marker".into(), Some(Kind::Interrupted))
+    );
+    assert_eq!(
+        run(&base, "error-event").await,
+        (String::new(), Some(Kind::Upstream))
+    );
 }
 
 #[tokio::test]
@@ -188,7 +250,11 @@ async fn an_unreachable_endpoint_is_reported() {
 #[tokio::test]
 async fn confide_shows_model_replies_and_model_failures() {
     let (base, _) = fake_openai().await;
-    for (model, status, content) in [("ok", "done", "Hello, world"), ("e429", "error", ""), ("disconnect", "error", "Cut off ")] {
+    for (model, status, content) in [
+        ("ok", "done", "Hello, world"),
+        ("e429", "error", ""),
+        ("disconnect", "error", "Cut off "),
+    ] {
         let app = common::spawn_with(Config {
             assistant: "openai".into(),
             openai_base_url: Some(base.clone()),
@@ -198,12 +264,16 @@ async fn confide_shows_model_replies_and_model_failures() {
         .await;
         let mut b = common::Browser::new();
         b.start(&app).await;
-        let sent = b.call(&app, "messages/send", json!({ "content": "hi" })).await;
+        let sent = b
+            .call(&app, "messages/send", json!({ "content": "hi" }))
+            .await;
         assert_eq!(sent.status, reqwest::StatusCode::OK, "{:?}", sent.body);
         let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
         let mut reply = Value::Null;
         for _ in 0..200 {
-            let t = b.call(&app, "threads/get", json!({ "thread_id": tid })).await;
+            let t = b
+                .call(&app, "threads/get", json!({ "thread_id": tid }))
+                .await;
             reply = t.body["messages"][1].clone();
             if reply["status"] != "streaming" {
                 break;
@@ -213,7 +283,10 @@ async fn confide_shows_model_replies_and_model_failures() {
         assert_eq!(reply["status"], status, "{model}: {reply}");
         assert_eq!(reply["content"], content, "{model}");
         if status == "error" {
-            assert!(!reply["error"].as_str().unwrap().is_empty(), "{model}: a reason is given");
+            assert!(
+                !reply["error"].as_str().unwrap().is_empty(),
+                "{model}: a reason is given"
+            );
         }
     }
 }

@@ -30,7 +30,9 @@ async fn instance(redis: &RedisServer, prefix: &str) -> TestApp {
         ..Config::default()
     };
     let unused = Arc::new(MemoryStore::new(server::lifetimes(&config)));
-    let state = AppState::from_config(config).await.expect("Redis-backed state");
+    let state = AppState::from_config(config)
+        .await
+        .expect("Redis-backed state");
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -46,9 +48,16 @@ async fn instance(redis: &RedisServer, prefix: &str) -> TestApp {
 async fn settled(app: &impl Endpoint, b: &mut Browser, tid: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let t = b.call(app, "threads/get", json!({ "thread_id": tid })).await;
+        let t = b
+            .call(app, "threads/get", json!({ "thread_id": tid }))
+            .await;
         assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
-        if t.body["messages"].as_array().unwrap().iter().all(|m| m["status"] != "streaming") {
+        if t.body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] != "streaming")
+        {
             return t.body;
         }
         assert!(Instant::now() < deadline);
@@ -65,30 +74,59 @@ async fn one_browser_alternating_between_two_instances_keeps_one_session() {
     let mut browser = Browser::new();
 
     let r = browser.start(&a).await;
-    assert_eq!((r.status, r.body["new"].clone()), (StatusCode::OK, json!(true)));
+    assert_eq!(
+        (r.status, r.body["new"].clone()),
+        (StatusCode::OK, json!(true))
+    );
     // The proof A issued is accepted by B.
     let r = browser.start(&b).await;
-    assert_eq!((r.status, r.body["new"].clone()), (StatusCode::OK, json!(false)));
-    assert_eq!(browser.set_note(&b, "written via B").await.status, StatusCode::OK);
+    assert_eq!(
+        (r.status, r.body["new"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    assert_eq!(
+        browser.set_note(&b, "written via B").await.status,
+        StatusCode::OK
+    );
     assert_eq!(browser.get_note(&a).await.body["text"], "written via B");
 
-    let sent = browser.call(&a, "messages/send", json!({ "content": "asked on A" })).await;
+    let sent = browser
+        .call(&a, "messages/send", json!({ "content": "asked on A" }))
+        .await;
     let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
     let on_b = settled(&b, &mut browser, &tid).await;
     assert_eq!(on_b["messages"][1]["content"], "asked on A");
     for (i, app) in [&a, &b, &a, &b].into_iter().enumerate() {
-        let r = browser.call(app, "messages/send", json!({ "thread_id": tid, "content": format!("turn {i}") })).await;
+        let r = browser
+            .call(
+                app,
+                "messages/send",
+                json!({ "thread_id": tid, "content": format!("turn {i}") }),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         settled(app, &mut browser, &tid).await;
     }
-    let t_a = browser.call(&a, "threads/get", json!({ "thread_id": tid })).await.body;
-    let t_b = browser.call(&b, "threads/get", json!({ "thread_id": tid })).await.body;
+    let t_a = browser
+        .call(&a, "threads/get", json!({ "thread_id": tid }))
+        .await
+        .body;
+    let t_b = browser
+        .call(&b, "threads/get", json!({ "thread_id": tid }))
+        .await
+        .body;
     assert_eq!(t_a, t_b);
     assert_eq!(t_a["messages"].as_array().unwrap().len(), 10);
 
     // A stranger holding the id but not the proof is refused by both.
-    let mut stranger = Browser { sid: browser.sid.clone(), proof: None };
-    tokio::time::sleep(Duration::from_millis(app::server::guard::CLAIM_RACE_WINDOW_MS as u64)).await;
+    let mut stranger = Browser {
+        sid: browser.sid.clone(),
+        proof: None,
+    };
+    tokio::time::sleep(Duration::from_millis(
+        app::server::guard::CLAIM_RACE_WINDOW_MS as u64,
+    ))
+    .await;
     assert_eq!(stranger.get_note(&a).await.status, StatusCode::FORBIDDEN);
     assert_eq!(stranger.get_note(&b).await.status, StatusCode::FORBIDDEN);
 }
@@ -103,20 +141,39 @@ async fn live_events_cross_instances() {
     browser.start(&a).await;
 
     // A tab listening on A…
-    let res = a.http.get(format!("{}/api/events", a.base)).header("cookie", browser.cookie_header()).send().await.unwrap();
+    let res = a
+        .http
+        .get(format!("{}/api/events", a.base))
+        .header("cookie", browser.cookie_header())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let mut stream = res.bytes_stream();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // …sees a message another tab sent through B, streamed to the end.
-    browser.call(&b, "messages/send", json!({ "content": "across instances" })).await;
+    browser
+        .call(
+            &b,
+            "messages/send",
+            json!({ "content": "across instances" }),
+        )
+        .await;
     let mut buf = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut done = false;
     while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, stream.next()).await {
         buf.push_str(&String::from_utf8_lossy(&chunk));
-        if buf.lines().filter_map(|l| l.strip_prefix("data: ")).filter_map(|d| serde_json::from_str::<Value>(d).ok()).any(|e| {
-            e["type"] == "message" && e["message"]["role"] == "assistant" && e["message"]["status"] == "done"
-        }) {
+        if buf
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .any(|e| {
+                e["type"] == "message"
+                    && e["message"]["role"] == "assistant"
+                    && e["message"]["status"] == "done"
+            })
+        {
             done = true;
             break;
         }
@@ -138,11 +195,27 @@ async fn redis_down_means_quick_503s_and_recovery_without_restart() {
     for _ in 0..3 {
         let started = Instant::now();
         let r = browser.get_note(&a).await;
-        assert_eq!((r.status, r.code()), (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"), "{:?}", r.body);
-        assert!(started.elapsed() < Duration::from_secs(2), "answered within the store timeout");
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            "{:?}",
+            r.body
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "answered within the store timeout"
+        );
     }
     // Pages still render (the public shell), and health stays up.
-    assert_eq!(a.http.get(format!("{}/healthz", a.base)).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        a.http
+            .get(format!("{}/healthz", a.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 
     let _back = RedisServer::start_on(port);
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -152,10 +225,17 @@ async fn redis_down_means_quick_503s_and_recovery_without_restart() {
         if r.status == StatusCode::OK {
             break;
         }
-        assert!(Instant::now() < deadline, "Confide did not recover: {:?}", r.body);
+        assert!(
+            Instant::now() < deadline,
+            "Confide did not recover: {:?}",
+            r.body
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(browser.set_note(&a, "after the outage").await.status, StatusCode::OK);
+    assert_eq!(
+        browser.set_note(&a, "after the outage").await.status,
+        StatusCode::OK
+    );
     assert_eq!(browser.get_note(&a).await.body["text"], "after the outage");
 }
 
@@ -167,23 +247,50 @@ async fn stop_works_from_the_other_instance() {
     let b = instance(&redis, &prefix).await;
     let mut browser = Browser::new();
     browser.start(&a).await;
-    let sent = browser.call(&a, "messages/send", json!({ "content": "/slow" })).await;
+    let sent = browser
+        .call(&a, "messages/send", json!({ "content": "/slow" }))
+        .await;
     let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
     let rid = sent.body["reply"]["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
-    let r = browser.call(&b, "messages/stop", json!({ "message_id": rid })).await;
+    let r = browser
+        .call(&b, "messages/stop", json!({ "message_id": rid }))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["status"], "stopped");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let t = browser.call(&a, "threads/get", json!({ "thread_id": tid })).await.body;
+    let t = browser
+        .call(&a, "threads/get", json!({ "thread_id": tid }))
+        .await
+        .body;
     let reply = &t["messages"][1];
     assert_eq!(reply["status"], "stopped", "{reply}");
     let text = reply["content"].as_str().unwrap().to_owned();
-    assert!(text.starts_with("Counting slowly") && !text.contains("word120"), "{text}");
+    assert!(
+        text.starts_with("Counting slowly") && !text.contains("word120"),
+        "{text}"
+    );
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let again = browser.call(&b, "threads/get", json!({ "thread_id": tid })).await.body;
-    assert_eq!(again["messages"][1]["content"], text.as_str(), "the generator on A really stopped");
+    let again = browser
+        .call(&b, "threads/get", json!({ "thread_id": tid }))
+        .await
+        .body;
+    assert_eq!(
+        again["messages"][1]["content"],
+        text.as_str(),
+        "the generator on A really stopped"
+    );
     // The thread is free for the next message on either instance.
-    assert_eq!(browser.call(&b, "messages/send", json!({ "thread_id": tid, "content": "next" })).await.status, StatusCode::OK);
+    assert_eq!(
+        browser
+            .call(
+                &b,
+                "messages/send",
+                json!({ "thread_id": tid, "content": "next" })
+            )
+            .await
+            .status,
+        StatusCode::OK
+    );
 }

@@ -20,21 +20,42 @@ fn endpoints(thread: &str, message: &str) -> Vec<(&'static str, Value)> {
         ("threads/list", json!({})),
         ("threads/create", json!({ "title": "forged" })),
         ("threads/get", json!({ "thread_id": thread })),
-        ("threads/rename", json!({ "thread_id": thread, "title": "forged" })),
+        (
+            "threads/rename",
+            json!({ "thread_id": thread, "title": "forged" }),
+        ),
         ("threads/delete", json!({ "thread_id": thread })),
         ("threads/search", json!({ "query": "x" })),
-        ("threads/export", json!({ "thread_id": thread, "format": "json" })),
-        ("messages/send", json!({ "thread_id": thread, "content": "forged" })),
+        (
+            "threads/export",
+            json!({ "thread_id": thread, "format": "json" }),
+        ),
+        (
+            "messages/send",
+            json!({ "thread_id": thread, "content": "forged" }),
+        ),
         ("messages/stop", json!({ "message_id": message })),
-        ("messages/edit", json!({ "message_id": message, "content": "forged" })),
+        (
+            "messages/edit",
+            json!({ "message_id": message, "content": "forged" }),
+        ),
         ("messages/regenerate", json!({ "thread_id": thread })),
-        ("messages/feedback", json!({ "message_id": message, "rating": "down" })),
+        (
+            "messages/feedback",
+            json!({ "message_id": message, "rating": "down" }),
+        ),
         ("session/export", json!({})),
         ("session/forget", json!({})),
     ]
 }
 
-async fn post(app: &TestApp, b: &Browser, endpoint: &str, body: &Value, extra: &[(&str, &str)]) -> Reply {
+async fn post(
+    app: &TestApp,
+    b: &Browser,
+    endpoint: &str,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> Reply {
     let mut req = app
         .http
         .post(format!("{}/api/{endpoint}", app.base))
@@ -51,11 +72,16 @@ async fn fixture(app: &TestApp) -> (Browser, String, String, Value) {
     let mut b = Browser::new();
     b.start(app).await;
     b.set_note(app, "original").await;
-    let sent = b.call(app, "messages/send", json!({ "content": "hello" })).await;
+    let sent = b
+        .call(app, "messages/send", json!({ "content": "hello" }))
+        .await;
     let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
     let mid = sent.body["user"]["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let snapshot = b.call(app, "threads/get", json!({ "thread_id": tid })).await.body;
+    let snapshot = b
+        .call(app, "threads/get", json!({ "thread_id": tid }))
+        .await
+        .body;
     (b, tid, mid, snapshot)
 }
 
@@ -64,7 +90,10 @@ async fn cross_site_requests_to_every_server_function_are_refused() {
     let app = spawn().await;
     let (mut b, tid, mid, snapshot) = fixture(&app).await;
     let attacks: [&[(&str, &str)]; 4] = [
-        &[("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")],
+        &[
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+        ],
         &[("origin", "https://evil.example")],
         &[("sec-fetch-site", "cross-site")],
         &[("sec-fetch-site", "same-site")],
@@ -72,18 +101,43 @@ async fn cross_site_requests_to_every_server_function_are_refused() {
     for (endpoint, body) in endpoints(&tid, &mid) {
         for headers in attacks {
             let r = post(&app, &b, endpoint, &body, headers).await;
-            assert_eq!(r.status, StatusCode::FORBIDDEN, "{endpoint} {headers:?}: {:?}", r.body);
+            assert_eq!(
+                r.status,
+                StatusCode::FORBIDDEN,
+                "{endpoint} {headers:?}: {:?}",
+                r.body
+            );
             assert_eq!(r.code(), "csrf_rejected");
         }
     }
     // Nothing changed.
     assert_eq!(b.get_note(&app).await.body["text"], "original");
-    assert_eq!(b.call(&app, "threads/list", json!({})).await.body.as_array().unwrap().len(), 1);
-    assert_eq!(b.call(&app, "threads/get", json!({ "thread_id": tid })).await.body, snapshot);
+    assert_eq!(
+        b.call(&app, "threads/list", json!({}))
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        b.call(&app, "threads/get", json!({ "thread_id": tid }))
+            .await
+            .body,
+        snapshot
+    );
 
     // The same calls from the site itself work.
-    let own = format!("{}", app.base);
-    let r = post(&app, &b, "notes/get", &json!({}), &[("origin", &own), ("sec-fetch-site", "same-origin")]).await;
+    let own = app.base.to_string();
+    let r = post(
+        &app,
+        &b,
+        "notes/get",
+        &json!({}),
+        &[("origin", &own), ("sec-fetch-site", "same-origin")],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -98,8 +152,16 @@ async fn cookies_alone_never_authorise_a_server_function() {
             .json(&json!({ "text": "no header" })),
     )
     .await;
-    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "csrf_rejected"));
-    let r = send(app.http.get(format!("{}/api/notes/get", app.base)).header("cookie", b.cookie_header())).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "csrf_rejected")
+    );
+    let r = send(
+        app.http
+            .get(format!("{}/api/notes/get", app.base))
+            .header("cookie", b.cookie_header()),
+    )
+    .await;
     assert_ne!(r.status, StatusCode::OK, "no server function answers GET");
 }
 
@@ -107,13 +169,22 @@ async fn cookies_alone_never_authorise_a_server_function() {
 async fn the_event_stream_checks_the_origin() {
     let app = spawn().await;
     let (b, _, _, _) = fixture(&app).await;
-    for headers in [[("origin", "https://evil.example")], [("sec-fetch-site", "cross-site")]] {
-        let mut req = app.http.get(format!("{}/api/events", app.base)).header("cookie", b.cookie_header());
+    for headers in [
+        [("origin", "https://evil.example")],
+        [("sec-fetch-site", "cross-site")],
+    ] {
+        let mut req = app
+            .http
+            .get(format!("{}/api/events", app.base))
+            .header("cookie", b.cookie_header());
         for (k, v) in headers {
             req = req.header(k, v);
         }
         let r = send(req).await;
-        assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "csrf_rejected"));
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::FORBIDDEN, "csrf_rejected")
+        );
     }
 }
 
@@ -124,22 +195,51 @@ async fn responses_carry_security_headers_and_pages_a_nonce_csp() {
     let h = res.headers().clone();
     let html = res.text().await.unwrap();
     let csp = h["content-security-policy"].to_str().unwrap().to_owned();
-    let nonce = csp.split("'nonce-").nth(1).and_then(|r| r.split('\'').next()).expect("a nonce in the CSP");
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .expect("a nonce in the CSP");
     assert!(nonce.len() >= 16);
-    assert!(html.contains(&format!("nonce=\"{nonce}\"")), "the page's scripts carry the CSP nonce");
-    assert!(!csp.contains("unsafe-inline") && csp.contains("frame-ancestors 'none'") && csp.contains("'wasm-unsafe-eval'"));
+    assert!(
+        html.contains(&format!("nonce=\"{nonce}\"")),
+        "the page's scripts carry the CSP nonce"
+    );
+    assert!(
+        !csp.contains("unsafe-inline")
+            && csp.contains("frame-ancestors 'none'")
+            && csp.contains("'wasm-unsafe-eval'")
+    );
     // A new response, a new nonce.
     let again = app.http.get(format!("{}/", app.base)).send().await.unwrap();
-    assert!(!again.headers()["content-security-policy"].to_str().unwrap().contains(nonce));
+    assert!(
+        !again.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains(nonce)
+    );
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "no-referrer");
-    assert!(h["permissions-policy"].to_str().unwrap().contains("camera=()"));
+    assert!(
+        h["permissions-policy"]
+            .to_str()
+            .unwrap()
+            .contains("camera=()")
+    );
     assert_eq!(h["cache-control"], "private, no-store");
-    assert!(h.get("strict-transport-security").is_none(), "no HSTS on plain http");
+    assert!(
+        h.get("strict-transport-security").is_none(),
+        "no HSTS on plain http"
+    );
 
     let mut b = Browser::new();
     let r = b.start(&app).await;
-    assert!(r.headers["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+    assert!(
+        r.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .starts_with("default-src 'none'")
+    );
     assert_eq!(r.headers["cache-control"], "private, no-store");
 }
 
@@ -153,26 +253,60 @@ async fn https_mode_redirects_plain_http_and_trusts_only_configured_proxies() {
     // First: the local peer is not a trusted proxy.
     config.trusted_proxies = vec!["10.9.9.9".parse().unwrap()];
     let app = spawn_with(config.clone()).await;
-    let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let r = no_redirect.get(format!("{}/t/x?y=1", app.base)).header("x-forwarded-proto", "https").send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT, "X-Forwarded-Proto from an untrusted peer is ignored");
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect
+        .get(format!("{}/t/x?y=1", app.base))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::PERMANENT_REDIRECT,
+        "X-Forwarded-Proto from an untrusted peer is ignored"
+    );
     assert_eq!(r.headers()["location"], "https://chat.example.test/t/x?y=1");
-    assert_eq!(no_redirect.get(format!("{}/healthz", app.base)).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        no_redirect
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
 
     // Then behind a trusted proxy that terminated TLS.
     config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     let app = spawn_with(config).await;
-    let r = no_redirect.get(format!("{}/", app.base)).header("x-forwarded-proto", "https").send().await.unwrap();
+    let r = no_redirect
+        .get(format!("{}/", app.base))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains");
-    let r = no_redirect.get(format!("{}/", app.base)).header("x-forwarded-proto", "http").send().await.unwrap();
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
+    let r = no_redirect
+        .get(format!("{}/", app.base))
+        .header("x-forwarded-proto", "http")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
 }
 
 #[tokio::test]
 async fn native_tls_serves_https_with_host_only_secure_cookies() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
@@ -226,25 +360,45 @@ async fn native_tls_serves_https_with_host_only_secure_cookies() {
     for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
         assert!(cookie.contains(attr), "{attr} missing: {cookie}");
     }
-    assert_eq!(res.headers()["strict-transport-security"], "max-age=31536000; includeSubDomains");
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
+    );
 
     // Plain http on the redirect port goes to the https site.
-    let r = client.get(format!("http://127.0.0.1:{redirect_port}/t/abc")).send().await.unwrap();
+    let r = client
+        .get(format!("http://127.0.0.1:{redirect_port}/t/abc"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
-    assert_eq!(r.headers()["location"], format!("https://127.0.0.1:{}/t/abc", addr.port()));
+    assert_eq!(
+        r.headers()["location"],
+        format!("https://127.0.0.1:{}/t/abc", addr.port())
+    );
 }
 
 #[tokio::test]
 async fn oversized_and_slow_bodies_are_refused_clearly() {
-    let app = spawn_with(Config { body_limit: 4 * 1024, request_timeout: Duration::from_secs(1), ..Config::default() }).await;
+    let app = spawn_with(Config {
+        body_limit: 4 * 1024,
+        request_timeout: Duration::from_secs(1),
+        ..Config::default()
+    })
+    .await;
     let mut b = Browser::new();
     b.start(&app).await;
     let big = json!({ "text": "x".repeat(8 * 1024) });
     let r = post(&app, &b, "notes/set", &big, &[]).await;
-    assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
 
     // Without a Content-Length (chunked), the limit still holds.
-    let stream = futures::stream::iter(vec![Ok::<_, std::io::Error>(serde_json::to_vec(&big).unwrap())]);
+    let stream = futures::stream::iter(vec![Ok::<_, std::io::Error>(
+        serde_json::to_vec(&big).unwrap(),
+    )]);
     let r = send(
         app.http
             .post(format!("{}/api/notes/set", app.base))
@@ -254,7 +408,10 @@ async fn oversized_and_slow_bodies_are_refused_clearly() {
             .body(reqwest::Body::wrap_stream(stream)),
     )
     .await;
-    assert_eq!((r.status, r.code()), (StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+    );
 
     // A body that trickles in slower than the timeout (slowloris).
     let addr = app.base.trim_start_matches("http://").to_owned();
@@ -267,57 +424,117 @@ async fn oversized_and_slow_bodies_are_refused_clearly() {
     );
     sock.write_all(head.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf)).await.expect("answered in time").unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+        .await
+        .expect("answered in time")
+        .unwrap();
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"));
-    assert_eq!(b.get_note(&app).await.body["text"], "", "nothing was written");
+    assert_eq!(
+        b.get_note(&app).await.body["text"],
+        "",
+        "nothing was written"
+    );
 }
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after() {
-    let app = spawn_with(Config { session_rate: 1, session_burst: 3, ..Config::default() }).await;
+    let app = spawn_with(Config {
+        session_rate: 1,
+        session_burst: 3,
+        ..Config::default()
+    })
+    .await;
     let mut b = Browser::new();
     b.start(&app).await; // 1
     b.call(&app, "threads/list", json!({})).await; // 2
     b.call(&app, "threads/list", json!({})).await; // 3
     let r = b.call(&app, "threads/list", json!({})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
-    assert!(r.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    assert!(
+        r.headers["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     // Another person behind the same address is not affected by this session's bucket.
     let mut other = Browser::new();
     assert_eq!(other.start(&app).await.status, StatusCode::OK);
-    assert_eq!(other.call(&app, "threads/list", json!({})).await.status, StatusCode::OK);
+    assert_eq!(
+        other.call(&app, "threads/list", json!({})).await.status,
+        StatusCode::OK
+    );
 
-    let app = spawn_with(Config { ip_rate: 1, ip_burst: 2, ..Config::default() }).await;
+    let app = spawn_with(Config {
+        ip_rate: 1,
+        ip_burst: 2,
+        ..Config::default()
+    })
+    .await;
     let mut c = Browser::new();
     c.start(&app).await;
     c.call(&app, "threads/list", json!({})).await;
     let r = c.call(&app, "threads/list", json!({})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
     assert!(r.headers.contains_key("retry-after"));
 
-    let app = spawn_with(Config { messages_per_minute: 2, echo_delay: Duration::ZERO, ..Config::default() }).await;
+    let app = spawn_with(Config {
+        messages_per_minute: 2,
+        echo_delay: Duration::ZERO,
+        ..Config::default()
+    })
+    .await;
     let mut d = Browser::new();
     d.start(&app).await;
     for _ in 0..2 {
-        assert_eq!(d.call(&app, "messages/send", json!({ "content": "hi" })).await.status, StatusCode::OK);
+        assert_eq!(
+            d.call(&app, "messages/send", json!({ "content": "hi" }))
+                .await
+                .status,
+            StatusCode::OK
+        );
     }
-    let r = d.call(&app, "messages/send", json!({ "content": "hi" })).await;
-    assert_eq!((r.status, r.code()), (StatusCode::TOO_MANY_REQUESTS, "rate_limited"));
+    let r = d
+        .call(&app, "messages/send", json!({ "content": "hi" }))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
 }
 
 #[tokio::test]
 async fn too_many_threads_is_a_clear_409() {
-    let app = spawn_with(Config { session_rate: 100_000, session_burst: 100_000, ip_rate: 100_000, ip_burst: 100_000, ..Config::default() }).await;
+    let app = spawn_with(Config {
+        session_rate: 100_000,
+        session_burst: 100_000,
+        ip_rate: 100_000,
+        ip_burst: 100_000,
+        ..Config::default()
+    })
+    .await;
     let mut b = Browser::new();
     b.start(&app).await;
     for i in 0..app::server::store::MAX_THREADS {
-        let r = b.call(&app, "threads/create", json!({ "title": format!("t{i}") })).await;
+        let r = b
+            .call(&app, "threads/create", json!({ "title": format!("t{i}") }))
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{i}: {:?}", r.body);
     }
     let r = b.call(&app, "threads/create", json!({})).await;
-    assert_eq!((r.status, r.code()), (StatusCode::CONFLICT, "limit_reached"));
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "limit_reached")
+    );
 }
 
 #[tokio::test]
@@ -334,7 +551,10 @@ async fn forget_this_browser_deletes_everything_and_kills_the_old_credentials() 
     let r = b.call(&app, "session/forget", json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.headers["clear-site-data"], "\"cookies\", \"storage\"");
-    assert!(!app.store.exists_raw(&id).await.unwrap(), "the store holds nothing of the session");
+    assert!(
+        !app.store.exists_raw(&id).await.unwrap(),
+        "the store holds nothing of the session"
+    );
     assert_eq!(app.store.len(), 0);
 
     // The old id and proof read nothing: the id starts over, empty, with a new proof.
@@ -342,6 +562,8 @@ async fn forget_this_browser_deletes_everything_and_kills_the_old_credentials() 
     let r = b.get_note(&app).await;
     assert_eq!(r.body["text"], "");
     assert_ne!(b.proof, old_proof);
-    let r = b.call(&app, "threads/get", json!({ "thread_id": tid })).await;
+    let r = b
+        .call(&app, "threads/get", json!({ "thread_id": tid }))
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

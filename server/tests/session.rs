@@ -13,7 +13,12 @@ use std::time::Duration;
 #[tokio::test]
 async fn healthz_answers_ok() {
     let app = spawn().await;
-    let res = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    let res = app
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.text().await.unwrap(), "ok");
 }
@@ -21,7 +26,12 @@ async fn healthz_answers_ok() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_clients_on_one_ip_never_cross() {
     // Isolation, not throttling, is under test: lift the per-address limit.
-    let app = spawn_with(Config { ip_rate: 100_000, ip_burst: 100_000, ..Config::default() }).await;
+    let app = spawn_with(Config {
+        ip_rate: 100_000,
+        ip_burst: 100_000,
+        ..Config::default()
+    })
+    .await;
     let mut browsers: Vec<Browser> = (0..500).map(|_| Browser::new()).collect();
 
     // Every phase runs all 500 clients interleaved, 100 requests in flight.
@@ -40,7 +50,10 @@ async fn five_hundred_clients_on_one_ip_never_cross() {
         .collect()
         .await;
 
-    let texts: Vec<String> = browsers.iter().map(|b| format!("private note of {} ({})", &b.sid, b.sid.len())).collect();
+    let texts: Vec<String> = browsers
+        .iter()
+        .map(|b| format!("private note of {} ({})", &b.sid, b.sid.len()))
+        .collect();
     let pairs: Vec<(Browser, String)> = browsers.into_iter().zip(texts).collect();
     let pairs: Vec<(Browser, String)> = stream::iter(pairs)
         .map(|(mut b, text)| {
@@ -70,7 +83,10 @@ async fn five_hundred_clients_on_one_ip_never_cross() {
         .buffer_unordered(100)
         .fold(0, |acc, x| async move { acc + x })
         .await;
-    assert_eq!(cross_reads, 0, "no client may read anything but its own note");
+    assert_eq!(
+        cross_reads, 0,
+        "no client may read anything but its own note"
+    );
     assert_eq!(app.store.len(), 500);
 }
 
@@ -79,31 +95,56 @@ async fn a_guid_without_its_proof_is_refused_and_changes_nothing() {
     let app = spawn().await;
     let mut alice = Browser::new();
     alice.start(&app).await;
-    assert_eq!(alice.set_note(&app, "alice's secret").await.status, StatusCode::OK);
+    assert_eq!(
+        alice.set_note(&app, "alice's secret").await.status,
+        StatusCode::OK
+    );
 
     // Past the claim-race window a proof-less request is plainly a stranger's.
-    tokio::time::sleep(Duration::from_millis(app::server::guard::CLAIM_RACE_WINDOW_MS as u64 + 100)).await;
+    tokio::time::sleep(Duration::from_millis(
+        app::server::guard::CLAIM_RACE_WINDOW_MS as u64 + 100,
+    ))
+    .await;
     // Mallory learns Alice's id (it is not a secret) but has no proof.
-    let mut mallory = Browser { sid: alice.sid.clone(), proof: None };
-    for r in [mallory.get_note(&app).await, mallory.set_note(&app, "overwritten").await, mallory.start(&app).await] {
+    let mut mallory = Browser {
+        sid: alice.sid.clone(),
+        proof: None,
+    };
+    for r in [
+        mallory.get_note(&app).await,
+        mallory.set_note(&app, "overwritten").await,
+        mallory.start(&app).await,
+    ] {
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
         assert_eq!(r.code(), "session_proof_mismatch");
         assert!(!r.body.to_string().contains("alice's secret"));
-        assert!(r.issued_proof().is_none(), "no proof is issued for a claimed id");
+        assert!(
+            r.issued_proof().is_none(),
+            "no proof is issued for a claimed id"
+        );
     }
 
     // A forged proof (well-formed, wrong) fares no better.
-    let mut forger = Browser { sid: alice.sid.clone(), proof: Some("A".repeat(43)) };
+    let mut forger = Browser {
+        sid: alice.sid.clone(),
+        proof: Some("A".repeat(43)),
+    };
     let r = forger.set_note(&app, "forged").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.code(), "session_proof_mismatch");
     // A malformed proof too.
-    let mut garbage = Browser { sid: alice.sid.clone(), proof: Some("not-a-proof".into()) };
+    let mut garbage = Browser {
+        sid: alice.sid.clone(),
+        proof: Some("not-a-proof".into()),
+    };
     assert_eq!(garbage.get_note(&app).await.status, StatusCode::FORBIDDEN);
 
     let r = alice.get_note(&app).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body["text"], "alice's secret", "Alice's state is unchanged");
+    assert_eq!(
+        r.body["text"], "alice's secret",
+        "Alice's state is unchanged"
+    );
 }
 
 #[tokio::test]
@@ -117,7 +158,10 @@ async fn malformed_guids_are_refused_with_400() {
         "00000000-0000-0000-0000-000000000000",
         "../../etc/passwd",
     ] {
-        let mut b = Browser { sid: sid.into(), proof: None };
+        let mut b = Browser {
+            sid: sid.into(),
+            proof: None,
+        };
         let r = b.start(&app).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{sid}: {:?}", r.body);
         assert_eq!(r.code(), "invalid_session_id", "{sid}");
@@ -135,7 +179,13 @@ async fn header_and_cookie_naming_different_sessions_is_refused() {
         app.http
             .post(format!("{}/api/notes/get", app.base))
             .header("x-confide-session", &a.sid)
-            .header("cookie", format!("confide_sid={other}; __Host-confide_proof={}", a.proof.clone().unwrap()))
+            .header(
+                "cookie",
+                format!(
+                    "confide_sid={other}; __Host-confide_proof={}",
+                    a.proof.clone().unwrap()
+                ),
+            )
             .json(&json!({})),
     )
     .await;
@@ -147,7 +197,10 @@ async fn header_and_cookie_naming_different_sessions_is_refused() {
         app.http
             .post(format!("{}/api/notes/get", app.base))
             .header("x-confide-session", &a.sid)
-            .header("cookie", format!("confide_sid={}; confide_sid={other}", a.sid))
+            .header(
+                "cookie",
+                format!("confide_sid={}; confide_sid={other}", a.sid),
+            )
             .json(&json!({})),
     )
     .await;
@@ -158,7 +211,12 @@ async fn header_and_cookie_naming_different_sessions_is_refused() {
 #[tokio::test]
 async fn server_functions_without_a_guid_answer_401() {
     let app = spawn().await;
-    let r = send(app.http.post(format!("{}/api/notes/get", app.base)).json(&json!({}))).await;
+    let r = send(
+        app.http
+            .post(format!("{}/api/notes/get", app.base))
+            .json(&json!({})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.code(), "no_session");
 }
@@ -170,15 +228,28 @@ async fn concurrent_claims_of_one_guid_over_http_have_one_winner() {
     let replies: Vec<_> = stream::iter(0..50)
         .map(|_| {
             let app = &app;
-            let mut b = Browser { sid: sid.clone(), proof: None };
+            let mut b = Browser {
+                sid: sid.clone(),
+                proof: None,
+            };
             async move { b.start(app).await }
         })
         .buffer_unordered(50)
         .collect()
         .await;
-    let won = replies.iter().filter(|r| r.status == StatusCode::OK).count();
-    let lost = replies.iter().filter(|r| r.status == StatusCode::CONFLICT && r.code() == "session_claimed").count();
-    assert_eq!((won, lost), (1, 49), "exactly one claim wins; the rest get 409 session_claimed");
+    let won = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let lost = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CONFLICT && r.code() == "session_claimed")
+        .count();
+    assert_eq!(
+        (won, lost),
+        (1, 49),
+        "exactly one claim wins; the rest get 409 session_claimed"
+    );
 }
 
 #[tokio::test]
@@ -196,13 +267,19 @@ async fn expired_sessions_are_deleted_and_start_afresh() {
     assert!(app.store.exists_raw(&id).await.unwrap());
 
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    assert!(!app.store.exists_raw(&id).await.unwrap(), "the sweeper deleted the expired session");
+    assert!(
+        !app.store.exists_raw(&id).await.unwrap(),
+        "the sweeper deleted the expired session"
+    );
 
     let old_proof = b.proof.clone();
     let r = b.get_note(&app).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["text"], "", "the id starts over, empty");
-    assert!(r.issued_proof().is_some() && b.proof != old_proof, "a fresh proof is issued");
+    assert!(
+        r.issued_proof().is_some() && b.proof != old_proof,
+        "a fresh proof is issued"
+    );
 }
 
 #[tokio::test]
@@ -271,9 +348,15 @@ async fn pages_render_the_public_shell_whatever_the_cookie() {
         assert_eq!(res.status(), StatusCode::OK, "{cookie:?}");
         assert_eq!(res.headers()["cache-control"], "private, no-store");
         assert!(res.headers().get_all("vary").iter().any(|v| v == "Cookie"));
-        assert!(res.headers().get("set-cookie").is_none(), "page loads never claim");
+        assert!(
+            res.headers().get("set-cookie").is_none(),
+            "page loads never claim"
+        );
         let html = res.text().await.unwrap();
-        assert!(html.contains("Confide") && html.contains("<main"), "{cookie:?}");
+        assert!(
+            html.contains("Confide") && html.contains("<main"),
+            "{cookie:?}"
+        );
     }
     assert_eq!(app.store.len(), 1, "no page load created a session");
 }
@@ -283,11 +366,26 @@ async fn proof_cookie_has_the_protective_attributes() {
     let app = spawn().await;
     let mut b = Browser::new();
     let r = b.start(&app).await;
-    let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap().to_owned();
+    let cookie = r
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(cookie.starts_with("__Host-confide_proof="), "{cookie}");
-    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/", "Max-Age="] {
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=",
+    ] {
         assert!(cookie.contains(attr), "{attr} missing in {cookie}");
     }
-    assert!(!cookie.contains("Domain"), "__Host- cookies carry no Domain");
+    assert!(
+        !cookie.contains("Domain"),
+        "__Host- cookies carry no Domain"
+    );
     assert_eq!(r.headers["cache-control"], "private, no-store");
 }

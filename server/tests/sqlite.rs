@@ -18,9 +18,16 @@ use std::{
 async fn wait_settled(app: &impl Endpoint, b: &mut Browser, thread: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let t = b.call(app, "threads/get", json!({ "thread_id": thread })).await;
+        let t = b
+            .call(app, "threads/get", json!({ "thread_id": thread }))
+            .await;
         assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
-        if t.body["messages"].as_array().unwrap().iter().all(|m| m["status"] != "streaming") {
+        if t.body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] != "streaming")
+        {
             return t.body;
         }
         assert!(Instant::now() < deadline, "reply did not finish");
@@ -29,7 +36,10 @@ async fn wait_settled(app: &impl Endpoint, b: &mut Browser, thread: &str) -> Val
 }
 
 fn sqlite_env(db: &Path) -> Vec<(&'static str, String)> {
-    vec![("CONFIDE_STORE", format!("sqlite:{}", db.display())), ("CONFIDE_ECHO_DELAY", "0".into())]
+    vec![
+        ("CONFIDE_STORE", format!("sqlite:{}", db.display())),
+        ("CONFIDE_ECHO_DELAY", "0".into()),
+    ]
 }
 
 #[tokio::test]
@@ -40,16 +50,30 @@ async fn acknowledged_data_survives_sigkill() {
 
     let mut b = Browser::new();
     assert_eq!(b.start(&first).await.status, StatusCode::OK);
-    assert_eq!(b.set_note(&first, "kept across a crash").await.status, StatusCode::OK);
-    let sent = b.call(&first, "messages/send", json!({ "content": "first turn" })).await;
+    assert_eq!(
+        b.set_note(&first, "kept across a crash").await.status,
+        StatusCode::OK
+    );
+    let sent = b
+        .call(&first, "messages/send", json!({ "content": "first turn" }))
+        .await;
     let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
     wait_settled(&first, &mut b, &tid).await;
     for turn in ["second turn", "third turn"] {
-        let r = b.call(&first, "messages/send", json!({ "thread_id": tid, "content": turn })).await;
+        let r = b
+            .call(
+                &first,
+                "messages/send",
+                json!({ "thread_id": tid, "content": turn }),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK);
         wait_settled(&first, &mut b, &tid).await;
     }
-    let before = b.call(&first, "threads/get", json!({ "thread_id": tid })).await.body;
+    let before = b
+        .call(&first, "threads/get", json!({ "thread_id": tid }))
+        .await
+        .body;
     assert_eq!(before["messages"].as_array().unwrap().len(), 6);
 
     first.kill_hard().await;
@@ -59,9 +83,18 @@ async fn acknowledged_data_survives_sigkill() {
     let r = b.start(&second).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["new"], false, "the session itself survived");
-    assert_eq!(b.get_note(&second).await.body["text"], "kept across a crash");
-    let after = b.call(&second, "threads/get", json!({ "thread_id": tid })).await.body;
-    assert_eq!(after, before, "every acknowledged message is there, unchanged");
+    assert_eq!(
+        b.get_note(&second).await.body["text"],
+        "kept across a crash"
+    );
+    let after = b
+        .call(&second, "threads/get", json!({ "thread_id": tid }))
+        .await
+        .body;
+    assert_eq!(
+        after, before,
+        "every acknowledged message is there, unchanged"
+    );
     second.kill_hard().await;
 }
 
@@ -75,23 +108,36 @@ async fn expired_sessions_leave_no_rows() {
         echo_delay: Duration::ZERO,
         ..Config::default()
     };
-    let store = Arc::new(SqliteStore::open(&db, server::lifetimes(&config), Duration::from_secs(2)).await.unwrap());
+    let store = Arc::new(
+        SqliteStore::open(&db, server::lifetimes(&config), Duration::from_secs(2))
+            .await
+            .unwrap(),
+    );
     let unused = Arc::new(MemoryStore::new(server::lifetimes(&config)));
     let app = common::spawn_with_store(config, store, unused).await;
 
     let mut b = Browser::new();
     b.start(&app).await;
     b.set_note(&app, "short-lived").await;
-    let sent = b.call(&app, "messages/send", json!({ "content": "gone soon" })).await;
+    let sent = b
+        .call(&app, "messages/send", json!({ "content": "gone soon" }))
+        .await;
     wait_settled(&app, &mut b, sent.body["thread"]["id"].as_str().unwrap()).await;
 
     let id = SessionId::parse(&b.sid).unwrap();
-    let pool = SqlitePoolOptions::new().connect(&format!("sqlite:{}", db.display())).await.unwrap();
+    let pool = SqlitePoolOptions::new()
+        .connect(&format!("sqlite:{}", db.display()))
+        .await
+        .unwrap();
     let count = |table: &'static str, column: &'static str| {
         let pool = pool.clone();
         async move {
             let sql = format!("SELECT COUNT(*) FROM {table} WHERE {column} = ?");
-            sqlx::query_scalar::<_, i64>(&sql).bind(&id.as_bytes()[..]).fetch_one(&pool).await.unwrap()
+            sqlx::query_scalar::<_, i64>(&sql)
+                .bind(&id.as_bytes()[..])
+                .fetch_one(&pool)
+                .await
+                .unwrap()
         }
     };
     assert_eq!(count("sessions", "id").await, 1);
@@ -100,7 +146,16 @@ async fn expired_sessions_leave_no_rows() {
     assert_eq!(count("messages", "session_id").await, 2);
 
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    for (table, column) in [("sessions", "id"), ("kv", "session_id"), ("threads", "session_id"), ("messages", "session_id")] {
-        assert_eq!(count(table, column).await, 0, "{table} still holds rows of the expired session");
+    for (table, column) in [
+        ("sessions", "id"),
+        ("kv", "session_id"),
+        ("threads", "session_id"),
+        ("messages", "session_id"),
+    ] {
+        assert_eq!(
+            count(table, column).await,
+            0,
+            "{table} still holds rows of the expired session"
+        );
     }
 }

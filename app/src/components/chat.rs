@@ -9,8 +9,8 @@ use crate::{
     ApiError,
     api::{self},
     model::{
-        ChatEvent, MAX_MESSAGE_CHARS, MessageId, MessageStatus, MessageView, Rating, Role, SearchHit, Thread,
-        ThreadId, ThreadView,
+        ChatEvent, MAX_MESSAGE_CHARS, MessageId, MessageStatus, MessageView, Rating, Role,
+        SearchHit, Thread, ThreadId, ThreadView,
     },
 };
 use leptos::{prelude::*, task::spawn_local};
@@ -33,9 +33,15 @@ pub struct ChatState {
 impl ChatState {
     fn streaming(&self) -> Option<MessageId> {
         self.current.with(|c| {
-            c.as_ref().and_then(|r| r.as_ref().ok()).and_then(|t| t.as_ref()).and_then(|t| {
-                t.messages.iter().find(|m| m.message.status == MessageStatus::Streaming).map(|m| m.message.id)
-            })
+            c.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|t| t.as_ref())
+                .and_then(|t| {
+                    t.messages
+                        .iter()
+                        .find(|m| m.message.status == MessageStatus::Streaming)
+                        .map(|m| m.message.id)
+                })
         })
     }
 
@@ -44,7 +50,7 @@ impl ChatState {
             if let Some(Ok(list)) = r {
                 list.retain(|t| t.id != thread.id);
                 list.push(thread.clone());
-                list.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms));
+                list.sort_by_key(|t| std::cmp::Reverse(t.updated_ms));
             }
         });
         self.with_open(thread.id, |tv| tv.thread = thread);
@@ -52,18 +58,24 @@ impl ChatState {
 
     fn with_open(&self, id: ThreadId, f: impl FnOnce(&mut ThreadView)) {
         self.current.update(|r| {
-            if let Some(Ok(Some(tv))) = r {
-                if tv.thread.id == id {
-                    f(tv);
-                }
+            if let Some(Ok(Some(tv))) = r
+                && tv.thread.id == id
+            {
+                f(tv);
             }
         });
     }
 
     fn upsert_message(&self, m: MessageView) {
-        self.with_open(m.message.thread_id, |tv| match tv.messages.iter_mut().find(|x| x.message.id == m.message.id) {
-            Some(existing) => *existing = m,
-            None => tv.messages.push(m),
+        self.with_open(m.message.thread_id, |tv| {
+            match tv
+                .messages
+                .iter_mut()
+                .find(|x| x.message.id == m.message.id)
+            {
+                Some(existing) => *existing = m,
+                None => tv.messages.push(m),
+            }
         });
     }
 
@@ -83,7 +95,12 @@ impl ChatState {
                 }
             }
             ChatEvent::Message { message } => self.upsert_message(message),
-            ChatEvent::Delta { thread_id, message_id, content, html } => self.with_open(thread_id, |tv| {
+            ChatEvent::Delta {
+                thread_id,
+                message_id,
+                content,
+                html,
+            } => self.with_open(thread_id, |tv| {
                 if let Some(m) = tv.messages.iter_mut().find(|m| m.message.id == message_id) {
                     // A late delta must not overwrite a finished message.
                     if m.message.status == MessageStatus::Streaming {
@@ -95,7 +112,11 @@ impl ChatState {
             ChatEvent::Truncated { thread_id, after } => self.with_open(thread_id, |tv| {
                 let keep = match after {
                     None => 0,
-                    Some(id) => tv.messages.iter().position(|m| m.message.id == id).map_or(tv.messages.len(), |i| i + 1),
+                    Some(id) => tv
+                        .messages
+                        .iter()
+                        .position(|m| m.message.id == id)
+                        .map_or(tv.messages.len(), |i| i + 1),
                 };
                 tv.messages.truncate(keep);
             }),
@@ -112,7 +133,10 @@ pub fn ChatLayout(children: Children) -> impl IntoView {
     // The layout sits above the routes, so it reads the thread id from the path itself.
     let location = use_location();
     let open = Memo::new(move |_| {
-        location.pathname.with(|p| p.strip_prefix("/t/").and_then(|id| ThreadId::parse(id.trim_end_matches('/'))))
+        location.pathname.with(|p| {
+            p.strip_prefix("/t/")
+                .and_then(|id| ThreadId::parse(id.trim_end_matches('/')))
+        })
     });
     // The composer's state outlives route changes (a new chat becomes /t/<id> mid-send).
     provide_context(ComposerCtx {
@@ -133,7 +157,12 @@ pub fn ChatLayout(children: Children) -> impl IntoView {
             }
         },
     );
-    let state = ChatState { threads, current, open, epoch };
+    let state = ChatState {
+        threads,
+        current,
+        open,
+        epoch,
+    };
     provide_context(state);
 
     Effect::new(move |prev: Option<bool>| {
@@ -177,10 +206,10 @@ fn Sidebar() -> impl IntoView {
             if search_gen.get_value() != mine {
                 return;
             }
-            if let Ok(hits) = api::search_threads(q).await {
-                if search_gen.get_value() == mine {
-                    results.set(Some(hits));
-                }
+            if let Ok(hits) = api::search_threads(q).await
+                && search_gen.get_value() == mine
+            {
+                results.set(Some(hits));
             }
         });
     };
@@ -192,10 +221,10 @@ fn Sidebar() -> impl IntoView {
 
     let export_data = move |_| {
         spawn_local(async move {
-            if let Ok(data) = api::export_my_data().await {
-                if let Ok(json) = serde_json::to_string_pretty(&data) {
-                    download("confide-export.json", "application/json", &json);
-                }
+            if let Ok(data) = api::export_my_data().await
+                && let Ok(json) = serde_json::to_string_pretty(&data)
+            {
+                download("confide-export.json", "application/json", &json);
             }
         });
     };
@@ -213,9 +242,19 @@ fn Sidebar() -> impl IntoView {
 
     let list = move || {
         if let Some(hits) = results.get() {
-            return hits.into_iter().map(|h| (h.thread, h.snippet)).collect::<Vec<_>>();
+            return hits
+                .into_iter()
+                .map(|h| (h.thread, h.snippet))
+                .collect::<Vec<_>>();
         }
-        state.threads.get().and_then(Result::ok).unwrap_or_default().into_iter().map(|t| (t, None)).collect()
+        state
+            .threads
+            .get()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t, None))
+            .collect()
     };
 
     view! {
@@ -389,7 +428,10 @@ fn EmptyState() -> impl IntoView {
         ("Show me what you can render", "/markdown"),
         ("Stream a long answer I can stop", "/slow"),
         ("What can you do?", "/help"),
-        ("Echo this sentence back to me, word by word.", "Echo this sentence back to me, word by word."),
+        (
+            "Echo this sentence back to me, word by word.",
+            "Echo this sentence back to me, word by word.",
+        ),
     ];
     view! {
         <div class="messages">
@@ -419,11 +461,19 @@ fn Messages() -> impl IntoView {
     let state = expect_context::<ChatState>();
     let messages = move || {
         state.current.with(|c| {
-            c.as_ref().and_then(|r| r.as_ref().ok()).and_then(|t| t.as_ref()).map(|t| t.messages.clone()).unwrap_or_default()
+            c.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|t| t.as_ref())
+                .map(|t| t.messages.clone())
+                .unwrap_or_default()
         })
     };
     let last_assistant = move || {
-        messages().iter().rev().find(|m| m.message.role == Role::Assistant).map(|m| m.message.id)
+        messages()
+            .iter()
+            .rev()
+            .find(|m| m.message.role == Role::Assistant)
+            .map(|m| m.message.id)
     };
     let list_ref = NodeRef::<leptos::html::Div>::new();
 
@@ -470,18 +520,27 @@ fn Bubble(m: MessageView, is_last: bool) -> impl IntoView {
     let draft = RwSignal::new(msg.content.clone());
     let streaming_here = move || state.streaming().is_some();
 
-    let (role, msg_status, thread_id, error) = (msg.role, msg.status, msg.thread_id, msg.error.clone());
+    let (role, msg_status, thread_id, error) =
+        (msg.role, msg.status, msg.thread_id, msg.error.clone());
     let (text, html) = (msg.content.clone(), m.html.clone());
     let body = move || match role {
         Role::User => view! { <div class="text">{text.clone()}</div> }.into_any(),
-        Role::Assistant => view! { <div class="markdown" inner_html=html.clone()></div> }.into_any(),
+        Role::Assistant => {
+            view! { <div class="markdown" inner_html=html.clone()></div> }.into_any()
+        }
     };
 
     let rate = move |r: Rating| {
         let current = state.current.with_untracked(|c| {
-            c.as_ref().and_then(|r| r.as_ref().ok()).and_then(|t| t.as_ref()).and_then(|t| {
-                t.messages.iter().find(|x| x.message.id == id).and_then(|x| x.message.feedback.as_ref().map(|f| f.rating))
-            })
+            c.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|t| t.as_ref())
+                .and_then(|t| {
+                    t.messages
+                        .iter()
+                        .find(|x| x.message.id == id)
+                        .and_then(|x| x.message.feedback.as_ref().map(|f| f.rating))
+                })
         });
         let next = if current == Some(r) { None } else { Some(r) };
         spawn_local(async move {
@@ -552,18 +611,33 @@ fn Composer() -> impl IntoView {
     let state = expect_context::<ChatState>();
     let session = expect_context::<SessionCtx>();
     let composer = expect_context::<ComposerCtx>();
-    let ComposerCtx { text, sending, error } = composer;
+    let ComposerCtx {
+        text,
+        sending,
+        error,
+    } = composer;
     let navigate = use_navigate();
 
     let ready = move || matches!(session.state.get(), SessionState::Ready(_));
     let streaming = move || state.streaming();
     let count = move || text.with(|t| t.chars().count());
     let too_long = move || count() > MAX_MESSAGE_CHARS;
-    let can_send = move || ready() && !sending.get() && streaming().is_none() && !too_long() && !text.with(|t| t.trim().is_empty());
+    let can_send = move || {
+        ready()
+            && !sending.get()
+            && streaming().is_none()
+            && !too_long()
+            && !text.with(|t| t.trim().is_empty())
+    };
 
     let submit = move || {
         if can_send() {
-            send_text(state, Some(composer), navigate.clone(), text.get_untracked());
+            send_text(
+                state,
+                Some(composer),
+                navigate.clone(),
+                text.get_untracked(),
+            );
         }
     };
     let submit_on_enter = submit.clone();
@@ -639,9 +713,15 @@ fn send_text(
                 state.upsert_thread(sent.thread.clone());
                 if thread.is_none() {
                     state.current.update(|r| {
-                        *r = Some(Ok(Some(ThreadView { thread: sent.thread.clone(), messages: vec![sent.user.clone(), sent.reply.clone()] })))
+                        *r = Some(Ok(Some(ThreadView {
+                            thread: sent.thread.clone(),
+                            messages: vec![sent.user.clone(), sent.reply.clone()],
+                        })))
                     });
-                    navigate(&format!("/t/{}", sent.thread.id), NavigateOptions::default());
+                    navigate(
+                        &format!("/t/{}", sent.thread.id),
+                        NavigateOptions::default(),
+                    );
                 } else {
                     state.upsert_message(sent.user);
                     state.upsert_message(sent.reply);
@@ -668,7 +748,9 @@ async fn sleep_ms(ms: u32) {
 
 fn confirm(question: &str) -> bool {
     #[cfg(feature = "hydrate")]
-    return web_sys::window().and_then(|w| w.confirm_with_message(question).ok()).unwrap_or(false);
+    return web_sys::window()
+        .and_then(|w| w.confirm_with_message(question).ok())
+        .unwrap_or(false);
     #[cfg(not(feature = "hydrate"))]
     {
         let _ = question;
@@ -698,7 +780,12 @@ fn copy_code_on_click(ev: leptos::ev::MouseEvent) {
     #[cfg(feature = "hydrate")]
     {
         use wasm_bindgen::JsCast;
-        let Some(button) = ev.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return };
+        let Some(button) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        else {
+            return;
+        };
         if !button.class_list().contains("copy-code") {
             return;
         }

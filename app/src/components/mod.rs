@@ -42,7 +42,10 @@ pub struct SessionCtx {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let ctx = SessionCtx { state: RwSignal::new(SessionState::Starting), notice: RwSignal::new(None) };
+    let ctx = SessionCtx {
+        state: RwSignal::new(SessionState::Starting),
+        notice: RwSignal::new(None),
+    };
     provide_context(ctx);
 
     // Effects run only in the browser, after hydration.
@@ -91,7 +94,9 @@ async fn start_session(ctx: SessionCtx) {
             }
             Err(e) => match e.code {
                 // Someone else's id (or our proof is gone): never retry it, start afresh.
-                ErrorCode::SessionProofMismatch | ErrorCode::InvalidSessionId | ErrorCode::NoSession => {
+                ErrorCode::SessionProofMismatch
+                | ErrorCode::InvalidSessionId
+                | ErrorCode::NoSession => {
                     id = client::replace_session_id();
                     ctx.notice.set(Some("A new session was started.".into()));
                 }

@@ -47,7 +47,10 @@ pub enum AssistantErrorKind {
 
 impl AssistantError {
     pub fn new(kind: AssistantErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 }
 

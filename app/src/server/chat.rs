@@ -16,8 +16,9 @@ use super::{
 use crate::{
     ApiError, ErrorCode, SessionId,
     model::{
-        ChatEvent, Export, Feedback, MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS, Message, MessageId,
-        MessageStatus, MessageView, Rating, Role, SearchHit, Sent, Thread, ThreadId, ThreadView, title_from,
+        ChatEvent, Export, Feedback, MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
+        Message, MessageId, MessageStatus, MessageView, Rating, Role, SearchHit, Sent, Thread,
+        ThreadId, ThreadView, title_from,
     },
 };
 use futures::StreamExt;
@@ -66,7 +67,10 @@ impl ChatRuntime {
     }
 
     fn busy(&self, sid: &SessionId, thread: &ThreadId) -> bool {
-        self.running.lock().map(|r| r.contains_key(&(*sid, *thread))).unwrap_or(false)
+        self.running
+            .lock()
+            .map(|r| r.contains_key(&(*sid, *thread)))
+            .unwrap_or(false)
     }
 
     /// Stops every reply of a session (it is being deleted).
@@ -81,10 +85,10 @@ impl ChatRuntime {
     }
 
     fn cancel_thread(&self, sid: &SessionId, thread: &ThreadId) {
-        if let Ok(r) = self.running.lock() {
-            if let Some(run) = r.get(&(*sid, *thread)) {
-                run.cancel.cancel();
-            }
+        if let Ok(r) = self.running.lock()
+            && let Some(run) = r.get(&(*sid, *thread))
+        {
+            run.cancel.cancel();
         }
     }
 }
@@ -107,7 +111,10 @@ fn invalid(msg: impl Into<String>) -> ApiError {
 fn check_len(what: &str, text: &str, max: usize) -> Result<(), ApiError> {
     let n = text.chars().count();
     if n > max {
-        return Err(ApiError::new(ErrorCode::TooLarge, format!("{what} has {n} characters; the limit is {max}")));
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("{what} has {n} characters; the limit is {max}"),
+        ));
     }
     Ok(())
 }
@@ -134,7 +141,9 @@ impl Chat {
         &self,
         fut: impl Future<Output = Result<T, super::StoreError>>,
     ) -> Result<T, ApiError> {
-        bounded(self.session.store_timeout(), fut).await.map_err(store_error)
+        bounded(self.session.store_timeout(), fut)
+            .await
+            .map_err(store_error)
     }
 
     fn publish(&self, event: ChatEvent) {
@@ -157,7 +166,9 @@ impl Chat {
     /// Deletes the session with all its data and stops its replies.
     pub async fn forget(&self) -> Result<(), ApiError> {
         self.rt.cancel_session(self.sid());
-        super::UserSession::from_verified(self.session.clone()).destroy().await?;
+        super::UserSession::from_verified(self.session.clone())
+            .destroy()
+            .await?;
         Ok(())
     }
 
@@ -168,22 +179,37 @@ impl Chat {
 
     async fn thread(&self, id: &ThreadId) -> Result<(Thread, Vec<Message>), ApiError> {
         let store = self.session.store();
-        self.call(store.get_thread(self.sid(), id)).await?.ok_or_else(ApiError::not_found)
+        self.call(store.get_thread(self.sid(), id))
+            .await?
+            .ok_or_else(ApiError::not_found)
     }
 
     pub async fn get_thread(&self, id: &ThreadId) -> Result<ThreadView, ApiError> {
         let (thread, messages) = self.thread(id).await?;
-        Ok(ThreadView { thread, messages: messages.into_iter().map(view).collect() })
+        Ok(ThreadView {
+            thread,
+            messages: messages.into_iter().map(view).collect(),
+        })
     }
 
     pub async fn create_thread(&self, title: Option<String>) -> Result<Thread, ApiError> {
-        let title = title.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).unwrap_or_else(|| "New chat".into());
+        let title = title
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "New chat".into());
         check_len("the title", &title, MAX_TITLE_CHARS)?;
         let now = now_ms();
-        let thread = Thread { id: ThreadId::random(), title, created_ms: now, updated_ms: now };
+        let thread = Thread {
+            id: ThreadId::random(),
+            title,
+            created_ms: now,
+            updated_ms: now,
+        };
         let store = self.session.store();
         self.call(store.create_thread(self.sid(), &thread)).await?;
-        self.publish(ChatEvent::Thread { thread: thread.clone() });
+        self.publish(ChatEvent::Thread {
+            thread: thread.clone(),
+        });
         Ok(thread)
     }
 
@@ -199,7 +225,9 @@ impl Chat {
         if !self.call(store.update_thread(self.sid(), &thread)).await? {
             return Err(ApiError::not_found());
         }
-        self.publish(ChatEvent::Thread { thread: thread.clone() });
+        self.publish(ChatEvent::Thread {
+            thread: thread.clone(),
+        });
         Ok(thread)
     }
 
@@ -219,12 +247,21 @@ impl Chat {
         check_len("the query", &q, MAX_TITLE_CHARS)?;
         let threads = self.list_threads().await?;
         if q.is_empty() {
-            return Ok(threads.into_iter().map(|thread| SearchHit { thread, snippet: None }).collect());
+            return Ok(threads
+                .into_iter()
+                .map(|thread| SearchHit {
+                    thread,
+                    snippet: None,
+                })
+                .collect());
         }
         let mut hits = Vec::new();
         for thread in threads {
             if thread.title.to_lowercase().contains(&q) {
-                hits.push(SearchHit { thread, snippet: None });
+                hits.push(SearchHit {
+                    thread,
+                    snippet: None,
+                });
                 continue;
             }
             let (_, messages) = match self.thread(&thread.id).await {
@@ -233,7 +270,10 @@ impl Chat {
                 Err(e) => return Err(e),
             };
             if let Some(snippet) = messages.iter().find_map(|m| snippet(&m.content, &q)) {
-                hits.push(SearchHit { thread, snippet: Some(snippet) });
+                hits.push(SearchHit {
+                    thread,
+                    snippet: Some(snippet),
+                });
             }
         }
         Ok(hits)
@@ -254,8 +294,15 @@ impl Chat {
             }
         };
         // Busy here, or (with several instances) streaming on another one.
-        if self.rt.busy(self.sid(), &thread.id) || history.last().is_some_and(|m| m.status == MessageStatus::Streaming) {
-            return Err(ApiError::new(ErrorCode::Busy, "a reply is still streaming in this thread; stop it first"));
+        if self.rt.busy(self.sid(), &thread.id)
+            || history
+                .last()
+                .is_some_and(|m| m.status == MessageStatus::Streaming)
+        {
+            return Err(ApiError::new(
+                ErrorCode::Busy,
+                "a reply is still streaming in this thread; stop it first",
+            ));
         }
         let user = Message {
             id: MessageId::random(),
@@ -269,7 +316,9 @@ impl Chat {
         };
         self.put(&user).await?;
         let user_view = view(user.clone());
-        self.publish(ChatEvent::Message { message: user_view.clone() });
+        self.publish(ChatEvent::Message {
+            message: user_view.clone(),
+        });
         // A thread still called "New chat" takes its title from its first message.
         let mut thread = thread;
         if history.is_empty() && thread.title == "New chat" {
@@ -280,17 +329,35 @@ impl Chat {
         let mut history = history;
         history.push(user);
         let reply = self.start_reply(&thread, history).await?;
-        let thread = self.thread(&thread.id).await.map(|(t, _)| t).unwrap_or(thread);
-        self.publish(ChatEvent::Thread { thread: thread.clone() });
-        Ok(Sent { thread, user: user_view, reply })
+        let thread = self
+            .thread(&thread.id)
+            .await
+            .map(|(t, _)| t)
+            .unwrap_or(thread);
+        self.publish(ChatEvent::Thread {
+            thread: thread.clone(),
+        });
+        Ok(Sent {
+            thread,
+            user: user_view,
+            reply,
+        })
     }
 
     async fn put(&self, message: &Message) -> Result<(), ApiError> {
         let store = self.session.store();
-        if self.call(store.put_message(self.sid(), message)).await? { Ok(()) } else { Err(ApiError::not_found()) }
+        if self.call(store.put_message(self.sid(), message)).await? {
+            Ok(())
+        } else {
+            Err(ApiError::not_found())
+        }
     }
 
-    async fn start_reply(&self, thread: &Thread, history: Vec<Message>) -> Result<MessageView, ApiError> {
+    async fn start_reply(
+        &self,
+        thread: &Thread,
+        history: Vec<Message>,
+    ) -> Result<MessageView, ApiError> {
         let reply = Message {
             id: MessageId::random(),
             thread_id: thread.id,
@@ -305,31 +372,60 @@ impl Chat {
         {
             let mut running = self.rt.running.lock().map_err(|_| ApiError::internal())?;
             if running.contains_key(&(*self.sid(), thread.id)) {
-                return Err(ApiError::new(ErrorCode::Busy, "a reply is still streaming in this thread; stop it first"));
+                return Err(ApiError::new(
+                    ErrorCode::Busy,
+                    "a reply is still streaming in this thread; stop it first",
+                ));
             }
-            running.insert((*self.sid(), thread.id), Running { message: reply.id, cancel: cancel.clone() });
+            running.insert(
+                (*self.sid(), thread.id),
+                Running {
+                    message: reply.id,
+                    cancel: cancel.clone(),
+                },
+            );
         }
         if let Err(e) = self.put(&reply).await {
-            self.rt.running.lock().map(|mut r| r.remove(&(*self.sid(), thread.id))).ok();
+            self.rt
+                .running
+                .lock()
+                .map(|mut r| r.remove(&(*self.sid(), thread.id)))
+                .ok();
             return Err(e);
         }
         let reply_view = view(reply.clone());
-        self.publish(ChatEvent::Message { message: reply_view.clone() });
+        self.publish(ChatEvent::Message {
+            message: reply_view.clone(),
+        });
         let turns = history
             .into_iter()
             .filter(|m| !(m.role == Role::Assistant && m.content.is_empty()))
-            .map(|m| Turn { role: m.role, content: m.content })
+            .map(|m| Turn {
+                role: m.role,
+                content: m.content,
+            })
             .collect();
-        tokio::spawn(generate(self.rt.clone(), self.session.clone(), reply, turns, cancel));
+        tokio::spawn(generate(
+            self.rt.clone(),
+            self.session.clone(),
+            reply,
+            turns,
+            cancel,
+        ));
         Ok(reply_view)
     }
 
     /// Stops a streaming reply; the text so far stays, with status `stopped`.
     pub async fn stop(&self, message: &MessageId) -> Result<MessageView, ApiError> {
         let store = self.session.store();
-        let msg = self.call(store.get_message(self.sid(), message)).await?.ok_or_else(ApiError::not_found)?;
+        let msg = self
+            .call(store.get_message(self.sid(), message))
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         let handle = self.rt.running.lock().ok().and_then(|r| {
-            r.get(&(*self.sid(), msg.thread_id)).filter(|run| run.message == msg.id).map(|run| run.cancel.clone())
+            r.get(&(*self.sid(), msg.thread_id))
+                .filter(|run| run.message == msg.id)
+                .map(|run| run.cancel.clone())
         });
         match handle {
             Some(cancel) => {
@@ -341,7 +437,10 @@ impl Chat {
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                let msg = self.call(store.get_message(self.sid(), message)).await?.ok_or_else(ApiError::not_found)?;
+                let msg = self
+                    .call(store.get_message(self.sid(), message))
+                    .await?
+                    .ok_or_else(ApiError::not_found)?;
                 Ok(view(msg))
             }
             // Streaming on another instance: mark it stopped in the store; that instance's
@@ -352,7 +451,10 @@ impl Chat {
                 self.put(&marked).await?;
                 for _ in 0..100 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    let now = self.call(store.get_message(self.sid(), message)).await?.ok_or_else(ApiError::not_found)?;
+                    let now = self
+                        .call(store.get_message(self.sid(), message))
+                        .await?
+                        .ok_or_else(ApiError::not_found)?;
                     if now.content != marked.content || !self.rt.busy(self.sid(), &now.thread_id) {
                         return Ok(view(now));
                     }
@@ -373,20 +475,33 @@ impl Chat {
         }
         check_len("the message", &content, MAX_MESSAGE_CHARS)?;
         let store = self.session.store();
-        let mut msg = self.call(store.get_message(self.sid(), message)).await?.ok_or_else(ApiError::not_found)?;
+        let mut msg = self
+            .call(store.get_message(self.sid(), message))
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         if msg.role != Role::User {
             return Err(invalid("only your own messages can be edited"));
         }
         self.stop_thread_and_wait(&msg.thread_id).await;
         msg.content = content;
         self.put(&msg).await?;
-        self.call(store.truncate_after(self.sid(), &msg.thread_id, Some(&msg.id))).await?;
-        self.publish(ChatEvent::Truncated { thread_id: msg.thread_id, after: Some(msg.id) });
+        self.call(store.truncate_after(self.sid(), &msg.thread_id, Some(&msg.id)))
+            .await?;
+        self.publish(ChatEvent::Truncated {
+            thread_id: msg.thread_id,
+            after: Some(msg.id),
+        });
         let user_view = view(msg.clone());
-        self.publish(ChatEvent::Message { message: user_view.clone() });
+        self.publish(ChatEvent::Message {
+            message: user_view.clone(),
+        });
         let (thread, history) = self.thread(&msg.thread_id).await?;
         let reply = self.start_reply(&thread, history).await?;
-        Ok(Sent { thread, user: user_view, reply })
+        Ok(Sent {
+            thread,
+            user: user_view,
+            reply,
+        })
     }
 
     /// Drops the last reply of the thread and generates it again.
@@ -398,8 +513,12 @@ impl Chat {
         };
         let keep = messages[last_user].id;
         let store = self.session.store();
-        self.call(store.truncate_after(self.sid(), thread, Some(&keep))).await?;
-        self.publish(ChatEvent::Truncated { thread_id: *thread, after: Some(keep) });
+        self.call(store.truncate_after(self.sid(), thread, Some(&keep)))
+            .await?;
+        self.publish(ChatEvent::Truncated {
+            thread_id: *thread,
+            after: Some(keep),
+        });
         let history = messages[..=last_user].to_vec();
         self.start_reply(&t, history).await
     }
@@ -420,12 +539,17 @@ impl Chat {
         rating: Option<Rating>,
         comment: Option<String>,
     ) -> Result<MessageView, ApiError> {
-        let comment = comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+        let comment = comment
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty());
         if let Some(c) = &comment {
             check_len("the comment", c, MAX_COMMENT_CHARS)?;
         }
         let store = self.session.store();
-        let mut msg = self.call(store.get_message(self.sid(), message)).await?.ok_or_else(ApiError::not_found)?;
+        let mut msg = self
+            .call(store.get_message(self.sid(), message))
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         if msg.role != Role::Assistant {
             return Err(invalid("feedback is for the assistant's replies"));
         }
@@ -441,18 +565,34 @@ impl Chat {
         let base: String = thread
             .title
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
             .collect::<String>()
             .split('-')
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join("-");
-        let base = if base.is_empty() { "chat".to_owned() } else { base.chars().take(60).collect() };
+        let base = if base.is_empty() {
+            "chat".to_owned()
+        } else {
+            base.chars().take(60).collect()
+        };
         match format {
             "json" => {
-                let content = serde_json::to_string_pretty(&serde_json::json!({ "thread": thread, "messages": messages }))
-                    .map_err(|_| ApiError::internal())?;
-                Ok(Export { filename: format!("{base}.json"), mime: "application/json".into(), content })
+                let content = serde_json::to_string_pretty(
+                    &serde_json::json!({ "thread": thread, "messages": messages }),
+                )
+                .map_err(|_| ApiError::internal())?;
+                Ok(Export {
+                    filename: format!("{base}.json"),
+                    mime: "application/json".into(),
+                    content,
+                })
             }
             "markdown" | "md" => {
                 let mut out = format!("# {}\n", thread.title);
@@ -463,7 +603,11 @@ impl Chat {
                     };
                     out.push_str(&format!("\n## {who}\n\n{}\n", m.content));
                 }
-                Ok(Export { filename: format!("{base}.md"), mime: "text/markdown".into(), content: out })
+                Ok(Export {
+                    filename: format!("{base}.md"),
+                    mime: "text/markdown".into(),
+                    content: out,
+                })
             }
             _ => Err(invalid("format must be \"markdown\" or \"json\"")),
         }
@@ -592,7 +736,12 @@ async fn generate(
     if let Ok(mut r) = rt.running.lock() {
         r.remove(&(sid, reply.thread_id));
     }
-    rt.hub.publish(&sid, ChatEvent::Message { message: view(reply) });
+    rt.hub.publish(
+        &sid,
+        ChatEvent::Message {
+            message: view(reply),
+        },
+    );
 }
 
 #[cfg(test)]
@@ -601,11 +750,21 @@ mod tests {
 
     #[test]
     fn snippets_surround_the_match() {
-        assert_eq!(snippet("hello world", "world").as_deref(), Some("hello world"));
+        assert_eq!(
+            snippet("hello world", "world").as_deref(),
+            Some("hello world")
+        );
         let long = format!("{}needle{}", "a".repeat(100), "b".repeat(100));
         let s = snippet(&long, "needle").unwrap();
-        assert!(s.starts_with('…') && s.ends_with('…') && s.contains("needle"), "{s}");
+        assert!(
+            s.starts_with('…') && s.ends_with('…') && s.contains("needle"),
+            "{s}"
+        );
         assert_eq!(snippet("nothing here", "zzz"), None);
-        assert!(snippet("Ünïcödé NEEDLE ok", "needle").unwrap().contains("NEEDLE"));
+        assert!(
+            snippet("Ünïcödé NEEDLE ok", "needle")
+                .unwrap()
+                .contains("NEEDLE")
+        );
     }
 }

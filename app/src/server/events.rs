@@ -35,7 +35,10 @@ impl Default for LocalHub {
     fn default() -> Self {
         // Deltas are throttled, so 64 events of slack is plenty; a listener that falls
         // further behind is told to resync.
-        Self { channels: Arc::new(Mutex::new(HashMap::new())), capacity: 64 }
+        Self {
+            channels: Arc::new(Mutex::new(HashMap::new())),
+            capacity: 64,
+        }
     }
 }
 
@@ -49,28 +52,35 @@ struct Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         drop(self.rx.take());
-        if let Ok(mut channels) = self.channels.lock() {
-            if channels.get(&self.session).is_some_and(|tx| tx.receiver_count() == 0) {
-                channels.remove(&self.session);
-            }
+        if let Ok(mut channels) = self.channels.lock()
+            && channels
+                .get(&self.session)
+                .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            channels.remove(&self.session);
         }
     }
 }
 
 impl LocalHub {
     pub fn listeners(&self) -> usize {
-        self.channels.lock().map(|c| c.values().map(|s| s.receiver_count()).sum()).unwrap_or(0)
+        self.channels
+            .lock()
+            .map(|c| c.values().map(|s| s.receiver_count()).sum())
+            .unwrap_or(0)
     }
 }
 
 impl EventHub for LocalHub {
     fn publish(&self, session: &SessionId, event: ChatEvent) {
-        let Ok(mut channels) = self.channels.lock() else { return };
-        if let Some(tx) = channels.get(session) {
-            if tx.send(Arc::new(event)).is_err() {
-                // Nobody listens any more: drop the channel rather than keep it forever.
-                channels.remove(session);
-            }
+        let Ok(mut channels) = self.channels.lock() else {
+            return;
+        };
+        if let Some(tx) = channels.get(session)
+            && tx.send(Arc::new(event)).is_err()
+        {
+            // Nobody listens any more: drop the channel rather than keep it forever.
+            channels.remove(session);
         }
     }
 
@@ -82,7 +92,11 @@ impl EventHub for LocalHub {
                 .subscribe(),
             Err(_) => return Box::pin(stream::empty()),
         };
-        let sub = Subscription { rx: Some(rx), channels: self.channels.clone(), session: *session };
+        let sub = Subscription {
+            rx: Some(rx),
+            channels: self.channels.clone(),
+            session: *session,
+        };
         Box::pin(stream::unfold(sub, |mut sub| async move {
             let rx = sub.rx.as_mut()?;
             match rx.recv().await {
@@ -110,13 +124,31 @@ mod tests {
         hub.publish(&a, ChatEvent::ThreadDeleted { thread_id: ta });
         let tb = ThreadId::random();
         hub.publish(&b, ChatEvent::ThreadDeleted { thread_id: tb });
-        assert_eq!(sa.next().await, Some(Feed::Event(Arc::new(ChatEvent::ThreadDeleted { thread_id: ta }))));
-        assert_eq!(sb.next().await, Some(Feed::Event(Arc::new(ChatEvent::ThreadDeleted { thread_id: tb }))));
+        assert_eq!(
+            sa.next().await,
+            Some(Feed::Event(Arc::new(ChatEvent::ThreadDeleted {
+                thread_id: ta
+            })))
+        );
+        assert_eq!(
+            sb.next().await,
+            Some(Feed::Event(Arc::new(ChatEvent::ThreadDeleted {
+                thread_id: tb
+            })))
+        );
         drop(sa);
-        assert_eq!(hub.channels.lock().unwrap().len(), 1, "the last listener leaving drops the channel");
+        assert_eq!(
+            hub.channels.lock().unwrap().len(),
+            1,
+            "the last listener leaving drops the channel"
+        );
         let sb2 = hub.subscribe(&b);
         drop(sb);
-        assert_eq!(hub.channels.lock().unwrap().len(), 1, "a channel with a listener left stays");
+        assert_eq!(
+            hub.channels.lock().unwrap().len(),
+            1,
+            "a channel with a listener left stays"
+        );
         drop(sb2);
         assert!(hub.channels.lock().unwrap().is_empty());
     }

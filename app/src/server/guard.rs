@@ -40,7 +40,11 @@ pub struct GuardConfig {
 
 impl GuardConfig {
     pub fn proof_cookie_name(&self) -> &'static str {
-        if self.secure_cookies { "__Host-confide_proof" } else { "confide_proof" }
+        if self.secure_cookies {
+            "__Host-confide_proof"
+        } else {
+            "confide_proof"
+        }
     }
 }
 
@@ -79,7 +83,10 @@ impl VerifiedSession {
 
 impl std::fmt::Debug for VerifiedSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifiedSession").field("id", &self.id).field("fresh", &self.fresh).finish()
+        f.debug_struct("VerifiedSession")
+            .field("id", &self.id)
+            .field("fresh", &self.fresh)
+            .finish()
     }
 }
 
@@ -119,11 +126,17 @@ fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> Result<Vec<&'a str>,
 }
 
 fn invalid_id() -> ApiError {
-    ApiError::new(ErrorCode::InvalidSessionId, "the session id must be a lowercase canonical UUID v4")
+    ApiError::new(
+        ErrorCode::InvalidSessionId,
+        "the session id must be a lowercase canonical UUID v4",
+    )
 }
 
 fn mismatch(what: &str) -> ApiError {
-    ApiError::new(ErrorCode::SessionMismatch, format!("conflicting session ids: {what}"))
+    ApiError::new(
+        ErrorCode::SessionMismatch,
+        format!("conflicting session ids: {what}"),
+    )
 }
 
 pub(crate) fn store_error(e: StoreError) -> ApiError {
@@ -132,7 +145,9 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
         StoreError::KeyInvalid => ApiError::new(ErrorCode::KeyInvalid, e.to_string()),
         StoreError::ValueTooLarge { .. } => ApiError::new(ErrorCode::TooLarge, e.to_string()),
         StoreError::TooManyKeys => ApiError::new(ErrorCode::TooManyKeys, e.to_string()),
-        StoreError::TooManyThreads | StoreError::TooManyMessages => ApiError::new(ErrorCode::LimitReached, e.to_string()),
+        StoreError::TooManyThreads | StoreError::TooManyMessages => {
+            ApiError::new(ErrorCode::LimitReached, e.to_string())
+        }
         // The session vanished (expired or deleted) between the guard and this call.
         StoreError::NoSuchSession => ApiError::new(ErrorCode::NoSession, "the session has ended"),
         StoreError::Internal(_) => ApiError::internal(),
@@ -164,7 +179,13 @@ pub async fn check(
     let page = mode == Mode::Page;
     // A page load is never refused: whatever is wrong, it gets the public shell and the
     // client's session-start call gets the error and recovers.
-    let soft = |e: ApiError| if page { Ok(GuardOutcome::default()) } else { Err(e) };
+    let soft = |e: ApiError| {
+        if page {
+            Ok(GuardOutcome::default())
+        } else {
+            Err(e)
+        }
+    };
 
     let from_header = match header_values(headers, SESSION_HEADER) {
         Ok(v) => v,
@@ -204,7 +225,10 @@ pub async fn check(
         store_timeout: cfg.store_timeout,
     };
 
-    match bounded(cfg.store_timeout, store.verify(&id, proof.as_ref())).await.map_err(store_error)? {
+    match bounded(cfg.store_timeout, store.verify(&id, proof.as_ref()))
+        .await
+        .map_err(store_error)?
+    {
         Verify::Valid { created_ms } => Ok(GuardOutcome {
             session: Some(verified(false, created_ms)),
             set_cookie: None,
@@ -214,7 +238,9 @@ pub async fn check(
         // opening at once with one new id): it gets 409 and retries with the proof cookie
         // the winner's answer set. Later, or with a wrong proof, it is someone else's session.
         Verify::Denied { created_ms }
-            if !page && proof.is_none() && super::store::now_ms() - created_ms < CLAIM_RACE_WINDOW_MS =>
+            if !page
+                && proof.is_none()
+                && super::store::now_ms() - created_ms < CLAIM_RACE_WINDOW_MS =>
         {
             Err(claimed_error())
         }
@@ -225,11 +251,17 @@ pub async fn check(
                 "this session belongs to another browser; start a new one",
             ))
         }
-        Verify::Unknown if page => Ok(GuardOutcome { log_tag: Some(tag), ..Default::default() }),
+        Verify::Unknown if page => Ok(GuardOutcome {
+            log_tag: Some(tag),
+            ..Default::default()
+        }),
         Verify::Unknown if mode == Mode::Stream => Err(ApiError::no_session()),
         Verify::Unknown => {
             let secret = Proof::generate().map_err(store_error)?;
-            match bounded(cfg.store_timeout, store.claim(&id, &secret.hash())).await.map_err(store_error)? {
+            match bounded(cfg.store_timeout, store.claim(&id, &secret.hash()))
+                .await
+                .map_err(store_error)?
+            {
                 Claim::Won => {
                     tracing::info!(session = %tag, "session claimed");
                     Ok(GuardOutcome {
@@ -245,7 +277,10 @@ pub async fn check(
 }
 
 fn claimed_error() -> ApiError {
-    ApiError::new(ErrorCode::SessionClaimed, "another request claimed this session id first")
+    ApiError::new(
+        ErrorCode::SessionClaimed,
+        "another request claimed this session id first",
+    )
 }
 
 fn proof_cookie(cfg: &GuardConfig, secret: &Proof) -> String {
@@ -254,7 +289,9 @@ fn proof_cookie(cfg: &GuardConfig, secret: &Proof) -> String {
         .secure(cfg.secure_cookies)
         .same_site(SameSite::Strict)
         .path("/")
-        .max_age(cookie::time::Duration::seconds(cfg.lifetimes.absolute.as_secs() as i64))
+        .max_age(cookie::time::Duration::seconds(
+            cfg.lifetimes.absolute.as_secs() as i64,
+        ))
         .build()
         .to_string()
 }

@@ -72,7 +72,8 @@ pub fn render(markdown: &str) -> String {
     if blocks.is_empty() {
         return clean;
     }
-    let mut result = String::with_capacity(clean.len() + blocks.iter().map(String::len).sum::<usize>());
+    let mut result =
+        String::with_capacity(clean.len() + blocks.iter().map(String::len).sum::<usize>());
     let mut parts = clean.split(SLOT);
     result.push_str(parts.next().unwrap_or(""));
     while let (Some(index), Some(rest)) = (parts.next(), parts.next()) {
@@ -95,11 +96,19 @@ fn highlight(lang: &str, code: &str) -> String {
         return plain();
     }
     let ss = &*SYNTAXES;
-    let Some(syntax) = ss.find_syntax_by_token(lang) else { return plain() };
-    let mut generator =
-        ClassedHTMLGenerator::new_with_class_style(syntax, ss, ClassStyle::SpacedPrefixed { prefix: "hl-" });
+    let Some(syntax) = ss.find_syntax_by_token(lang) else {
+        return plain();
+    };
+    let mut generator = ClassedHTMLGenerator::new_with_class_style(
+        syntax,
+        ss,
+        ClassStyle::SpacedPrefixed { prefix: "hl-" },
+    );
     for line in LinesWithEndings::from(code) {
-        if generator.parse_html_for_line_which_includes_newline(line).is_err() {
+        if generator
+            .parse_html_for_line_which_includes_newline(line)
+            .is_err()
+        {
             return plain();
         }
     }
@@ -145,21 +154,60 @@ mod tests {
     /// the allowlist and carry no handler and no script URL.
     fn assert_safe(input: &str) -> String {
         const ALLOWED: &[&str] = &[
-            "p", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "a", "ul", "ol", "li", "table",
-            "thead", "tbody", "tr", "th", "td", "code", "pre", "div", "span", "button", "blockquote", "hr", "br",
+            "p",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "strong",
+            "em",
+            "del",
+            "a",
+            "ul",
+            "ol",
+            "li",
+            "table",
+            "thead",
+            "tbody",
+            "tr",
+            "th",
+            "td",
+            "code",
+            "pre",
+            "div",
+            "span",
+            "button",
+            "blockquote",
+            "hr",
+            "br",
         ];
         let html = render(input);
         let mut rest = html.as_str();
         while let Some(open) = rest.find('<') {
-            let close = rest[open..].find('>').map(|c| open + c).unwrap_or_else(|| panic!("unclosed tag in {html:?}"));
+            let close = rest[open..]
+                .find('>')
+                .map(|c| open + c)
+                .unwrap_or_else(|| panic!("unclosed tag in {html:?}"));
             let tag = rest[open + 1..close].to_ascii_lowercase();
-            let name: String = tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
-            assert!(ALLOWED.contains(&name.as_str()), "tag <{name}> survived in {html:?} (from {input:?})");
+            let name: String = tag
+                .trim_start_matches('/')
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            assert!(
+                ALLOWED.contains(&name.as_str()),
+                "tag <{name}> survived in {html:?} (from {input:?})"
+            );
             for bad in ["javascript:", "vbscript:", "data:", "style="] {
                 assert!(!tag.contains(bad), "{bad} in <{tag}> (from {input:?})");
             }
             for attr in tag.split_whitespace().skip(1) {
-                assert!(!attr.starts_with("on"), "handler {attr} in <{tag}> (from {input:?})");
+                assert!(
+                    !attr.starts_with("on"),
+                    "handler {attr} in <{tag}> (from {input:?})"
+                );
             }
             rest = &rest[close + 1..];
         }
@@ -202,12 +250,17 @@ mod tests {
     #[test]
     fn raw_html_is_shown_as_text() {
         let html = assert_safe("<script>alert(1)</script>");
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
     }
 
     #[test]
     fn ordinary_markdown_renders() {
-        let html = assert_safe("# Title\n\n**bold** and *it* and [site](https://example.com)\n\n- a\n- b\n\n| h |\n|---|\n| c |");
+        let html = assert_safe(
+            "# Title\n\n**bold** and *it* and [site](https://example.com)\n\n- a\n- b\n\n| h |\n|---|\n| c |",
+        );
         assert!(html.contains("<h1>Title</h1>"));
         assert!(html.contains("<strong>bold</strong>"));
         assert!(html.contains("<a href=\"https://example.com\" target=\"_blank\" rel=\"noopener noreferrer nofollow\">site</a>"), "{html}");
@@ -217,7 +270,9 @@ mod tests {
 
     #[test]
     fn code_is_highlighted_and_placeholders_cannot_be_forged() {
-        let html = assert_safe("```rust\nfn main() { let x = \"</code><script>\"; }\n```\n\n```python\n# c\n```");
+        let html = assert_safe(
+            "```rust\nfn main() { let x = \"</code><script>\"; }\n```\n\n```python\n# c\n```",
+        );
         assert!(html.contains("<span class=\"hl-"), "{html}");
         assert!(html.contains("&lt;/code&gt;&lt;script&gt;"), "{html}");
         // A slot marker typed by a person is dropped, not expanded.
@@ -229,8 +284,14 @@ mod tests {
     #[test]
     fn code_blocks_get_a_label_and_copy_button_and_stay_escaped() {
         let html = assert_safe("```rust\nfn main() { println!(\"<hi>\"); }\n```");
-        assert!(html.contains("<span class=\"code-lang\">rust</span>"), "{html}");
-        assert!(html.contains("<button type=\"button\" class=\"copy-code\">Copy</button>"), "{html}");
+        assert!(
+            html.contains("<span class=\"code-lang\">rust</span>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<button type=\"button\" class=\"copy-code\">Copy</button>"),
+            "{html}"
+        );
         assert!(html.contains("&lt;hi&gt;"), "{html}");
     }
 }

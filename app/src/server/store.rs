@@ -102,7 +102,10 @@ pub struct Lifetimes {
 
 impl Default for Lifetimes {
     fn default() -> Self {
-        Self { idle: Duration::from_secs(24 * 3600), absolute: Duration::from_secs(30 * 24 * 3600) }
+        Self {
+            idle: Duration::from_secs(24 * 3600),
+            absolute: Duration::from_secs(30 * 24 * 3600),
+        }
     }
 }
 
@@ -121,7 +124,10 @@ impl Lifetimes {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,8 +181,14 @@ pub fn check_entry(key: &str, value: &[u8]) -> Result<(), StoreError> {
 pub fn check_key(key: &str) -> Result<(), StoreError> {
     let ok = !key.is_empty()
         && key.len() <= MAX_KEY_LEN
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-    if ok { Ok(()) } else { Err(StoreError::KeyInvalid) }
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::KeyInvalid)
+    }
 }
 
 #[async_trait]
@@ -188,7 +200,8 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Compares `proof` with the stored hash in constant time; on a match, slides the idle
     /// expiry. An expired session is deleted here and reported as `Unknown`.
-    async fn verify(&self, id: &SessionId, proof: Option<&ProofHash>) -> Result<Verify, StoreError>;
+    async fn verify(&self, id: &SessionId, proof: Option<&ProofHash>)
+    -> Result<Verify, StoreError>;
 
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
@@ -215,7 +228,11 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError>;
 
     /// A thread with its messages in conversation order.
-    async fn get_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<Option<(Thread, Vec<Message>)>, StoreError>;
+    async fn get_thread(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+    ) -> Result<Option<(Thread, Vec<Message>)>, StoreError>;
 
     /// Adds a new thread (fails with `TooManyThreads` at the limit).
     async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError>;
@@ -226,7 +243,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes a thread and its messages; false if the session has no such thread.
     async fn delete_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<bool, StoreError>;
 
-    async fn get_message(&self, id: &SessionId, message: &MessageId) -> Result<Option<Message>, StoreError>;
+    async fn get_message(
+        &self,
+        id: &SessionId,
+        message: &MessageId,
+    ) -> Result<Option<Message>, StoreError>;
 
     /// Appends the message to its thread, or replaces it in place if its id exists there.
     /// Appending moves the thread's `updated_ms` to the message's `created_ms`. False if
@@ -267,9 +288,22 @@ mod tests {
         let good = Proof::generate().unwrap().encode();
         let mut flipped = good.clone();
         flipped.replace_range(0..1, if good.starts_with('A') { "B" } else { "A" });
-        assert!(Proof::hash_cookie_value(&flipped).is_some(), "a different valid secret still decodes");
-        assert!(!Proof::hash_cookie_value(&flipped).unwrap().matches(&Proof::hash_cookie_value(&good).unwrap()));
-        for bad in ["", "abc", &good[..42], &format!("{good}A"), &good.replace(|_: char| true, "!")] {
+        assert!(
+            Proof::hash_cookie_value(&flipped).is_some(),
+            "a different valid secret still decodes"
+        );
+        assert!(
+            !Proof::hash_cookie_value(&flipped)
+                .unwrap()
+                .matches(&Proof::hash_cookie_value(&good).unwrap())
+        );
+        for bad in [
+            "",
+            "abc",
+            &good[..42],
+            &format!("{good}A"),
+            &good.replace(|_: char| true, "!"),
+        ] {
             assert!(Proof::hash_cookie_value(bad).is_none(), "{bad:?}");
         }
         // 43 chars of standard (not url-safe) base64 alphabet are refused.
@@ -282,19 +316,31 @@ mod tests {
         assert!(check_key("notes").is_ok());
         assert!(check_key("a.b_c:d-9").is_ok());
         assert!(check_key(&"k".repeat(MAX_KEY_LEN)).is_ok());
-        for bad in ["", "has space", "slash/", "é", "nul\0", &"k".repeat(MAX_KEY_LEN + 1)] {
+        for bad in [
+            "",
+            "has space",
+            "slash/",
+            "é",
+            "nul\0",
+            &"k".repeat(MAX_KEY_LEN + 1),
+        ] {
             assert_eq!(check_key(bad), Err(StoreError::KeyInvalid), "{bad:?}");
         }
         assert_eq!(
             check_entry("k", &vec![0; MAX_VALUE_LEN + 1]),
-            Err(StoreError::ValueTooLarge { len: MAX_VALUE_LEN + 1 })
+            Err(StoreError::ValueTooLarge {
+                len: MAX_VALUE_LEN + 1
+            })
         );
         assert!(check_entry("k", &vec![0; MAX_VALUE_LEN]).is_ok());
     }
 
     #[test]
     fn expiry_is_the_earlier_of_idle_and_absolute() {
-        let l = Lifetimes { idle: Duration::from_secs(10), absolute: Duration::from_secs(100) };
+        let l = Lifetimes {
+            idle: Duration::from_secs(10),
+            absolute: Duration::from_secs(100),
+        };
         assert_eq!(l.expires_at_ms(0, 0), 10_000);
         assert_eq!(l.expires_at_ms(0, 95_000), 100_000);
         assert!(!l.is_expired(0, 5_000, 14_999));

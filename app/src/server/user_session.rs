@@ -36,7 +36,10 @@ impl UserSession {
 
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
         let s = &self.session;
-        let Some(bytes) = bounded(s.store_timeout(), s.store().get(s.id(), key)).await.map_err(store_error)? else {
+        let Some(bytes) = bounded(s.store_timeout(), s.store().get(s.id(), key))
+            .await
+            .map_err(store_error)?
+        else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
@@ -49,22 +52,30 @@ impl UserSession {
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), ApiError> {
         let s = &self.session;
         let bytes = serde_json::to_vec(value).map_err(|_| ApiError::internal())?;
-        bounded(s.store_timeout(), s.store().set(s.id(), key, &bytes)).await.map_err(store_error)
+        bounded(s.store_timeout(), s.store().set(s.id(), key, &bytes))
+            .await
+            .map_err(store_error)
     }
 
     pub async fn remove(&self, key: &str) -> Result<bool, ApiError> {
         let s = &self.session;
-        bounded(s.store_timeout(), s.store().remove(s.id(), key)).await.map_err(store_error)
+        bounded(s.store_timeout(), s.store().remove(s.id(), key))
+            .await
+            .map_err(store_error)
     }
 
     /// Deletes the session and everything in it. The id and proof are dead afterwards.
     pub async fn destroy(&self) -> Result<bool, ApiError> {
         let s = &self.session;
-        bounded(s.store_timeout(), s.store().delete(s.id())).await.map_err(store_error)
+        bounded(s.store_timeout(), s.store().delete(s.id()))
+            .await
+            .map_err(store_error)
     }
 
     pub async fn clear(&self) -> Result<(), ApiError> {
         let s = &self.session;
-        bounded(s.store_timeout(), s.store().clear(s.id())).await.map_err(store_error)
+        bounded(s.store_timeout(), s.store().clear(s.id()))
+            .await
+            .map_err(store_error)
     }
 }

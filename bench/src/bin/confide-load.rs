@@ -32,7 +32,12 @@ fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         users: 200,
         turns: 10,
-        stores: vec!["memory".into(), "sqlite".into(), "sqlite-normal".into(), "redis".into()],
+        stores: vec![
+            "memory".into(),
+            "sqlite".into(),
+            "sqlite-normal".into(),
+            "redis".into(),
+        ],
         instances: 1,
         server_bin: PathBuf::from("target/release/confide"),
         idle_sessions: 5000,
@@ -45,12 +50,20 @@ fn parse_args() -> Result<Args, String> {
             "--users" => a.users = value()?.parse().map_err(|e| format!("--users: {e}"))?,
             "--turns" => a.turns = value()?.parse().map_err(|e| format!("--turns: {e}"))?,
             "--stores" => a.stores = value()?.split(',').map(str::to_owned).collect(),
-            "--instances" => a.instances = value()?.parse().map_err(|e| format!("--instances: {e}"))?,
+            "--instances" => {
+                a.instances = value()?.parse().map_err(|e| format!("--instances: {e}"))?
+            }
             "--server-bin" => a.server_bin = value()?.into(),
-            "--idle-sessions" => a.idle_sessions = value()?.parse().map_err(|e| format!("--idle-sessions: {e}"))?,
+            "--idle-sessions" => {
+                a.idle_sessions = value()?
+                    .parse()
+                    .map_err(|e| format!("--idle-sessions: {e}"))?
+            }
             "--json" => a.json = Some(value()?.into()),
             "--serve-baseline" => {
-                let port: u16 = value()?.parse().map_err(|e| format!("--serve-baseline: {e}"))?;
+                let port: u16 = value()?
+                    .parse()
+                    .map_err(|e| format!("--serve-baseline: {e}"))?;
                 serve_baseline(port);
                 std::process::exit(0);
             }
@@ -61,7 +74,10 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 /// A child process that is killed when dropped.
@@ -82,11 +98,25 @@ impl Proc {
 
 fn wait_http(url: &str) -> Result<Duration, String> {
     let started = Instant::now();
-    let host = url.trim_start_matches("http://").split('/').next().unwrap_or("").to_owned();
-    let path = format!("/{}", url.trim_start_matches("http://").split_once('/').map(|x| x.1).unwrap_or(""));
+    let host = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let path = format!(
+        "/{}",
+        url.trim_start_matches("http://")
+            .split_once('/')
+            .map(|x| x.1)
+            .unwrap_or("")
+    );
     while started.elapsed() < Duration::from_secs(30) {
         if let Ok(mut s) = TcpStream::connect(&host) {
-            let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
+            let _ = s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
             let mut buf = [0u8; 12];
             if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200") {
                 return Ok(started.elapsed());
@@ -97,7 +127,11 @@ fn wait_http(url: &str) -> Result<Duration, String> {
     Err(format!("{url} did not answer 200 within 30 s"))
 }
 
-fn start_confide(bin: &PathBuf, store: &str, sqlite_sync: &str) -> Result<(Proc, String, Duration), String> {
+fn start_confide(
+    bin: &PathBuf,
+    store: &str,
+    sqlite_sync: &str,
+) -> Result<(Proc, String, Duration), String> {
     let port = free_port();
     let child = Command::new(bin)
         .env("CONFIDE_SQLITE_SYNC", sqlite_sync)
@@ -114,7 +148,12 @@ fn start_confide(bin: &PathBuf, store: &str, sqlite_sync: &str) -> Result<(Proc,
         .env("CONFIDE_MESSAGES_PER_MINUTE", "1000000")
         .stdout(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e} (build it with `cargo leptos build --release`)", bin.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot start {}: {e} (build it with `cargo leptos build --release`)",
+                bin.display()
+            )
+        })?;
     let proc = Proc(child);
     let base = format!("http://127.0.0.1:{port}");
     let ready = wait_http(&format!("{base}/healthz"))?;
@@ -126,7 +165,16 @@ fn start_redis() -> Result<(Proc, String, u16), String> {
     let dir = std::env::temp_dir().join(format!("confide-bench-redis-{port}"));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .arg("--dir")
         .arg(&dir)
         .stdout(Stdio::null())
@@ -146,7 +194,8 @@ fn start_redis() -> Result<(Proc, String, u16), String> {
 fn redis_info(port: u16, section: &str) -> Result<String, String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-    s.write_all(format!("INFO {section}\r\nQUIT\r\n").as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(format!("INFO {section}\r\nQUIT\r\n").as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(|e| e.to_string())?;
     Ok(out)
@@ -157,7 +206,14 @@ fn redis_info(port: u16, section: &str) -> Result<String, String> {
 /// loads and publishes, as Confide sends nothing else on its hot path).
 fn redis_calls(port: u16) -> (u64, u64) {
     let info = redis_info(port, "commandstats").unwrap_or_default();
-    let calls = |l: &str| l.split("calls=").nth(1)?.split(',').next()?.parse::<u64>().ok();
+    let calls = |l: &str| {
+        l.split("calls=")
+            .nth(1)?
+            .split(',')
+            .next()?
+            .parse::<u64>()
+            .ok()
+    };
     let mut all = 0;
     let mut trips = 0;
     for l in info.lines().filter(|l| l.starts_with("cmdstat_")) {
@@ -166,7 +222,15 @@ fn redis_calls(port: u16) -> (u64, u64) {
         }
         let n = calls(l).unwrap_or(0);
         all += n;
-        if ["cmdstat_evalsha", "cmdstat_eval:", "cmdstat_script|load", "cmdstat_publish"].iter().any(|p| l.starts_with(p)) {
+        if [
+            "cmdstat_evalsha",
+            "cmdstat_eval:",
+            "cmdstat_script|load",
+            "cmdstat_publish",
+        ]
+        .iter()
+        .any(|p| l.starts_with(p))
+        {
             trips += n;
         }
     }
@@ -176,9 +240,18 @@ fn redis_calls(port: u16) -> (u64, u64) {
 /// CPU time (user + system) of a process, in milliseconds.
 fn cpu_ms(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|u| u.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0);
     ticks * 10.0 // USER_HZ is 100 on Linux
 }
 
@@ -187,7 +260,14 @@ fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:")?.trim().trim_end_matches(" kB").trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 
@@ -214,9 +294,14 @@ struct Output {
 }
 
 fn serve_baseline(port: u16) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
         axum::serve(listener, baseline_app()).await.expect("serve");
     });
 }
@@ -225,7 +310,8 @@ async fn scenario(args: &Args, store: &str) -> Result<Scenario, String> {
     let (_redis, store_url, redis_port) = match store {
         "memory" => (None, "memory".to_owned(), None),
         "sqlite" | "sqlite-normal" => {
-            let path = std::env::temp_dir().join(format!("confide-bench-{}-{store}.db", std::process::id()));
+            let path = std::env::temp_dir()
+                .join(format!("confide-bench-{}-{store}.db", std::process::id()));
             let _ = std::fs::remove_file(&path);
             (None, format!("sqlite:{}", path.display()), None)
         }
@@ -238,7 +324,11 @@ async fn scenario(args: &Args, store: &str) -> Result<Scenario, String> {
     let mut servers = Vec::new();
     let mut cold_start = Duration::ZERO;
     for _ in 0..args.instances {
-        let sync = if store == "sqlite-normal" { "normal" } else { "full" };
+        let sync = if store == "sqlite-normal" {
+            "normal"
+        } else {
+            "full"
+        };
         let (p, base, ready) = start_confide(&args.server_bin, &store_url, sync)?;
         cold_start = cold_start.max(ready);
         servers.push((p, base));
@@ -278,7 +368,13 @@ async fn scenario(args: &Args, store: &str) -> Result<Scenario, String> {
 async fn idle_session_cost(args: &Args) -> Result<f64, String> {
     let (proc, base, _) = start_confide(&args.server_bin, "memory", "full")?;
     // Warm up allocator and code paths first.
-    run(LoadConfig { bases: vec![base.clone()], users: 50, turns: 0, reply_timeout: Duration::from_secs(10) }).await;
+    run(LoadConfig {
+        bases: vec![base.clone()],
+        users: 50,
+        turns: 0,
+        reply_timeout: Duration::from_secs(10),
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kb(proc.pid());
     let n = args.idle_sessions;
@@ -286,7 +382,13 @@ async fn idle_session_cost(args: &Args) -> Result<f64, String> {
     let mut made = 0;
     while made < n {
         let batch = (n - made).min(200);
-        let r = run(LoadConfig { bases: vec![base.clone()], users: batch, turns: 0, reply_timeout: Duration::from_secs(30) }).await;
+        let r = run(LoadConfig {
+            bases: vec![base.clone()],
+            users: batch,
+            turns: 0,
+            reply_timeout: Duration::from_secs(30),
+        })
+        .await;
         if !r.errors.is_empty() {
             return Err(format!("idle sessions: {:?}", r.errors.first()));
         }
@@ -299,10 +401,25 @@ async fn idle_session_cost(args: &Args) -> Result<f64, String> {
 
 fn print_table(out: &Output) {
     println!();
-    println!("{} users x {} turns, one address (127.0.0.1), echo assistant at zero delay", out.users, out.turns);
+    println!(
+        "{} users x {} turns, one address (127.0.0.1), echo assistant at zero delay",
+        out.users, out.turns
+    );
     println!(
         "{:<13} {:>4} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>10} {:>16} {:>6}",
-        "store", "inst", "msgs/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "ready p99", "cpu/msg", "RSS MB", "vs axum", "redis cmd/trips", "leaks"
+        "store",
+        "inst",
+        "msgs/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "ready p99",
+        "cpu/msg",
+        "RSS MB",
+        "vs axum",
+        "redis cmd/trips",
+        "leaks"
     );
     for s in &out.scenarios {
         let r = &s.report;
@@ -326,14 +443,21 @@ fn print_table(out: &Output) {
             r.isolation_failures,
         );
         if r.failed_turns > 0 || !r.errors.is_empty() {
-            println!("         {} failed turns; first errors: {:?}", r.failed_turns, r.errors.iter().take(3).collect::<Vec<_>>());
+            println!(
+                "         {} failed turns; first errors: {:?}",
+                r.failed_turns,
+                r.errors.iter().take(3).collect::<Vec<_>>()
+            );
         }
     }
     println!(
         "bare axum echo baseline: {:.0} req/s, p99 {:.1} ms; cold start (spawn to /healthz 200): {}",
         out.baseline_msgs_per_s,
         out.baseline_p99_ms,
-        out.scenarios.first().map(|s| format!("{:.0} ms", s.cold_start_ms)).unwrap_or_default()
+        out.scenarios
+            .first()
+            .map(|s| format!("{:.0} ms", s.cold_start_ms))
+            .unwrap_or_default()
     );
     if let Some(b) = out.idle_session_rss_bytes {
         println!("RSS per idle session (memory store): {:.0} bytes", b);
@@ -349,7 +473,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(load(args));
 }
 
@@ -357,7 +484,12 @@ async fn load(args: Args) {
     // Baseline: a separate process, like the server under test.
     let port = free_port();
     let me = std::env::current_exe().expect("own path");
-    let baseline = Proc(Command::new(me).args(["--serve-baseline", &port.to_string()]).spawn().expect("baseline server"));
+    let baseline = Proc(
+        Command::new(me)
+            .args(["--serve-baseline", &port.to_string()])
+            .spawn()
+            .expect("baseline server"),
+    );
     let base = format!("http://127.0.0.1:{port}");
     if let Err(e) = wait_http(&format!("{base}/healthz")) {
         eprintln!("confide-load: baseline: {e}");
@@ -380,7 +512,11 @@ async fn load(args: Args) {
             }
         }
     }
-    let idle = if args.idle_sessions > 0 { idle_session_cost(&args).await.ok() } else { None };
+    let idle = if args.idle_sessions > 0 {
+        idle_session_cost(&args).await.ok()
+    } else {
+        None
+    };
     let out = Output {
         users: args.users,
         turns: args.turns,
@@ -390,10 +526,10 @@ async fn load(args: Args) {
         scenarios,
     };
     print_table(&out);
-    if let Some(path) = &args.json {
-        if let Ok(json) = serde_json::to_string_pretty(&out) {
-            let _ = std::fs::write(path, json);
-        }
+    if let Some(path) = &args.json
+        && let Ok(json) = serde_json::to_string_pretty(&out)
+    {
+        let _ = std::fs::write(path, json);
     }
     if failed {
         eprintln!("confide-load: FAILED (isolation failures or a scenario could not run)");

@@ -39,9 +39,17 @@ impl EchoAssistant {
             "/markdown" => (MARKDOWN.to_owned(), self.delay, None),
             "/slow" => {
                 let words: Vec<String> = (1..=120).map(|i| format!("word{i}")).collect();
-                (format!("Counting slowly: {}.", words.join(" ")), self.delay.max(Duration::from_millis(150)), None)
+                (
+                    format!("Counting slowly: {}.", words.join(" ")),
+                    self.delay.max(Duration::from_millis(150)),
+                    None,
+                )
             }
-            "/error" => ("This reply starts well and then the model fails".to_owned(), self.delay, Some(5)),
+            "/error" => (
+                "This reply starts well and then the model fails".to_owned(),
+                self.delay,
+                Some(5),
+            ),
             _ => (last.to_owned(), self.delay, None),
         }
     }
@@ -50,9 +58,17 @@ impl EchoAssistant {
 #[async_trait]
 impl Assistant for EchoAssistant {
     async fn reply(&self, history: Vec<Turn>) -> Result<DeltaStream, AssistantError> {
-        let last = history.iter().rev().find(|t| t.role == Role::User).map(|t| t.content.clone()).unwrap_or_default();
+        let last = history
+            .iter()
+            .rev()
+            .find(|t| t.role == Role::User)
+            .map(|t| t.content.clone())
+            .unwrap_or_default();
         let (text, delay, fail_after) = self.script(&last);
-        let words: Vec<String> = text.split_inclusive(char::is_whitespace).map(str::to_owned).collect();
+        let words: Vec<String> = text
+            .split_inclusive(char::is_whitespace)
+            .map(str::to_owned)
+            .collect();
         let s = stream::iter(words.into_iter().enumerate()).then(move |(i, w)| async move {
             if !delay.is_zero() && i > 0 {
                 tokio::time::sleep(delay).await;
@@ -82,7 +98,13 @@ mod tests {
     use super::*;
 
     async fn collect(a: &EchoAssistant, text: &str) -> (String, Option<AssistantError>) {
-        let mut s = a.reply(vec![Turn { role: Role::User, content: text.into() }]).await.unwrap();
+        let mut s = a
+            .reply(vec![Turn {
+                role: Role::User,
+                content: text.into(),
+            }])
+            .await
+            .unwrap();
         let mut out = String::new();
         while let Some(item) = s.next().await {
             match item {
@@ -95,14 +117,18 @@ mod tests {
 
     #[tokio::test]
     async fn echoes_the_text_exactly() {
-        let a = EchoAssistant { delay: Duration::ZERO };
+        let a = EchoAssistant {
+            delay: Duration::ZERO,
+        };
         let text = "Hello  there,\nhow are you? ünïcode ✓";
         assert_eq!(collect(&a, text).await, (text.to_owned(), None));
     }
 
     #[tokio::test]
     async fn error_command_fails_part_way_and_keeps_what_came() {
-        let a = EchoAssistant { delay: Duration::ZERO };
+        let a = EchoAssistant {
+            delay: Duration::ZERO,
+        };
         let (text, err) = collect(&a, "/error").await;
         assert_eq!(text, "This reply starts well and ");
         assert_eq!(err.unwrap().kind, AssistantErrorKind::Upstream);
@@ -110,7 +136,9 @@ mod tests {
 
     #[tokio::test]
     async fn markdown_command_has_a_code_block() {
-        let a = EchoAssistant { delay: Duration::ZERO };
+        let a = EchoAssistant {
+            delay: Duration::ZERO,
+        };
         assert!(collect(&a, "/markdown").await.0.contains("```rust"));
     }
 }

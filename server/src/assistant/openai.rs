@@ -19,7 +19,11 @@ pub struct Secret(pub String);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "Secret(empty)" } else { "Secret(redacted)" })
+        f.write_str(if self.0.is_empty() {
+            "Secret(empty)"
+        } else {
+            "Secret(redacted)"
+        })
     }
 }
 
@@ -50,7 +54,11 @@ impl OpenAiAssistant {
             .read_timeout(cfg.read_timeout)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { http, endpoint, cfg })
+        Ok(Self {
+            http,
+            endpoint,
+            cfg,
+        })
     }
 }
 
@@ -105,11 +113,21 @@ pub fn interpret(data: &str) -> Result<Piece, AssistantError> {
     let chunk: Chunk = serde_json::from_str(data)
         .map_err(|_| err(Kind::Protocol, "the model endpoint sent a malformed event"))?;
     if let Some(e) = chunk.error {
-        let msg = e.get("message").and_then(|m| m.as_str()).unwrap_or("unknown error");
+        let msg = e
+            .get("message")
+            .and_then(|m| m.as_str())
+            .unwrap_or("unknown error");
         let msg: String = msg.chars().take(300).collect();
-        return Err(err(Kind::Upstream, format!("the model reported an error: {msg}")));
+        return Err(err(
+            Kind::Upstream,
+            format!("the model reported an error: {msg}"),
+        ));
     }
-    let text: String = chunk.choices.iter().filter_map(|c| c.delta.as_ref()?.content.clone()).collect();
+    let text: String = chunk
+        .choices
+        .iter()
+        .filter_map(|c| c.delta.as_ref()?.content.clone())
+        .collect();
     if !text.is_empty() {
         return Ok(Piece::Text(text));
     }
@@ -122,21 +140,39 @@ pub fn interpret(data: &str) -> Result<Piece, AssistantError> {
 fn status_error(status: reqwest::StatusCode) -> AssistantError {
     let code = status.as_u16();
     match code {
-        401 | 403 => err(Kind::Unauthorized, format!("the model endpoint refused the API key ({code})")),
-        404 => err(Kind::NotFound, "the model endpoint or the model was not found (404); check the base URL and model name"),
-        429 => err(Kind::RateLimited, "the model endpoint is rate limiting requests (429); try again shortly"),
-        500..=599 => err(Kind::Upstream, format!("the model endpoint failed ({code}); try again")),
+        401 | 403 => err(
+            Kind::Unauthorized,
+            format!("the model endpoint refused the API key ({code})"),
+        ),
+        404 => err(
+            Kind::NotFound,
+            "the model endpoint or the model was not found (404); check the base URL and model name",
+        ),
+        429 => err(
+            Kind::RateLimited,
+            "the model endpoint is rate limiting requests (429); try again shortly",
+        ),
+        500..=599 => err(
+            Kind::Upstream,
+            format!("the model endpoint failed ({code}); try again"),
+        ),
         _ => err(Kind::Other, format!("the model endpoint answered {code}")),
     }
 }
 
 fn transport_error(e: reqwest::Error) -> AssistantError {
     if e.is_timeout() {
-        err(Kind::Unavailable, "the model endpoint did not answer in time")
+        err(
+            Kind::Unavailable,
+            "the model endpoint did not answer in time",
+        )
     } else if e.is_connect() {
         err(Kind::Unavailable, "cannot connect to the model endpoint")
     } else {
-        err(Kind::Interrupted, "the connection to the model endpoint broke off")
+        err(
+            Kind::Interrupted,
+            "the connection to the model endpoint broke off",
+        )
     }
 }
 
@@ -154,8 +190,13 @@ impl Assistant for OpenAiAssistant {
             };
             messages.push(serde_json::json!({ "role": role, "content": t.content }));
         }
-        let body = serde_json::json!({ "model": self.cfg.model, "stream": true, "messages": messages });
-        let mut req = self.http.post(self.endpoint.clone()).json(&body).header("accept", "text/event-stream");
+        let body =
+            serde_json::json!({ "model": self.cfg.model, "stream": true, "messages": messages });
+        let mut req = self
+            .http
+            .post(self.endpoint.clone())
+            .json(&body)
+            .header("accept", "text/event-stream");
         if let Some(key) = self.cfg.api_key.as_ref().filter(|k| !k.0.is_empty()) {
             req = req.bearer_auth(&key.0);
         }
@@ -170,7 +211,12 @@ impl Assistant for OpenAiAssistant {
             ready: VecDeque<Result<String, AssistantError>>,
             finished: bool,
         }
-        let state = State { body: Box::pin(res.bytes_stream()), parser: SseParser::default(), ready: VecDeque::new(), finished: false };
+        let state = State {
+            body: Box::pin(res.bytes_stream()),
+            parser: SseParser::default(),
+            ready: VecDeque::new(),
+            finished: false,
+        };
         let s = stream::unfold(state, |mut st| async move {
             loop {
                 if let Some(item) = st.ready.pop_front() {
@@ -201,7 +247,9 @@ impl Assistant for OpenAiAssistant {
                                 }
                             }
                         }
-                        Err(e) => st.ready.push_back(Err(err(Kind::Protocol, format!("unreadable stream: {e}")))),
+                        Err(e) => st
+                            .ready
+                            .push_back(Err(err(Kind::Protocol, format!("unreadable stream: {e}")))),
                     },
                     Some(Err(e)) => st.ready.push_back(Err(transport_error(e))),
                     None => st.ready.push_back(Err(err(
@@ -221,18 +269,40 @@ mod tests {
 
     #[test]
     fn endpoint_urls() {
-        let u = |s: &str| completions_url(&Url::parse(s).unwrap()).unwrap().to_string();
-        assert_eq!(u("http://127.0.0.1:11434"), "http://127.0.0.1:11434/v1/chat/completions");
-        assert_eq!(u("https://api.openai.com/v1/"), "https://api.openai.com/v1/chat/completions");
-        assert_eq!(u("http://h:8000/proxy"), "http://h:8000/proxy/v1/chat/completions");
+        let u = |s: &str| {
+            completions_url(&Url::parse(s).unwrap())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            u("http://127.0.0.1:11434"),
+            "http://127.0.0.1:11434/v1/chat/completions"
+        );
+        assert_eq!(
+            u("https://api.openai.com/v1/"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            u("http://h:8000/proxy"),
+            "http://h:8000/proxy/v1/chat/completions"
+        );
     }
 
     #[test]
     fn payloads_are_interpreted() {
         assert_eq!(interpret("[DONE]").unwrap(), Piece::Done);
-        assert_eq!(interpret(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#).unwrap(), Piece::Text("Hi".into()));
-        assert_eq!(interpret(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#).unwrap(), Piece::Nothing);
-        assert_eq!(interpret(r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#).unwrap(), Piece::Nothing);
+        assert_eq!(
+            interpret(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#).unwrap(),
+            Piece::Text("Hi".into())
+        );
+        assert_eq!(
+            interpret(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#).unwrap(),
+            Piece::Nothing
+        );
+        assert_eq!(
+            interpret(r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#).unwrap(),
+            Piece::Nothing
+        );
         assert_eq!(interpret("{not json").unwrap_err().kind, Kind::Protocol);
         let e = interpret(r#"{"error":{"message":"overloaded"}}"#).unwrap_err();
         assert_eq!(e.kind, Kind::Upstream);

@@ -35,7 +35,13 @@ impl Default for SseParser {
 
 impl SseParser {
     pub fn new(max_event_bytes: usize) -> Self {
-        Self { buf: Vec::new(), event: None, data: Vec::new(), max: max_event_bytes, pending_cr: false }
+        Self {
+            buf: Vec::new(),
+            event: None,
+            data: Vec::new(),
+            max: max_event_bytes,
+            pending_cr: false,
+        }
     }
 
     /// Feeds a chunk; returns the events it completed.
@@ -47,8 +53,7 @@ impl SseParser {
         }
         self.pending_cr = false;
         self.buf.extend_from_slice(chunk);
-        loop {
-            let Some(pos) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') else { break };
+        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n' || b == b'\r') {
             let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
             let ended_with_cr = line.pop() == Some(b'\r');
             if ended_with_cr {
@@ -79,7 +84,10 @@ impl SseParser {
                 return None;
             }
             let data = std::mem::take(&mut self.data).join("\n");
-            return Some(SseEvent { event: self.event.take(), data });
+            return Some(SseEvent {
+                event: self.event.take(),
+                data,
+            });
         }
         if line.starts_with(':') {
             return None; // comment / keep-alive
@@ -124,7 +132,10 @@ mod tests {
     fn every_split_point_gives_the_same_events() {
         let stream = "data: {\"a\":\"h\u{e9}llo \u{1F600}\"}\r\n\r\n: keep-alive\n\nevent: x\ndata: line1\ndata:line2\n\ndata: [DONE]\n\n".as_bytes();
         let want = all(&[stream]).unwrap();
-        assert_eq!(data(&want), ["{\"a\":\"h\u{e9}llo \u{1F600}\"}", "line1\nline2", "[DONE]"]);
+        assert_eq!(
+            data(&want),
+            ["{\"a\":\"h\u{e9}llo \u{1F600}\"}", "line1\nline2", "[DONE]"]
+        );
         assert_eq!(want[1].event.as_deref(), Some("x"));
         for i in 0..stream.len() {
             for j in i..stream.len() {

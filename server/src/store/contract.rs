@@ -12,7 +12,10 @@ use app::{
 use std::{sync::Arc, time::Duration};
 
 pub fn long() -> Lifetimes {
-    Lifetimes { idle: Duration::from_secs(3600), absolute: Duration::from_secs(7200) }
+    Lifetimes {
+        idle: Duration::from_secs(3600),
+        absolute: Duration::from_secs(7200),
+    }
 }
 
 fn proof() -> ProofHash {
@@ -48,16 +51,35 @@ pub async fn concurrent_claims_have_one_winner(store: Arc<dyn SessionStore>) {
             winners.push(p);
         }
     }
-    assert_eq!(winners.len(), 1, "exactly one of 100 concurrent claims wins");
-    assert!(matches!(store.verify(&id, Some(&winners[0])).await.unwrap(), Verify::Valid { .. }));
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one of 100 concurrent claims wins"
+    );
+    assert!(matches!(
+        store.verify(&id, Some(&winners[0])).await.unwrap(),
+        Verify::Valid { .. }
+    ));
 }
 
 pub async fn verify_checks_the_proof(store: Arc<dyn SessionStore>) {
     let (id, p) = claimed(&*store).await;
-    assert!(matches!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Valid { .. }));
-    assert!(matches!(store.verify(&id, Some(&proof())).await.unwrap(), Verify::Denied { .. }));
-    assert!(matches!(store.verify(&id, None).await.unwrap(), Verify::Denied { .. }));
-    assert_eq!(store.verify(&SessionId::random(), Some(&p)).await.unwrap(), Verify::Unknown);
+    assert!(matches!(
+        store.verify(&id, Some(&p)).await.unwrap(),
+        Verify::Valid { .. }
+    ));
+    assert!(matches!(
+        store.verify(&id, Some(&proof())).await.unwrap(),
+        Verify::Denied { .. }
+    ));
+    assert!(matches!(
+        store.verify(&id, None).await.unwrap(),
+        Verify::Denied { .. }
+    ));
+    assert_eq!(
+        store.verify(&SessionId::random(), Some(&p)).await.unwrap(),
+        Verify::Unknown
+    );
 }
 
 pub async fn values_are_scoped_to_their_session(store: Arc<dyn SessionStore>) {
@@ -65,38 +87,66 @@ pub async fn values_are_scoped_to_their_session(store: Arc<dyn SessionStore>) {
     let (b, _) = claimed(&*store).await;
     store.set(&a, "notes", b"alpha").await.unwrap();
     store.set(&b, "notes", b"beta").await.unwrap();
-    assert_eq!(store.get(&a, "notes").await.unwrap().as_deref(), Some(&b"alpha"[..]));
-    assert_eq!(store.get(&b, "notes").await.unwrap().as_deref(), Some(&b"beta"[..]));
+    assert_eq!(
+        store.get(&a, "notes").await.unwrap().as_deref(),
+        Some(&b"alpha"[..])
+    );
+    assert_eq!(
+        store.get(&b, "notes").await.unwrap().as_deref(),
+        Some(&b"beta"[..])
+    );
     store.set(&a, "other", b"1").await.unwrap();
     assert_eq!(store.get(&b, "other").await.unwrap(), None);
     assert!(store.remove(&a, "other").await.unwrap());
     assert!(!store.remove(&a, "other").await.unwrap());
     store.clear(&a).await.unwrap();
     assert_eq!(store.get(&a, "notes").await.unwrap(), None);
-    assert_eq!(store.get(&b, "notes").await.unwrap().as_deref(), Some(&b"beta"[..]), "clear is per session");
+    assert_eq!(
+        store.get(&b, "notes").await.unwrap().as_deref(),
+        Some(&b"beta"[..]),
+        "clear is per session"
+    );
 }
 
 pub async fn writes_never_create_sessions(store: Arc<dyn SessionStore>) {
     let ghost = SessionId::random();
-    assert_eq!(store.set(&ghost, "k", b"v").await, Err(StoreError::NoSuchSession));
+    assert_eq!(
+        store.set(&ghost, "k", b"v").await,
+        Err(StoreError::NoSuchSession)
+    );
     assert!(!store.exists_raw(&ghost).await.unwrap());
 }
 
 pub async fn limits_are_enforced(store: Arc<dyn SessionStore>) {
     let (id, _) = claimed(&*store).await;
     assert_eq!(store.set(&id, "", b"v").await, Err(StoreError::KeyInvalid));
-    assert_eq!(store.set(&id, "bad key", b"v").await, Err(StoreError::KeyInvalid));
+    assert_eq!(
+        store.set(&id, "bad key", b"v").await,
+        Err(StoreError::KeyInvalid)
+    );
     assert_eq!(
         store.set(&id, "big", &vec![b'x'; MAX_VALUE_LEN + 1]).await,
-        Err(StoreError::ValueTooLarge { len: MAX_VALUE_LEN + 1 })
+        Err(StoreError::ValueTooLarge {
+            len: MAX_VALUE_LEN + 1
+        })
     );
-    store.set(&id, "big", &vec![b'x'; MAX_VALUE_LEN]).await.unwrap();
+    store
+        .set(&id, "big", &vec![b'x'; MAX_VALUE_LEN])
+        .await
+        .unwrap();
     for i in 1..MAX_KEYS {
         store.set(&id, &format!("k{i}"), b"v").await.unwrap();
     }
-    assert_eq!(store.set(&id, "one-too-many", b"v").await, Err(StoreError::TooManyKeys));
+    assert_eq!(
+        store.set(&id, "one-too-many", b"v").await,
+        Err(StoreError::TooManyKeys)
+    );
     store.set(&id, "k1", b"overwrite is fine").await.unwrap();
-    assert_eq!(store.get(&id, "one-too-many").await.unwrap(), None, "a refused write changes nothing");
+    assert_eq!(
+        store.get(&id, "one-too-many").await.unwrap(),
+        None,
+        "a refused write changes nothing"
+    );
 }
 
 pub async fn delete_removes_everything(store: Arc<dyn SessionStore>) {
@@ -109,7 +159,13 @@ pub async fn delete_removes_everything(store: Arc<dyn SessionStore>) {
     let p2 = proof();
     assert_eq!(store.claim(&id, &p2).await.unwrap(), Claim::Won);
     assert_eq!(store.get(&id, "notes").await.unwrap(), None);
-    assert!(matches!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Denied { .. }), "the old proof is dead");
+    assert!(
+        matches!(
+            store.verify(&id, Some(&p)).await.unwrap(),
+            Verify::Denied { .. }
+        ),
+        "the old proof is dead"
+    );
 }
 
 pub async fn idle_expiry_slides_then_deletes(store: Arc<dyn SessionStore>) {
@@ -117,14 +173,27 @@ pub async fn idle_expiry_slides_then_deletes(store: Arc<dyn SessionStore>) {
     store.set(&id, "notes", b"x").await.unwrap();
     // Activity before the idle timeout (2 s) keeps it alive past the first deadline.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(matches!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Valid { .. }));
+    assert!(matches!(
+        store.verify(&id, Some(&p)).await.unwrap(),
+        Verify::Valid { .. }
+    ));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert!(matches!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Valid { .. }));
+    assert!(matches!(
+        store.verify(&id, Some(&p)).await.unwrap(),
+        Verify::Valid { .. }
+    ));
     // Then silence past the idle timeout ends it.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
-    assert!(!store.exists_raw(&id).await.unwrap(), "expired data is deleted");
-    assert_eq!(store.claim(&id, &proof()).await.unwrap(), Claim::Won, "an expired id can be claimed afresh");
+    assert!(
+        !store.exists_raw(&id).await.unwrap(),
+        "expired data is deleted"
+    );
+    assert_eq!(
+        store.claim(&id, &proof()).await.unwrap(),
+        Claim::Won,
+        "an expired id can be claimed afresh"
+    );
     assert_eq!(store.get(&id, "notes").await.unwrap(), None);
 }
 
@@ -132,7 +201,10 @@ pub async fn absolute_expiry_ignores_activity(store: Arc<dyn SessionStore>) {
     let (id, p) = claimed(&*store).await;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(matches!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Valid { .. }));
+        assert!(matches!(
+            store.verify(&id, Some(&p)).await.unwrap(),
+            Verify::Valid { .. }
+        ));
     }
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
@@ -148,7 +220,12 @@ pub async fn sweep_removes_only_expired(store: Arc<dyn SessionStore>) {
 }
 
 fn thread(title: &str, at: i64) -> Thread {
-    Thread { id: ThreadId::random(), title: title.into(), created_ms: at, updated_ms: at }
+    Thread {
+        id: ThreadId::random(),
+        title: title.into(),
+        created_ms: at,
+        updated_ms: at,
+    }
 }
 
 fn message(thread: &Thread, role: Role, content: &str, at: i64) -> Message {
@@ -172,7 +249,13 @@ pub async fn threads_and_messages_are_scoped(store: Arc<dyn SessionStore>) {
     let m = message(&t, Role::User, "A's secret", 2_000);
     assert!(store.put_message(&a, &m).await.unwrap());
 
-    assert_eq!(store.list_threads(&a).await.unwrap(), vec![Thread { updated_ms: 2_000, ..t.clone() }]);
+    assert_eq!(
+        store.list_threads(&a).await.unwrap(),
+        vec![Thread {
+            updated_ms: 2_000,
+            ..t.clone()
+        }]
+    );
     let (got, msgs) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
     assert_eq!(got.updated_ms, 2_000, "appending moves updated_ms");
     assert_eq!(msgs, vec![m.clone()]);
@@ -181,8 +264,24 @@ pub async fn threads_and_messages_are_scoped(store: Arc<dyn SessionStore>) {
     assert!(store.list_threads(&b).await.unwrap().is_empty());
     assert_eq!(store.get_thread(&b, &t.id).await.unwrap(), None);
     assert_eq!(store.get_message(&b, &m.id).await.unwrap(), None);
-    assert!(!store.update_thread(&b, &Thread { title: "hijacked".into(), ..t.clone() }).await.unwrap());
-    assert!(!store.put_message(&b, &message(&t, Role::User, "injected", 3_000)).await.unwrap());
+    assert!(
+        !store
+            .update_thread(
+                &b,
+                &Thread {
+                    title: "hijacked".into(),
+                    ..t.clone()
+                }
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_message(&b, &message(&t, Role::User, "injected", 3_000))
+            .await
+            .unwrap()
+    );
     let mut overwrite = m.clone();
     overwrite.content = "overwritten".into();
     assert!(!store.put_message(&b, &overwrite).await.unwrap());
@@ -199,7 +298,18 @@ pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn SessionStor
     let t = thread("t", 1);
     store.create_thread(&s, &t).await.unwrap();
     let ms: Vec<Message> = (0..5)
-        .map(|i| message(&t, if i % 2 == 0 { Role::User } else { Role::Assistant }, &format!("m{i}"), 10))
+        .map(|i| {
+            message(
+                &t,
+                if i % 2 == 0 {
+                    Role::User
+                } else {
+                    Role::Assistant
+                },
+                &format!("m{i}"),
+                10,
+            )
+        })
         .collect();
     for m in &ms {
         assert!(store.put_message(&s, m).await.unwrap());
@@ -209,10 +319,19 @@ pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn SessionStor
     edited.status = MessageStatus::Stopped;
     assert!(store.put_message(&s, &edited).await.unwrap());
     let (_, got) = store.get_thread(&s, &t.id).await.unwrap().unwrap();
-    assert_eq!(got.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2 edited", "m3", "m4"]);
+    assert_eq!(
+        got.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["m0", "m1", "m2 edited", "m3", "m4"]
+    );
     assert_eq!(got[2].status, MessageStatus::Stopped);
 
-    assert_eq!(store.truncate_after(&s, &t.id, Some(&ms[2].id)).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .truncate_after(&s, &t.id, Some(&ms[2].id))
+            .await
+            .unwrap(),
+        2
+    );
     let (_, got) = store.get_thread(&s, &t.id).await.unwrap().unwrap();
     assert_eq!(got.len(), 3);
     assert_eq!(store.get_message(&s, &ms[4].id).await.unwrap(), None);
@@ -224,15 +343,24 @@ pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn SessionStor
     assert_eq!(store.list_threads(&s).await.unwrap()[0].title, "renamed");
     assert!(store.delete_thread(&s, &t.id).await.unwrap());
     assert_eq!(store.get_thread(&s, &t.id).await.unwrap(), None);
-    assert!(!store.put_message(&s, &ms[0]).await.unwrap(), "no messages without their thread");
+    assert!(
+        !store.put_message(&s, &ms[0]).await.unwrap(),
+        "no messages without their thread"
+    );
 }
 
 pub async fn threads_list_newest_first_and_are_limited(store: Arc<dyn SessionStore>) {
     let (s, _) = claimed(&*store).await;
     for i in 0..MAX_THREADS {
-        store.create_thread(&s, &thread(&format!("t{i}"), i as i64)).await.unwrap();
+        store
+            .create_thread(&s, &thread(&format!("t{i}"), i as i64))
+            .await
+            .unwrap();
     }
-    assert_eq!(store.create_thread(&s, &thread("too many", 0)).await, Err(StoreError::TooManyThreads));
+    assert_eq!(
+        store.create_thread(&s, &thread("too many", 0)).await,
+        Err(StoreError::TooManyThreads)
+    );
     let list = store.list_threads(&s).await.unwrap();
     assert_eq!(list.len(), MAX_THREADS);
     assert_eq!(list[0].title, format!("t{}", MAX_THREADS - 1));
@@ -242,10 +370,16 @@ pub async fn deleting_a_session_deletes_its_threads(store: Arc<dyn SessionStore>
     let (s, _) = claimed(&*store).await;
     let t = thread("t", 1);
     store.create_thread(&s, &t).await.unwrap();
-    store.put_message(&s, &message(&t, Role::User, "x", 2)).await.unwrap();
+    store
+        .put_message(&s, &message(&t, Role::User, "x", 2))
+        .await
+        .unwrap();
     assert!(store.delete(&s).await.unwrap());
     store.claim(&s, &proof()).await.unwrap();
-    assert!(store.list_threads(&s).await.unwrap().is_empty(), "a re-claimed id starts with no threads");
+    assert!(
+        store.list_threads(&s).await.unwrap().is_empty(),
+        "a re-claimed id starts with no threads"
+    );
     assert_eq!(store.get_thread(&s, &t.id).await.unwrap(), None);
 }
 
@@ -253,16 +387,35 @@ pub async fn deleting_a_session_deletes_its_threads(store: Arc<dyn SessionStore>
 #[derive(Debug, Clone)]
 pub enum Op {
     Claim(usize),
-    Verify { s: usize, right_proof: bool },
-    Set { s: usize, key: u8, value: u8 },
-    Get { s: usize, key: u8 },
-    Remove { s: usize, key: u8 },
+    Verify {
+        s: usize,
+        right_proof: bool,
+    },
+    Set {
+        s: usize,
+        key: u8,
+        value: u8,
+    },
+    Get {
+        s: usize,
+        key: u8,
+    },
+    Remove {
+        s: usize,
+        key: u8,
+    },
     Clear(usize),
     Delete(usize),
     Thread(usize),
-    Message { s: usize, thread: usize },
+    Message {
+        s: usize,
+        thread: usize,
+    },
     /// Session `s` names session `other`'s latest thread or message.
-    Poke { s: usize, other: usize },
+    Poke {
+        s: usize,
+        other: usize,
+    },
 }
 
 pub fn op_strategy(sessions: usize) -> impl proptest::strategy::Strategy<Value = Op> {
@@ -284,7 +437,11 @@ pub fn op_strategy(sessions: usize) -> impl proptest::strategy::Strategy<Value =
 
 /// Runs `ops` against the store and a model of what each session should hold; fails if a
 /// session ever observes a value, thread or message that is not its own, or loses its own.
-pub async fn random_operations_never_cross_sessions(store: Arc<dyn SessionStore>, sessions: usize, ops: Vec<Op>) {
+pub async fn random_operations_never_cross_sessions(
+    store: Arc<dyn SessionStore>,
+    sessions: usize,
+    ops: Vec<Op>,
+) {
     use std::collections::HashMap;
     struct S {
         id: SessionId,
@@ -296,7 +453,14 @@ pub async fn random_operations_never_cross_sessions(store: Arc<dyn SessionStore>
     }
     // Values carry their owner's index, so a cross-read is visible in the value itself.
     let mut model: Vec<S> = (0..sessions)
-        .map(|_| S { id: SessionId::random(), proof: proof(), live: false, kv: HashMap::new(), threads: vec![], messages: vec![] })
+        .map(|_| S {
+            id: SessionId::random(),
+            proof: proof(),
+            live: false,
+            kv: HashMap::new(),
+            threads: vec![],
+            messages: vec![],
+        })
         .collect();
     for op in ops {
         match op {
@@ -331,7 +495,11 @@ pub async fn random_operations_never_cross_sessions(store: Arc<dyn SessionStore>
                 match store.get(&model[s].id, &k).await {
                     Ok(v) => {
                         if let Some(v) = &v {
-                            assert_eq!(v[0] as usize, s, "session {s} read session {}'s value", v[0]);
+                            assert_eq!(
+                                v[0] as usize, s,
+                                "session {s} read session {}'s value",
+                                v[0]
+                            );
                         }
                         assert_eq!(v.as_ref(), model[s].kv.get(&k), "session {s} key {k}");
                     }
@@ -370,7 +538,13 @@ pub async fn random_operations_never_cross_sessions(store: Arc<dyn SessionStore>
                 }
             }
             Op::Message { s, thread: n } => {
-                let Some(t) = model[s].threads.get(n % model[s].threads.len().max(1)).cloned() else { continue };
+                let Some(t) = model[s]
+                    .threads
+                    .get(n % model[s].threads.len().max(1))
+                    .cloned()
+                else {
+                    continue;
+                };
                 let m = message(&t, Role::User, &format!("s{s}"), 2);
                 match store.put_message(&model[s].id, &m).await {
                     Ok(true) => model[s].messages.push(m),
@@ -380,15 +554,15 @@ pub async fn random_operations_never_cross_sessions(store: Arc<dyn SessionStore>
                 }
             }
             Op::Poke { s, other } if s != other => {
-                if let Some(t) = model[other].threads.last() {
-                    if let Ok(got) = store.get_thread(&model[s].id, &t.id).await {
-                        assert_eq!(got, None, "session {s} reached session {other}'s thread");
-                    }
+                if let Some(t) = model[other].threads.last()
+                    && let Ok(got) = store.get_thread(&model[s].id, &t.id).await
+                {
+                    assert_eq!(got, None, "session {s} reached session {other}'s thread");
                 }
-                if let Some(m) = model[other].messages.last() {
-                    if let Ok(got) = store.get_message(&model[s].id, &m.id).await {
-                        assert_eq!(got, None, "session {s} reached session {other}'s message");
-                    }
+                if let Some(m) = model[other].messages.last()
+                    && let Ok(got) = store.get_message(&model[s].id, &m.id).await
+                {
+                    assert_eq!(got, None, "session {s} reached session {other}'s message");
                 }
             }
             Op::Poke { .. } => {}
@@ -401,7 +575,10 @@ pub async fn random_operations_never_cross_sessions(store: Arc<dyn SessionStore>
         assert!(threads.iter().all(|t| t.title == format!("s{i}")));
         for t in &threads {
             let (_, msgs) = store.get_thread(&m.id, &t.id).await.unwrap().unwrap();
-            assert!(msgs.iter().all(|x| x.content == format!("s{i}")), "session {i} holds a foreign message");
+            assert!(
+                msgs.iter().all(|x| x.content == format!("s{i}")),
+                "session {i} holds a foreign message"
+            );
         }
     }
 }

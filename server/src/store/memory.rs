@@ -38,7 +38,10 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(lifetimes: Lifetimes) -> Self {
-        Self { sessions: DashMap::new(), lifetimes }
+        Self {
+            sessions: DashMap::new(),
+            lifetimes,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -54,7 +57,11 @@ impl MemoryStore {
     }
 
     /// Runs `f` on the live record, or reports `NoSuchSession` (removing it if expired).
-    fn with_live<T>(&self, id: &SessionId, f: impl FnOnce(&mut Record) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn with_live<T>(
+        &self,
+        id: &SessionId,
+        f: impl FnOnce(&mut Record) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let now = now_ms();
         match self.sessions.entry(*id) {
             Entry::Occupied(mut e) => {
@@ -99,7 +106,11 @@ impl SessionStore for MemoryStore {
         }
     }
 
-    async fn verify(&self, id: &SessionId, proof: Option<&ProofHash>) -> Result<Verify, StoreError> {
+    async fn verify(
+        &self,
+        id: &SessionId,
+        proof: Option<&ProofHash>,
+    ) -> Result<Verify, StoreError> {
         let now = now_ms();
         match self.sessions.entry(*id) {
             Entry::Vacant(_) => Ok(Verify::Unknown),
@@ -112,9 +123,13 @@ impl SessionStore for MemoryStore {
                 match proof {
                     Some(p) if r.proof.matches(p) => {
                         r.last_seen_ms = now;
-                        Ok(Verify::Valid { created_ms: r.created_ms })
+                        Ok(Verify::Valid {
+                            created_ms: r.created_ms,
+                        })
                     }
-                    _ => Ok(Verify::Denied { created_ms: r.created_ms }),
+                    _ => Ok(Verify::Denied {
+                        created_ms: r.created_ms,
+                    }),
                 }
             }
         }
@@ -155,20 +170,33 @@ impl SessionStore for MemoryStore {
     async fn sweep(&self) -> Result<usize, StoreError> {
         let now = now_ms();
         let before = self.sessions.len();
-        self.sessions.retain(|_, r| !self.lifetimes.is_expired(r.created_ms, r.last_seen_ms, now));
+        self.sessions
+            .retain(|_, r| !self.lifetimes.is_expired(r.created_ms, r.last_seen_ms, now));
         Ok(before.saturating_sub(self.sessions.len()))
     }
 
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
         self.with_live(id, |r| {
             let mut out: Vec<Thread> = r.threads.values().map(|t| t.thread.clone()).collect();
-            out.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms).then(b.created_ms.cmp(&a.created_ms)));
+            out.sort_by(|a, b| {
+                b.updated_ms
+                    .cmp(&a.updated_ms)
+                    .then(b.created_ms.cmp(&a.created_ms))
+            });
             Ok(out)
         })
     }
 
-    async fn get_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
-        self.with_live(id, |r| Ok(r.threads.get(thread).map(|t| (t.thread.clone(), t.messages.clone()))))
+    async fn get_thread(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+    ) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
+        self.with_live(id, |r| {
+            Ok(r.threads
+                .get(thread)
+                .map(|t| (t.thread.clone(), t.messages.clone())))
+        })
     }
 
     async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError> {
@@ -176,7 +204,10 @@ impl SessionStore for MemoryStore {
             if r.threads.len() >= MAX_THREADS {
                 return Err(StoreError::TooManyThreads);
             }
-            r.threads.entry(thread.id).or_insert_with(|| ThreadData { thread: thread.clone(), messages: Vec::new() });
+            r.threads.entry(thread.id).or_insert_with(|| ThreadData {
+                thread: thread.clone(),
+                messages: Vec::new(),
+            });
             Ok(())
         })
     }
@@ -203,16 +234,26 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn get_message(&self, id: &SessionId, message: &MessageId) -> Result<Option<Message>, StoreError> {
+    async fn get_message(
+        &self,
+        id: &SessionId,
+        message: &MessageId,
+    ) -> Result<Option<Message>, StoreError> {
         self.with_live(id, |r| {
-            let Some(tid) = r.message_thread.get(message) else { return Ok(None) };
-            Ok(r.threads.get(tid).and_then(|t| t.messages.iter().find(|m| m.id == *message).cloned()))
+            let Some(tid) = r.message_thread.get(message) else {
+                return Ok(None);
+            };
+            Ok(r.threads
+                .get(tid)
+                .and_then(|t| t.messages.iter().find(|m| m.id == *message).cloned()))
         })
     }
 
     async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError> {
         self.with_live(id, |r| {
-            let Some(t) = r.threads.get_mut(&message.thread_id) else { return Ok(false) };
+            let Some(t) = r.threads.get_mut(&message.thread_id) else {
+                return Ok(false);
+            };
             if let Some(existing) = t.messages.iter_mut().find(|m| m.id == message.id) {
                 *existing = message.clone();
                 return Ok(true);
@@ -234,7 +275,9 @@ impl SessionStore for MemoryStore {
         after: Option<&MessageId>,
     ) -> Result<usize, StoreError> {
         self.with_live(id, |r| {
-            let Some(t) = r.threads.get_mut(thread) else { return Ok(0) };
+            let Some(t) = r.threads.get_mut(thread) else {
+                return Ok(0);
+            };
             let keep = match after {
                 None => 0,
                 Some(after) => match t.messages.iter().position(|m| m.id == *after) {

@@ -2,16 +2,16 @@
 //! backend proves it fulfils it by running the same `store_contract_tests!` suite.
 
 mod memory;
-mod sqlite;
 mod redis;
 mod redis_hub;
 #[cfg(test)]
 pub(crate) mod redis_test_support;
+mod sqlite;
 
-pub use memory::MemoryStore;
-pub use sqlite::{SqliteDurability, SqliteStore};
 pub use self::redis::RedisStore;
 pub use self::redis_hub::RedisHub;
+pub use memory::MemoryStore;
+pub use sqlite::{SqliteDurability, SqliteStore};
 
 #[cfg(test)]
 #[macro_use]
@@ -33,7 +33,15 @@ mod sqlite_contract {
     store_contract_tests!(|lifetimes| async move {
         // Each test gets its own file; the directory lives as long as the process.
         let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
-        Arc::new(SqliteStore::open(&dir.path().join("test.db"), lifetimes, Duration::from_secs(5)).await.unwrap())
+        Arc::new(
+            SqliteStore::open(
+                &dir.path().join("test.db"),
+                lifetimes,
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap(),
+        )
     });
 }
 
@@ -51,6 +59,10 @@ mod redis_contract {
     store_contract_tests!(|lifetimes| async move {
         let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
         let op_timeout = std::time::Duration::from_secs(5);
-        Arc::new(RedisStore::connect(&server().url(), &prefix, lifetimes, op_timeout).await.unwrap())
+        Arc::new(
+            RedisStore::connect(&server().url(), &prefix, lifetimes, op_timeout)
+                .await
+                .unwrap(),
+        )
     });
 }

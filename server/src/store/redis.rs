@@ -299,12 +299,17 @@ struct ThreadRecord {
 
 impl ThreadRecord {
     fn new(thread: &Thread) -> Result<Self, StoreError> {
-        Ok(Self { thread: to_json(thread)?, updated_ms: thread.updated_ms.to_string(), messages: String::new() })
+        Ok(Self {
+            thread: to_json(thread)?,
+            updated_ms: thread.updated_ms.to_string(),
+            messages: String::new(),
+        })
     }
 
     fn decode(raw: &[u8]) -> Result<Thread, StoreError> {
         let rec: ThreadRecord = serde_json::from_slice(raw).map_err(|_| corrupt("thread"))?;
-        let mut thread: Thread = serde_json::from_str(&rec.thread).map_err(|_| corrupt("thread"))?;
+        let mut thread: Thread =
+            serde_json::from_str(&rec.thread).map_err(|_| corrupt("thread"))?;
         thread.updated_ms = rec.updated_ms.parse().map_err(|_| corrupt("thread"))?;
         Ok(thread)
     }
@@ -339,7 +344,11 @@ fn redis_error(e: RedisError) -> StoreError {
                     | ServerErrorKind::ReadOnly
             )
         );
-    if transient { StoreError::Unavailable(format!("Redis: {e}")) } else { StoreError::Internal(format!("Redis: {e}")) }
+    if transient {
+        StoreError::Unavailable(format!("Redis: {e}"))
+    } else {
+        StoreError::Internal(format!("Redis: {e}"))
+    }
 }
 
 /// Key prefixes become part of every key and of a PSUBSCRIBE pattern: keep them to
@@ -347,11 +356,15 @@ fn redis_error(e: RedisError) -> StoreError {
 pub(crate) fn check_prefix(prefix: &str) -> Result<(), StoreError> {
     let ok = !prefix.is_empty()
         && prefix.len() <= 64
-        && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Internal("the Redis key prefix must be 1 to 64 characters of [A-Za-z0-9._:-]".into()))
+        Err(StoreError::Internal(
+            "the Redis key prefix must be 1 to 64 characters of [A-Za-z0-9._:-]".into(),
+        ))
     }
 }
 
@@ -359,10 +372,12 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), StoreError> {
 pub(crate) fn client(url: &str) -> Result<Client, StoreError> {
     if url.starts_with("rediss://") {
         return Err(StoreError::Internal(
-            "rediss:// (TLS) is not enabled in this build: use redis://, e.g. through a TLS tunnel".into(),
+            "rediss:// (TLS) is not enabled in this build: use redis://, e.g. through a TLS tunnel"
+                .into(),
         ));
     }
-    Client::open(url).map_err(|e| StoreError::Internal(format!("invalid Redis URL ({:?})", e.kind())))
+    Client::open(url)
+        .map_err(|e| StoreError::Internal(format!("invalid Redis URL ({:?})", e.kind())))
 }
 
 /// Lua numbers are doubles, formatted with 14 significant digits; milliseconds below 10^13
@@ -429,9 +444,17 @@ impl RedisStore {
             // Keep retrying while Redis is away, but never wait long between attempts: a
             // request waits for the attempt in progress (up to its own op timeout).
             .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_lazy_with_config(client(url)?, config).map_err(redis_error)?;
-        let store = Self { conn, prefix: prefix.to_owned(), lifetimes, op_timeout };
-        store.bounded(|mut c| async move { ::redis::cmd("PING").query_async::<()>(&mut c).await }).await?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client(url)?, config).map_err(redis_error)?;
+        let store = Self {
+            conn,
+            prefix: prefix.to_owned(),
+            lifetimes,
+            op_timeout,
+        };
+        store
+            .bounded(|mut c| async move { ::redis::cmd("PING").query_async::<()>(&mut c).await })
+            .await?;
         Ok(store)
     }
 
@@ -446,13 +469,25 @@ impl RedisStore {
         for k in &keys.0 {
             pipe.exists(k);
         }
-        let exists: Vec<bool> = self.bounded(|mut c| async move { pipe.query_async(&mut c).await }).await?;
-        Ok(keys.0.into_iter().zip(exists).filter_map(|(k, e)| e.then_some(k)).collect())
+        let exists: Vec<bool> = self
+            .bounded(|mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        Ok(keys
+            .0
+            .into_iter()
+            .zip(exists)
+            .filter_map(|(k, e)| e.then_some(k))
+            .collect())
     }
 
     fn keys(&self, id: &SessionId) -> Keys {
         let base = format!("{}:{{{}}}", self.prefix, id.as_string());
-        Keys([format!("{base}:s"), format!("{base}:kv"), format!("{base}:t"), format!("{base}:m")])
+        Keys([
+            format!("{base}:s"),
+            format!("{base}:kv"),
+            format!("{base}:t"),
+            format!("{base}:m"),
+        ])
     }
 
     fn deadlines_key(&self) -> String {
@@ -476,12 +511,19 @@ impl RedisStore {
     {
         match tokio::time::timeout(self.op_timeout, f(self.conn.clone())).await {
             Ok(result) => result.map_err(redis_error),
-            Err(_) => Err(StoreError::Unavailable(format!("Redis did not answer within {:?}", self.op_timeout))),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "Redis did not answer within {:?}",
+                self.op_timeout
+            ))),
         }
     }
 
-    async fn run<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, StoreError> {
-        self.bounded(|mut c| async move { invocation.invoke_async(&mut c).await }).await
+    async fn run<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.bounded(|mut c| async move { invocation.invoke_async(&mut c).await })
+            .await
     }
 
     /// Maps the usual script status for calls whose answer is just "done".
@@ -530,15 +572,26 @@ impl SessionStore for RedisStore {
         let mut pipe = ::redis::pipe();
         pipe.zadd(self.deadlines_key(), id.as_string(), deadline)
             .ignore()
-            .zrembyscore(self.deadlines_key(), "-inf", format!("({}", now.saturating_sub(self.absolute_ms())))
+            .zrembyscore(
+                self.deadlines_key(),
+                "-inf",
+                format!("({}", now.saturating_sub(self.absolute_ms())),
+            )
             .ignore();
-        if let Err(e) = self.bounded(|mut c| async move { pipe.exec_async(&mut c).await }).await {
+        if let Err(e) = self
+            .bounded(|mut c| async move { pipe.exec_async(&mut c).await })
+            .await
+        {
             tracing::warn!(session = %id.log_tag(), error = %e, "could not index a new Redis session for sweeping");
         }
         Ok(Claim::Won)
     }
 
-    async fn verify(&self, id: &SessionId, proof: Option<&ProofHash>) -> Result<Verify, StoreError> {
+    async fn verify(
+        &self,
+        id: &SessionId,
+        proof: Option<&ProofHash>,
+    ) -> Result<Verify, StoreError> {
         let keys = self.keys(id);
         let (code, stored, created): (i64, Option<Vec<u8>>, Option<String>) = self
             .run(
@@ -553,8 +606,13 @@ impl SessionStore for RedisStore {
         if code != OK {
             return Ok(Verify::Unknown);
         }
-        let stored = stored.as_deref().and_then(proof_from_hex).ok_or_else(|| corrupt("session"))?;
-        let created_ms = created.and_then(|c| c.parse().ok()).ok_or_else(|| corrupt("session"))?;
+        let stored = stored
+            .as_deref()
+            .and_then(proof_from_hex)
+            .ok_or_else(|| corrupt("session"))?;
+        let created_ms = created
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| corrupt("session"))?;
         match proof {
             Some(p) if stored.matches(p) => Ok(Verify::Valid { created_ms }),
             _ => Ok(Verify::Denied { created_ms }),
@@ -564,16 +622,25 @@ impl SessionStore for RedisStore {
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_key(key)?;
         let keys = self.keys(id);
-        let (code, value): (i64, Option<Vec<u8>>) =
-            self.run(HGET_LIVE.key(keys.record()).key(keys.values()).arg(key)).await?;
+        let (code, value): (i64, Option<Vec<u8>>) = self
+            .run(HGET_LIVE.key(keys.record()).key(keys.values()).arg(key))
+            .await?;
         Self::status(code).map(|()| value)
     }
 
     async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError> {
         check_entry(key, value)?;
         let keys = self.keys(id);
-        let code: i64 =
-            self.run(SET_VALUE.key(keys.record()).key(keys.values()).arg(key).arg(value).arg(MAX_KEYS)).await?;
+        let code: i64 = self
+            .run(
+                SET_VALUE
+                    .key(keys.record())
+                    .key(keys.values())
+                    .arg(key)
+                    .arg(value)
+                    .arg(MAX_KEYS),
+            )
+            .await?;
         match code {
             AT_LIMIT => Err(StoreError::TooManyKeys),
             code => Self::status(code),
@@ -583,13 +650,22 @@ impl SessionStore for RedisStore {
     async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
         check_key(key)?;
         let keys = self.keys(id);
-        let removed: i64 = self.run(HDEL_LIVE.key(keys.record()).key(keys.values()).arg(key)).await?;
-        if removed < 0 { Err(StoreError::NoSuchSession) } else { Ok(removed > 0) }
+        let removed: i64 = self
+            .run(HDEL_LIVE.key(keys.record()).key(keys.values()).arg(key))
+            .await?;
+        if removed < 0 {
+            Err(StoreError::NoSuchSession)
+        } else {
+            Ok(removed > 0)
+        }
     }
 
     async fn clear(&self, id: &SessionId) -> Result<(), StoreError> {
         let keys = self.keys(id);
-        Self::status(self.run(CLEAR.key(keys.record()).key(keys.values())).await?)
+        Self::status(
+            self.run(CLEAR.key(keys.record()).key(keys.values()))
+                .await?,
+        )
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
@@ -598,7 +674,13 @@ impl SessionStore for RedisStore {
         if existed {
             let (index, member) = (self.deadlines_key(), id.as_string());
             if let Err(e) = self
-                .bounded(|mut c| async move { ::redis::cmd("ZREM").arg(index).arg(member).exec_async(&mut c).await })
+                .bounded(|mut c| async move {
+                    ::redis::cmd("ZREM")
+                        .arg(index)
+                        .arg(member)
+                        .exec_async(&mut c)
+                        .await
+                })
                 .await
             {
                 tracing::debug!(session = %id.log_tag(), error = %e, "could not unindex a deleted Redis session");
@@ -615,8 +697,10 @@ impl SessionStore for RedisStore {
         let mut gone = 0;
         loop {
             let due: Vec<String> = {
-                let cmd = ::redis::Cmd::zrangebyscore_limit(&index, "-inf", now, 0, SWEEP_BATCH as isize);
-                self.bounded(|mut c| async move { cmd.query_async(&mut c).await }).await?
+                let cmd =
+                    ::redis::Cmd::zrangebyscore_limit(&index, "-inf", now, 0, SWEEP_BATCH as isize);
+                self.bounded(|mut c| async move { cmd.query_async(&mut c).await })
+                    .await?
             };
             if due.is_empty() {
                 return Ok(gone);
@@ -639,7 +723,8 @@ impl SessionStore for RedisStore {
                 for (_, keys) in &sessions {
                     ttls.cmd("PTTL").arg(keys.record());
                 }
-                self.bounded(|mut c| async move { ttls.query_async(&mut c).await }).await?
+                self.bounded(|mut c| async move { ttls.query_async(&mut c).await })
+                    .await?
             };
             for ((member, _), ttl) in sessions.iter().zip(ttls) {
                 if ttl == -2 {
@@ -652,7 +737,8 @@ impl SessionStore for RedisStore {
                     update.zadd(&index, member, now + ttl + 1).ignore();
                 }
             }
-            self.bounded(|mut c| async move { update.exec_async(&mut c).await }).await?;
+            self.bounded(|mut c| async move { update.exec_async(&mut c).await })
+                .await?;
             if due.len() < SWEEP_BATCH {
                 return Ok(gone);
             }
@@ -661,10 +747,19 @@ impl SessionStore for RedisStore {
 
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
         let keys = self.keys(id);
-        let (code, raw): (i64, Vec<Vec<u8>>) = self.run(LIST_THREADS.key(keys.record()).key(keys.threads())).await?;
+        let (code, raw): (i64, Vec<Vec<u8>>) = self
+            .run(LIST_THREADS.key(keys.record()).key(keys.threads()))
+            .await?;
         Self::status(code)?;
-        let mut out = raw.iter().map(|r| ThreadRecord::decode(r)).collect::<Result<Vec<_>, _>>()?;
-        out.sort_by(|a, b| b.updated_ms.cmp(&a.updated_ms).then(b.created_ms.cmp(&a.created_ms)));
+        let mut out = raw
+            .iter()
+            .map(|r| ThreadRecord::decode(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| {
+            b.updated_ms
+                .cmp(&a.updated_ms)
+                .then(b.created_ms.cmp(&a.created_ms))
+        });
         Ok(out)
     }
 
@@ -675,7 +770,13 @@ impl SessionStore for RedisStore {
     ) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
         let keys = self.keys(id);
         let (code, raw, messages): (i64, Option<Vec<u8>>, Vec<Option<Vec<u8>>>) = self
-            .run(GET_THREAD.key(keys.record()).key(keys.threads()).key(keys.messages()).arg(thread.as_string()))
+            .run(
+                GET_THREAD
+                    .key(keys.record())
+                    .key(keys.threads())
+                    .key(keys.messages())
+                    .arg(thread.as_string()),
+            )
             .await?;
         Self::status(code)?;
         let Some(raw) = raw else { return Ok(None) };
@@ -724,17 +825,34 @@ impl SessionStore for RedisStore {
     async fn delete_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<bool, StoreError> {
         let keys = self.keys(id);
         let code: i64 = self
-            .run(DELETE_THREAD.key(keys.record()).key(keys.threads()).key(keys.messages()).arg(thread.as_string()))
+            .run(
+                DELETE_THREAD
+                    .key(keys.record())
+                    .key(keys.threads())
+                    .key(keys.messages())
+                    .arg(thread.as_string()),
+            )
             .await?;
         Self::found(code)
     }
 
-    async fn get_message(&self, id: &SessionId, message: &MessageId) -> Result<Option<Message>, StoreError> {
+    async fn get_message(
+        &self,
+        id: &SessionId,
+        message: &MessageId,
+    ) -> Result<Option<Message>, StoreError> {
         let keys = self.keys(id);
-        let (code, raw): (i64, Option<Vec<u8>>) =
-            self.run(HGET_LIVE.key(keys.record()).key(keys.messages()).arg(message.as_string())).await?;
+        let (code, raw): (i64, Option<Vec<u8>>) = self
+            .run(
+                HGET_LIVE
+                    .key(keys.record())
+                    .key(keys.messages())
+                    .arg(message.as_string()),
+            )
+            .await?;
         Self::status(code)?;
-        raw.map(|m| serde_json::from_slice(&m).map_err(|_| corrupt("message"))).transpose()
+        raw.map(|m| serde_json::from_slice(&m).map_err(|_| corrupt("message")))
+            .transpose()
     }
 
     async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError> {
@@ -775,12 +893,19 @@ impl SessionStore for RedisStore {
                     .arg(after.map(MessageId::as_string).unwrap_or_default()),
             )
             .await?;
-        if dropped < 0 { Err(StoreError::NoSuchSession) } else { Ok(dropped as usize) }
+        if dropped < 0 {
+            Err(StoreError::NoSuchSession)
+        } else {
+            Ok(dropped as usize)
+        }
     }
 
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {
         let record = self.keys(id).0[0].clone();
-        self.bounded(|mut c| async move { ::redis::cmd("EXISTS").arg(record).query_async(&mut c).await }).await
+        self.bounded(
+            |mut c| async move { ::redis::cmd("EXISTS").arg(record).query_async(&mut c).await },
+        )
+        .await
     }
 }
 
@@ -800,11 +925,22 @@ mod tests {
 
     /// A connection of its own, to look at Redis behind the store's back.
     async fn raw(server: &RedisServer) -> ::redis::aio::MultiplexedConnection {
-        Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+        Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
     }
 
-    async fn keys_matching(conn: &mut ::redis::aio::MultiplexedConnection, pattern: &str) -> Vec<String> {
-        let mut keys: Vec<String> = ::redis::cmd("KEYS").arg(pattern).query_async(conn).await.unwrap();
+    async fn keys_matching(
+        conn: &mut ::redis::aio::MultiplexedConnection,
+        pattern: &str,
+    ) -> Vec<String> {
+        let mut keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(conn)
+            .await
+            .unwrap();
         keys.sort();
         keys
     }
@@ -815,7 +951,12 @@ mod tests {
         let proof = Proof::generate().unwrap().hash();
         assert_eq!(store.claim(&id, &proof).await.unwrap(), Claim::Won);
         store.set(&id, "notes", b"x").await.unwrap();
-        let thread = Thread { id: ThreadId::random(), title: "t".into(), created_ms: 1, updated_ms: 1 };
+        let thread = Thread {
+            id: ThreadId::random(),
+            title: "t".into(),
+            created_ms: 1,
+            updated_ms: 1,
+        };
         store.create_thread(&id, &thread).await.unwrap();
         let message = Message {
             id: MessageId::random(),
@@ -834,8 +975,14 @@ mod tests {
     #[tokio::test]
     async fn expired_sessions_are_gone_from_redis_itself() {
         let server = RedisServer::start();
-        let lifetimes = Lifetimes { idle: Duration::from_secs(1), absolute: Duration::from_secs(60) };
-        let store = RedisStore::connect(&server.url(), &prefix(), lifetimes, Duration::from_secs(5)).await.unwrap();
+        let lifetimes = Lifetimes {
+            idle: Duration::from_secs(1),
+            absolute: Duration::from_secs(60),
+        };
+        let store =
+            RedisStore::connect(&server.url(), &prefix(), lifetimes, Duration::from_secs(5))
+                .await
+                .unwrap();
         let mut redis = raw(&server).await;
         let (id, _) = populated(&store).await;
         let session_pattern = format!("{}:{{*", store.prefix());
@@ -844,40 +991,71 @@ mod tests {
 
         // Nobody touches the session: Redis drops it by itself, no verify or sweep needed.
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        assert_eq!(keys_matching(&mut redis, &session_pattern).await, Vec::<String>::new());
+        assert_eq!(
+            keys_matching(&mut redis, &session_pattern).await,
+            Vec::<String>::new()
+        );
         assert!(store.session_keys(&id).await.unwrap().is_empty());
-        assert_eq!(store.set(&id, "late", b"write").await, Err(StoreError::NoSuchSession));
+        assert_eq!(
+            store.set(&id, "late", b"write").await,
+            Err(StoreError::NoSuchSession)
+        );
         let left = keys_matching(&mut redis, &session_pattern).await;
         assert_eq!(left, Vec::<String>::new(), "a write resurrects nothing");
 
         // Only the sweep index is left, and sweeping empties it.
         assert_eq!(store.sweep().await.unwrap(), 1);
-        assert_eq!(keys_matching(&mut redis, &format!("{}:*", store.prefix())).await, Vec::<String>::new());
+        assert_eq!(
+            keys_matching(&mut redis, &format!("{}:*", store.prefix())).await,
+            Vec::<String>::new()
+        );
     }
 
     #[tokio::test]
     async fn every_key_of_a_session_carries_its_deadline() {
         let server = RedisServer::start();
-        let lifetimes = Lifetimes { idle: Duration::from_secs(60), absolute: Duration::from_secs(5) };
-        let store = RedisStore::connect(&server.url(), &prefix(), lifetimes, Duration::from_secs(5)).await.unwrap();
+        let lifetimes = Lifetimes {
+            idle: Duration::from_secs(60),
+            absolute: Duration::from_secs(5),
+        };
+        let store =
+            RedisStore::connect(&server.url(), &prefix(), lifetimes, Duration::from_secs(5))
+                .await
+                .unwrap();
         let mut redis = raw(&server).await;
         let (id, proof) = populated(&store).await;
-        assert!(matches!(store.verify(&id, Some(&proof)).await.unwrap(), Verify::Valid { .. }));
+        assert!(matches!(
+            store.verify(&id, Some(&proof)).await.unwrap(),
+            Verify::Valid { .. }
+        ));
 
         let keys = store.session_keys(&id).await.unwrap();
         let sid = id.as_string();
-        let expected: Vec<String> =
-            ["s", "kv", "t", "m"].iter().map(|k| format!("{}:{{{sid}}}:{k}", store.prefix())).collect();
-        assert_eq!(keys, expected, "all keys share the {{sid}} hash tag, so one cluster slot");
+        let expected: Vec<String> = ["s", "kv", "t", "m"]
+            .iter()
+            .map(|k| format!("{}:{{{sid}}}:{k}", store.prefix()))
+            .collect();
+        assert_eq!(
+            keys, expected,
+            "all keys share the {{sid}} hash tag, so one cluster slot"
+        );
         let mut ttls = Vec::new();
         for k in &keys {
-            let ttl: i64 = ::redis::cmd("PTTL").arg(k).query_async(&mut redis).await.unwrap();
+            let ttl: i64 = ::redis::cmd("PTTL")
+                .arg(k)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
             ttls.push(ttl);
         }
         for (k, ttl) in keys.iter().zip(&ttls) {
             // The absolute lifetime (5 s) caps the idle one (60 s).
             assert!(*ttl > 0 && *ttl <= 5_000, "{k} has PTTL {ttl}");
-            assert!((ttl - ttls[0]).abs() < 500, "{k} expires with its session ({ttl} vs {})", ttls[0]);
+            assert!(
+                (ttl - ttls[0]).abs() < 500,
+                "{k} expires with its session ({ttl} vs {})",
+                ttls[0]
+            );
         }
     }
 
@@ -886,11 +1064,20 @@ mod tests {
         let mut server = RedisServer::start();
         let port = server.port();
         let op_timeout = Duration::from_secs(1);
-        let lifetimes = Lifetimes { idle: Duration::from_secs(60), absolute: Duration::from_secs(600) };
-        let store = RedisStore::connect(&server.url(), &prefix(), lifetimes, op_timeout).await.unwrap();
+        let lifetimes = Lifetimes {
+            idle: Duration::from_secs(60),
+            absolute: Duration::from_secs(600),
+        };
+        let store = RedisStore::connect(&server.url(), &prefix(), lifetimes, op_timeout)
+            .await
+            .unwrap();
         let (id, proof) = populated(&store).await;
         let within_bounds = |started: Instant, what: &str| {
-            assert!(started.elapsed() < op_timeout + Duration::from_secs(1), "{what} took {:?}", started.elapsed());
+            assert!(
+                started.elapsed() < op_timeout + Duration::from_secs(1),
+                "{what} took {:?}",
+                started.elapsed()
+            );
         };
 
         // A server that stops answering (connection open, no replies): calls time out.
@@ -902,22 +1089,35 @@ mod tests {
             within_bounds(started, "verify against a frozen server");
         }
         server.resume();
-        assert_eq!(store.get(&id, "notes").await.unwrap().as_deref(), Some(&b"x"[..]), "back to normal");
+        assert_eq!(
+            store.get(&id, "notes").await.unwrap().as_deref(),
+            Some(&b"x"[..]),
+            "back to normal"
+        );
 
         // A server that is gone: calls fail (refused, or time out while reconnecting).
         server.kill();
         for round in 0..3 {
             let started = Instant::now();
             let r = store.verify(&id, Some(&proof)).await;
-            assert!(matches!(r, Err(StoreError::Unavailable(_))), "round {round}: {r:?}");
+            assert!(
+                matches!(r, Err(StoreError::Unavailable(_))),
+                "round {round}: {r:?}"
+            );
             within_bounds(started, "verify");
             let started = Instant::now();
             let r = store.set(&id, "notes", b"y").await;
-            assert!(matches!(r, Err(StoreError::Unavailable(_))), "round {round}: {r:?}");
+            assert!(
+                matches!(r, Err(StoreError::Unavailable(_))),
+                "round {round}: {r:?}"
+            );
             within_bounds(started, "set");
             let started = Instant::now();
             let r = store.exists_raw(&id).await;
-            assert!(matches!(r, Err(StoreError::Unavailable(_))), "round {round}: {r:?}");
+            assert!(
+                matches!(r, Err(StoreError::Unavailable(_))),
+                "round {round}: {r:?}"
+            );
             within_bounds(started, "exists_raw");
         }
 
@@ -936,8 +1136,15 @@ mod tests {
         };
         assert_eq!(claim, Claim::Won);
         store.set(&fresh, "notes", b"back").await.unwrap();
-        assert_eq!(store.get(&fresh, "notes").await.unwrap().as_deref(), Some(&b"back"[..]));
-        assert_eq!(store.verify(&id, Some(&proof)).await.unwrap(), Verify::Unknown, "the old Redis's data is gone");
+        assert_eq!(
+            store.get(&fresh, "notes").await.unwrap().as_deref(),
+            Some(&b"back"[..])
+        );
+        assert_eq!(
+            store.verify(&id, Some(&proof)).await.unwrap(),
+            Verify::Unknown,
+            "the old Redis's data is gone"
+        );
     }
 
     #[test]
@@ -948,11 +1155,21 @@ mod tests {
         for bad in ["", "has{brace}", "glob*", "sp ace", &"p".repeat(65)] {
             assert!(check_prefix(bad).is_err(), "{bad:?}");
         }
-        assert!(client("rediss://example:6380/").is_err(), "TLS is refused, not silently downgraded");
+        assert!(
+            client("rediss://example:6380/").is_err(),
+            "TLS is refused, not silently downgraded"
+        );
         let e = client("nonsense://:hunter2@example").err().unwrap();
-        assert!(!e.to_string().contains("hunter2"), "URLs may hold passwords: {e}");
+        assert!(
+            !e.to_string().contains("hunter2"),
+            "URLs may hold passwords: {e}"
+        );
         let p = Proof::generate().unwrap().hash();
-        assert!(proof_from_hex(hex(p.as_bytes()).as_bytes()).unwrap().matches(&p));
+        assert!(
+            proof_from_hex(hex(p.as_bytes()).as_bytes())
+                .unwrap()
+                .matches(&p)
+        );
         assert!(proof_from_hex(b"zz").is_none());
         assert!(proof_from_hex(&[b'g'; 64]).is_none());
     }

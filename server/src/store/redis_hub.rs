@@ -74,7 +74,8 @@ impl RedisHub {
             .set_connection_timeout(Some(OP_TIMEOUT))
             .set_response_timeout(Some(OP_TIMEOUT))
             .set_max_delay(Duration::from_secs(1));
-        let publisher = ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        let publisher =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
         let pattern = format!("{prefix}:ev:*");
         let subscription = bounded(subscribe(&client, &pattern)).await?;
 
@@ -82,12 +83,29 @@ impl RedisHub {
         let listening = Listening::default();
         let (outbox, rx) = mpsc::channel(OUTBOX);
         let channel_prefix = format!("{prefix}:ev:");
-        let receiver = Receiver { client, pattern, channel_prefix, local: local.clone(), listening: listening.clone() };
+        let receiver = Receiver {
+            client,
+            pattern,
+            channel_prefix,
+            local: local.clone(),
+            listening: listening.clone(),
+        };
         let tasks = [
             tokio::spawn(receiver.run(subscription)),
-            tokio::spawn(publish_loop(publisher, prefix.to_owned(), rx, local.clone())),
+            tokio::spawn(publish_loop(
+                publisher,
+                prefix.to_owned(),
+                rx,
+                local.clone(),
+            )),
         ];
-        Ok(Self { local, prefix: prefix.to_owned(), outbox, listening, tasks })
+        Ok(Self {
+            local,
+            prefix: prefix.to_owned(),
+            outbox,
+            listening,
+            tasks,
+        })
     }
 
     pub fn prefix(&self) -> &str {
@@ -104,7 +122,14 @@ impl EventHub for RedisHub {
                 return;
             }
         };
-        if self.outbox.try_send(Outgoing { session: *session, payload }).is_err() {
+        if self
+            .outbox
+            .try_send(Outgoing {
+                session: *session,
+                payload,
+            })
+            .is_err()
+        {
             tracing::warn!(session = %session.log_tag(), "event outbox full (Redis slow or away); dropping an event");
             self.local.publish(session, ChatEvent::Resync);
         }
@@ -154,14 +179,21 @@ fn unavailable(e: ::redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("Redis: {e}"))
 }
 
-async fn bounded<T>(f: impl Future<Output = Result<T, ::redis::RedisError>>) -> Result<T, StoreError> {
+async fn bounded<T>(
+    f: impl Future<Output = Result<T, ::redis::RedisError>>,
+) -> Result<T, StoreError> {
     match tokio::time::timeout(OP_TIMEOUT, f).await {
         Ok(r) => r.map_err(unavailable),
-        Err(_) => Err(StoreError::Unavailable(format!("Redis did not answer within {OP_TIMEOUT:?}"))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "Redis did not answer within {OP_TIMEOUT:?}"
+        ))),
     }
 }
 
-async fn subscribe(client: &Client, pattern: &str) -> Result<::redis::aio::PubSub, ::redis::RedisError> {
+async fn subscribe(
+    client: &Client,
+    pattern: &str,
+) -> Result<::redis::aio::PubSub, ::redis::RedisError> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.psubscribe(pattern).await?;
     Ok(pubsub)
@@ -179,7 +211,8 @@ async fn publish_loop(
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let mut pipe = ::redis::pipe();
         for e in &batch {
-            pipe.publish(format!("{prefix}:ev:{}", e.session.as_string()), &e.payload).ignore();
+            pipe.publish(format!("{prefix}:ev:{}", e.session.as_string()), &e.payload)
+                .ignore();
         }
         if let Err(e) = bounded(pipe.exec_async(&mut conn)).await {
             // The events are lost for every process; at least the listeners here learn it.
@@ -254,20 +287,27 @@ impl Receiver {
     }
 
     fn deliver(&self, msg: &::redis::Msg) {
-        let Some(session) =
-            msg.get_channel_name().strip_prefix(&self.channel_prefix).and_then(|s| SessionId::parse(s).ok())
+        let Some(session) = msg
+            .get_channel_name()
+            .strip_prefix(&self.channel_prefix)
+            .and_then(|s| SessionId::parse(s).ok())
         else {
             return;
         };
         match serde_json::from_slice::<ChatEvent>(msg.get_payload_bytes()) {
             Ok(event) => self.local.publish(&session, event),
-            Err(e) => tracing::warn!(session = %session.log_tag(), error = %e, "unreadable chat event from Redis"),
+            Err(e) => {
+                tracing::warn!(session = %session.log_tag(), error = %e, "unreadable chat event from Redis")
+            }
         }
     }
 
     fn resync_listeners(&self) {
-        let sessions: Vec<SessionId> =
-            self.listening.lock().map(|l| l.keys().copied().collect()).unwrap_or_default();
+        let sessions: Vec<SessionId> = self
+            .listening
+            .lock()
+            .map(|l| l.keys().copied().collect())
+            .unwrap_or_default();
         for s in &sessions {
             self.local.publish(s, ChatEvent::Resync);
         }
@@ -283,7 +323,9 @@ mod tests {
     use std::time::Instant;
 
     fn event() -> ChatEvent {
-        ChatEvent::ThreadDeleted { thread_id: ThreadId::random() }
+        ChatEvent::ThreadDeleted {
+            thread_id: ThreadId::random(),
+        }
     }
 
     async fn next(feed: &mut (impl Stream<Item = Feed> + Unpin)) -> Feed {
@@ -310,8 +352,14 @@ mod tests {
 
         let e = event();
         a.publish(&s, e.clone());
-        assert!(is(&next(&mut on_a).await, &e), "the publishing process's own listener gets it");
-        assert!(is(&next(&mut on_b).await, &e), "another process's listener gets it");
+        assert!(
+            is(&next(&mut on_a).await, &e),
+            "the publishing process's own listener gets it"
+        );
+        assert!(
+            is(&next(&mut on_b).await, &e),
+            "another process's listener gets it"
+        );
 
         // Once each: the next thing either feed yields is the next event, not a copy.
         let marker = event();
@@ -321,7 +369,10 @@ mod tests {
 
         let for_other = event();
         a.publish(&other, for_other.clone());
-        assert!(is(&next(&mut other_on_b).await, &for_other), "the other session saw nothing before its own event");
+        assert!(
+            is(&next(&mut other_on_b).await, &for_other),
+            "the other session saw nothing before its own event"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,11 +396,16 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut resynced = false;
         loop {
-            assert!(Instant::now() < deadline, "events did not flow again (resynced: {resynced})");
+            assert!(
+                Instant::now() < deadline,
+                "events did not flow again (resynced: {resynced})"
+            );
             let e = event();
             hub.publish(&s, e.clone());
             // Events queued during the outage may arrive first; read until things go quiet.
-            while let Ok(feed_item) = tokio::time::timeout(Duration::from_millis(500), feed.next()).await {
+            while let Ok(feed_item) =
+                tokio::time::timeout(Duration::from_millis(500), feed.next()).await
+            {
                 match feed_item.expect("the feed stays open") {
                     Feed::Event(got) if *got == ChatEvent::Resync => resynced = true,
                     got if is(&got, &e) && resynced => return,
@@ -362,7 +418,9 @@ mod tests {
     #[tokio::test]
     async fn listener_registrations_end_with_their_streams() {
         let server = RedisServer::start();
-        let hub = RedisHub::connect(&server.url(), "confide-test").await.unwrap();
+        let hub = RedisHub::connect(&server.url(), "confide-test")
+            .await
+            .unwrap();
         let s = SessionId::random();
         let one = hub.subscribe(&s);
         let two = hub.subscribe(&s);

@@ -48,7 +48,8 @@ impl RedisServer {
 
     /// A server on `port`, e.g. to bring Redis back where a killed one was.
     pub(crate) fn start_on(port: u16) -> Self {
-        Self::try_start(port).unwrap_or_else(|e| panic!("could not start redis-server on port {port}: {e}"))
+        Self::try_start(port)
+            .unwrap_or_else(|e| panic!("could not start redis-server on port {port}: {e}"))
     }
 
     pub(crate) fn url(&self) -> String {
@@ -78,29 +79,60 @@ impl RedisServer {
     }
 
     fn signal(&self, signal: &str) {
-        let pid = std::fs::read_to_string(self.dir.path().join("redis.pid")).expect("redis-server wrote its pid file");
-        let status = Command::new("kill").arg(signal).arg(pid.trim()).status().expect("run kill");
+        let pid = std::fs::read_to_string(self.dir.path().join("redis.pid"))
+            .expect("redis-server wrote its pid file");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.trim())
+            .status()
+            .expect("run kill");
         assert!(status.success(), "kill {signal} {pid} failed");
     }
 
     fn try_start(port: u16) -> Result<Self, String> {
         let binary = redis_server_binary();
-        let dir = tempfile::Builder::new().prefix("confide-redis-").tempdir().map_err(|e| e.to_string())?;
+        let dir = tempfile::Builder::new()
+            .prefix("confide-redis-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
         // Redis reports its directory with symlinks resolved.
         let real_dir = dir.path().canonicalize().map_err(|e| e.to_string())?;
-        let dir_str = real_dir.to_str().ok_or("temporary directory is not UTF-8")?.to_owned();
+        let dir_str = real_dir
+            .to_str()
+            .ok_or("temporary directory is not UTF-8")?
+            .to_owned();
         let wrapper = Command::new("sh")
             .arg("-c")
             .arg(WRAPPER)
             .arg("redis-wrapper")
             .arg(&binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--dir", &dir_str, "--logfile", "redis.log", "--pidfile", "redis.pid"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args([
+                "--dir",
+                &dir_str,
+                "--logfile",
+                "redis.log",
+                "--pidfile",
+                "redis.pid",
+            ])
             .env("REDIS_DIR", &dir_str)
             .stdin(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot run sh to start {}: {e}", binary.display()))?;
-        let mut server = Self { wrapper: Some(wrapper), port, dir };
+        let mut server = Self {
+            wrapper: Some(wrapper),
+            port,
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
         // Our server is the one whose working directory is ours: another process (or
         // another test's Redis) answering on this port does not count.
@@ -112,7 +144,9 @@ impl RedisServer {
         }
         let log = std::fs::read_to_string(server.dir.path().join("redis.log")).unwrap_or_default();
         server.kill();
-        Err(format!("redis-server did not come up on port {port} within 10 s; its log:\n{log}"))
+        Err(format!(
+            "redis-server did not come up on port {port} within 10 s; its log:\n{log}"
+        ))
     }
 }
 
@@ -125,12 +159,16 @@ impl Drop for RedisServer {
 fn redis_server_binary() -> PathBuf {
     let explicit = std::env::var_os("REDIS_SERVER").map(PathBuf::from);
     let on_path: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|dir| dir.join("redis-server")).collect())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|dir| dir.join("redis-server"))
+                .collect()
+        })
         .unwrap_or_default();
-    let candidates = explicit
-        .into_iter()
-        .chain(on_path)
-        .chain([PathBuf::from("/usr/bin/redis-server"), PathBuf::from("/usr/local/bin/redis-server")]);
+    let candidates = explicit.into_iter().chain(on_path).chain([
+        PathBuf::from("/usr/bin/redis-server"),
+        PathBuf::from("/usr/local/bin/redis-server"),
+    ]);
     for c in candidates {
         if c.is_file() {
             return c;
@@ -151,7 +189,8 @@ fn free_port() -> u16 {
 fn config_dir(port: u16) -> Option<String> {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
     conn.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    conn.write_all(b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$3\r\ndir\r\n").ok()?;
+    conn.write_all(b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$3\r\ndir\r\n")
+        .ok()?;
     let mut reply = Vec::new();
     let mut buf = [0u8; 1024];
     // The reply is `*2 $3 dir $<n> <path>`: five lines.

@@ -21,7 +21,10 @@ use app::{
 use async_trait::async_trait;
 use sqlx::{
     Row, Sqlite, SqliteConnection, Transaction,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous},
+    sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+        SqliteSynchronous,
+    },
 };
 use std::{path::Path, str::FromStr, time::Duration};
 
@@ -123,7 +126,9 @@ fn bad_row(what: &str) -> StoreError {
 fn thread_from(row: &SqliteRow) -> Result<Thread, StoreError> {
     let id: Vec<u8> = row.try_get("id").map_err(db)?;
     Ok(Thread {
-        id: uuid_bytes(&id).map(ThreadId::from_bytes).ok_or_else(|| bad_row("thread"))?,
+        id: uuid_bytes(&id)
+            .map(ThreadId::from_bytes)
+            .ok_or_else(|| bad_row("thread"))?,
         title: row.try_get("title").map_err(db)?,
         created_ms: row.try_get("created_ms").map_err(db)?,
         updated_ms: row.try_get("updated_ms").map_err(db)?,
@@ -137,8 +142,12 @@ fn message_from(row: &SqliteRow) -> Result<Message, StoreError> {
     let status: String = row.try_get("status").map_err(db)?;
     let feedback: Option<String> = row.try_get("feedback").map_err(db)?;
     Ok(Message {
-        id: uuid_bytes(&id).map(MessageId::from_bytes).ok_or_else(|| bad_row("message"))?,
-        thread_id: uuid_bytes(&thread_id).map(ThreadId::from_bytes).ok_or_else(|| bad_row("message"))?,
+        id: uuid_bytes(&id)
+            .map(MessageId::from_bytes)
+            .ok_or_else(|| bad_row("message"))?,
+        thread_id: uuid_bytes(&thread_id)
+            .map(ThreadId::from_bytes)
+            .ok_or_else(|| bad_row("message"))?,
         role: match role.as_str() {
             "user" => Role::User,
             "assistant" => Role::Assistant,
@@ -153,7 +162,10 @@ fn message_from(row: &SqliteRow) -> Result<Message, StoreError> {
             "error" => MessageStatus::Error,
             _ => return Err(bad_row("message")),
         },
-        feedback: feedback.map(|f| serde_json::from_str::<Feedback>(&f)).transpose().map_err(|_| bad_row("message"))?,
+        feedback: feedback
+            .map(|f| serde_json::from_str::<Feedback>(&f))
+            .transpose()
+            .map_err(|_| bad_row("message"))?,
         error: row.try_get("error").map_err(db)?,
     })
 }
@@ -164,7 +176,11 @@ fn uuid_bytes(v: &[u8]) -> Option<[u8; 16]> {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and brings its schema up to date.
-    pub async fn open(path: &Path, lifetimes: Lifetimes, busy_timeout: Duration) -> Result<Self, StoreError> {
+    pub async fn open(
+        path: &Path,
+        lifetimes: Lifetimes,
+        busy_timeout: Duration,
+    ) -> Result<Self, StoreError> {
         Self::open_with(path, lifetimes, busy_timeout, Durability::Full).await
     }
 
@@ -175,8 +191,9 @@ impl SqliteStore {
         durability: Durability,
     ) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
         }
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(db)?
@@ -196,18 +213,28 @@ impl SqliteStore {
             .await
             .map_err(db)?;
         let touch_interval_ms = (lifetimes.idle.as_millis() as i64 / 20).clamp(1, 30_000);
-        let store = Self { pool, lifetimes, touch_interval_ms };
+        let store = Self {
+            pool,
+            lifetimes,
+            touch_interval_ms,
+        };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db)?;
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *conn).await.map_err(db)?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db)?;
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
             let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
             sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db)?;
-            sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1)).execute(&mut *tx).await.map_err(db)?;
+            sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
             tx.commit().await.map_err(db)?;
         }
         Ok(())
@@ -230,22 +257,30 @@ impl SqliteStore {
     /// Fails with `NoSuchSession` unless the session is live; deletes it if it expired.
     async fn live(conn: &mut SqliteConnection, id: &SessionId) -> Result<(), StoreError> {
         let now = now_ms();
-        let expires: Option<i64> = sqlx::query_scalar("SELECT expires_ms FROM sessions WHERE id = ?")
-            .bind(&id.as_bytes()[..])
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
+        let expires: Option<i64> =
+            sqlx::query_scalar("SELECT expires_ms FROM sessions WHERE id = ?")
+                .bind(&id.as_bytes()[..])
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db)?;
         match expires {
             Some(e) if e > now => Ok(()),
             Some(_) => {
-                sqlx::query("DELETE FROM sessions WHERE id = ?").bind(&id.as_bytes()[..]).execute(&mut *conn).await.map_err(db)?;
+                sqlx::query("DELETE FROM sessions WHERE id = ?")
+                    .bind(&id.as_bytes()[..])
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
                 Err(StoreError::NoSuchSession)
             }
             None => Err(StoreError::NoSuchSession),
         }
     }
 
-    async fn read_live(&self, id: &SessionId) -> Result<sqlx::pool::PoolConnection<Sqlite>, StoreError> {
+    async fn read_live(
+        &self,
+        id: &SessionId,
+    ) -> Result<sqlx::pool::PoolConnection<Sqlite>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db)?;
         Self::live(&mut conn, id).await?;
         Ok(conn)
@@ -278,17 +313,29 @@ impl SessionStore for SqliteStore {
         .map_err(db)?
         .rows_affected();
         tx.commit().await.map_err(db)?;
-        Ok(if inserted == 1 { Claim::Won } else { Claim::Taken })
+        Ok(if inserted == 1 {
+            Claim::Won
+        } else {
+            Claim::Taken
+        })
     }
 
-    async fn verify(&self, id: &SessionId, proof: Option<&ProofHash>) -> Result<Verify, StoreError> {
+    async fn verify(
+        &self,
+        id: &SessionId,
+        proof: Option<&ProofHash>,
+    ) -> Result<Verify, StoreError> {
         let now = now_ms();
-        let row = sqlx::query("SELECT proof, created_ms, last_seen_ms, expires_ms FROM sessions WHERE id = ?")
-            .bind(&id.as_bytes()[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        let Some(row) = row else { return Ok(Verify::Unknown) };
+        let row = sqlx::query(
+            "SELECT proof, created_ms, last_seen_ms, expires_ms FROM sessions WHERE id = ?",
+        )
+        .bind(&id.as_bytes()[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else {
+            return Ok(Verify::Unknown);
+        };
         let stored: Vec<u8> = row.try_get("proof").map_err(db)?;
         let created_ms: i64 = row.try_get("created_ms").map_err(db)?;
         let last_seen_ms: i64 = row.try_get("last_seen_ms").map_err(db)?;
@@ -320,7 +367,11 @@ impl SessionStore for SqliteStore {
                 .await
                 .map_err(db)?
                 .rows_affected();
-                Ok(if touched == 1 { Verify::Valid { created_ms } } else { Verify::Unknown })
+                Ok(if touched == 1 {
+                    Verify::Valid { created_ms }
+                } else {
+                    Verify::Unknown
+                })
             }
             _ => Ok(Verify::Denied { created_ms }),
         }
@@ -380,7 +431,11 @@ impl SessionStore for SqliteStore {
 
     async fn clear(&self, id: &SessionId) -> Result<(), StoreError> {
         let mut conn = self.read_live(id).await?;
-        sqlx::query("DELETE FROM kv WHERE session_id = ?").bind(&id.as_bytes()[..]).execute(&mut *conn).await.map_err(db)?;
+        sqlx::query("DELETE FROM kv WHERE session_id = ?")
+            .bind(&id.as_bytes()[..])
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -417,14 +472,20 @@ impl SessionStore for SqliteStore {
         rows.iter().map(thread_from).collect()
     }
 
-    async fn get_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
+    async fn get_thread(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+    ) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
         let mut conn = self.read_live(id).await?;
-        let row = sqlx::query("SELECT id, title, created_ms, updated_ms FROM threads WHERE session_id = ? AND id = ?")
-            .bind(&id.as_bytes()[..])
-            .bind(&thread.as_bytes()[..])
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
+        let row = sqlx::query(
+            "SELECT id, title, created_ms, updated_ms FROM threads WHERE session_id = ? AND id = ?",
+        )
+        .bind(&id.as_bytes()[..])
+        .bind(&thread.as_bytes()[..])
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db)?;
         let Some(row) = row else { return Ok(None) };
         let t = thread_from(&row)?;
         let rows = sqlx::query(
@@ -436,7 +497,10 @@ impl SessionStore for SqliteStore {
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
-        let messages = rows.iter().map(message_from).collect::<Result<Vec<_>, _>>()?;
+        let messages = rows
+            .iter()
+            .map(message_from)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Some((t, messages)))
     }
 
@@ -495,7 +559,11 @@ impl SessionStore for SqliteStore {
         Ok(n > 0)
     }
 
-    async fn get_message(&self, id: &SessionId, message: &MessageId) -> Result<Option<Message>, StoreError> {
+    async fn get_message(
+        &self,
+        id: &SessionId,
+        message: &MessageId,
+    ) -> Result<Option<Message>, StoreError> {
         let mut conn = self.read_live(id).await?;
         let row = sqlx::query(
             "SELECT id, thread_id, role, content, created_ms, status, feedback, error FROM messages \
@@ -514,16 +582,22 @@ impl SessionStore for SqliteStore {
         Self::live(&mut tx, id).await?;
         let sid = &id.as_bytes()[..];
         let tid = &m.thread_id.as_bytes()[..];
-        let thread_exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM threads WHERE session_id = ? AND id = ?")
-            .bind(sid)
-            .bind(tid)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        let thread_exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM threads WHERE session_id = ? AND id = ?")
+                .bind(sid)
+                .bind(tid)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         if thread_exists.is_none() {
             return Ok(false);
         }
-        let feedback = m.feedback.as_ref().map(|f| serde_json::to_string(f)).transpose().map_err(|e| StoreError::Internal(e.to_string()))?;
+        let feedback = m
+            .feedback
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         let updated = sqlx::query(
             "UPDATE messages SET role = ?, content = ?, created_ms = ?, status = ?, feedback = ?, error = ? \
              WHERE session_id = ? AND id = ? AND thread_id = ?",
@@ -587,7 +661,12 @@ impl SessionStore for SqliteStore {
         Ok(true)
     }
 
-    async fn truncate_after(&self, id: &SessionId, thread: &ThreadId, after: Option<&MessageId>) -> Result<usize, StoreError> {
+    async fn truncate_after(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+        after: Option<&MessageId>,
+    ) -> Result<usize, StoreError> {
         let mut tx = self.begin().await?;
         Self::live(&mut tx, id).await?;
         let sid = &id.as_bytes()[..];
@@ -610,14 +689,15 @@ impl SessionStore for SqliteStore {
                 }
             }
         };
-        let n = sqlx::query("DELETE FROM messages WHERE session_id = ? AND thread_id = ? AND seq > ?")
-            .bind(sid)
-            .bind(tid)
-            .bind(from_seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
+        let n =
+            sqlx::query("DELETE FROM messages WHERE session_id = ? AND thread_id = ? AND seq > ?")
+                .bind(sid)
+                .bind(tid)
+                .bind(from_seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
         tx.commit().await.map_err(db)?;
         Ok(n as usize)
     }

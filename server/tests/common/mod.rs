@@ -23,7 +23,11 @@ pub async fn spawn() -> TestApp {
 
 /// The port of a listener that was just closed: free for a child process to take.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub async fn spawn_with(config: Config) -> TestApp {
@@ -37,7 +41,9 @@ pub async fn spawn_with_store(
     store: Arc<dyn app::server::SessionStore>,
     memory: Arc<MemoryStore>,
 ) -> TestApp {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
     config.addr = listener.local_addr().unwrap();
     let state = AppState::new(config, store).expect("valid test config");
     let (tx, rx) = oneshot::channel::<()>();
@@ -49,14 +55,30 @@ pub async fn spawn_with_store(
         .await
         .expect("server runs");
     });
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-    TestApp { base, store: memory, http, _stop: tx }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    TestApp {
+        base,
+        store: memory,
+        http,
+        _stop: tx,
+    }
 }
 
 /// Wraps a server already running at `base` (stopped when `stop` is dropped).
 pub fn test_app(base: String, store: Arc<MemoryStore>, stop: oneshot::Sender<()>) -> TestApp {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-    TestApp { base, store, http, _stop: stop }
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    TestApp {
+        base,
+        store,
+        http,
+        _stop: stop,
+    }
 }
 
 /// Anything a simulated browser can talk to: an in-process app or a child process.
@@ -107,12 +129,15 @@ impl ChildServer {
         let http = reqwest::Client::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            if let Ok(r) = http.get(format!("{base}/healthz")).send().await {
-                if r.status().is_success() {
-                    break;
-                }
+            if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+                && r.status().is_success()
+            {
+                break;
             }
-            assert!(std::time::Instant::now() < deadline, "confide did not come up on {base}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "confide did not come up on {base}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         ChildServer { base, http, child }
@@ -156,7 +181,10 @@ pub struct Browser {
 
 impl Browser {
     pub fn new() -> Self {
-        Self { sid: uuid::Uuid::new_v4().to_string(), proof: None }
+        Self {
+            sid: uuid::Uuid::new_v4().to_string(),
+            proof: None,
+        }
     }
 
     pub fn cookie_header(&self) -> String {
@@ -199,6 +227,11 @@ pub async fn send(req: reqwest::RequestBuilder) -> Reply {
     let status = res.status();
     let headers = res.headers().clone();
     let bytes = res.bytes().await.expect("body");
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Reply { status, headers, body }
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
