@@ -7,7 +7,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use server::Config;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 async fn app() -> TestApp {
     spawn_with(Config {
@@ -28,25 +28,6 @@ fn ok(r: Reply) -> Value {
     r.body
 }
 
-/// Polls the thread until its last message is no longer streaming.
-async fn settled(app: &TestApp, b: &mut Browser, thread: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let t = ok(b
-            .call(app, "threads/get", json!({ "thread_id": thread }))
-            .await);
-        let last_status = t["messages"]
-            .as_array()
-            .and_then(|m| m.last())
-            .map(|m| m["status"].clone());
-        if last_status.is_some_and(|s| s != "streaming") {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "reply did not finish: {t}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_sent_message_gets_a_persisted_reply() {
     let app = app().await;
@@ -63,7 +44,7 @@ async fn a_sent_message_gets_a_persisted_reply() {
     assert_eq!(sent["thread"]["title"], "hello there world");
     let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
 
-    let t = settled(&app, &mut b, &tid).await;
+    let t = common::settled(&app, &mut b, &tid).await;
     let msgs = t["messages"].as_array().unwrap();
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[1]["role"], "assistant");
@@ -90,7 +71,7 @@ async fn foreign_thread_and_message_ids_answer_404_and_change_nothing() {
         .await);
     let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
     let uid = sent["user"]["id"].as_str().unwrap().to_owned();
-    let before = settled(&app, &mut alice, &tid).await;
+    let before = common::settled(&app, &mut alice, &tid).await;
     let rid = before["messages"][1]["id"].as_str().unwrap().to_owned();
 
     let mut bob = started(&app).await;
@@ -199,7 +180,7 @@ async fn edit_drops_later_turns_and_asks_again() {
         .call(&app, "messages/send", json!({ "content": "one" }))
         .await);
     let tid = first["thread"]["id"].as_str().unwrap().to_owned();
-    settled(&app, &mut b, &tid).await;
+    common::settled(&app, &mut b, &tid).await;
     ok(b.call(
         &app,
         "messages/send",
@@ -207,7 +188,7 @@ async fn edit_drops_later_turns_and_asks_again() {
     )
     .await);
     assert_eq!(
-        settled(&app, &mut b, &tid).await["messages"]
+        common::settled(&app, &mut b, &tid).await["messages"]
             .as_array()
             .unwrap()
             .len(),
@@ -221,7 +202,7 @@ async fn edit_drops_later_turns_and_asks_again() {
         json!({ "message_id": uid, "content": "uno" }),
     )
     .await);
-    let t = settled(&app, &mut b, &tid).await;
+    let t = common::settled(&app, &mut b, &tid).await;
     let contents: Vec<&str> = t["messages"]
         .as_array()
         .unwrap()
@@ -236,7 +217,7 @@ async fn edit_drops_later_turns_and_asks_again() {
         .call(&app, "messages/regenerate", json!({ "thread_id": tid }))
         .await);
     assert_ne!(fresh["id"], old_reply);
-    let t = settled(&app, &mut b, &tid).await;
+    let t = common::settled(&app, &mut b, &tid).await;
     assert_eq!(t["messages"].as_array().unwrap().len(), 2);
     assert_eq!(t["messages"][1]["id"], fresh["id"]);
 
@@ -258,7 +239,7 @@ async fn a_failing_reply_keeps_what_arrived_and_says_why() {
     let sent = ok(b
         .call(&app, "messages/send", json!({ "content": "/error" }))
         .await);
-    let t = settled(&app, &mut b, sent["thread"]["id"].as_str().unwrap()).await;
+    let t = common::settled(&app, &mut b, sent["thread"]["id"].as_str().unwrap()).await;
     let reply = &t["messages"][1];
     assert_eq!(reply["status"], "error");
     assert_eq!(reply["content"], "This reply starts well and ");
@@ -277,7 +258,7 @@ async fn threads_rename_search_feedback_export_delete() {
         )
         .await);
     let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
-    let t = settled(&app, &mut b, &tid).await;
+    let t = common::settled(&app, &mut b, &tid).await;
     let rid = t["messages"][1]["id"].clone();
     ok(b.call(&app, "threads/create", json!({})).await);
 

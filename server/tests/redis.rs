@@ -6,7 +6,7 @@ mod common;
 #[path = "../src/store/redis_test_support.rs"]
 mod redis_support;
 
-use common::{Browser, Endpoint, TestApp};
+use common::{Browser, TestApp};
 use futures::StreamExt;
 use redis_support::RedisServer;
 use reqwest::StatusCode;
@@ -45,26 +45,6 @@ async fn instance(redis: &RedisServer, prefix: &str) -> TestApp {
     common::test_app(base, unused, tx)
 }
 
-async fn settled(app: &impl Endpoint, b: &mut Browser, tid: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let t = b
-            .call(app, "threads/get", json!({ "thread_id": tid }))
-            .await;
-        assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
-        if t.body["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["status"] != "streaming")
-        {
-            return t.body;
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_browser_alternating_between_two_instances_keeps_one_session() {
     let redis = RedisServer::start();
@@ -94,7 +74,7 @@ async fn one_browser_alternating_between_two_instances_keeps_one_session() {
         .call(&a, "messages/send", json!({ "content": "asked on A" }))
         .await;
     let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
-    let on_b = settled(&b, &mut browser, &tid).await;
+    let on_b = common::settled(&b, &mut browser, &tid).await;
     assert_eq!(on_b["messages"][1]["content"], "asked on A");
     for (i, app) in [&a, &b, &a, &b].into_iter().enumerate() {
         let r = browser
@@ -105,7 +85,7 @@ async fn one_browser_alternating_between_two_instances_keeps_one_session() {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-        settled(app, &mut browser, &tid).await;
+        common::settled(app, &mut browser, &tid).await;
     }
     let t_a = browser
         .call(&a, "threads/get", json!({ "thread_id": tid }))

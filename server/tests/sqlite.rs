@@ -4,36 +4,12 @@
 mod common;
 
 use app::SessionId;
-use common::{Browser, ChildServer, Endpoint};
+use common::{Browser, ChildServer};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use server::{Config, MemoryStore, SqliteStore};
 use sqlx::sqlite::SqlitePoolOptions;
-use std::{
-    path::Path,
-    sync::Arc,
-    time::{Duration, Instant},
-};
-
-async fn wait_settled(app: &impl Endpoint, b: &mut Browser, thread: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let t = b
-            .call(app, "threads/get", json!({ "thread_id": thread }))
-            .await;
-        assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
-        if t.body["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["status"] != "streaming")
-        {
-            return t.body;
-        }
-        assert!(Instant::now() < deadline, "reply did not finish");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use std::{path::Path, sync::Arc, time::Duration};
 
 fn sqlite_env(db: &Path) -> Vec<(&'static str, String)> {
     vec![
@@ -58,7 +34,7 @@ async fn acknowledged_data_survives_sigkill() {
         .call(&first, "messages/send", json!({ "content": "first turn" }))
         .await;
     let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
-    wait_settled(&first, &mut b, &tid).await;
+    common::settled(&first, &mut b, &tid).await;
     for turn in ["second turn", "third turn"] {
         let r = b
             .call(
@@ -68,7 +44,7 @@ async fn acknowledged_data_survives_sigkill() {
             )
             .await;
         assert_eq!(r.status, StatusCode::OK);
-        wait_settled(&first, &mut b, &tid).await;
+        common::settled(&first, &mut b, &tid).await;
     }
     let before = b
         .call(&first, "threads/get", json!({ "thread_id": tid }))
@@ -122,7 +98,7 @@ async fn expired_sessions_leave_no_rows() {
     let sent = b
         .call(&app, "messages/send", json!({ "content": "gone soon" }))
         .await;
-    wait_settled(&app, &mut b, sent.body["thread"]["id"].as_str().unwrap()).await;
+    common::settled(&app, &mut b, sent.body["thread"]["id"].as_str().unwrap()).await;
 
     let id = SessionId::parse(&b.sid).unwrap();
     let pool = SqlitePoolOptions::new()

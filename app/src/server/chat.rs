@@ -431,12 +431,8 @@ impl Chat {
             Some(cancel) => {
                 cancel.cancel();
                 // The generation task saves the final state; wait briefly so the answer shows it.
-                for _ in 0..50 {
-                    if !self.rt.busy(self.sid(), &msg.thread_id) {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                self.wait_idle(&msg.thread_id, Duration::from_millis(500))
+                    .await;
                 let msg = self
                     .call(store.get_message(self.sid(), message))
                     .await?
@@ -449,16 +445,6 @@ impl Chat {
                 let mut marked = msg;
                 marked.status = MessageStatus::Stopped;
                 self.put(&marked).await?;
-                for _ in 0..100 {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    let now = self
-                        .call(store.get_message(self.sid(), message))
-                        .await?
-                        .ok_or_else(ApiError::not_found)?;
-                    if now.content != marked.content || !self.rt.busy(self.sid(), &now.thread_id) {
-                        return Ok(view(now));
-                    }
-                }
                 let v = view(marked);
                 self.publish(ChatEvent::Message { message: v.clone() });
                 Ok(v)
@@ -525,10 +511,13 @@ impl Chat {
 
     async fn stop_thread_and_wait(&self, thread: &ThreadId) {
         self.rt.cancel_thread(self.sid(), thread);
-        for _ in 0..100 {
-            if !self.rt.busy(self.sid(), thread) {
-                return;
-            }
+        self.wait_idle(thread, Duration::from_secs(1)).await;
+    }
+
+    /// Waits (up to `max`) until no reply of this instance streams in the thread.
+    async fn wait_idle(&self, thread: &ThreadId, max: Duration) {
+        let deadline = tokio::time::Instant::now() + max;
+        while self.rt.busy(self.sid(), thread) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -235,3 +235,26 @@ pub async fn send(req: reqwest::RequestBuilder) -> Reply {
         body,
     }
 }
+
+/// Polls a thread until no message in it is still streaming; returns the thread.
+pub async fn settled(app: &impl Endpoint, b: &mut Browser, thread: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let t = b
+            .call(app, "threads/get", json!({ "thread_id": thread }))
+            .await;
+        assert_eq!(t.status, StatusCode::OK, "{:?}", t.body);
+        let streaming = t.body["messages"]
+            .as_array()
+            .is_none_or(|m| m.iter().any(|m| m["status"] == "streaming"));
+        if !streaming {
+            return t.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reply did not finish: {}",
+            t.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
