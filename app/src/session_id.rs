@@ -57,6 +57,53 @@ impl SessionId {
         Self(Uuid::new_v4())
     }
 
+    /// The home of a signed-in user: where their threads live, whichever browser they use.
+    /// Derived from the account (`kind` is the login method, `key` the account name, e.g.
+    /// issuer and subject), so creating an account twice finds the same home. It is a
+    /// version 8 UUID, which `parse` refuses: no browser can name a home as its session.
+    #[cfg(feature = "ssr")]
+    pub fn home(kind: &str, key: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"confide/home/v1\0");
+        h.update(kind.as_bytes());
+        h.update(b"\0");
+        h.update(key.as_bytes());
+        let digest = h.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Self(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    }
+
+    /// Whether this is a user's home rather than a browser session.
+    pub fn is_home(&self) -> bool {
+        self.0.get_version_num() == 8
+    }
+
+    /// Any stored id, home or session, from its 16 bytes: for store backends reading their
+    /// own records back. Never for input from a client.
+    #[cfg(feature = "ssr")]
+    pub fn from_stored_bytes(bytes: [u8; 16]) -> Self {
+        Self(Uuid::from_bytes(bytes))
+    }
+
+    /// Any stored id from its canonical string (a v4 session or a v8 home); for store
+    /// backends and server-side records. Never for input from a client.
+    #[cfg(feature = "ssr")]
+    pub fn parse_stored(s: &str) -> Result<Self, SessionIdError> {
+        if s.len() != SESSION_ID_LEN {
+            return Err(SessionIdError::Length);
+        }
+        let id = Uuid::try_parse(s).map_err(|_| SessionIdError::NotCanonical)?;
+        if id.hyphenated().to_string() != s {
+            return Err(SessionIdError::NotCanonical);
+        }
+        match id.get_version_num() {
+            4 | 8 => Ok(Self(id)),
+            _ => Err(SessionIdError::NotVersion4),
+        }
+    }
+
     /// The canonical string form, for the cookie, the header and storage keys.
     pub fn as_string(&self) -> String {
         self.0.hyphenated().to_string()
@@ -116,6 +163,25 @@ impl<'de> Deserialize<'de> for SessionId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn homes_are_stable_distinct_and_never_parse_as_sessions() {
+        let a = SessionId::home("password", "alice");
+        assert_eq!(a, SessionId::home("password", "alice"));
+        assert_ne!(a, SessionId::home("password", "bob"));
+        assert_ne!(a, SessionId::home("oidc", "alice"));
+        // The separator keeps ("a", "b\0c") and ("a\0b", "c") apart.
+        assert_ne!(SessionId::home("a", "b\0c"), SessionId::home("a\0b", "c"));
+        assert!(a.is_home());
+        assert!(!SessionId::random().is_home());
+        assert_eq!(SessionId::parse(&a.as_string()), Err(SessionIdError::NotVersion4));
+        assert_eq!(SessionId::parse_stored(&a.as_string()), Ok(a));
+        assert_eq!(SessionId::from_stored_bytes(*a.as_bytes()), a);
+        let s = SessionId::random();
+        assert_eq!(SessionId::parse_stored(&s.as_string()), Ok(s));
+        assert!(SessionId::parse_stored(&s.as_string().to_uppercase()).is_err());
+    }
 
     const VALID: &str = "0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f";
 

@@ -52,6 +52,8 @@ impl GuardConfig {
 #[derive(Clone)]
 pub struct VerifiedSession {
     id: SessionId,
+    /// The signed-in user's home, whose threads this session works on.
+    home: Option<SessionId>,
     fresh: bool,
     created_ms: i64,
     lifetimes: Lifetimes,
@@ -62,6 +64,15 @@ pub struct VerifiedSession {
 impl VerifiedSession {
     pub fn id(&self) -> &SessionId {
         &self.id
+    }
+    /// The signed-in user's home; `None` for an anonymous session.
+    pub fn home(&self) -> Option<&SessionId> {
+        self.home.as_ref()
+    }
+    /// Where this session's threads live: the user's home when signed in, else the
+    /// session itself.
+    pub fn owner(&self) -> &SessionId {
+        self.home.as_ref().unwrap_or(&self.id)
     }
     /// True when this request created the session.
     pub fn is_fresh(&self) -> bool {
@@ -216,8 +227,9 @@ pub async fn check(
     }
     let proof: Option<ProofHash> = proofs.first().and_then(|v| Proof::hash_cookie_value(v));
 
-    let verified = |fresh: bool, created_ms: i64| VerifiedSession {
+    let verified = |fresh: bool, created_ms: i64, home: Option<SessionId>| VerifiedSession {
         id,
+        home,
         fresh,
         created_ms,
         lifetimes: cfg.lifetimes,
@@ -229,8 +241,8 @@ pub async fn check(
         .await
         .map_err(store_error)?
     {
-        Verify::Valid { created_ms } => Ok(GuardOutcome {
-            session: Some(verified(false, created_ms)),
+        Verify::Valid { created_ms, home } => Ok(GuardOutcome {
+            session: Some(verified(false, created_ms, home)),
             set_cookie: None,
             log_tag: Some(tag),
         }),
@@ -265,7 +277,7 @@ pub async fn check(
                 Claim::Won => {
                     tracing::info!(session = %tag, "session claimed");
                     Ok(GuardOutcome {
-                        session: Some(verified(true, super::store::now_ms())),
+                        session: Some(verified(true, super::store::now_ms(), None)),
                         set_cookie: Some(proof_cookie(cfg, &secret)),
                         log_tag: Some(tag),
                     })

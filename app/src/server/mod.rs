@@ -10,5 +10,7 @@ pub mod store;
 mod user_session;
 
 pub use guard::{GuardConfig, GuardOutcome, Mode, VerifiedSession};
-pub use store::{Claim, Lifetimes, Proof, ProofHash, SessionStore, StoreError, Verify};
+pub use store::{
+    Claim, Lifetimes, Proof, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
+};
 pub use user_session::UserSession;

@@ -140,12 +140,26 @@ pub enum Claim {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verify {
-    /// The proof matches; the idle expiry has been pushed back.
-    Valid { created_ms: i64 },
+    /// The proof matches; the idle expiry has been pushed back. `home` is the signed-in
+    /// user's home (see `claim_signed_in`), `None` for an anonymous session.
+    Valid {
+        created_ms: i64,
+        home: Option<SessionId>,
+    },
     /// No live session has this id (never claimed, expired, or deleted).
     Unknown,
     /// The session exists and the proof is missing or wrong.
     Denied { created_ms: i64 },
+}
+
+/// What `peek` tells about a live session, without touching it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimes {
+    pub created_ms: i64,
+    /// The last verified request, as precisely as the backend records it (it may throttle
+    /// how often it writes this, by up to a minute).
+    pub last_seen_ms: i64,
+    pub home: Option<SessionId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,6 +211,28 @@ pub trait SessionStore: Send + Sync + 'static {
     /// of concurrent claims of one id, exactly one returns `Won`. An expired session in the
     /// way is removed (with its data) and the claim proceeds.
     async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError>;
+
+    /// Like `claim`, for a session that acts for a signed-in user: the session records
+    /// `home`, and `verify` reports it. Fails with `NoSuchSession` when `home` does not exist.
+    async fn claim_signed_in(
+        &self,
+        id: &SessionId,
+        proof: &ProofHash,
+        home: &SessionId,
+    ) -> Result<Claim, StoreError>;
+
+    /// Creates a user's home (a `SessionId::home`): a record that holds values and threads
+    /// like a session but never expires, is never swept, and has no proof anyone holds, so
+    /// `verify` always denies it. Returns false if it already existed (nothing changes).
+    async fn create_home(&self, home: &SessionId) -> Result<bool, StoreError>;
+
+    /// Times and home of a live session; `None` when unknown or expired. Unlike `verify` it
+    /// neither slides the expiry nor deletes anything.
+    async fn peek(&self, id: &SessionId) -> Result<Option<SessionTimes>, StoreError>;
+
+    /// The keys of the session's values that start with `prefix` (every key for ""), in
+    /// no particular order.
+    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError>;
 
     /// Compares `proof` with the stored hash in constant time; on a match, slides the idle
     /// expiry. An expired session is deleted here and reported as `Unknown`.
