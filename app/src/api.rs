@@ -21,6 +21,12 @@ pub struct SessionInfo {
     pub absolute_timeout_secs: u64,
     /// Seconds until the absolute lifetime ends; the client sizes its cookie with it.
     pub remaining_secs: u64,
+    /// The signed-in user; `None` for an anonymous session.
+    #[serde(default)]
+    pub user: Option<crate::account::Account>,
+    /// Whether any way of signing in is configured.
+    #[serde(default)]
+    pub sign_in_enabled: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,7 +45,17 @@ pub async fn start_session() -> Result<SessionInfo, ApiError> {
     let v = session.verified();
     let l = v.lifetimes();
     let age_secs = ((now_ms() - v.created_ms()).max(0) / 1000) as u64;
+    let auth = leptos_axum::extract::<axum::Extension<std::sync::Arc<crate::server::auth::Auth>>>()
+        .await
+        .map(|axum::Extension(a)| a)
+        .ok();
+    let user = match &auth {
+        Some(a) => a.account_of(v).await?,
+        None => None,
+    };
     Ok(SessionInfo {
+        user,
+        sign_in_enabled: auth.is_some_and(|a| a.config.enabled()),
         short_id: v.id().short(),
         new: v.is_fresh(),
         idle_timeout_secs: l.idle.as_secs(),

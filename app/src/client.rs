@@ -141,6 +141,28 @@ mod browser {
         id
     }
 
+    /// After a sign-in: this browser now uses the session the server created (its proof
+    /// came as a cookie); a fresh page load starts everything under it.
+    pub fn adopt_session_and_reload(id: &SessionId) {
+        persist(id, DEFAULT_MAX_AGE);
+        go("/");
+    }
+
+    /// Navigates the whole page (to a provider's sign-in page, or home).
+    pub fn go(url: &str) {
+        if let Some(w) = web_sys::window() {
+            let _ = w.location().assign(url);
+        }
+    }
+
+    /// The current page's query parameter `name`.
+    pub fn query_param(name: &str) -> Option<String> {
+        let search = web_sys::window()?.location().search().ok()?;
+        web_sys::UrlSearchParams::new_with_str(&search)
+            .ok()?
+            .get(name)
+    }
+
     /// After "forget this browser": drop every trace here and start over on a fresh page.
     pub fn forget_and_restart() {
         LocalStorage::clear();

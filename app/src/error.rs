@@ -23,6 +23,21 @@ pub enum ErrorCode {
     SessionClaimed,
     /// The session exists but this request does not hold its proof.
     SessionProofMismatch,
+    /// The session this browser had has ended (signed out, ended from another browser,
+    /// expired): start a new one.
+    SessionEnded,
+    /// Wrong username or password (never says which).
+    LoginFailed,
+    /// This needs a signed-in user.
+    LoginRequired,
+    /// Registration asked for a name that is taken.
+    UsernameTaken,
+    /// The identity provider's answer was refused (signature, audience, expiry, nonce…).
+    OidcFailed,
+    /// The sign-in answer does not belong to the sign-in this browser started.
+    InvalidState,
+    /// The identity provider could not be reached.
+    ProviderUnavailable,
     /// The request body or a field is malformed.
     InvalidInput,
     /// A `UserSession` key is empty, too long or uses characters outside `[A-Za-z0-9._:-]`.
@@ -74,6 +89,10 @@ impl ErrorCode {
             | Self::InvalidInput
             | Self::KeyInvalid => 400,
             Self::SessionClaimed => 409,
+            Self::SessionEnded | Self::LoginFailed | Self::LoginRequired | Self::OidcFailed => 401,
+            Self::UsernameTaken => 409,
+            Self::InvalidState => 400,
+            Self::ProviderUnavailable => 502,
             Self::SessionProofMismatch => 403,
             Self::TooLarge => 413,
             Self::TooManyKeys | Self::LimitReached | Self::Busy => 409,
@@ -98,6 +117,13 @@ impl ErrorCode {
             Self::SessionMismatch => "session_mismatch",
             Self::SessionClaimed => "session_claimed",
             Self::SessionProofMismatch => "session_proof_mismatch",
+            Self::SessionEnded => "session_ended",
+            Self::LoginFailed => "login_failed",
+            Self::LoginRequired => "login_required",
+            Self::UsernameTaken => "username_taken",
+            Self::OidcFailed => "oidc_failed",
+            Self::InvalidState => "invalid_state",
+            Self::ProviderUnavailable => "provider_unavailable",
             Self::InvalidInput => "invalid_input",
             Self::KeyInvalid => "key_invalid",
             Self::TooLarge => "too_large",
@@ -231,6 +257,13 @@ mod tests {
             ErrorCode::SessionMismatch,
             ErrorCode::SessionClaimed,
             ErrorCode::SessionProofMismatch,
+            ErrorCode::SessionEnded,
+            ErrorCode::LoginFailed,
+            ErrorCode::LoginRequired,
+            ErrorCode::UsernameTaken,
+            ErrorCode::OidcFailed,
+            ErrorCode::InvalidState,
+            ErrorCode::ProviderUnavailable,
             ErrorCode::TooLarge,
             ErrorCode::StoreUnavailable,
         ] {

@@ -1,6 +1,7 @@
 //! Confide's application: the page (components rendered on the server and hydrated in the
 //! browser), the server functions and the types both sides share.
 
+pub mod account;
 pub mod api;
 pub mod client;
 mod components;

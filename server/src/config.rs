@@ -83,6 +83,22 @@ pub struct Config {
     /// Allow cookies without `Secure` on a plain-http public URL that is not loopback.
     #[serde(deserialize_with = "flag")]
     pub insecure_cookies: bool,
+    /// Password sign-in, with accounts made by `confide user add`.
+    #[serde(deserialize_with = "flag")]
+    pub auth_password: bool,
+    /// Anyone may create a password account from the sign-in page.
+    #[serde(deserialize_with = "flag")]
+    pub auth_registration: bool,
+    /// Header in which a trusted proxy names the signed-in user (e.g. `X-Forwarded-User`);
+    /// believed only from `trusted_proxies`.
+    pub auth_header: Option<String>,
+    /// OpenID Connect providers: `[[oidc]]` tables with `id`, `name`, `issuer`,
+    /// `client_id`, `client_secret` and optional `scopes`.
+    #[serde(default)]
+    pub oidc: Vec<app::server::auth::oidc::ProviderConfig>,
+    /// Password attempts allowed per minute for one account, and from one address.
+    pub login_attempts_per_account: u32,
+    pub login_attempts_per_address: u32,
 }
 
 impl Default for Config {
@@ -118,6 +134,12 @@ impl Default for Config {
             session_rate: 20,
             session_burst: 40,
             messages_per_minute: 30,
+            auth_password: false,
+            auth_registration: false,
+            auth_header: None,
+            oidc: Vec::new(),
+            login_attempts_per_account: 5,
+            login_attempts_per_address: 30,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! on a random port exactly as the binary does.
 
 pub mod assistant;
+pub mod cli;
 pub mod config;
 pub mod metrics;
 mod middleware;
@@ -47,6 +48,7 @@ pub struct AppState {
     pub leptos: LeptosOptions,
     pub chat: Arc<ChatRuntime>,
     pub limits: Arc<middleware::Limiters>,
+    pub auth: Arc<app::server::auth::Auth>,
     /// Whether this process terminates TLS itself.
     pub tls: bool,
 }
@@ -80,9 +82,14 @@ impl AppState {
         let chat = Arc::new(ChatRuntime::new(assistant, hub));
         let limits = Arc::new(middleware::Limiters::new(&config));
         let tls = config.tls_cert.is_some();
+        let auth = Arc::new(
+            app::server::auth::Auth::new(auth_config(&config)?, guard.clone(), store.clone())
+                .map_err(ConfigError::Invalid)?,
+        );
         Ok(Self {
             config: Arc::new(config),
             store,
+            auth,
             guard,
             leptos,
             chat,
@@ -179,6 +186,30 @@ fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
     }
 }
 
+fn auth_config(config: &Config) -> Result<app::server::auth::AuthConfig, ConfigError> {
+    let header = match &config.auth_header {
+        Some(h) if !h.trim().is_empty() => Some(
+            axum::http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes())
+                .map_err(|_| ConfigError::Invalid(format!("auth_header {h:?} is not a header name")))?,
+        ),
+        _ => None,
+    };
+    if header.is_some() && config.trusted_proxies.is_empty() {
+        return Err(ConfigError::Invalid(
+            "auth_header needs trusted_proxies: the header is believed only from them".into(),
+        ));
+    }
+    Ok(app::server::auth::AuthConfig {
+        password: config.auth_password,
+        registration: config.auth_registration,
+        header,
+        oidc: config.oidc.clone(),
+        public_origin: config.public_origin(),
+        attempts_per_account: config.login_attempts_per_account,
+        attempts_per_address: config.login_attempts_per_address,
+    })
+}
+
 pub fn lifetimes(config: &Config) -> Lifetimes {
     Lifetimes {
         idle: config.idle_timeout,
@@ -202,6 +233,7 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(Extension(state.chat.clone()))
+        .layer(Extension(state.auth.clone()))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::session_guard,
@@ -364,6 +396,7 @@ async fn sweep_forever(state: AppState, every: std::time::Duration) {
     loop {
         tick.tick().await;
         state.limits.shrink();
+        state.auth.shrink();
         match state.store.sweep().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "swept expired sessions"),

@@ -18,6 +18,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.is_empty() {
+        return server::cli::run(&args, config).await;
+    }
     let addr = config.addr;
     let public_url = config.public_url();
     let store_desc = config.store.clone();

@@ -342,7 +342,14 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
                 path,
                 "request refused by the session guard"
             );
-            return private(e.into_response());
+            let ended = e.code == ErrorCode::SessionEnded;
+            let mut res = e.into_response();
+            // The proof of an ended session is worthless; dropping it lets the browser's
+            // next request, under a new id, claim cleanly.
+            if ended && let Ok(v) = HeaderValue::from_str(&guard::clear_proof_cookie(&state.guard)) {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
+            return private(res);
         }
     };
     if let Some(session) = &outcome.session {
@@ -361,8 +368,22 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
         }
         req.extensions_mut().insert(session.clone());
     }
+    let addr = app::server::auth::ClientAddr {
+        ip: client_ip(peer_of(&req), req.headers(), &state),
+        via_trusted_proxy: is_trusted(peer_of(&req), &state),
+    };
+    req.extensions_mut().insert(addr);
     let mut res = next.run(req).await;
+    // A sign-in answers with the proof of the session that replaces this one; the proof
+    // of the session this request claimed must not overwrite it.
+    let proof_prefix = format!("{}=", state.guard.proof_cookie_name());
+    let handler_set_proof = res
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.starts_with(&proof_prefix)));
     if let Some(cookie) = outcome.set_cookie
+        && !handler_set_proof
         && let Ok(v) = HeaderValue::from_str(&cookie)
     {
         res.headers_mut().append(header::SET_COOKIE, v);

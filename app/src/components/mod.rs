@@ -1,5 +1,6 @@
 //! The page: an app shell (header, main, footer) around the routes.
 
+mod account;
 mod chat;
 mod icon;
 mod notepad;
@@ -70,6 +71,9 @@ pub fn App() -> impl IntoView {
                             <Route path=path!("/") view=chat::ChatPage />
                             <Route path=path!("/t/:id") view=chat::ChatPage />
                             <Route path=path!("/notes") view=notepad::Notepad />
+                            <Route path=path!("/login") view=account::SignIn />
+                            <Route path=path!("/auth/callback") view=account::Callback />
+                            <Route path=path!("/account") view=account::MySessions />
                         </Routes>
                     </chat::ChatLayout>
                 </main>
@@ -95,6 +99,7 @@ async fn start_session(ctx: SessionCtx) {
             Err(e) => match e.code {
                 // Someone else's id (or our proof is gone): never retry it, start afresh.
                 ErrorCode::SessionProofMismatch
+                | ErrorCode::SessionEnded
                 | ErrorCode::InvalidSessionId
                 | ErrorCode::NoSession => {
                     id = client::replace_session_id();
@@ -145,6 +150,7 @@ fn Header() -> impl IntoView {
                     <span class="muted">"session "</span>
                     <code data-testid="session-id">{badge}</code>
                 </span>
+                <account::UserMenu />
                 <ThemeToggle />
             </div>
         </header>

@@ -133,8 +133,10 @@ impl Chat {
         Ok(Self { session, rt })
     }
 
+    /// The id chat data lives under: the signed-in user's home, or the session itself.
+    /// Events go there too, so every browser of one user stays in sync.
     fn sid(&self) -> &SessionId {
-        self.session.id()
+        self.session.owner()
     }
 
     async fn call<T>(
@@ -163,9 +165,12 @@ impl Chat {
         Ok(out)
     }
 
-    /// Deletes the session with all its data and stops its replies.
+    /// Deletes the session with all its data and stops its replies. A signed-in user's
+    /// threads live in their home and stay: this forgets the browser, not the account.
     pub async fn forget(&self) -> Result<(), ApiError> {
-        self.rt.cancel_session(self.sid());
+        if self.session.home().is_none() {
+            self.rt.cancel_session(self.sid());
+        }
         super::UserSession::from_verified(self.session.clone())
             .destroy()
             .await?;
@@ -632,13 +637,13 @@ async fn generate(
     history: Vec<Turn>,
     cancel: CancellationToken,
 ) {
-    let sid = *session.id();
+    let sid = *session.owner();
     let timeout = session.store_timeout();
     let save = |m: Message| {
         let session = session.clone();
         async move {
-            if let Err(e) = bounded(timeout, session.store().put_message(session.id(), &m)).await {
-                tracing::warn!(session = %session.id().log_tag(), error = %e, "saving a reply failed");
+            if let Err(e) = bounded(timeout, session.store().put_message(session.owner(), &m)).await {
+                tracing::warn!(session = %session.owner().log_tag(), error = %e, "saving a reply failed");
             }
         }
     };
@@ -687,7 +692,7 @@ async fn generate(
                             if last_save.elapsed() >= rt.persist_interval {
                                 // A Stop handled by another instance shows up as the stored
                                 // status; honour it instead of overwriting it.
-                                let stored = bounded(timeout, session.store().get_message(session.id(), &reply.id)).await;
+                                let stored = bounded(timeout, session.store().get_message(session.owner(), &reply.id)).await;
                                 match stored {
                                     Ok(Some(m)) if m.status == MessageStatus::Stopped => {
                                         reply.status = MessageStatus::Stopped;

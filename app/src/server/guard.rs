@@ -267,6 +267,10 @@ pub async fn check(
             log_tag: Some(tag),
             ..Default::default()
         }),
+        // The browser holds a proof, so it had a session under some id, and this id is not
+        // live: it ended (sign-out, "end session" from another browser, expiry, a login that
+        // replaced it). It must not quietly come back to life; the client starts a new id.
+        Verify::Unknown if proof.is_some() => Err(ended_error()),
         Verify::Unknown if mode == Mode::Stream => Err(ApiError::no_session()),
         Verify::Unknown => {
             let secret = Proof::generate().map_err(store_error)?;
@@ -288,6 +292,13 @@ pub async fn check(
     }
 }
 
+fn ended_error() -> ApiError {
+    ApiError::new(
+        ErrorCode::SessionEnded,
+        "this session has ended; start a new one",
+    )
+}
+
 fn claimed_error() -> ApiError {
     ApiError::new(
         ErrorCode::SessionClaimed,
@@ -295,7 +306,8 @@ fn claimed_error() -> ApiError {
     )
 }
 
-fn proof_cookie(cfg: &GuardConfig, secret: &Proof) -> String {
+/// A `Set-Cookie` value carrying `secret` as the proof cookie.
+pub fn proof_cookie(cfg: &GuardConfig, secret: &Proof) -> String {
     Cookie::build((cfg.proof_cookie_name(), secret.encode()))
         .http_only(true)
         .secure(cfg.secure_cookies)

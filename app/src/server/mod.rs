@@ -2,6 +2,7 @@
 //! `UserSession` API that server functions use.
 
 pub mod assistant;
+pub mod auth;
 pub mod chat;
 pub mod events;
 pub mod guard;

@@ -1,0 +1,691 @@
+//! Signing in: accounts, session renewal, sign-out and the sessions of an account.
+//!
+//! An account is a *home* (`SessionId::home`): a store record no browser can name, which
+//! holds the account record, the user's threads and one entry per signed-in session. A
+//! browser session that signs in is replaced by a new one bound to the home (new id, new
+//! proof), so an id or proof known before sign-in is worth nothing after it.
+
+use super::{
+    VerifiedSession,
+    guard::{GuardConfig, bounded, proof_cookie, store_error},
+    store::{Claim, Proof, SessionStore, StoreError, now_ms},
+};
+use crate::{
+    ApiError, ErrorCode, SessionId,
+    account::{Account, SessionRow},
+};
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
+
+pub mod oidc;
+
+/// Value key of the account record in a home.
+const ACCOUNT_KEY: &str = "confide:account";
+/// Prefix of the per-session entries in a home.
+const SESSION_PREFIX: &str = "confide:s:";
+/// Value keys of a browser session that only the server writes.
+pub(crate) const RESERVED_PREFIX: &str = "confide:";
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_CHARS: usize = 256;
+pub const MAX_USERNAME_CHARS: usize = 64;
+
+/// Where the request came from, as the edge layer worked it out.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr {
+    pub ip: Option<IpAddr>,
+    /// The direct peer is one of the configured trusted proxies.
+    pub via_trusted_proxy: bool,
+}
+
+/// How people may sign in. With nothing enabled, Confide is anonymous only.
+#[derive(Clone, Default)]
+pub struct AuthConfig {
+    pub password: bool,
+    /// Anyone may create a password account from the sign-in page.
+    pub registration: bool,
+    /// Header naming the user, believed only from trusted proxies (e.g. `x-forwarded-user`).
+    pub header: Option<http::HeaderName>,
+    pub oidc: Vec<oidc::ProviderConfig>,
+    /// Where browsers reach Confide, e.g. `https://chat.example.com` (the OIDC redirect).
+    pub public_origin: String,
+    /// Failed-or-not password attempts allowed per account and per address, per minute.
+    pub attempts_per_account: u32,
+    pub attempts_per_address: u32,
+}
+
+impl AuthConfig {
+    pub fn enabled(&self) -> bool {
+        self.password || self.header.is_some() || !self.oidc.is_empty()
+    }
+}
+
+/// Shared by all requests (an axum `Extension`).
+pub struct Auth {
+    pub config: AuthConfig,
+    guard: GuardConfig,
+    store: Arc<dyn SessionStore>,
+    per_account: DefaultKeyedRateLimiter<[u8; 32]>,
+    per_address: DefaultKeyedRateLimiter<IpAddr>,
+    /// Verified against when the user does not exist, so "no such user" costs the same
+    /// Argon2 work as "wrong password".
+    dummy_hash: String,
+    pub(crate) oidc: oidc::Providers,
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN)
+}
+
+/// What a home says about its account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct AccountRecord {
+    /// `password`, `oidc` or `header`.
+    method: String,
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_hash: Option<String>,
+    created_ms: i64,
+}
+
+/// A home's note of one signed-in browser session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SessionEntry {
+    id: String,
+    method: String,
+    agent: String,
+    signed_in_ms: i64,
+}
+
+/// A session's own note of who it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Binding {
+    name: String,
+    method: String,
+}
+const BINDING_KEY: &str = "confide:user";
+
+/// A short, stable handle for a session in "my sessions": a hash, so the page never shows
+/// another browser's id.
+fn handle_of(id: &SessionId) -> String {
+    let d = Sha256::digest(id.as_bytes());
+    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn failed() -> ApiError {
+    ApiError::new(ErrorCode::LoginFailed, "wrong username or password")
+}
+
+fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidInput, msg)
+}
+
+/// Usernames are compared in one spelling: trimmed, lowercase, a small alphabet.
+pub fn normalize_username(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim().to_lowercase();
+    let ok = !name.is_empty()
+        && name.chars().count() <= MAX_USERNAME_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(name)
+    } else {
+        Err(invalid(format!(
+            "a username is 1 to {MAX_USERNAME_CHARS} characters of a-z, 0-9, '.', '_', '-', '@'"
+        )))
+    }
+}
+
+pub fn check_password_policy(password: &str) -> Result<(), ApiError> {
+    let n = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&n) {
+        return Err(invalid(format!(
+            "a password is {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Argon2id with the crate's defaults (19 MiB, 2 passes: the OWASP baseline).
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|_| ApiError::internal())?;
+    let salt = SaltString::encode_b64(&salt).map_err(|_| ApiError::internal())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| ApiError::internal())
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// Runs Argon2 off the async workers: it takes tens of milliseconds of CPU by design.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| ApiError::internal())
+}
+
+pub fn password_home(username: &str) -> SessionId {
+    SessionId::home("password", username)
+}
+
+impl Auth {
+    pub fn new(
+        config: AuthConfig,
+        guard: GuardConfig,
+        store: Arc<dyn SessionStore>,
+    ) -> Result<Self, String> {
+        let dummy_hash = hash_password("not a real password, only spent time")
+            .map_err(|_| "cannot hash with Argon2".to_owned())?;
+        let oidc = oidc::Providers::new(&config)?;
+        Ok(Self {
+            per_account: RateLimiter::keyed(
+                Quota::per_minute(nz(config.attempts_per_account))
+                    .allow_burst(nz(config.attempts_per_account)),
+            ),
+            per_address: RateLimiter::keyed(
+                Quota::per_minute(nz(config.attempts_per_address))
+                    .allow_burst(nz(config.attempts_per_address)),
+            ),
+            config,
+            guard,
+            store,
+            dummy_hash,
+            oidc,
+        })
+    }
+
+    /// Forgets rate-limit buckets that are full again.
+    pub fn shrink(&self) {
+        self.per_account.retain_recent();
+        self.per_address.retain_recent();
+    }
+
+    async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, ApiError> {
+        bounded(self.guard.store_timeout, fut)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn account(&self, home: &SessionId) -> Result<Option<AccountRecord>, ApiError> {
+        let Some(raw) = self.call(self.store.get(home, ACCOUNT_KEY)).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|_| ApiError::internal())
+    }
+
+    async fn put_account(&self, home: &SessionId, rec: &AccountRecord) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(rec).map_err(|_| ApiError::internal())?;
+        self.call(self.store.set(home, ACCOUNT_KEY, &bytes)).await
+    }
+
+    /// Who a session belongs to, for display.
+    pub async fn account_of(&self, session: &VerifiedSession) -> Result<Option<Account>, ApiError> {
+        if session.home().is_none() {
+            return Ok(None);
+        }
+        let Some(raw) = self.call(self.store.get(session.id(), BINDING_KEY)).await? else {
+            return Ok(None);
+        };
+        let b: Binding = serde_json::from_slice(&raw).map_err(|_| ApiError::internal())?;
+        Ok(Some(Account {
+            name: b.name,
+            method: b.method,
+        }))
+    }
+
+    // ---- password accounts (also used by the `confide user` command) ---------------------
+
+    /// Creates a password account. `UsernameTaken` if the name exists.
+    pub async fn add_user(&self, username: &str, password: &str) -> Result<SessionId, ApiError> {
+        let name = normalize_username(username)?;
+        check_password_policy(password)?;
+        let pw = password.to_owned();
+        let hash = blocking(move || hash_password(&pw)).await??;
+        let home = password_home(&name);
+        if !self.call(self.store.create_home(&home)).await? {
+            return Err(ApiError::new(
+                ErrorCode::UsernameTaken,
+                format!("the username {name:?} is taken"),
+            ));
+        }
+        self.put_account(
+            &home,
+            &AccountRecord {
+                method: "password".into(),
+                name,
+                password_hash: Some(hash),
+                created_ms: now_ms(),
+            },
+        )
+        .await?;
+        Ok(home)
+    }
+
+    /// Sets a new password and ends every session of the account except `keep`.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password: &str,
+        keep: Option<&SessionId>,
+    ) -> Result<usize, ApiError> {
+        let name = normalize_username(username)?;
+        check_password_policy(password)?;
+        let home = password_home(&name);
+        let Some(mut rec) = self.account(&home).await? else {
+            return Err(ApiError::new(ErrorCode::NotFound, format!("no user {name:?}")));
+        };
+        let pw = password.to_owned();
+        rec.password_hash = Some(blocking(move || hash_password(&pw)).await??);
+        self.put_account(&home, &rec).await?;
+        self.end_sessions(&home, keep).await
+    }
+
+    /// Deletes an account: its sessions, threads and record.
+    pub async fn remove_user(&self, username: &str) -> Result<bool, ApiError> {
+        let name = normalize_username(username)?;
+        let home = password_home(&name);
+        if self.account(&home).await?.is_none() {
+            return Ok(false);
+        }
+        self.end_sessions(&home, None).await?;
+        self.call(self.store.delete(&home)).await
+    }
+
+    /// Checks a username and password. Unknown users and wrong passwords fail alike, after
+    /// the same Argon2 work; attempts are limited per account and per address first.
+    pub async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+        from: Option<IpAddr>,
+    ) -> Result<(SessionId, String), ApiError> {
+        if !self.config.password {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                "password sign-in is not enabled",
+            ));
+        }
+        // The limits come before any other check, so probing names costs attempts too.
+        let name = username.trim().to_lowercase();
+        let account_key: [u8; 32] = Sha256::digest(name.as_bytes()).into();
+        if let Some(ip) = from {
+            self.per_address.check_key(&ip).map_err(|_| limited())?;
+        }
+        self.per_account
+            .check_key(&account_key)
+            .map_err(|_| limited())?;
+        if password.chars().count() > MAX_PASSWORD_CHARS {
+            return Err(failed());
+        }
+        let record = match normalize_username(&name) {
+            Ok(n) => self.account(&password_home(&n)).await?.map(|r| (n, r)),
+            Err(_) => None,
+        };
+        let stored = record
+            .as_ref()
+            .and_then(|(_, r)| r.password_hash.clone())
+            .unwrap_or_else(|| self.dummy_hash.clone());
+        let pw = password.to_owned();
+        let ok = blocking(move || verify_password(&pw, &stored)).await?;
+        match record {
+            Some((n, r)) if ok && r.password_hash.is_some() => Ok((password_home(&n), r.name)),
+            _ => Err(failed()),
+        }
+    }
+
+    /// Makes sure the home of an external account (OIDC, trusted header) exists and
+    /// carries its current display name.
+    pub(crate) async fn external_home(
+        &self,
+        method: &str,
+        key: &str,
+        name: &str,
+    ) -> Result<SessionId, ApiError> {
+        let home = SessionId::home(method, key);
+        let created = self.call(self.store.create_home(&home)).await?;
+        let current = if created {
+            None
+        } else {
+            self.account(&home).await?
+        };
+        if current.as_ref().is_none_or(|r| r.name != name) {
+            self.put_account(
+                &home,
+                &AccountRecord {
+                    method: method.into(),
+                    name: name.into(),
+                    password_hash: None,
+                    created_ms: current.map(|r| r.created_ms).unwrap_or_else(now_ms),
+                },
+            )
+            .await?;
+        }
+        Ok(home)
+    }
+
+    // ---- session renewal ----------------------------------------------------------------
+
+    /// Replaces `session` with a new session bound to `home`: a new id and proof (the proof
+    /// cookie goes into the response), the anonymous threads moved to the user when
+    /// `keep_threads`, this browser's own values copied, the old session deleted.
+    pub async fn sign_in(
+        &self,
+        session: &VerifiedSession,
+        home: SessionId,
+        name: &str,
+        method: &str,
+        keep_threads: bool,
+        agent: &str,
+    ) -> Result<(SessionId, String), ApiError> {
+        let old = *session.id();
+        let (new_id, secret) = loop {
+            let id = SessionId::random();
+            let secret = Proof::generate().map_err(store_error)?;
+            match self
+                .call(self.store.claim_signed_in(&id, &secret.hash(), &home))
+                .await?
+            {
+                Claim::Won => break (id, secret),
+                // A collision of 122 random bits: draw again.
+                Claim::Taken => continue,
+            }
+        };
+        let binding = serde_json::to_vec(&Binding {
+            name: name.into(),
+            method: method.into(),
+        })
+        .map_err(|_| ApiError::internal())?;
+        self.call(self.store.set(&new_id, BINDING_KEY, &binding))
+            .await?;
+
+        // This browser's own values (notes and the like) come along; the binding does not.
+        for key in self.call(self.store.keys(&old, "")).await? {
+            if key.starts_with(RESERVED_PREFIX) {
+                continue;
+            }
+            if let Some(v) = self.call(self.store.get(&old, &key)).await? {
+                self.call(self.store.set(&new_id, &key, &v)).await?;
+            }
+        }
+        if keep_threads && session.home().is_none() {
+            self.move_threads(&old, &home).await?;
+        }
+        let entry = serde_json::to_vec(&SessionEntry {
+            id: new_id.as_string(),
+            method: method.into(),
+            agent: agent_summary(agent),
+            signed_in_ms: now_ms(),
+        })
+        .map_err(|_| ApiError::internal())?;
+        self.call(self.store.set(
+            &home,
+            &format!("{SESSION_PREFIX}{}", handle_of(&new_id)),
+            &entry,
+        ))
+        .await?;
+        self.end_one(session).await?;
+        tracing::info!(old = %old.log_tag(), new = %new_id.log_tag(), method, "signed in; session renewed");
+        Ok((new_id, proof_cookie(&self.guard, &secret)))
+    }
+
+    async fn move_threads(&self, from: &SessionId, home: &SessionId) -> Result<(), ApiError> {
+        for t in self.call(self.store.list_threads(from)).await? {
+            let Some((thread, messages)) = self.call(self.store.get_thread(from, &t.id)).await?
+            else {
+                continue;
+            };
+            // An earlier, interrupted sign-in may have moved it already: fill in the rest.
+            if self.call(self.store.get_thread(home, &t.id)).await?.is_none() {
+                self.call(self.store.create_thread(home, &thread)).await?;
+            }
+            for m in &messages {
+                self.call(self.store.put_message(home, m)).await?;
+            }
+            self.call(self.store.update_thread(home, &thread)).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a browser session and its entry in its home.
+    async fn end_one(&self, session: &VerifiedSession) -> Result<(), ApiError> {
+        if let Some(home) = session.home() {
+            self.call(
+                self.store
+                    .remove(home, &format!("{SESSION_PREFIX}{}", handle_of(session.id()))),
+            )
+            .await?;
+        }
+        self.call(self.store.delete(session.id())).await?;
+        Ok(())
+    }
+
+    /// Signs out: the session is deleted on the server.
+    pub async fn sign_out(&self, session: &VerifiedSession) -> Result<(), ApiError> {
+        self.end_one(session).await
+    }
+
+    async fn entries(&self, home: &SessionId) -> Result<Vec<(String, SessionEntry)>, ApiError> {
+        let mut out = Vec::new();
+        for key in self.call(self.store.keys(home, SESSION_PREFIX)).await? {
+            if let Some(raw) = self.call(self.store.get(home, &key)).await?
+                && let Ok(e) = serde_json::from_slice::<SessionEntry>(&raw)
+            {
+                out.push((key, e));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ends every session of `home` but `keep`; returns how many ended.
+    pub async fn end_sessions(
+        &self,
+        home: &SessionId,
+        keep: Option<&SessionId>,
+    ) -> Result<usize, ApiError> {
+        let mut ended = 0;
+        for (key, e) in self.entries(home).await? {
+            let Ok(id) = SessionId::parse(&e.id) else {
+                continue;
+            };
+            if Some(&id) == keep {
+                continue;
+            }
+            if self.call(self.store.delete(&id)).await? {
+                ended += 1;
+            }
+            self.call(self.store.remove(home, &key)).await?;
+        }
+        Ok(ended)
+    }
+
+    /// The live sessions of the signed-in user, newest first; dead entries are pruned.
+    pub async fn sessions(&self, session: &VerifiedSession) -> Result<Vec<SessionRow>, ApiError> {
+        let home = signed_in(session)?;
+        let mut rows = Vec::new();
+        for (key, e) in self.entries(home).await? {
+            let live = match SessionId::parse(&e.id) {
+                Ok(id) => self
+                    .call(self.store.peek(&id))
+                    .await?
+                    .filter(|t| t.home.as_ref() == Some(home))
+                    .map(|t| (id, t)),
+                Err(_) => None,
+            };
+            let Some((id, times)) = live else {
+                self.call(self.store.remove(home, &key)).await?;
+                continue;
+            };
+            rows.push(SessionRow {
+                handle: handle_of(&id),
+                created_ms: times.created_ms,
+                last_seen_ms: times.last_seen_ms,
+                agent: e.agent,
+                method: e.method,
+                current: &id == session.id(),
+            });
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
+        Ok(rows)
+    }
+
+    /// Ends one session of the signed-in user, named by its handle. A handle of any other
+    /// account's session is simply not found.
+    pub async fn end_session(&self, session: &VerifiedSession, handle: &str) -> Result<(), ApiError> {
+        let home = signed_in(session)?;
+        if handle.len() != 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::not_found());
+        }
+        let key = format!("{SESSION_PREFIX}{handle}");
+        let Some(raw) = self.call(self.store.get(home, &key)).await? else {
+            return Err(ApiError::not_found());
+        };
+        if let Ok(e) = serde_json::from_slice::<SessionEntry>(&raw)
+            && let Ok(id) = SessionId::parse(&e.id)
+        {
+            self.call(self.store.delete(&id)).await?;
+        }
+        self.call(self.store.remove(home, &key)).await?;
+        Ok(())
+    }
+
+    /// Changes the signed-in user's password after checking the current one, and ends
+    /// every other session of the account.
+    pub async fn change_password(
+        &self,
+        session: &VerifiedSession,
+        current: &str,
+        new: &str,
+        from: Option<IpAddr>,
+    ) -> Result<usize, ApiError> {
+        let home = signed_in(session)?;
+        let Some(rec) = self.account(home).await? else {
+            return Err(ApiError::not_found());
+        };
+        if rec.method != "password" {
+            return Err(invalid("this account signs in through its provider; it has no password here"));
+        }
+        check_password_policy(new)?;
+        self.check_password(&rec.name, current, from).await?;
+        self.set_password(&rec.name, new, Some(session.id())).await
+    }
+
+    /// Signs in with the name a trusted proxy put in the configured header. From anyone
+    /// else the header means nothing.
+    pub async fn header_user(&self, headers: &http::HeaderMap, from: &ClientAddr) -> Option<String> {
+        let name = self.config.header.as_ref()?;
+        if !from.via_trusted_proxy {
+            return None;
+        }
+        let v = headers.get(name)?.to_str().ok()?.trim();
+        normalize_username(v).ok()
+    }
+
+    pub fn guard(&self) -> &GuardConfig {
+        &self.guard
+    }
+}
+
+fn limited() -> ApiError {
+    ApiError::new(
+        ErrorCode::RateLimited,
+        "too many sign-in attempts; wait a minute and try again",
+    )
+}
+
+fn signed_in(session: &VerifiedSession) -> Result<&SessionId, ApiError> {
+    session
+        .home()
+        .ok_or_else(|| ApiError::new(ErrorCode::LoginRequired, "sign in first"))
+}
+
+/// "Firefox on Linux": enough to tell one's own sessions apart, never the full string.
+pub fn agent_summary(ua: &str) -> String {
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, n)| *n)
+    .unwrap_or("Unknown browser");
+    let os = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, n)| *n);
+    match os {
+        Some(os) => format!("{browser} on {os}"),
+        None => browser.to_owned(),
+    }
+}
+
+/// A deadline for things the user waits on, such as a provider's token endpoint.
+pub(crate) const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_have_one_spelling() {
+        assert_eq!(normalize_username("  Alice ").unwrap(), "alice");
+        assert_eq!(normalize_username("a.b_c-d@e").unwrap(), "a.b_c-d@e");
+        for bad in ["", "   ", "has space", "ünï", "a/b", &"x".repeat(65)] {
+            assert!(normalize_username(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("correct horsE", &h));
+        assert!(!verify_password("correct horse", "not a hash"));
+        assert_ne!(h, hash_password("correct horse").unwrap(), "salted");
+    }
+
+    #[test]
+    fn agents_are_summarised() {
+        let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+        assert_eq!(agent_summary(chrome), "Chrome on Linux");
+        assert_eq!(agent_summary("curl/8.0"), "curl");
+        assert_eq!(agent_summary(""), "Unknown browser");
+    }
+
+    #[test]
+    fn handles_are_short_and_stable() {
+        let id = SessionId::random();
+        assert_eq!(handle_of(&id), handle_of(&id));
+        assert_eq!(handle_of(&id).len(), 16);
+        assert!(!id.as_string().contains(&handle_of(&id)));
+    }
+}

@@ -1,0 +1,458 @@
+//! Signing in with a password or a trusted proxy's header: session renewal, isolation
+//! between users, one user across browsers, ending sessions, password changes, and the
+//! `confide user` command.
+
+mod common;
+
+use common::{Browser, ChildServer, Endpoint, Reply, TestApp, send, settled, spawn_with};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use server::Config;
+
+const PW: &str = "correct horse battery";
+
+fn password_config() -> Config {
+    Config {
+        auth_password: true,
+        auth_registration: true,
+        ..Config::default()
+    }
+}
+
+async fn started(app: &impl Endpoint) -> Browser {
+    let mut b = Browser::new();
+    assert_eq!(b.start(app).await.status, StatusCode::OK);
+    b
+}
+
+/// Takes on the session a successful sign-in created (its proof came as a cookie).
+fn adopt(b: &mut Browser, r: &Reply) {
+    assert_eq!(r.status, StatusCode::OK, "sign-in failed: {}", r.body);
+    b.sid = r.body["session_id"].as_str().expect("new session id").to_owned();
+}
+
+async fn register(app: &impl Endpoint, name: &str) -> Browser {
+    let mut b = started(app).await;
+    let r = b
+        .call(app, "auth/register", json!({ "username": name, "password": PW }))
+        .await;
+    adopt(&mut b, &r);
+    b
+}
+
+async fn log_in(app: &impl Endpoint, name: &str, password: &str) -> (Browser, Reply) {
+    let mut b = started(app).await;
+    let r = b
+        .call(app, "auth/login", json!({ "username": name, "password": password }))
+        .await;
+    if r.status == StatusCode::OK {
+        adopt(&mut b, &r);
+    }
+    (b, r)
+}
+
+async fn thread_ids(app: &impl Endpoint, b: &mut Browser) -> Vec<String> {
+    let r = b.call(app, "threads/list", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn new_thread(app: &TestApp, b: &mut Browser, text: &str) -> String {
+    let r = b
+        .call(app, "messages/send", json!({ "content": text }))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let thread = r.body["thread"]["id"].as_str().unwrap().to_owned();
+    settled(app, b, &thread).await;
+    thread
+}
+
+#[tokio::test]
+async fn sign_in_replaces_the_session_and_the_old_id_and_proof_die() {
+    let app = spawn_with(password_config()).await;
+    let mut b = started(&app).await;
+    b.set_note(&app, "written before sign-in").await;
+    let thread = new_thread(&app, &mut b, "an anonymous question").await;
+    let before = b.clone();
+
+    let r = b
+        .call(&app, "auth/register", json!({ "username": "Alice", "password": PW }))
+        .await;
+    adopt(&mut b, &r);
+    assert_eq!(r.body["account"]["name"], "alice");
+    assert_ne!(b.sid, before.sid, "a new id");
+    assert_ne!(b.proof, before.proof, "a new proof");
+
+    // The pre-login id with its proof: ended, and it does not come back to life.
+    let mut old = before.clone();
+    let r = old.get_note(&app).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.code(), "session_ended");
+    // The old id with the new proof, and the new id with the old proof: refused too.
+    let mut mixed = Browser {
+        sid: before.sid.clone(),
+        proof: b.proof.clone(),
+    };
+    assert_eq!(mixed.get_note(&app).await.status, StatusCode::UNAUTHORIZED);
+    let mut mixed = Browser {
+        sid: b.sid.clone(),
+        proof: before.proof.clone(),
+    };
+    let r = mixed.get_note(&app).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(r.code(), "session_proof_mismatch");
+
+    // The new pair works, with this browser's note and the anonymous thread brought along.
+    let r = b.get_note(&app).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["text"], "written before sign-in");
+    assert_eq!(thread_ids(&app, &mut b).await, vec![thread.clone()]);
+    let me = b.call(&app, "auth/me", json!({})).await;
+    assert_eq!(me.body["name"], "alice");
+    let start = b.start(&app).await;
+    assert_eq!(start.body["user"]["name"], "alice");
+}
+
+#[tokio::test]
+async fn signing_in_without_keeping_threads_leaves_them_behind() {
+    let app = spawn_with(password_config()).await;
+    register(&app, "dora").await;
+    let mut b = started(&app).await;
+    new_thread(&app, &mut b, "stays anonymous").await;
+    let r = b
+        .call(
+            &app,
+            "auth/login",
+            json!({ "username": "dora", "password": PW, "keep_threads": false }),
+        )
+        .await;
+    adopt(&mut b, &r);
+    assert!(thread_ids(&app, &mut b).await.is_empty());
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_are_indistinguishable() {
+    let app = spawn_with(password_config()).await;
+    register(&app, "bob").await;
+    let (_, wrong) = log_in(&app, "bob", "not the password").await;
+    let (_, unknown) = log_in(&app, "nobody-here", "not the password").await;
+    let (_, invalid_name) = log_in(&app, "not a valid name!", "whatever").await;
+    for r in [&wrong, &unknown, &invalid_name] {
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+        assert_eq!(r.body, wrong.body, "one answer for every failure");
+        assert!(r.issued_proof().is_none(), "no session is issued");
+    }
+    assert_eq!(wrong.code(), "login_failed");
+    let (mut ok, r) = log_in(&app, "BOB", PW).await;
+    assert_eq!(r.status, StatusCode::OK, "names are case-insensitive");
+    assert_eq!(ok.call(&app, "auth/me", json!({})).await.body["name"], "bob");
+}
+
+#[tokio::test]
+async fn password_attempts_are_limited_per_account_and_per_address() {
+    let app = spawn_with(Config {
+        login_attempts_per_account: 3,
+        login_attempts_per_address: 6,
+        ..password_config()
+    })
+    .await;
+    register(&app, "carol").await;
+    for _ in 0..3 {
+        let (_, r) = log_in(&app, "carol", "guess").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    // The limit holds even for the right password: guessing must not be able to tell.
+    let (_, r) = log_in(&app, "carol", PW).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
+    assert_eq!(r.code(), "rate_limited");
+
+    // Spreading guesses over many names runs into the per-address limit.
+    let mut last = StatusCode::OK;
+    for i in 0..4 {
+        let (_, r) = log_in(&app, &format!("user{i}"), "guess").await;
+        last = r.status;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn two_users_never_see_each_others_threads_and_one_user_sees_the_same_everywhere() {
+    let app = spawn_with(password_config()).await;
+    let mut alice = register(&app, "alice").await;
+    let mut bob = register(&app, "bob").await;
+    let a_thread = new_thread(&app, &mut alice, "alice's secret").await;
+    let b_thread = new_thread(&app, &mut bob, "bob's secret").await;
+
+    assert_eq!(thread_ids(&app, &mut alice).await, vec![a_thread.clone()]);
+    assert_eq!(thread_ids(&app, &mut bob).await, vec![b_thread.clone()]);
+    let r = bob
+        .call(&app, "threads/get", json!({ "thread_id": a_thread }))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Alice in a second browser: the same threads, the reply included; her notes are
+    // per browser and stay apart.
+    let (mut alice2, r) = log_in(&app, "alice", PW).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(thread_ids(&app, &mut alice2).await, vec![a_thread.clone()]);
+    let t = settled(&app, &mut alice2, &a_thread).await;
+    let texts: Vec<&str> = t["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), 2, "{t}");
+    assert!(texts[1].contains("alice's secret"), "{t}");
+    alice.set_note(&app, "first browser").await;
+    assert_eq!(alice2.get_note(&app).await.body["text"], "");
+
+    // A thread started in the second browser shows in the first.
+    let more = new_thread(&app, &mut alice2, "from the second browser").await;
+    assert!(thread_ids(&app, &mut alice).await.contains(&more));
+    assert!(!thread_ids(&app, &mut bob).await.contains(&more));
+}
+
+#[tokio::test]
+async fn my_sessions_lists_and_ends_sessions() {
+    let app = spawn_with(password_config()).await;
+    let mut a = register(&app, "erin").await;
+    let (mut b, _) = log_in(&app, "erin", PW).await;
+    let mut stranger = register(&app, "frank").await;
+
+    let rows = a.call(&app, "auth/sessions", json!({})).await;
+    let rows = rows.body.as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r["current"] == true).count(), 1);
+    let other: &Value = rows.iter().find(|r| r["current"] == false).unwrap();
+    let handle = other["handle"].as_str().unwrap().to_owned();
+    assert!(!handle.is_empty() && !b.sid.contains(&handle), "never the id itself");
+
+    // Another user cannot end it: the handle is not found in their account.
+    let r = stranger
+        .call(&app, "auth/sessions/end", json!({ "handle": handle }))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(b.get_note(&app).await.status, StatusCode::OK);
+
+    let r = a
+        .call(&app, "auth/sessions/end", json!({ "handle": handle }))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = b.get_note(&app).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.code(), "session_ended");
+    let rows = a.call(&app, "auth/sessions", json!({})).await;
+    assert_eq!(rows.body.as_array().unwrap().len(), 1);
+
+    // Anonymous sessions have no account to list.
+    let mut anon = started(&app).await;
+    let r = anon.call(&app, "auth/sessions", json!({})).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.code(), "login_required");
+}
+
+#[tokio::test]
+async fn a_password_change_ends_every_other_session() {
+    let app = spawn_with(password_config()).await;
+    let mut a = register(&app, "gina").await;
+    let (mut b, _) = log_in(&app, "gina", PW).await;
+    let (mut c, _) = log_in(&app, "gina", PW).await;
+
+    let r = a
+        .call(&app, "auth/password", json!({ "current": "wrong one", "new": "a new secret" }))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(b.get_note(&app).await.status, StatusCode::OK, "nothing changed");
+
+    let r = a
+        .call(&app, "auth/password", json!({ "current": PW, "new": "a new secret" }))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, json!(2));
+    assert_eq!(b.get_note(&app).await.code(), "session_ended");
+    assert_eq!(c.get_note(&app).await.code(), "session_ended");
+    assert_eq!(a.get_note(&app).await.status, StatusCode::OK);
+    assert_eq!(log_in(&app, "gina", PW).await.1.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(log_in(&app, "gina", "a new secret").await.1.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session_but_keeps_the_account() {
+    let app = spawn_with(password_config()).await;
+    let mut a = register(&app, "hank").await;
+    let thread = new_thread(&app, &mut a, "keep me").await;
+    let r = a.call(&app, "auth/logout", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let csd = r.headers.get("clear-site-data").unwrap().to_str().unwrap();
+    assert!(csd.contains("\"cookies\"") && csd.contains("\"storage\""));
+    assert_eq!(a.get_note(&app).await.code(), "session_ended");
+    let (mut again, _) = log_in(&app, "hank", PW).await;
+    assert_eq!(thread_ids(&app, &mut again).await, vec![thread]);
+
+    // "Sign out everywhere" ends this session and every other.
+    let (mut other, _) = log_in(&app, "hank", PW).await;
+    let r = again.call(&app, "auth/sessions/end_all", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(other.get_note(&app).await.code(), "session_ended");
+    assert_eq!(again.get_note(&app).await.code(), "session_ended");
+}
+
+#[tokio::test]
+async fn sign_in_endpoints_follow_the_csrf_rules() {
+    let app = spawn_with(password_config()).await;
+    register(&app, "ivan").await;
+    let b = started(&app).await;
+    let r = send(
+        app.http
+            .post(format!("{}/api/auth/login", app.base))
+            .header("x-confide-session", &b.sid)
+            .header("cookie", b.cookie_header())
+            .header("sec-fetch-site", "cross-site")
+            .json(&json!({ "username": "ivan", "password": PW })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.code(), "csrf_rejected");
+    let r = send(
+        app.http
+            .post(format!("{}/api/auth/login", app.base))
+            .header("x-confide-session", &b.sid)
+            .header("cookie", b.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("username=ivan&password=x"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn registration_and_password_sign_in_can_be_off() {
+    let app = spawn_with(Config {
+        auth_password: true,
+        ..Config::default()
+    })
+    .await;
+    let mut b = started(&app).await;
+    let r = b
+        .call(&app, "auth/register", json!({ "username": "x", "password": PW }))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let anon = spawn_with(Config::default()).await;
+    let mut b = started(&anon).await;
+    let r = b
+        .call(&anon, "auth/login", json!({ "username": "x", "password": PW }))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(b.start(&anon).await.body["sign_in_enabled"], false);
+}
+
+async fn header_sign_in(app: &TestApp, user: &str) -> (Browser, Reply) {
+    let mut b = started(app).await;
+    let r = send(
+        app.http
+            .post(format!("{}/api/auth/header", app.base))
+            .header("x-confide-session", &b.sid)
+            .header("cookie", b.cookie_header())
+            .header("x-forwarded-user", user)
+            .json(&json!({})),
+    )
+    .await;
+    if r.status == StatusCode::OK {
+        b.proof = r.issued_proof();
+        adopt(&mut b, &r);
+    }
+    (b, r)
+}
+
+#[tokio::test]
+async fn header_sign_in_is_believed_only_from_trusted_proxies() {
+    // The proxy is somewhere else: a header from 127.0.0.1 means nothing.
+    let untrusting = spawn_with(Config {
+        auth_header: Some("X-Forwarded-User".into()),
+        trusted_proxies: vec!["10.9.9.9".parse().unwrap()],
+        ..Config::default()
+    })
+    .await;
+    let (_, r) = header_sign_in(&untrusting, "mallory").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.code(), "login_failed");
+
+    let trusting = spawn_with(Config {
+        auth_header: Some("X-Forwarded-User".into()),
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..Config::default()
+    })
+    .await;
+    let (mut b, r) = header_sign_in(&trusting, "Judy").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        b.call(&trusting, "auth/me", json!({})).await.body["name"],
+        "judy"
+    );
+}
+
+#[tokio::test]
+async fn the_user_command_manages_password_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("confide.db").display());
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_confide"))
+            .args(args)
+            .env("CONFIDE_CONFIG", "/nonexistent/confide.toml")
+            .env("CONFIDE_STORE", &store)
+            .env("CONFIDE_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = run(&["user", "add", "Kim"], &format!("{PW}\n"));
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["user", "add", "kim"], &format!("{PW}\n"));
+    assert!(!ok && out.contains("username_taken"), "{out}");
+    let (ok, out) = run(&["user", "add", "lee"], "short\n");
+    assert!(!ok && out.contains("invalid_input"), "{out}");
+    let (ok, _) = run(&["user", "frobnicate", "kim"], "");
+    assert!(!ok);
+
+    let env = [
+        ("CONFIDE_STORE", store.clone()),
+        ("CONFIDE_AUTH_PASSWORD", "true".to_owned()),
+    ];
+    let server = ChildServer::launch(&env).await;
+    let (mut b, r) = log_in(&server, "kim", PW).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(b.get_note(&server).await.status, StatusCode::OK);
+
+    let (ok, out) = run(&["user", "passwd", "kim"], "another password\n");
+    assert!(ok && out.contains("1 session"), "{out}");
+    assert_eq!(b.get_note(&server).await.code(), "session_ended");
+    assert_eq!(log_in(&server, "kim", "another password").await.1.status, StatusCode::OK);
+
+    let (ok, out) = run(&["user", "remove", "kim"], "");
+    assert!(ok, "{out}");
+    assert_eq!(
+        log_in(&server, "kim", "another password").await.1.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
