@@ -2,6 +2,8 @@
 //! would, keeping each simulated browser's cookies by hand.
 #![allow(dead_code)]
 
+pub mod fake_oidc;
+
 use reqwest::{StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use server::{AppState, Config, MemoryStore, serve};
