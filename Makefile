@@ -32,6 +32,7 @@ release: setup
 test: setup-test
 	cargo leptos build
 	$(MAKE) --no-print-directory test-unit-only
+	$(MAKE) --no-print-directory fake-oidc
 	$(MAKE) --no-print-directory test-e2e-only
 
 test-unit: setup
@@ -39,9 +40,14 @@ test-unit: setup
 
 test-e2e: setup-test
 	cargo leptos build
+	$(MAKE) --no-print-directory fake-oidc
 	$(MAKE) --no-print-directory test-e2e-only
 
-.PHONY: test-unit-only test-e2e-only
+.PHONY: test-unit-only test-e2e-only fake-oidc
+# The fake identity provider the browser tests sign in with.
+fake-oidc:
+	RUSTFLAGS="--cfg erase_components" cargo build -p server --example fake_oidc
+
 # cargo-leptos builds debug code with `--cfg erase_components`; the tests use the same flag
 # so they share its compiled dependencies instead of building them a second time.
 test-unit-only:

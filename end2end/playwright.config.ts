@@ -1,5 +1,5 @@
 import { defineConfig, devices } from "@playwright/test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -17,6 +17,23 @@ const redirectPort = Number(process.env.E2E_REDIRECT_PORT ?? 3180);
 const tlsBaseURL = `https://localhost:${tlsPort}`;
 const cert = join(scratch, "cert.pem");
 const key = join(scratch, "key.pem");
+// A fake OpenID Connect provider (server/examples/fake_oidc.rs) for the sign-in tests, and
+// a configuration that turns on every way of signing in but the proxy header.
+const oidcPort = Number(process.env.E2E_OIDC_PORT ?? 3190);
+const config = join(scratch, "confide.toml");
+writeFileSync(
+  config,
+  `auth_password = true
+auth_registration = true
+
+[[oidc]]
+id = "fake"
+name = "Fake ID"
+issuer = "http://127.0.0.1:${oidcPort}"
+client_id = "confide-test"
+client_secret = "confide-test-secret"
+`,
+);
 const chromium = {
   ...devices["Desktop Chrome"],
   launchOptions: {
@@ -71,8 +88,17 @@ export default defineConfig({
             CONFIDE_ADDR: `127.0.0.1:${port}`,
             CONFIDE_SITE_ROOT: "target/site",
             CONFIDE_STORE: store,
+            CONFIDE_CONFIG: config,
             CONFIDE_LOG: "info",
           },
+        },
+        {
+          command: `cd .. && exec ./target/debug/examples/fake_oidc ${oidcPort}`,
+          url: `http://127.0.0.1:${oidcPort}/.well-known/openid-configuration`,
+          reuseExistingServer: false,
+          timeout: 30_000,
+          stdout: "pipe",
+          stderr: "pipe",
         },
         {
           command:

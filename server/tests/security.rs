@@ -557,8 +557,14 @@ async fn forget_this_browser_deletes_everything_and_kills_the_old_credentials() 
     );
     assert_eq!(app.store.len(), 0);
 
-    // The old id and proof read nothing: the id starts over, empty, with a new proof.
+    // The old id and proof are dead: refused, and nothing comes back to life.
     let old_proof = b.proof.clone();
+    let r = b.get_note(&app).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.code(), "session_ended");
+    assert_eq!(app.store.len(), 0);
+    // Without the proof (the browser obeyed Clear-Site-Data) the id starts over, empty.
+    b.proof = None;
     let r = b.get_note(&app).await;
     assert_eq!(r.body["text"], "");
     assert_ne!(b.proof, old_proof);

@@ -253,7 +253,7 @@ async fn concurrent_claims_of_one_guid_over_http_have_one_winner() {
 }
 
 #[tokio::test]
-async fn expired_sessions_are_deleted_and_start_afresh() {
+async fn expired_sessions_are_deleted_and_never_come_back() {
     let app = spawn_with(Config {
         idle_timeout: Duration::from_secs(1),
         sweep_interval: Duration::from_millis(300),
@@ -272,14 +272,21 @@ async fn expired_sessions_are_deleted_and_start_afresh() {
         "the sweeper deleted the expired session"
     );
 
+    // The browser still holds the proof of the ended session: it is told so, and the proof
+    // cookie is cleared, rather than the id quietly coming back to life.
     let old_proof = b.proof.clone();
     let r = b.get_note(&app).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.code(), "session_ended");
+    assert_eq!(r.issued_proof().as_deref(), Some(""), "the stale proof is cleared");
+    assert!(!app.store.exists_raw(&id).await.unwrap(), "nothing was claimed");
+
+    // The client's next start, under a new id and without the stale proof, is a fresh session.
+    let mut fresh = Browser::new();
+    let r = fresh.get_note(&app).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.body["text"], "", "the id starts over, empty");
-    assert!(
-        r.issued_proof().is_some() && b.proof != old_proof,
-        "a fresh proof is issued"
-    );
+    assert_eq!(r.body["text"], "", "a new session starts empty");
+    assert!(fresh.proof.is_some() && fresh.proof != old_proof);
 }
 
 #[tokio::test]
