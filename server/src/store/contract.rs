@@ -5,11 +5,14 @@ use app::{
     SessionId,
     model::{Message, MessageId, MessageStatus, Role, Thread, ThreadId},
     server::{
-        Claim, Lifetimes, Proof, ProofHash, SessionStore, StoreError, Verify,
+        Claim, Lifetimes, Proof, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
         store::{MAX_KEYS, MAX_THREADS, MAX_VALUE_LEN},
     },
 };
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 pub fn long() -> Lifetimes {
     Lifetimes {
@@ -383,10 +386,347 @@ pub async fn deleting_a_session_deletes_its_threads(store: Arc<dyn SessionStore>
     assert_eq!(store.get_thread(&s, &t.id).await.unwrap(), None);
 }
 
+/// A home id nobody else in the store uses.
+fn fresh_home() -> SessionId {
+    SessionId::home("test", &uuid::Uuid::new_v4().to_string())
+}
+
+async fn home(store: &dyn SessionStore) -> SessionId {
+    let h = fresh_home();
+    assert!(store.create_home(&h).await.unwrap());
+    h
+}
+
+async fn signed_in(store: &dyn SessionStore, home: &SessionId) -> (SessionId, ProofHash) {
+    let id = SessionId::random();
+    let p = proof();
+    assert_eq!(
+        store.claim_signed_in(&id, &p, home).await.unwrap(),
+        Claim::Won
+    );
+    (id, p)
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+pub async fn create_home_is_idempotent(store: Arc<dyn SessionStore>) {
+    let h = fresh_home();
+    assert!(!store.exists_raw(&h).await.unwrap());
+    assert!(
+        store.create_home(&h).await.unwrap(),
+        "the first call creates"
+    );
+    store.set(&h, "profile", b"alice").await.unwrap();
+    let t = thread("kept", 1);
+    store.create_thread(&h, &t).await.unwrap();
+    let before = store.peek(&h).await.unwrap().expect("a home is live");
+    assert!(
+        !store.create_home(&h).await.unwrap(),
+        "the second call finds it"
+    );
+    assert_eq!(
+        store.get(&h, "profile").await.unwrap().as_deref(),
+        Some(&b"alice"[..]),
+        "and changes nothing"
+    );
+    assert_eq!(store.list_threads(&h).await.unwrap(), vec![t]);
+    assert_eq!(store.peek(&h).await.unwrap(), Some(before));
+    assert_eq!(before.home, None, "a home belongs to no home");
+    assert_eq!(
+        store.claim(&h, &proof()).await.unwrap(),
+        Claim::Taken,
+        "a home's id cannot be claimed as a session"
+    );
+    let session_id = SessionId::random();
+    assert!(
+        matches!(
+            store.create_home(&session_id).await,
+            Err(StoreError::Internal(_))
+        ),
+        "a browser-nameable id never becomes a home"
+    );
+    assert!(!store.exists_raw(&session_id).await.unwrap());
+}
+
+pub async fn concurrent_home_creations_have_one_winner(store: Arc<dyn SessionStore>) {
+    let h = fresh_home();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.create_home(&h).await.unwrap() })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(t.await.unwrap());
+    }
+    assert_eq!(created, 1, "exactly one of 50 concurrent creations wins");
+}
+
+/// Built with short lifetimes (idle 1 s, absolute 2 s), which a home ignores.
+pub async fn homes_outlive_every_lifetime(store: Arc<dyn SessionStore>) {
+    let h = home(&*store).await;
+    store.set(&h, "profile", b"alice").await.unwrap();
+    let t = thread("kept", 1_000);
+    store.create_thread(&h, &t).await.unwrap();
+    let m = message(&t, Role::User, "remember me", 2_000);
+    assert!(store.put_message(&h, &m).await.unwrap());
+    let created = store.peek(&h).await.unwrap().unwrap();
+    let (plain, _) = claimed(&*store).await;
+    let (bound, bound_proof) = signed_in(&*store, &h).await;
+
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_eq!(
+        store.sweep().await.unwrap(),
+        2,
+        "the two sessions went, the home did not"
+    );
+    assert!(!store.exists_raw(&plain).await.unwrap());
+    assert!(!store.exists_raw(&bound).await.unwrap());
+    assert_eq!(
+        store.verify(&bound, Some(&bound_proof)).await.unwrap(),
+        Verify::Unknown,
+        "a signed-in session expires like any other"
+    );
+
+    assert!(store.exists_raw(&h).await.unwrap());
+    assert_eq!(store.peek(&h).await.unwrap(), Some(created));
+    assert_eq!(
+        store.get(&h, "profile").await.unwrap().as_deref(),
+        Some(&b"alice"[..])
+    );
+    assert_eq!(
+        store.list_threads(&h).await.unwrap(),
+        vec![Thread {
+            updated_ms: 2_000,
+            ..t.clone()
+        }]
+    );
+    let (_, msgs) = store.get_thread(&h, &t.id).await.unwrap().unwrap();
+    assert_eq!(msgs, vec![m.clone()]);
+    assert_eq!(store.get_message(&h, &m.id).await.unwrap(), Some(m));
+    for p in [Some(proof()), None] {
+        assert_eq!(
+            store.verify(&h, p.as_ref()).await.unwrap(),
+            Verify::Denied {
+                created_ms: created.created_ms
+            },
+            "no proof opens a home"
+        );
+    }
+    assert_eq!(store.claim(&h, &proof()).await.unwrap(), Claim::Taken);
+    assert!(!store.create_home(&h).await.unwrap());
+
+    // Writes after the lifetimes are over still land, and still do not put a clock on it.
+    store.set(&h, "later", b"1").await.unwrap();
+    let t2 = thread("later", 3_000);
+    store.create_thread(&h, &t2).await.unwrap();
+    assert!(
+        store
+            .put_message(&h, &message(&t2, Role::User, "x", 3_000))
+            .await
+            .unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(store.sweep().await.unwrap(), 0);
+    assert_eq!(
+        store.get(&h, "later").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(store.list_threads(&h).await.unwrap().len(), 2);
+}
+
+pub async fn signed_in_sessions_report_their_home(store: Arc<dyn SessionStore>) {
+    let h = home(&*store).await;
+    let (id, p) = signed_in(&*store, &h).await;
+    assert!(matches!(
+        store.verify(&id, Some(&p)).await.unwrap(),
+        Verify::Valid { home: Some(got), .. } if got == h
+    ));
+    assert!(matches!(
+        store.verify(&id, Some(&proof())).await.unwrap(),
+        Verify::Denied { .. }
+    ));
+    assert_eq!(store.peek(&id).await.unwrap().unwrap().home, Some(h));
+    assert_eq!(
+        store.claim_signed_in(&id, &proof(), &h).await.unwrap(),
+        Claim::Taken,
+        "signing in does not take over a live session"
+    );
+    assert_eq!(store.claim(&id, &proof()).await.unwrap(), Claim::Taken);
+
+    let (anon, anon_proof) = claimed(&*store).await;
+    assert!(matches!(
+        store.verify(&anon, Some(&anon_proof)).await.unwrap(),
+        Verify::Valid { home: None, .. }
+    ));
+    assert_eq!(store.peek(&anon).await.unwrap().unwrap().home, None);
+
+    // A session's data stays its own: binding it to a home shares nothing.
+    store.set(&h, "profile", b"alice").await.unwrap();
+    assert_eq!(store.get(&id, "profile").await.unwrap(), None);
+    assert!(store.keys(&id, "").await.unwrap().is_empty());
+}
+
+pub async fn signing_in_needs_an_existing_home(store: Arc<dyn SessionStore>) {
+    let missing = fresh_home();
+    let id = SessionId::random();
+    let p = proof();
+    assert_eq!(
+        store.claim_signed_in(&id, &p, &missing).await,
+        Err(StoreError::NoSuchSession)
+    );
+    assert!(!store.exists_raw(&id).await.unwrap(), "no session was made");
+    assert!(!store.exists_raw(&missing).await.unwrap(), "nor a home");
+    assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
+
+    // A plain session is not a home.
+    let (plain, _) = claimed(&*store).await;
+    assert_eq!(
+        store.claim_signed_in(&id, &p, &plain).await,
+        Err(StoreError::NoSuchSession)
+    );
+    assert!(!store.exists_raw(&id).await.unwrap());
+
+    // Once the home exists, the same claim goes through.
+    assert!(store.create_home(&missing).await.unwrap());
+    assert_eq!(
+        store.claim_signed_in(&id, &p, &missing).await.unwrap(),
+        Claim::Won
+    );
+}
+
+/// Built with a 2 s idle lifetime.
+pub async fn peek_neither_slides_nor_invents(store: Arc<dyn SessionStore>) {
+    assert_eq!(store.peek(&SessionId::random()).await.unwrap(), None);
+    assert_eq!(store.peek(&fresh_home()).await.unwrap(), None);
+
+    let start = Instant::now();
+    let before = app::server::store::now_ms();
+    let (id, p) = claimed(&*store).await;
+    let after = app::server::store::now_ms();
+    let SessionTimes {
+        created_ms,
+        last_seen_ms,
+        home,
+    } = store.peek(&id).await.unwrap().unwrap();
+    assert!((before..=after).contains(&created_ms), "{created_ms}");
+    assert!(last_seen_ms >= created_ms);
+    assert_eq!(home, None);
+    // Peeked often, never verified: the session still ends 2 s after it began.
+    while start.elapsed() < Duration::from_millis(1500) {
+        let times = store
+            .peek(&id)
+            .await
+            .unwrap()
+            .expect("alive before its idle end");
+        assert_eq!(times.created_ms, created_ms);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(start.elapsed())).await;
+    assert_eq!(store.peek(&id).await.unwrap(), None, "expired means None");
+    assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
+}
+
+pub async fn keys_filter_by_prefix_within_their_session(store: Arc<dyn SessionStore>) {
+    let (a, _) = claimed(&*store).await;
+    let (b, _) = claimed(&*store).await;
+    for k in ["chat.one", "chat.two", "pref", "a_b", "axb"] {
+        store.set(&a, k, b"1").await.unwrap();
+    }
+    store.set(&b, "chat.theirs", b"1").await.unwrap();
+    assert_eq!(
+        sorted(store.keys(&a, "chat.").await.unwrap()),
+        ["chat.one", "chat.two"]
+    );
+    assert_eq!(
+        sorted(store.keys(&a, "").await.unwrap()),
+        ["a_b", "axb", "chat.one", "chat.two", "pref"]
+    );
+    assert_eq!(store.keys(&a, "pref").await.unwrap(), ["pref"]);
+    // Prefixes are plain text: no LIKE or glob wildcards.
+    assert_eq!(store.keys(&a, "a_").await.unwrap(), ["a_b"]);
+    for nothing in ["nope", "*", "%", "chat.?", "[a]", "pref.longer"] {
+        assert!(
+            store.keys(&a, nothing).await.unwrap().is_empty(),
+            "{nothing}"
+        );
+    }
+    assert_eq!(store.keys(&b, "chat.").await.unwrap(), ["chat.theirs"]);
+    assert!(store.remove(&a, "pref").await.unwrap());
+    assert!(store.keys(&a, "pref").await.unwrap().is_empty());
+    store.clear(&a).await.unwrap();
+    assert!(store.keys(&a, "").await.unwrap().is_empty());
+    assert_eq!(store.keys(&b, "").await.unwrap(), ["chat.theirs"]);
+    assert_eq!(
+        store.keys(&SessionId::random(), "").await,
+        Err(StoreError::NoSuchSession)
+    );
+
+    let h = home(&*store).await;
+    store.set(&h, "cred.password", b"hash").await.unwrap();
+    assert_eq!(store.keys(&h, "cred.").await.unwrap(), ["cred.password"]);
+}
+
+pub async fn deleting_a_home_leaves_its_sessions(store: Arc<dyn SessionStore>) {
+    let h = home(&*store).await;
+    store.set(&h, "profile", b"alice").await.unwrap();
+    let t = thread("t", 1);
+    store.create_thread(&h, &t).await.unwrap();
+    let m = message(&t, Role::User, "x", 2);
+    assert!(store.put_message(&h, &m).await.unwrap());
+    let (id, p) = signed_in(&*store, &h).await;
+
+    assert!(store.delete(&h).await.unwrap());
+    assert!(!store.exists_raw(&h).await.unwrap());
+    assert_eq!(store.peek(&h).await.unwrap(), None);
+    assert_eq!(store.list_threads(&h).await, Err(StoreError::NoSuchSession));
+    assert_eq!(
+        store.get(&h, "profile").await,
+        Err(StoreError::NoSuchSession)
+    );
+    assert_eq!(
+        store.set(&h, "profile", b"again").await,
+        Err(StoreError::NoSuchSession),
+        "a write brings no home back"
+    );
+    assert!(
+        matches!(
+            store.verify(&id, Some(&p)).await.unwrap(),
+            Verify::Valid { home: Some(got), .. } if got == h
+        ),
+        "the session still names its home; the app decides what that means"
+    );
+    assert_eq!(
+        store
+            .claim_signed_in(&SessionId::random(), &proof(), &h)
+            .await,
+        Err(StoreError::NoSuchSession)
+    );
+
+    assert!(
+        store.create_home(&h).await.unwrap(),
+        "the home can be made again"
+    );
+    assert_eq!(
+        store.get(&h, "profile").await.unwrap(),
+        None,
+        "and starts empty"
+    );
+    assert!(store.list_threads(&h).await.unwrap().is_empty());
+    assert_eq!(store.get_message(&h, &m.id).await.unwrap(), None);
+}
+
 /// One step of a random workload over a few sessions (by index).
 #[derive(Debug, Clone)]
 pub enum Op {
     Claim(usize),
+    /// Claims session `s` for the run's one home.
+    SignIn(usize),
+    Keys(usize),
     Verify {
         s: usize,
         right_proof: bool,
@@ -423,6 +763,8 @@ pub fn op_strategy(sessions: usize) -> impl proptest::strategy::Strategy<Value =
     let s = 0..sessions;
     prop_oneof![
         s.clone().prop_map(Op::Claim),
+        s.clone().prop_map(Op::SignIn),
+        s.clone().prop_map(Op::Keys),
         (s.clone(), any::<bool>()).prop_map(|(s, right_proof)| Op::Verify { s, right_proof }),
         (s.clone(), 0u8..4, any::<u8>()).prop_map(|(s, key, value)| Op::Set { s, key, value }),
         (s.clone(), 0u8..4).prop_map(|(s, key)| Op::Get { s, key }),
@@ -447,6 +789,7 @@ pub async fn random_operations_never_cross_sessions(
         id: SessionId,
         proof: ProofHash,
         live: bool,
+        home: Option<SessionId>,
         kv: HashMap<String, Vec<u8>>,
         threads: Vec<Thread>,
         messages: Vec<Message>,
@@ -457,24 +800,60 @@ pub async fn random_operations_never_cross_sessions(
             id: SessionId::random(),
             proof: proof(),
             live: false,
+            home: None,
             kv: HashMap::new(),
             threads: vec![],
             messages: vec![],
         })
         .collect();
+    // The sessions' values must never show up in the home they sign in to, nor its in them.
+    let the_home = home(&*store).await;
+    store.set(&the_home, "k0", b"home").await.unwrap();
     for op in ops {
         match op {
             Op::Claim(i) => {
                 let claim = store.claim(&model[i].id, &model[i].proof).await.unwrap();
                 assert_eq!(claim == Claim::Won, !model[i].live, "claim of session {i}");
+                if claim == Claim::Won {
+                    model[i].home = None;
+                }
                 model[i].live = true;
             }
+            Op::SignIn(i) => {
+                let claim = store
+                    .claim_signed_in(&model[i].id, &model[i].proof, &the_home)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    claim == Claim::Won,
+                    !model[i].live,
+                    "sign-in of session {i}"
+                );
+                if claim == Claim::Won {
+                    model[i].home = Some(the_home);
+                }
+                model[i].live = true;
+            }
+            Op::Keys(s) => match store.keys(&model[s].id, "k").await {
+                Ok(keys) => {
+                    let mut want: Vec<String> = model[s].kv.keys().cloned().collect();
+                    want.sort();
+                    assert_eq!(sorted(keys), want, "session {s}'s keys");
+                }
+                Err(StoreError::NoSuchSession) => assert!(!model[s].live),
+                Err(e) => panic!("keys: {e}"),
+            },
             Op::Verify { s, right_proof } => {
                 let p = if right_proof { model[s].proof } else { proof() };
                 let got = store.verify(&model[s].id, Some(&p)).await.unwrap();
                 match (model[s].live, right_proof) {
                     (false, _) => assert_eq!(got, Verify::Unknown),
-                    (true, true) => assert!(matches!(got, Verify::Valid { .. })),
+                    (true, true) => match got {
+                        Verify::Valid { home, .. } => {
+                            assert_eq!(home, model[s].home, "session {s}'s home")
+                        }
+                        other => panic!("session {s}: {other:?}"),
+                    },
                     (true, false) => assert!(matches!(got, Verify::Denied { .. })),
                 }
             }
@@ -524,6 +903,7 @@ pub async fn random_operations_never_cross_sessions(
                 assert_eq!(store.delete(&model[s].id).await.unwrap(), model[s].live);
                 let m = &mut model[s];
                 m.live = false;
+                m.home = None;
                 m.kv.clear();
                 m.threads.clear();
                 m.messages.clear();
@@ -568,6 +948,11 @@ pub async fn random_operations_never_cross_sessions(
             Op::Poke { .. } => {}
         }
     }
+    assert_eq!(store.keys(&the_home, "").await.unwrap(), ["k0"]);
+    assert!(matches!(
+        store.verify(&the_home, None).await.unwrap(),
+        Verify::Denied { .. }
+    ));
     // Finally every live session holds exactly its own threads and messages.
     for (i, m) in model.iter().enumerate().filter(|(_, m)| m.live) {
         let threads = store.list_threads(&m.id).await.unwrap();
@@ -616,6 +1001,18 @@ macro_rules! store_contract_tests {
         async fn threads_list_newest_first_and_are_limited() { c::threads_list_newest_first_and_are_limited(store_with(c::long()).await).await }
         #[tokio::test]
         async fn deleting_a_session_deletes_its_threads() { c::deleting_a_session_deletes_its_threads(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn create_home_is_idempotent() { c::create_home_is_idempotent(store_with(c::long()).await).await }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_home_creations_have_one_winner() { c::concurrent_home_creations_have_one_winner(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn signed_in_sessions_report_their_home() { c::signed_in_sessions_report_their_home(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn signing_in_needs_an_existing_home() { c::signing_in_needs_an_existing_home(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn keys_filter_by_prefix_within_their_session() { c::keys_filter_by_prefix_within_their_session(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn deleting_a_home_leaves_its_sessions() { c::deleting_a_home_leaves_its_sessions(store_with(c::long()).await).await }
         #[test]
         fn random_operations_never_cross_sessions() {
             use proptest::prelude::*;
@@ -635,6 +1032,14 @@ macro_rules! store_contract_tests {
         #[tokio::test]
         async fn absolute_expiry_ignores_activity() {
             c::absolute_expiry_ignores_activity(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(60), absolute: ::std::time::Duration::from_millis(3000) }).await).await
+        }
+        #[tokio::test]
+        async fn homes_outlive_every_lifetime() {
+            c::homes_outlive_every_lifetime(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(1), absolute: ::std::time::Duration::from_secs(2) }).await).await
+        }
+        #[tokio::test]
+        async fn peek_neither_slides_nor_invents() {
+            c::peek_neither_slides_nor_invents(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(2), absolute: ::std::time::Duration::from_secs(60) }).await).await
         }
         #[tokio::test]
         async fn sweep_removes_only_expired() {

@@ -1,11 +1,12 @@
 //! In-process store: fast, lost on restart. For tests, demos and single-process runs that
 //! do not need durability.
 
+use super::{check_home_id, unguessable_proof};
 use app::{
     SessionId,
     model::{Message, MessageId, Thread, ThreadId},
     server::{
-        Claim, Lifetimes, ProofHash, SessionStore, StoreError, Verify,
+        Claim, Lifetimes, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
         store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, check_entry, check_key, now_ms},
     },
 };
@@ -17,11 +18,30 @@ struct Record {
     proof: ProofHash,
     created_ms: i64,
     last_seen_ms: i64,
+    /// Set on a signed-in session: the home it acts for.
+    home: Option<SessionId>,
+    /// A user's home: never expires, and `verify` denies it whatever the proof.
+    is_home: bool,
     kv: HashMap<Box<str>, Box<[u8]>>,
     // Threads live inside their session's record: there is no global table to look a
     // foreign id up in.
     threads: HashMap<ThreadId, ThreadData>,
     message_thread: HashMap<MessageId, ThreadId>,
+}
+
+impl Record {
+    fn new(proof: ProofHash, now: i64, home: Option<SessionId>, is_home: bool) -> Self {
+        Self {
+            proof,
+            created_ms: now,
+            last_seen_ms: now,
+            home,
+            is_home,
+            kv: HashMap::new(),
+            threads: HashMap::new(),
+            message_thread: HashMap::new(),
+        }
+    }
 }
 
 struct ThreadData {
@@ -53,7 +73,32 @@ impl MemoryStore {
     }
 
     fn expired(&self, r: &Record, now: i64) -> bool {
-        self.lifetimes.is_expired(r.created_ms, r.last_seen_ms, now)
+        !r.is_home && self.lifetimes.is_expired(r.created_ms, r.last_seen_ms, now)
+    }
+
+    fn claim_with(
+        &self,
+        id: &SessionId,
+        proof: &ProofHash,
+        home: Option<SessionId>,
+    ) -> Result<Claim, StoreError> {
+        let now = now_ms();
+        let fresh = || Record::new(*proof, now, home, false);
+        // The entry API holds the shard's write lock, which is what makes the claim atomic.
+        match self.sessions.entry(*id) {
+            Entry::Occupied(mut e) => {
+                if self.expired(e.get(), now) {
+                    e.insert(fresh());
+                    Ok(Claim::Won)
+                } else {
+                    Ok(Claim::Taken)
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert(fresh());
+                Ok(Claim::Won)
+            }
+        }
     }
 
     /// Runs `f` on the live record, or reports `NoSuchSession` (removing it if expired).
@@ -80,30 +125,67 @@ impl MemoryStore {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError> {
+        self.claim_with(id, proof, None)
+    }
+
+    async fn claim_signed_in(
+        &self,
+        id: &SessionId,
+        proof: &ProofHash,
+        home: &SessionId,
+    ) -> Result<Claim, StoreError> {
+        // The home's shard lock is let go before the session's is taken: holding both could
+        // deadlock (two shards locked in opposite orders, or one shard read then written). A
+        // home deleted in between leaves a session bound to a deleted home, which a delete
+        // just after the claim would leave too.
+        let home_exists = self.sessions.get(home).is_some_and(|r| r.is_home);
+        if !home_exists {
+            return Err(StoreError::NoSuchSession);
+        }
+        self.claim_with(id, proof, Some(*home))
+    }
+
+    async fn create_home(&self, home: &SessionId) -> Result<bool, StoreError> {
+        check_home_id(home)?;
+        let proof = unguessable_proof()?;
         let now = now_ms();
-        let fresh = || Record {
-            proof: *proof,
-            created_ms: now,
-            last_seen_ms: now,
-            kv: HashMap::new(),
-            threads: HashMap::new(),
-            message_thread: HashMap::new(),
-        };
-        // The entry API holds the shard's write lock, which is what makes the claim atomic.
-        match self.sessions.entry(*id) {
+        match self.sessions.entry(*home) {
             Entry::Occupied(mut e) => {
                 if self.expired(e.get(), now) {
-                    e.insert(fresh());
-                    Ok(Claim::Won)
+                    e.insert(Record::new(proof, now, None, true));
+                    Ok(true)
                 } else {
-                    Ok(Claim::Taken)
+                    Ok(false)
                 }
             }
             Entry::Vacant(e) => {
-                e.insert(fresh());
-                Ok(Claim::Won)
+                e.insert(Record::new(proof, now, None, true));
+                Ok(true)
             }
         }
+    }
+
+    async fn peek(&self, id: &SessionId) -> Result<Option<SessionTimes>, StoreError> {
+        let now = now_ms();
+        Ok(self
+            .sessions
+            .get(id)
+            .filter(|r| !self.expired(r, now))
+            .map(|r| SessionTimes {
+                created_ms: r.created_ms,
+                last_seen_ms: r.last_seen_ms,
+                home: r.home,
+            }))
+    }
+
+    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.with_live(id, |r| {
+            Ok(r.kv
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .map(|k| k.to_string())
+                .collect())
+        })
     }
 
     async fn verify(
@@ -121,10 +203,11 @@ impl SessionStore for MemoryStore {
                 }
                 let r = e.get_mut();
                 match proof {
-                    Some(p) if r.proof.matches(p) => {
+                    Some(p) if !r.is_home && r.proof.matches(p) => {
                         r.last_seen_ms = now;
                         Ok(Verify::Valid {
                             created_ms: r.created_ms,
+                            home: r.home,
                         })
                     }
                     _ => Ok(Verify::Denied {
@@ -170,8 +253,7 @@ impl SessionStore for MemoryStore {
     async fn sweep(&self) -> Result<usize, StoreError> {
         let now = now_ms();
         let before = self.sessions.len();
-        self.sessions
-            .retain(|_, r| !self.lifetimes.is_expired(r.created_ms, r.last_seen_ms, now));
+        self.sessions.retain(|_, r| !self.expired(r, now));
         Ok(before.saturating_sub(self.sessions.len()))
     }
 

@@ -13,6 +13,29 @@ pub use self::redis_hub::RedisHub;
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteDurability, SqliteStore};
 
+use app::{
+    SessionId,
+    server::{Proof, ProofHash, StoreError},
+};
+
+/// A never-expiring record under an id a browser could present would be a session nobody
+/// can end; only `SessionId::home` ids (which `SessionId::parse` refuses) may become homes.
+fn check_home_id(home: &SessionId) -> Result<(), StoreError> {
+    if home.is_home() {
+        Ok(())
+    } else {
+        Err(StoreError::Internal(
+            "a home needs a SessionId::home id".into(),
+        ))
+    }
+}
+
+/// The stored proof of a home: the hash of a secret that is dropped at once, so no request
+/// can ever present it.
+fn unguessable_proof() -> Result<ProofHash, StoreError> {
+    Ok(Proof::generate()?.hash())
+}
+
 #[cfg(test)]
 #[macro_use]
 pub(crate) mod contract;

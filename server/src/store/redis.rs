@@ -13,7 +13,11 @@
 //! - `<prefix>:deadlines` is a sorted set of claimed sessions by (possibly stale) deadline.
 //!   Redis needs no sweeping; the set only lets `sweep` say how many sessions expired, and is
 //!   kept outside the session scripts so they stay single-slot.
+//! - A user's home has the same four keys, with `is_home` set in its record and no TTL on
+//!   any of them (writes see PTTL -1 and PERSIST what they touch); it is never put in the
+//!   deadline index. A signed-in session names its home in its record's `home` field.
 
+use super::{check_home_id, unguessable_proof};
 use ::redis::{
     Client, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind,
     aio::{ConnectionManager, ConnectionManagerConfig},
@@ -22,7 +26,7 @@ use app::{
     SessionId,
     model::{Message, MessageId, Thread, ThreadId},
     server::{
-        Claim, Lifetimes, ProofHash, SessionStore, StoreError, Verify,
+        Claim, Lifetimes, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
         store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, check_entry, check_key, now_ms},
     },
 };
@@ -38,6 +42,8 @@ const GONE: i64 = 0;
 const OK: i64 = 1;
 const AT_LIMIT: i64 = 2;
 const NOT_FOUND: i64 = 3;
+/// From `VERIFY`: the id is a home, which no proof opens.
+const IS_HOME: i64 = 4;
 
 /// Helpers every session script starts with. KEYS[1] is always the session record.
 const PRELUDE: &str = r#"
@@ -59,49 +65,75 @@ end
 local function expired(created, seen, now, idle, absolute)
   return now >= math.min(tonumber(seen) + idle, tonumber(created) + absolute)
 end
+-- Whether a record's created, seen and is_home fields (false when absent) describe a live
+-- session or a home, which never expires.
+local function live(created, seen, is_home, now, idle, absolute)
+  if not created then return false end
+  if is_home then return true end
+  return not expired(created, seen or created, now, idle, absolute)
+end
 "#;
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
 
-// KEYS: s kv t m. ARGV: proof hex, now, idle ms, absolute ms.
+// KEYS: s kv t m. ARGV: proof hex, now, idle ms, absolute ms, home id (empty for none).
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now, idle, absolute = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local rec = redis.call('HMGET', KEYS[1], 'created', 'seen')
-if rec[1] and not expired(rec[1], rec[2] or rec[1], now, idle, absolute) then return 0 end
+local rec = redis.call('HMGET', KEYS[1], 'created', 'seen', 'is_home')
+if live(rec[1], rec[2], rec[3], now, idle, absolute) then return 0 end
 -- Whatever is left of an earlier session with this id must not leak into the new one.
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('HSET', KEYS[1], 'proof', ARGV[1], 'created', ARGV[2], 'seen', ARGV[2])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'home', ARGV[5]) end
 redis.call('PEXPIRE', KEYS[1], math.min(idle, absolute))
 return 1
 "#,
     )
 });
 
+// KEYS: s kv t m. ARGV: proof hex, now, idle ms, absolute ms. Like CLAIM, but the record
+// gets no TTL, so its keys never get one either.
+static CREATE_HOME: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local now, idle, absolute = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local rec = redis.call('HMGET', KEYS[1], 'created', 'seen', 'is_home')
+if live(rec[1], rec[2], rec[3], now, idle, absolute) then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('HSET', KEYS[1], 'proof', ARGV[1], 'created', ARGV[2], 'seen', ARGV[2], 'is_home', '1')
+return 1
+"#,
+    )
+});
+
 // KEYS: s kv t m. ARGV: proof hex (empty for none), now, idle ms, absolute ms.
-// Returns {1, stored proof, created} or {0} for no live session; the caller decides on the
-// proof with a constant-time compare. The slide happens here, gated on equality, so a
-// verify stays one round trip; what is compared is a SHA-256 of the secret, which is of no
-// use to anyone who learns it, so Lua's string equality leaks nothing worth having.
+// Returns {1, stored proof, created, home} or {0} for no live session, {4, _, created} for
+// a home; the caller decides on the proof with a constant-time compare. The slide happens
+// here, gated on equality, so a verify stays one round trip; what is compared is a SHA-256
+// of the secret, which is of no use to anyone who learns it, so Lua's string equality leaks
+// nothing worth having.
 static VERIFY: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now, idle, absolute = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local rec = redis.call('HMGET', KEYS[1], 'proof', 'created', 'seen')
-if not (rec[1] and rec[2]) then return {0, false, false} end
+local rec = redis.call('HMGET', KEYS[1], 'proof', 'created', 'seen', 'home', 'is_home')
+if not (rec[1] and rec[2]) then return {0, false, false, false} end
+-- Before anything slides: a TTL on a home would end it.
+if rec[5] then return {4, false, rec[2], false} end
 if expired(rec[2], rec[3] or rec[2], now, idle, absolute) then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-  return {0, false, false}
+  return {0, false, false, false}
 end
 if ARGV[1] == rec[1] then
   local ttl = math.min(idle, tonumber(rec[2]) + absolute - now)
   redis.call('HSET', KEYS[1], 'seen', ARGV[2])
   for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
 end
-return {1, rec[1], rec[2]}
+return {1, rec[1], rec[2], rec[4]}
 "#,
     )
 });
@@ -112,6 +144,20 @@ static HGET_LIVE: LazyLock<Script> = LazyLock::new(|| {
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, false} end
 return {1, redis.call('HGET', KEYS[2], ARGV[1])}
+"#,
+    )
+});
+
+// KEYS: s kv. ARGV: prefix. Compares bytes, where HSCAN MATCH would read `*?[\` as a glob.
+static KEYS_WITH_PREFIX: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, {}} end
+local out = {}
+for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if string.sub(k, 1, #ARGV[1]) == ARGV[1] then out[#out + 1] = k end
+end
+return {1, out}
 "#,
     )
 });
@@ -390,6 +436,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A home id as a signed-in session's record names it.
+fn parse_home(s: &str) -> Result<SessionId, StoreError> {
+    SessionId::parse_stored(s).map_err(|_| corrupt("session"))
+}
+
 fn proof_from_hex(s: &[u8]) -> Option<ProofHash> {
     let s = std::str::from_utf8(s).ok()?;
     if s.len() != 64 {
@@ -464,7 +515,7 @@ impl RedisStore {
 
     /// Names of the session's keys that exist in Redis right now; for tests and operators.
     pub async fn session_keys(&self, id: &SessionId) -> Result<Vec<String>, StoreError> {
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let mut pipe = ::redis::pipe();
         for k in &keys.0 {
             pipe.exists(k);
@@ -480,7 +531,7 @@ impl RedisStore {
             .collect())
     }
 
-    fn keys(&self, id: &SessionId) -> Keys {
+    fn names(&self, id: &SessionId) -> Keys {
         let base = format!("{}:{{{}}}", self.prefix, id.as_string());
         Keys([
             format!("{base}:s"),
@@ -526,30 +577,13 @@ impl RedisStore {
             .await
     }
 
-    /// Maps the usual script status for calls whose answer is just "done".
-    fn status(code: i64) -> Result<(), StoreError> {
-        match code {
-            OK => Ok(()),
-            GONE => Err(StoreError::NoSuchSession),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    /// Like `status`, for calls that report whether the thread was there.
-    fn found(code: i64) -> Result<bool, StoreError> {
-        match code {
-            OK => Ok(true),
-            NOT_FOUND => Ok(false),
-            GONE => Err(StoreError::NoSuchSession),
-            other => Err(unexpected(other)),
-        }
-    }
-}
-
-#[async_trait]
-impl SessionStore for RedisStore {
-    async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError> {
-        let keys = self.keys(id);
+    async fn claim_with(
+        &self,
+        id: &SessionId,
+        proof: &ProofHash,
+        home: Option<&SessionId>,
+    ) -> Result<Claim, StoreError> {
+        let keys = self.names(id);
         let now = now_ms();
         let won: i64 = self
             .run(
@@ -558,7 +592,8 @@ impl SessionStore for RedisStore {
                     .arg(hex(proof.as_bytes()))
                     .arg(now)
                     .arg(self.idle_ms())
-                    .arg(self.absolute_ms()),
+                    .arg(self.absolute_ms())
+                    .arg(home.map(SessionId::as_string).unwrap_or_default()),
             )
             .await?;
         if won != 1 {
@@ -587,13 +622,130 @@ impl SessionStore for RedisStore {
         Ok(Claim::Won)
     }
 
+    /// Maps the usual script status for calls whose answer is just "done".
+    fn status(code: i64) -> Result<(), StoreError> {
+        match code {
+            OK => Ok(()),
+            GONE => Err(StoreError::NoSuchSession),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Like `status`, for calls that report whether the thread was there.
+    fn found(code: i64) -> Result<bool, StoreError> {
+        match code {
+            OK => Ok(true),
+            NOT_FOUND => Ok(false),
+            GONE => Err(StoreError::NoSuchSession),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError> {
+        self.claim_with(id, proof, None).await
+    }
+
+    /// The home is checked in a round trip of its own, before the claim: a script may only
+    /// touch keys of one hash slot (one session), and a home is in another. A home deleted
+    /// between the two leaves a session bound to a deleted home, the state a delete right
+    /// after the claim would leave; the app deals with it either way.
+    async fn claim_signed_in(
+        &self,
+        id: &SessionId,
+        proof: &ProofHash,
+        home: &SessionId,
+    ) -> Result<Claim, StoreError> {
+        let record = self.names(home).record().to_owned();
+        let is_home: bool = self
+            .bounded(|mut c| async move {
+                ::redis::cmd("HEXISTS")
+                    .arg(record)
+                    .arg("is_home")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if !is_home {
+            return Err(StoreError::NoSuchSession);
+        }
+        self.claim_with(id, proof, Some(home)).await
+    }
+
+    async fn create_home(&self, home: &SessionId) -> Result<bool, StoreError> {
+        check_home_id(home)?;
+        let keys = self.names(home);
+        let created: i64 = self
+            .run(
+                CREATE_HOME
+                    .key(&keys.0[..])
+                    .arg(hex(unguessable_proof()?.as_bytes()))
+                    .arg(now_ms())
+                    .arg(self.idle_ms())
+                    .arg(self.absolute_ms()),
+            )
+            .await?;
+        Ok(created == 1)
+    }
+
+    async fn peek(&self, id: &SessionId) -> Result<Option<SessionTimes>, StoreError> {
+        let record = self.names(id).record().to_owned();
+        let fields: Vec<Option<String>> = self
+            .bounded(|mut c| async move {
+                ::redis::cmd("HMGET")
+                    .arg(record)
+                    .arg(&["created", "seen", "home", "is_home"])
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let [created, seen, home, is_home]: [Option<String>; 4] =
+            fields.try_into().map_err(|_| corrupt("session"))?;
+        let Some(created) = created else {
+            return Ok(None);
+        };
+        let created_ms: i64 = created.parse().map_err(|_| corrupt("session"))?;
+        let last_seen_ms: i64 = match seen {
+            Some(s) => s.parse().map_err(|_| corrupt("session"))?,
+            None => created_ms,
+        };
+        if is_home.is_none()
+            && self
+                .lifetimes
+                .is_expired(created_ms, last_seen_ms, now_ms())
+        {
+            return Ok(None);
+        }
+        Ok(Some(SessionTimes {
+            created_ms,
+            last_seen_ms,
+            home: home.as_deref().map(parse_home).transpose()?,
+        }))
+    }
+
+    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let keys = self.names(id);
+        let (code, found): (i64, Vec<String>) = self
+            .run(
+                KEYS_WITH_PREFIX
+                    .key(keys.record())
+                    .key(keys.values())
+                    .arg(prefix),
+            )
+            .await?;
+        Self::status(code).map(|()| found)
+    }
+
     async fn verify(
         &self,
         id: &SessionId,
         proof: Option<&ProofHash>,
     ) -> Result<Verify, StoreError> {
-        let keys = self.keys(id);
-        let (code, stored, created): (i64, Option<Vec<u8>>, Option<String>) = self
+        let keys = self.names(id);
+        type Reply = (i64, Option<Vec<u8>>, Option<String>, Option<String>);
+        let (code, stored, created, home): Reply = self
             .run(
                 VERIFY
                     .key(&keys.0[..])
@@ -603,25 +755,31 @@ impl SessionStore for RedisStore {
                     .arg(self.absolute_ms()),
             )
             .await?;
-        if code != OK {
+        if code != OK && code != IS_HOME {
             return Ok(Verify::Unknown);
+        }
+        let created_ms = created
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| corrupt("session"))?;
+        if code == IS_HOME {
+            return Ok(Verify::Denied { created_ms });
         }
         let stored = stored
             .as_deref()
             .and_then(proof_from_hex)
             .ok_or_else(|| corrupt("session"))?;
-        let created_ms = created
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| corrupt("session"))?;
         match proof {
-            Some(p) if stored.matches(p) => Ok(Verify::Valid { created_ms }),
+            Some(p) if stored.matches(p) => Ok(Verify::Valid {
+                created_ms,
+                home: home.as_deref().map(parse_home).transpose()?,
+            }),
             _ => Ok(Verify::Denied { created_ms }),
         }
     }
 
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_key(key)?;
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let (code, value): (i64, Option<Vec<u8>>) = self
             .run(HGET_LIVE.key(keys.record()).key(keys.values()).arg(key))
             .await?;
@@ -630,7 +788,7 @@ impl SessionStore for RedisStore {
 
     async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError> {
         check_entry(key, value)?;
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let code: i64 = self
             .run(
                 SET_VALUE
@@ -649,7 +807,7 @@ impl SessionStore for RedisStore {
 
     async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
         check_key(key)?;
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let removed: i64 = self
             .run(HDEL_LIVE.key(keys.record()).key(keys.values()).arg(key))
             .await?;
@@ -661,7 +819,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn clear(&self, id: &SessionId) -> Result<(), StoreError> {
-        let keys = self.keys(id);
+        let keys = self.names(id);
         Self::status(
             self.run(CLEAR.key(keys.record()).key(keys.values()))
                 .await?,
@@ -669,7 +827,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let existed: bool = self.run(&DELETE.key(&keys.0[..])).await?;
         if existed {
             let (index, member) = (self.deadlines_key(), id.as_string());
@@ -709,7 +867,7 @@ impl SessionStore for RedisStore {
             let mut sessions = Vec::with_capacity(due.len());
             for member in &due {
                 match SessionId::parse(member) {
-                    Ok(sid) => sessions.push((member, self.keys(&sid))),
+                    Ok(sid) => sessions.push((member, self.names(&sid))),
                     // Not written by this store: nothing to count, just forget it.
                     Err(_) => {
                         update.zrem(&index, member).ignore();
@@ -746,7 +904,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let (code, raw): (i64, Vec<Vec<u8>>) = self
             .run(LIST_THREADS.key(keys.record()).key(keys.threads()))
             .await?;
@@ -768,7 +926,7 @@ impl SessionStore for RedisStore {
         id: &SessionId,
         thread: &ThreadId,
     ) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let (code, raw, messages): (i64, Option<Vec<u8>>, Vec<Option<Vec<u8>>>) = self
             .run(
                 GET_THREAD
@@ -789,7 +947,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError> {
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let record = to_json(&ThreadRecord::new(thread)?)?;
         let code: i64 = self
             .run(
@@ -808,7 +966,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn update_thread(&self, id: &SessionId, thread: &Thread) -> Result<bool, StoreError> {
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let code: i64 = self
             .run(
                 UPDATE_THREAD
@@ -823,7 +981,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<bool, StoreError> {
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let code: i64 = self
             .run(
                 DELETE_THREAD
@@ -841,7 +999,7 @@ impl SessionStore for RedisStore {
         id: &SessionId,
         message: &MessageId,
     ) -> Result<Option<Message>, StoreError> {
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let (code, raw): (i64, Option<Vec<u8>>) = self
             .run(
                 HGET_LIVE
@@ -856,7 +1014,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError> {
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let code: i64 = self
             .run(
                 PUT_MESSAGE
@@ -882,7 +1040,7 @@ impl SessionStore for RedisStore {
         thread: &ThreadId,
         after: Option<&MessageId>,
     ) -> Result<usize, StoreError> {
-        let keys = self.keys(id);
+        let keys = self.names(id);
         let dropped: i64 = self
             .run(
                 TRUNCATE_AFTER
@@ -901,7 +1059,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let record = self.keys(id).0[0].clone();
+        let record = self.names(id).0[0].clone();
         self.bounded(
             |mut c| async move { ::redis::cmd("EXISTS").arg(record).query_async(&mut c).await },
         )
@@ -1057,6 +1215,88 @@ mod tests {
                 ttls[0]
             );
         }
+    }
+
+    #[tokio::test]
+    async fn homes_carry_no_deadline_anywhere() {
+        let server = RedisServer::start();
+        let lifetimes = Lifetimes {
+            idle: Duration::from_secs(60),
+            absolute: Duration::from_secs(600),
+        };
+        let store =
+            RedisStore::connect(&server.url(), &prefix(), lifetimes, Duration::from_secs(5))
+                .await
+                .unwrap();
+        let mut redis = raw(&server).await;
+        let home = SessionId::home("test", "alice");
+        assert!(store.create_home(&home).await.unwrap());
+        // Every write path that gives a key its session's TTL.
+        store.set(&home, "profile", b"x").await.unwrap();
+        let thread = Thread {
+            id: ThreadId::random(),
+            title: "t".into(),
+            created_ms: 1,
+            updated_ms: 1,
+        };
+        store.create_thread(&home, &thread).await.unwrap();
+        let message = Message {
+            id: MessageId::random(),
+            thread_id: thread.id,
+            role: Role::User,
+            content: "hello".into(),
+            created_ms: 2,
+            status: MessageStatus::Done,
+            feedback: None,
+            error: None,
+        };
+        assert!(store.put_message(&home, &message).await.unwrap());
+        assert!(store.update_thread(&home, &thread).await.unwrap());
+        assert!(matches!(
+            store.verify(&home, None).await.unwrap(),
+            Verify::Denied { .. }
+        ));
+        let (session, proof) = (SessionId::random(), Proof::generate().unwrap().hash());
+        assert_eq!(
+            store
+                .claim_signed_in(&session, &proof, &home)
+                .await
+                .unwrap(),
+            Claim::Won
+        );
+        assert!(matches!(
+            store.verify(&session, Some(&proof)).await.unwrap(),
+            Verify::Valid { home: Some(h), .. } if h == home
+        ));
+
+        let keys = store.session_keys(&home).await.unwrap();
+        assert_eq!(keys.len(), 4);
+        for k in &keys {
+            let ttl: i64 = ::redis::cmd("PTTL")
+                .arg(k)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            assert_eq!(ttl, -1, "{k} has a TTL");
+        }
+        let indexed: Vec<String> = ::redis::cmd("ZRANGE")
+            .arg(store.deadlines_key())
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(
+            indexed,
+            vec![session.as_string()],
+            "only the session is indexed"
+        );
+        let ttl: i64 = ::redis::cmd("PTTL")
+            .arg(store.names(&session).record())
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "a signed-in session keeps its deadline: {ttl}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,12 +9,15 @@
 //!   simply match nothing.
 //! - Expired sessions are refused on read (and deleted then), and swept in the background
 //!   through an index on their deadline.
+//! - A user's home is a `sessions` row that never expires (its deadline is `NEVER`) and
+//!   that `verify` always denies; a signed-in session names its home in the `home` column.
 
+use super::{check_home_id, unguessable_proof};
 use app::{
     SessionId,
     model::{Feedback, Message, MessageId, MessageStatus, Role, Thread, ThreadId},
     server::{
-        Claim, Lifetimes, ProofHash, SessionStore, StoreError, Verify,
+        Claim, Lifetimes, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
         store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, check_entry, check_key, now_ms},
     },
 };
@@ -32,7 +35,8 @@ pub use self::Durability as SqliteDurability;
 
 /// Schema versions, applied in order inside one transaction each; `PRAGMA user_version`
 /// records how far a database has come.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sessions (
     id           BLOB PRIMARY KEY,
     proof        BLOB NOT NULL,
@@ -74,7 +78,19 @@ CREATE TABLE messages (
     FOREIGN KEY (session_id, thread_id) REFERENCES threads (session_id, id) ON DELETE CASCADE
 ) WITHOUT ROWID;
 CREATE INDEX messages_by_thread ON messages (session_id, thread_id, seq);
-"#];
+"#,
+    r#"
+-- Sign-in. `home` is the home a signed-in session acts for; it is not a foreign key, since
+-- deleting a home must leave its sessions for the app to deal with. A home is a row with
+-- is_home = 1 and expires_ms = NEVER (i64::MAX): every expiry test and the sweep compare
+-- expires_ms with now, so they pass over homes without a special case.
+ALTER TABLE sessions ADD COLUMN home BLOB;
+ALTER TABLE sessions ADD COLUMN is_home INTEGER NOT NULL DEFAULT 0;
+"#,
+];
+
+/// The `expires_ms` of a home.
+const NEVER: i64 = i64::MAX;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -172,6 +188,16 @@ fn message_from(row: &SqliteRow) -> Result<Message, StoreError> {
 
 fn uuid_bytes(v: &[u8]) -> Option<[u8; 16]> {
     v.try_into().ok()
+}
+
+fn home_from(row: &SqliteRow) -> Result<Option<SessionId>, StoreError> {
+    let home: Option<Vec<u8>> = row.try_get("home").map_err(db)?;
+    home.map(|h| {
+        uuid_bytes(&h)
+            .map(SessionId::from_stored_bytes)
+            .ok_or_else(|| bad_row("session"))
+    })
+    .transpose()
 }
 
 impl SqliteStore {
@@ -277,6 +303,55 @@ impl SqliteStore {
         }
     }
 
+    async fn claim_with(
+        &self,
+        id: &SessionId,
+        proof: &ProofHash,
+        home: Option<&SessionId>,
+    ) -> Result<Claim, StoreError> {
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        if let Some(home) = home {
+            // Inside the write transaction, so the home cannot go between check and insert.
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = ? AND is_home = 1")
+                    .bind(&home.as_bytes()[..])
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if found.is_none() {
+                return Err(StoreError::NoSuchSession);
+            }
+        }
+        // An expired record in the way goes first (its data with it).
+        sqlx::query("DELETE FROM sessions WHERE id = ? AND expires_ms <= ?")
+            .bind(&id.as_bytes()[..])
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (id, proof, created_ms, last_seen_ms, expires_ms, home) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&id.as_bytes()[..])
+        .bind(&proof.as_bytes()[..])
+        .bind(now)
+        .bind(now)
+        .bind(self.deadline(now, now))
+        .bind(home.map(|h| &h.as_bytes()[..]))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        tx.commit().await.map_err(db)?;
+        Ok(if inserted == 1 {
+            Claim::Won
+        } else {
+            Claim::Taken
+        })
+    }
+
     async fn read_live(
         &self,
         id: &SessionId,
@@ -290,34 +365,74 @@ impl SqliteStore {
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError> {
+        self.claim_with(id, proof, None).await
+    }
+
+    async fn claim_signed_in(
+        &self,
+        id: &SessionId,
+        proof: &ProofHash,
+        home: &SessionId,
+    ) -> Result<Claim, StoreError> {
+        self.claim_with(id, proof, Some(home)).await
+    }
+
+    async fn create_home(&self, home: &SessionId) -> Result<bool, StoreError> {
+        check_home_id(home)?;
+        let proof = unguessable_proof()?;
         let now = now_ms();
         let mut tx = self.begin().await?;
-        // An expired record in the way goes first (its data with it).
         sqlx::query("DELETE FROM sessions WHERE id = ? AND expires_ms <= ?")
-            .bind(&id.as_bytes()[..])
+            .bind(&home.as_bytes()[..])
             .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         let inserted = sqlx::query(
-            "INSERT INTO sessions (id, proof, created_ms, last_seen_ms, expires_ms) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO sessions (id, proof, created_ms, last_seen_ms, expires_ms, is_home) \
+             VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(&id.as_bytes()[..])
+        .bind(&home.as_bytes()[..])
         .bind(&proof.as_bytes()[..])
         .bind(now)
         .bind(now)
-        .bind(self.deadline(now, now))
+        .bind(NEVER)
         .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected();
         tx.commit().await.map_err(db)?;
-        Ok(if inserted == 1 {
-            Claim::Won
-        } else {
-            Claim::Taken
+        Ok(inserted == 1)
+    }
+
+    async fn peek(&self, id: &SessionId) -> Result<Option<SessionTimes>, StoreError> {
+        let row = sqlx::query(
+            "SELECT created_ms, last_seen_ms, home FROM sessions WHERE id = ? AND expires_ms > ?",
+        )
+        .bind(&id.as_bytes()[..])
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|row| {
+            Ok(SessionTimes {
+                created_ms: row.try_get("created_ms").map_err(db)?,
+                last_seen_ms: row.try_get("last_seen_ms").map_err(db)?,
+                home: home_from(&row)?,
+            })
         })
+        .transpose()
+    }
+
+    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.read_live(id).await?;
+        // Filtered here rather than with LIKE, whose `_` wildcard is also a key character.
+        let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM kv WHERE session_id = ?")
+            .bind(&id.as_bytes()[..])
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        Ok(keys.into_iter().filter(|k| k.starts_with(prefix)).collect())
     }
 
     async fn verify(
@@ -327,7 +442,7 @@ impl SessionStore for SqliteStore {
     ) -> Result<Verify, StoreError> {
         let now = now_ms();
         let row = sqlx::query(
-            "SELECT proof, created_ms, last_seen_ms, expires_ms FROM sessions WHERE id = ?",
+            "SELECT proof, created_ms, last_seen_ms, expires_ms, home, is_home FROM sessions WHERE id = ?",
         )
         .bind(&id.as_bytes()[..])
         .fetch_optional(&self.pool)
@@ -340,6 +455,7 @@ impl SessionStore for SqliteStore {
         let created_ms: i64 = row.try_get("created_ms").map_err(db)?;
         let last_seen_ms: i64 = row.try_get("last_seen_ms").map_err(db)?;
         let expires_ms: i64 = row.try_get("expires_ms").map_err(db)?;
+        let is_home: bool = row.try_get("is_home").map_err(db)?;
         if expires_ms <= now {
             sqlx::query("DELETE FROM sessions WHERE id = ? AND expires_ms <= ?")
                 .bind(&id.as_bytes()[..])
@@ -351,14 +467,17 @@ impl SessionStore for SqliteStore {
         }
         let stored: [u8; 32] = stored.try_into().map_err(|_| bad_row("session"))?;
         match proof {
-            Some(p) if ProofHash::from_bytes(stored).matches(p) => {
+            Some(p) if !is_home && ProofHash::from_bytes(stored).matches(p) => {
+                let home = home_from(&row)?;
                 if now - last_seen_ms < self.touch_interval_ms {
-                    return Ok(Verify::Valid { created_ms });
+                    return Ok(Verify::Valid { created_ms, home });
                 }
                 // Conditional on the deadline, so a session deleted or expired meanwhile
-                // is not brought back.
+                // is not brought back; and never on a home, which a finite deadline would
+                // make mortal.
                 let touched = sqlx::query(
-                    "UPDATE sessions SET last_seen_ms = ?1, expires_ms = ?2 WHERE id = ?3 AND expires_ms > ?1",
+                    "UPDATE sessions SET last_seen_ms = ?1, expires_ms = ?2 \
+                     WHERE id = ?3 AND expires_ms > ?1 AND is_home = 0",
                 )
                 .bind(now)
                 .bind(self.deadline(created_ms, now))
@@ -368,7 +487,7 @@ impl SessionStore for SqliteStore {
                 .map_err(db)?
                 .rows_affected();
                 Ok(if touched == 1 {
-                    Verify::Valid { created_ms }
+                    Verify::Valid { created_ms, home }
                 } else {
                     Verify::Unknown
                 })
@@ -709,5 +828,73 @@ impl SessionStore for SqliteStore {
             .await
             .map_err(db)?;
         Ok(row.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::server::Proof;
+
+    #[tokio::test]
+    async fn a_first_version_database_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let id = SessionId::random();
+        let proof = Proof::generate().unwrap().hash();
+        let now = now_ms();
+        {
+            let options = SqliteConnectOptions::from_str("sqlite:")
+                .unwrap()
+                .filename(&path)
+                .create_if_missing(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .unwrap();
+            sqlx::raw_sql(MIGRATIONS[0]).execute(&pool).await.unwrap();
+            sqlx::raw_sql("PRAGMA user_version = 1")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO sessions (id, proof, created_ms, last_seen_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&id.as_bytes()[..])
+            .bind(&proof.as_bytes()[..])
+            .bind(now)
+            .bind(now)
+            .bind(now + 3_600_000)
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+
+        let store = SqliteStore::open(&path, Lifetimes::default(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(
+            store.verify(&id, Some(&proof)).await.unwrap(),
+            Verify::Valid {
+                created_ms: now,
+                home: None
+            },
+            "an existing session is an anonymous one"
+        );
+        let home = SessionId::home("test", "alice");
+        assert!(store.create_home(&home).await.unwrap());
+        let expires: i64 = sqlx::query_scalar("SELECT expires_ms FROM sessions WHERE id = ?")
+            .bind(&home.as_bytes()[..])
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(expires, NEVER);
     }
 }
