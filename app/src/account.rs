@@ -255,8 +255,12 @@ pub async fn oidc_start(
     #[server(default)] keep_threads: Option<bool>,
 ) -> Result<String, ApiError> {
     let auth = ctx::auth().await?;
-    auth.oidc_start(&ctx::session().await?, &provider, keep_threads.unwrap_or(true))
-        .await
+    auth.oidc_start(
+        &ctx::session().await?,
+        &provider,
+        keep_threads.unwrap_or(true),
+    )
+    .await
 }
 
 /// Completes the sign-in with the provider's answer (from the callback page's URL).
@@ -305,7 +309,10 @@ pub async fn end_all_sessions() -> Result<usize, ApiError> {
     let auth = ctx::auth().await?;
     let session = ctx::session().await?;
     let Some(home) = session.home().copied() else {
-        return Err(ApiError::new(crate::ErrorCode::LoginRequired, "sign in first"));
+        return Err(ApiError::new(
+            crate::ErrorCode::LoginRequired,
+            "sign in first",
+        ));
     };
     let n = auth.end_sessions(&home, Some(session.id())).await?;
     auth.sign_out(&session).await?;

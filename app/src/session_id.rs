@@ -175,7 +175,10 @@ mod tests {
         assert_ne!(SessionId::home("a", "b\0c"), SessionId::home("a\0b", "c"));
         assert!(a.is_home());
         assert!(!SessionId::random().is_home());
-        assert_eq!(SessionId::parse(&a.as_string()), Err(SessionIdError::NotVersion4));
+        assert_eq!(
+            SessionId::parse(&a.as_string()),
+            Err(SessionIdError::NotVersion4)
+        );
         assert_eq!(SessionId::parse_stored(&a.as_string()), Ok(a));
         assert_eq!(SessionId::from_stored_bytes(*a.as_bytes()), a);
         let s = SessionId::random();

@@ -189,8 +189,9 @@ fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
 fn auth_config(config: &Config) -> Result<app::server::auth::AuthConfig, ConfigError> {
     let header = match &config.auth_header {
         Some(h) if !h.trim().is_empty() => Some(
-            axum::http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes())
-                .map_err(|_| ConfigError::Invalid(format!("auth_header {h:?} is not a header name")))?,
+            axum::http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()).map_err(
+                |_| ConfigError::Invalid(format!("auth_header {h:?} is not a header name")),
+            )?,
         ),
         _ => None,
     };

@@ -346,7 +346,8 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
             let mut res = e.into_response();
             // The proof of an ended session is worthless; dropping it lets the browser's
             // next request, under a new id, claim cleanly.
-            if ended && let Ok(v) = HeaderValue::from_str(&guard::clear_proof_cookie(&state.guard)) {
+            if ended && let Ok(v) = HeaderValue::from_str(&guard::clear_proof_cookie(&state.guard))
+            {
                 res.headers_mut().append(header::SET_COOKIE, v);
             }
             return private(res);

@@ -28,13 +28,20 @@ async fn started(app: &impl Endpoint) -> Browser {
 /// Takes on the session a successful sign-in created (its proof came as a cookie).
 fn adopt(b: &mut Browser, r: &Reply) {
     assert_eq!(r.status, StatusCode::OK, "sign-in failed: {}", r.body);
-    b.sid = r.body["session_id"].as_str().expect("new session id").to_owned();
+    b.sid = r.body["session_id"]
+        .as_str()
+        .expect("new session id")
+        .to_owned();
 }
 
 async fn register(app: &impl Endpoint, name: &str) -> Browser {
     let mut b = started(app).await;
     let r = b
-        .call(app, "auth/register", json!({ "username": name, "password": PW }))
+        .call(
+            app,
+            "auth/register",
+            json!({ "username": name, "password": PW }),
+        )
         .await;
     adopt(&mut b, &r);
     b
@@ -43,7 +50,11 @@ async fn register(app: &impl Endpoint, name: &str) -> Browser {
 async fn log_in(app: &impl Endpoint, name: &str, password: &str) -> (Browser, Reply) {
     let mut b = started(app).await;
     let r = b
-        .call(app, "auth/login", json!({ "username": name, "password": password }))
+        .call(
+            app,
+            "auth/login",
+            json!({ "username": name, "password": password }),
+        )
         .await;
     if r.status == StatusCode::OK {
         adopt(&mut b, &r);
@@ -81,7 +92,11 @@ async fn sign_in_replaces_the_session_and_the_old_id_and_proof_die() {
     let before = b.clone();
 
     let r = b
-        .call(&app, "auth/register", json!({ "username": "Alice", "password": PW }))
+        .call(
+            &app,
+            "auth/register",
+            json!({ "username": "Alice", "password": PW }),
+        )
         .await;
     adopt(&mut b, &r);
     assert_eq!(r.body["account"]["name"], "alice");
@@ -150,7 +165,10 @@ async fn wrong_password_and_unknown_user_are_indistinguishable() {
     assert_eq!(wrong.code(), "login_failed");
     let (mut ok, r) = log_in(&app, "BOB", PW).await;
     assert_eq!(r.status, StatusCode::OK, "names are case-insensitive");
-    assert_eq!(ok.call(&app, "auth/me", json!({})).await.body["name"], "bob");
+    assert_eq!(
+        ok.call(&app, "auth/me", json!({})).await.body["name"],
+        "bob"
+    );
 }
 
 #[tokio::test]
@@ -231,7 +249,10 @@ async fn my_sessions_lists_and_ends_sessions() {
     assert_eq!(rows.iter().filter(|r| r["current"] == true).count(), 1);
     let other: &Value = rows.iter().find(|r| r["current"] == false).unwrap();
     let handle = other["handle"].as_str().unwrap().to_owned();
-    assert!(!handle.is_empty() && !b.sid.contains(&handle), "never the id itself");
+    assert!(
+        !handle.is_empty() && !b.sid.contains(&handle),
+        "never the id itself"
+    );
 
     // Another user cannot end it: the handle is not found in their account.
     let r = stranger
@@ -259,27 +280,49 @@ async fn my_sessions_lists_and_ends_sessions() {
 
 #[tokio::test]
 async fn a_password_change_ends_every_other_session() {
-    let app = spawn_with(password_config()).await;
+    let app = spawn_with(Config {
+        login_attempts_per_account: 20,
+        ..password_config()
+    })
+    .await;
     let mut a = register(&app, "gina").await;
     let (mut b, _) = log_in(&app, "gina", PW).await;
     let (mut c, _) = log_in(&app, "gina", PW).await;
 
     let r = a
-        .call(&app, "auth/password", json!({ "current": "wrong one", "new": "a new secret" }))
+        .call(
+            &app,
+            "auth/password",
+            json!({ "current": "wrong one", "new": "a new secret" }),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(b.get_note(&app).await.status, StatusCode::OK, "nothing changed");
+    assert_eq!(
+        b.get_note(&app).await.status,
+        StatusCode::OK,
+        "nothing changed"
+    );
 
     let r = a
-        .call(&app, "auth/password", json!({ "current": PW, "new": "a new secret" }))
+        .call(
+            &app,
+            "auth/password",
+            json!({ "current": PW, "new": "a new secret" }),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body, json!(2));
     assert_eq!(b.get_note(&app).await.code(), "session_ended");
     assert_eq!(c.get_note(&app).await.code(), "session_ended");
     assert_eq!(a.get_note(&app).await.status, StatusCode::OK);
-    assert_eq!(log_in(&app, "gina", PW).await.1.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(log_in(&app, "gina", "a new secret").await.1.status, StatusCode::OK);
+    assert_eq!(
+        log_in(&app, "gina", PW).await.1.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        log_in(&app, "gina", "a new secret").await.1.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -340,13 +383,21 @@ async fn registration_and_password_sign_in_can_be_off() {
     .await;
     let mut b = started(&app).await;
     let r = b
-        .call(&app, "auth/register", json!({ "username": "x", "password": PW }))
+        .call(
+            &app,
+            "auth/register",
+            json!({ "username": "x", "password": PW }),
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let anon = spawn_with(Config::default()).await;
     let mut b = started(&anon).await;
     let r = b
-        .call(&anon, "auth/login", json!({ "username": "x", "password": PW }))
+        .call(
+            &anon,
+            "auth/login",
+            json!({ "username": "x", "password": PW }),
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(b.start(&anon).await.body["sign_in_enabled"], false);
@@ -447,7 +498,10 @@ async fn the_user_command_manages_password_accounts() {
     let (ok, out) = run(&["user", "passwd", "kim"], "another password\n");
     assert!(ok && out.contains("1 session"), "{out}");
     assert_eq!(b.get_note(&server).await.code(), "session_ended");
-    assert_eq!(log_in(&server, "kim", "another password").await.1.status, StatusCode::OK);
+    assert_eq!(
+        log_in(&server, "kim", "another password").await.1.status,
+        StatusCode::OK
+    );
 
     let (ok, out) = run(&["user", "remove", "kim"], "");
     assert!(ok, "{out}");

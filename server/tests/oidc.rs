@@ -83,7 +83,11 @@ async fn finish(app: &TestApp, b: &mut Browser, code: &str, state: &str) -> Repl
 
 /// The browser is still its anonymous self: same id, same proof, nobody signed in.
 async fn unchanged(app: &TestApp, b: &mut Browser, before: &Browser, r: &Reply) {
-    assert!(r.issued_proof().is_none(), "no new session: {:?}", r.headers);
+    assert!(
+        r.issued_proof().is_none(),
+        "no new session: {:?}",
+        r.headers
+    );
     assert_eq!(b.sid, before.sid);
     assert_eq!(b.proof, before.proof);
     let me = b.call(app, "auth/me", json!({})).await;
@@ -118,7 +122,11 @@ async fn the_full_flow_signs_in_and_renews_the_session() {
     let r = finish(&app, &mut other, &code, &state).await;
     other.sid = r.body["session_id"].as_str().unwrap().to_owned();
     let sent = b
-        .call(&app, "messages/send", json!({ "content": "hello from one browser" }))
+        .call(
+            &app,
+            "messages/send",
+            json!({ "content": "hello from one browser" }),
+        )
         .await;
     let thread = sent.body["thread"]["id"].as_str().unwrap().to_owned();
     let seen = other
@@ -209,7 +217,12 @@ async fn a_replayed_code_is_refused() {
     let r = finish(&app, &mut c, &code, &fresh_state).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     assert_eq!(r.code(), "oidc_failed");
-    assert!(r.body["message"].as_str().unwrap().contains("invalid_grant"));
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_grant")
+    );
     unchanged(&app, &mut c, &before, &r).await;
     assert_eq!(op.tokens_issued(), 1);
 }

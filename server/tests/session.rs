@@ -278,8 +278,15 @@ async fn expired_sessions_are_deleted_and_never_come_back() {
     let r = b.get_note(&app).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     assert_eq!(r.code(), "session_ended");
-    assert_eq!(r.issued_proof().as_deref(), Some(""), "the stale proof is cleared");
-    assert!(!app.store.exists_raw(&id).await.unwrap(), "nothing was claimed");
+    assert_eq!(
+        r.issued_proof().as_deref(),
+        Some(""),
+        "the stale proof is cleared"
+    );
+    assert!(
+        !app.store.exists_raw(&id).await.unwrap(),
+        "nothing was claimed"
+    );
 
     // The client's next start, under a new id and without the stale proof, is a fresh session.
     let mut fresh = Browser::new();

@@ -44,7 +44,9 @@ pub fn UserMenu() -> impl IntoView {
         spawn_local(async move {
             match api::log_out().await {
                 Ok(()) => restart(),
-                Err(e) => ctx.notice.set(Some(format!("Could not sign out: {}", e.message))),
+                Err(e) => ctx
+                    .notice
+                    .set(Some(format!("Could not sign out: {}", e.message))),
             }
         });
     };

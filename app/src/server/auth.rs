@@ -52,7 +52,8 @@ pub struct AuthConfig {
     pub oidc: Vec<oidc::ProviderConfig>,
     /// Where browsers reach Confide, e.g. `https://chat.example.com` (the OIDC redirect).
     pub public_origin: String,
-    /// Failed-or-not password attempts allowed per account and per address, per minute.
+    /// Password attempts (successful or not) allowed per account and per address, per
+    /// minute. Counting successes too keeps a guesser from learning anything by the limit.
     pub attempts_per_account: u32,
     pub attempts_per_address: u32,
 }
@@ -170,7 +171,9 @@ fn verify_password(password: &str, hash: &str) -> bool {
 }
 
 /// Runs Argon2 off the async workers: it takes tens of milliseconds of CPU by design.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|_| ApiError::internal())
@@ -222,8 +225,11 @@ impl Auth {
     }
 
     async fn account(&self, home: &SessionId) -> Result<Option<AccountRecord>, ApiError> {
-        let Some(raw) = self.call(self.store.get(home, ACCOUNT_KEY)).await? else {
-            return Ok(None);
+        let raw = match bounded(self.guard.store_timeout, self.store.get(home, ACCOUNT_KEY)).await {
+            Ok(Some(raw)) => raw,
+            // No home: no such account.
+            Ok(None) | Err(StoreError::NoSuchSession) => return Ok(None),
+            Err(e) => return Err(store_error(e)),
         };
         serde_json::from_slice(&raw)
             .map(Some)
@@ -289,7 +295,10 @@ impl Auth {
         check_password_policy(password)?;
         let home = password_home(&name);
         let Some(mut rec) = self.account(&home).await? else {
-            return Err(ApiError::new(ErrorCode::NotFound, format!("no user {name:?}")));
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no user {name:?}"),
+            ));
         };
         let pw = password.to_owned();
         rec.password_hash = Some(blocking(move || hash_password(&pw)).await??);
@@ -452,7 +461,11 @@ impl Auth {
                 continue;
             };
             // An earlier, interrupted sign-in may have moved it already: fill in the rest.
-            if self.call(self.store.get_thread(home, &t.id)).await?.is_none() {
+            if self
+                .call(self.store.get_thread(home, &t.id))
+                .await?
+                .is_none()
+            {
                 self.call(self.store.create_thread(home, &thread)).await?;
             }
             for m in &messages {
@@ -466,10 +479,10 @@ impl Auth {
     /// Deletes a browser session and its entry in its home.
     async fn end_one(&self, session: &VerifiedSession) -> Result<(), ApiError> {
         if let Some(home) = session.home() {
-            self.call(
-                self.store
-                    .remove(home, &format!("{SESSION_PREFIX}{}", handle_of(session.id()))),
-            )
+            self.call(self.store.remove(
+                home,
+                &format!("{SESSION_PREFIX}{}", handle_of(session.id())),
+            ))
             .await?;
         }
         self.call(self.store.delete(session.id())).await?;
@@ -547,7 +560,11 @@ impl Auth {
 
     /// Ends one session of the signed-in user, named by its handle. A handle of any other
     /// account's session is simply not found.
-    pub async fn end_session(&self, session: &VerifiedSession, handle: &str) -> Result<(), ApiError> {
+    pub async fn end_session(
+        &self,
+        session: &VerifiedSession,
+        handle: &str,
+    ) -> Result<(), ApiError> {
         let home = signed_in(session)?;
         if handle.len() != 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ApiError::not_found());
@@ -579,7 +596,9 @@ impl Auth {
             return Err(ApiError::not_found());
         };
         if rec.method != "password" {
-            return Err(invalid("this account signs in through its provider; it has no password here"));
+            return Err(invalid(
+                "this account signs in through its provider; it has no password here",
+            ));
         }
         check_password_policy(new)?;
         self.check_password(&rec.name, current, from).await?;
@@ -588,7 +607,11 @@ impl Auth {
 
     /// Signs in with the name a trusted proxy put in the configured header. From anyone
     /// else the header means nothing.
-    pub async fn header_user(&self, headers: &http::HeaderMap, from: &ClientAddr) -> Option<String> {
+    pub async fn header_user(
+        &self,
+        headers: &http::HeaderMap,
+        from: &ClientAddr,
+    ) -> Option<String> {
         let name = self.config.header.as_ref()?;
         if !from.via_trusted_proxy {
             return None;

@@ -642,7 +642,8 @@ async fn generate(
     let save = |m: Message| {
         let session = session.clone();
         async move {
-            if let Err(e) = bounded(timeout, session.store().put_message(session.owner(), &m)).await {
+            if let Err(e) = bounded(timeout, session.store().put_message(session.owner(), &m)).await
+            {
                 tracing::warn!(session = %session.owner().log_tag(), error = %e, "saving a reply failed");
             }
         }

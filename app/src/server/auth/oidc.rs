@@ -95,9 +95,9 @@ impl Providers {
         let mut list = Vec::new();
         for p in &config.oidc {
             let id_ok = !p.id.is_empty()
-                && p.id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+                && p.id.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
             if !id_ok {
                 return Err(format!("OIDC provider id {:?} must be [a-z0-9_-]+", p.id));
             }
