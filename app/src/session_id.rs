@@ -65,9 +65,10 @@ impl SessionId {
     pub fn home(kind: &str, key: &str) -> Self {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        h.update(b"confide/home/v1\0");
+        // Length-prefixed, so no choice of `kind` and `key` can collide with another.
+        h.update(b"confide/home/v1");
+        h.update((kind.len() as u64).to_be_bytes());
         h.update(kind.as_bytes());
-        h.update(b"\0");
         h.update(key.as_bytes());
         let digest = h.finalize();
         let mut bytes = [0u8; 16];
@@ -171,7 +172,7 @@ mod tests {
         assert_eq!(a, SessionId::home("password", "alice"));
         assert_ne!(a, SessionId::home("password", "bob"));
         assert_ne!(a, SessionId::home("oidc", "alice"));
-        // The separator keeps ("a", "b\0c") and ("a\0b", "c") apart.
+        // Length prefixes keep ("a", "b\0c") and ("a\0b", "c") apart.
         assert_ne!(SessionId::home("a", "b\0c"), SessionId::home("a\0b", "c"));
         assert!(a.is_home());
         assert!(!SessionId::random().is_home());

@@ -302,7 +302,9 @@ async fn events(
     let Some(Extension(session)) = session else {
         return ApiError::no_session().into_response();
     };
-    let feed = state.chat.hub().subscribe(session.id());
+    // A signed-in user's threads live in their home, and so do their events: every
+    // browser of the user hears them.
+    let feed = state.chat.hub().subscribe(session.owner());
     Sse::new(sse_events(feed))
         .keep_alive(KeepAlive::default())
         .into_response()

@@ -510,3 +510,57 @@ async fn the_user_command_manages_password_accounts() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// Collects the data of `b`'s event stream until one mentions `needle` or `wait` passes.
+async fn stream_mentions(
+    app_base: String,
+    b: Browser,
+    needle: String,
+    wait: std::time::Duration,
+) -> bool {
+    use futures::StreamExt;
+    let res = reqwest::Client::new()
+        .get(format!("{app_base}/api/events"))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.bytes_stream();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if seen.contains(&needle) {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn every_browser_of_a_user_hears_the_users_live_events_and_nobody_else_does() {
+    let app = spawn_with(password_config()).await;
+    let mut a = register(&app, "kate").await;
+    let (b, _) = log_in(&app, "kate", PW).await;
+    let stranger = register(&app, "leo").await;
+    let needle = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let wait = std::time::Duration::from_secs(5);
+    let same_user = tokio::spawn(stream_mentions(app.base.clone(), b, needle.clone(), wait));
+    let other_user = tokio::spawn(stream_mentions(
+        app.base.clone(),
+        stranger,
+        needle.clone(),
+        wait,
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    new_thread(&app, &mut a, &needle).await;
+    assert!(
+        same_user.await.unwrap(),
+        "the user's other browser hears the reply"
+    );
+    assert!(
+        !other_user.await.unwrap(),
+        "another user hears nothing of it"
+    );
+}
