@@ -207,10 +207,10 @@ mod browser {
         let on_message = {
             let apply = apply.clone();
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
-                if let Some(text) = ev.data().as_string() {
-                    if let Ok(event) = serde_json::from_str::<crate::model::ChatEvent>(&text) {
-                        apply(event);
-                    }
+                if let Some(text) = ev.data().as_string()
+                    && let Ok(event) = serde_json::from_str::<crate::model::ChatEvent>(&text)
+                {
+                    apply(event);
                 }
             })
         };
