@@ -93,7 +93,13 @@ ALTER TABLE sessions ADD COLUMN is_home INTEGER NOT NULL DEFAULT 0;
 const NEVER: i64 = i64::MAX;
 
 pub struct SqliteStore {
+    /// Reads run here, several at once (WAL lets readers proceed beside the writer).
     pool: SqlitePool,
+    /// Every write goes through this single connection. SQLite admits one writer at a time
+    /// anyway; queueing writers here, in the pool's async wait, avoids several connections
+    /// racing for the lock and backing off in SQLite's busy handler, which sleeps for
+    /// milliseconds at a time and was what bounded throughput.
+    writer: SqlitePool,
     lifetimes: Lifetimes,
     /// Sliding expiry is written at most this often per session: a verified request within
     /// it changes nothing on disk (the deadline moves by less than the interval).
@@ -232,6 +238,12 @@ impl SqliteStore {
             })
             .foreign_keys(true)
             .busy_timeout(busy_timeout);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(busy_timeout)
+            .connect_with(options.clone())
+            .await
+            .map_err(db)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(busy_timeout)
@@ -241,6 +253,7 @@ impl SqliteStore {
         let touch_interval_ms = (lifetimes.idle.as_millis() as i64 / 20).clamp(1, 30_000);
         let store = Self {
             pool,
+            writer,
             lifetimes,
             touch_interval_ms,
         };
@@ -249,7 +262,7 @@ impl SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut conn = self.writer.acquire().await.map_err(db)?;
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut *conn)
             .await
@@ -277,7 +290,7 @@ impl SqliteStore {
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
         // IMMEDIATE takes the write lock up front, so a check-then-write cannot interleave
         // with another writer.
-        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)
     }
 
     /// Fails with `NoSuchSession` unless the session is live; deletes it if it expired.
@@ -460,7 +473,7 @@ impl SessionStore for SqliteStore {
             sqlx::query("DELETE FROM sessions WHERE id = ? AND expires_ms <= ?")
                 .bind(&id.as_bytes()[..])
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(db)?;
             return Ok(Verify::Unknown);
@@ -482,7 +495,7 @@ impl SessionStore for SqliteStore {
                 .bind(now)
                 .bind(self.deadline(created_ms, now))
                 .bind(&id.as_bytes()[..])
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(db)?
                 .rows_affected();
@@ -561,7 +574,7 @@ impl SessionStore for SqliteStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let n = sqlx::query("DELETE FROM sessions WHERE id = ?")
             .bind(&id.as_bytes()[..])
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?
             .rows_affected();
@@ -571,7 +584,7 @@ impl SessionStore for SqliteStore {
     async fn sweep(&self) -> Result<usize, StoreError> {
         let n = sqlx::query("DELETE FROM sessions WHERE expires_ms <= ?")
             .bind(now_ms())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(db)?
             .rows_affected();
