@@ -100,6 +100,18 @@ mod ctx {
             .to_owned()
     }
 
+    /// Stops the replies streaming in an anonymous session that is about to be replaced:
+    /// their tasks write to the old session, which sign-in deletes.
+    pub async fn stop_replies(session: &VerifiedSession) {
+        if session.home().is_none()
+            && let Ok(axum::Extension(rt)) =
+                leptos_axum::extract::<axum::Extension<Arc<crate::server::chat::ChatRuntime>>>()
+                    .await
+        {
+            rt.cancel_session(session.id());
+        }
+    }
+
     /// Sends the new session's proof cookie with the answer.
     pub fn set_cookie(cookie: &str) {
         if let (Some(opts), Ok(v)) = (
@@ -152,7 +164,8 @@ pub async fn log_in(
     let auth = ctx::auth().await?;
     let session = ctx::session().await?;
     let from = ctx::client_addr().await.ip;
-    let (home, name) = auth.check_password(&username, &password, from).await?;
+    let (home, name, hash) = auth.check_password(&username, &password, from).await?;
+    ctx::stop_replies(&session).await;
     let (id, cookie) = auth
         .sign_in(
             &session,
@@ -161,6 +174,7 @@ pub async fn log_in(
             "password",
             keep_threads.unwrap_or(true),
             &ctx::agent().await,
+            Some(&hash),
         )
         .await?;
     ctx::set_cookie(&cookie);
@@ -188,8 +202,11 @@ pub async fn register(
         ));
     }
     let session = ctx::session().await?;
+    // Registration hashes a password too: it counts against the address's attempts.
+    auth.limit_address(ctx::client_addr().await.ip)?;
     let home = auth.add_user(&username, &password).await?;
     let name = crate::server::auth::normalize_username(&username)?;
+    ctx::stop_replies(&session).await;
     let (id, cookie) = auth
         .sign_in(
             &session,
@@ -198,6 +215,7 @@ pub async fn register(
             "password",
             keep_threads.unwrap_or(true),
             &ctx::agent().await,
+            None,
         )
         .await?;
     ctx::set_cookie(&cookie);
@@ -228,6 +246,7 @@ pub async fn log_in_by_header(
         ));
     };
     let home = auth.external_home("header", &name, &name).await?;
+    ctx::stop_replies(&session).await;
     let (id, cookie) = auth
         .sign_in(
             &session,
@@ -236,6 +255,7 @@ pub async fn log_in_by_header(
             "header",
             keep_threads.unwrap_or(true),
             &ctx::agent().await,
+            None,
         )
         .await?;
     ctx::set_cookie(&cookie);
@@ -267,8 +287,10 @@ pub async fn oidc_start(
 #[server(prefix = "/api", endpoint = "auth/oidc/finish", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn oidc_finish(code: String, state: String) -> Result<SignedIn, ApiError> {
     let auth = ctx::auth().await?;
+    let session = ctx::session().await?;
+    ctx::stop_replies(&session).await;
     let (id, cookie, name) = auth
-        .oidc_finish(&ctx::session().await?, &code, &state, &ctx::agent().await)
+        .oidc_finish(&session, &code, &state, &ctx::agent().await)
         .await?;
     ctx::set_cookie(&cookie);
     Ok(SignedIn {

@@ -145,7 +145,10 @@ mod browser {
     /// came as a cookie); a fresh page load starts everything under it.
     pub fn adopt_session_and_reload(id: &SessionId) {
         persist(id, DEFAULT_MAX_AGE);
-        go("/");
+        // Replace, not push: the callback URL (with its used code) must not stay in history.
+        if let Some(w) = web_sys::window() {
+            let _ = w.location().replace("/");
+        }
     }
 
     /// Navigates the whole page (to a provider's sign-in page, or home).

@@ -24,6 +24,12 @@ pub async fn run(args: &[String], config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if config.store.trim() == "memory" {
+        eprintln!(
+            "confide: the memory store forgets everything when this command exits; set CONFIDE_STORE"
+        );
+        return ExitCode::from(2);
+    }
     let state = match AppState::from_config(config).await {
         Ok(s) => s,
         Err(e) => {

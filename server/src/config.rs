@@ -96,6 +96,10 @@ pub struct Config {
     /// `client_id`, `client_secret` and optional `scopes`.
     #[serde(default)]
     pub oidc: Vec<app::server::auth::oidc::ProviderConfig>,
+    /// How often an open event stream checks that its session is still live; an ended
+    /// session's stream closes within this.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub stream_recheck: Duration,
     /// Password attempts allowed per minute for one account, and from one address.
     pub login_attempts_per_account: u32,
     pub login_attempts_per_address: u32,
@@ -138,6 +142,7 @@ impl Default for Config {
             auth_registration: false,
             auth_header: None,
             oidc: Vec::new(),
+            stream_recheck: Duration::from_secs(10),
             login_attempts_per_account: 5,
             login_attempts_per_address: 30,
         }

@@ -305,7 +305,26 @@ async fn events(
     // A signed-in user's threads live in their home, and so do their events: every
     // browser of the user hears them.
     let feed = state.chat.hub().subscribe(session.owner());
-    Sse::new(sse_events(feed))
+    // A stream outlives the request that opened it: it must end with its session (sign-out,
+    // "end session", a password change elsewhere), not carry on hearing the user's events.
+    let store = state.store.clone();
+    let (id, home) = (*session.id(), session.home().copied());
+    let every = state.config.stream_recheck;
+    let ended = async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            match store.peek(&id).await {
+                Ok(Some(t)) if t.home == home => {}
+                Ok(_) => break,
+                // A store hiccup is not an ended session; look again next time.
+                Err(_) => {}
+            }
+        }
+    };
+    Sse::new(sse_events(feed).take_until(ended))
         .keep_alive(KeepAlive::default())
         .into_response()
 }

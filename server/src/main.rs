@@ -11,6 +11,12 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
+    if std::env::args()
+        .nth(1)
+        .is_some_and(|a| matches!(a.as_str(), "help" | "--help" | "-h"))
+    {
+        return server::cli::run(&["help".to_owned()], Config::default()).await;
+    }
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {

@@ -440,6 +440,25 @@ async fn header_sign_in_is_believed_only_from_trusted_proxies() {
         ..Config::default()
     })
     .await;
+    // A header sent twice (a proxy that appends) is not believed either.
+    let mut twice = started(&trusting).await;
+    let r = send(
+        trusting
+            .http
+            .post(format!("{}/api/auth/header", trusting.base))
+            .header("x-confide-session", &twice.sid)
+            .header("cookie", twice.cookie_header())
+            .header("x-forwarded-user", "mallory")
+            .header("x-forwarded-user", "judy")
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(
+        twice.call(&trusting, "auth/me", json!({})).await.body,
+        json!(null)
+    );
+
     let (mut b, r) = header_sign_in(&trusting, "Judy").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(
@@ -563,4 +582,144 @@ async fn every_browser_of_a_user_hears_the_users_live_events_and_nobody_else_doe
         !other_user.await.unwrap(),
         "another user hears nothing of it"
     );
+}
+
+#[tokio::test]
+async fn an_ended_sessions_event_stream_closes_and_hears_nothing_more() {
+    let app = spawn_with(Config {
+        stream_recheck: std::time::Duration::from_millis(100),
+        ..password_config()
+    })
+    .await;
+    let mut a = register(&app, "mona").await;
+    let (b, _) = log_in(&app, "mona", PW).await;
+    let needle = format!("after-end-{}", uuid::Uuid::new_v4().simple());
+    let wait = std::time::Duration::from_secs(4);
+    let started_at = std::time::Instant::now();
+    let listener = tokio::spawn(stream_mentions(
+        app.base.clone(),
+        b.clone(),
+        needle.clone(),
+        wait,
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let rows = a.call(&app, "auth/sessions", json!({})).await;
+    let other = rows
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["current"] == false)
+        .unwrap()["handle"]
+        .clone();
+    let r = a
+        .call(&app, "auth/sessions/end", json!({ "handle": other }))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    new_thread(&app, &mut a, &needle).await;
+    assert!(
+        !listener.await.unwrap(),
+        "the ended session's stream heard the user's new reply"
+    );
+    assert!(
+        started_at.elapsed() < wait,
+        "the stream was closed, not merely quiet"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_prunes_the_entries_of_sessions_that_ended_without_signing_out() {
+    let app = spawn_with(password_config()).await;
+    let mut a = register(&app, "nina").await;
+    let home = app::SessionId::home("password", "nina");
+    // "Forget this browser" ends the session without a sign-out.
+    assert_eq!(
+        a.call(&app, "session/forget", json!({})).await.status,
+        StatusCode::OK
+    );
+    use app::server::SessionStore;
+    assert_eq!(app.store.keys(&home, "confide:s:").await.unwrap().len(), 1);
+    log_in(&app, "nina", PW).await;
+    assert_eq!(
+        app.store.keys(&home, "confide:s:").await.unwrap().len(),
+        1,
+        "the dead entry went, the new one came"
+    );
+}
+
+#[tokio::test]
+async fn a_reply_streaming_at_sign_in_does_not_leave_the_thread_busy() {
+    let app = spawn_with(password_config()).await;
+    let mut b = started(&app).await;
+    let r = b
+        .call(&app, "messages/send", json!({ "content": "/slow" }))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let thread = r.body["thread"]["id"].as_str().unwrap().to_owned();
+    let r = b
+        .call(
+            &app,
+            "auth/register",
+            json!({ "username": "olga", "password": PW }),
+        )
+        .await;
+    adopt(&mut b, &r);
+    let t = settled(&app, &mut b, &thread).await;
+    assert_eq!(t["messages"][1]["status"], "stopped", "{t}");
+    let r = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": thread, "content": "next" }),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the thread is not busy: {}",
+        r.body
+    );
+}
+
+/// A sign-in attempt as if from `addr`, through a trusted proxy.
+async fn log_in_from(app: &TestApp, addr: &str, name: &str, password: &str) -> Reply {
+    let b = started(app).await;
+    send(
+        app.http
+            .post(format!("{}/api/auth/login", app.base))
+            .header("x-confide-session", &b.sid)
+            .header("cookie", b.cookie_header())
+            .header("x-forwarded-for", addr)
+            .json(&json!({ "username": name, "password": password })),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_guesser_cannot_lock_the_owner_out_from_elsewhere() {
+    let app = spawn_with(Config {
+        login_attempts_per_account: 2,
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..password_config()
+    })
+    .await;
+    register(&app, "pia").await;
+    for _ in 0..2 {
+        assert_eq!(
+            log_in_from(&app, "203.0.113.5", "pia", "guess")
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        log_in_from(&app, "203.0.113.5", "pia", "guess")
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let r = log_in_from(&app, "198.51.100.7", "pia", PW).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }

@@ -250,8 +250,9 @@ pub fn Callback() -> impl IntoView {
         #[cfg(feature = "hydrate")]
         {
             use crate::client::query_param;
-            if let Some(e) = query_param("error") {
-                error.set(Some(format!("The provider refused: {e}")));
+            // The provider's own wording is not shown: anyone can put text in this URL.
+            if query_param("error").is_some() {
+                error.set(Some("The provider did not sign you in.".into()));
                 return true;
             }
             let code = query_param("code").unwrap_or_default();

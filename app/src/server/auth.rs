@@ -69,8 +69,16 @@ pub struct Auth {
     pub config: AuthConfig,
     guard: GuardConfig,
     store: Arc<dyn SessionStore>,
+    /// Attempts on one account from one address: a guesser slows only themselves.
+    per_account_address: DefaultKeyedRateLimiter<[u8; 32]>,
+    /// A looser cap on one account from everywhere, against guessing spread over addresses
+    /// (ten times the per-address figure, so one attacker cannot lock a user out).
     per_account: DefaultKeyedRateLimiter<[u8; 32]>,
+    /// Attempts (sign-ins and registrations) from one address, IPv6 counted per /64.
     per_address: DefaultKeyedRateLimiter<IpAddr>,
+    /// Argon2 runs at most this many at once, so a burst of sign-ins cannot take every core
+    /// and 19 MiB per attempt without bound.
+    hashing: tokio::sync::Semaphore,
     /// Verified against when the user does not exist, so "no such user" costs the same
     /// Argon2 work as "wrong password".
     dummy_hash: String,
@@ -170,13 +178,15 @@ fn verify_password(password: &str, hash: &str) -> bool {
     })
 }
 
-/// Runs Argon2 off the async workers: it takes tens of milliseconds of CPU by design.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| ApiError::internal())
+/// IPv6 clients usually hold a whole /64: count them as one address.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
 }
 
 pub fn password_home(username: &str) -> SessionId {
@@ -192,11 +202,17 @@ impl Auth {
         let dummy_hash = hash_password("not a real password, only spent time")
             .map_err(|_| "cannot hash with Argon2".to_owned())?;
         let oidc = oidc::Providers::new(&config)?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
-            per_account: RateLimiter::keyed(
+            per_account_address: RateLimiter::keyed(
                 Quota::per_minute(nz(config.attempts_per_account))
                     .allow_burst(nz(config.attempts_per_account)),
             ),
+            per_account: RateLimiter::keyed(
+                Quota::per_minute(nz(config.attempts_per_account.saturating_mul(10)))
+                    .allow_burst(nz(config.attempts_per_account.saturating_mul(10))),
+            ),
+            hashing: tokio::sync::Semaphore::new(cores),
             per_address: RateLimiter::keyed(
                 Quota::per_minute(nz(config.attempts_per_address))
                     .allow_burst(nz(config.attempts_per_address)),
@@ -211,8 +227,35 @@ impl Auth {
 
     /// Forgets rate-limit buckets that are full again.
     pub fn shrink(&self) {
+        self.per_account_address.retain_recent();
         self.per_account.retain_recent();
         self.per_address.retain_recent();
+    }
+
+    /// Runs Argon2 off the async workers (it takes tens of milliseconds of CPU by design),
+    /// a bounded number at a time.
+    async fn argon<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal())?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|_| ApiError::internal())
+    }
+
+    /// Counts an attempt from `from` against the address limit.
+    pub fn limit_address(&self, from: Option<IpAddr>) -> Result<(), ApiError> {
+        if let Some(ip) = from {
+            self.per_address
+                .check_key(&address_key(ip))
+                .map_err(|_| limited())?;
+        }
+        Ok(())
     }
 
     async fn call<T>(
@@ -263,7 +306,7 @@ impl Auth {
         let name = normalize_username(username)?;
         check_password_policy(password)?;
         let pw = password.to_owned();
-        let hash = blocking(move || hash_password(&pw)).await??;
+        let hash = self.argon(move || hash_password(&pw)).await??;
         let home = password_home(&name);
         if !self.call(self.store.create_home(&home)).await? {
             return Err(ApiError::new(
@@ -271,16 +314,17 @@ impl Auth {
                 format!("the username {name:?} is taken"),
             ));
         }
-        self.put_account(
-            &home,
-            &AccountRecord {
-                method: "password".into(),
-                name,
-                password_hash: Some(hash),
-                created_ms: now_ms(),
-            },
-        )
-        .await?;
+        let rec = AccountRecord {
+            method: "password".into(),
+            name,
+            password_hash: Some(hash),
+            created_ms: now_ms(),
+        };
+        if let Err(e) = self.put_account(&home, &rec).await {
+            // A home without an account would reserve the name for good.
+            let _ = self.call(self.store.delete(&home)).await;
+            return Err(e);
+        }
         Ok(home)
     }
 
@@ -301,7 +345,7 @@ impl Auth {
             ));
         };
         let pw = password.to_owned();
-        rec.password_hash = Some(blocking(move || hash_password(&pw)).await??);
+        rec.password_hash = Some(self.argon(move || hash_password(&pw)).await??);
         self.put_account(&home, &rec).await?;
         self.end_sessions(&home, keep).await
     }
@@ -310,11 +354,22 @@ impl Auth {
     pub async fn remove_user(&self, username: &str) -> Result<bool, ApiError> {
         let name = normalize_username(username)?;
         let home = password_home(&name);
-        if self.account(&home).await?.is_none() {
-            return Ok(false);
+        // The record goes first: a sign-in racing with the removal re-reads it after
+        // registering its session, and either sees it gone (and ends itself) or registered
+        // early enough for `end_sessions` below to find it.
+        let had_record = self.account(&home).await?.is_some();
+        match bounded(
+            self.guard.store_timeout,
+            self.store.remove(&home, ACCOUNT_KEY),
+        )
+        .await
+        {
+            Ok(_) | Err(StoreError::NoSuchSession) => {}
+            Err(e) => return Err(store_error(e)),
         }
         self.end_sessions(&home, None).await?;
-        self.call(self.store.delete(&home)).await
+        let existed = self.call(self.store.delete(&home)).await?;
+        Ok(had_record || existed)
     }
 
     /// Checks a username and password. Unknown users and wrong passwords fail alike, after
@@ -324,7 +379,7 @@ impl Auth {
         username: &str,
         password: &str,
         from: Option<IpAddr>,
-    ) -> Result<(SessionId, String), ApiError> {
+    ) -> Result<(SessionId, String, String), ApiError> {
         if !self.config.password {
             return Err(ApiError::new(
                 ErrorCode::NotFound,
@@ -334,12 +389,21 @@ impl Auth {
         // The limits come before any other check, so probing names costs attempts too.
         let name = username.trim().to_lowercase();
         let account_key: [u8; 32] = Sha256::digest(name.as_bytes()).into();
-        if let Some(ip) = from {
-            self.per_address.check_key(&ip).map_err(|_| limited())?;
+        let mut pair = Sha256::new();
+        pair.update(account_key);
+        pair.update(
+            from.map(address_key)
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        );
+        let pair_key: [u8; 32] = pair.finalize().into();
+        let limited_here = self.limit_address(from).is_err()
+            || self.per_account_address.check_key(&pair_key).is_err()
+            || self.per_account.check_key(&account_key).is_err();
+        if limited_here {
+            tracing::warn!(account = %hex8(&account_key), "sign-in attempts over the limit");
+            return Err(limited());
         }
-        self.per_account
-            .check_key(&account_key)
-            .map_err(|_| limited())?;
         if password.chars().count() > MAX_PASSWORD_CHARS {
             return Err(failed());
         }
@@ -352,10 +416,16 @@ impl Auth {
             .and_then(|(_, r)| r.password_hash.clone())
             .unwrap_or_else(|| self.dummy_hash.clone());
         let pw = password.to_owned();
-        let ok = blocking(move || verify_password(&pw, &stored)).await?;
+        let checked = stored.clone();
+        let ok = self.argon(move || verify_password(&pw, &checked)).await?;
         match record {
-            Some((n, r)) if ok && r.password_hash.is_some() => Ok((password_home(&n), r.name)),
-            _ => Err(failed()),
+            Some((n, r)) if ok && r.password_hash.is_some() => {
+                Ok((password_home(&n), r.name, stored))
+            }
+            _ => {
+                tracing::info!(account = %hex8(&account_key), "password sign-in failed");
+                Err(failed())
+            }
         }
     }
 
@@ -402,8 +472,12 @@ impl Auth {
         method: &str,
         keep_threads: bool,
         agent: &str,
+        verified_hash: Option<&str>,
     ) -> Result<(SessionId, String), ApiError> {
         let old = *session.id();
+        // Entries of sessions that ended without signing out (expiry, a cleared browser)
+        // must not pile up to the home's key limit.
+        self.prune_entries(&home).await?;
         let (new_id, secret) = loop {
             let id = SessionId::random();
             let secret = Proof::generate().map_err(store_error)?;
@@ -449,6 +523,19 @@ impl Auth {
             &entry,
         ))
         .await?;
+        // A removal of the account or a password change may have run meanwhile. Both change
+        // the account record before they list the sessions to end, and this session was
+        // registered above, so one of the two sides always sees the other.
+        let current = self.account(&home).await?;
+        let still_valid = match (&current, verified_hash) {
+            (None, _) => false,
+            (Some(r), Some(h)) => r.password_hash.as_deref() == Some(h),
+            (Some(_), None) => true,
+        };
+        if !still_valid {
+            let _ = self.call(self.store.delete(&new_id)).await;
+            return Err(failed());
+        }
         self.end_one(session).await?;
         tracing::info!(old = %old.log_tag(), new = %new_id.log_tag(), method, "signed in; session renewed");
         Ok((new_id, proof_cookie(&self.guard, &secret)))
@@ -469,7 +556,12 @@ impl Auth {
                 self.call(self.store.create_thread(home, &thread)).await?;
             }
             for m in &messages {
-                self.call(self.store.put_message(home, m)).await?;
+                // The reply's task belongs to the old session, which is about to go.
+                let mut m = m.clone();
+                if m.status == crate::model::MessageStatus::Streaming {
+                    m.status = crate::model::MessageStatus::Stopped;
+                }
+                self.call(self.store.put_message(home, &m)).await?;
             }
             self.call(self.store.update_thread(home, &thread)).await?;
         }
@@ -478,14 +570,30 @@ impl Auth {
 
     /// Deletes a browser session and its entry in its home.
     async fn end_one(&self, session: &VerifiedSession) -> Result<(), ApiError> {
-        if let Some(home) = session.home() {
-            self.call(self.store.remove(
-                home,
-                &format!("{SESSION_PREFIX}{}", handle_of(session.id())),
-            ))
-            .await?;
-        }
+        // The session first: that is what must not outlive a sign-out. The entry is
+        // bookkeeping, and its home may be gone already.
         self.call(self.store.delete(session.id())).await?;
+        if let Some(home) = session.home() {
+            let key = format!("{SESSION_PREFIX}{}", handle_of(session.id()));
+            match bounded(self.guard.store_timeout, self.store.remove(home, &key)).await {
+                Ok(_) | Err(StoreError::NoSuchSession) => {}
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the entries of sessions that are no longer live.
+    async fn prune_entries(&self, home: &SessionId) -> Result<(), ApiError> {
+        for (key, e) in self.entries(home).await? {
+            let live = match SessionId::parse(&e.id) {
+                Ok(id) => self.call(self.store.peek(&id)).await?.is_some(),
+                Err(_) => false,
+            };
+            if !live {
+                self.call(self.store.remove(home, &key)).await?;
+            }
+        }
         Ok(())
     }
 
@@ -496,7 +604,17 @@ impl Auth {
 
     async fn entries(&self, home: &SessionId) -> Result<Vec<(String, SessionEntry)>, ApiError> {
         let mut out = Vec::new();
-        for key in self.call(self.store.keys(home, SESSION_PREFIX)).await? {
+        let keys = match bounded(
+            self.guard.store_timeout,
+            self.store.keys(home, SESSION_PREFIX),
+        )
+        .await
+        {
+            Ok(k) => k,
+            Err(StoreError::NoSuchSession) => return Ok(out),
+            Err(e) => return Err(store_error(e)),
+        };
+        for key in keys {
             if let Some(raw) = self.call(self.store.get(home, &key)).await?
                 && let Ok(e) = serde_json::from_slice::<SessionEntry>(&raw)
             {
@@ -616,13 +734,24 @@ impl Auth {
         if !from.via_trusted_proxy {
             return None;
         }
-        let v = headers.get(name)?.to_str().ok()?.trim();
+        // Exactly one value: a proxy that appends instead of replacing must not let the
+        // client's own copy of the header through.
+        let mut values = headers.get_all(name).iter();
+        let v = values.next()?.to_str().ok()?.trim();
+        if values.next().is_some() {
+            tracing::warn!("the sign-in header arrived twice; ignored");
+            return None;
+        }
         normalize_username(v).ok()
     }
 
     pub fn guard(&self) -> &GuardConfig {
         &self.guard
     }
+}
+
+fn hex8(bytes: &[u8; 32]) -> String {
+    bytes[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn limited() -> ApiError {

@@ -700,7 +700,7 @@ async fn generate(
                                         break;
                                     }
                                     // Deleted meanwhile (thread or session): nothing to save.
-                                    Ok(None) => {
+                                    Ok(None) | Err(super::StoreError::NoSuchSession) => {
                                         reply.status = MessageStatus::Stopped;
                                         break;
                                     }

@@ -2,7 +2,10 @@
 //! `cl.user_session`, except that it cannot be pointed at another session: the only way
 //! to get one is from the request the guard verified.
 
-use super::guard::{VerifiedSession, bounded, store_error};
+use super::{
+    auth::RESERVED_PREFIX,
+    guard::{VerifiedSession, bounded, store_error},
+};
 use crate::{ApiError, ErrorCode, SessionId};
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -50,6 +53,7 @@ impl UserSession {
     }
 
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), ApiError> {
+        reserved(key)?;
         let s = &self.session;
         let bytes = serde_json::to_vec(value).map_err(|_| ApiError::internal())?;
         bounded(s.store_timeout(), s.store().set(s.id(), key, &bytes))
@@ -58,6 +62,7 @@ impl UserSession {
     }
 
     pub async fn remove(&self, key: &str) -> Result<bool, ApiError> {
+        reserved(key)?;
         let s = &self.session;
         bounded(s.store_timeout(), s.store().remove(s.id(), key))
             .await
@@ -72,10 +77,29 @@ impl UserSession {
             .map_err(store_error)
     }
 
+    /// Removes every value of the session but the ones Confide keeps for itself (who
+    /// signed in, a sign-in in progress).
     pub async fn clear(&self) -> Result<(), ApiError> {
         let s = &self.session;
-        bounded(s.store_timeout(), s.store().clear(s.id()))
+        let keys = bounded(s.store_timeout(), s.store().keys(s.id(), ""))
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        for key in keys.iter().filter(|k| !k.starts_with(RESERVED_PREFIX)) {
+            bounded(s.store_timeout(), s.store().remove(s.id(), key))
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
     }
+}
+
+/// Keys under `confide:` belong to Confide itself; application code cannot write them.
+fn reserved(key: &str) -> Result<(), ApiError> {
+    if key.starts_with(RESERVED_PREFIX) {
+        return Err(ApiError::new(
+            ErrorCode::KeyInvalid,
+            format!("keys starting with {RESERVED_PREFIX:?} are reserved"),
+        ));
+    }
+    Ok(())
 }

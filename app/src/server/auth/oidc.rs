@@ -294,8 +294,10 @@ impl Auth {
             Err(e) => return Err(refused(&p.config.id, e)),
         };
         let sub = claims.subject().as_str();
+        // An address the provider has not verified is only a claim: show the name instead.
         let name = claims
             .email()
+            .filter(|_| claims.email_verified() == Some(true))
             .map(|e| e.as_str().to_owned())
             .or_else(|| {
                 claims
@@ -310,7 +312,15 @@ impl Auth {
         let key = format!("{}:{issuer}{sub}", issuer.len());
         let home = self.external_home("oidc", &key, &name).await?;
         let (id, cookie) = self
-            .sign_in(session, home, &name, "oidc", pending.keep_threads, agent)
+            .sign_in(
+                session,
+                home,
+                &name,
+                "oidc",
+                pending.keep_threads,
+                agent,
+                None,
+            )
             .await?;
         Ok((id, cookie, name))
     }
