@@ -121,6 +121,13 @@ mod browser {
         set_current_session(*id);
     }
 
+    /// The id localStorage holds now (another tab may have changed it).
+    pub fn stored_session_id() -> Option<SessionId> {
+        LocalStorage::get::<String>(STORAGE_KEY)
+            .ok()
+            .and_then(|s| SessionId::parse(&s).ok())
+    }
+
     /// The id this browser uses: localStorage first, then the cookie, else a fresh one.
     /// Both places hold it afterwards.
     pub fn ensure_session_id() -> SessionId {

@@ -216,7 +216,7 @@ pub fn SignIn() -> impl IntoView {
                         .header_user
                         .map(|u| {
                             view! {
-                                <button class="secondary" data-testid="header-sign-in" on:click=by_header>
+                                <button class="secondary" data-testid="header-sign-in" disabled=move || busy.get() on:click=by_header>
                                     {format!("Continue as {u}")}
                                 </button>
                             }

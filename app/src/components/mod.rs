@@ -98,6 +98,14 @@ async fn start_session(ctx: SessionCtx) {
             }
             Err(e) => match e.code {
                 // Someone else's id (or our proof is gone): never retry it, start afresh.
+                // Another tab may have just signed in and stored a new id: adopt it, once,
+                // rather than throwing away that sign-in.
+                ErrorCode::SessionEnded | ErrorCode::SessionProofMismatch
+                    if mismatches == 0 && client::stored_session_id().is_some_and(|s| s != id) =>
+                {
+                    mismatches += 1;
+                    id = client::ensure_session_id();
+                }
                 ErrorCode::SessionProofMismatch
                 | ErrorCode::SessionEnded
                 | ErrorCode::InvalidSessionId
