@@ -70,12 +70,15 @@ bench: setup-test
 	cargo bench -p confide-bench --bench core
 
 # Coverage-guided fuzzing (libFuzzer via cargo-fuzz, nightly): each target for FUZZ_SECONDS.
+# What libFuzzer finds goes to fuzz/target/corpus (not committed); the committed seeds are
+# read-only input. Crashes land in fuzz/artifacts.
 FUZZ_TARGETS := session_id proof_cookie guard_headers api_json markdown sse
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	for t in $(FUZZ_TARGETS); do \
-	  cargo +nightly fuzz run $$t fuzz/corpus/$$t -- -max_total_time=$${FUZZ_SECONDS:-60} || exit 1; \
+	  mkdir -p fuzz/target/corpus/$$t; \
+	  cargo +nightly fuzz run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- -max_total_time=$${FUZZ_SECONDS:-60} || exit 1; \
 	done
 
 fmt:
