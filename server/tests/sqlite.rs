@@ -8,7 +8,6 @@ use common::{Browser, ChildServer};
 use reqwest::StatusCode;
 use serde_json::json;
 use server::{Config, MemoryStore, SqliteStore};
-use sqlx::sqlite::SqlitePoolOptions;
 use std::{path::Path, sync::Arc, time::Duration};
 
 fn sqlite_env(db: &Path) -> Vec<(&'static str, String)> {
@@ -101,25 +100,16 @@ async fn expired_sessions_leave_no_rows() {
     common::settled(&app, &mut b, sent.body["thread"]["id"].as_str().unwrap()).await;
 
     let id = SessionId::parse(&b.sid).unwrap();
-    let pool = SqlitePoolOptions::new()
-        .connect(&format!("sqlite:{}", db.display()))
-        .await
-        .unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
     let count = |table: &'static str, column: &'static str| {
-        let pool = pool.clone();
-        async move {
-            let sql = format!("SELECT COUNT(*) FROM {table} WHERE {column} = ?");
-            sqlx::query_scalar::<_, i64>(&sql)
-                .bind(&id.as_bytes()[..])
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {column} = ?");
+        conn.query_row(&sql, [&id.as_bytes()[..]], |r| r.get::<_, i64>(0))
+            .unwrap()
     };
-    assert_eq!(count("sessions", "id").await, 1);
-    assert_eq!(count("kv", "session_id").await, 1);
-    assert_eq!(count("threads", "session_id").await, 1);
-    assert_eq!(count("messages", "session_id").await, 2);
+    assert_eq!(count("sessions", "id"), 1);
+    assert_eq!(count("kv", "session_id"), 1);
+    assert_eq!(count("threads", "session_id"), 1);
+    assert_eq!(count("messages", "session_id"), 2);
 
     tokio::time::sleep(Duration::from_millis(2000)).await;
     for (table, column) in [
@@ -129,7 +119,7 @@ async fn expired_sessions_leave_no_rows() {
         ("messages", "session_id"),
     ] {
         assert_eq!(
-            count(table, column).await,
+            count(table, column),
             0,
             "{table} still holds rows of the expired session"
         );

@@ -11,6 +11,20 @@
 //!   through an index on their deadline.
 //! - A user's home is a `sessions` row that never expires (its deadline is `NEVER`) and
 //!   that `verify` always denies; a signed-in session names its home in the `home` column.
+//!
+//! Threads: SQLite is synchronous, and handing every statement to a worker thread (as an
+//! async driver must) costs more in wake-ups than SQLite spends working. So a store call is
+//! one job handed to one thread, whatever number of statements it runs:
+//!
+//! - One writer thread owns the only connection that writes. It takes whatever jobs are
+//!   queued (up to `MAX_BATCH`) and runs them in one `BEGIN IMMEDIATE` transaction, each in
+//!   its own savepoint so a job that fails is undone alone. Callers hear back only after the
+//!   `COMMIT` returned, so one fsync makes a whole batch durable (group commit).
+//! - A few reader threads, each with its own connection, serve reads from a shared queue
+//!   (WAL lets them read beside the writer). A reader never writes: an expired session it
+//!   meets is handed to the writer for deletion.
+//! - Queues are bounded: a full queue or a stopped thread answers `Unavailable` at once,
+//!   and the caller's own timeout bounds the wait for an answer.
 
 use super::{check_home_id, unguessable_proof};
 use app::{
@@ -22,14 +36,17 @@ use app::{
     },
 };
 use async_trait::async_trait;
-use sqlx::{
-    Row, Sqlite, SqliteConnection, Transaction,
-    sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-        SqliteSynchronous,
-    },
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
-use std::{path::Path, str::FromStr, time::Duration};
+use std::{
+    panic::{AssertUnwindSafe, catch_unwind},
+    path::{Path, PathBuf},
+    thread::JoinHandle,
+    time::Duration,
+};
+use tokio::sync::oneshot;
 
 pub use self::Durability as SqliteDurability;
 
@@ -92,14 +109,23 @@ ALTER TABLE sessions ADD COLUMN is_home INTEGER NOT NULL DEFAULT 0;
 /// The `expires_ms` of a home.
 const NEVER: i64 = i64::MAX;
 
+/// Most write jobs one transaction (and so one fsync) covers. Bounded so that a long queue
+/// still reaches its first callers' answers in reasonable time.
+const MAX_BATCH: usize = 256;
+/// Jobs that may wait for the writer or the readers; beyond that the store is overloaded
+/// and says so rather than letting latency grow without bound.
+const QUEUE_LEN: usize = 8_192;
+/// Fewer than two readers would queue every read behind a slow one; more than four buys
+/// nothing once they outnumber the cores.
+const MIN_READERS: usize = 2;
+const MAX_READERS: usize = 4;
+
 pub struct SqliteStore {
-    /// Reads run here, several at once (WAL lets readers proceed beside the writer).
-    pool: SqlitePool,
-    /// Every write goes through this single connection. SQLite admits one writer at a time
-    /// anyway; queueing writers here, in the pool's async wait, avoids several connections
-    /// racing for the lock and backing off in SQLite's busy handler, which sleeps for
-    /// milliseconds at a time and was what bounded throughput.
-    writer: SqlitePool,
+    writer: Sender<WriteJob>,
+    readers: Sender<ReadJob>,
+    /// Readers first: each holds a handle on the writer's queue, so the writer stops only
+    /// after they have.
+    threads: Vec<JoinHandle<()>>,
     lifetimes: Lifetimes,
     /// Sliding expiry is written at most this often per session: a verified request within
     /// it changes nothing on disk (the deadline moves by less than the interval).
@@ -116,13 +142,27 @@ pub enum Durability {
     Normal,
 }
 
-fn db(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            StoreError::Unavailable(e.to_string())
-        }
-        other => StoreError::Internal(other.to_string()),
+fn db(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::OutOfMemory
+            | ErrorCode::ReadOnly,
+        ) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Internal(e.to_string()),
     }
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the SQLite store has stopped".into())
 }
 
 fn role_str(r: Role) -> &'static str {
@@ -145,65 +185,376 @@ fn bad_row(what: &str) -> StoreError {
     StoreError::Internal(format!("unreadable {what} row"))
 }
 
-fn thread_from(row: &SqliteRow) -> Result<Thread, StoreError> {
-    let id: Vec<u8> = row.try_get("id").map_err(db)?;
-    Ok(Thread {
-        id: uuid_bytes(&id)
-            .map(ThreadId::from_bytes)
-            .ok_or_else(|| bad_row("thread"))?,
-        title: row.try_get("title").map_err(db)?,
-        created_ms: row.try_get("created_ms").map_err(db)?,
-        updated_ms: row.try_get("updated_ms").map_err(db)?,
-    })
-}
-
-fn message_from(row: &SqliteRow) -> Result<Message, StoreError> {
-    let id: Vec<u8> = row.try_get("id").map_err(db)?;
-    let thread_id: Vec<u8> = row.try_get("thread_id").map_err(db)?;
-    let role: String = row.try_get("role").map_err(db)?;
-    let status: String = row.try_get("status").map_err(db)?;
-    let feedback: Option<String> = row.try_get("feedback").map_err(db)?;
-    Ok(Message {
-        id: uuid_bytes(&id)
-            .map(MessageId::from_bytes)
-            .ok_or_else(|| bad_row("message"))?,
-        thread_id: uuid_bytes(&thread_id)
-            .map(ThreadId::from_bytes)
-            .ok_or_else(|| bad_row("message"))?,
-        role: match role.as_str() {
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            _ => return Err(bad_row("message")),
-        },
-        content: row.try_get("content").map_err(db)?,
-        created_ms: row.try_get("created_ms").map_err(db)?,
-        status: match status.as_str() {
-            "streaming" => MessageStatus::Streaming,
-            "done" => MessageStatus::Done,
-            "stopped" => MessageStatus::Stopped,
-            "error" => MessageStatus::Error,
-            _ => return Err(bad_row("message")),
-        },
-        feedback: feedback
-            .map(|f| serde_json::from_str::<Feedback>(&f))
-            .transpose()
-            .map_err(|_| bad_row("message"))?,
-        error: row.try_get("error").map_err(db)?,
-    })
-}
-
 fn uuid_bytes(v: &[u8]) -> Option<[u8; 16]> {
     v.try_into().ok()
 }
 
-fn home_from(row: &SqliteRow) -> Result<Option<SessionId>, StoreError> {
-    let home: Option<Vec<u8>> = row.try_get("home").map_err(db)?;
+const THREAD_COLUMNS: &str = "id, title, created_ms, updated_ms";
+const MESSAGE_COLUMNS: &str = "id, thread_id, role, content, created_ms, status, feedback, error";
+
+/// A row as SQLite hands it over; turned into a model type once the statement is done, so
+/// that a malformed row is a `StoreError` rather than a driver error.
+struct RawThread(Vec<u8>, String, i64, i64);
+
+fn raw_thread(r: &Row<'_>) -> rusqlite::Result<RawThread> {
+    Ok(RawThread(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+impl RawThread {
+    fn parse(self) -> Result<Thread, StoreError> {
+        Ok(Thread {
+            id: uuid_bytes(&self.0)
+                .map(ThreadId::from_bytes)
+                .ok_or_else(|| bad_row("thread"))?,
+            title: self.1,
+            created_ms: self.2,
+            updated_ms: self.3,
+        })
+    }
+}
+
+struct RawMessage {
+    id: Vec<u8>,
+    thread_id: Vec<u8>,
+    role: String,
+    content: String,
+    created_ms: i64,
+    status: String,
+    feedback: Option<String>,
+    error: Option<String>,
+}
+
+fn raw_message(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
+    Ok(RawMessage {
+        id: r.get(0)?,
+        thread_id: r.get(1)?,
+        role: r.get(2)?,
+        content: r.get(3)?,
+        created_ms: r.get(4)?,
+        status: r.get(5)?,
+        feedback: r.get(6)?,
+        error: r.get(7)?,
+    })
+}
+
+impl RawMessage {
+    fn parse(self) -> Result<Message, StoreError> {
+        Ok(Message {
+            id: uuid_bytes(&self.id)
+                .map(MessageId::from_bytes)
+                .ok_or_else(|| bad_row("message"))?,
+            thread_id: uuid_bytes(&self.thread_id)
+                .map(ThreadId::from_bytes)
+                .ok_or_else(|| bad_row("message"))?,
+            role: match self.role.as_str() {
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                _ => return Err(bad_row("message")),
+            },
+            content: self.content,
+            created_ms: self.created_ms,
+            status: match self.status.as_str() {
+                "streaming" => MessageStatus::Streaming,
+                "done" => MessageStatus::Done,
+                "stopped" => MessageStatus::Stopped,
+                "error" => MessageStatus::Error,
+                _ => return Err(bad_row("message")),
+            },
+            feedback: self
+                .feedback
+                .map(|f| serde_json::from_str::<Feedback>(&f))
+                .transpose()
+                .map_err(|_| bad_row("message"))?,
+            error: self.error,
+        })
+    }
+}
+
+fn home_from(home: Option<Vec<u8>>) -> Result<Option<SessionId>, StoreError> {
     home.map(|h| {
         uuid_bytes(&h)
             .map(SessionId::from_stored_bytes)
             .ok_or_else(|| bad_row("session"))
     })
     .transpose()
+}
+
+// ---------------------------------------------------------------------------------------
+// The writer.
+
+/// One store call's writes, queued for the writer thread.
+type WriteJob = Box<dyn Job>;
+
+trait Job: Send {
+    /// False once the caller stopped waiting (its timeout ran out): running the job then
+    /// would only add to a backlog nobody waits for.
+    fn wanted(&self) -> bool;
+    /// Runs the job inside its savepoint; false means undo it.
+    fn run(&mut self, tx: &Transaction<'_>) -> bool;
+    /// Answers the caller once the batch's commit has succeeded or failed.
+    fn answer(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct Pending<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    /// `None` for work nobody waits for (deleting an expired session a reader met).
+    reply: Option<oneshot::Sender<Result<T, StoreError>>>,
+}
+
+impl<T, F> Pending<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+{
+    fn job(work: F, reply: Option<oneshot::Sender<Result<T, StoreError>>>) -> WriteJob {
+        Box::new(Self {
+            work: Some(work),
+            result: None,
+            reply,
+        })
+    }
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send,
+{
+    fn wanted(&self) -> bool {
+        self.reply.as_ref().is_none_or(|r| !r.is_closed())
+    }
+
+    fn run(&mut self, tx: &Transaction<'_>) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let result = work(tx);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), StoreError>) {
+        let Some(reply) = self.reply else { return };
+        let _ = reply.send(match (commit, self.result) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StoreError::Internal("the store job failed".into())),
+        });
+    }
+}
+
+fn write_loop(mut conn: Connection, jobs: Receiver<WriteJob>) {
+    let mut batch: Vec<WriteJob> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        batch.retain(|job| job.wanted());
+        if batch.is_empty() {
+            continue;
+        }
+        let outcome = run_batch(&mut conn, &mut batch);
+        for job in batch.drain(..) {
+            job.answer(outcome.clone());
+        }
+    }
+}
+
+/// Runs every job of the batch in one transaction. An error here is the batch's: nothing
+/// of it was committed.
+fn run_batch(conn: &mut Connection, batch: &mut [WriteJob]) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let step = |sql: &str| -> Result<(), StoreError> {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map(drop)
+            .map_err(unavailable)
+    };
+    for job in batch.iter_mut() {
+        step("SAVEPOINT job")?;
+        // A panicking job is a failed job, not a dead writer.
+        let ok = catch_unwind(AssertUnwindSafe(|| job.run(&tx))).unwrap_or(false);
+        if !ok {
+            step("ROLLBACK TO job")?;
+        }
+        step("RELEASE job")?;
+    }
+    tx.commit().map_err(unavailable)
+}
+
+// ---------------------------------------------------------------------------------------
+// The readers.
+
+type ReadJob = Box<dyn FnOnce(&mut Connection, &Sender<WriteJob>) + Send>;
+
+fn read_loop(mut conn: Connection, jobs: Receiver<ReadJob>, writer: Sender<WriteJob>) {
+    while let Ok(job) = jobs.recv() {
+        if catch_unwind(AssertUnwindSafe(|| job(&mut conn, &writer))).is_err()
+            && !conn.is_autocommit()
+        {
+            // A job that panicked may have left its read transaction open; the next job
+            // must start afresh.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// What a read job sees: one read transaction, and a way to hand work to the writer.
+struct Reader<'a> {
+    conn: &'a Connection,
+    writer: &'a Sender<WriteJob>,
+}
+
+impl Reader<'_> {
+    /// Fails with `NoSuchSession` unless the session is live. An expired one is handed to
+    /// the writer for deletion and reported gone without waiting for it.
+    fn live(&self, id: &SessionId) -> Result<(), StoreError> {
+        let now = now_ms();
+        let expires: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT expires_ms FROM sessions WHERE id = ?")
+            .and_then(|mut s| s.query_row([&id.as_bytes()[..]], |r| r.get(0)).optional())
+            .map_err(db)?;
+        match expires {
+            Some(e) if e > now => Ok(()),
+            Some(_) => {
+                let id = *id;
+                let job = Pending::job(move |tx| delete_expired(tx, &id, now).map(drop), None);
+                // Best effort: the sweep removes it anyway if the writer is too busy.
+                let _ = self.writer.try_send(job);
+                Err(StoreError::NoSuchSession)
+            }
+            None => Err(StoreError::NoSuchSession),
+        }
+    }
+}
+
+fn run_read<T>(
+    conn: &Connection,
+    writer: &Sender<WriteJob>,
+    work: impl FnOnce(&Reader<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    // One read transaction, so a job's several statements see one state of the database.
+    conn.prepare_cached("BEGIN")
+        .and_then(|mut s| s.execute([]))
+        .map_err(db)?;
+    let result = work(&Reader { conn, writer });
+    // Nothing was written, so ending the transaction either way is the same.
+    let end = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]));
+    if end.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
+}
+
+// ---------------------------------------------------------------------------------------
+// Statements that run on the writer.
+
+/// Deletes the session if it has expired by `now`; returns whether it did.
+fn delete_expired(tx: &Connection, id: &SessionId, now: i64) -> Result<bool, StoreError> {
+    tx.prepare_cached("DELETE FROM sessions WHERE id = ? AND expires_ms <= ?")
+        .and_then(|mut s| s.execute(params![&id.as_bytes()[..], now]))
+        .map(|n| n > 0)
+        .map_err(db)
+}
+
+/// Fails with `NoSuchSession` unless the session is live. An expired session is not
+/// deleted here: the failing job's savepoint would undo the deletion anyway; `verify`,
+/// `claim` and the sweep remove it.
+fn live_for_write(tx: &Connection, id: &SessionId) -> Result<(), StoreError> {
+    let expires: Option<i64> = tx
+        .prepare_cached("SELECT expires_ms FROM sessions WHERE id = ?")
+        .and_then(|mut s| s.query_row([&id.as_bytes()[..]], |r| r.get(0)).optional())
+        .map_err(db)?;
+    match expires {
+        Some(e) if e > now_ms() => Ok(()),
+        _ => Err(StoreError::NoSuchSession),
+    }
+}
+
+fn execute(tx: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+    tx.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params))
+        .map_err(db)
+}
+
+fn configure(
+    conn: &Connection,
+    busy_timeout: Duration,
+    durability: Durability,
+) -> Result<(), StoreError> {
+    conn.busy_timeout(busy_timeout).map_err(db)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = {sync};"
+    ))
+    .map_err(db)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        tx.execute_batch(sql).map_err(db)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Opens the writer (bringing the schema up to date) and then the readers.
+fn open_connections(
+    path: &Path,
+    busy_timeout: Duration,
+    durability: Durability,
+    readers: usize,
+) -> Result<(Connection, Vec<Connection>), StoreError> {
+    let open = |path: &PathBuf| {
+        Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))
+    };
+    let path = path.to_path_buf();
+    let mut writer = open(&path)?;
+    configure(&writer, busy_timeout, durability)?;
+    let mode: String = writer
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(db)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "SQLite refused WAL mode for {} (got {mode})",
+            path.display()
+        )));
+    }
+    migrate(&mut writer)?;
+    let readers = (0..readers)
+        .map(|_| {
+            let conn = open(&path)?;
+            configure(&conn, busy_timeout, durability)?;
+            // A reader that wrote would take the write lock beside the writer thread.
+            conn.execute_batch("PRAGMA query_only = ON").map_err(db)?;
+            Ok(conn)
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((writer, readers))
 }
 
 impl SqliteStore {
@@ -227,93 +578,77 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(db)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match durability {
-                Durability::Full => SqliteSynchronous::Full,
-                Durability::Normal => SqliteSynchronous::Normal,
-            })
-            .foreign_keys(true)
-            .busy_timeout(busy_timeout);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(busy_timeout)
-            .connect_with(options.clone())
-            .await
-            .map_err(db)?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(busy_timeout)
-            .connect_with(options)
-            .await
-            .map_err(db)?;
+        let n_readers = std::thread::available_parallelism()
+            .map_or(MIN_READERS, |n| n.get())
+            .clamp(MIN_READERS, MAX_READERS);
+        let owned = path.to_path_buf();
+        let (write_conn, read_conns) = tokio::task::spawn_blocking(move || {
+            open_connections(&owned, busy_timeout, durability, n_readers)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("opening SQLite failed: {e}")))??;
+
+        let (writer, write_jobs) = crossbeam_channel::bounded::<WriteJob>(QUEUE_LEN);
+        let (readers, read_jobs) = crossbeam_channel::bounded::<ReadJob>(QUEUE_LEN);
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|e| StoreError::Unavailable(format!("cannot start a thread: {e}")))
+        };
+        let mut threads = Vec::with_capacity(n_readers + 1);
+        for (i, conn) in read_conns.into_iter().enumerate() {
+            let (jobs, writer) = (read_jobs.clone(), writer.clone());
+            threads.push(spawn(
+                format!("sqlite-read-{i}"),
+                Box::new(move || read_loop(conn, jobs, writer)),
+            )?);
+        }
+        threads.push(spawn(
+            "sqlite-write".into(),
+            Box::new(move || write_loop(write_conn, write_jobs)),
+        )?);
         let touch_interval_ms = (lifetimes.idle.as_millis() as i64 / 20).clamp(1, 30_000);
-        let store = Self {
-            pool,
+        Ok(Self {
             writer,
+            readers,
+            threads,
             lifetimes,
             touch_interval_ms,
-        };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.writer.acquire().await.map_err(db)?;
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db)?;
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db)?;
-            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db)?;
-            sqlx::raw_sql(&format!("PRAGMA user_version = {}", i + 1))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-        }
-        Ok(())
-    }
-
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        })
     }
 
     fn deadline(&self, created_ms: i64, last_seen_ms: i64) -> i64 {
         self.lifetimes.expires_at_ms(created_ms, last_seen_ms)
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        // IMMEDIATE takes the write lock up front, so a check-then-write cannot interleave
-        // with another writer.
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    /// Runs `work` on the writer, in a transaction shared with whatever else was queued;
+    /// answers once that transaction is durable.
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        submit(&self.writer, Pending::job(work, Some(reply)))?;
+        answer.await.map_err(|_| stopped())?
     }
 
-    /// Fails with `NoSuchSession` unless the session is live; deletes it if it expired.
-    async fn live(conn: &mut SqliteConnection, id: &SessionId) -> Result<(), StoreError> {
-        let now = now_ms();
-        let expires: Option<i64> =
-            sqlx::query_scalar("SELECT expires_ms FROM sessions WHERE id = ?")
-                .bind(&id.as_bytes()[..])
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db)?;
-        match expires {
-            Some(e) if e > now => Ok(()),
-            Some(_) => {
-                sqlx::query("DELETE FROM sessions WHERE id = ?")
-                    .bind(&id.as_bytes()[..])
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db)?;
-                Err(StoreError::NoSuchSession)
+    /// Runs `work` on a reader, in one read transaction.
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Reader<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn, writer| {
+            if reply.is_closed() {
+                return;
             }
-            None => Err(StoreError::NoSuchSession),
-        }
+            let _ = reply.send(run_read(conn, writer, work));
+        });
+        submit(&self.readers, job)?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn claim_with(
@@ -322,57 +657,73 @@ impl SqliteStore {
         proof: &ProofHash,
         home: Option<&SessionId>,
     ) -> Result<Claim, StoreError> {
-        let now = now_ms();
-        let mut tx = self.begin().await?;
-        if let Some(home) = home {
-            // Inside the write transaction, so the home cannot go between check and insert.
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = ? AND is_home = 1")
-                    .bind(&home.as_bytes()[..])
-                    .fetch_optional(&mut *tx)
-                    .await
+        let (id, proof, home) = (*id, *proof, home.copied());
+        let lifetimes = self.lifetimes;
+        self.write(move |tx| {
+            let now = now_ms();
+            if let Some(home) = home {
+                // Inside the write transaction, so the home cannot go between check and insert.
+                let found: Option<i64> = tx
+                    .prepare_cached("SELECT 1 FROM sessions WHERE id = ? AND is_home = 1")
+                    .and_then(|mut s| s.query_row([&home.as_bytes()[..]], |r| r.get(0)).optional())
                     .map_err(db)?;
-            if found.is_none() {
-                return Err(StoreError::NoSuchSession);
+                if found.is_none() {
+                    return Err(StoreError::NoSuchSession);
+                }
             }
-        }
-        // An expired record in the way goes first (its data with it).
-        sqlx::query("DELETE FROM sessions WHERE id = ? AND expires_ms <= ?")
-            .bind(&id.as_bytes()[..])
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let inserted = sqlx::query(
-            "INSERT INTO sessions (id, proof, created_ms, last_seen_ms, expires_ms, home) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&id.as_bytes()[..])
-        .bind(&proof.as_bytes()[..])
-        .bind(now)
-        .bind(now)
-        .bind(self.deadline(now, now))
-        .bind(home.map(|h| &h.as_bytes()[..]))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
-        tx.commit().await.map_err(db)?;
-        Ok(if inserted == 1 {
-            Claim::Won
-        } else {
-            Claim::Taken
+            // An expired record in the way goes first (its data with it).
+            delete_expired(tx, &id, now)?;
+            let inserted = execute(
+                tx,
+                "INSERT INTO sessions (id, proof, created_ms, last_seen_ms, expires_ms, home) \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                params![
+                    &id.as_bytes()[..],
+                    &proof.as_bytes()[..],
+                    now,
+                    now,
+                    lifetimes.expires_at_ms(now, now),
+                    home.as_ref().map(|h| &h.as_bytes()[..]),
+                ],
+            )?;
+            Ok(if inserted == 1 {
+                Claim::Won
+            } else {
+                Claim::Taken
+            })
         })
+        .await
     }
+}
 
-    async fn read_live(
-        &self,
-        id: &SessionId,
-    ) -> Result<sqlx::pool::PoolConnection<Sqlite>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        Self::live(&mut conn, id).await?;
-        Ok(conn)
+fn submit<J>(queue: &Sender<J>, job: J) -> Result<(), StoreError> {
+    queue.try_send(job).map_err(|e| match e {
+        TrySendError::Full(_) => StoreError::Unavailable("the SQLite store is overloaded".into()),
+        TrySendError::Disconnected(_) => stopped(),
+    })
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queues ends each thread once it has run what it already took; joining
+        // means the database file is closed when the store is gone.
+        let (closed_w, _) = crossbeam_channel::bounded(0);
+        let (closed_r, _) = crossbeam_channel::bounded(0);
+        drop(std::mem::replace(&mut self.writer, closed_w));
+        drop(std::mem::replace(&mut self.readers, closed_r));
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
     }
+}
+
+struct SessionRow {
+    proof: Vec<u8>,
+    created_ms: i64,
+    last_seen_ms: i64,
+    expires_ms: i64,
+    home: Option<Vec<u8>>,
+    is_home: bool,
 }
 
 #[async_trait]
@@ -393,59 +744,68 @@ impl SessionStore for SqliteStore {
     async fn create_home(&self, home: &SessionId) -> Result<bool, StoreError> {
         check_home_id(home)?;
         let proof = unguessable_proof()?;
-        let now = now_ms();
-        let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM sessions WHERE id = ? AND expires_ms <= ?")
-            .bind(&home.as_bytes()[..])
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        let inserted = sqlx::query(
-            "INSERT INTO sessions (id, proof, created_ms, last_seen_ms, expires_ms, is_home) \
-             VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&home.as_bytes()[..])
-        .bind(&proof.as_bytes()[..])
-        .bind(now)
-        .bind(now)
-        .bind(NEVER)
-        .execute(&mut *tx)
+        let home = *home;
+        self.write(move |tx| {
+            let now = now_ms();
+            delete_expired(tx, &home, now)?;
+            let inserted = execute(
+                tx,
+                "INSERT INTO sessions (id, proof, created_ms, last_seen_ms, expires_ms, is_home) \
+                 VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (id) DO NOTHING",
+                params![&home.as_bytes()[..], &proof.as_bytes()[..], now, now, NEVER],
+            )?;
+            Ok(inserted == 1)
+        })
         .await
-        .map_err(db)?
-        .rows_affected();
-        tx.commit().await.map_err(db)?;
-        Ok(inserted == 1)
     }
 
     async fn peek(&self, id: &SessionId) -> Result<Option<SessionTimes>, StoreError> {
-        let row = sqlx::query(
-            "SELECT created_ms, last_seen_ms, home FROM sessions WHERE id = ? AND expires_ms > ?",
-        )
-        .bind(&id.as_bytes()[..])
-        .bind(now_ms())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        row.map(|row| {
+        let id = *id;
+        let row = self
+            .read(move |r| {
+                r.conn
+                    .prepare_cached(
+                        "SELECT created_ms, last_seen_ms, home FROM sessions \
+                         WHERE id = ? AND expires_ms > ?",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![&id.as_bytes()[..], now_ms()], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(db)
+            })
+            .await?;
+        row.map(|(created_ms, last_seen_ms, home)| {
             Ok(SessionTimes {
-                created_ms: row.try_get("created_ms").map_err(db)?,
-                last_seen_ms: row.try_get("last_seen_ms").map_err(db)?,
-                home: home_from(&row)?,
+                created_ms,
+                last_seen_ms,
+                home: home_from(home)?,
             })
         })
         .transpose()
     }
 
     async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.read_live(id).await?;
-        // Filtered here rather than with LIKE, whose `_` wildcard is also a key character.
-        let keys: Vec<String> = sqlx::query_scalar("SELECT key FROM kv WHERE session_id = ?")
-            .bind(&id.as_bytes()[..])
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-        Ok(keys.into_iter().filter(|k| k.starts_with(prefix)).collect())
+        let (id, prefix) = (*id, prefix.to_owned());
+        self.read(move |r| {
+            r.live(&id)?;
+            // Filtered here rather than with LIKE, whose `_` wildcard is also a key character.
+            let mut s = r
+                .conn
+                .prepare_cached("SELECT key FROM kv WHERE session_id = ?")
+                .map_err(db)?;
+            let keys = s
+                .query_map([&id.as_bytes()[..]], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(db)?;
+            Ok(keys
+                .into_iter()
+                .filter(|k| k.starts_with(&prefix))
+                .collect())
+        })
+        .await
     }
 
     async fn verify(
@@ -453,52 +813,62 @@ impl SessionStore for SqliteStore {
         id: &SessionId,
         proof: Option<&ProofHash>,
     ) -> Result<Verify, StoreError> {
-        let now = now_ms();
-        let row = sqlx::query(
-            "SELECT proof, created_ms, last_seen_ms, expires_ms, home, is_home FROM sessions WHERE id = ?",
-        )
-        .bind(&id.as_bytes()[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
+        let id = *id;
+        let row = self
+            .read(move |r| {
+                r.conn
+                    .prepare_cached(
+                        "SELECT proof, created_ms, last_seen_ms, expires_ms, home, is_home \
+                         FROM sessions WHERE id = ?",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row([&id.as_bytes()[..]], |r| {
+                            Ok(SessionRow {
+                                proof: r.get(0)?,
+                                created_ms: r.get(1)?,
+                                last_seen_ms: r.get(2)?,
+                                expires_ms: r.get(3)?,
+                                home: r.get(4)?,
+                                is_home: r.get(5)?,
+                            })
+                        })
+                        .optional()
+                    })
+                    .map_err(db)
+            })
+            .await?;
         let Some(row) = row else {
             return Ok(Verify::Unknown);
         };
-        let stored: Vec<u8> = row.try_get("proof").map_err(db)?;
-        let created_ms: i64 = row.try_get("created_ms").map_err(db)?;
-        let last_seen_ms: i64 = row.try_get("last_seen_ms").map_err(db)?;
-        let expires_ms: i64 = row.try_get("expires_ms").map_err(db)?;
-        let is_home: bool = row.try_get("is_home").map_err(db)?;
-        if expires_ms <= now {
-            sqlx::query("DELETE FROM sessions WHERE id = ? AND expires_ms <= ?")
-                .bind(&id.as_bytes()[..])
-                .bind(now)
-                .execute(&self.writer)
-                .await
-                .map_err(db)?;
+        let now = now_ms();
+        if row.expires_ms <= now {
+            // Waited for, unlike the deletions other reads hand over: once `verify` has said
+            // `Unknown`, no record of the session may remain.
+            self.write(move |tx| delete_expired(tx, &id, now)).await?;
             return Ok(Verify::Unknown);
         }
-        let stored: [u8; 32] = stored.try_into().map_err(|_| bad_row("session"))?;
+        let created_ms = row.created_ms;
+        let stored: [u8; 32] = row.proof.try_into().map_err(|_| bad_row("session"))?;
         match proof {
-            Some(p) if !is_home && ProofHash::from_bytes(stored).matches(p) => {
-                let home = home_from(&row)?;
-                if now - last_seen_ms < self.touch_interval_ms {
+            Some(p) if !row.is_home && ProofHash::from_bytes(stored).matches(p) => {
+                let home = home_from(row.home)?;
+                if now - row.last_seen_ms < self.touch_interval_ms {
                     return Ok(Verify::Valid { created_ms, home });
                 }
+                let deadline = self.deadline(created_ms, now);
                 // Conditional on the deadline, so a session deleted or expired meanwhile
                 // is not brought back; and never on a home, which a finite deadline would
                 // make mortal.
-                let touched = sqlx::query(
-                    "UPDATE sessions SET last_seen_ms = ?1, expires_ms = ?2 \
-                     WHERE id = ?3 AND expires_ms > ?1 AND is_home = 0",
-                )
-                .bind(now)
-                .bind(self.deadline(created_ms, now))
-                .bind(&id.as_bytes()[..])
-                .execute(&self.writer)
-                .await
-                .map_err(db)?
-                .rows_affected();
+                let touched = self
+                    .write(move |tx| {
+                        execute(
+                            tx,
+                            "UPDATE sessions SET last_seen_ms = ?1, expires_ms = ?2 \
+                             WHERE id = ?3 AND expires_ms > ?1 AND is_home = 0",
+                            params![now, deadline, &id.as_bytes()[..]],
+                        )
+                    })
+                    .await?;
                 Ok(if touched == 1 {
                     Verify::Valid { created_ms, home }
                 } else {
@@ -511,97 +881,114 @@ impl SessionStore for SqliteStore {
 
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_key(key)?;
-        let mut conn = self.read_live(id).await?;
-        sqlx::query_scalar("SELECT value FROM kv WHERE session_id = ? AND key = ?")
-            .bind(&id.as_bytes()[..])
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)
+        let (id, key) = (*id, key.to_owned());
+        self.read(move |r| {
+            r.live(&id)?;
+            r.conn
+                .prepare_cached("SELECT value FROM kv WHERE session_id = ? AND key = ?")
+                .and_then(|mut s| {
+                    s.query_row(params![&id.as_bytes()[..], key], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(db)
+        })
+        .await
     }
 
     async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError> {
         check_entry(key, value)?;
-        let mut tx = self.begin().await?;
-        Self::live(&mut tx, id).await?;
-        let (count, exists): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(key = ?2), 0) FROM kv WHERE session_id = ?1",
-        )
-        .bind(&id.as_bytes()[..])
-        .bind(key)
-        .fetch_one(&mut *tx)
+        let (id, key, value) = (*id, key.to_owned(), value.to_vec());
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            let (count, exists): (i64, i64) = tx
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(key = ?2), 0) FROM kv WHERE session_id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![&id.as_bytes()[..], key], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                })
+                .map_err(db)?;
+            if exists == 0 && count as usize >= MAX_KEYS {
+                return Err(StoreError::TooManyKeys);
+            }
+            execute(
+                tx,
+                "INSERT INTO kv (session_id, key, value) VALUES (?, ?, ?) \
+                 ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value",
+                params![&id.as_bytes()[..], key, value],
+            )?;
+            Ok(())
+        })
         .await
-        .map_err(db)?;
-        if exists == 0 && count as usize >= MAX_KEYS {
-            return Err(StoreError::TooManyKeys);
-        }
-        sqlx::query(
-            "INSERT INTO kv (session_id, key, value) VALUES (?, ?, ?) \
-             ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(&id.as_bytes()[..])
-        .bind(key)
-        .bind(value)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)
     }
 
     async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
         check_key(key)?;
-        let mut conn = self.read_live(id).await?;
-        let n = sqlx::query("DELETE FROM kv WHERE session_id = ? AND key = ?")
-            .bind(&id.as_bytes()[..])
-            .bind(key)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        Ok(n > 0)
+        let (id, key) = (*id, key.to_owned());
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            let n = execute(
+                tx,
+                "DELETE FROM kv WHERE session_id = ? AND key = ?",
+                params![&id.as_bytes()[..], key],
+            )?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     async fn clear(&self, id: &SessionId) -> Result<(), StoreError> {
-        let mut conn = self.read_live(id).await?;
-        sqlx::query("DELETE FROM kv WHERE session_id = ?")
-            .bind(&id.as_bytes()[..])
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-        Ok(())
+        let id = *id;
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            execute(
+                tx,
+                "DELETE FROM kv WHERE session_id = ?",
+                [&id.as_bytes()[..]],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let n = sqlx::query("DELETE FROM sessions WHERE id = ?")
-            .bind(&id.as_bytes()[..])
-            .execute(&self.writer)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        Ok(n > 0)
+        let id = *id;
+        self.write(move |tx| {
+            let n = execute(
+                tx,
+                "DELETE FROM sessions WHERE id = ?",
+                [&id.as_bytes()[..]],
+            )?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     async fn sweep(&self) -> Result<usize, StoreError> {
-        let n = sqlx::query("DELETE FROM sessions WHERE expires_ms <= ?")
-            .bind(now_ms())
-            .execute(&self.writer)
+        self.write(move |tx| execute(tx, "DELETE FROM sessions WHERE expires_ms <= ?", [now_ms()]))
             .await
-            .map_err(db)?
-            .rows_affected();
-        Ok(n as usize)
     }
 
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
-        let mut conn = self.read_live(id).await?;
-        let rows = sqlx::query(
-            "SELECT id, title, created_ms, updated_ms FROM threads WHERE session_id = ? \
-             ORDER BY updated_ms DESC, created_ms DESC",
-        )
-        .bind(&id.as_bytes()[..])
-        .fetch_all(&mut *conn)
+        let id = *id;
+        self.read(move |r| {
+            r.live(&id)?;
+            let mut s = r
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {THREAD_COLUMNS} FROM threads WHERE session_id = ? \
+                     ORDER BY updated_ms DESC, created_ms DESC"
+                ))
+                .map_err(db)?;
+            let rows = s
+                .query_map([&id.as_bytes()[..]], raw_thread)
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(db)?;
+            rows.into_iter().map(RawThread::parse).collect()
+        })
         .await
-        .map_err(db)?;
-        rows.iter().map(thread_from).collect()
     }
 
     async fn get_thread(
@@ -609,86 +996,100 @@ impl SessionStore for SqliteStore {
         id: &SessionId,
         thread: &ThreadId,
     ) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
-        let mut conn = self.read_live(id).await?;
-        let row = sqlx::query(
-            "SELECT id, title, created_ms, updated_ms FROM threads WHERE session_id = ? AND id = ?",
-        )
-        .bind(&id.as_bytes()[..])
-        .bind(&thread.as_bytes()[..])
-        .fetch_optional(&mut *conn)
+        let (id, thread) = (*id, *thread);
+        self.read(move |r| {
+            r.live(&id)?;
+            let sid = &id.as_bytes()[..];
+            let tid = &thread.as_bytes()[..];
+            let t = r
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {THREAD_COLUMNS} FROM threads WHERE session_id = ? AND id = ?"
+                ))
+                .and_then(|mut s| s.query_row([sid, tid], raw_thread).optional())
+                .map_err(db)?;
+            let Some(t) = t else { return Ok(None) };
+            let mut s = r
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages \
+                     WHERE session_id = ? AND thread_id = ? ORDER BY seq"
+                ))
+                .map_err(db)?;
+            let rows = s
+                .query_map([sid, tid], raw_message)
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(db)?;
+            let messages = rows
+                .into_iter()
+                .map(RawMessage::parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some((t.parse()?, messages)))
+        })
         .await
-        .map_err(db)?;
-        let Some(row) = row else { return Ok(None) };
-        let t = thread_from(&row)?;
-        let rows = sqlx::query(
-            "SELECT id, thread_id, role, content, created_ms, status, feedback, error FROM messages \
-             WHERE session_id = ? AND thread_id = ? ORDER BY seq",
-        )
-        .bind(&id.as_bytes()[..])
-        .bind(&thread.as_bytes()[..])
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        let messages = rows
-            .iter()
-            .map(message_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Some((t, messages)))
     }
 
     async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        Self::live(&mut tx, id).await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM threads WHERE session_id = ?")
-            .bind(&id.as_bytes()[..])
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-        if count as usize >= MAX_THREADS {
-            return Err(StoreError::TooManyThreads);
-        }
-        sqlx::query(
-            "INSERT INTO threads (session_id, id, title, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (session_id, id) DO NOTHING",
-        )
-        .bind(&id.as_bytes()[..])
-        .bind(&thread.id.as_bytes()[..])
-        .bind(&thread.title)
-        .bind(thread.created_ms)
-        .bind(thread.updated_ms)
-        .execute(&mut *tx)
+        let (id, thread) = (*id, thread.clone());
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            let count: i64 = tx
+                .prepare_cached("SELECT COUNT(*) FROM threads WHERE session_id = ?")
+                .and_then(|mut s| s.query_row([&id.as_bytes()[..]], |r| r.get(0)))
+                .map_err(db)?;
+            if count as usize >= MAX_THREADS {
+                return Err(StoreError::TooManyThreads);
+            }
+            execute(
+                tx,
+                "INSERT INTO threads (session_id, id, title, created_ms, updated_ms) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id, id) DO NOTHING",
+                params![
+                    &id.as_bytes()[..],
+                    &thread.id.as_bytes()[..],
+                    thread.title,
+                    thread.created_ms,
+                    thread.updated_ms
+                ],
+            )?;
+            Ok(())
+        })
         .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)
     }
 
     async fn update_thread(&self, id: &SessionId, thread: &Thread) -> Result<bool, StoreError> {
-        let mut conn = self.read_live(id).await?;
-        let n = sqlx::query(
-            "UPDATE threads SET title = ?, created_ms = ?, updated_ms = ? WHERE session_id = ? AND id = ?",
-        )
-        .bind(&thread.title)
-        .bind(thread.created_ms)
-        .bind(thread.updated_ms)
-        .bind(&id.as_bytes()[..])
-        .bind(&thread.id.as_bytes()[..])
-        .execute(&mut *conn)
+        let (id, thread) = (*id, thread.clone());
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            let n = execute(
+                tx,
+                "UPDATE threads SET title = ?, created_ms = ?, updated_ms = ? \
+                 WHERE session_id = ? AND id = ?",
+                params![
+                    thread.title,
+                    thread.created_ms,
+                    thread.updated_ms,
+                    &id.as_bytes()[..],
+                    &thread.id.as_bytes()[..]
+                ],
+            )?;
+            Ok(n > 0)
+        })
         .await
-        .map_err(db)?
-        .rows_affected();
-        Ok(n > 0)
     }
 
     async fn delete_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<bool, StoreError> {
-        let mut conn = self.read_live(id).await?;
-        let n = sqlx::query("DELETE FROM threads WHERE session_id = ? AND id = ?")
-            .bind(&id.as_bytes()[..])
-            .bind(&thread.as_bytes()[..])
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?
-            .rows_affected();
-        Ok(n > 0)
+        let (id, thread) = (*id, *thread);
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            let n = execute(
+                tx,
+                "DELETE FROM threads WHERE session_id = ? AND id = ?",
+                [&id.as_bytes()[..], &thread.as_bytes()[..]],
+            )?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     async fn get_message(
@@ -696,101 +1097,103 @@ impl SessionStore for SqliteStore {
         id: &SessionId,
         message: &MessageId,
     ) -> Result<Option<Message>, StoreError> {
-        let mut conn = self.read_live(id).await?;
-        let row = sqlx::query(
-            "SELECT id, thread_id, role, content, created_ms, status, feedback, error FROM messages \
-             WHERE session_id = ? AND id = ?",
-        )
-        .bind(&id.as_bytes()[..])
-        .bind(&message.as_bytes()[..])
-        .fetch_optional(&mut *conn)
+        let (id, message) = (*id, *message);
+        self.read(move |r| {
+            r.live(&id)?;
+            let row = r
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND id = ?"
+                ))
+                .and_then(|mut s| {
+                    s.query_row([&id.as_bytes()[..], &message.as_bytes()[..]], raw_message)
+                        .optional()
+                })
+                .map_err(db)?;
+            row.map(RawMessage::parse).transpose()
+        })
         .await
-        .map_err(db)?;
-        row.as_ref().map(message_from).transpose()
     }
 
     async fn put_message(&self, id: &SessionId, m: &Message) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        Self::live(&mut tx, id).await?;
-        let sid = &id.as_bytes()[..];
-        let tid = &m.thread_id.as_bytes()[..];
-        let thread_exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM threads WHERE session_id = ? AND id = ?")
-                .bind(sid)
-                .bind(tid)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        if thread_exists.is_none() {
-            return Ok(false);
-        }
         let feedback = m
             .feedback
             .as_ref()
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let updated = sqlx::query(
-            "UPDATE messages SET role = ?, content = ?, created_ms = ?, status = ?, feedback = ?, error = ? \
-             WHERE session_id = ? AND id = ? AND thread_id = ?",
-        )
-        .bind(role_str(m.role))
-        .bind(&m.content)
-        .bind(m.created_ms)
-        .bind(status_str(m.status))
-        .bind(&feedback)
-        .bind(&m.error)
-        .bind(sid)
-        .bind(&m.id.as_bytes()[..])
-        .bind(tid)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
-        if updated == 0 {
-            let (count, max_seq): (i64, i64) = sqlx::query_as(
-                "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ? AND thread_id = ?",
-            )
-            .bind(sid)
-            .bind(tid)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-            if count as usize >= MAX_MESSAGES {
-                return Err(StoreError::TooManyMessages);
-            }
-            let inserted = sqlx::query(
-                "INSERT INTO messages (session_id, id, thread_id, seq, role, content, created_ms, status, feedback, error) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id, id) DO NOTHING",
-            )
-            .bind(sid)
-            .bind(&m.id.as_bytes()[..])
-            .bind(tid)
-            .bind(max_seq + 1)
-            .bind(role_str(m.role))
-            .bind(&m.content)
-            .bind(m.created_ms)
-            .bind(status_str(m.status))
-            .bind(&feedback)
-            .bind(&m.error)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
-            if inserted == 0 {
-                // The id exists in another thread of this session: not this thread's message.
+        let (id, m) = (*id, m.clone());
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            let sid = &id.as_bytes()[..];
+            let tid = &m.thread_id.as_bytes()[..];
+            let mid = &m.id.as_bytes()[..];
+            let thread_exists: Option<i64> = tx
+                .prepare_cached("SELECT 1 FROM threads WHERE session_id = ? AND id = ?")
+                .and_then(|mut s| s.query_row([sid, tid], |r| r.get(0)).optional())
+                .map_err(db)?;
+            if thread_exists.is_none() {
                 return Ok(false);
             }
-            sqlx::query("UPDATE threads SET updated_ms = MAX(updated_ms, ?) WHERE session_id = ? AND id = ?")
-                .bind(m.created_ms)
-                .bind(sid)
-                .bind(tid)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(true)
+            let updated = execute(
+                tx,
+                "UPDATE messages SET role = ?, content = ?, created_ms = ?, status = ?, \
+                 feedback = ?, error = ? WHERE session_id = ? AND id = ? AND thread_id = ?",
+                params![
+                    role_str(m.role),
+                    m.content,
+                    m.created_ms,
+                    status_str(m.status),
+                    feedback,
+                    m.error,
+                    sid,
+                    mid,
+                    tid
+                ],
+            )?;
+            if updated == 0 {
+                let (count, max_seq): (i64, i64) = tx
+                    .prepare_cached(
+                        "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages \
+                         WHERE session_id = ? AND thread_id = ?",
+                    )
+                    .and_then(|mut s| s.query_row([sid, tid], |r| Ok((r.get(0)?, r.get(1)?))))
+                    .map_err(db)?;
+                if count as usize >= MAX_MESSAGES {
+                    return Err(StoreError::TooManyMessages);
+                }
+                let inserted = execute(
+                    tx,
+                    "INSERT INTO messages (session_id, id, thread_id, seq, role, content, \
+                     created_ms, status, feedback, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (session_id, id) DO NOTHING",
+                    params![
+                        sid,
+                        mid,
+                        tid,
+                        max_seq + 1,
+                        role_str(m.role),
+                        m.content,
+                        m.created_ms,
+                        status_str(m.status),
+                        feedback,
+                        m.error
+                    ],
+                )?;
+                if inserted == 0 {
+                    // The id exists in another thread of this session: not this thread's message.
+                    return Ok(false);
+                }
+                execute(
+                    tx,
+                    "UPDATE threads SET updated_ms = MAX(updated_ms, ?) \
+                     WHERE session_id = ? AND id = ?",
+                    params![m.created_ms, sid, tid],
+                )?;
+            }
+            Ok(true)
+        })
+        .await
     }
 
     async fn truncate_after(
@@ -799,48 +1202,52 @@ impl SessionStore for SqliteStore {
         thread: &ThreadId,
         after: Option<&MessageId>,
     ) -> Result<usize, StoreError> {
-        let mut tx = self.begin().await?;
-        Self::live(&mut tx, id).await?;
-        let sid = &id.as_bytes()[..];
-        let tid = &thread.as_bytes()[..];
-        let from_seq: i64 = match after {
-            None => 0,
-            Some(mid) => {
-                let seq: Option<i64> = sqlx::query_scalar(
-                    "SELECT seq FROM messages WHERE session_id = ? AND thread_id = ? AND id = ?",
-                )
-                .bind(sid)
-                .bind(tid)
-                .bind(&mid.as_bytes()[..])
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-                match seq {
-                    Some(s) => s,
-                    None => return Ok(0),
+        let (id, thread, after) = (*id, *thread, after.copied());
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            let sid = &id.as_bytes()[..];
+            let tid = &thread.as_bytes()[..];
+            let from_seq: i64 = match after {
+                None => 0,
+                Some(mid) => {
+                    let seq: Option<i64> = tx
+                        .prepare_cached(
+                            "SELECT seq FROM messages \
+                             WHERE session_id = ? AND thread_id = ? AND id = ?",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row([sid, tid, &mid.as_bytes()[..]], |r| r.get(0))
+                                .optional()
+                        })
+                        .map_err(db)?;
+                    match seq {
+                        Some(s) => s,
+                        None => return Ok(0),
+                    }
                 }
-            }
-        };
-        let n =
-            sqlx::query("DELETE FROM messages WHERE session_id = ? AND thread_id = ? AND seq > ?")
-                .bind(sid)
-                .bind(tid)
-                .bind(from_seq)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?
-                .rows_affected();
-        tx.commit().await.map_err(db)?;
-        Ok(n as usize)
+            };
+            execute(
+                tx,
+                "DELETE FROM messages WHERE session_id = ? AND thread_id = ? AND seq > ?",
+                params![sid, tid, from_seq],
+            )
+        })
+        .await
     }
 
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let row: Option<i64> = sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = ?")
-            .bind(&id.as_bytes()[..])
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(row.is_some())
+        let id = *id;
+        self.read(move |r| {
+            r.conn
+                .prepare_cached("SELECT 1 FROM sessions WHERE id = ?")
+                .and_then(|mut s| {
+                    s.query_row([&id.as_bytes()[..]], |r| r.get::<_, i64>(0))
+                        .optional()
+                })
+                .map(|row| row.is_some())
+                .map_err(db)
+        })
+        .await
     }
 }
 
@@ -848,6 +1255,40 @@ impl SessionStore for SqliteStore {
 mod tests {
     use super::*;
     use app::server::Proof;
+    use std::sync::Arc;
+
+    async fn fresh() -> (tempfile::TempDir, Arc<SqliteStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(
+            &dir.path().join("test.db"),
+            Lifetimes::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        (dir, Arc::new(store))
+    }
+
+    async fn claimed(store: &SqliteStore) -> SessionId {
+        let id = SessionId::random();
+        let proof = Proof::generate().unwrap().hash();
+        assert_eq!(store.claim(&id, &proof).await.unwrap(), Claim::Won);
+        id
+    }
+
+    /// Holds the writer busy so that what is queued meanwhile lands in one batch.
+    fn stall_writer(store: &Arc<SqliteStore>) -> tokio::task::JoinHandle<()> {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .write(|_| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        })
+    }
 
     #[tokio::test]
     async fn a_first_version_database_is_upgraded_in_place() {
@@ -857,39 +1298,25 @@ mod tests {
         let proof = Proof::generate().unwrap().hash();
         let now = now_ms();
         {
-            let options = SqliteConnectOptions::from_str("sqlite:")
-                .unwrap()
-                .filename(&path)
-                .create_if_missing(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .connect_with(options)
-                .await
-                .unwrap();
-            sqlx::raw_sql(MIGRATIONS[0]).execute(&pool).await.unwrap();
-            sqlx::raw_sql("PRAGMA user_version = 1")
-                .execute(&pool)
-                .await
-                .unwrap();
-            sqlx::query(
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch("PRAGMA user_version = 1").unwrap();
+            conn.execute(
                 "INSERT INTO sessions (id, proof, created_ms, last_seen_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
+                params![&id.as_bytes()[..], &proof.as_bytes()[..], now, now, now + 3_600_000],
             )
-            .bind(&id.as_bytes()[..])
-            .bind(&proof.as_bytes()[..])
-            .bind(now)
-            .bind(now)
-            .bind(now + 3_600_000)
-            .execute(&pool)
-            .await
             .unwrap();
-            pool.close().await;
         }
 
         let store = SqliteStore::open(&path, Lifetimes::default(), Duration::from_secs(5))
             .await
             .unwrap();
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-            .fetch_one(store.pool())
+        let version: i64 = store
+            .read(|r| {
+                r.conn
+                    .query_row("PRAGMA user_version", [], |r| r.get(0))
+                    .map_err(db)
+            })
             .await
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
@@ -903,11 +1330,144 @@ mod tests {
         );
         let home = SessionId::home("test", "alice");
         assert!(store.create_home(&home).await.unwrap());
-        let expires: i64 = sqlx::query_scalar("SELECT expires_ms FROM sessions WHERE id = ?")
-            .bind(&home.as_bytes()[..])
-            .fetch_one(store.pool())
+        let expires: i64 = store
+            .read(move |r| {
+                r.conn
+                    .query_row(
+                        "SELECT expires_ms FROM sessions WHERE id = ?",
+                        [&home.as_bytes()[..]],
+                        |r| r.get(0),
+                    )
+                    .map_err(db)
+            })
             .await
             .unwrap();
         assert_eq!(expires, NEVER);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_concurrent_writers_are_all_committed() {
+        let (_dir, store) = fresh().await;
+        let mut ids = Vec::new();
+        for _ in 0..50 {
+            ids.push(claimed(&store).await);
+        }
+        let writes = (0..500).map(|i| {
+            let (store, id) = (store.clone(), ids[i % ids.len()]);
+            tokio::spawn(async move {
+                store
+                    .set(&id, &format!("k{i}"), format!("v{i}").as_bytes())
+                    .await
+            })
+        });
+        for w in futures::future::join_all(writes).await {
+            w.unwrap().unwrap();
+        }
+        for i in 0..500 {
+            assert_eq!(
+                store
+                    .get(&ids[i % ids.len()], &format!("k{i}"))
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some(format!("v{i}").as_bytes()),
+                "write {i} was acknowledged but is not there"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_failing_job_does_not_undo_its_batch() {
+        let (_dir, store) = fresh().await;
+        let good = claimed(&store).await;
+        let full = claimed(&store).await;
+        for k in 0..MAX_KEYS {
+            store.set(&full, &format!("k{k}"), b"x").await.unwrap();
+        }
+        let unknown = SessionId::random();
+
+        let stall = stall_writer(&store);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut calls = Vec::new();
+        for i in 0..40 {
+            let store = store.clone();
+            calls.push(tokio::spawn(async move {
+                match i % 4 {
+                    0 => store.set(&unknown, "k", b"x").await,
+                    1 => store.set(&full, "one-too-many", b"x").await,
+                    2 => {
+                        store
+                            .write(|_| -> Result<(), StoreError> { panic!("a broken job") })
+                            .await
+                    }
+                    _ => store.set(&good, &format!("k{i}"), b"kept").await,
+                }
+            }));
+        }
+        stall.await.unwrap();
+        for (i, call) in calls.into_iter().enumerate() {
+            let result = call.await.unwrap();
+            match i % 4 {
+                0 => assert_eq!(result, Err(StoreError::NoSuchSession)),
+                1 => assert_eq!(result, Err(StoreError::TooManyKeys)),
+                2 => assert!(matches!(result, Err(StoreError::Internal(_))), "{result:?}"),
+                _ => assert_eq!(result, Ok(())),
+            }
+        }
+        assert!(
+            !store.exists_raw(&unknown).await.unwrap(),
+            "no session was invented"
+        );
+        assert_eq!(store.keys(&full, "").await.unwrap().len(), MAX_KEYS);
+        let kept = store.keys(&good, "").await.unwrap();
+        assert_eq!(
+            kept.len(),
+            10,
+            "every good write of the batch survived: {kept:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_expired_session_read_is_gone_and_then_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let lifetimes = Lifetimes {
+            idle: Duration::from_millis(300),
+            absolute: Duration::from_secs(60),
+        };
+        let store = SqliteStore::open(&dir.path().join("t.db"), lifetimes, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let id = claimed(&store).await;
+        store.set(&id, "k", b"v").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(store.get(&id, "k").await, Err(StoreError::NoSuchSession));
+        // The reader handed the deletion over without waiting; it follows shortly.
+        for _ in 0..100 {
+            if !store.exists_raw(&id).await.unwrap() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the expired session was never deleted");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_store_stops_its_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path, Lifetimes::default(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        claimed(&store).await;
+        // Drop joins the threads, so it returning at all is the proof.
+        let dropped = tokio::task::spawn_blocking(move || drop(store));
+        tokio::time::timeout(Duration::from_secs(10), dropped)
+            .await
+            .expect("dropping the store hangs")
+            .unwrap();
+        let again = SqliteStore::open(&path, Lifetimes::default(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(again.sweep().await, Ok(0));
     }
 }
