@@ -727,7 +727,7 @@ async fn generate(
             drop(stream);
         }
     }
-    save(reply.clone()).await;
+    save_final(&session, &reply).await;
     if let Ok(mut r) = rt.running.lock() {
         r.remove(&(sid, reply.thread_id));
     }
@@ -737,6 +737,32 @@ async fn generate(
             message: view(reply),
         },
     );
+}
+
+/// The final state of a reply must land: one left `streaming` in the store would keep its
+/// thread busy until someone pressed Stop. A store that is briefly away (a Redis restart, a
+/// full queue) gets a few more tries, about 15 s in all.
+async fn save_final(session: &VerifiedSession, reply: &Message) {
+    let mut wait = Duration::from_millis(250);
+    for attempt in 0..7 {
+        match bounded(
+            session.store_timeout(),
+            session.store().put_message(session.owner(), reply),
+        )
+        .await
+        {
+            // Saved, or the thread or session is gone: either way nothing is left to do.
+            Ok(_) | Err(super::StoreError::NoSuchSession) => return,
+            Err(e) if attempt < 6 => {
+                tracing::warn!(session = %session.owner().log_tag(), error = %e, "saving a finished reply failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => {
+                tracing::error!(session = %session.owner().log_tag(), error = %e, "a finished reply could not be saved; it stays marked as streaming");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
