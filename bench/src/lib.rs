@@ -6,6 +6,11 @@
 //! text that is not the user's own, or a reply that is not the user's own text back (the
 //! echo assistant), counts as an isolation failure.
 
+pub mod client;
+pub mod procs;
+pub mod soak;
+
+use client::Browser;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -63,49 +68,6 @@ impl Percentiles {
             p95: at(0.95),
             p99: at(0.99),
             max: at(1.0),
-        }
-    }
-}
-
-struct Browser {
-    http: reqwest::Client,
-    sid: String,
-    proof: Option<String>,
-}
-
-impl Browser {
-    fn cookie(&self) -> String {
-        match &self.proof {
-            Some(p) => format!("confide_sid={}; __Host-confide_proof={p}", self.sid),
-            None => format!("confide_sid={}", self.sid),
-        }
-    }
-
-    async fn call(&mut self, base: &str, endpoint: &str, body: Value) -> Result<Value, String> {
-        let res = self
-            .http
-            .post(format!("{base}/api/{endpoint}"))
-            .header("x-confide-session", &self.sid)
-            .header("cookie", self.cookie())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| format!("{endpoint}: {e}"))?;
-        for v in res.headers().get_all("set-cookie") {
-            if let Some(rest) = v
-                .to_str()
-                .ok()
-                .and_then(|s| s.strip_prefix("__Host-confide_proof="))
-            {
-                self.proof = rest.split(';').next().map(str::to_owned);
-            }
-        }
-        let status = res.status();
-        let body: Value = res.json().await.map_err(|e| format!("{endpoint}: {e}"))?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(format!("{endpoint}: {status} {body}"))
         }
     }
 }
@@ -180,16 +142,15 @@ async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserRe
         isolation_failures: 0,
         errors: Vec::new(),
     };
-    let mut b = Browser {
-        http: http.clone(),
-        sid: uuid::Uuid::new_v4().to_string(),
-        proof: None,
-    };
+    let mut b = Browser::new();
     let base_for = |turn: usize| cfg.bases[(user + turn) % cfg.bases.len()].clone();
     let own_prefix = format!("user{user} ");
 
     let t0 = Instant::now();
-    if let Err(e) = b.call(&base_for(0), "session/start", json!({})).await {
+    if let Err(e) = b
+        .call(&http, &base_for(0), "session/start", json!({}))
+        .await
+    {
         r.errors.push(e);
         r.failed = cfg.turns;
         return r;
@@ -197,7 +158,7 @@ async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserRe
     r.ready = Some(t0.elapsed());
 
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let listener = tokio::spawn(follow_events(http, base_for(0), b.cookie(), tx));
+    let listener = tokio::spawn(follow_events(http.clone(), base_for(0), b.cookie(), tx));
     match tokio::time::timeout(cfg.reply_timeout, rx.recv()).await {
         Ok(Some(e)) if e["type"] == "__subscribed" => {}
         _ => {
@@ -219,7 +180,7 @@ async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserRe
             Some(t) => json!({ "thread_id": t, "content": text }),
             None => json!({ "content": text }),
         };
-        let sent = match b.call(&base_for(turn), "messages/send", body).await {
+        let sent = match b.call(&http, &base_for(turn), "messages/send", body).await {
             Ok(v) => v,
             Err(e) => {
                 r.failed += 1;

@@ -8,14 +8,15 @@
 //! confide-load --serve-baseline <port>      (internal: the baseline server process)
 //! ```
 
-use confide_bench::{LoadConfig, Report, baseline_app, run, run_baseline};
+use confide_bench::{
+    LoadConfig, Report, baseline_app,
+    procs::{self, Child, ConfideSpec, RedisSpec, TempDir, free_port, redis_info, wait_http},
+    run, run_baseline,
+};
 use serde::Serialize;
 use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    path::{Path, PathBuf},
+    time::Duration,
 };
 
 struct Args {
@@ -73,132 +74,32 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
-/// A child process that is killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-fn wait_http(url: &str) -> Result<Duration, String> {
-    let started = Instant::now();
-    let host = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .to_owned();
-    let path = format!(
-        "/{}",
-        url.trim_start_matches("http://")
-            .split_once('/')
-            .map(|x| x.1)
-            .unwrap_or("")
-    );
-    while started.elapsed() < Duration::from_secs(30) {
-        if let Ok(mut s) = TcpStream::connect(&host) {
-            let _ = s.write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            );
-            let mut buf = [0u8; 12];
-            if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200") {
-                return Ok(started.elapsed());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Err(format!("{url} did not answer 200 within 30 s"))
-}
-
 fn start_confide(
-    bin: &PathBuf,
+    bin: &Path,
     store: &str,
     sqlite_sync: &str,
-) -> Result<(Proc, String, Duration), String> {
-    let port = free_port();
-    let child = Command::new(bin)
-        .env("CONFIDE_SQLITE_SYNC", sqlite_sync)
-        .env("CONFIDE_ADDR", format!("127.0.0.1:{port}"))
-        .env("CONFIDE_CONFIG", "/nonexistent/confide.toml")
-        .env("CONFIDE_STORE", store)
-        .env("CONFIDE_ECHO_DELAY", "0")
-        .env("CONFIDE_LOG", "warn")
-        // Load from one address is the point of the exercise: lift the throttles.
-        .env("CONFIDE_IP_RATE", "1000000")
-        .env("CONFIDE_IP_BURST", "1000000")
-        .env("CONFIDE_SESSION_RATE", "100000")
-        .env("CONFIDE_SESSION_BURST", "100000")
-        .env("CONFIDE_MESSAGES_PER_MINUTE", "1000000")
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start {}: {e} (build it with `cargo leptos build --release`)",
-                bin.display()
-            )
-        })?;
-    let proc = Proc(child);
-    let base = format!("http://127.0.0.1:{port}");
-    let ready = wait_http(&format!("{base}/healthz"))?;
-    Ok((proc, base, ready))
+) -> Result<(Child, String, Duration), String> {
+    let spec = ConfideSpec {
+        sqlite_sync: sqlite_sync.to_owned(),
+        ..ConfideSpec::new(bin, store)
+    };
+    let (child, ready) = procs::start_confide(&spec)?;
+    Ok((child, spec.base(), ready))
 }
 
-fn start_redis() -> Result<(Proc, String, u16), String> {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("confide-bench-redis-{port}"));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start redis-server: {e} (apt-get install redis-server)"))?;
-    let proc = Proc(child);
-    let started = Instant::now();
-    while redis_info(port, "server").is_err() {
-        if started.elapsed() > Duration::from_secs(10) {
-            return Err("redis-server did not come up".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((proc, format!("redis://127.0.0.1:{port}/"), port))
-}
-
-fn redis_info(port: u16, section: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-    s.write_all(format!("INFO {section}\r\nQUIT\r\n").as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    Ok(out)
+fn start_redis(dir: &TempDir) -> Result<(Child, String, u16), String> {
+    let spec = RedisSpec {
+        port: free_port(),
+        dir: dir.path().to_owned(),
+        aof: false,
+        log: None,
+    };
+    let child = procs::start_redis(&spec)?;
+    Ok((
+        child,
+        format!("redis://127.0.0.1:{}/", spec.port),
+        spec.port,
+    ))
 }
 
 /// Command calls from `INFO commandstats`: (all commands, including those run inside Lua
@@ -307,16 +208,16 @@ fn serve_baseline(port: u16) {
 }
 
 async fn scenario(args: &Args, store: &str) -> Result<Scenario, String> {
+    // Dropped last: the processes using it are gone by then.
+    let dir = TempDir::new(&format!("confide-bench-{store}"))?;
     let (_redis, store_url, redis_port) = match store {
         "memory" => (None, "memory".to_owned(), None),
         "sqlite" | "sqlite-normal" => {
-            let path = std::env::temp_dir()
-                .join(format!("confide-bench-{}-{store}.db", std::process::id()));
-            let _ = std::fs::remove_file(&path);
+            let path = dir.path().join("load.db");
             (None, format!("sqlite:{}", path.display()), None)
         }
         "redis" => {
-            let (p, url, port) = start_redis()?;
+            let (p, url, port) = start_redis(&dir)?;
             (Some(p), url, Some(port))
         }
         other => return Err(format!("unknown store {other}")),
@@ -484,14 +385,15 @@ async fn load(args: Args) {
     // Baseline: a separate process, like the server under test.
     let port = free_port();
     let me = std::env::current_exe().expect("own path");
-    let baseline = Proc(
-        Command::new(me)
-            .args(["--serve-baseline", &port.to_string()])
-            .spawn()
-            .expect("baseline server"),
-    );
+    let baseline = Child::spawn(
+        &me,
+        &["--serve-baseline".into(), port.to_string()],
+        &[],
+        None,
+    )
+    .expect("baseline server");
     let base = format!("http://127.0.0.1:{port}");
-    if let Err(e) = wait_http(&format!("{base}/healthz")) {
+    if let Err(e) = wait_http(&format!("{base}/healthz"), Duration::from_secs(30)) {
         eprintln!("confide-load: baseline: {e}");
         std::process::exit(1);
     }

@@ -1,0 +1,1329 @@
+//! Soak with faults: many simulated users chat with Confide for a while, all from one
+//! address, while the components under them are killed with SIGKILL and started again.
+//!
+//! Scenario `redis`: two Confide processes on one `redis-server` (append-only file,
+//! `appendfsync always`); every request goes to an instance picked at random, so sessions,
+//! proofs and threads must cross instances. Redis is killed and restarted on its port and
+//! directory, later instance 1 is killed and restarted on its port.
+//! Scenario `sqlite`: one Confide on a SQLite file (`synchronous = FULL`), killed and
+//! restarted mid-run.
+//!
+//! Each user claims a session once, then takes turns: a message with a unique text, then
+//! `threads/get` until the reply has finished. A `messages/send` answered 200 is an
+//! acknowledged message. What may happen during a fault is a failed request (a 5xx with a
+//! code, or no answer at all), retried after a pause. What must never happen:
+//!
+//! - a wrong answer: a 2xx carrying someone else's text or missing an acknowledged message,
+//!   a 404 for a thread the user owns, a session that is suddenly gone or claimed afresh;
+//! - a lost acknowledged message: checked for every user once all faults have healed;
+//! - a leak: any text in a user's threads that is not the user's own.
+//!
+//! A reply whose generating process died (or whose store went away under it) may stay
+//! `streaming` forever; those are counted as interrupted, and the user moves on to a new
+//! thread. A reply stuck that way with no fault to explain it is a defect.
+
+use crate::{
+    client::{Answer, Browser, transport_label},
+    procs::{self, Child, ConfideSpec, RedisSpec, TempDir, free_port},
+};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::PathBuf,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Redis,
+    Sqlite,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Sqlite => "sqlite",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "redis" => Some(Self::Redis),
+            "sqlite" => Some(Self::Sqlite),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SoakConfig {
+    pub server_bin: PathBuf,
+    pub users: usize,
+    /// How long users keep starting turns; the faults are placed inside this span.
+    pub duration: Duration,
+    /// How long a killed component stays down before it is started again.
+    pub down: Duration,
+    /// Pause after a turn (±50 % jitter), like a person reading the reply.
+    pub think: Duration,
+    /// A user starts a new thread after this many turns, so threads stay short.
+    pub turns_per_thread: usize,
+    /// A reply not finished after this long counts as interrupted.
+    pub reply_timeout: Duration,
+    /// Bound on one request.
+    pub request_timeout: Duration,
+    /// Leave the working directory (server logs, data) behind when the run fails.
+    pub keep_failed: bool,
+    /// Redis with its append-only file (`appendfsync always`). Off, a Redis restart loses
+    /// everything: a way to see that the checks notice.
+    pub redis_aof: bool,
+}
+
+impl SoakConfig {
+    pub fn new(server_bin: impl Into<PathBuf>) -> Self {
+        Self {
+            server_bin: server_bin.into(),
+            users: 1000,
+            duration: Duration::from_secs(75),
+            down: Duration::from_secs(2),
+            think: Duration::from_millis(500),
+            turns_per_thread: 10,
+            reply_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(10),
+            keep_failed: true,
+            redis_aof: true,
+        }
+    }
+}
+
+/// One injected fault and how the system came back from it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultReport {
+    pub fault: String,
+    /// Seconds from the start of the run to the SIGKILL.
+    pub at_s: f64,
+    /// SIGKILL to the start of the restart (the configured down time, plus reaping).
+    pub down_s: f64,
+    /// Restart to the process answering (Redis: data loaded; Confide: `/healthz` 200).
+    pub restart_s: f64,
+    /// SIGKILL to the first request that succeeded through the restarted component.
+    pub recovery_s: Option<f64>,
+    /// The same, counted from the start of the restart.
+    pub recovery_after_restart_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SoakReport {
+    pub scenario: String,
+    pub instances: usize,
+    pub users: usize,
+    pub duration_s: f64,
+    /// Requests of the run itself (the final check not included).
+    pub requests_ok: u64,
+    pub requests_failed: u64,
+    /// Failed requests by `<status> <code>`, or by what happened to the connection.
+    pub failures: BTreeMap<String, u64>,
+    /// Of those, the ones that ended outside every fault window (from the SIGKILL to two
+    /// seconds after recovery, on the instances the component serves): overload, or defects.
+    pub failures_outside_faults: BTreeMap<String, u64>,
+    pub wrong_answers: u64,
+    pub acknowledged: u64,
+    pub acknowledged_per_s: f64,
+    pub lost_acks: u64,
+    /// Answers of the run, and messages or titles in the final check, carrying text that
+    /// is not the user's own.
+    pub leaks: u64,
+    pub replies_done: u64,
+    /// Replies still `streaming` at their deadline because their instance was killed.
+    pub interrupted_by_kill: u64,
+    /// Replies still `streaming` at their deadline because the store went away under them
+    /// (their instance lived on).
+    pub interrupted_by_store_restart: u64,
+    /// Replies still `streaming` at their deadline with no fault to explain it.
+    pub stuck_replies: u64,
+    /// Replies that ended otherwise than `done` (`error`, `stopped`), by status.
+    pub replies_not_done: BTreeMap<String, u64>,
+    /// Threads left because a failed send had left a reply in them that never finishes
+    /// (`409 busy` twice).
+    pub threads_left_busy: u64,
+    /// Session ids given up because the claim landed but its answer was lost.
+    pub sessions_restarted: u64,
+    pub sessions_checked: u64,
+    pub threads_checked: u64,
+    pub messages_checked: u64,
+    /// Messages still `streaming` in the final check (replies that will never finish).
+    pub streaming_at_end: u64,
+    /// Sessions the final check could not read even after retries.
+    pub sessions_unverified: u64,
+    pub faults: Vec<FaultReport>,
+    /// The first few wrong answers, lost messages, leaks and stuck replies, in words.
+    pub problems: Vec<String>,
+    /// Where the server logs and data were left, for a failed run.
+    pub kept_dir: Option<String>,
+}
+
+impl SoakReport {
+    /// Why the run failed; empty when it passed.
+    pub fn verdict(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut bad = |n: u64, what: &str| {
+            if n > 0 {
+                v.push(format!("{n} {what}"));
+            }
+        };
+        bad(self.lost_acks, "acknowledged messages lost");
+        bad(self.leaks, "cross-session leaks");
+        bad(self.wrong_answers, "wrong answers");
+        bad(
+            self.stuck_replies,
+            "replies stuck with no fault to explain it",
+        );
+        bad(self.sessions_unverified, "sessions not verifiable");
+        for f in &self.faults {
+            if f.recovery_s.is_none() {
+                v.push(format!("no recovery from: {}", f.fault));
+            }
+        }
+        if self.acknowledged == 0 {
+            v.push("no message was acknowledged at all".into());
+        }
+        v
+    }
+
+    pub fn passed(&self) -> bool {
+        self.verdict().is_empty()
+    }
+}
+
+// ---- faults -------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The store: every instance depends on it.
+    Store,
+    Instance(usize),
+}
+
+impl Target {
+    fn covers(self, instance: usize) -> bool {
+        match self {
+            Self::Store => true,
+            Self::Instance(i) => i == instance,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Fault {
+    name: String,
+    target: Target,
+    /// A Confide process dies (and its replies in progress with it), not the store.
+    kills_instance: bool,
+    at: Instant,
+    restarted: Option<Instant>,
+    ready: Option<Instant>,
+    first_success: Option<Instant>,
+}
+
+#[derive(Default)]
+struct FaultLog {
+    /// Some fault still waits for its first success: the slow path must look.
+    open: AtomicBool,
+    faults: Mutex<Vec<Fault>>,
+}
+
+impl FaultLog {
+    fn begin(&self, name: &str, target: Target, kills_instance: bool) -> usize {
+        let mut f = self.faults.lock().unwrap();
+        f.push(Fault {
+            name: name.to_owned(),
+            target,
+            kills_instance,
+            at: Instant::now(),
+            restarted: None,
+            ready: None,
+            first_success: None,
+        });
+        self.open.store(true, Ordering::SeqCst);
+        f.len() - 1
+    }
+
+    fn update(&self, i: usize, change: impl FnOnce(&mut Fault)) {
+        if let Some(f) = self.faults.lock().unwrap().get_mut(i) {
+            change(f);
+        }
+    }
+
+    /// A request sent at `sent` to `instance` succeeded at `done`.
+    fn success(&self, instance: usize, sent: Instant, done: Instant) {
+        if !self.open.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut faults = self.faults.lock().unwrap();
+        let mut open = false;
+        for f in faults.iter_mut().filter(|f| f.first_success.is_none()) {
+            // Sent once the restart had begun, and answered: it went through the restarted
+            // component (one sent earlier may have slipped through just before the kill).
+            if f.target.covers(instance) && f.restarted.is_some_and(|r| sent >= r) {
+                f.first_success = Some(done);
+            } else {
+                open = true;
+            }
+        }
+        self.open.store(open, Ordering::SeqCst);
+    }
+
+    fn snapshot(&self) -> Vec<Fault> {
+        self.faults.lock().unwrap().clone()
+    }
+}
+
+// ---- users --------------------------------------------------------------------------------
+
+struct Shared {
+    cfg: SoakConfig,
+    bases: Vec<String>,
+    http: reqwest::Client,
+    /// No new turn starts after this.
+    stop_at: Instant,
+    faults: FaultLog,
+}
+
+#[derive(Debug, Clone)]
+struct Acked {
+    message: String,
+    text: String,
+}
+
+#[derive(Default)]
+struct UserStats {
+    ok: u64,
+    failures: BTreeMap<String, u64>,
+    /// When each failure was seen, on which instance, and what it was.
+    failure_times: Vec<(Instant, usize, String)>,
+    wrong: u64,
+    replies_done: u64,
+    interrupted_by_kill: u64,
+    interrupted_by_store: u64,
+    stuck: u64,
+    replies_not_done: BTreeMap<String, u64>,
+    threads_left_busy: u64,
+    sessions_restarted: u64,
+    /// Answers of the run that carried text not this user's.
+    leaks_seen: u64,
+    problems: Vec<String>,
+}
+
+#[derive(Default)]
+struct Verification {
+    sessions: u64,
+    threads: u64,
+    messages: u64,
+    lost: u64,
+    leaks: u64,
+    streaming: u64,
+    unverified: u64,
+    problems: Vec<String>,
+}
+
+const PROBLEMS_PER_USER: usize = 5;
+
+fn note(problems: &mut Vec<String>, what: String) {
+    if problems.len() < PROBLEMS_PER_USER {
+        problems.push(what);
+    }
+}
+
+/// Codes saying the session is not there (or not ours) any more.
+fn session_gone(code: &str) -> bool {
+    matches!(
+        code,
+        "no_session" | "session_proof_mismatch" | "session_claimed"
+    )
+}
+
+/// Pause before retry number `attempt` (1-based): 50 ms doubling to 1 s, plus jitter.
+fn backoff(attempt: u32, jitter: u64) -> Duration {
+    let base = 50u64 << attempt.clamp(1, 5).saturating_sub(1);
+    Duration::from_millis(base.min(1000) + jitter % 50)
+}
+
+struct User {
+    idx: usize,
+    /// The first word of every text this user sends: `s<idx>-<8 random hex digits>`.
+    prefix: String,
+    b: Browser,
+    rng: u64,
+    counter: u64,
+    attempted: HashSet<String>,
+    /// Acknowledged messages by thread id.
+    acked: HashMap<String, Vec<Acked>>,
+    acked_count: u64,
+    thread: Option<Current>,
+    stats: UserStats,
+}
+
+/// The thread a user is chatting in.
+struct Current {
+    id: String,
+    turns: usize,
+    /// A send to it went unanswered or failed with a 5xx: the server may have stored part
+    /// of it (the message, a reply that will never finish).
+    unsure: bool,
+    busy: u32,
+}
+
+impl User {
+    fn new(idx: usize) -> Self {
+        let seed = uuid::Uuid::new_v4().as_u128();
+        let mut u = Self {
+            idx,
+            prefix: String::new(),
+            b: Browser::new(),
+            rng: (seed as u64) | 1,
+            counter: 0,
+            attempted: HashSet::new(),
+            acked: HashMap::new(),
+            acked_count: 0,
+            thread: None,
+            stats: UserStats::default(),
+        };
+        u.prefix = format!("s{idx}-{:08x}", u.next() as u32);
+        u
+    }
+
+    /// xorshift64*: plenty for picking instances and jitter.
+    fn next(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn wrong(&mut self, what: String) {
+        self.stats.wrong += 1;
+        note(
+            &mut self.stats.problems,
+            format!("user {}: {what}", self.idx),
+        );
+    }
+
+    async fn pause(&mut self, attempt: u32) {
+        let j = self.next();
+        tokio::time::sleep(backoff(attempt, j)).await;
+    }
+
+    /// One request to a random instance, counted; `None` when no answer came.
+    async fn request(
+        &mut self,
+        sh: &Shared,
+        endpoint: &str,
+        body: &Value,
+    ) -> Option<(Answer, usize)> {
+        let i = (self.next() % sh.bases.len() as u64) as usize;
+        let sent = Instant::now();
+        match self.b.request(&sh.http, &sh.bases[i], endpoint, body).await {
+            Ok(a) => {
+                if a.proof_replaced {
+                    self.wrong(format!(
+                        "{endpoint} on instance {i} issued a new proof: the server had forgotten the session"
+                    ));
+                }
+                if a.is_success() {
+                    self.stats.ok += 1;
+                    sh.faults.success(i, sent, Instant::now());
+                } else {
+                    self.failed(format!("{} {}", a.status, a.code()), i);
+                    if session_gone(a.code()) && self.b.proof.is_some() {
+                        self.wrong(format!(
+                            "{endpoint} on instance {i} answered {} {}: the session is gone",
+                            a.status,
+                            a.code()
+                        ));
+                    }
+                }
+                Some((a, i))
+            }
+            Err(e) => {
+                self.failed(transport_label(&e).to_owned(), i);
+                None
+            }
+        }
+    }
+
+    fn failed(&mut self, label: String, instance: usize) {
+        *self.stats.failures.entry(label.clone()).or_default() += 1;
+        self.stats
+            .failure_times
+            .push((Instant::now(), instance, label));
+    }
+
+    /// Whether a message in one of this user's threads could only have come from this user.
+    fn own(&self, m: &Value) -> bool {
+        let content = m["content"].as_str().unwrap_or("");
+        let done = m["status"] == "done";
+        match m["role"].as_str() {
+            Some("user") => self.attempted.contains(content),
+            // A finished echo is the text itself; an unfinished one is whole words of it.
+            Some("assistant") if done => self.attempted.contains(content),
+            Some("assistant") => {
+                content.is_empty()
+                    || content
+                        .strip_prefix(self.prefix.as_str())
+                        .is_some_and(|rest| rest.starts_with(' '))
+            }
+            _ => false,
+        }
+    }
+
+    /// Describes content that is not this user's: another user's, or nobody's.
+    fn whose(&self, content: &str) -> String {
+        let first = content.split_whitespace().next().unwrap_or("");
+        let other = first
+            .strip_prefix('s')
+            .and_then(|r| r.split_once('-'))
+            .filter(|(n, tag)| n.parse::<usize>().is_ok() && tag.len() == 8)
+            .map(|(n, _)| n.to_owned());
+        match other {
+            Some(n) if first != self.prefix => format!("user {n}'s text {content:?}"),
+            _ => format!("unrecognised text {content:?}"),
+        }
+    }
+
+    /// Checks a `threads/get` answer of the run: only own text, every acknowledged message
+    /// of the thread there and unchanged. Returns false if it was wrong.
+    fn check_view(&mut self, view: &Value, thread: &str, instance: usize) -> bool {
+        let mut problems = Vec::new();
+        if view["thread"]["id"] != thread {
+            problems.push(format!("asked for thread {thread}, got {}", view["thread"]));
+        }
+        let empty = Vec::new();
+        let messages = view["messages"].as_array().unwrap_or(&empty);
+        let mut leaked = false;
+        for m in messages {
+            if !self.own(m) || m["thread_id"] != thread {
+                leaked = true;
+                problems.push(format!(
+                    "{} in thread {thread}",
+                    self.whose(m["content"].as_str().unwrap_or(""))
+                ));
+            }
+        }
+        self.stats.leaks_seen += u64::from(leaked);
+        for a in self.acked.get(thread).into_iter().flatten() {
+            let found = messages.iter().find(|m| m["id"] == a.message.as_str());
+            if found.is_none_or(|m| m["content"] != a.text.as_str()) {
+                problems.push(format!(
+                    "acknowledged message {} ({:?}) missing or changed",
+                    a.message, a.text
+                ));
+            }
+        }
+        let ok = problems.is_empty();
+        for p in problems {
+            self.wrong(format!("threads/get on instance {instance}: {p}"));
+        }
+        ok
+    }
+
+    /// Claims a session, retrying through faults. False if the run ended first.
+    async fn start(&mut self, sh: &Shared) -> bool {
+        let mut attempt = 0;
+        while Instant::now() < sh.stop_at {
+            match self.request(sh, "session/start", &json!({})).await {
+                Some((a, i)) if a.is_success() => {
+                    if self.b.proof.is_none() {
+                        self.wrong(format!(
+                            "session/start on instance {i} answered 200 without a proof"
+                        ));
+                    }
+                    return true;
+                }
+                // An earlier attempt claimed the id but its answer, with the proof, was
+                // lost: like the web client, start over with a new id.
+                Some((a, _)) if self.b.proof.is_none() && session_gone(a.code()) => {
+                    self.b = Browser::new();
+                    self.stats.sessions_restarted += 1;
+                }
+                _ => {}
+            }
+            attempt += 1;
+            self.pause(attempt).await;
+        }
+        false
+    }
+
+    async fn run(mut self, sh: Arc<Shared>) -> Self {
+        // Spread the first requests over a second rather than all at once.
+        let spread = sh.cfg.duration.min(Duration::from_secs(1)).as_millis() as u64;
+        tokio::time::sleep(Duration::from_millis(
+            (self.idx as u64 * spread) / sh.cfg.users.max(1) as u64,
+        ))
+        .await;
+        if !self.start(&sh).await {
+            return self;
+        }
+        let mut attempt = 0;
+        while Instant::now() < sh.stop_at {
+            if self.turn(&sh).await {
+                attempt = 0;
+                let think = sh.cfg.think.as_millis() as u64;
+                if think > 0 {
+                    let j = think / 2 + self.next() % think.max(1);
+                    tokio::time::sleep(Duration::from_millis(j)).await;
+                }
+            } else {
+                attempt += 1;
+                self.pause(attempt).await;
+            }
+        }
+        self
+    }
+
+    /// One turn: a message, then its reply. False if the message was not acknowledged.
+    async fn turn(&mut self, sh: &Shared) -> bool {
+        self.counter += 1;
+        let token = self.next() as u32;
+        let text = format!("{} n{} {token:08x}", self.prefix, self.counter);
+        self.attempted.insert(text.clone());
+        let thread = self.thread.as_ref().map(|t| t.id.clone());
+        let body = match &thread {
+            Some(t) => json!({ "thread_id": t, "content": text }),
+            None => json!({ "content": text }),
+        };
+        let sent_at = Instant::now();
+        let answer = self.request(sh, "messages/send", &body).await;
+        if answer.as_ref().is_none_or(|(a, _)| a.status >= 500)
+            && let Some(t) = &mut self.thread
+        {
+            t.unsure = true;
+        }
+        let Some((a, instance)) = answer else {
+            return false;
+        };
+        if !a.is_success() {
+            match (a.code(), &mut self.thread) {
+                // A failed send left a reply nobody generates: retry once, then leave the
+                // thread, as a person would after a while (or press Stop).
+                ("busy", Some(t)) if t.unsure => {
+                    t.busy += 1;
+                    if t.busy >= 2 {
+                        self.stats.threads_left_busy += 1;
+                        self.thread = None;
+                    }
+                }
+                ("busy", _) => {
+                    self.wrong(format!(
+                        "messages/send on instance {instance}: 409 busy although every reply in thread {} had finished",
+                        thread.as_deref().unwrap_or("(new)")
+                    ));
+                    self.thread = None;
+                }
+                ("not_found", Some(_)) => {
+                    self.wrong(format!(
+                        "messages/send on instance {instance}: 404 for own thread {}",
+                        thread.as_deref().unwrap_or("")
+                    ));
+                    self.thread = None;
+                }
+                (code, _) if a.status < 500 && a.status != 429 && !session_gone(code) => {
+                    self.wrong(format!(
+                        "messages/send on instance {instance}: unexpected {} {}",
+                        a.status, a.body
+                    ));
+                }
+                _ => {}
+            }
+            return false;
+        }
+        let s = &a.body;
+        let tid = s["thread"]["id"].as_str().unwrap_or("").to_owned();
+        let user_id = s["user"]["id"].as_str().unwrap_or("").to_owned();
+        let reply_id = s["reply"]["id"].as_str().unwrap_or("").to_owned();
+        let right = s["user"]["content"] == text.as_str()
+            && s["user"]["thread_id"] == tid.as_str()
+            && s["reply"]["role"] == "assistant"
+            && !tid.is_empty()
+            && !user_id.is_empty()
+            && !reply_id.is_empty()
+            && thread.as_ref().is_none_or(|t| *t == tid);
+        if !right {
+            let foreign = ["user", "reply"]
+                .iter()
+                .any(|k| s[k].is_object() && !self.own(&s[k]));
+            self.stats.leaks_seen += u64::from(foreign);
+            self.wrong(format!(
+                "messages/send on instance {instance} answered 200 with {s} for {text:?}"
+            ));
+            self.thread = None;
+            return false;
+        }
+        self.acked.entry(tid.clone()).or_default().push(Acked {
+            message: user_id,
+            text: text.clone(),
+        });
+        self.acked_count += 1;
+        let turns = self.thread.as_ref().map_or(0, |t| t.turns) + 1;
+        // Accepted, so nothing streamed in the thread any more: earlier failures left no trace
+        // that matters.
+        self.thread = Some(Current {
+            id: tid.clone(),
+            turns,
+            unsure: false,
+            busy: 0,
+        });
+        let finished = self
+            .await_reply(sh, &tid, &reply_id, &text, instance, sent_at)
+            .await;
+        if !finished || turns >= sh.cfg.turns_per_thread {
+            self.thread = None;
+        }
+        true
+    }
+
+    /// Polls the thread until nothing in it streams. False if the reply did not finish.
+    async fn await_reply(
+        &mut self,
+        sh: &Shared,
+        thread: &str,
+        reply: &str,
+        text: &str,
+        generator: usize,
+        sent_at: Instant,
+    ) -> bool {
+        let deadline = Instant::now() + sh.cfg.reply_timeout;
+        let mut wait = Duration::from_millis(20);
+        let mut last_status = String::from("unknown");
+        loop {
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(200));
+            let body = json!({ "thread_id": thread });
+            if let Some((a, i)) = self.request(sh, "threads/get", &body).await {
+                if a.is_success() {
+                    if !self.check_view(&a.body, thread, i) {
+                        return false;
+                    }
+                    let empty = Vec::new();
+                    let messages = a.body["messages"].as_array().unwrap_or(&empty);
+                    let Some(r) = messages.iter().find(|m| m["id"] == reply) else {
+                        self.wrong(format!(
+                            "threads/get on instance {i}: reply {reply} is not in thread {thread}"
+                        ));
+                        return false;
+                    };
+                    last_status = r["status"].as_str().unwrap_or("").to_owned();
+                    if !messages.iter().any(|m| m["status"] == "streaming") {
+                        if last_status == "done" {
+                            self.stats.replies_done += 1;
+                            if r["content"] != text {
+                                self.wrong(format!(
+                                    "reply {reply} finished as {:?}, not the echo of {text:?}",
+                                    r["content"]
+                                ));
+                            }
+                        } else {
+                            *self.stats.replies_not_done.entry(last_status).or_default() += 1;
+                        }
+                        return true;
+                    }
+                } else if a.code() == "not_found" {
+                    self.wrong(format!(
+                        "threads/get on instance {i}: 404 for own thread {thread}"
+                    ));
+                    return false;
+                }
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        // Which fault, if any, came after the message was sent and could have cut it off.
+        let faults = sh.faults.snapshot();
+        let after = |f: &&Fault| f.at >= sent_at;
+        if faults
+            .iter()
+            .filter(after)
+            .any(|f| f.kills_instance && f.target.covers(generator))
+        {
+            self.stats.interrupted_by_kill += 1;
+        } else if faults
+            .iter()
+            .filter(after)
+            .any(|f| f.target == Target::Store)
+        {
+            self.stats.interrupted_by_store += 1;
+        } else {
+            self.stats.stuck += 1;
+            note(
+                &mut self.stats.problems,
+                format!(
+                    "user {}: reply {reply} in thread {thread} (instance {generator}) still {last_status} \
+                     after {:?}, no fault since it was sent",
+                    self.idx, sh.cfg.reply_timeout
+                ),
+            );
+        }
+        false
+    }
+
+    /// One call of the final check, retried until it is answered without a 5xx.
+    async fn checked(&mut self, sh: &Shared, endpoint: &str, body: Value) -> Option<Answer> {
+        for attempt in 1..=20 {
+            let i = (self.next() % sh.bases.len() as u64) as usize;
+            if let Ok(a) = self
+                .b
+                .request(&sh.http, &sh.bases[i], endpoint, &body)
+                .await
+                && a.status < 500
+            {
+                return Some(a);
+            }
+            self.pause(attempt).await;
+        }
+        None
+    }
+
+    /// After the run, with every fault healed: every acknowledged message is there with its
+    /// exact text, and nothing in the user's threads is anyone else's.
+    async fn verify(&mut self, sh: &Shared) -> Verification {
+        let mut v = Verification::default();
+        if self.b.proof.is_none() {
+            return v;
+        }
+        v.sessions = 1;
+        let all_acked = self.acked_count;
+        let Some(start) = self.checked(sh, "session/start", json!({})).await else {
+            v.unverified = 1;
+            return v;
+        };
+        if !start.is_success() || start.body["new"] != false || start.proof_replaced {
+            v.lost = all_acked;
+            note(
+                &mut v.problems,
+                format!(
+                    "user {}: the session is gone after the run ({} {}): {all_acked} acknowledged messages with it",
+                    self.idx, start.status, start.body
+                ),
+            );
+            return v;
+        }
+        let Some(list) = self.checked(sh, "threads/list", json!({})).await else {
+            v.unverified = 1;
+            return v;
+        };
+        let mut threads: Vec<String> = Vec::new();
+        for t in list.body.as_array().into_iter().flatten() {
+            let title = t["title"].as_str().unwrap_or("");
+            if title != "New chat" && !self.attempted.contains(title) {
+                v.leaks += 1;
+                note(
+                    &mut v.problems,
+                    format!(
+                        "user {}: a thread titled with {}",
+                        self.idx,
+                        self.whose(title)
+                    ),
+                );
+            }
+            threads.extend(t["id"].as_str().map(str::to_owned));
+        }
+        for t in self.acked.keys() {
+            if !threads.contains(t) {
+                threads.push(t.clone());
+            }
+        }
+        for thread in threads {
+            let Some(a) = self
+                .checked(sh, "threads/get", json!({ "thread_id": thread }))
+                .await
+            else {
+                v.unverified = 1;
+                continue;
+            };
+            let acked = self.acked.get(&thread).cloned().unwrap_or_default();
+            if !a.is_success() {
+                v.lost += acked.len() as u64;
+                if !acked.is_empty() {
+                    note(
+                        &mut v.problems,
+                        format!(
+                            "user {}: thread {thread} with {} acknowledged messages answers {} {}",
+                            self.idx,
+                            acked.len(),
+                            a.status,
+                            a.code()
+                        ),
+                    );
+                }
+                continue;
+            }
+            v.threads += 1;
+            let empty = Vec::new();
+            let messages = a.body["messages"].as_array().unwrap_or(&empty);
+            for m in messages {
+                v.messages += 1;
+                if m["status"] == "streaming" {
+                    v.streaming += 1;
+                }
+                if !self.own(m) || m["thread_id"] != thread.as_str() {
+                    v.leaks += 1;
+                    note(
+                        &mut v.problems,
+                        format!(
+                            "user {}: {} in thread {thread}",
+                            self.idx,
+                            self.whose(m["content"].as_str().unwrap_or(""))
+                        ),
+                    );
+                }
+            }
+            for ack in &acked {
+                let found = messages.iter().find(|m| m["id"] == ack.message.as_str());
+                if found.is_none_or(|m| m["content"] != ack.text.as_str() || m["role"] != "user") {
+                    v.lost += 1;
+                    note(
+                        &mut v.problems,
+                        format!(
+                            "user {}: acknowledged message {} ({:?}) in thread {thread} is {}",
+                            self.idx,
+                            ack.message,
+                            ack.text,
+                            if found.is_some() { "changed" } else { "gone" }
+                        ),
+                    );
+                }
+            }
+        }
+        v
+    }
+}
+
+// ---- the run ------------------------------------------------------------------------------
+
+/// The processes of a scenario, restartable in place.
+struct Cluster {
+    redis: Option<(RedisSpec, Option<Child>)>,
+    instances: Vec<(ConfideSpec, Option<Child>)>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("task failed: {e}"))?
+}
+
+impl Cluster {
+    async fn start(cfg: &SoakConfig, scenario: Scenario, dir: &TempDir) -> Result<Self, String> {
+        let mut cluster = Cluster {
+            redis: None,
+            instances: Vec::new(),
+        };
+        let store = match scenario {
+            Scenario::Redis => {
+                let spec = RedisSpec {
+                    port: free_port(),
+                    dir: dir.path().join("redis"),
+                    aof: cfg.redis_aof,
+                    log: Some(dir.path().join("redis.log")),
+                };
+                let s = spec.clone();
+                let child = blocking(move || procs::start_redis(&s)).await?;
+                let url = spec.url();
+                cluster.redis = Some((spec, Some(child)));
+                url
+            }
+            Scenario::Sqlite => format!("sqlite:{}", dir.path().join("soak.db").display()),
+        };
+        let n = match scenario {
+            Scenario::Redis => 2,
+            Scenario::Sqlite => 1,
+        };
+        for i in 0..n {
+            let spec = ConfideSpec {
+                log: Some(dir.path().join(format!("confide-{i}.log"))),
+                ..ConfideSpec::new(&cfg.server_bin, store.clone())
+            };
+            let s = spec.clone();
+            let (child, _) = blocking(move || procs::start_confide(&s)).await?;
+            cluster.instances.push((spec, Some(child)));
+        }
+        Ok(cluster)
+    }
+
+    fn bases(&self) -> Vec<String> {
+        self.instances.iter().map(|(s, _)| s.base()).collect()
+    }
+
+    /// SIGKILL the target, leave it down for `down`, start it again where it was.
+    async fn fault(
+        &mut self,
+        faults: &FaultLog,
+        target: Target,
+        down: Duration,
+    ) -> Result<(), String> {
+        let (name, kills_instance) = match target {
+            Target::Store => (
+                "Redis SIGKILL + restart (same port, same AOF)".to_owned(),
+                false,
+            ),
+            Target::Instance(i) => (format!("instance {i} SIGKILL + restart (same port)"), true),
+        };
+        let mut child = match target {
+            Target::Store => self.redis.as_mut().and_then(|(_, c)| c.take()),
+            Target::Instance(i) => self.instances.get_mut(i).and_then(|(_, c)| c.take()),
+        }
+        .ok_or("nothing to kill")?;
+        let fault = faults.begin(&name, target, kills_instance);
+        blocking(move || {
+            child.kill();
+            Ok(())
+        })
+        .await?;
+        tokio::time::sleep(down).await;
+        faults.update(fault, |f| f.restarted = Some(Instant::now()));
+        match target {
+            Target::Store => {
+                let (spec, slot) = self.redis.as_mut().ok_or("no Redis")?;
+                let s = spec.clone();
+                *slot = Some(blocking(move || procs::start_redis(&s)).await?);
+            }
+            Target::Instance(i) => {
+                let (spec, slot) = self.instances.get_mut(i).ok_or("no such instance")?;
+                let s = spec.clone();
+                let (child, _) = blocking(move || procs::start_confide(&s)).await?;
+                *slot = Some(child);
+            }
+        }
+        faults.update(fault, |f| f.ready = Some(Instant::now()));
+        Ok(())
+    }
+
+    async fn stop(self) {
+        let _ = blocking(move || {
+            drop(self);
+            Ok(())
+        })
+        .await;
+    }
+}
+
+/// When, as fractions of the run, the faults of a scenario strike.
+fn schedule(scenario: Scenario) -> Vec<(f64, Target)> {
+    match scenario {
+        Scenario::Redis => vec![(0.3, Target::Store), (0.6, Target::Instance(1))],
+        Scenario::Sqlite => vec![(0.5, Target::Instance(0))],
+    }
+}
+
+/// Runs one scenario from scratch (own processes, own temporary directory) and reports.
+pub async fn run_scenario(cfg: &SoakConfig, scenario: Scenario) -> Result<SoakReport, String> {
+    let mut dir = TempDir::new(&format!("confide-soak-{}", scenario.name()))?;
+    let result = run_in(cfg, scenario, &dir).await;
+    let keep = match &result {
+        Ok(r) => !r.passed(),
+        Err(_) => true,
+    } && cfg.keep_failed;
+    if keep {
+        dir.keep();
+    }
+    let kept = keep.then(|| dir.path().display().to_string());
+    match result {
+        Ok(mut r) => {
+            r.kept_dir = kept;
+            Ok(r)
+        }
+        Err(e) => Err(match kept {
+            Some(d) => format!("{e} (logs and data left in {d})"),
+            None => e,
+        }),
+    }
+}
+
+async fn run_in(cfg: &SoakConfig, scenario: Scenario, dir: &TempDir) -> Result<SoakReport, String> {
+    let mut cluster = Cluster::start(cfg, scenario, dir).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(cfg.users.max(16))
+        .timeout(cfg.request_timeout)
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
+    let started = Instant::now();
+    let sh = Arc::new(Shared {
+        cfg: cfg.clone(),
+        bases: cluster.bases(),
+        http,
+        stop_at: started + cfg.duration,
+        faults: FaultLog::default(),
+    });
+    let tasks: Vec<_> = (0..cfg.users)
+        .map(|i| tokio::spawn(User::new(i).run(sh.clone())))
+        .collect();
+
+    let mut fault_error = None;
+    for (when, target) in schedule(scenario) {
+        tokio::time::sleep_until((started + cfg.duration.mul_f64(when)).into()).await;
+        if let Err(e) = cluster.fault(&sh.faults, target, cfg.down).await {
+            fault_error = Some(e);
+            break;
+        }
+    }
+    if let Some(e) = fault_error {
+        for t in &tasks {
+            t.abort();
+        }
+        cluster.stop().await;
+        return Err(format!("injecting a fault failed: {e}"));
+    }
+
+    let mut users = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        users.push(t.await.map_err(|e| format!("a user task failed: {e}"))?);
+    }
+    let elapsed = started.elapsed();
+
+    // Every fault has healed: read everything back.
+    let checks: Vec<(User, Verification)> = futures::stream::iter(users)
+        .map(|mut u| {
+            let sh = sh.clone();
+            async move {
+                let v = u.verify(&sh).await;
+                (u, v)
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    cluster.stop().await;
+
+    let faults = sh.faults.snapshot();
+    let mut r = SoakReport {
+        scenario: scenario.name().into(),
+        instances: sh.bases.len(),
+        users: cfg.users,
+        duration_s: elapsed.as_secs_f64(),
+        ..SoakReport::default()
+    };
+    let grace = Duration::from_secs(2);
+    let in_fault = |at: Instant, instance: usize| {
+        faults.iter().any(|f| {
+            let end = [f.first_success, f.ready, f.restarted]
+                .into_iter()
+                .flatten()
+                .max()
+                .unwrap_or_else(Instant::now);
+            f.target.covers(instance) && at >= f.at && at <= end + grace
+        })
+    };
+    let mut problems = Vec::new();
+    for (u, v) in &checks {
+        let s = &u.stats;
+        r.requests_ok += s.ok;
+        for (k, n) in &s.failures {
+            *r.failures.entry(k.clone()).or_default() += n;
+            r.requests_failed += n;
+        }
+        for (at, i, label) in &s.failure_times {
+            if !in_fault(*at, *i) {
+                *r.failures_outside_faults.entry(label.clone()).or_default() += 1;
+            }
+        }
+        r.wrong_answers += s.wrong;
+        r.acknowledged += u.acked_count;
+        r.replies_done += s.replies_done;
+        r.interrupted_by_kill += s.interrupted_by_kill;
+        r.interrupted_by_store_restart += s.interrupted_by_store;
+        r.stuck_replies += s.stuck;
+        for (k, n) in &s.replies_not_done {
+            *r.replies_not_done.entry(k.clone()).or_default() += n;
+        }
+        r.sessions_restarted += s.sessions_restarted;
+        r.threads_left_busy += s.threads_left_busy;
+        r.sessions_checked += v.sessions;
+        r.threads_checked += v.threads;
+        r.messages_checked += v.messages;
+        r.lost_acks += v.lost;
+        r.leaks += v.leaks + s.leaks_seen;
+        r.streaming_at_end += v.streaming;
+        r.sessions_unverified += v.unverified;
+        problems.extend(s.problems.iter().cloned());
+        problems.extend(v.problems.iter().cloned());
+    }
+    problems.truncate(40);
+    r.problems = problems;
+    r.acknowledged_per_s = r.acknowledged as f64 / elapsed.as_secs_f64().max(1e-9);
+    let secs = |a: Instant, b: Option<Instant>| b.map(|b| b.duration_since(a).as_secs_f64());
+    r.faults = faults
+        .iter()
+        .map(|f| FaultReport {
+            fault: f.name.clone(),
+            at_s: f.at.duration_since(started).as_secs_f64(),
+            down_s: secs(f.at, f.restarted).unwrap_or(0.0),
+            restart_s: f.restarted.and_then(|s| secs(s, f.ready)).unwrap_or(0.0),
+            recovery_s: secs(f.at, f.first_success),
+            recovery_after_restart_s: f.restarted.and_then(|r| secs(r, f.first_success)),
+        })
+        .collect();
+    Ok(r)
+}
+
+// ---- output -------------------------------------------------------------------------------
+
+/// The reports as Markdown tables, as they go into BENCHMARKS.md.
+pub fn table(reports: &[SoakReport]) -> String {
+    let list = |m: &BTreeMap<String, u64>| {
+        if m.is_empty() {
+            "none".to_owned()
+        } else {
+            m.iter()
+                .map(|(k, n)| format!("{k}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let mut out = String::new();
+    out.push_str(
+        "| scenario | users | run | acknowledged messages (/s) | requests ok | requests failed | wrong answers | lost acks | leaks | verdict |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in reports {
+        let verdict = r.verdict();
+        out.push_str(&format!(
+            "| {} ({} instance{}) | {} | {:.0} s | {} ({:.0}) | {} | {} | {} | {} | {} | {} |\n",
+            r.scenario,
+            r.instances,
+            if r.instances == 1 { "" } else { "s" },
+            r.users,
+            r.duration_s,
+            r.acknowledged,
+            r.acknowledged_per_s,
+            r.requests_ok,
+            r.requests_failed,
+            r.wrong_answers,
+            r.lost_acks,
+            r.leaks,
+            if verdict.is_empty() {
+                "pass".to_owned()
+            } else {
+                format!("**FAIL**: {}", verdict.join("; "))
+            },
+        ));
+    }
+    out.push_str(
+        "\n| scenario | fault | at | down | restart | recovery: SIGKILL → first success through it (from the restart) |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for r in reports {
+        for f in &r.faults {
+            out.push_str(&format!(
+                "| {} | {} | {:.1} s | {:.2} s | {:.2} s | {} |\n",
+                r.scenario,
+                f.fault,
+                f.at_s,
+                f.down_s,
+                f.restart_s,
+                match (f.recovery_s, f.recovery_after_restart_s) {
+                    (Some(s), Some(r)) => format!("{s:.2} s ({r:.2} s)"),
+                    _ => "**none**".into(),
+                },
+            ));
+        }
+    }
+    out.push_str(
+        "\n| scenario | failed requests by status and code | of which outside fault windows |\n\
+         |---|---|---|\n",
+    );
+    for r in reports {
+        out.push_str(&format!(
+            "| {} | {} | {} |\n",
+            r.scenario,
+            list(&r.failures),
+            list(&r.failures_outside_faults),
+        ));
+    }
+    out.push_str(
+        "\n| scenario | replies done | interrupted by instance kill | interrupted by store restart | stuck, no fault | ended otherwise | threads left busy after a failed send | final check: read back (still streaming) |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for r in reports {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} sessions, {} threads, {} messages ({}){} |\n",
+            r.scenario,
+            r.replies_done,
+            r.interrupted_by_kill,
+            r.interrupted_by_store_restart,
+            r.stuck_replies,
+            list(&r.replies_not_done),
+            r.threads_left_busy,
+            r.sessions_checked,
+            r.threads_checked,
+            r.messages_checked,
+            r.streaming_at_end,
+            if r.sessions_unverified > 0 {
+                format!("; **{} sessions unreadable**", r.sessions_unverified)
+            } else {
+                String::new()
+            },
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ownership_of_texts() {
+        let mut u = User::new(7);
+        let text = format!("{} n1 0000abcd", u.prefix);
+        u.attempted.insert(text.clone());
+        let m = |role: &str, status: &str, content: &str| json!({ "role": role, "status": status, "content": content });
+        assert!(u.own(&m("user", "done", &text)));
+        assert!(u.own(&m("assistant", "done", &text)));
+        assert!(u.own(&m("assistant", "streaming", "")));
+        assert!(u.own(&m("assistant", "streaming", &format!("{} n1 ", u.prefix))));
+        assert!(!u.own(&m("user", "done", &format!("{} n2 00000000", u.prefix))));
+        let other = User::new(70);
+        let theirs = format!("{} n1 0000abcd", other.prefix);
+        assert!(!u.own(&m("user", "done", &theirs)));
+        assert!(!u.own(&m("assistant", "streaming", &theirs)));
+        // Another user whose number starts with ours is still another user.
+        assert!(!u.own(&m("assistant", "error", &format!("{}1 n1", u.prefix))));
+        assert!(u.whose(&theirs).starts_with("user 70's text"));
+        assert!(u.whose("hello").starts_with("unrecognised"));
+    }
+
+    #[test]
+    fn recovery_counts_only_requests_sent_after_the_fault() {
+        let log = FaultLog::default();
+        let before = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        let f = log.begin("x", Target::Instance(1), true);
+        log.success(1, Instant::now(), Instant::now());
+        assert!(
+            log.snapshot()[f].first_success.is_none(),
+            "not restarted yet: slipped through before the kill"
+        );
+        log.update(f, |f| f.restarted = Some(Instant::now()));
+        log.success(1, before, Instant::now());
+        log.success(0, Instant::now(), Instant::now());
+        assert!(log.snapshot()[f].first_success.is_none());
+        log.success(1, Instant::now(), Instant::now());
+        assert!(log.snapshot()[f].first_success.is_some());
+        assert!(!log.open.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        assert!(backoff(1, 0) < backoff(3, 0));
+        assert!(backoff(30, 49) <= Duration::from_millis(1049));
+    }
+}
