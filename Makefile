@@ -82,8 +82,8 @@ bench: setup-test
 # build. Figures go to BENCHMARKS.md by hand.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 soak: setup-test
-	cargo build --release -p server --bin confide
-	cargo build --release -p confide-bench --bin confide-soak
+	$(RELEASE_FLAGS) cargo build --release -p server --bin confide
+	$(RELEASE_FLAGS) cargo build --release -p confide-bench --bin confide-soak
 	$(TARGET_DIR)/release/confide-soak --users $${USERS:-1000} --duration $${SOAK_SECONDS:-75} \
 	  --scenarios $${SCENARIOS:-redis,sqlite} --server-bin $(TARGET_DIR)/release/confide \
 	  --json $(TARGET_DIR)/soak.json
