@@ -112,6 +112,38 @@ mod ctx {
         }
     }
 
+    /// Replaces `session` with one signed in to `home` and answers with the new id (its
+    /// proof goes out as a cookie).
+    pub async fn signed_in(
+        auth: &Auth,
+        session: &VerifiedSession,
+        home: crate::SessionId,
+        name: String,
+        method: &str,
+        keep_threads: Option<bool>,
+        verified_hash: Option<&str>,
+    ) -> Result<super::SignedIn, ApiError> {
+        stop_replies(session).await;
+        let agent = agent().await;
+        let who = crate::server::auth::Signing {
+            home,
+            name: &name,
+            method,
+            keep_threads: keep_threads.unwrap_or(true),
+            agent: &agent,
+            verified_hash,
+        };
+        let (id, cookie) = auth.sign_in(session, who).await?;
+        set_cookie(&cookie);
+        Ok(super::SignedIn {
+            session_id: id,
+            account: super::Account {
+                name,
+                method: method.into(),
+            },
+        })
+    }
+
     /// Sends the new session's proof cookie with the answer.
     pub fn set_cookie(cookie: &str) {
         if let (Some(opts), Ok(v)) = (
@@ -165,26 +197,16 @@ pub async fn log_in(
     let session = ctx::session().await?;
     let from = ctx::client_addr().await.ip;
     let (home, name, hash) = auth.check_password(&username, &password, from).await?;
-    ctx::stop_replies(&session).await;
-    let (id, cookie) = auth
-        .sign_in(
-            &session,
-            home,
-            &name,
-            "password",
-            keep_threads.unwrap_or(true),
-            &ctx::agent().await,
-            Some(&hash),
-        )
-        .await?;
-    ctx::set_cookie(&cookie);
-    Ok(SignedIn {
-        session_id: id,
-        account: Account {
-            name,
-            method: "password".into(),
-        },
-    })
+    ctx::signed_in(
+        &auth,
+        &session,
+        home,
+        name,
+        "password",
+        keep_threads,
+        Some(&hash),
+    )
+    .await
 }
 
 #[server(prefix = "/api", endpoint = "auth/register", input = Json, output = Json, client = crate::client::SessionClient)]
@@ -206,26 +228,7 @@ pub async fn register(
     auth.limit_address(ctx::client_addr().await.ip)?;
     let home = auth.add_user(&username, &password).await?;
     let name = crate::server::auth::normalize_username(&username)?;
-    ctx::stop_replies(&session).await;
-    let (id, cookie) = auth
-        .sign_in(
-            &session,
-            home,
-            &name,
-            "password",
-            keep_threads.unwrap_or(true),
-            &ctx::agent().await,
-            None,
-        )
-        .await?;
-    ctx::set_cookie(&cookie);
-    Ok(SignedIn {
-        session_id: id,
-        account: Account {
-            name,
-            method: "password".into(),
-        },
-    })
+    ctx::signed_in(&auth, &session, home, name, "password", keep_threads, None).await
 }
 
 /// Signs in as the user a trusted proxy names in the configured header.
@@ -246,26 +249,7 @@ pub async fn log_in_by_header(
         ));
     };
     let home = auth.external_home("header", &name, &name).await?;
-    ctx::stop_replies(&session).await;
-    let (id, cookie) = auth
-        .sign_in(
-            &session,
-            home,
-            &name,
-            "header",
-            keep_threads.unwrap_or(true),
-            &ctx::agent().await,
-            None,
-        )
-        .await?;
-    ctx::set_cookie(&cookie);
-    Ok(SignedIn {
-        session_id: id,
-        account: Account {
-            name,
-            method: "header".into(),
-        },
-    })
+    ctx::signed_in(&auth, &session, home, name, "header", keep_threads, None).await
 }
 
 /// Starts an OpenID Connect sign-in; the browser then goes to the returned URL.

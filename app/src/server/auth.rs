@@ -117,6 +117,21 @@ struct Binding {
 }
 const BINDING_KEY: &str = "confide:user";
 
+/// Who is signing in, as a sign-in method established it.
+pub struct Signing<'a> {
+    pub home: SessionId,
+    pub name: &'a str,
+    /// `password`, `oidc` or `header`.
+    pub method: &'a str,
+    /// Move the anonymous session's threads to the user.
+    pub keep_threads: bool,
+    /// The browser's User-Agent, summarised for "my sessions".
+    pub agent: &'a str,
+    /// The password hash the attempt was checked against: if it changed meanwhile (a
+    /// password change), the sign-in loses.
+    pub verified_hash: Option<&'a str>,
+}
+
 /// A short, stable handle for a session in "my sessions": a hash, so the page never shows
 /// another browser's id.
 fn handle_of(id: &SessionId) -> String {
@@ -467,13 +482,16 @@ impl Auth {
     pub async fn sign_in(
         &self,
         session: &VerifiedSession,
-        home: SessionId,
-        name: &str,
-        method: &str,
-        keep_threads: bool,
-        agent: &str,
-        verified_hash: Option<&str>,
+        who: Signing<'_>,
     ) -> Result<(SessionId, String), ApiError> {
+        let Signing {
+            home,
+            name,
+            method,
+            keep_threads,
+            agent,
+            verified_hash,
+        } = who;
         let old = *session.id();
         // Entries of sessions that ended without signing out (expiry, a cleared browser)
         // must not pile up to the home's key limit.

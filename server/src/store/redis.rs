@@ -1108,14 +1108,21 @@ mod tests {
         let id = SessionId::random();
         let proof = Proof::generate().unwrap().hash();
         assert_eq!(store.claim(&id, &proof).await.unwrap(), Claim::Won);
-        store.set(&id, "notes", b"x").await.unwrap();
+        fill(store, &id).await;
+        (id, proof)
+    }
+
+    /// Writes a value, a thread and a message into `id` through every path that gives a key
+    /// its session's TTL; returns the thread.
+    async fn fill(store: &RedisStore, id: &SessionId) -> Thread {
+        store.set(id, "notes", b"x").await.unwrap();
         let thread = Thread {
             id: ThreadId::random(),
             title: "t".into(),
             created_ms: 1,
             updated_ms: 1,
         };
-        store.create_thread(&id, &thread).await.unwrap();
+        store.create_thread(id, &thread).await.unwrap();
         let message = Message {
             id: MessageId::random(),
             thread_id: thread.id,
@@ -1126,8 +1133,9 @@ mod tests {
             feedback: None,
             error: None,
         };
-        assert!(store.put_message(&id, &message).await.unwrap());
-        (id, proof)
+        assert!(store.put_message(id, &message).await.unwrap());
+        assert!(store.update_thread(id, &thread).await.unwrap());
+        thread
     }
 
     #[tokio::test]
@@ -1231,27 +1239,7 @@ mod tests {
         let mut redis = raw(&server).await;
         let home = SessionId::home("test", "alice");
         assert!(store.create_home(&home).await.unwrap());
-        // Every write path that gives a key its session's TTL.
-        store.set(&home, "profile", b"x").await.unwrap();
-        let thread = Thread {
-            id: ThreadId::random(),
-            title: "t".into(),
-            created_ms: 1,
-            updated_ms: 1,
-        };
-        store.create_thread(&home, &thread).await.unwrap();
-        let message = Message {
-            id: MessageId::random(),
-            thread_id: thread.id,
-            role: Role::User,
-            content: "hello".into(),
-            created_ms: 2,
-            status: MessageStatus::Done,
-            feedback: None,
-            error: None,
-        };
-        assert!(store.put_message(&home, &message).await.unwrap());
-        assert!(store.update_thread(&home, &thread).await.unwrap());
+        fill(&store, &home).await;
         assert!(matches!(
             store.verify(&home, None).await.unwrap(),
             Verify::Denied { .. }

@@ -314,12 +314,14 @@ impl Auth {
         let (id, cookie) = self
             .sign_in(
                 session,
-                home,
-                &name,
-                "oidc",
-                pending.keep_threads,
-                agent,
-                None,
+                super::Signing {
+                    home,
+                    name: &name,
+                    method: "oidc",
+                    keep_threads: pending.keep_threads,
+                    agent,
+                    verified_hash: None,
+                },
             )
             .await?;
         Ok((id, cookie, name))
