@@ -281,3 +281,18 @@ async fn concurrent_edits_from_two_tabs_leave_one_consistent_thread() {
     assert_eq!(msgs[0]["id"], uid.as_str());
     assert_eq!(msgs[1]["role"], "assistant");
 }
+
+/// Found by the `markdown` fuzz target (kept in `fuzz/corpus/markdown/`): a link whose
+/// relative URL happens to spell `style=`, beside a script tag and an `<img onerror>` in a
+/// table. The link stays a harmless relative one; the script and the handler are gone.
+#[test]
+fn markdown_found_by_the_fuzzer_stays_inert() {
+    let input = include_bytes!("../../fuzz/corpus/markdown/regression-style-in-relative-url");
+    let html = app::server::markdown::render(&String::from_utf8_lossy(input));
+    assert!(html.contains(r#"href="javascristyle=rt(1)""#), "{html}");
+    // As markup, not as escaped text (the rest of the input ends up in a code block).
+    for bad in ["<script", "<img", "onerror=\"", "javascript:", "style=\""] {
+        assert!(!html.contains(bad), "{bad} in {html}");
+    }
+    assert!(html.contains("&lt;/script&gt;"), "the script is shown as text: {html}");
+}
