@@ -38,14 +38,17 @@ fn attributes(tag: &str) -> Vec<(String, String)> {
     }
 }
 
-/// A URL's scheme, if it has one (a colon before any `/`, `?` or `#`).
+/// A URL's scheme as a browser reads it: tabs and newlines anywhere are dropped, C0 controls
+/// and spaces around it trimmed, and a scheme is a letter then letters, digits, `+`, `-`, `.`
+/// before the first colon; anything else (`javascr%60pt:x`) is a relative URL.
 fn scheme(url: &str) -> Option<String> {
-    let url = url.trim();
+    let url: String = url.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
+    let url = url.trim_matches(|c: char| c <= ' ');
     let colon = url.find(':')?;
-    if url[..colon].contains(['/', '?', '#']) {
-        return None;
-    }
-    Some(url[..colon].to_ascii_lowercase())
+    let s = &url[..colon];
+    let valid = s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| s.to_ascii_lowercase())
 }
 
 fuzz_target!(|md: &str| {
