@@ -294,5 +294,8 @@ fn markdown_found_by_the_fuzzer_stays_inert() {
     for bad in ["<script", "<img", "onerror=\"", "javascript:", "style=\""] {
         assert!(!html.contains(bad), "{bad} in {html}");
     }
-    assert!(html.contains("&lt;/script&gt;"), "the script is shown as text: {html}");
+    assert!(
+        html.contains("&lt;/script&gt;"),
+        "the script is shown as text: {html}"
+    );
 }

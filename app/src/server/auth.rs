@@ -8,7 +8,7 @@
 use super::{
     VerifiedSession,
     guard::{GuardConfig, bounded, proof_cookie, store_error},
-    store::{Claim, Proof, SessionStore, StoreError, now_ms},
+    store::{Claim, Proof, SessionStore, SessionTimes, StoreError, now_ms},
 };
 use crate::{
     ApiError, ErrorCode, SessionId,
@@ -603,16 +603,31 @@ impl Auth {
 
     /// Drops the entries of sessions that are no longer live.
     async fn prune_entries(&self, home: &SessionId) -> Result<(), ApiError> {
+        self.live_entries(home).await.map(drop)
+    }
+
+    /// The home's sessions that are still live and still bound to it, with their times;
+    /// the entries of the others are removed on the way.
+    async fn live_entries(
+        &self,
+        home: &SessionId,
+    ) -> Result<Vec<(SessionId, SessionTimes, SessionEntry)>, ApiError> {
+        let mut live = Vec::new();
         for (key, e) in self.entries(home).await? {
-            let live = match SessionId::parse(&e.id) {
-                Ok(id) => self.call(self.store.peek(&id)).await?.is_some(),
-                Err(_) => false,
+            let found = match SessionId::parse(&e.id) {
+                Ok(id) => self
+                    .call(self.store.peek(&id))
+                    .await?
+                    .filter(|t| t.home.as_ref() == Some(home))
+                    .map(|t| (id, t)),
+                Err(_) => None,
             };
-            if !live {
-                self.call(self.store.remove(home, &key)).await?;
+            match found {
+                Some((id, times)) => live.push((id, times, e)),
+                None => self.call(self.store.remove(home, &key)).await.map(drop)?,
             }
         }
-        Ok(())
+        Ok(live)
     }
 
     /// Signs out: the session is deleted on the server.
@@ -667,29 +682,19 @@ impl Auth {
     /// The live sessions of the signed-in user, newest first; dead entries are pruned.
     pub async fn sessions(&self, session: &VerifiedSession) -> Result<Vec<SessionRow>, ApiError> {
         let home = signed_in(session)?;
-        let mut rows = Vec::new();
-        for (key, e) in self.entries(home).await? {
-            let live = match SessionId::parse(&e.id) {
-                Ok(id) => self
-                    .call(self.store.peek(&id))
-                    .await?
-                    .filter(|t| t.home.as_ref() == Some(home))
-                    .map(|t| (id, t)),
-                Err(_) => None,
-            };
-            let Some((id, times)) = live else {
-                self.call(self.store.remove(home, &key)).await?;
-                continue;
-            };
-            rows.push(SessionRow {
+        let mut rows: Vec<SessionRow> = self
+            .live_entries(home)
+            .await?
+            .into_iter()
+            .map(|(id, times, e)| SessionRow {
                 handle: handle_of(&id),
                 created_ms: times.created_ms,
                 last_seen_ms: times.last_seen_ms,
                 agent: e.agent,
                 method: e.method,
                 current: &id == session.id(),
-            });
-        }
+            })
+            .collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.created_ms));
         Ok(rows)
     }
@@ -761,10 +766,6 @@ impl Auth {
             return None;
         }
         normalize_username(v).ok()
-    }
-
-    pub fn guard(&self) -> &GuardConfig {
-        &self.guard
     }
 }
 

@@ -334,11 +334,9 @@ impl Chat {
         let mut history = history;
         history.push(user);
         let reply = self.start_reply(&thread, history).await?;
-        let thread = self
-            .thread(&thread.id)
-            .await
-            .map(|(t, _)| t)
-            .unwrap_or(thread);
+        // Appending a message moves its thread's `updated_ms` to the message's time (the
+        // store contract), so the thread need not be read back.
+        thread.updated_ms = thread.updated_ms.max(reply.message.created_ms);
         self.publish(ChatEvent::Thread {
             thread: thread.clone(),
         });
