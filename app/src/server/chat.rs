@@ -319,11 +319,6 @@ impl Chat {
             feedback: None,
             error: None,
         };
-        self.put(&user).await?;
-        let user_view = view(user.clone());
-        self.publish(ChatEvent::Message {
-            message: user_view.clone(),
-        });
         // A thread still called "New chat" takes its title from its first message.
         let mut thread = thread;
         if history.is_empty() && thread.title == "New chat" {
@@ -332,8 +327,9 @@ impl Chat {
             self.call(store.update_thread(self.sid(), &thread)).await?;
         }
         let mut history = history;
-        history.push(user);
-        let reply = self.start_reply(&thread, history).await?;
+        history.push(user.clone());
+        let (user_view, reply) = self.start_reply(&thread, history, Some(user)).await?;
+        let user_view = user_view.ok_or_else(ApiError::internal)?;
         // Appending a message moves its thread's `updated_ms` to the message's time (the
         // store contract), so the thread need not be read back.
         thread.updated_ms = thread.updated_ms.max(reply.message.created_ms);
@@ -356,11 +352,14 @@ impl Chat {
         }
     }
 
+    /// Stores the reply placeholder, after `asked` (the person's new message, stored in the
+    /// same call), and starts generating. Answers the views of both.
     async fn start_reply(
         &self,
         thread: &Thread,
         history: Vec<Message>,
-    ) -> Result<MessageView, ApiError> {
+        asked: Option<Message>,
+    ) -> Result<(Option<MessageView>, MessageView), ApiError> {
         let reply = Message {
             id: MessageId::random(),
             thread_id: thread.id,
@@ -388,13 +387,24 @@ impl Chat {
                 },
             );
         }
-        if let Err(e) = self.put(&reply).await {
+        let turn: Vec<Message> = asked.into_iter().chain([reply.clone()]).collect();
+        let store = self.session.store();
+        let stored = match self.call(store.put_messages(self.sid(), &turn)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiError::not_found()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
             self.rt
                 .running
                 .lock()
                 .map(|mut r| r.remove(&(*self.sid(), thread.id)))
                 .ok();
             return Err(e);
+        }
+        let asked_view = (turn.len() > 1).then(|| view(turn[0].clone()));
+        if let Some(v) = &asked_view {
+            self.publish(ChatEvent::Message { message: v.clone() });
         }
         let reply_view = view(reply.clone());
         self.publish(ChatEvent::Message {
@@ -415,7 +425,7 @@ impl Chat {
             turns,
             cancel,
         ));
-        Ok(reply_view)
+        Ok((asked_view, reply_view))
     }
 
     /// Stops a streaming reply; the text so far stays, with status `stopped`.
@@ -485,7 +495,7 @@ impl Chat {
             message: user_view.clone(),
         });
         let (thread, history) = self.thread(&msg.thread_id).await?;
-        let reply = self.start_reply(&thread, history).await?;
+        let (_, reply) = self.start_reply(&thread, history, None).await?;
         Ok(Sent {
             thread,
             user: user_view,
@@ -509,7 +519,8 @@ impl Chat {
             after: Some(keep),
         });
         let history = messages[..=last_user].to_vec();
-        self.start_reply(&t, history).await
+        let (_, reply) = self.start_reply(&t, history, None).await?;
+        Ok(reply)
     }
 
     async fn stop_thread_and_wait(&self, thread: &ThreadId) {

@@ -290,6 +290,20 @@ pub trait SessionStore: Send + Sync + 'static {
     /// the session has no such thread.
     async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError>;
 
+    /// `put_message` for each message in order, in one call: a chat turn stores the person's
+    /// message and the reply placeholder together, so a store that commits writes one by one
+    /// (SQLite) makes the request wait for one commit instead of two. False, with nothing
+    /// stored, when a message's thread is not the session's. Memory and SQLite store all or
+    /// nothing; this default (used by Redis) stops at the first failure.
+    async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
+        for m in messages {
+            if !self.put_message(id, m).await? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Drops every message after `after` in the thread (all of them for `None`); returns
     /// how many went.
     async fn truncate_after(

@@ -352,6 +352,78 @@ pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn SessionStor
     );
 }
 
+pub async fn a_turn_is_put_in_one_call(store: Arc<dyn SessionStore>) {
+    let (a, _) = claimed(&*store).await;
+    let (b, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&a, &t).await.unwrap();
+    let first = message(&t, Role::User, "question", 2_000);
+    assert!(store.put_message(&a, &first).await.unwrap());
+
+    let user = message(&t, Role::User, "next", 3_000);
+    let mut reply = message(&t, Role::Assistant, "", 3_001);
+    reply.status = MessageStatus::Streaming;
+    assert!(
+        store
+            .put_messages(&a, &[user.clone(), reply.clone()])
+            .await
+            .unwrap()
+    );
+    let (got_t, got) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [first.id, user.id, reply.id]
+    );
+    assert_eq!(got[2].status, MessageStatus::Streaming);
+    assert_eq!(got_t.updated_ms, 3_001, "appending moves the thread's time");
+
+    // A message already there is replaced in place, next to a new one.
+    let mut done = reply.clone();
+    done.content = "answer".into();
+    done.status = MessageStatus::Done;
+    let after = message(&t, Role::User, "more", 4_000);
+    assert!(
+        store
+            .put_messages(&a, &[done.clone(), after.clone()])
+            .await
+            .unwrap()
+    );
+    let (_, got) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["question", "next", "answer", "more"]
+    );
+
+    // Another session's thread: refused, and nothing lands on either side.
+    let intruder = [
+        message(&t, Role::User, "injected", 5_000),
+        message(&t, Role::Assistant, "injected", 5_001),
+    ];
+    assert!(!store.put_messages(&b, &intruder).await.unwrap());
+    assert!(store.get_thread(&b, &t.id).await.unwrap().is_none());
+    assert_eq!(store.get_message(&b, &intruder[0].id).await.unwrap(), None);
+    let (_, got) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(got.len(), 4, "the owner's thread is untouched");
+
+    // A missing thread for the first message stores nothing at all.
+    let gone = thread("gone", 1);
+    let mixed = [
+        message(&gone, Role::User, "lost", 6_000),
+        message(&t, Role::User, "kept?", 6_001),
+    ];
+    assert!(!store.put_messages(&a, &mixed).await.unwrap());
+    assert_eq!(store.get_message(&a, &mixed[1].id).await.unwrap(), None);
+
+    // A gone session is an error, as for one message.
+    assert!(store.delete(&a).await.unwrap());
+    assert_eq!(
+        store
+            .put_messages(&a, &[message(&t, Role::User, "x", 7_000)])
+            .await,
+        Err(StoreError::NoSuchSession)
+    );
+}
+
 pub async fn threads_list_newest_first_and_are_limited(store: Arc<dyn SessionStore>) {
     let (s, _) = claimed(&*store).await;
     for i in 0..MAX_THREADS {
@@ -997,6 +1069,8 @@ macro_rules! store_contract_tests {
         async fn threads_and_messages_are_scoped() { c::threads_and_messages_are_scoped(store_with(c::long()).await).await }
         #[tokio::test]
         async fn messages_keep_order_replace_and_truncate() { c::messages_keep_order_replace_and_truncate(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn a_turn_is_put_in_one_call() { c::a_turn_is_put_in_one_call(store_with(c::long()).await).await }
         #[tokio::test]
         async fn threads_list_newest_first_and_are_limited() { c::threads_list_newest_first_and_are_limited(store_with(c::long()).await).await }
         #[tokio::test]

@@ -350,6 +350,38 @@ impl SessionStore for MemoryStore {
         })
     }
 
+    async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
+        self.with_live(id, |r| {
+            // Every check first, so a refusal leaves the threads as they were.
+            let mut added: HashMap<ThreadId, usize> = HashMap::new();
+            for m in messages {
+                let Some(t) = r.threads.get(&m.thread_id) else {
+                    return Ok(false);
+                };
+                if !t.messages.iter().any(|e| e.id == m.id) {
+                    let n = added.entry(m.thread_id).or_default();
+                    *n += 1;
+                    if t.messages.len() + *n > MAX_MESSAGES {
+                        return Err(StoreError::TooManyMessages);
+                    }
+                }
+            }
+            for m in messages {
+                let Some(t) = r.threads.get_mut(&m.thread_id) else {
+                    return Ok(false);
+                };
+                if let Some(existing) = t.messages.iter_mut().find(|e| e.id == m.id) {
+                    *existing = m.clone();
+                    continue;
+                }
+                t.messages.push(m.clone());
+                t.thread.updated_ms = t.thread.updated_ms.max(m.created_ms);
+                r.message_thread.insert(m.id, m.thread_id);
+            }
+            Ok(true)
+        })
+    }
+
     async fn truncate_after(
         &self,
         id: &SessionId,

@@ -488,6 +488,100 @@ fn execute(tx: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<
         .map_err(db)
 }
 
+/// A message ready for the writer: owned, its feedback already serialised.
+struct Stored {
+    m: Message,
+    feedback: Option<String>,
+}
+
+impl Stored {
+    fn of(m: &Message) -> Result<Self, StoreError> {
+        let feedback = m
+            .feedback
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        Ok(Self {
+            m: m.clone(),
+            feedback,
+        })
+    }
+}
+
+/// Appends the message to its thread or replaces it there; false if the session has no such
+/// thread, or the id belongs to another of its threads.
+fn put_one(tx: &Connection, id: &SessionId, stored: &Stored) -> Result<bool, StoreError> {
+    let (m, feedback) = (&stored.m, &stored.feedback);
+    let sid = &id.as_bytes()[..];
+    let tid = &m.thread_id.as_bytes()[..];
+    let mid = &m.id.as_bytes()[..];
+    let thread_exists: Option<i64> = tx
+        .prepare_cached("SELECT 1 FROM threads WHERE session_id = ? AND id = ?")
+        .and_then(|mut s| s.query_row([sid, tid], |r| r.get(0)).optional())
+        .map_err(db)?;
+    if thread_exists.is_none() {
+        return Ok(false);
+    }
+    let updated = execute(
+        tx,
+        "UPDATE messages SET role = ?, content = ?, created_ms = ?, status = ?, \
+         feedback = ?, error = ? WHERE session_id = ? AND id = ? AND thread_id = ?",
+        params![
+            role_str(m.role),
+            m.content,
+            m.created_ms,
+            status_str(m.status),
+            feedback,
+            m.error,
+            sid,
+            mid,
+            tid
+        ],
+    )?;
+    if updated > 0 {
+        return Ok(true);
+    }
+    let (count, max_seq): (i64, i64) = tx
+        .prepare_cached(
+            "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages \
+             WHERE session_id = ? AND thread_id = ?",
+        )
+        .and_then(|mut s| s.query_row([sid, tid], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(db)?;
+    if count as usize >= MAX_MESSAGES {
+        return Err(StoreError::TooManyMessages);
+    }
+    let inserted = execute(
+        tx,
+        "INSERT INTO messages (session_id, id, thread_id, seq, role, content, \
+         created_ms, status, feedback, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (session_id, id) DO NOTHING",
+        params![
+            sid,
+            mid,
+            tid,
+            max_seq + 1,
+            role_str(m.role),
+            m.content,
+            m.created_ms,
+            status_str(m.status),
+            feedback,
+            m.error
+        ],
+    )?;
+    if inserted == 0 {
+        // The id exists in another thread of this session: not this thread's message.
+        return Ok(false);
+    }
+    execute(
+        tx,
+        "UPDATE threads SET updated_ms = MAX(updated_ms, ?) WHERE session_id = ? AND id = ?",
+        params![m.created_ms, sid, tid],
+    )?;
+    Ok(true)
+}
+
 fn configure(
     conn: &Connection,
     busy_timeout: Duration,
@@ -1116,81 +1210,31 @@ impl SessionStore for SqliteStore {
     }
 
     async fn put_message(&self, id: &SessionId, m: &Message) -> Result<bool, StoreError> {
-        let feedback = m
-            .feedback
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let (id, m) = (*id, m.clone());
+        let id = *id;
+        let m = Stored::of(m)?;
         self.write(move |tx| {
             live_for_write(tx, &id)?;
-            let sid = &id.as_bytes()[..];
-            let tid = &m.thread_id.as_bytes()[..];
-            let mid = &m.id.as_bytes()[..];
-            let thread_exists: Option<i64> = tx
-                .prepare_cached("SELECT 1 FROM threads WHERE session_id = ? AND id = ?")
-                .and_then(|mut s| s.query_row([sid, tid], |r| r.get(0)).optional())
-                .map_err(db)?;
-            if thread_exists.is_none() {
-                return Ok(false);
-            }
-            let updated = execute(
-                tx,
-                "UPDATE messages SET role = ?, content = ?, created_ms = ?, status = ?, \
-                 feedback = ?, error = ? WHERE session_id = ? AND id = ? AND thread_id = ?",
-                params![
-                    role_str(m.role),
-                    m.content,
-                    m.created_ms,
-                    status_str(m.status),
-                    feedback,
-                    m.error,
-                    sid,
-                    mid,
-                    tid
-                ],
-            )?;
-            if updated == 0 {
-                let (count, max_seq): (i64, i64) = tx
-                    .prepare_cached(
-                        "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages \
-                         WHERE session_id = ? AND thread_id = ?",
-                    )
-                    .and_then(|mut s| s.query_row([sid, tid], |r| Ok((r.get(0)?, r.get(1)?))))
-                    .map_err(db)?;
-                if count as usize >= MAX_MESSAGES {
-                    return Err(StoreError::TooManyMessages);
-                }
-                let inserted = execute(
-                    tx,
-                    "INSERT INTO messages (session_id, id, thread_id, seq, role, content, \
-                     created_ms, status, feedback, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (session_id, id) DO NOTHING",
-                    params![
-                        sid,
-                        mid,
-                        tid,
-                        max_seq + 1,
-                        role_str(m.role),
-                        m.content,
-                        m.created_ms,
-                        status_str(m.status),
-                        feedback,
-                        m.error
-                    ],
-                )?;
-                if inserted == 0 {
-                    // The id exists in another thread of this session: not this thread's message.
+            put_one(tx, &id, &m)
+        })
+        .await
+    }
+
+    async fn put_messages(&self, id: &SessionId, ms: &[Message]) -> Result<bool, StoreError> {
+        let id = *id;
+        let ms = ms.iter().map(Stored::of).collect::<Result<Vec<_>, _>>()?;
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            // A savepoint of its own, so a refusal part-way undoes the messages before it;
+            // an error undoes them anyway with the job's savepoint.
+            execute(tx, "SAVEPOINT turn", [])?;
+            for m in &ms {
+                if !put_one(tx, &id, m)? {
+                    execute(tx, "ROLLBACK TO turn", [])?;
+                    execute(tx, "RELEASE turn", [])?;
                     return Ok(false);
                 }
-                execute(
-                    tx,
-                    "UPDATE threads SET updated_ms = MAX(updated_ms, ?) \
-                     WHERE session_id = ? AND id = ?",
-                    params![m.created_ms, sid, tid],
-                )?;
             }
+            execute(tx, "RELEASE turn", [])?;
             Ok(true)
         })
         .await
