@@ -12,13 +12,14 @@ pub mod soak;
 
 use client::Browser;
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::{
     collections::HashMap,
+    sync::Arc,
     time::{Duration, Instant},
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Barrier, mpsc};
 
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -72,12 +73,44 @@ impl Percentiles {
     }
 }
 
+/// What the load checks of a stream event: every field that carries a person's text. Parsed
+/// into this rather than a `serde_json::Value`, so the client spends its time on load, not
+/// on building maps (the rendered HTML and the rest are skipped unread).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    message: Option<EventMessage>,
+    content: Option<String>,
+    thread: Option<EventThread>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+struct EventMessage {
+    id: String,
+    content: String,
+    status: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EventThread {
+    title: String,
+}
+
+enum Heard {
+    Subscribed,
+    Event(Event),
+}
+
 /// The events of one session's stream that matter here: messages, by id.
 async fn follow_events(
     http: reqwest::Client,
     base: String,
     cookie: String,
-    tx: mpsc::UnboundedSender<Value>,
+    tx: mpsc::UnboundedSender<Heard>,
 ) {
     let Ok(res) = http
         .get(format!("{base}/api/events"))
@@ -88,28 +121,37 @@ async fn follow_events(
         return;
     };
     // The server subscribes before it answers, so from here on no event can be missed.
-    if !res.status().is_success() || tx.send(json!({ "type": "__subscribed" })).is_err() {
+    if !res.status().is_success() || tx.send(Heard::Subscribed).is_err() {
         return;
     }
     let mut body = res.bytes_stream();
-    let mut buf = String::new();
+    let mut buf: Vec<u8> = Vec::new();
     while let Some(Ok(chunk)) = body.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            for data in frame.lines().filter_map(|l| l.strip_prefix("data: ")) {
-                if let Ok(v) = serde_json::from_str::<Value>(data)
-                    && tx.send(v).is_err()
+        buf.extend_from_slice(&chunk);
+        let mut done = 0;
+        while let Some(end) = buf[done..].windows(2).position(|w| w == b"\n\n") {
+            let frame = &buf[done..done + end];
+            for data in frame
+                .split(|&b| b == b'\n')
+                .filter_map(|l| l.strip_prefix(b"data: "))
+            {
+                if let Ok(e) = serde_json::from_slice::<Event>(data)
+                    && tx.send(Heard::Event(e)).is_err()
                 {
                     return;
                 }
             }
+            done += end + 2;
         }
+        buf.drain(..done);
     }
 }
 
 struct UserResult {
     ready: Option<Duration>,
+    /// When this user's chat turns began (after every user was set up) and ended.
+    turns_from: Option<Instant>,
+    turns_to: Option<Instant>,
     latencies: Vec<Duration>,
     failed: usize,
     isolation_failures: usize,
@@ -122,21 +164,26 @@ fn text_for(user: usize, turn: usize, token: &str) -> String {
 }
 
 /// Whether an event's text (if any) could only have come from this user.
-fn foreign_text(event: &Value, own_prefix: &str) -> bool {
-    let texts: Vec<&str> = match event["type"].as_str() {
-        Some("message") => vec![event["message"]["content"].as_str().unwrap_or("")],
-        Some("delta") => vec![event["content"].as_str().unwrap_or("")],
-        Some("thread") => vec![event["thread"]["title"].as_str().unwrap_or("")],
-        _ => vec![],
+fn foreign_text(event: &Event, own_prefix: &str) -> bool {
+    let text = match event.kind.as_str() {
+        "message" => event.message.as_ref().map(|m| m.content.as_str()),
+        "delta" => event.content.as_deref(),
+        "thread" => event.thread.as_ref().map(|t| t.title.as_str()),
+        _ => None,
     };
-    texts
-        .into_iter()
-        .any(|t| !t.is_empty() && !t.starts_with(own_prefix))
+    text.is_some_and(|t| !t.is_empty() && !t.starts_with(own_prefix))
 }
 
-async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserResult {
+async fn one_user(
+    cfg: LoadConfig,
+    http: reqwest::Client,
+    user: usize,
+    gate: Arc<Barrier>,
+) -> UserResult {
     let mut r = UserResult {
         ready: None,
+        turns_from: None,
+        turns_to: None,
         latencies: Vec::new(),
         failed: 0,
         isolation_failures: 0,
@@ -153,6 +200,7 @@ async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserRe
     {
         r.errors.push(e);
         r.failed = cfg.turns;
+        gate.wait().await;
         return r;
     }
     r.ready = Some(t0.elapsed());
@@ -160,18 +208,23 @@ async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserRe
     let (tx, mut rx) = mpsc::unbounded_channel();
     let listener = tokio::spawn(follow_events(http.clone(), base_for(0), b.cookie(), tx));
     match tokio::time::timeout(cfg.reply_timeout, rx.recv()).await {
-        Ok(Some(e)) if e["type"] == "__subscribed" => {}
+        Ok(Some(Heard::Subscribed)) => {}
         _ => {
             r.errors
                 .push(format!("user {user}: the event stream did not open"));
             r.failed = cfg.turns;
             listener.abort();
+            gate.wait().await;
             return r;
         }
     }
+    // Every user is set up before any turn starts, so the turn rate is measured apart from
+    // session set-up (reported as session-ready time).
+    gate.wait().await;
+    r.turns_from = Some(Instant::now());
     let token = uuid::Uuid::new_v4().simple().to_string();
     let mut thread: Option<String> = None;
-    let mut seen: HashMap<String, Value> = HashMap::new();
+    let mut seen: HashMap<String, EventMessage> = HashMap::new();
 
     for turn in 0..cfg.turns {
         let text = text_for(user, turn, &token);
@@ -196,38 +249,39 @@ async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserRe
         // The reply is complete when its final message event arrives (it may already have).
         let deadline = tokio::time::Instant::now() + cfg.reply_timeout;
         let finished = loop {
-            if let Some(m) = seen.get(&reply_id).filter(|m| m["status"] != "streaming") {
-                break Some(m.clone());
+            if seen.get(&reply_id).is_some_and(|m| m.status != "streaming") {
+                break seen.remove(&reply_id);
             }
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(event)) => {
+                Ok(Some(Heard::Event(event))) => {
                     if foreign_text(&event, &own_prefix) {
                         r.isolation_failures += 1;
                         r.errors
-                            .push(format!("user {user} saw foreign content: {event}"));
+                            .push(format!("user {user} saw foreign content: {event:?}"));
                     }
-                    if event["type"] == "message"
-                        && let Some(id) = event["message"]["id"].as_str()
+                    if event.kind == "message"
+                        && let Some(m) = event.message
                     {
-                        seen.insert(id.to_owned(), event["message"].clone());
+                        seen.insert(m.id.clone(), m);
                     }
                 }
+                Ok(Some(Heard::Subscribed)) => {}
                 _ => break None,
             }
         };
         match finished {
-            Some(m) if m["status"] == "done" => {
+            Some(m) if m.status == "done" => {
                 r.latencies.push(started.elapsed());
-                if m["content"].as_str() != Some(text.as_str()) {
+                if m.content != text {
                     r.isolation_failures += 1;
                     r.errors.push(format!(
-                        "user {user} got a reply that is not its own text: {m}"
+                        "user {user} got a reply that is not its own text: {m:?}"
                     ));
                 }
             }
             Some(m) => {
                 r.failed += 1;
-                r.errors.push(format!("reply ended as {}", m["status"]));
+                r.errors.push(format!("reply ended as {}", m.status));
             }
             None => {
                 r.failed += 1;
@@ -238,6 +292,7 @@ async fn one_user(cfg: LoadConfig, http: reqwest::Client, user: usize) -> UserRe
             }
         }
     }
+    r.turns_to = Some(Instant::now());
     listener.abort();
     r
 }
@@ -251,12 +306,13 @@ pub async fn run(cfg: LoadConfig) -> Report {
         .pool_max_idle_per_host(cfg.users * 2)
         .build()
         .expect("HTTP client");
-    let started = Instant::now();
+    let gate = Arc::new(Barrier::new(cfg.users));
     let tasks: Vec<_> = (0..cfg.users)
         .map(|u| {
             let cfg = cfg.clone();
             let http = http.clone();
-            tokio::spawn(async move { one_user(cfg, http, u).await })
+            let gate = gate.clone();
+            tokio::spawn(async move { one_user(cfg, http, u, gate).await })
         })
         .collect();
     let mut report = Report {
@@ -266,9 +322,11 @@ pub async fn run(cfg: LoadConfig) -> Report {
     };
     let mut latencies = Vec::new();
     let mut ready = Vec::new();
+    let mut span = Span::default();
     for t in tasks {
         match t.await {
             Ok(u) => {
+                span.add(u.turns_from, u.turns_to);
                 latencies.extend(u.latencies);
                 ready.extend(u.ready);
                 report.failed_turns += u.failed;
@@ -278,7 +336,7 @@ pub async fn run(cfg: LoadConfig) -> Report {
             Err(e) => report.errors.push(format!("user task failed: {e}")),
         }
     }
-    let elapsed = started.elapsed();
+    let elapsed = span.duration();
     report.messages = latencies.len();
     report.elapsed_s = elapsed.as_secs_f64();
     report.msgs_per_s = report.messages as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -288,6 +346,30 @@ pub async fn run(cfg: LoadConfig) -> Report {
     report
 }
 
+/// From the first user's first measured request to the last user's last answer.
+#[derive(Default)]
+struct Span {
+    from: Option<Instant>,
+    to: Option<Instant>,
+}
+
+impl Span {
+    fn add(&mut self, from: Option<Instant>, to: Option<Instant>) {
+        self.from = match (self.from, from) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.to = self.to.max(to);
+    }
+
+    fn duration(&self) -> Duration {
+        match (self.from, self.to) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
 /// The floor to compare with: a bare axum JSON echo, the same client shape (one request in
 /// flight per user, `turns` requests each).
 pub async fn run_baseline(base: &str, users: usize, turns: usize) -> (f64, Percentiles) {
@@ -295,12 +377,22 @@ pub async fn run_baseline(base: &str, users: usize, turns: usize) -> (f64, Perce
         .pool_max_idle_per_host(users)
         .build()
         .expect("HTTP client");
-    let started = Instant::now();
+    let gate = Arc::new(Barrier::new(users));
     let tasks: Vec<_> = (0..users)
         .map(|u| {
             let http = http.clone();
             let url = format!("{base}/echo");
+            let gate = gate.clone();
             tokio::spawn(async move {
+                // The connection is opened outside the measured part, as a session is
+                // set up outside it in `run`.
+                let _ = http
+                    .post(&url)
+                    .json(&json!({ "content": "warm-up" }))
+                    .send()
+                    .await;
+                gate.wait().await;
+                let from = Instant::now();
                 let mut lat = Vec::with_capacity(turns);
                 for t in 0..turns {
                     let text = text_for(u, t, "baseline");
@@ -322,15 +414,19 @@ pub async fn run_baseline(base: &str, users: usize, turns: usize) -> (f64, Perce
                         lat.push(s.elapsed());
                     }
                 }
-                lat
+                (lat, from, Instant::now())
             })
         })
         .collect();
     let mut all = Vec::new();
+    let mut span = Span::default();
     for t in tasks {
-        all.extend(t.await.unwrap_or_default());
+        if let Ok((lat, from, to)) = t.await {
+            span.add(Some(from), Some(to));
+            all.extend(lat);
+        }
     }
-    let rate = all.len() as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    let rate = all.len() as f64 / span.duration().as_secs_f64().max(1e-9);
     (rate, Percentiles::of(&mut all))
 }
 
@@ -356,25 +452,29 @@ mod tests {
         assert_eq!(Percentiles::of(&mut []).max, 0.0);
     }
 
+    fn ev(v: Value) -> Event {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn foreign_text_is_detected() {
         let own = "user3 ";
         assert!(!foreign_text(
-            &json!({"type":"message","message":{"content":"user3 turn0 x"}}),
+            &ev(json!({"type":"message","message":{"content":"user3 turn0 x"}})),
             own
         ));
         assert!(foreign_text(
-            &json!({"type":"message","message":{"content":"user4 turn0 x"}}),
+            &ev(json!({"type":"message","message":{"content":"user4 turn0 x"}})),
             own
         ));
         assert!(foreign_text(
-            &json!({"type":"delta","content":"user30 turn1"}),
+            &ev(json!({"type":"delta","content":"user30 turn1"})),
             own
         ));
         assert!(
-            !foreign_text(&json!({"type":"message","message":{"content":""}}), own),
+            !foreign_text(&ev(json!({"type":"message","message":{"content":""}})), own),
             "an empty reply placeholder is fine"
         );
-        assert!(!foreign_text(&json!({"type":"resync"}), own));
+        assert!(!foreign_text(&ev(json!({"type":"resync"})), own));
     }
 }

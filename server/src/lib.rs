@@ -39,9 +39,20 @@ use tokio::net::TcpListener;
 pub use config::{Config, ConfigError, StoreKind};
 pub use store::{MemoryStore, RedisHub, RedisStore, SqliteDurability, SqliteStore};
 
-/// Everything a request handler may need, cheap to clone.
+/// Everything a request handler may need. Cloned for every request (by each middleware and
+/// for every server function's context), so a clone is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: Arc<dyn SessionStore>,
     pub guard: GuardConfig,
@@ -51,6 +62,9 @@ pub struct AppState {
     pub auth: Arc<app::server::auth::Auth>,
     /// Whether this process terminates TLS itself.
     pub tls: bool,
+    /// `config.https()` and `config.public_origin()`, worked out once: every request asks.
+    pub https: bool,
+    pub origin: String,
 }
 
 impl AppState {
@@ -86,7 +100,10 @@ impl AppState {
             app::server::auth::Auth::new(auth_config(&config)?, guard.clone(), store.clone())
                 .map_err(ConfigError::Invalid)?,
         );
-        Ok(Self {
+        let (https, origin) = (config.https(), config.public_origin());
+        Ok(Self(Arc::new(Shared {
+            https,
+            origin,
             config: Arc::new(config),
             store,
             auth,
@@ -95,13 +112,14 @@ impl AppState {
             chat,
             limits,
             tls,
-        })
+        })))
     }
 
     /// Replaces the assistant: the way to plug in your own model without forking.
-    pub fn with_assistant(mut self, assistant: Arc<dyn Assistant>) -> Self {
-        self.chat = Arc::new(ChatRuntime::new(assistant, self.chat.hub().clone()));
-        self
+    pub fn with_assistant(self, assistant: Arc<dyn Assistant>) -> Self {
+        let mut shared = Shared::clone(&self.0);
+        shared.chat = Arc::new(ChatRuntime::new(assistant, self.chat.hub().clone()));
+        Self(Arc::new(shared))
     }
 
     /// State with the store the configuration names (`CONFIDE_STORE`).
@@ -352,10 +370,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(state.clone(), state.config.sweep_interval));
     let redirect = match state.config.redirect_addr {
-        Some(addr) => Some(tokio::spawn(redirect_forever(
-            addr,
-            state.config.public_origin(),
-        ))),
+        Some(addr) => Some(tokio::spawn(redirect_forever(addr, state.origin.clone()))),
         None => None,
     };
     let config = state.config.clone();

@@ -4,6 +4,11 @@ use server::{AppState, Config, serve};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
+// A request allocates and frees many small buffers across worker threads; glibc's malloc
+// spent about a quarter of the server's CPU on them under load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("CONFIDE_LOG")

@@ -155,13 +155,10 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
 
     // In https mode nothing is served over plain http (health checks excepted, for load
     // balancers that probe the backend directly).
-    if state.config.https()
-        && path != "/healthz"
-        && !arrived_over_https(peer, req.headers(), &state)
-    {
+    if state.https && path != "/healthz" && !arrived_over_https(peer, req.headers(), &state) {
         let target = format!(
             "{}{}",
-            state.config.public_origin(),
+            state.origin,
             req.uri()
                 .path_and_query()
                 .map(|p| p.as_str())
@@ -225,7 +222,7 @@ fn with_headers(mut res: Response, state: &AppState) -> Response {
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
         );
     }
-    if state.config.https() {
+    if state.https {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000; includeSubDomains"),
@@ -274,7 +271,7 @@ fn cross_site(headers: &HeaderMap, state: &AppState) -> Option<Response> {
 }
 
 fn origin_allowed(origin: &str, state: &AppState) -> bool {
-    if origin == state.config.public_origin() {
+    if origin == state.origin {
         return true;
     }
     // Without an explicit public URL, the loopback names of the same port are one site

@@ -40,6 +40,24 @@ static SANITIZER: LazyLock<Builder<'static>> = LazyLock::new(|| {
 /// HTML comes from the highlighter (which escapes the code) and is put in after ammonia
 /// has cleaned everything else.
 pub fn render(markdown: &str) -> String {
+    plain(markdown).unwrap_or_else(|| render_full(markdown))
+}
+
+/// A line of plain prose (ASCII letters and digits, spaces and `,.?!'`, starting with a
+/// letter) holds no markdown and nothing to escape, so its HTML is known without parsing
+/// and sanitising: the common short message skips the most expensive work of a chat turn.
+/// `plain_prose_renders_as_the_full_pipeline_would` holds this to `render_full`'s answer.
+fn plain(markdown: &str) -> Option<String> {
+    let b = markdown.as_bytes();
+    let prose = b.first().is_some_and(u8::is_ascii_alphabetic)
+        && b.last().is_some_and(|&c| c != b' ')
+        && b.iter().all(|&c| {
+            c.is_ascii_alphanumeric() || matches!(c, b' ' | b',' | b'.' | b'?' | b'!' | b'\'')
+        });
+    prose.then(|| format!("<p>{markdown}</p>\n"))
+}
+
+fn render_full(markdown: &str) -> String {
     let markdown = markdown.replace(SLOT, "");
     let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
     let mut events: Vec<Event> = Vec::new();
@@ -148,7 +166,7 @@ fn escape(out: &mut String, text: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::render;
+    use super::{plain, render, render_full};
 
     /// Every real tag in the output (text `<` is escaped, so each `<` opens one) must be on
     /// the allowlist and carry no handler and no script URL.
@@ -293,5 +311,56 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("&lt;hi&gt;"), "{html}");
+    }
+
+    #[test]
+    fn only_plain_prose_takes_the_shortcut() {
+        for prose in [
+            "Hello",
+            "user12 turn3 abc",
+            "Sure, I can help. Why not?",
+            "It's done!",
+        ] {
+            assert!(plain(prose).is_some(), "{prose:?}");
+        }
+        for not in [
+            "",
+            "1. list",
+            "- item",
+            "a *b*",
+            "a_b_",
+            "two\nlines",
+            "<b>x</b>",
+            "a & b",
+            "# head",
+            "trailing ",
+            " leading",
+            "[link](x)",
+            "a `code`",
+            "x | y",
+            "~~s~~",
+            "caf\u{e9}",
+            "a\\b",
+            "> quote",
+        ] {
+            assert!(plain(not).is_none(), "{not:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 2_000,
+            failure_persistence: None,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+        #[test]
+        fn plain_prose_renders_as_the_full_pipeline_would(
+            text in "[A-Za-z][A-Za-z0-9 ,.?!']{0,60}"
+        ) {
+            proptest::prop_assume!(!text.ends_with(' '));
+            let fast = plain(&text);
+            proptest::prop_assert!(fast.is_some());
+            proptest::prop_assert_eq!(fast.unwrap(), render_full(&text));
+        }
     }
 }

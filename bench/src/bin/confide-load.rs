@@ -8,6 +8,11 @@
 //! confide-load --serve-baseline <port>      (internal: the baseline server process)
 //! ```
 
+// The same allocator as the server, for the client and the baseline server alike, so the
+// comparison is not skewed by malloc.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use confide_bench::{
     LoadConfig, Report, baseline_app,
     procs::{self, Child, ConfideSpec, RedisSpec, TempDir, free_port, redis_info, wait_http},

@@ -10,6 +10,11 @@
 //!              [--redis-without-aof]
 //! ```
 
+// The same allocator as the server, for the client and the baseline server alike, so the
+// comparison is not skewed by malloc.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use confide_bench::soak::{Scenario, SoakConfig, SoakReport, run_scenario, table};
 use serde::Serialize;
 use std::{path::PathBuf, time::Duration};
