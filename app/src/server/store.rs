@@ -291,10 +291,11 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError>;
 
     /// `put_message` for each message in order, in one call: a chat turn stores the person's
-    /// message and the reply placeholder together, so a store that commits writes one by one
-    /// (SQLite) makes the request wait for one commit instead of two. False, with nothing
-    /// stored, when a message's thread is not the session's. Memory and SQLite store all or
-    /// nothing; this default (used by Redis) stops at the first failure.
+    /// message and the reply placeholder together, so the request waits for one commit (one
+    /// round trip) instead of two. All or nothing: false when a message's thread is not the
+    /// session's, `TooManyMessages` when a thread has no room, and nothing stored either way.
+    /// The default loops over `put_message` and is atomic only for a single message; every
+    /// store here overrides it.
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
         for m in messages {
             if !self.put_message(id, m).await? {

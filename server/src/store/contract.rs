@@ -6,7 +6,7 @@ use app::{
     model::{Message, MessageId, MessageStatus, Role, Thread, ThreadId},
     server::{
         Claim, Lifetimes, Proof, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
-        store::{MAX_KEYS, MAX_THREADS, MAX_VALUE_LEN},
+        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, MAX_VALUE_LEN},
     },
 };
 use std::{
@@ -413,6 +413,25 @@ pub async fn a_turn_is_put_in_one_call(store: Arc<dyn SessionStore>) {
     ];
     assert!(!store.put_messages(&a, &mixed).await.unwrap());
     assert_eq!(store.get_message(&a, &mixed[1].id).await.unwrap(), None);
+
+    // At the limit a turn is refused whole: no half of it lands.
+    let full = thread("full", 1);
+    store.create_thread(&a, &full).await.unwrap();
+    let fill: Vec<Message> = (0..MAX_MESSAGES - 1)
+        .map(|i| message(&full, Role::User, "f", i as i64))
+        .collect();
+    assert!(store.put_messages(&a, &fill).await.unwrap());
+    let over = [
+        message(&full, Role::User, "q", 9_000),
+        message(&full, Role::Assistant, "", 9_001),
+    ];
+    assert_eq!(
+        store.put_messages(&a, &over).await,
+        Err(StoreError::TooManyMessages)
+    );
+    let (_, got) = store.get_thread(&a, &full.id).await.unwrap().unwrap();
+    assert_eq!(got.len(), MAX_MESSAGES - 1);
+    assert_eq!(store.get_message(&a, &over[0].id).await.unwrap(), None);
 
     // A gone session is an error, as for one message.
     assert!(store.delete(&a).await.unwrap());

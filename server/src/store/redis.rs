@@ -307,6 +307,47 @@ return 1
     )
 });
 
+// KEYS: s t m. ARGV: max messages, then per message: thread id, message id, message JSON,
+// created_ms. PUT_MESSAGE for each, all or nothing: every thread is checked (exists, room
+// left) before anything is written.
+static PUT_MESSAGES: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local ttl = session_ttl()
+if not ttl then return 0 end
+local max = tonumber(ARGV[1])
+local recs, changed, order = {}, {}, {}
+for i = 2, #ARGV, 4 do
+  local tid, mid, at = ARGV[i], ARGV[i + 1], ARGV[i + 3]
+  local rec = recs[tid]
+  if not rec then
+    local raw = redis.call('HGET', KEYS[2], tid)
+    if not raw then return 3 end
+    rec = cjson.decode(raw)
+    recs[tid] = rec
+  end
+  if not string.find(rec.messages, mid, 1, true) then
+    local count = 0
+    if rec.messages ~= '' then count = (#rec.messages + 1) / 37 end
+    if count >= max then return 2 end
+    if rec.messages == '' then rec.messages = mid else rec.messages = rec.messages .. ',' .. mid end
+    if tonumber(at) > tonumber(rec.updated_ms) then rec.updated_ms = at end
+    if not changed[tid] then changed[tid] = true; order[#order + 1] = tid end
+  end
+end
+for _, tid in ipairs(order) do
+  redis.call('HSET', KEYS[2], tid, cjson.encode(recs[tid]))
+end
+if #order > 0 then expire_with_session(KEYS[2], ttl) end
+for i = 2, #ARGV, 4 do
+  redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2])
+end
+expire_with_session(KEYS[3], ttl)
+return 1
+"#,
+    )
+});
+
 // KEYS: s t m. ARGV: thread id, message id to keep up to (empty: drop all).
 // Returns -1 without a session, else how many messages went.
 static TRUNCATE_AFTER: LazyLock<Script> = LazyLock::new(|| {
@@ -1028,6 +1069,25 @@ impl SessionStore for RedisStore {
                     .arg(MAX_MESSAGES),
             )
             .await?;
+        match code {
+            AT_LIMIT => Err(StoreError::TooManyMessages),
+            code => Self::found(code),
+        }
+    }
+
+    async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
+        let keys = self.names(id);
+        let mut call = PUT_MESSAGES.key(keys.record());
+        call.key(keys.threads())
+            .key(keys.messages())
+            .arg(MAX_MESSAGES);
+        for m in messages {
+            call.arg(m.thread_id.as_string())
+                .arg(m.id.as_string())
+                .arg(to_json(m)?)
+                .arg(m.created_ms);
+        }
+        let code: i64 = self.run(&call).await?;
         match code {
             AT_LIMIT => Err(StoreError::TooManyMessages),
             code => Self::found(code),
