@@ -9,11 +9,13 @@ export LEPTOS_OUTPUT_NAME := confide
 # about a tenth smaller (1,073 -> 979 kB of wasm) and the code that ships is the code the
 # browser tests exercise.
 RELEASE_FLAGS := RUSTFLAGS="--cfg erase_components"
+# Every build splits the pages few visits open (sign-in, sessions, notes) into wasm chunks
+# loaded on first use (`#[lazy_route]`); the tests run the split build too.
 # Release builds also store a brotli and a gzip copy of every static file beside it, and
 # the server sends the one the browser accepts: the wasm travels as 277 kB (brotli) or
 # 366 kB (gzip), not 979 kB. cargo-leptos writes both; its gzip is redone at -9 (it is
 # 18 % larger).
-RELEASE_BUILD := $(RELEASE_FLAGS) cargo leptos build --release --precompress && \
+RELEASE_BUILD := $(RELEASE_FLAGS) cargo leptos build --release --split --precompress && \
   find target/site -type f ! -name '*.gz' ! -name '*.br' -exec gzip -9 -k -f {} +
 
 .PHONY: help setup setup-test run build release test test-unit test-e2e bench soak fuzz fmt lint clean
@@ -37,13 +39,13 @@ run: setup
 	./target/release/confide
 
 build: setup
-	cargo leptos build
+	cargo leptos build --split
 
 release: setup
 	$(RELEASE_BUILD)
 
 test: setup-test
-	cargo leptos build
+	cargo leptos build --split
 	$(MAKE) --no-print-directory test-unit-only
 	$(MAKE) --no-print-directory fake-oidc
 	$(MAKE) --no-print-directory test-e2e-only
@@ -54,7 +56,7 @@ test-unit: setup
 	$(MAKE) --no-print-directory test-unit-only
 
 test-e2e: setup-test
-	cargo leptos build
+	cargo leptos build --split
 	$(MAKE) --no-print-directory fake-oidc
 	$(MAKE) --no-print-directory test-e2e-only
 

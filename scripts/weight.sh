@@ -20,7 +20,7 @@ curl -s "$base/" -o "$tmp/index.html"
 # raw and gzip -9 of each file, then what the server actually sends a browser that accepts
 # brotli (the release build stores compressed copies; pages themselves go uncompressed, see
 # SECURITY.md on BREACH).
-printf '%-28s %10s %10s %10s\n' "file" "raw B" "gzip -9 B" "sent (br)"
+printf '%-42s %10s %10s %10s\n' "file" "raw B" "gzip -9 B" "sent (br)"
 total_raw=0; total_gz=0; total_sent=0
 row() {
   local name=$1 file=$2 url=$3
@@ -28,12 +28,16 @@ row() {
   raw=$(wc -c <"$file"); gz=$(gzip -9 -c "$file" | wc -c)
   sent=$(curl -s -H 'Accept-Encoding: br, gzip' -o /dev/null -w '%{size_download}' "$url")
   total_raw=$((total_raw + raw)); total_gz=$((total_gz + gz)); total_sent=$((total_sent + sent))
-  printf '%-28s %10d %10d %10d\n' "$name" "$raw" "$gz" "$sent"
+  printf '%-42s %10d %10d %10d\n' "$name" "$raw" "$gz" "$sent"
 }
 row "/ (HTML)" "$tmp/index.html" "$base/"
-for asset in /pkg/confide.js /pkg/confide.wasm /pkg/confide.css; do
+# The entry script, the modules it imports up front (the split-chunk loader), the main wasm
+# and the stylesheet. Chunks of lazily loaded pages are not part of the first load.
+curl -s "$base/pkg/confide.js" -o "$tmp/entry.js"
+imports=$(grep -oE 'from ?"\./[^"]+\.js"' "$tmp/entry.js" | sed -E 's/.*"\.\/(.*)"/\1/' | sort -u)
+for asset in /pkg/confide.js $(for m in $imports; do echo "/pkg/$m"; done) /pkg/confide.wasm /pkg/confide.css; do
   curl -s "$base$asset" -o "$tmp/asset"
   row "$asset" "$tmp/asset" "$base$asset"
 done
-printf '%-28s %10d %10d %10d\n' "first page load, total" "$total_raw" "$total_gz" "$total_sent"
+printf '%-42s %10d %10d %10d\n' "first page load, total" "$total_raw" "$total_gz" "$total_sent"
 rm -rf "$tmp"

@@ -9,8 +9,9 @@ use crate::{ApiError, api::SessionInfo};
 use leptos::prelude::*;
 use leptos_meta::provide_meta_context;
 use leptos_router::{
+    Lazy, LazyRoute,
     components::{Route, Router, Routes},
-    path,
+    lazy_route, path,
 };
 
 /// Where this browser's session stands. Server calls other than session start wait for
@@ -70,15 +71,65 @@ pub fn App() -> impl IntoView {
                         <Routes fallback=|| view! { <NotFound /> }>
                             <Route path=path!("/") view=chat::ChatPage />
                             <Route path=path!("/t/:id") view=chat::ChatPage />
-                            <Route path=path!("/notes") view=notepad::Notepad />
-                            <Route path=path!("/login") view=account::SignIn />
-                            <Route path=path!("/auth/callback") view=account::Callback />
-                            <Route path=path!("/account") view=account::MySessions />
+                            <Route path=path!("/notes") view={Lazy::<NotesPage>::new()} />
+                            <Route path=path!("/login") view={Lazy::<SignInPage>::new()} />
+                            <Route
+                                path=path!("/auth/callback")
+                                view={Lazy::<CallbackPage>::new()}
+                            />
+                            <Route path=path!("/account") view={Lazy::<SessionsPage>::new()} />
                         </Routes>
                     </chat::ChatLayout>
                 </main>
             </div>
         </Router>
+    }
+}
+
+// Pages most visits never open. Built with `cargo leptos --split`, each travels as its own
+// wasm chunk, fetched when it is first shown, so the first load carries only the chat.
+struct NotesPage;
+struct SignInPage;
+struct CallbackPage;
+struct SessionsPage;
+
+#[lazy_route]
+impl LazyRoute for NotesPage {
+    fn data() -> Self {
+        Self
+    }
+    fn view(_this: Self) -> AnyView {
+        view! { <notepad::Notepad /> }.into_any()
+    }
+}
+
+#[lazy_route]
+impl LazyRoute for SignInPage {
+    fn data() -> Self {
+        Self
+    }
+    fn view(_this: Self) -> AnyView {
+        view! { <account::SignIn /> }.into_any()
+    }
+}
+
+#[lazy_route]
+impl LazyRoute for CallbackPage {
+    fn data() -> Self {
+        Self
+    }
+    fn view(_this: Self) -> AnyView {
+        view! { <account::Callback /> }.into_any()
+    }
+}
+
+#[lazy_route]
+impl LazyRoute for SessionsPage {
+    fn data() -> Self {
+        Self
+    }
+    fn view(_this: Self) -> AnyView {
+        view! { <account::MySessions /> }.into_any()
     }
 }
 
