@@ -17,3 +17,25 @@ test("the server-rendered shell hydrates", async ({ page, request }) => {
   await expect(page).toHaveTitle("Confide");
   expect(errors).toEqual([]);
 });
+
+test("rarely opened pages arrive as their own wasm chunks, on first use", async ({ page }) => {
+  const wasm: string[] = [];
+  page.on("request", (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path.endsWith(".wasm")) wasm.push(path);
+  });
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await openReady(page);
+  expect(wasm).toContain("/pkg/confide.wasm");
+  expect(wasm.filter((p) => p.includes("_page_view"))).toEqual([]);
+
+  await page.getByRole("link", { name: "Notes" }).click();
+  await expect(page.getByTestId("note")).toBeVisible();
+  expect(wasm.some((p) => p.includes("notes_page_view"))).toBe(true);
+
+  await page.getByTestId("sign-in-link").click();
+  await expect(page.getByTestId("username")).toBeVisible();
+  expect(wasm.some((p) => p.includes("sign_in_page_view"))).toBe(true);
+  expect(errors).toEqual([]);
+});

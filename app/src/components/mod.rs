@@ -86,51 +86,29 @@ pub fn App() -> impl IntoView {
     }
 }
 
-// Pages most visits never open. Built with `cargo leptos --split`, each travels as its own
-// wasm chunk, fetched when it is first shown, so the first load carries only the chat.
-struct NotesPage;
-struct SignInPage;
-struct CallbackPage;
-struct SessionsPage;
+/// Pages most visits never open. Built with `cargo leptos --split`, each travels as its own
+/// wasm chunk, fetched when it is first shown, so the first load carries only the chat.
+macro_rules! lazy_pages {
+    ($($route:ident => $page:path),* $(,)?) => {$(
+        struct $route;
 
-#[lazy_route]
-impl LazyRoute for NotesPage {
-    fn data() -> Self {
-        Self
-    }
-    fn view(_this: Self) -> AnyView {
-        view! { <notepad::Notepad /> }.into_any()
-    }
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                Self
+            }
+            fn view(_this: Self) -> AnyView {
+                $page().into_any()
+            }
+        }
+    )*};
 }
 
-#[lazy_route]
-impl LazyRoute for SignInPage {
-    fn data() -> Self {
-        Self
-    }
-    fn view(_this: Self) -> AnyView {
-        view! { <account::SignIn /> }.into_any()
-    }
-}
-
-#[lazy_route]
-impl LazyRoute for CallbackPage {
-    fn data() -> Self {
-        Self
-    }
-    fn view(_this: Self) -> AnyView {
-        view! { <account::Callback /> }.into_any()
-    }
-}
-
-#[lazy_route]
-impl LazyRoute for SessionsPage {
-    fn data() -> Self {
-        Self
-    }
-    fn view(_this: Self) -> AnyView {
-        view! { <account::MySessions /> }.into_any()
-    }
+lazy_pages! {
+    NotesPage => notepad::Notepad,
+    SignInPage => account::SignIn,
+    CallbackPage => account::Callback,
+    SessionsPage => account::MySessions,
 }
 
 /// Runs the start of the session protocol: pick the id, call session start, recover from
