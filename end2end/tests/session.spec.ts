@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { consistentSid, cookieSid, openReady, saveNote, storedSid, waitReady } from "./helpers";
+import { consistentSid, cookieSid, openReady, saveNote, storedSid, UUID_V4, waitReady } from "./helpers";
 
 test("two browsers get different sessions whose notes never cross", async ({ browser }) => {
   const a = await browser.newContext();
@@ -92,5 +92,31 @@ test("a copied GUID without its proof is moved to a fresh session and sees nothi
   expect(await consistentSid(pa)).toBe(sidA);
   await expect(pa.getByTestId("note")).toHaveValue("A's private note");
   await a.close();
+  await b.close();
+});
+
+test("an id claimed by a start whose answer never arrived is replaced, not a dead end", async ({ browser, playwright, baseURL }) => {
+  // As when a page is left while its session start is in flight: the server claims the id,
+  // but the proof cookie in its answer never reaches this browser.
+  const elsewhere = await playwright.request.newContext({ baseURL });
+  const b = await browser.newContext();
+  const page = await b.newPage();
+  let lost: string | undefined;
+  await page.route("**/api/session/start", async (route) => {
+    if (lost === undefined) {
+      lost = route.request().headers()["x-confide-session"];
+      const claimed = await elsewhere.post("/api/session/start", {
+        headers: { "x-confide-session": lost, "content-type": "application/json" },
+        data: {},
+      });
+      expect(claimed.status()).toBe(200);
+    }
+    await route.continue();
+  });
+  await openReady(page);
+  const sid = await consistentSid(page);
+  expect(lost).toMatch(UUID_V4);
+  expect(sid).not.toBe(lost);
+  await elsewhere.dispose();
   await b.close();
 });

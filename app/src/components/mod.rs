@@ -151,8 +151,15 @@ async fn start_session(ctx: SessionCtx) {
                     id = client::replace_session_id();
                     ctx.notice.set(Some("A new session was started.".into()));
                 }
-                // A concurrent claim (another tab) won; its proof cookie is ours too.
-                ErrorCode::SessionClaimed => client::sleep_ms(100 * (attempt + 1)).await,
+                // A concurrent claim (another tab) won; its proof cookie is ours too, once
+                // that tab's answer lands.
+                ErrorCode::SessionClaimed if attempt < 2 => {
+                    client::sleep_ms(150 * (attempt + 1)).await
+                }
+                // Still no proof: the claim's answer never reached this browser (a page left
+                // while its session was starting), so the id can never be ours. Start afresh
+                // rather than give up.
+                ErrorCode::SessionClaimed => id = client::replace_session_id(),
                 _ => {
                     ctx.state.set(SessionState::Failed(e));
                     return;

@@ -387,7 +387,7 @@ impl Chat {
                 },
             );
         }
-        let turn: Vec<Message> = asked.into_iter().chain([reply.clone()]).collect();
+        let turn: Vec<Message> = asked.iter().cloned().chain([reply.clone()]).collect();
         let store = self.session.store();
         let stored = match self.call(store.put_messages(self.sid(), &turn)).await {
             Ok(true) => Ok(()),
@@ -402,7 +402,7 @@ impl Chat {
                 .ok();
             return Err(e);
         }
-        let asked_view = (turn.len() > 1).then(|| view(turn[0].clone()));
+        let asked_view = asked.map(view);
         if let Some(v) = &asked_view {
             self.publish(ChatEvent::Message { message: v.clone() });
         }
