@@ -104,7 +104,14 @@ CREATE INDEX messages_by_thread ON messages (session_id, thread_id, seq);
 ALTER TABLE sessions ADD COLUMN home BLOB;
 ALTER TABLE sessions ADD COLUMN is_home INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+-- Replies being written: few at any time, found at start-up without reading every message.
+CREATE INDEX messages_streaming ON messages (status) WHERE status = 'streaming';
+"#,
 ];
+
+/// What a reply left `streaming` by a process that stopped says once the store reopens.
+pub const INTERRUPTED: &str = "Confide restarted while this reply was being written";
 
 /// The `expires_ms` of a home.
 const NEVER: i64 = i64::MAX;
@@ -615,6 +622,25 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A SQLite file is served by one process, so a reply still `streaming` when the store opens
+/// was cut off by the last one stopping (a crash, a SIGKILL); no one will finish it. Left as
+/// it is, it would keep its thread busy until someone pressed Stop.
+fn end_interrupted_replies(conn: &Connection) -> Result<(), StoreError> {
+    let ended = conn
+        .execute(
+            "UPDATE messages SET status = 'error', error = ?1 WHERE status = 'streaming'",
+            [INTERRUPTED],
+        )
+        .map_err(db)?;
+    if ended > 0 {
+        tracing::info!(
+            replies = ended,
+            "replies cut off by the last stop marked as failed"
+        );
+    }
+    Ok(())
+}
+
 /// Opens the writer (bringing the schema up to date) and then the readers.
 fn open_connections(
     path: &Path,
@@ -639,6 +665,7 @@ fn open_connections(
         )));
     }
     migrate(&mut writer)?;
+    end_interrupted_replies(&writer)?;
     let readers = (0..readers)
         .map(|_| {
             let conn = open(&path)?;
@@ -1513,5 +1540,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.sweep().await, Ok(0));
+    }
+
+    #[tokio::test]
+    async fn a_reply_cut_off_by_a_stop_is_ended_when_the_store_reopens() {
+        use app::model::{Message, MessageId, MessageStatus, Role, Thread, ThreadId};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&path, Lifetimes::default(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let id = claimed(&store).await;
+        let thread = Thread {
+            id: ThreadId::random(),
+            title: "t".into(),
+            created_ms: 1,
+            updated_ms: 1,
+        };
+        store.create_thread(&id, &thread).await.unwrap();
+        let message = |role, content: &str, status| Message {
+            id: MessageId::random(),
+            thread_id: thread.id,
+            role,
+            content: content.into(),
+            created_ms: 2,
+            status,
+            feedback: None,
+            error: None,
+        };
+        let asked = message(Role::User, "question", MessageStatus::Done);
+        let cut = message(Role::Assistant, "half an ans", MessageStatus::Streaming);
+        assert!(
+            store
+                .put_messages(&id, &[asked.clone(), cut.clone()])
+                .await
+                .unwrap()
+        );
+        // The process stops with the reply unfinished.
+        tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .unwrap();
+
+        let again = SqliteStore::open(&path, Lifetimes::default(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let ended = again.get_message(&id, &cut.id).await.unwrap().unwrap();
+        assert_eq!(ended.status, MessageStatus::Error);
+        assert_eq!(ended.error.as_deref(), Some(INTERRUPTED));
+        assert_eq!(ended.content, "half an ans", "the text so far stays");
+        assert_eq!(
+            again.get_message(&id, &asked.id).await.unwrap(),
+            Some(asked)
+        );
     }
 }
