@@ -288,22 +288,15 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Appends the message to its thread, or replaces it in place if its id exists there.
     /// Appending moves the thread's `updated_ms` to the message's `created_ms`. False if
     /// the session has no such thread.
-    async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError>;
+    async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError> {
+        self.put_messages(id, std::slice::from_ref(message)).await
+    }
 
     /// `put_message` for each message in order, in one call: a chat turn stores the person's
     /// message and the reply placeholder together, so the request waits for one commit (one
     /// round trip) instead of two. All or nothing: false when a message's thread is not the
     /// session's, `TooManyMessages` when a thread has no room, and nothing stored either way.
-    /// The default loops over `put_message` and is atomic only for a single message; every
-    /// store here overrides it.
-    async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
-        for m in messages {
-            if !self.put_message(id, m).await? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
+    async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError>;
 
     /// Drops every message after `after` in the thread (all of them for `None`); returns
     /// how many went.

@@ -331,25 +331,6 @@ impl SessionStore for MemoryStore {
         })
     }
 
-    async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError> {
-        self.with_live(id, |r| {
-            let Some(t) = r.threads.get_mut(&message.thread_id) else {
-                return Ok(false);
-            };
-            if let Some(existing) = t.messages.iter_mut().find(|m| m.id == message.id) {
-                *existing = message.clone();
-                return Ok(true);
-            }
-            if t.messages.len() >= MAX_MESSAGES {
-                return Err(StoreError::TooManyMessages);
-            }
-            t.messages.push(message.clone());
-            t.thread.updated_ms = t.thread.updated_ms.max(message.created_ms);
-            r.message_thread.insert(message.id, message.thread_id);
-            Ok(true)
-        })
-    }
-
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
         self.with_live(id, |r| {
             // Every check first, so a refusal leaves the threads as they were.

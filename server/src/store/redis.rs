@@ -280,36 +280,10 @@ return 1
     )
 });
 
-// KEYS: s t m. ARGV: thread id, message id, message JSON, created_ms, max messages.
-// Replaces the message if the thread lists it, else appends it and moves updated_ms. The
-// timestamps stay decimal strings: picking the larger one never reformats a number.
-static PUT_MESSAGE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-local ttl = session_ttl()
-if not ttl then return 0 end
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-if not raw then return 3 end
-local rec = cjson.decode(raw)
-if not string.find(rec.messages, ARGV[2], 1, true) then
-  local count = 0
-  if rec.messages ~= '' then count = (#rec.messages + 1) / 37 end
-  if count >= tonumber(ARGV[5]) then return 2 end
-  if rec.messages == '' then rec.messages = ARGV[2] else rec.messages = rec.messages .. ',' .. ARGV[2] end
-  if tonumber(ARGV[4]) > tonumber(rec.updated_ms) then rec.updated_ms = ARGV[4] end
-  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(rec))
-  expire_with_session(KEYS[2], ttl)
-end
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-expire_with_session(KEYS[3], ttl)
-return 1
-"#,
-    )
-});
-
 // KEYS: s t m. ARGV: max messages, then per message: thread id, message id, message JSON,
-// created_ms. PUT_MESSAGE for each, all or nothing: every thread is checked (exists, room
-// left) before anything is written.
+// created_ms. Each message replaces its namesake if the thread lists it, else is appended and
+// moves updated_ms (kept a decimal string: picking the larger never reformats a number). All
+// or nothing: every thread is checked (exists, room left) before anything is written.
 static PUT_MESSAGES: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -1052,27 +1026,6 @@ impl SessionStore for RedisStore {
         Self::status(code)?;
         raw.map(|m| serde_json::from_slice(&m).map_err(|_| corrupt("message")))
             .transpose()
-    }
-
-    async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError> {
-        let keys = self.names(id);
-        let code: i64 = self
-            .run(
-                PUT_MESSAGE
-                    .key(keys.record())
-                    .key(keys.threads())
-                    .key(keys.messages())
-                    .arg(message.thread_id.as_string())
-                    .arg(message.id.as_string())
-                    .arg(to_json(message)?)
-                    .arg(message.created_ms)
-                    .arg(MAX_MESSAGES),
-            )
-            .await?;
-        match code {
-            AT_LIMIT => Err(StoreError::TooManyMessages),
-            code => Self::found(code),
-        }
     }
 
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {

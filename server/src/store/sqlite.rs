@@ -1236,16 +1236,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn put_message(&self, id: &SessionId, m: &Message) -> Result<bool, StoreError> {
-        let id = *id;
-        let m = Stored::of(m)?;
-        self.write(move |tx| {
-            live_for_write(tx, &id)?;
-            put_one(tx, &id, &m)
-        })
-        .await
-    }
-
     async fn put_messages(&self, id: &SessionId, ms: &[Message]) -> Result<bool, StoreError> {
         let id = *id;
         let ms = ms.iter().map(Stored::of).collect::<Result<Vec<_>, _>>()?;
