@@ -8,6 +8,11 @@ import { join } from "node:path";
 // (SQLite) store in a fresh temporary file, so runs never share state.
 const port = Number(process.env.E2E_PORT ?? 3100);
 const baseURL = `http://127.0.0.1:${port}`;
+// Another server answers with no pause between the echo assistant's words, so a short reply
+// can finish before the answer to the message that asked for it reaches the page. Against
+// an external server (`cargo leptos end-to-end`) those tests share that one server.
+const instantPort = Number(process.env.E2E_INSTANT_PORT ?? 3101);
+const instantBaseURL = process.env.PW_EXTERNAL_SERVER ? baseURL : `http://127.0.0.1:${instantPort}`;
 const profile = process.env.E2E_PROFILE ?? "debug";
 const scratch = mkdtempSync(join(tmpdir(), "confide-e2e-"));
 const store = process.env.E2E_STORE ?? `sqlite:${join(scratch, "confide.db")}`;
@@ -67,7 +72,12 @@ export default defineConfig({
     screenshot: "only-on-failure",
   },
   projects: [
-    { name: "chromium", testIgnore: /tls\.spec\.ts/, use: chromium },
+    { name: "chromium", testIgnore: /(tls|instant)\.spec\.ts/, use: chromium },
+    {
+      name: "chromium-instant",
+      testMatch: /instant\.spec\.ts/,
+      use: { ...chromium, baseURL: instantBaseURL },
+    },
     {
       name: "chromium-tls",
       testMatch: /tls\.spec\.ts/,
@@ -90,6 +100,23 @@ export default defineConfig({
             CONFIDE_STORE: store,
             CONFIDE_CONFIG: config,
             CONFIDE_LOG: "info",
+          },
+        },
+        {
+          command: `cd .. && exec ./target/${profile}/confide`,
+          url: `${instantBaseURL}/healthz`,
+          reuseExistingServer: false,
+          timeout: 60_000,
+          stdout: "pipe",
+          stderr: "pipe",
+          env: {
+            CONFIDE_ADDR: `127.0.0.1:${instantPort}`,
+            CONFIDE_SITE_ROOT: "target/site",
+            CONFIDE_STORE: `sqlite:${join(scratch, "instant.db")}`,
+            CONFIDE_ECHO_DELAY: "0",
+            // The tests here send faster than a person; the default allows 10 at once.
+            CONFIDE_MESSAGES_PER_MINUTE: "600",
+            CONFIDE_LOG: "warn",
           },
         },
         {

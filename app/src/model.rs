@@ -135,6 +135,33 @@ pub struct Message {
     pub error: Option<String>,
 }
 
+/// Where a message stands in its own history, read from what it holds. The server only
+/// moves a message forward: a reply streams while its text grows, then ends once (done,
+/// stopped or failed) and never streams again. Answers and live events may reach a page in
+/// any order, so a page keeps whichever state of a message has the higher revision. States
+/// of equal revision (a rating, an edit of the person's words) arrive in the order the
+/// server made them, and the later one wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Revision {
+    /// Streaming, with this many bytes of text so far.
+    Streaming(usize),
+    Ended,
+}
+
+impl Message {
+    pub fn revision(&self) -> Revision {
+        match self.status {
+            MessageStatus::Streaming => Revision::Streaming(self.content.len()),
+            MessageStatus::Done | MessageStatus::Stopped | MessageStatus::Error => Revision::Ended,
+        }
+    }
+
+    /// Whether this state of a message may replace `other`, a state of the same message.
+    pub fn supersedes(&self, other: &Message) -> bool {
+        self.revision() >= other.revision()
+    }
+}
+
 /// A message as the browser shows it: the stored message plus its content rendered to
 /// sanitised HTML on the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +274,47 @@ mod tests {
         assert_eq!(title_from(""), "New chat");
         let long = "x".repeat(80);
         assert_eq!(title_from(&long).chars().count(), 61);
+    }
+
+    #[test]
+    fn a_state_never_gives_way_to_an_older_one() {
+        let placeholder = Message {
+            id: MessageId::random(),
+            thread_id: ThreadId::random(),
+            role: Role::Assistant,
+            content: String::new(),
+            created_ms: 1,
+            status: MessageStatus::Streaming,
+            feedback: None,
+            error: None,
+        };
+        let partial = Message {
+            content: "Hello ".into(),
+            ..placeholder.clone()
+        };
+        let done = Message {
+            content: "Hello there".into(),
+            status: MessageStatus::Done,
+            ..placeholder.clone()
+        };
+        let stopped_early = Message {
+            status: MessageStatus::Stopped,
+            ..placeholder.clone()
+        };
+        let rated = Message {
+            feedback: Some(Feedback {
+                rating: Rating::Up,
+                comment: None,
+            }),
+            ..done.clone()
+        };
+        assert!(partial.supersedes(&placeholder));
+        assert!(!placeholder.supersedes(&partial));
+        assert!(done.supersedes(&partial));
+        assert!(!placeholder.supersedes(&done), "the late send answer");
+        assert!(!partial.supersedes(&done), "a late delta");
+        assert!(stopped_early.supersedes(&partial), "ended, however short");
+        assert!(rated.supersedes(&done) && done.supersedes(&rated));
     }
 
     #[test]

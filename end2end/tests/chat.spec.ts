@@ -122,3 +122,85 @@ test("feedback, edit and regenerate", async ({ page }) => {
   await expect(assistant(page)).toHaveCount(1);
   await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
 });
+
+test("a chat deleted in another tab is left for a new one, and the draft stays", async ({ context }) => {
+  const here = await context.newPage();
+  await openReady(here);
+  await send(here, "soon deleted");
+  await expect(here).toHaveURL(/\/t\//);
+  await expect(assistant(here).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const there = await context.newPage();
+  await openReady(there, new URL(here.url()).pathname);
+  await expect(userMsgs(there)).toHaveText(["soon deleted"]);
+
+  await here.getByTestId("composer").fill("a draft worth keeping");
+  there.once("dialog", (d) => void d.accept());
+  await there.getByTestId("delete-thread").click();
+  await expect(there).toHaveURL(/:\d+\/$/);
+
+  await expect(here).toHaveURL(/:\d+\/$/);
+  await expect(here.getByTestId("empty-state")).toBeVisible();
+  await expect(here.getByTestId("thread-list")).not.toContainText("soon deleted");
+  await expect(here.getByTestId("composer")).toHaveValue("a draft worth keeping");
+  await here.getByTestId("composer").press("Enter");
+  await expect(here).toHaveURL(/\/t\//);
+  await expect(userMsgs(here)).toHaveText(["a draft worth keeping"]);
+  await expect(assistant(here).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+});
+
+test("sending into a chat deleted unseen keeps the message for a new chat", async ({ context }) => {
+  const there = await context.newPage();
+  await openReady(there);
+  await send(there, "deleted unseen");
+  await expect(there).toHaveURL(/\/t\//);
+  await expect(assistant(there).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const path = new URL(there.url()).pathname;
+
+  const here = await context.newPage();
+  // No live events reach this tab, so it learns of the deletion only from the answer.
+  await here.route("**/api/events", (route) => route.abort());
+  await openReady(here, path);
+  await expect(userMsgs(here)).toHaveText(["deleted unseen"]);
+  there.once("dialog", (d) => void d.accept());
+  await there.getByTestId("delete-thread").click();
+  await expect(there).toHaveURL(/:\d+\/$/);
+
+  await send(here, "a message worth keeping");
+  await expect(here).toHaveURL(/:\d+\/$/);
+  await expect(here.getByRole("alert")).toContainText("deleted");
+  await expect(here.getByTestId("composer")).toHaveValue("a message worth keeping");
+  await expect(here.getByTestId("empty-state")).toBeVisible();
+  await here.getByTestId("composer").press("Enter");
+  await expect(here).toHaveURL(/\/t\//);
+  await expect(userMsgs(here)).toHaveText(["a message worth keeping"]);
+});
+
+test("only the latest reply offers Regenerate", async ({ page }) => {
+  await openReady(page);
+  await send(page, "first question");
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(page.getByTestId("regenerate")).toHaveCount(1);
+  await send(page, "second question");
+  await expect(assistant(page)).toHaveCount(2);
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(page.getByTestId("regenerate")).toHaveCount(1);
+  await expect(assistant(page).last().getByTestId("regenerate")).toBeVisible();
+});
+
+test("an edit in progress survives changes made in another tab", async ({ context }) => {
+  const here = await context.newPage();
+  await openReady(here);
+  await send(here, "a question to edit");
+  await expect(here).toHaveURL(/\/t\//);
+  await expect(assistant(here).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const there = await context.newPage();
+  await openReady(there, new URL(here.url()).pathname);
+
+  await userMsgs(here).first().hover();
+  await userMsgs(here).first().getByRole("button", { name: "Edit message" }).click();
+  await here.getByRole("textbox", { name: "Edit message" }).fill("half-written edit");
+  await there.getByTestId("rate-up").click();
+  // The rating reaches this tab, and the edit box with its text stays open.
+  await expect(here.getByTestId("rate-up")).toHaveAttribute("aria-pressed", "true");
+  await expect(here.getByRole("textbox", { name: "Edit message" })).toHaveValue("half-written edit");
+});

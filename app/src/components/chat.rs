@@ -18,6 +18,7 @@ use leptos_router::{
     NavigateOptions,
     hooks::{use_location, use_navigate},
 };
+use std::collections::{HashMap, VecDeque};
 
 /// Chat data the page shows, shared by the sidebar, the thread view and the event stream.
 #[derive(Clone, Copy)]
@@ -28,6 +29,68 @@ pub struct ChatState {
     pub open: Memo<Option<ThreadId>>,
     /// Bumped to reload everything (session ready, stream reconnected, events missed).
     pub epoch: RwSignal<u32>,
+    known: StoredValue<Known>,
+    /// The open thread was deleted (here or elsewhere) and the page should leave it.
+    left: RwSignal<Option<ThreadId>>,
+}
+
+/// The newest state this page has seen of each message. The answer to a request and the
+/// live events about the same message travel separately and arrive in either order (a
+/// short reply's last event often comes before the answer that started it); every state
+/// the page takes in passes through here, so an older one never replaces a newer one.
+#[derive(Default)]
+struct Known {
+    messages: HashMap<MessageId, (MessageView, u64)>,
+    /// Insertion order, to forget the oldest once there are too many.
+    order: VecDeque<MessageId>,
+    /// Last version handed out. A message's version changes whenever the state the page
+    /// keeps for it does, so the message list keys on (id, version).
+    version: u64,
+}
+
+impl Known {
+    /// Far more than one page shows; a reordering of states spans a moment, not a session.
+    const LIMIT: usize = 2_000;
+
+    /// Takes in `m` unless a newer state of it is known, and answers the newest.
+    fn merge(&mut self, m: MessageView) -> MessageView {
+        let id = m.message.id;
+        match self.messages.get_mut(&id) {
+            Some((known, _)) if !m.message.supersedes(&known.message) => known.clone(),
+            Some((known, _)) if *known == m => m,
+            Some(entry) => {
+                self.version += 1;
+                *entry = (m.clone(), self.version);
+                m
+            }
+            None => {
+                self.version += 1;
+                self.messages.insert(id, (m.clone(), self.version));
+                self.order.push_back(id);
+                while self.order.len() > Self::LIMIT {
+                    if let Some(old) = self.order.pop_front() {
+                        self.messages.remove(&old);
+                    }
+                }
+                m
+            }
+        }
+    }
+
+    fn get(&self, id: &MessageId) -> Option<&MessageView> {
+        self.messages.get(id).map(|(m, _)| m)
+    }
+
+    fn version(&self, id: &MessageId) -> u64 {
+        self.messages.get(id).map_or(0, |(_, v)| *v)
+    }
+
+    fn forget_thread(&mut self, thread: ThreadId) {
+        self.messages
+            .retain(|_, (m, _)| m.message.thread_id != thread);
+        let messages = &self.messages;
+        self.order.retain(|id| messages.contains_key(id));
+    }
 }
 
 impl ChatState {
@@ -66,17 +129,40 @@ impl ChatState {
         });
     }
 
+    /// The newest of `m` and what is known of it; the page keeps that one.
+    fn merge(&self, m: MessageView) -> MessageView {
+        self.known
+            .try_update_value(|k| k.merge(m.clone()))
+            .unwrap_or(m)
+    }
+
     fn upsert_message(&self, m: MessageView) {
-        self.with_open(m.message.thread_id, |tv| {
+        let thread = m.message.thread_id;
+        let mut incoming = Some(m);
+        self.with_open(thread, |tv| {
+            let Some(m) = incoming.take() else { return };
             match tv
                 .messages
                 .iter_mut()
                 .find(|x| x.message.id == m.message.id)
             {
-                Some(existing) => *existing = m,
-                None => tv.messages.push(m),
+                Some(shown) => {
+                    // What is shown may have come with the server-rendered page, unseen here.
+                    self.merge(shown.clone());
+                    *shown = self.merge(m);
+                }
+                None => tv.messages.push(self.merge(m)),
             }
         });
+        // Not open (yet): a new chat's events can outrun the answer that opens it.
+        if let Some(m) = incoming {
+            self.merge(m);
+        }
+    }
+
+    /// The version the message list keys a message's bubble on.
+    fn version(&self, id: &MessageId) -> u64 {
+        self.known.try_with_value(|k| k.version(id)).unwrap_or(0)
     }
 
     /// Applies one live event. Events for our own actions arrive too; every change is an
@@ -90,8 +176,10 @@ impl ChatState {
                         list.retain(|t| t.id != thread_id);
                     }
                 });
+                self.known.try_update_value(|k| k.forget_thread(thread_id));
                 if self.open.get_untracked() == Some(thread_id) {
                     self.current.update(|r| *r = Some(Ok(None)));
+                    self.left.set(Some(thread_id));
                 }
             }
             ChatEvent::Message { message } => self.upsert_message(message),
@@ -100,15 +188,33 @@ impl ChatState {
                 message_id,
                 content,
                 html,
-            } => self.with_open(thread_id, |tv| {
-                if let Some(m) = tv.messages.iter_mut().find(|m| m.message.id == message_id) {
-                    // A late delta must not overwrite a finished message.
-                    if m.message.status == MessageStatus::Streaming {
-                        m.message.content = content;
-                        m.html = html;
-                    }
+            } => {
+                let base = self
+                    .known
+                    .try_with_value(|k| k.get(&message_id).cloned())
+                    .flatten()
+                    .or_else(|| {
+                        self.current.with_untracked(|c| {
+                            c.as_ref()
+                                .and_then(|r| r.as_ref().ok())
+                                .and_then(|t| t.as_ref())
+                                .filter(|t| t.thread.id == thread_id)
+                                .and_then(|t| {
+                                    t.messages
+                                        .iter()
+                                        .find(|m| m.message.id == message_id)
+                                        .cloned()
+                                })
+                        })
+                    });
+                // A delta is the streaming state with this text; merging drops it when the
+                // message has already moved past it.
+                if let Some(mut m) = base.filter(|m| m.message.status == MessageStatus::Streaming) {
+                    m.message.content = content;
+                    m.html = html;
+                    self.upsert_message(m);
                 }
-            }),
+            }
             ChatEvent::Truncated { thread_id, after } => self.with_open(thread_id, |tv| {
                 let keep = match after {
                     None => 0,
@@ -145,25 +251,54 @@ pub fn ChatLayout(children: Children) -> impl IntoView {
         error: RwSignal::new(None),
     });
 
+    let known = StoredValue::new(Known::default());
     // Server rendering fetches both inside the request's session; the browser fetches again
     // once its own session start has returned (the protocol's ordering rule).
     let threads = Resource::new(move || epoch.get(), |_| api::list_threads());
     let current = Resource::new(
         move || (epoch.get(), open.get()),
-        |(_, id)| async move {
+        move |(_, id)| async move {
             match id {
-                Some(id) => api::get_thread(id).await.map(Some),
+                // Events that came while the request was out may be newer than its answer.
+                Some(id) => api::get_thread(id).await.map(|mut tv| {
+                    known.try_update_value(|k| {
+                        tv.messages = std::mem::take(&mut tv.messages)
+                            .into_iter()
+                            .map(|m| k.merge(m))
+                            .collect();
+                    });
+                    Some(tv)
+                }),
                 None => Ok(None),
             }
         },
     );
+    let left = RwSignal::new(None::<ThreadId>);
     let state = ChatState {
         threads,
         current,
         open,
         epoch,
+        known,
+        left,
     };
     provide_context(state);
+
+    // Leave a deleted chat for a new one; the composer keeps what was typed.
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(id) = left.get()
+            && open.get_untracked() == Some(id)
+        {
+            navigate(
+                "/",
+                NavigateOptions {
+                    replace: true,
+                    ..NavigateOptions::default()
+                },
+            );
+        }
+    });
 
     Effect::new(move |prev: Option<bool>| {
         let ready = matches!(session.state.get(), SessionState::Ready(_));
@@ -301,7 +436,6 @@ fn Sidebar() -> impl IntoView {
 #[component]
 fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
     let state = expect_context::<ChatState>();
-    let navigate = use_navigate();
     let id = thread.id;
     let editing = RwSignal::new(false);
     let title = RwSignal::new(thread.title.clone());
@@ -321,13 +455,9 @@ fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
         if !confirm("Delete this chat? This cannot be undone.") {
             return;
         }
-        let navigate = navigate.clone();
         spawn_local(async move {
             if api::delete_thread(id).await.is_ok() {
                 state.apply(ChatEvent::ThreadDeleted { thread_id: id });
-                if state.open.get_untracked() == Some(id) {
-                    navigate("/", NavigateOptions::default());
-                }
             }
         });
     };
@@ -377,30 +507,76 @@ fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
 /// The routed chat page: the open thread (or the empty state) and the composer.
 #[component]
 pub fn ChatPage() -> impl IntoView {
-    let state = expect_context::<ChatState>();
-    let session = expect_context::<SessionCtx>();
-    let ready = move || matches!(session.state.get(), SessionState::Ready(_));
-
     view! {
         <section class="chat" aria-label="Conversation">
             <Transition fallback=|| view! { <div class="messages"><p class="muted">"Loading…"</p></div> }>
-                {move || match state.current.get() {
-                    Some(Ok(Some(tv))) => view! { <ThreadHeader thread=tv.thread.clone() /> <Messages /> }.into_any(),
-                    Some(Err(e)) if e.code == crate::ErrorCode::NotFound => {
-                        view! { <div class="messages"><div class="empty"><h2>"Chat not found"</h2><p class="muted">"It may have been deleted, or it belongs to another session."</p></div></div> }.into_any()
-                    }
-                    _ if state.open.get().is_some() && !ready() => view! { <div class="messages"><p class="muted">"Loading…"</p></div> }.into_any(),
-                    _ => view! { <EmptyState /> }.into_any(),
-                }}
+                <Pane />
                 <Composer />
             </Transition>
         </section>
     }
 }
 
+/// What the chat page shows above the composer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PaneKind {
+    Thread(ThreadId),
+    NotFound,
+    Loading,
+    Empty,
+}
+
 #[component]
-fn ThreadHeader(thread: Thread) -> impl IntoView {
-    let id = thread.id;
+fn Pane() -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let session = expect_context::<SessionCtx>();
+    // The pane is rebuilt only when what it shows changes kind, not on every message
+    // change: the message list updates in place, bubble by bubble. Made under the
+    // Transition, so reading the thread here still holds the page until it has loaded.
+    let kind = Memo::new(move |_| {
+        let ready = matches!(session.state.get(), SessionState::Ready(_));
+        state.current.with(|c| match c {
+            Some(Ok(Some(tv))) => PaneKind::Thread(tv.thread.id),
+            Some(Err(e)) if e.code == crate::ErrorCode::NotFound => PaneKind::NotFound,
+            _ if state.open.get().is_some() && !ready => PaneKind::Loading,
+            _ => PaneKind::Empty,
+        })
+    });
+    move || pane_view(kind.get())
+}
+
+fn pane_view(kind: PaneKind) -> AnyView {
+    match kind {
+        PaneKind::Thread(id) => view! { <ThreadHeader id=id /> <Messages /> }.into_any(),
+        PaneKind::NotFound => view! {
+            <div class="messages">
+                <div class="empty">
+                    <h2>"Chat not found"</h2>
+                    <p class="muted">"It may have been deleted, or it belongs to another session."</p>
+                </div>
+            </div>
+        }
+        .into_any(),
+        PaneKind::Loading => {
+            view! { <div class="messages"><p class="muted">"Loading…"</p></div> }.into_any()
+        }
+        PaneKind::Empty => view! { <EmptyState /> }.into_any(),
+    }
+}
+
+#[component]
+fn ThreadHeader(id: ThreadId) -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let title = Memo::new(move |_| {
+        state.current.with(|c| {
+            c.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|t| t.as_ref())
+                .filter(|t| t.thread.id == id)
+                .map(|t| t.thread.title.clone())
+                .unwrap_or_default()
+        })
+    });
     let export = move |format: &'static str| {
         spawn_local(async move {
             if let Ok(file) = api::export_thread(id, format.into()).await {
@@ -410,7 +586,7 @@ fn ThreadHeader(thread: Thread) -> impl IntoView {
     };
     view! {
         <header class="thread-head">
-            <h1 data-testid="thread-title">{thread.title}</h1>
+            <h1 data-testid="thread-title">{move || title.get()}</h1>
             <div class="thread-actions">
                 <button class="ghost" on:click=move |_| export("markdown")>"Export .md"</button>
                 <button class="ghost" on:click=move |_| export("json")>"Export .json"</button>
@@ -468,18 +644,27 @@ fn Messages() -> impl IntoView {
                 .unwrap_or_default()
         })
     };
-    let last_assistant = move || {
-        messages()
-            .iter()
-            .rev()
-            .find(|m| m.message.role == Role::Assistant)
-            .map(|m| m.message.id)
-    };
+    // Only the last reply offers Regenerate; an earlier one stops offering it when a newer
+    // reply arrives, without being rebuilt.
+    let last_assistant = Memo::new(move |_| {
+        state.current.with(|c| {
+            c.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|t| t.as_ref())
+                .and_then(|t| {
+                    t.messages
+                        .iter()
+                        .rev()
+                        .find(|m| m.message.role == Role::Assistant)
+                        .map(|m| m.message.id)
+                })
+        })
+    });
     let list_ref = NodeRef::<leptos::html::Div>::new();
 
     // Keep the newest text in view while a reply streams.
     Effect::new(move |_| {
-        let _ = messages();
+        state.current.track();
         if let Some(el) = list_ref.get() {
             el.set_scroll_top(el.scroll_height());
         }
@@ -489,11 +674,12 @@ fn Messages() -> impl IntoView {
         <div class="messages" node_ref=list_ref on:click=copy_code_on_click data-testid="messages">
             <For
                 each=messages
-                // The key changes with what a bubble shows, so For re-renders exactly the
-                // messages that changed (a streaming reply, a new rating).
-                key=|m| (m.message.id, m.message.status, m.message.feedback.clone(), m.message.content.clone())
+                // A message's version changes with the state kept for it, so For rebuilds
+                // exactly the bubbles whose message changed (a streaming reply, a rating).
+                key=move |m| (m.message.id, state.version(&m.message.id))
                 children=move |m| {
-                    let is_last = last_assistant() == Some(m.message.id);
+                    let id = m.message.id;
+                    let is_last = Signal::derive(move || last_assistant.get() == Some(id));
                     view! { <Bubble m=m is_last=is_last /> }
                 }
             />
@@ -502,7 +688,7 @@ fn Messages() -> impl IntoView {
 }
 
 #[component]
-fn Bubble(m: MessageView, is_last: bool) -> impl IntoView {
+fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
     let state = expect_context::<ChatState>();
     let msg = m.message.clone();
     let id = msg.id;
@@ -595,8 +781,8 @@ fn Bubble(m: MessageView, is_last: bool) -> impl IntoView {
                         <button class="icon" title="Good reply" aria-label="Good reply" aria-pressed=(rating == Some(Rating::Up)).to_string() class:active=rating == Some(Rating::Up) on:click=move |_| rate(Rating::Up) data-testid="rate-up"><Icon name=IconName::ThumbUp /></button>
                         <button class="icon" title="Bad reply" aria-label="Bad reply" aria-pressed=(rating == Some(Rating::Down)).to_string() class:active=rating == Some(Rating::Down) on:click=move |_| rate(Rating::Down) data-testid="rate-down"><Icon name=IconName::ThumbDown /></button>
                         <button class="icon" title="Copy" aria-label="Copy reply" on:click=move |_| copy_text(&content)><Icon name=IconName::Copy /></button>
-                        {is_last.then(|| view! {
-                            <button class="icon" title="Regenerate" aria-label=if msg.status == MessageStatus::Error { "Retry" } else { "Regenerate reply" } data-testid="regenerate" on:click=regenerate><Icon name=IconName::Retry /></button>
+                        {move || is_last.get().then(|| view! {
+                            <button class="icon" title="Regenerate" aria-label=if msg_status == MessageStatus::Error { "Retry" } else { "Regenerate reply" } data-testid="regenerate" on:click=regenerate><Icon name=IconName::Retry /></button>
                         })}
                     }.into_any(),
                     Role::Assistant => ().into_any(),
@@ -712,10 +898,11 @@ fn send_text(
                 }
                 state.upsert_thread(sent.thread.clone());
                 if thread.is_none() {
+                    let messages = vec![state.merge(sent.user), state.merge(sent.reply)];
                     state.current.update(|r| {
                         *r = Some(Ok(Some(ThreadView {
                             thread: sent.thread.clone(),
-                            messages: vec![sent.user.clone(), sent.reply.clone()],
+                            messages,
                         })))
                     });
                     navigate(
@@ -725,6 +912,18 @@ fn send_text(
                 } else {
                     state.upsert_message(sent.user);
                     state.upsert_message(sent.reply);
+                }
+            }
+            // The chat was deleted and this page missed the news (its event stream was
+            // down): leave it as if the news had come. The text stays in the composer.
+            Err(e) if e.code == crate::ErrorCode::NotFound && thread.is_some() => {
+                if let Some(id) = thread {
+                    state.apply(ChatEvent::ThreadDeleted { thread_id: id });
+                }
+                if let Some(c) = composer {
+                    c.error.try_set(Some(
+                        "This chat was deleted, so your message was not sent. It is still here: send it to start a new chat.".into(),
+                    ));
                 }
             }
             Err(e) => {
