@@ -1,5 +1,5 @@
 //! The SQLite store behind the real binary: durability across SIGKILL, and expiry that
-//! removes the rows themselves.
+//! removes the rows themselves (keeping only the ended id).
 
 mod common;
 
@@ -124,4 +124,9 @@ async fn expired_sessions_leave_no_rows() {
             "{table} still holds rows of the expired session"
         );
     }
+    assert_eq!(
+        count("ended_sessions", "id"),
+        1,
+        "the background sweep keeps the id from being claimed again"
+    );
 }

@@ -134,8 +134,12 @@ pub fn now_ms() -> i64 {
 pub enum Claim {
     /// This call created the session.
     Won,
-    /// The id is already in use (and not expired).
+    /// A live session has the id.
     Taken,
+    /// The id belonged to a session that has ended (deleted or expired). An id is never
+    /// claimed twice: whatever still refers to the old session (a stream, a cookie, a tab)
+    /// must not attach to a new one under the same name.
+    Ended,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,15 +209,25 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
     }
 }
 
+/// An id is never claimed twice. Once a session has ended (by `delete`, or by expiring,
+/// whoever notices: `verify`, `claim`, any other call, the sweep, or the backend itself), a
+/// claim of its id answers `Claim::Ended` and creates nothing, for at least `absolute` after
+/// the end; later the backend may forget the id. Each backend decides this atomically with the
+/// removal, so no interleaving of a claim with a delete or an expiry of the same id lets the
+/// claim win. The ended id otherwise reads as unknown: `peek` gives `None`, `verify` gives
+/// `Unknown`, `exists_raw` gives false. Homes are exempt: a deleted home may be created again.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Creates the session with this proof unless a live one exists. Atomic: of any number
-    /// of concurrent claims of one id, exactly one returns `Won`. An expired session in the
-    /// way is removed (with its data) and the claim proceeds.
+    /// Creates the session with this proof if the id has never been claimed (or its end is
+    /// long enough ago to be forgotten, see the trait): `Won`. A live session with the id
+    /// gives `Taken`; an ended one, including an expired record not yet removed (which is
+    /// removed now, with its data), gives `Ended`. Atomic: of any number of concurrent claims
+    /// of one id, exactly one returns `Won`, and none does once the id's session has ended.
     async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError>;
 
     /// Like `claim`, for a session that acts for a signed-in user: the session records
-    /// `home`, and `verify` reports it. Fails with `NoSuchSession` when `home` does not exist.
+    /// `home`, and `verify` reports it. Fails with `NoSuchSession` when `home` does not exist;
+    /// otherwise answers exactly as `claim` would, `Ended` included.
     async fn claim_signed_in(
         &self,
         id: &SessionId,
@@ -223,11 +237,12 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Creates a user's home (a `SessionId::home`): a record that holds values and threads
     /// like a session but never expires, is never swept, and has no proof anyone holds, so
-    /// `verify` always denies it. Returns false if it already existed (nothing changes).
+    /// `verify` always denies it. Returns false if it already existed (nothing changes). A
+    /// deleted home can be created again (an account removed and added back).
     async fn create_home(&self, home: &SessionId) -> Result<bool, StoreError>;
 
-    /// Times and home of a live session; `None` when unknown or expired. Unlike `verify` it
-    /// neither slides the expiry nor deletes anything.
+    /// Times and home of a live session; `None` when unknown, expired or ended. Unlike
+    /// `verify` it neither slides the expiry nor deletes anything.
     async fn peek(&self, id: &SessionId) -> Result<Option<SessionTimes>, StoreError>;
 
     /// The keys of the session's values that start with `prefix` (every key for ""), in
@@ -235,7 +250,8 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError>;
 
     /// Compares `proof` with the stored hash in constant time; on a match, slides the idle
-    /// expiry. An expired session is deleted here and reported as `Unknown`.
+    /// expiry. An expired session is removed here (it has ended: its id is never claimed
+    /// again) and reported as `Unknown`, as is an ended one.
     async fn verify(&self, id: &SessionId, proof: Option<&ProofHash>)
     -> Result<Verify, StoreError>;
 
@@ -251,10 +267,14 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Removes every key of the session; the session itself stays.
     async fn clear(&self, id: &SessionId) -> Result<(), StoreError>;
 
-    /// Removes the session and all its data. Returns whether it existed.
+    /// Removes the session and all its data. Returns whether it existed. The session has
+    /// ended: its id is never claimed again. A home's id stays free to be created again.
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError>;
 
-    /// Removes every expired session; returns how many.
+    /// Removes every expired session (each has ended, like a deleted one) and forgets the
+    /// ended ids whose time is over, so the store does not grow with every session there
+    /// ever was; returns how many sessions it removed. A backend whose ended ids expire by
+    /// themselves need not walk them here.
     async fn sweep(&self) -> Result<usize, StoreError>;
 
     // Chat data. Every call is scoped by the session id: a thread or message id of another
@@ -307,8 +327,9 @@ pub trait SessionStore: Send + Sync + 'static {
         after: Option<&MessageId>,
     ) -> Result<usize, StoreError>;
 
-    /// Whether any record of this id remains, expired or not. For tests and operators: it
-    /// must not slide expiry or delete anything.
+    /// Whether any record of this id remains, expired or not. What keeps an ended id from
+    /// being claimed holds no data and does not count. For tests and operators: it must not
+    /// slide expiry or delete anything.
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError>;
 }
 

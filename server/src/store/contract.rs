@@ -158,17 +158,19 @@ pub async fn delete_removes_everything(store: Arc<dyn SessionStore>) {
     assert!(store.delete(&id).await.unwrap());
     assert!(!store.exists_raw(&id).await.unwrap());
     assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
-    // The id may be claimed again and starts empty.
+    // The id is not claimed again, so nothing of the old session can reach its data.
     let p2 = proof();
-    assert_eq!(store.claim(&id, &p2).await.unwrap(), Claim::Won);
-    assert_eq!(store.get(&id, "notes").await.unwrap(), None);
-    assert!(
-        matches!(
-            store.verify(&id, Some(&p)).await.unwrap(),
-            Verify::Denied { .. }
-        ),
+    assert_eq!(store.claim(&id, &p2).await.unwrap(), Claim::Ended);
+    assert_eq!(
+        store.get(&id, "notes").await,
+        Err(StoreError::NoSuchSession)
+    );
+    assert_eq!(
+        store.verify(&id, Some(&p)).await.unwrap(),
+        Verify::Unknown,
         "the old proof is dead"
     );
+    assert_eq!(store.verify(&id, Some(&p2)).await.unwrap(), Verify::Unknown);
 }
 
 pub async fn idle_expiry_slides_then_deletes(store: Arc<dyn SessionStore>) {
@@ -194,10 +196,13 @@ pub async fn idle_expiry_slides_then_deletes(store: Arc<dyn SessionStore>) {
     );
     assert_eq!(
         store.claim(&id, &proof()).await.unwrap(),
-        Claim::Won,
-        "an expired id can be claimed afresh"
+        Claim::Ended,
+        "an expired id is not claimed afresh"
     );
-    assert_eq!(store.get(&id, "notes").await.unwrap(), None);
+    assert_eq!(
+        store.get(&id, "notes").await,
+        Err(StoreError::NoSuchSession)
+    );
 }
 
 pub async fn absolute_expiry_ignores_activity(store: Arc<dyn SessionStore>) {
@@ -211,6 +216,7 @@ pub async fn absolute_expiry_ignores_activity(store: Arc<dyn SessionStore>) {
     }
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
+    assert_eq!(store.claim(&id, &proof()).await.unwrap(), Claim::Ended);
 }
 
 pub async fn sweep_removes_only_expired(store: Arc<dyn SessionStore>) {
@@ -469,12 +475,16 @@ pub async fn deleting_a_session_deletes_its_threads(store: Arc<dyn SessionStore>
         .await
         .unwrap();
     assert!(store.delete(&s).await.unwrap());
-    store.claim(&s, &proof()).await.unwrap();
-    assert!(
-        store.list_threads(&s).await.unwrap().is_empty(),
-        "a re-claimed id starts with no threads"
+    assert_eq!(store.claim(&s, &proof()).await.unwrap(), Claim::Ended);
+    assert_eq!(
+        store.list_threads(&s).await,
+        Err(StoreError::NoSuchSession),
+        "no claim brings the threads back"
     );
-    assert_eq!(store.get_thread(&s, &t.id).await.unwrap(), None);
+    assert_eq!(
+        store.get_thread(&s, &t.id).await,
+        Err(StoreError::NoSuchSession)
+    );
 }
 
 /// A home id nobody else in the store uses.
@@ -811,6 +821,250 @@ pub async fn deleting_a_home_leaves_its_sessions(store: Arc<dyn SessionStore>) {
     assert_eq!(store.get_message(&h, &m.id).await.unwrap(), None);
 }
 
+/// What an ended id must look like whatever the backend: unknown to every read, and refused
+/// to every claim, which creates nothing.
+async fn assert_ended(store: &dyn SessionStore, id: &SessionId, home: &SessionId, why: &str) {
+    let p = proof();
+    assert_eq!(store.claim(id, &p).await.unwrap(), Claim::Ended, "{why}");
+    assert_eq!(
+        store.claim_signed_in(id, &p, home).await.unwrap(),
+        Claim::Ended,
+        "{why}: signing in"
+    );
+    assert_eq!(
+        store.verify(id, Some(&p)).await.unwrap(),
+        Verify::Unknown,
+        "{why}"
+    );
+    assert_eq!(store.peek(id).await.unwrap(), None, "{why}");
+    assert!(
+        !store.exists_raw(id).await.unwrap(),
+        "{why}: a record remains"
+    );
+    assert_eq!(
+        store.get(id, "k").await,
+        Err(StoreError::NoSuchSession),
+        "{why}"
+    );
+    assert_eq!(
+        store.set(id, "k", b"v").await,
+        Err(StoreError::NoSuchSession),
+        "{why}"
+    );
+}
+
+pub async fn a_deleted_id_is_never_claimed_again(store: Arc<dyn SessionStore>) {
+    let h = home(&*store).await;
+    let (anon, anon_proof) = claimed(&*store).await;
+    store.set(&anon, "k", b"old").await.unwrap();
+    let (bound, _) = signed_in(&*store, &h).await;
+    assert!(store.delete(&anon).await.unwrap());
+    assert!(store.delete(&bound).await.unwrap());
+    for _ in 0..2 {
+        assert_ended(&*store, &anon, &h, "a deleted session").await;
+        assert_ended(&*store, &bound, &h, "a deleted signed-in session").await;
+    }
+    assert_eq!(
+        store.verify(&anon, Some(&anon_proof)).await.unwrap(),
+        Verify::Unknown,
+        "the old proof opens nothing"
+    );
+    assert!(
+        !store.delete(&anon).await.unwrap(),
+        "deleting it again finds nothing"
+    );
+    assert_ended(&*store, &anon, &h, "deleted twice").await;
+    // An id that was never claimed is not affected by any of this.
+    claimed(&*store).await;
+}
+
+/// Built with a 1 s idle lifetime (absolute 60 s). Each session's expiry is noticed a
+/// different way before its id is claimed again.
+pub async fn an_expired_id_is_never_claimed_again(store: Arc<dyn SessionStore>) {
+    let h = home(&*store).await;
+    let (by_claim, _) = claimed(&*store).await;
+    let (by_sign_in, _) = signed_in(&*store, &h).await;
+    let (by_verify, by_verify_proof) = claimed(&*store).await;
+    let (by_read, _) = claimed(&*store).await;
+    let (by_sweep, _) = claimed(&*store).await;
+    for id in [&by_claim, &by_sign_in, &by_verify, &by_read, &by_sweep] {
+        store.set(id, "k", b"old").await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // Nothing has looked at these since they expired: the claim is the first to.
+    assert_eq!(
+        store.claim(&by_claim, &proof()).await.unwrap(),
+        Claim::Ended
+    );
+    assert_eq!(
+        store
+            .claim_signed_in(&by_sign_in, &proof(), &h)
+            .await
+            .unwrap(),
+        Claim::Ended
+    );
+    assert_eq!(
+        store
+            .verify(&by_verify, Some(&by_verify_proof))
+            .await
+            .unwrap(),
+        Verify::Unknown
+    );
+    assert_eq!(
+        store.get(&by_read, "k").await,
+        Err(StoreError::NoSuchSession)
+    );
+    store.sweep().await.unwrap();
+    for (id, why) in [
+        (&by_claim, "expiry noticed by a claim"),
+        (&by_sign_in, "expiry noticed by a sign-in"),
+        (&by_verify, "expiry noticed by verify"),
+        (&by_read, "expiry noticed by a read"),
+        (&by_sweep, "expiry noticed by the sweep"),
+    ] {
+        assert_ended(&*store, id, &h, why).await;
+    }
+}
+
+/// Built with short lifetimes (idle 60 s, absolute 1 s). An ended id is refused for at least
+/// an absolute lifetime after its end, and every backend forgets it by two absolute
+/// lifetimes after its claim, once the sweep has run: the id can then be claimed anew.
+pub async fn an_ended_id_is_forgotten_after_its_time(store: Arc<dyn SessionStore>) {
+    let start = Instant::now();
+    let (deleted, _) = claimed(&*store).await;
+    store.set(&deleted, "k", b"old").await.unwrap();
+    let (expired, _) = claimed(&*store).await;
+    assert!(store.delete(&deleted).await.unwrap());
+    assert_eq!(store.claim(&deleted, &proof()).await.unwrap(), Claim::Ended);
+
+    tokio::time::sleep(Duration::from_millis(1100).saturating_sub(start.elapsed())).await;
+    assert_eq!(store.sweep().await.unwrap(), 1, "the expired session went");
+    assert_eq!(
+        store.claim(&expired, &proof()).await.unwrap(),
+        Claim::Ended,
+        "a sweep does not forget an id as it ends it"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(start.elapsed())).await;
+    store.sweep().await.unwrap();
+    for id in [&deleted, &expired] {
+        let p = proof();
+        assert_eq!(store.claim(id, &p).await.unwrap(), Claim::Won);
+        assert!(matches!(
+            store.verify(id, Some(&p)).await.unwrap(),
+            Verify::Valid { home: None, .. }
+        ));
+        assert_eq!(store.get(id, "k").await.unwrap(), None, "and starts empty");
+    }
+}
+
+/// Built with short lifetimes (idle 1 s, absolute 2 s), which homes ignore, and which leave
+/// nothing of a deleted home in the way of its creation.
+pub async fn a_deleted_home_can_be_created_again(store: Arc<dyn SessionStore>) {
+    let h = home(&*store).await;
+    for round in 0..3 {
+        store.set(&h, "profile", b"x").await.unwrap();
+        signed_in(&*store, &h).await;
+        assert!(store.delete(&h).await.unwrap(), "round {round}");
+        assert!(!store.exists_raw(&h).await.unwrap());
+        store.sweep().await.unwrap();
+        assert!(
+            store.create_home(&h).await.unwrap(),
+            "round {round}: the account is added back"
+        );
+        assert_eq!(store.get(&h, "profile").await.unwrap(), None);
+        signed_in(&*store, &h).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    store.sweep().await.unwrap();
+    assert!(store.delete(&h).await.unwrap());
+    assert!(store.create_home(&h).await.unwrap());
+}
+
+/// A delete and many claims of one live id, all at once: each claim either finds the session
+/// (`Taken`) or finds it ended (`Ended`); none ever creates a new one.
+pub async fn claims_racing_a_delete_never_win(store: Arc<dyn SessionStore>) {
+    let h = home(&*store).await;
+    for _ in 0..20 {
+        let (id, _) = claimed(&*store).await;
+        let delete = {
+            let store = store.clone();
+            tokio::spawn(async move { store.delete(&id).await.unwrap() })
+        };
+        let claims: Vec<_> = (0..12)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let p = proof();
+                    if i % 3 == 0 {
+                        store.claim_signed_in(&id, &p, &h).await.unwrap()
+                    } else {
+                        store.claim(&id, &p).await.unwrap()
+                    }
+                })
+            })
+            .collect();
+        assert!(delete.await.unwrap(), "the delete found the session");
+        for c in claims {
+            let claim = c.await.unwrap();
+            assert_ne!(claim, Claim::Won, "a claim won an id being deleted");
+        }
+        assert_ended(&*store, &id, &h, "after the race").await;
+    }
+}
+
+/// Built with a 1 s idle lifetime (absolute 60 s). Claims, verifies and sweeps run while the
+/// sessions expire; no claim wins an id, before its expiry or after.
+pub async fn claims_racing_an_expiry_never_win(store: Arc<dyn SessionStore>) {
+    let h = home(&*store).await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(claimed(&*store).await);
+    }
+    tokio::time::sleep(Duration::from_millis(850)).await;
+    let until = Instant::now() + Duration::from_millis(400);
+    let mut tasks = Vec::new();
+    for (n, (id, _)) in ids.iter().copied().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            while Instant::now() < until {
+                let q = proof();
+                outcomes.push(match n % 3 {
+                    0 => store.claim(&id, &q).await.unwrap(),
+                    1 => store.claim_signed_in(&id, &q, &h).await.unwrap(),
+                    _ => {
+                        // Without the proof, so that it notices the expiry without sliding it.
+                        store.verify(&id, None).await.unwrap();
+                        store.claim(&id, &q).await.unwrap()
+                    }
+                });
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            outcomes
+        }));
+    }
+    let sweeper = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            while Instant::now() < until {
+                store.sweep().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    for t in tasks {
+        let outcomes = t.await.unwrap();
+        assert!(!outcomes.contains(&Claim::Won), "{outcomes:?}");
+        assert_eq!(outcomes.last(), Some(&Claim::Ended), "{outcomes:?}");
+    }
+    sweeper.await.unwrap();
+    for (id, _) in &ids {
+        assert_ended(&*store, id, &h, "after the race").await;
+    }
+}
+
 /// One step of a random workload over a few sessions (by index).
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -880,6 +1134,8 @@ pub async fn random_operations_never_cross_sessions(
         id: SessionId,
         proof: ProofHash,
         live: bool,
+        /// Was live once and was deleted: its id is never claimed again.
+        ended: bool,
         home: Option<SessionId>,
         kv: HashMap<String, Vec<u8>>,
         threads: Vec<Thread>,
@@ -891,6 +1147,7 @@ pub async fn random_operations_never_cross_sessions(
             id: SessionId::random(),
             proof: proof(),
             live: false,
+            ended: false,
             home: None,
             kv: HashMap::new(),
             threads: vec![],
@@ -900,30 +1157,31 @@ pub async fn random_operations_never_cross_sessions(
     // The sessions' values must never show up in the home they sign in to, nor its in them.
     let the_home = home(&*store).await;
     store.set(&the_home, "k0", b"home").await.unwrap();
+    let expected_claim = |m: &S| match (m.live, m.ended) {
+        (true, _) => Claim::Taken,
+        (false, true) => Claim::Ended,
+        (false, false) => Claim::Won,
+    };
     for op in ops {
         match op {
             Op::Claim(i) => {
                 let claim = store.claim(&model[i].id, &model[i].proof).await.unwrap();
-                assert_eq!(claim == Claim::Won, !model[i].live, "claim of session {i}");
+                assert_eq!(claim, expected_claim(&model[i]), "claim of session {i}");
                 if claim == Claim::Won {
                     model[i].home = None;
+                    model[i].live = true;
                 }
-                model[i].live = true;
             }
             Op::SignIn(i) => {
                 let claim = store
                     .claim_signed_in(&model[i].id, &model[i].proof, &the_home)
                     .await
                     .unwrap();
-                assert_eq!(
-                    claim == Claim::Won,
-                    !model[i].live,
-                    "sign-in of session {i}"
-                );
+                assert_eq!(claim, expected_claim(&model[i]), "sign-in of session {i}");
                 if claim == Claim::Won {
                     model[i].home = Some(the_home);
+                    model[i].live = true;
                 }
-                model[i].live = true;
             }
             Op::Keys(s) => match store.keys(&model[s].id, "k").await {
                 Ok(keys) => {
@@ -993,6 +1251,7 @@ pub async fn random_operations_never_cross_sessions(
             Op::Delete(s) => {
                 assert_eq!(store.delete(&model[s].id).await.unwrap(), model[s].live);
                 let m = &mut model[s];
+                m.ended |= m.live;
                 m.live = false;
                 m.home = None;
                 m.kv.clear();
@@ -1133,6 +1392,26 @@ macro_rules! store_contract_tests {
         #[tokio::test]
         async fn peek_neither_slides_nor_invents() {
             c::peek_neither_slides_nor_invents(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(2), absolute: ::std::time::Duration::from_secs(60) }).await).await
+        }
+        #[tokio::test]
+        async fn a_deleted_id_is_never_claimed_again() { c::a_deleted_id_is_never_claimed_again(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn an_expired_id_is_never_claimed_again() {
+            c::an_expired_id_is_never_claimed_again(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(1), absolute: ::std::time::Duration::from_secs(60) }).await).await
+        }
+        #[tokio::test]
+        async fn an_ended_id_is_forgotten_after_its_time() {
+            c::an_ended_id_is_forgotten_after_its_time(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(60), absolute: ::std::time::Duration::from_secs(1) }).await).await
+        }
+        #[tokio::test]
+        async fn a_deleted_home_can_be_created_again() {
+            c::a_deleted_home_can_be_created_again(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(1), absolute: ::std::time::Duration::from_secs(2) }).await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn claims_racing_a_delete_never_win() { c::claims_racing_a_delete_never_win(store_with(c::long()).await).await }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn claims_racing_an_expiry_never_win() {
+            c::claims_racing_an_expiry_never_win(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(1), absolute: ::std::time::Duration::from_secs(60) }).await).await
         }
         #[tokio::test]
         async fn sweep_removes_only_expired() {

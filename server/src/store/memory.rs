@@ -49,10 +49,21 @@ struct ThreadData {
     messages: Vec<Message>,
 }
 
+/// What the map holds under an id. An ended session's slot stays, so that a claim of its id
+/// and the session's removal are decided under the same shard lock; the record is boxed so
+/// that such a marker costs a key and a word, not a whole record.
+enum Slot {
+    Live(Box<Record>),
+    /// A session ended here; its id refuses claims until `until_ms`.
+    Ended {
+        until_ms: i64,
+    },
+}
+
 /// A sharded map keyed by session id: lookups stay O(1) however many sessions exist, and
 /// sessions on different shards never contend.
 pub struct MemoryStore {
-    sessions: DashMap<SessionId, Record>,
+    sessions: DashMap<SessionId, Slot>,
     lifetimes: Lifetimes,
 }
 
@@ -64,16 +75,30 @@ impl MemoryStore {
         }
     }
 
+    /// How many sessions and homes it holds, expired ones not yet removed included; the
+    /// markers of ended sessions hold no data and are not counted. Walks the whole map.
     pub fn len(&self) -> usize {
-        self.sessions.len()
+        self.sessions
+            .iter()
+            .filter(|e| matches!(e.value(), Slot::Live(_)))
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
+        self.len() == 0
     }
 
     fn expired(&self, r: &Record, now: i64) -> bool {
         !r.is_home && self.lifetimes.is_expired(r.created_ms, r.last_seen_ms, now)
+    }
+
+    /// The marker a session removed at `now` leaves behind. Counted from the removal, which
+    /// is never before the session ended, so the id stays refused for at least an absolute
+    /// lifetime after the end.
+    fn ended(&self, now: i64) -> Slot {
+        Slot::Ended {
+            until_ms: now.saturating_add(self.lifetimes.absolute.as_millis() as i64),
+        }
     }
 
     fn claim_with(
@@ -83,17 +108,22 @@ impl MemoryStore {
         home: Option<SessionId>,
     ) -> Result<Claim, StoreError> {
         let now = now_ms();
-        let fresh = || Record::new(*proof, now, home, false);
-        // The entry API holds the shard's write lock, which is what makes the claim atomic.
+        let fresh = || Slot::Live(Box::new(Record::new(*proof, now, home, false)));
+        // The entry API holds the shard's write lock, which is what makes the claim atomic,
+        // also against a delete or an expiry of the same id: they take the same lock.
         match self.sessions.entry(*id) {
-            Entry::Occupied(mut e) => {
-                if self.expired(e.get(), now) {
+            Entry::Occupied(mut e) => match e.get() {
+                Slot::Live(r) if self.expired(r, now) => {
+                    e.insert(self.ended(now));
+                    Ok(Claim::Ended)
+                }
+                Slot::Live(_) => Ok(Claim::Taken),
+                Slot::Ended { until_ms } if *until_ms > now => Ok(Claim::Ended),
+                Slot::Ended { .. } => {
                     e.insert(fresh());
                     Ok(Claim::Won)
-                } else {
-                    Ok(Claim::Taken)
                 }
-            }
+            },
             Entry::Vacant(e) => {
                 e.insert(fresh());
                 Ok(Claim::Won)
@@ -109,14 +139,14 @@ impl MemoryStore {
     ) -> Result<T, StoreError> {
         let now = now_ms();
         match self.sessions.entry(*id) {
-            Entry::Occupied(mut e) => {
-                if self.expired(e.get(), now) {
-                    e.remove();
+            Entry::Occupied(mut e) => match e.get_mut() {
+                Slot::Live(r) if self.expired(r, now) => {
+                    e.insert(self.ended(now));
                     Err(StoreError::NoSuchSession)
-                } else {
-                    f(e.get_mut())
                 }
-            }
+                Slot::Live(r) => f(r),
+                Slot::Ended { .. } => Err(StoreError::NoSuchSession),
+            },
             Entry::Vacant(_) => Err(StoreError::NoSuchSession),
         }
     }
@@ -138,7 +168,10 @@ impl SessionStore for MemoryStore {
         // deadlock (two shards locked in opposite orders, or one shard read then written). A
         // home deleted in between leaves a session bound to a deleted home, which a delete
         // just after the claim would leave too.
-        let home_exists = self.sessions.get(home).is_some_and(|r| r.is_home);
+        let home_exists = self
+            .sessions
+            .get(home)
+            .is_some_and(|s| matches!(s.value(), Slot::Live(r) if r.is_home));
         if !home_exists {
             return Err(StoreError::NoSuchSession);
         }
@@ -149,17 +182,19 @@ impl SessionStore for MemoryStore {
         check_home_id(home)?;
         let proof = unguessable_proof()?;
         let now = now_ms();
+        let fresh = || Slot::Live(Box::new(Record::new(proof, now, None, true)));
         match self.sessions.entry(*home) {
-            Entry::Occupied(mut e) => {
-                if self.expired(e.get(), now) {
-                    e.insert(Record::new(proof, now, None, true));
+            // An account removed and added again gets its home back under the same id, so a
+            // marker (which only a session claimed under a home id could have left) is no bar.
+            Entry::Occupied(mut e) => match e.get() {
+                Slot::Live(r) if !self.expired(r, now) => Ok(false),
+                _ => {
+                    e.insert(fresh());
                     Ok(true)
-                } else {
-                    Ok(false)
                 }
-            }
+            },
             Entry::Vacant(e) => {
-                e.insert(Record::new(proof, now, None, true));
+                e.insert(fresh());
                 Ok(true)
             }
         }
@@ -167,15 +202,14 @@ impl SessionStore for MemoryStore {
 
     async fn peek(&self, id: &SessionId) -> Result<Option<SessionTimes>, StoreError> {
         let now = now_ms();
-        Ok(self
-            .sessions
-            .get(id)
-            .filter(|r| !self.expired(r, now))
-            .map(|r| SessionTimes {
+        Ok(self.sessions.get(id).and_then(|s| match s.value() {
+            Slot::Live(r) if !self.expired(r, now) => Some(SessionTimes {
                 created_ms: r.created_ms,
                 last_seen_ms: r.last_seen_ms,
                 home: r.home,
-            }))
+            }),
+            _ => None,
+        }))
     }
 
     async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -197,11 +231,14 @@ impl SessionStore for MemoryStore {
         match self.sessions.entry(*id) {
             Entry::Vacant(_) => Ok(Verify::Unknown),
             Entry::Occupied(mut e) => {
-                if self.expired(e.get(), now) {
-                    e.remove();
-                    return Ok(Verify::Unknown);
-                }
-                let r = e.get_mut();
+                let r = match e.get_mut() {
+                    Slot::Ended { .. } => return Ok(Verify::Unknown),
+                    Slot::Live(r) if self.expired(r, now) => {
+                        e.insert(self.ended(now));
+                        return Ok(Verify::Unknown);
+                    }
+                    Slot::Live(r) => r,
+                };
                 match proof {
                     Some(p) if !r.is_home && r.proof.matches(p) => {
                         r.last_seen_ms = now;
@@ -247,14 +284,36 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        Ok(self.sessions.remove(id).is_some())
+        let now = now_ms();
+        match self.sessions.entry(*id) {
+            Entry::Occupied(mut e) => match e.get() {
+                Slot::Live(r) if r.is_home => {
+                    e.remove();
+                    Ok(true)
+                }
+                Slot::Live(_) => {
+                    e.insert(self.ended(now));
+                    Ok(true)
+                }
+                Slot::Ended { .. } => Ok(false),
+            },
+            Entry::Vacant(_) => Ok(false),
+        }
     }
 
     async fn sweep(&self) -> Result<usize, StoreError> {
         let now = now_ms();
-        let before = self.sessions.len();
-        self.sessions.retain(|_, r| !self.expired(r, now));
-        Ok(before.saturating_sub(self.sessions.len()))
+        let mut expired = 0;
+        self.sessions.retain(|_, slot| match slot {
+            Slot::Live(r) if self.expired(r, now) => {
+                expired += 1;
+                *slot = self.ended(now);
+                true
+            }
+            Slot::Live(_) => true,
+            Slot::Ended { until_ms } => *until_ms > now,
+        });
+        Ok(expired)
     }
 
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
@@ -389,6 +448,52 @@ impl SessionStore for MemoryStore {
     }
 
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {
-        Ok(self.sessions.contains_key(id))
+        Ok(self
+            .sessions
+            .get(id)
+            .is_some_and(|s| matches!(s.value(), Slot::Live(_))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::server::Proof;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_sweep_drops_the_marks_of_ended_sessions_once_their_time_is_over() {
+        let store = MemoryStore::new(Lifetimes {
+            idle: Duration::from_millis(200),
+            absolute: Duration::from_millis(400),
+        });
+        let claim = |store: &MemoryStore| {
+            let id = SessionId::random();
+            assert_eq!(
+                store.claim_with(&id, &Proof::generate().unwrap().hash(), None),
+                Ok(Claim::Won)
+            );
+            id
+        };
+        let deleted = claim(&store);
+        let expiring = claim(&store);
+        assert!(store.delete(&deleted).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(store.sweep().await.unwrap(), 1);
+        assert_eq!(store.len(), 0, "marks are not sessions");
+        assert_eq!(store.sessions.len(), 2, "both ids are still marked");
+
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(store.sweep().await.unwrap(), 0);
+        assert_eq!(store.sessions.len(), 0, "nothing is kept for ever");
+        assert_eq!(
+            store.claim_with(&expiring, &Proof::generate().unwrap().hash(), None),
+            Ok(Claim::Won)
+        );
+    }
+
+    #[test]
+    fn a_mark_is_a_few_words() {
+        assert!(std::mem::size_of::<Slot>() <= 16);
     }
 }

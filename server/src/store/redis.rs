@@ -16,6 +16,11 @@
 //! - A user's home has the same four keys, with `is_home` set in its record and no TTL on
 //!   any of them (writes see PTTL -1 and PERSIST what they touch); it is never put in the
 //!   deadline index. A signed-in session names its home in its record's `home` field.
+//! - `<prefix>:{<sid>}:c` marks an id as claimed, with a TTL of two absolute lifetimes from
+//!   the claim. A session ends at most one absolute lifetime after its claim, so the mark
+//!   outlives its end by at least one more, however it ended (a delete, a script noticing the
+//!   deadline, or Redis dropping the keys unseen), and `CLAIM` answers `Ended` while it is
+//!   there. It holds no data and is not one of the session's keys; homes get none.
 
 use super::{check_home_id, unguessable_proof};
 use ::redis::{
@@ -44,6 +49,8 @@ const AT_LIMIT: i64 = 2;
 const NOT_FOUND: i64 = 3;
 /// From `VERIFY`: the id is a home, which no proof opens.
 const IS_HOME: i64 = 4;
+/// From `CLAIM`: the id belonged to a session that has ended.
+const ENDED: i64 = 5;
 
 /// Helpers every session script starts with. KEYS[1] is always the session record.
 const PRELUDE: &str = r#"
@@ -72,24 +79,38 @@ local function live(created, seen, is_home, now, idle, absolute)
   if is_home then return true end
   return not expired(created, seen or created, now, idle, absolute)
 end
+-- Keeps the claim mark `key` for at least `ms` more: its session has ended (or, for one
+-- claimed before marks existed, is known to have been claimed) and its id must stay refused.
+local function keep_claimed(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('SET', key, '1', 'PX', ms) end
+end
 "#;
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
 
-// KEYS: s kv t m. ARGV: proof hex, now, idle ms, absolute ms, home id (empty for none).
+// KEYS: s kv t m c. ARGV: proof hex, now, idle ms, absolute ms, home id (empty for none).
+// Returns 1 (won), 0 (a live session has the id) or 5 (ended).
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local now, idle, absolute = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local rec = redis.call('HMGET', KEYS[1], 'created', 'seen', 'is_home')
 if live(rec[1], rec[2], rec[3], now, idle, absolute) then return 0 end
+if rec[1] then
+  -- Past its deadline by this caller's clock, before Redis's TTL: it has ended all the same.
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+  keep_claimed(KEYS[5], absolute)
+  return 5
+end
+if redis.call('EXISTS', KEYS[5]) == 1 then return 5 end
 -- Whatever is left of an earlier session with this id must not leak into the new one.
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('HSET', KEYS[1], 'proof', ARGV[1], 'created', ARGV[2], 'seen', ARGV[2])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'home', ARGV[5]) end
 redis.call('PEXPIRE', KEYS[1], math.min(idle, absolute))
+redis.call('SET', KEYS[5], '1', 'PX', 2 * absolute)
 return 1
 "#,
     )
@@ -110,7 +131,7 @@ return 1
     )
 });
 
-// KEYS: s kv t m. ARGV: proof hex (empty for none), now, idle ms, absolute ms.
+// KEYS: s kv t m c. ARGV: proof hex (empty for none), now, idle ms, absolute ms.
 // Returns {1, stored proof, created, home} or {0} for no live session, {4, _, created} for
 // a home; the caller decides on the proof with a constant-time compare. The slide happens
 // here, gated on equality, so a verify stays one round trip; what is compared is a SHA-256
@@ -126,12 +147,18 @@ if not (rec[1] and rec[2]) then return {0, false, false, false} end
 if rec[5] then return {4, false, rec[2], false} end
 if expired(rec[2], rec[3] or rec[2], now, idle, absolute) then
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+  keep_claimed(KEYS[5], absolute)
   return {0, false, false, false}
 end
 if ARGV[1] == rec[1] then
   local ttl = math.min(idle, tonumber(rec[2]) + absolute - now)
   redis.call('HSET', KEYS[1], 'seen', ARGV[2])
   for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
+  -- A session claimed before claim marks existed gets one, so that Redis dropping its keys
+  -- unseen does not free its id.
+  if redis.call('EXISTS', KEYS[5]) == 0 then
+    redis.call('SET', KEYS[5], '1', 'PX', tonumber(rec[2]) + 2 * absolute - now)
+  end
 end
 return {1, rec[1], rec[2], rec[4]}
 "#,
@@ -199,13 +226,17 @@ return 1
     )
 });
 
-// KEYS: s kv t m. Returns whether the record existed.
+// KEYS: s kv t m c. ARGV: absolute ms. Returns whether the record existed. A session's
+// claim mark normally has more than an absolute lifetime left here; one claimed before marks
+// existed gets one now. A home gets none: it may be created again.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local existed = redis.call('EXISTS', KEYS[1])
+local rec = redis.call('HMGET', KEYS[1], 'created', 'is_home')
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-return existed
+if not rec[1] then return 0 end
+if not rec[2] then keep_claimed(KEYS[5], tonumber(ARGV[1])) end
+return 1
 "#,
     )
 });
@@ -468,8 +499,8 @@ fn proof_from_hex(s: &[u8]) -> Option<ProofHash> {
     Some(ProofHash::from_bytes(out))
 }
 
-/// The four key names of one session.
-struct Keys([String; 4]);
+/// The key names of one session: its four keys, then its claim mark.
+struct Keys([String; 5]);
 
 impl Keys {
     fn record(&self) -> &str {
@@ -483,6 +514,14 @@ impl Keys {
     }
     fn messages(&self) -> &str {
         &self.0[3]
+    }
+    /// The four keys that hold the session.
+    fn session(&self) -> &[String] {
+        &self.0[..4]
+    }
+    /// For the scripts that decide whether the id may be claimed: the four keys and the mark.
+    fn with_mark(&self) -> &[String] {
+        &self.0[..]
     }
 }
 
@@ -532,15 +571,16 @@ impl RedisStore {
     pub async fn session_keys(&self, id: &SessionId) -> Result<Vec<String>, StoreError> {
         let keys = self.names(id);
         let mut pipe = ::redis::pipe();
-        for k in &keys.0 {
+        for k in keys.session() {
             pipe.exists(k);
         }
         let exists: Vec<bool> = self
             .bounded(|mut c| async move { pipe.query_async(&mut c).await })
             .await?;
         Ok(keys
-            .0
-            .into_iter()
+            .session()
+            .iter()
+            .cloned()
             .zip(exists)
             .filter_map(|(k, e)| e.then_some(k))
             .collect())
@@ -553,6 +593,7 @@ impl RedisStore {
             format!("{base}:kv"),
             format!("{base}:t"),
             format!("{base}:m"),
+            format!("{base}:c"),
         ])
     }
 
@@ -603,7 +644,7 @@ impl RedisStore {
         let won: i64 = self
             .run(
                 CLAIM
-                    .key(&keys.0[..])
+                    .key(keys.with_mark())
                     .arg(hex(proof.as_bytes()))
                     .arg(now)
                     .arg(self.idle_ms())
@@ -611,8 +652,11 @@ impl RedisStore {
                     .arg(home.map(SessionId::as_string).unwrap_or_default()),
             )
             .await?;
-        if won != 1 {
-            return Ok(Claim::Taken);
+        match won {
+            OK => {}
+            0 => return Ok(Claim::Taken),
+            ENDED => return Ok(Claim::Ended),
+            other => return Err(unexpected(other)),
         }
         // The deadline index only feeds `sweep`'s count, so failing to update it must not
         // fail a claim that has happened. Entries whose deadline passed more than one
@@ -695,7 +739,7 @@ impl SessionStore for RedisStore {
         let created: i64 = self
             .run(
                 CREATE_HOME
-                    .key(&keys.0[..])
+                    .key(keys.session())
                     .arg(hex(unguessable_proof()?.as_bytes()))
                     .arg(now_ms())
                     .arg(self.idle_ms())
@@ -763,7 +807,7 @@ impl SessionStore for RedisStore {
         let (code, stored, created, home): Reply = self
             .run(
                 VERIFY
-                    .key(&keys.0[..])
+                    .key(keys.with_mark())
                     .arg(proof.map(|p| hex(p.as_bytes())).unwrap_or_default())
                     .arg(now_ms())
                     .arg(self.idle_ms())
@@ -843,7 +887,9 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let keys = self.names(id);
-        let existed: bool = self.run(&DELETE.key(&keys.0[..])).await?;
+        let existed: bool = self
+            .run(DELETE.key(keys.with_mark()).arg(self.absolute_ms()))
+            .await?;
         if existed {
             let (index, member) = (self.deadlines_key(), id.as_string());
             if let Err(e) = self
@@ -1072,7 +1118,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let record = self.names(id).0[0].clone();
+        let record = self.names(id).record().to_owned();
         self.bounded(
             |mut c| async move { ::redis::cmd("EXISTS").arg(record).query_async(&mut c).await },
         )
@@ -1165,28 +1211,130 @@ mod tests {
         let mut redis = raw(&server).await;
         let (id, _) = populated(&store).await;
         let session_pattern = format!("{}:{{*", store.prefix());
-        assert_eq!(keys_matching(&mut redis, &session_pattern).await.len(), 4);
+        let mark = vec![store.names(&id).0[4].clone()];
+        assert_eq!(keys_matching(&mut redis, &session_pattern).await.len(), 5);
         assert_eq!(store.session_keys(&id).await.unwrap().len(), 4);
 
         // Nobody touches the session: Redis drops it by itself, no verify or sweep needed.
+        // Only the claim mark stays, which holds nothing of the session.
         tokio::time::sleep(Duration::from_millis(1200)).await;
-        assert_eq!(
-            keys_matching(&mut redis, &session_pattern).await,
-            Vec::<String>::new()
-        );
+        assert_eq!(keys_matching(&mut redis, &session_pattern).await, mark);
         assert!(store.session_keys(&id).await.unwrap().is_empty());
         assert_eq!(
             store.set(&id, "late", b"write").await,
             Err(StoreError::NoSuchSession)
         );
         let left = keys_matching(&mut redis, &session_pattern).await;
-        assert_eq!(left, Vec::<String>::new(), "a write resurrects nothing");
+        assert_eq!(left, mark, "a write resurrects nothing");
+        assert_eq!(
+            store
+                .claim(&id, &Proof::generate().unwrap().hash())
+                .await
+                .unwrap(),
+            Claim::Ended,
+            "nor does a claim"
+        );
 
-        // Only the sweep index is left, and sweeping empties it.
+        // Only the sweep index and the mark are left, and sweeping empties the index.
         assert_eq!(store.sweep().await.unwrap(), 1);
         assert_eq!(
             keys_matching(&mut redis, &format!("{}:*", store.prefix())).await,
-            Vec::<String>::new()
+            mark
+        );
+    }
+
+    async fn pttl(redis: &mut ::redis::aio::MultiplexedConnection, key: &str) -> i64 {
+        ::redis::cmd("PTTL")
+            .arg(key)
+            .query_async(redis)
+            .await
+            .unwrap()
+    }
+
+    /// A session as a store from before claim marks left it: the record, and no mark.
+    async fn unmarked(
+        redis: &mut ::redis::aio::MultiplexedConnection,
+        store: &RedisStore,
+    ) -> (SessionId, ProofHash) {
+        let id = SessionId::random();
+        let proof = Proof::generate().unwrap().hash();
+        let now = now_ms();
+        let record = store.names(&id).record().to_owned();
+        ::redis::pipe()
+            .cmd("HSET")
+            .arg(&record)
+            .arg("proof")
+            .arg(hex(proof.as_bytes()))
+            .arg("created")
+            .arg(now)
+            .arg("seen")
+            .arg(now)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&record)
+            .arg(store.absolute_ms())
+            .ignore()
+            .exec_async(redis)
+            .await
+            .unwrap();
+        (id, proof)
+    }
+
+    #[tokio::test]
+    async fn claim_marks_expire_by_themselves_and_homes_get_none() {
+        let server = RedisServer::start();
+        let lifetimes = Lifetimes {
+            idle: Duration::from_secs(60),
+            absolute: Duration::from_secs(1),
+        };
+        let store =
+            RedisStore::connect(&server.url(), &prefix(), lifetimes, Duration::from_secs(5))
+                .await
+                .unwrap();
+        let mut redis = raw(&server).await;
+        let mark = |id: &SessionId| store.names(id).0[4].clone();
+
+        let (claimed, _) = populated(&store).await;
+        let ttl = pttl(&mut redis, &mark(&claimed)).await;
+        assert!(
+            (1_000..=2_000).contains(&ttl),
+            "two absolute lifetimes: {ttl}"
+        );
+        assert!(store.delete(&claimed).await.unwrap());
+        assert!(pttl(&mut redis, &mark(&claimed)).await > 1_000);
+
+        // Sessions from before marks existed get one when they are used or deleted.
+        let (used, used_proof) = unmarked(&mut redis, &store).await;
+        let (deleted, _) = unmarked(&mut redis, &store).await;
+        assert_eq!(pttl(&mut redis, &mark(&used)).await, -2);
+        assert!(matches!(
+            store.verify(&used, Some(&used_proof)).await.unwrap(),
+            Verify::Valid { .. }
+        ));
+        assert!(pttl(&mut redis, &mark(&used)).await > 1_000);
+        assert!(store.delete(&deleted).await.unwrap());
+        let ttl = pttl(&mut redis, &mark(&deleted)).await;
+        assert!((500..=1_000).contains(&ttl), "one absolute lifetime: {ttl}");
+        for id in [&claimed, &deleted] {
+            let p = Proof::generate().unwrap().hash();
+            assert_eq!(store.claim(id, &p).await.unwrap(), Claim::Ended);
+        }
+
+        let home = SessionId::home("test", "alice");
+        assert!(store.create_home(&home).await.unwrap());
+        assert_eq!(pttl(&mut redis, &mark(&home)).await, -2);
+        assert!(store.delete(&home).await.unwrap());
+        assert_eq!(
+            pttl(&mut redis, &mark(&home)).await,
+            -2,
+            "a home is not marked"
+        );
+
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        assert_eq!(
+            keys_matching(&mut redis, &format!("{}:{{*", store.prefix())).await,
+            Vec::<String>::new(),
+            "every mark went by itself"
         );
     }
 

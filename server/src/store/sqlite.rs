@@ -11,6 +11,9 @@
 //!   through an index on their deadline.
 //! - A user's home is a `sessions` row that never expires (its deadline is `NEVER`) and
 //!   that `verify` always denies; a signed-in session names its home in the `home` column.
+//! - A session's row never goes without leaving its id in `ended_sessions`, in the same
+//!   transaction (homes excepted); a claim of such an id is refused for an absolute lifetime
+//!   after it ended, and the sweep forgets it then.
 //!
 //! Threads: SQLite is synchronous, and handing every statement to a worker thread (as an
 //! async driver must) costs more in wake-ups than SQLite spends working. So a store call is
@@ -107,6 +110,18 @@ ALTER TABLE sessions ADD COLUMN is_home INTEGER NOT NULL DEFAULT 0;
     r#"
 -- Replies being written: few at any time, found at start-up without reading every message.
 CREATE INDEX messages_streaming ON messages (status) WHERE status = 'streaming';
+"#,
+    r#"
+-- Ids of sessions that have ended (deleted or expired), with when their row went, which is
+-- never before the session ended. A claim of one is refused until an absolute lifetime has
+-- passed since: a stream or a tab of the old session must not attach to a new one under its
+-- id. A separate table, so that an ended session holds no `sessions` row (nor any data).
+-- Homes leave nothing here: an account removed and added again gets its home back.
+CREATE TABLE ended_sessions (
+    id       BLOB PRIMARY KEY,
+    ended_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX ended_sessions_by_time ON ended_sessions (ended_ms);
 "#,
 ];
 
@@ -467,12 +482,28 @@ fn run_read<T>(
 // ---------------------------------------------------------------------------------------
 // Statements that run on the writer.
 
-/// Deletes the session if it has expired by `now`; returns whether it did.
+/// Records, as ended at `?1`, the sessions a `WHERE` clause over `sessions` selects, just
+/// before that clause deletes them. A home never expires, so only `delete` needs to say
+/// `is_home = 0`.
+const MARK_ENDED: &str = "INSERT INTO ended_sessions (id, ended_ms) SELECT id, ?1 FROM sessions";
+const MARK_ENDED_CONFLICT: &str =
+    "ON CONFLICT (id) DO UPDATE SET ended_ms = MAX(ended_ms, excluded.ended_ms)";
+
+/// Deletes the session if it has expired by `now`, leaving its id marked as ended; returns
+/// whether it did.
 fn delete_expired(tx: &Connection, id: &SessionId, now: i64) -> Result<bool, StoreError> {
-    tx.prepare_cached("DELETE FROM sessions WHERE id = ? AND expires_ms <= ?")
-        .and_then(|mut s| s.execute(params![&id.as_bytes()[..], now]))
-        .map(|n| n > 0)
-        .map_err(db)
+    let sid = &id.as_bytes()[..];
+    execute(
+        tx,
+        &format!("{MARK_ENDED} WHERE id = ?2 AND expires_ms <= ?1 {MARK_ENDED_CONFLICT}"),
+        params![now, sid],
+    )?;
+    let n = execute(
+        tx,
+        "DELETE FROM sessions WHERE id = ?2 AND expires_ms <= ?1",
+        params![now, sid],
+    )?;
+    Ok(n > 0)
 }
 
 /// Fails with `NoSuchSession` unless the session is live. An expired session is not
@@ -743,6 +774,11 @@ impl SqliteStore {
         self.lifetimes.expires_at_ms(created_ms, last_seen_ms)
     }
 
+    /// How long an ended session's id stays refused.
+    fn absolute_ms(&self) -> i64 {
+        i64::try_from(self.lifetimes.absolute.as_millis()).unwrap_or(i64::MAX)
+    }
+
     /// Runs `work` on the writer, in a transaction shared with whatever else was queued;
     /// answers once that transaction is durable.
     async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -780,6 +816,7 @@ impl SqliteStore {
     ) -> Result<Claim, StoreError> {
         let (id, proof, home) = (*id, *proof, home.copied());
         let lifetimes = self.lifetimes;
+        let absolute_ms = self.absolute_ms();
         self.write(move |tx| {
             let now = now_ms();
             if let Some(home) = home {
@@ -792,8 +829,27 @@ impl SqliteStore {
                     return Err(StoreError::NoSuchSession);
                 }
             }
-            // An expired record in the way goes first (its data with it).
-            delete_expired(tx, &id, now)?;
+            // An expired record in the way ends here, with its data, and so bars the id like
+            // any other ended session.
+            if delete_expired(tx, &id, now)? {
+                return Ok(Claim::Ended);
+            }
+            // In the writer's transaction, like `delete` and the expiries: no removal of this
+            // id can fall between this check and the insert.
+            let ended: Option<i64> = tx
+                .prepare_cached("SELECT ended_ms FROM ended_sessions WHERE id = ?")
+                .and_then(|mut s| s.query_row([&id.as_bytes()[..]], |r| r.get(0)).optional())
+                .map_err(db)?;
+            if let Some(ended) = ended {
+                if now < ended.saturating_add(absolute_ms) {
+                    return Ok(Claim::Ended);
+                }
+                execute(
+                    tx,
+                    "DELETE FROM ended_sessions WHERE id = ?",
+                    [&id.as_bytes()[..]],
+                )?;
+            }
             let inserted = execute(
                 tx,
                 "INSERT INTO sessions (id, proof, created_ms, last_seen_ms, expires_ms, home) \
@@ -1077,19 +1133,36 @@ impl SessionStore for SqliteStore {
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let id = *id;
         self.write(move |tx| {
-            let n = execute(
+            let sid = &id.as_bytes()[..];
+            execute(
                 tx,
-                "DELETE FROM sessions WHERE id = ?",
-                [&id.as_bytes()[..]],
+                &format!("{MARK_ENDED} WHERE id = ?2 AND is_home = 0 {MARK_ENDED_CONFLICT}"),
+                params![now_ms(), sid],
             )?;
+            let n = execute(tx, "DELETE FROM sessions WHERE id = ?", [sid])?;
             Ok(n > 0)
         })
         .await
     }
 
     async fn sweep(&self) -> Result<usize, StoreError> {
-        self.write(move |tx| execute(tx, "DELETE FROM sessions WHERE expires_ms <= ?", [now_ms()]))
-            .await
+        let absolute_ms = self.absolute_ms();
+        self.write(move |tx| {
+            let now = now_ms();
+            execute(
+                tx,
+                &format!("{MARK_ENDED} WHERE expires_ms <= ?1 {MARK_ENDED_CONFLICT}"),
+                [now],
+            )?;
+            let expired = execute(tx, "DELETE FROM sessions WHERE expires_ms <= ?", [now])?;
+            execute(
+                tx,
+                "DELETE FROM ended_sessions WHERE ended_ms <= ?",
+                [now.saturating_sub(absolute_ms)],
+            )?;
+            Ok(expired)
+        })
+        .await
     }
 
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
@@ -1404,6 +1477,58 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(expires, NEVER);
+
+        // The session from before the upgrade ends like any other: its id is not freed.
+        assert!(store.delete(&id).await.unwrap());
+        assert_eq!(store.claim(&id, &proof).await.unwrap(), Claim::Ended);
+    }
+
+    async fn ended_rows(store: &SqliteStore) -> i64 {
+        store
+            .read(|r| {
+                r.conn
+                    .query_row("SELECT COUNT(*) FROM ended_sessions", [], |r| r.get(0))
+                    .map_err(db)
+            })
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn ended_ids_are_kept_apart_and_swept_when_their_time_is_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let lifetimes = Lifetimes {
+            idle: Duration::from_millis(200),
+            absolute: Duration::from_millis(400),
+        };
+        let store = SqliteStore::open(&dir.path().join("t.db"), lifetimes, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let deleted = claimed(&store).await;
+        let expiring = claimed(&store).await;
+        let home = SessionId::home("test", "alice");
+        assert!(store.create_home(&home).await.unwrap());
+        assert!(store.delete(&deleted).await.unwrap());
+        assert!(store.delete(&home).await.unwrap());
+        assert_eq!(ended_rows(&store).await, 1, "a home leaves no mark");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(store.sweep().await.unwrap(), 1);
+        assert_eq!(ended_rows(&store).await, 2);
+        let sessions: i64 = store
+            .read(|r| {
+                r.conn
+                    .query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0))
+                    .map_err(db)
+            })
+            .await
+            .unwrap();
+        assert_eq!(sessions, 0, "an ended session keeps no row of its own");
+
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(store.sweep().await.unwrap(), 0);
+        assert_eq!(ended_rows(&store).await, 0, "nothing is kept for ever");
+        let proof = Proof::generate().unwrap().hash();
+        assert_eq!(store.claim(&expiring, &proof).await.unwrap(), Claim::Won);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
