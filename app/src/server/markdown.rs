@@ -14,9 +14,6 @@ use syntect::{
     util::LinesWithEndings,
 };
 
-/// Marks where a highlighted code block goes after sanitising (a private-use character,
-/// removed from input first, so only we write it).
-const SLOT: char = '\u{E000}';
 /// Code longer than this is shown unhighlighted, to bound the work per render.
 const MAX_HIGHLIGHT_BYTES: usize = 32 * 1024;
 
@@ -27,18 +24,44 @@ static SANITIZER: LazyLock<Builder<'static>> = LazyLock::new(|| {
     b.add_tags(["div", "span", "button"])
         .rm_tags(["img"]) // remote images would leak the reader's address to any host
         .add_allowed_classes("div", ["code-block", "code-head"])
-        .add_allowed_classes("span", ["code-lang"])
         .add_allowed_classes("button", ["copy-code"])
         .add_tag_attributes("button", ["type"])
+        // The highlighter's spans carry one class per scope (`hl-keyword hl-rust`), too many
+        // to list; they are let through by shape instead (see `span_class`).
+        .add_tag_attributes("span", ["class"])
+        .attribute_filter(|tag, attr, value| match (tag, attr) {
+            ("span", "class") => span_class(value).map(Into::into),
+            _ => Some(value.into()),
+        })
         .url_schemes(HashSet::from(["http", "https", "mailto"]))
         .link_rel(Some("noopener noreferrer nofollow"))
         .set_tag_attribute_value("a", "target", "_blank");
     b
 });
 
-/// Renders a message's markdown to sanitised HTML. Code blocks are highlighted; their
-/// HTML comes from the highlighter (which escapes the code) and is put in after ammonia
-/// has cleaned everything else.
+/// Keeps the classes of a `<span>` that the renderer itself writes: the code block's label
+/// and the highlighter's `hl-` scopes. Anything else is dropped, and so is an empty list.
+fn span_class(value: &str) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split_ascii_whitespace()
+        .filter(|c| {
+            *c == "code-lang"
+                || c.strip_prefix("hl-").is_some_and(|rest| {
+                    !rest.is_empty()
+                        && rest.bytes().all(|b| {
+                            b.is_ascii_alphanumeric()
+                                || matches!(b, b'-' | b'_' | b'+' | b'#' | b'.')
+                        })
+                })
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(" "))
+}
+
+/// Renders a message's markdown to sanitised HTML. Code blocks are highlighted, and the
+/// highlighted HTML goes through the sanitiser with everything else: nothing is spliced in
+/// after it, so no text of the message (a character reference included) can become markup
+/// once the allow-list has been applied.
 pub fn render(markdown: &str) -> String {
     plain(markdown).unwrap_or_else(|| render_full(markdown))
 }
@@ -58,12 +81,10 @@ fn plain(markdown: &str) -> Option<String> {
 }
 
 fn render_full(markdown: &str) -> String {
-    let markdown = markdown.replace(SLOT, "");
     let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
     let mut events: Vec<Event> = Vec::new();
-    let mut blocks: Vec<String> = Vec::new();
     let mut code: Option<(String, String)> = None; // (language, text)
-    for ev in Parser::new_ext(&markdown, opts) {
+    for ev in Parser::new_ext(markdown, opts) {
         match (&mut code, ev) {
             (None, Event::Start(Tag::CodeBlock(kind))) => {
                 let lang = match kind {
@@ -75,8 +96,9 @@ fn render_full(markdown: &str) -> String {
             (Some((_, text)), Event::Text(t)) => text.push_str(&t),
             (Some(_), Event::End(TagEnd::CodeBlock)) => {
                 let (lang, text) = code.take().unwrap_or_default();
-                events.push(Event::Html(code_block(&lang, blocks.len()).into()));
-                blocks.push(highlight(&lang, &text));
+                events.push(Event::Html(
+                    code_block(&lang, &highlight(&lang, &text)).into(),
+                ));
             }
             (Some(_), _) => {}
             // Raw HTML is content, not markup.
@@ -86,21 +108,7 @@ fn render_full(markdown: &str) -> String {
     }
     let mut out = String::with_capacity(markdown.len() * 3 / 2);
     html::push_html(&mut out, events.into_iter());
-    let clean = SANITIZER.clean(&out).to_string();
-    if blocks.is_empty() {
-        return clean;
-    }
-    let mut result =
-        String::with_capacity(clean.len() + blocks.iter().map(String::len).sum::<usize>());
-    let mut parts = clean.split(SLOT);
-    result.push_str(parts.next().unwrap_or(""));
-    while let (Some(index), Some(rest)) = (parts.next(), parts.next()) {
-        if let Some(block) = index.parse::<usize>().ok().and_then(|i| blocks.get(i)) {
-            result.push_str(block);
-        }
-        result.push_str(rest);
-    }
-    result
+    SANITIZER.clean(&out).to_string()
 }
 
 /// Highlighted HTML (`<span class="hl-…">`) for known languages, escaped text otherwise.
@@ -143,11 +151,13 @@ fn clean_lang(info: &str) -> String {
         .collect()
 }
 
-fn code_block(lang: &str, slot: usize) -> String {
+/// `highlighted` is HTML from `highlight` (the code escaped, scopes as spans); the caller
+/// sanitises the whole page after this.
+fn code_block(lang: &str, highlighted: &str) -> String {
     let label = if lang.is_empty() { "text" } else { lang };
     format!(
         "<div class=\"code-block\"><div class=\"code-head\"><span class=\"code-lang\">{label}</span>\
-         <button type=\"button\" class=\"copy-code\">Copy</button></div><pre><code>{SLOT}{slot}{SLOT}</code></pre></div>"
+         <button type=\"button\" class=\"copy-code\">Copy</button></div><pre><code>{highlighted}</code></pre></div>"
     )
 }
 
@@ -287,16 +297,80 @@ mod tests {
     }
 
     #[test]
-    fn code_is_highlighted_and_placeholders_cannot_be_forged() {
+    fn code_is_highlighted_and_stays_escaped() {
         let html = assert_safe(
             "```rust\nfn main() { let x = \"</code><script>\"; }\n```\n\n```python\n# c\n```",
         );
         assert!(html.contains("<span class=\"hl-"), "{html}");
         assert!(html.contains("&lt;/code&gt;&lt;script&gt;"), "{html}");
-        // A slot marker typed by a person is dropped, not expanded.
-        let html = assert_safe("\u{E000}0\u{E000} text\n\n```rust\nlet a = 1;\n```");
-        assert_eq!(html.matches("code-block").count(), 1, "{html}");
-        assert!(!html.contains('\u{E000}'));
+    }
+
+    /// Private-use characters, typed or written as character references, are text like any
+    /// other: they never turn into markup, never cut a message short, and never disturb the
+    /// code blocks around them.
+    #[test]
+    fn private_use_characters_and_their_references_stay_text() {
+        let fence = "\n\n```rust\nlet a = 1;\n```\n";
+        let payloads = [
+            "[x](https://ok.example/ \"&#xE000;\")&#xE000; \" onmouseover=\"alert(1)\" x=\"",
+            "[x](javascript:alert(1) \"&#xE000;\")&#xE000; \" onmouseover=\"alert(1)\" x=\"",
+            "[x](https://ok.example/ \"&#57344;\")&#57344;\" href=\"javascript:alert(1)\" x=\"",
+            "[x](https://ok.example/ \"&#xe000;0&#xe000;\") tail",
+            "\u{E000}0\u{E000} typed markers",
+            "\u{E000}",
+            "odd &#xE000; marker",
+            "&#xE000;1&#xE000;&#xE000;0&#xE000;",
+            "%EE%80%80 percent-encoded",
+            "\u{F8FF}\u{FFFF}\u{10FFFD} other private and non-characters",
+        ];
+        for payload in payloads {
+            for input in [
+                payload.to_owned(),
+                format!("{payload}{fence}"),
+                format!("{fence}{payload}{fence}"),
+            ] {
+                let html = assert_safe(&input);
+                let blocks = input.matches("```rust").count();
+                assert_eq!(
+                    html.matches("class=\"code-block\"").count(),
+                    blocks,
+                    "{html}"
+                );
+                assert_eq!(
+                    html.matches("<span class=\"code-lang\">rust</span>")
+                        .count(),
+                    blocks,
+                    "{html}"
+                );
+                // Outside tags the payload is just text (`assert_safe` checked every tag).
+                for tag in html.split('<').skip(1).filter_map(|t| t.split('>').next()) {
+                    assert!(!tag.contains("onmouseover"), "{tag} in {html}");
+                }
+            }
+        }
+        // Nothing is lost after an odd number of markers.
+        let html = render("one \u{E000} two &#xE000; three\n\n```\nx\n```\n\nfour");
+        for word in ["one", "two", "three", "four"] {
+            assert!(html.contains(word), "{word} lost from {html}");
+        }
+        assert!(
+            html.contains('\u{E000}'),
+            "a typed private-use character is kept as text: {html}"
+        );
+    }
+
+    #[test]
+    fn only_renderer_classes_reach_a_span() {
+        assert_eq!(
+            super::span_class("hl-source hl-rust"),
+            Some("hl-source hl-rust".into())
+        );
+        assert_eq!(super::span_class("code-lang"), Some("code-lang".into()));
+        assert_eq!(super::span_class("hl- evil hl-x\"y"), None);
+        assert_eq!(
+            super::span_class("evil hl-keyword"),
+            Some("hl-keyword".into())
+        );
     }
 
     #[test]
