@@ -76,7 +76,6 @@ mod browser {
     use wasm_bindgen::JsCast;
 
     const STORAGE_KEY: &str = crate::SID_STORAGE_KEY;
-    const COOKIE: &str = crate::SID_COOKIE_NAME;
     /// Cookie lifetime before the server has told us the real one (the default absolute
     /// lifetime); `remember` rewrites it after session start.
     const DEFAULT_MAX_AGE: u64 = 30 * 24 * 3600;
@@ -103,14 +102,50 @@ mod browser {
             == Some("https:")
     }
 
+    /// Where cookies can be `Secure` (https, loopback) the id cookie is `__Host-` prefixed, as
+    /// the server expects (it decides the same way); elsewhere the server runs with
+    /// `insecure_cookies` and uses the plain name.
+    fn secure_context() -> bool {
+        web_sys::window().is_some_and(|w| w.is_secure_context())
+    }
+
+    fn cookie_name() -> &'static str {
+        if secure_context() {
+            crate::SID_COOKIE_NAME
+        } else {
+            crate::INSECURE_SID_COOKIE_NAME
+        }
+    }
+
     fn write_cookie(id: &SessionId, max_age: u64) {
-        let secure = if is_https() { "; Secure" } else { "" };
+        let secure = if secure_context() || is_https() {
+            "; Secure"
+        } else {
+            ""
+        };
         let value = format!(
-            "{COOKIE}={}; Path=/; SameSite=Strict; Max-Age={max_age}{secure}",
+            "{}={}; Path=/; SameSite=Strict; Max-Age={max_age}{secure}",
+            cookie_name(),
             id.as_string()
         );
         if let Some(doc) = html_document() {
             let _ = doc.set_cookie(&value);
+        }
+    }
+
+    /// Removes both spellings of the id cookie that this site can remove.
+    fn delete_cookies() {
+        if let Some(doc) = html_document() {
+            for name in [crate::SID_COOKIE_NAME, crate::INSECURE_SID_COOKIE_NAME] {
+                let secure = if name.starts_with("__Host-") {
+                    "; Secure"
+                } else {
+                    ""
+                };
+                let _ = doc.set_cookie(&format!(
+                    "{name}=; Path=/; SameSite=Strict; Max-Age=0{secure}"
+                ));
+            }
         }
     }
 
@@ -135,7 +170,7 @@ mod browser {
             .ok()
             .and_then(|s| SessionId::parse(&s).ok());
         let id = stored
-            .or_else(|| read_cookie(COOKIE).and_then(|s| SessionId::parse(&s).ok()))
+            .or_else(|| read_cookie(cookie_name()).and_then(|s| SessionId::parse(&s).ok()))
             .unwrap_or_else(SessionId::random);
         persist(&id, DEFAULT_MAX_AGE);
         id
@@ -176,9 +211,7 @@ mod browser {
     /// After "forget this browser": drop every trace here and start over on a fresh page.
     pub fn forget_and_restart() {
         LocalStorage::clear();
-        if let Some(doc) = html_document() {
-            let _ = doc.set_cookie(&format!("{COOKIE}=; Path=/; SameSite=Strict; Max-Age=0"));
-        }
+        delete_cookies();
         if let Some(w) = web_sys::window() {
             let _ = w.location().assign("/");
         }

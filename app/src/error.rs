@@ -69,6 +69,10 @@ pub enum ErrorCode {
     NotFound,
     /// The session store did not answer in time.
     StoreUnavailable,
+    /// An operator endpoint was called without its credentials.
+    Unauthorized,
+    /// The server holds as many of these (e.g. open event streams) as it may; retry later.
+    Overloaded,
     /// Something failed on the server; the log has the details.
     Internal,
     /// The browser could not reach the server.
@@ -104,7 +108,8 @@ impl ErrorCode {
             Self::RequestTimeout => 408,
             Self::Timeout => 504,
             Self::NotFound => 404,
-            Self::StoreUnavailable => 503,
+            Self::StoreUnavailable | Self::Overloaded => 503,
+            Self::Unauthorized => 401,
             Self::Internal | Self::Unknown => 500,
             Self::Network | Self::BadResponse => 502,
         }
@@ -139,6 +144,8 @@ impl ErrorCode {
             Self::Timeout => "timeout",
             Self::NotFound => "not_found",
             Self::StoreUnavailable => "store_unavailable",
+            Self::Unauthorized => "unauthorized",
+            Self::Overloaded => "overloaded",
             Self::Internal => "internal",
             Self::Network => "network",
             Self::BadResponse => "bad_response",

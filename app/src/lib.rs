@@ -18,8 +18,12 @@ pub use session_id::{SESSION_ID_LEN, SessionId, SessionIdError};
 use leptos::prelude::*;
 use leptos_meta::MetaTags;
 
-/// Name of the readable cookie that mirrors the browser's session id.
-pub const SID_COOKIE_NAME: &str = "confide_sid";
+/// Name of the readable cookie that mirrors the browser's session id where cookies can be
+/// `Secure` (https, loopback): the `__Host-` prefix means no other host (a sibling
+/// subdomain) can set or shadow it.
+pub const SID_COOKIE_NAME: &str = "__Host-confide_sid";
+/// Its name on a plain-http deployment that runs with `insecure_cookies`.
+pub const INSECURE_SID_COOKIE_NAME: &str = "confide_sid";
 /// Header carrying the session id on every server-function call.
 pub const SESSION_HEADER_NAME: &str = "x-confide-session";
 /// localStorage key of the session id.

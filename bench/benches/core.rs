@@ -91,7 +91,7 @@ fn guard_check(c: &mut Criterion) {
     headers.insert(
         "cookie",
         format!(
-            "confide_sid={}; __Host-confide_proof={cookie}",
+            "__Host-confide_sid={}; __Host-confide_proof={cookie}",
             id.as_string()
         )
         .parse()

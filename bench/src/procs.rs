@@ -191,6 +191,10 @@ pub fn start_confide(spec: &ConfideSpec) -> Result<(Child, Duration), String> {
         ("CONFIDE_SESSION_RATE", "100000".into()),
         ("CONFIDE_SESSION_BURST", "100000".into()),
         ("CONFIDE_MESSAGES_PER_MINUTE", "1000000".into()),
+        // One address stands for every simulated user here.
+        ("CONFIDE_NEW_SESSIONS_PER_MINUTE", "1000000".into()),
+        ("CONFIDE_ADDRESS_MESSAGES_PER_MINUTE", "100000000".into()),
+        ("CONFIDE_ADDRESS_MESSAGES_BURST", "1000000".into()),
     ]
     .map(|(k, v)| (k.to_owned(), v));
     let mut child = Child::spawn(&spec.bin, &[], &env, spec.log.as_deref())?;

@@ -27,6 +27,9 @@ fn load_config() -> Config {
         ip_rate: 100_000,
         ip_burst: 100_000,
         messages_per_minute: 10_000,
+        new_sessions_per_minute: 100_000,
+        address_messages_per_minute: 1_000_000,
+        address_messages_burst: 1_000_000,
         ..Config::default()
     }
 }

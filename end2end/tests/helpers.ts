@@ -21,7 +21,7 @@ export async function storedSid(page: Page): Promise<string | null> {
 }
 
 export async function cookieSid(context: BrowserContext): Promise<string | undefined> {
-  return (await context.cookies()).find((c) => c.name === "confide_sid")?.value;
+  return (await context.cookies()).find((c) => c.name === "__Host-confide_sid")?.value;
 }
 
 /** Asserts localStorage and the cookie agree on a valid v4 id, and returns it. */

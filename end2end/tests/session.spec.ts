@@ -43,7 +43,7 @@ test("a reload keeps the session and its note; the proof cookie is HttpOnly", as
   // Scripts cannot read the proof.
   const visible = await page.evaluate(() => document.cookie);
   expect(visible).not.toContain("confide_proof");
-  expect(visible).toContain(`confide_sid=${sid}`);
+  expect(visible).toContain(`__Host-confide_sid=${sid}`);
 });
 
 test("clearing storage and cookies starts a new, empty session", async ({ page, context }) => {
@@ -73,7 +73,7 @@ test("a copied GUID without its proof is moved to a fresh session and sees nothi
   await openReady(pb, "/notes");
   const sidB = await consistentSid(pb);
   await pb.evaluate((sid) => window.localStorage.setItem("confide.sid", JSON.stringify(sid)), sidA);
-  await b.addCookies([{ name: "confide_sid", value: sidA, url: pb.url(), sameSite: "Strict" }]);
+  await b.addCookies([{ name: "__Host-confide_sid", value: sidA, url: pb.url(), sameSite: "Strict", secure: true }]);
   expect(await storedSid(pb)).toBe(sidA);
   expect(await cookieSid(b)).toBe(sidA);
 

@@ -15,7 +15,7 @@ test("over native TLS the cookies are __Host-, Secure, HttpOnly and SameSite=Str
   expect(proof!.httpOnly).toBe(true);
   expect(proof!.sameSite).toBe("Strict");
   expect(proof!.path).toBe("/");
-  const sid = cookies.find((c) => c.name === "confide_sid");
+  const sid = cookies.find((c) => c.name === "__Host-confide_sid");
   expect(sid?.secure).toBe(true);
   expect(sid?.sameSite).toBe("Strict");
 

@@ -71,10 +71,19 @@ pub struct Config {
     /// Bound on handling one request (the event stream excepted).
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub request_timeout: Duration,
-    /// Requests per second allowed from one client address, and the burst above that.
-    /// Generous on purpose: many people may share one address (an office, a carrier NAT).
+    /// Requests per second allowed from one client address that carry no proven session (page
+    /// loads before a session exists, session starts, failed proofs), and the burst above
+    /// that. A proven session's requests count against its own bucket instead, so anonymous
+    /// traffic from an address never starves the people behind it.
     pub ip_rate: u32,
     pub ip_burst: u32,
+    /// New sessions one client address may claim per minute (also the burst). New ids cost
+    /// nothing, so without this one client could rotate ids past every per-session limit.
+    /// Generous, because a whole office or a carrier NAT shares an address.
+    pub new_sessions_per_minute: u32,
+    /// Messages all sessions of one client address may start per minute, and the burst.
+    pub address_messages_per_minute: u32,
+    pub address_messages_burst: u32,
     /// Requests per second allowed for one session, and the burst above that.
     pub session_rate: u32,
     pub session_burst: u32,
@@ -96,8 +105,19 @@ pub struct Config {
     /// `client_id`, `client_secret` and optional `scopes`.
     #[serde(default)]
     pub oidc: Vec<app::server::auth::oidc::ProviderConfig>,
-    /// How often an open event stream checks that its session is still live; an ended
-    /// session's stream closes within this.
+    /// Open event streams one session may hold (the oldest is closed when another opens),
+    /// and in all on this instance (past that a new stream answers 503).
+    pub streams_per_session: usize,
+    pub max_streams: usize,
+    /// Bound on reading a request's headers, and on an idle keep-alive connection waiting
+    /// for its next request: a client trickling bytes cannot hold a connection.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub header_timeout: Duration,
+    /// Bearer token that `/metrics` requires. Without one, `/metrics` is not served.
+    pub metrics_token: Option<crate::assistant::Secret>,
+    /// How often an open event stream checks that its session is still live (a backstop: an
+    /// ended session's streams are closed at once through the event hub; this catches
+    /// expiry).
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub stream_recheck: Duration,
     /// Password attempts allowed per minute for one account, and from one address.
@@ -135,6 +155,13 @@ impl Default for Config {
             request_timeout: Duration::from_secs(30),
             ip_rate: 200,
             ip_burst: 1_000,
+            new_sessions_per_minute: 120,
+            address_messages_per_minute: 600,
+            address_messages_burst: 60,
+            streams_per_session: 8,
+            max_streams: 10_000,
+            header_timeout: Duration::from_secs(10),
+            metrics_token: None,
             session_rate: 20,
             session_burst: 40,
             messages_per_minute: 30,
@@ -216,8 +243,13 @@ impl Config {
             self.session_rate,
             self.session_burst,
             self.messages_per_minute,
+            self.new_sessions_per_minute,
+            self.address_messages_per_minute,
+            self.address_messages_burst,
         ]
         .contains(&0)
+            || self.streams_per_session == 0
+            || self.max_streams == 0
         {
             return Err(ConfigError::Invalid(
                 "rate limits must be greater than zero".into(),
@@ -226,6 +258,16 @@ impl Config {
         if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
             return Err(ConfigError::Invalid(
                 "timeouts must be greater than zero".into(),
+            ));
+        }
+        if self.header_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "header_timeout must be greater than zero".into(),
+            ));
+        }
+        if self.metrics_token.as_ref().is_some_and(|t| t.0.len() < 16) {
+            return Err(ConfigError::Invalid(
+                "metrics_token must be at least 16 characters".into(),
             ));
         }
         if self.store_timeout.is_zero() {

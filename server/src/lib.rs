@@ -9,6 +9,7 @@ pub mod config;
 pub mod metrics;
 mod middleware;
 pub mod store;
+mod streams;
 
 use app::{
     ApiError, App,
@@ -32,8 +33,10 @@ use axum::{
 use futures::{Stream, StreamExt};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use sha2::{Digest, Sha256};
 use std::{convert::Infallible, net::SocketAddr};
 use std::{future::Future, sync::Arc};
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 pub use config::{Config, ConfigError, StoreKind};
@@ -60,6 +63,7 @@ pub struct Shared {
     pub chat: Arc<ChatRuntime>,
     pub limits: Arc<middleware::Limiters>,
     pub auth: Arc<app::server::auth::Auth>,
+    pub streams: Arc<streams::Streams>,
     /// Whether this process terminates TLS itself.
     pub tls: bool,
     /// `config.https()` and `config.public_origin()`, worked out once: every request asks.
@@ -93,17 +97,22 @@ impl AppState {
             .site_addr(config.addr)
             .build();
         let assistant = assistant_from(&config)?;
-        let chat = Arc::new(ChatRuntime::new(assistant, hub));
+        let chat = Arc::new(ChatRuntime::new(assistant, hub.clone()));
         let limits = Arc::new(middleware::Limiters::new(&config));
         let tls = config.tls_cert.is_some();
         let auth = Arc::new(
-            app::server::auth::Auth::new(auth_config(&config)?, guard.clone(), store.clone())
+            app::server::auth::Auth::new(auth_config(&config)?, guard.clone(), store.clone(), hub)
                 .map_err(ConfigError::Invalid)?,
         );
         let (https, origin) = (config.https(), config.public_origin());
+        let streams = Arc::new(streams::Streams::new(
+            config.streams_per_session,
+            config.max_streams,
+        ));
         Ok(Self(Arc::new(Shared {
             https,
             origin,
+            streams,
             config: Arc::new(config),
             store,
             auth,
@@ -238,6 +247,7 @@ pub fn lifetimes(config: &Config) -> Lifetimes {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
+    metrics::count_panics();
     let routes = generate_route_list(App);
     let leptos_options = state.leptos.clone();
     let state_for_edge = state.clone();
@@ -285,19 +295,34 @@ pub fn wrap(router: Router, state: AppState) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-/// Metrics are for the operator: answered to loopback and trusted proxies only.
+/// Metrics are for the operator, who configures a bearer token for them. A peer address
+/// says nothing: behind a reverse proxy on the same host every request comes from loopback.
+/// Without a token `/metrics` answers 404 like any unknown path.
 async fn metrics_endpoint(
     State(state): State<AppState>,
-    req: axum::extract::Request,
+    headers: axum::http::HeaderMap,
 ) -> axum::response::Response {
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let allowed =
-        peer.is_some_and(|ip| ip.is_loopback() || state.config.trusted_proxies.contains(&ip));
-    if !allowed {
+    let Some(token) = state.config.metrics_token.as_ref() else {
         return ApiError::not_found().into_response();
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = Sha256::digest(token.0.as_bytes());
+    let given = Sha256::digest(presented.as_bytes());
+    if !bool::from(expected.ct_eq(&given)) {
+        let mut res = ApiError::new(
+            app::ErrorCode::Unauthorized,
+            "metrics need the configured bearer token",
+        )
+        .into_response();
+        res.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        return res;
     }
     (
         [(
@@ -320,44 +345,78 @@ async fn events(
     let Some(Extension(session)) = session else {
         return ApiError::no_session().into_response();
     };
+    let ticket = match state.streams.open(*session.id()) {
+        Ok(t) => t,
+        Err(e) => {
+            let mut res = e.into_response();
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+            return res;
+        }
+    };
     // A signed-in user's threads live in their home, and so do their events: every
-    // browser of the user hears them.
-    let feed = state.chat.hub().subscribe(session.owner());
-    // A stream outlives the request that opened it: it must end with its session (sign-out,
-    // "end session", a password change elsewhere), not carry on hearing the user's events.
+    // browser of the user hears them. The end of this browser's session is announced under
+    // its own id, so such a stream listens there too.
+    let hub = state.chat.hub();
+    let feed = match session.home() {
+        Some(home) => {
+            futures::stream::select(hub.subscribe(home), hub.subscribe(session.id())).boxed()
+        }
+        None => hub.subscribe(session.id()),
+    };
+    // The end is announced through the hub; this recheck is the backstop for what is not
+    // announced (expiry) or was lost (a hub outage). It compares the claim, not just the
+    // id, so a stream can never carry on into anything but the session it was opened for.
     let store = state.store.clone();
-    let (id, home) = (*session.id(), session.home().copied());
+    let (id, home, created_ms) = (*session.id(), session.home().copied(), session.created_ms());
     let every = state.config.stream_recheck;
-    let ended = async move {
+    let recheck = async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tick.tick().await;
             match store.peek(&id).await {
-                Ok(Some(t)) if t.home == home => {}
+                Ok(Some(t)) if t.home == home && t.created_ms == created_ms => {}
                 Ok(_) => break,
                 // A store hiccup is not an ended session; look again next time.
                 Err(_) => {}
             }
         }
     };
-    Sse::new(sse_events(feed).take_until(ended))
+    Sse::new(sse_events(feed, ticket, recheck))
         .keep_alive(KeepAlive::default())
         .into_response()
 }
 
+/// The feed as SSE frames, until the session ends (announced, or found by `recheck`) or a
+/// newer stream of the session takes this one's place.
 fn sse_events(
     feed: futures::stream::BoxStream<'static, Feed>,
+    mut ticket: streams::Ticket,
+    recheck: impl Future<Output = ()> + Send + 'static,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    // The ticket lives inside this future, so its place is held exactly as long as the
+    // stream is.
+    let pushed_out = async move {
+        let _ = (&mut ticket.closed).await;
+        drop(ticket);
+    };
+    let stop = futures::future::select(Box::pin(recheck), Box::pin(pushed_out));
     // Unnamed events, so the browser's `EventSource.onmessage` sees them all.
-    feed.map(|f| {
-        let event = match f {
-            Feed::Event(e) => Event::default().json_data(&*e),
-            Feed::Lagged => Event::default().json_data(app::model::ChatEvent::Resync),
-        };
-        Ok(event.unwrap_or_else(|_| Event::default().data(r#"{"type":"resync"}"#)))
-    })
+    feed.take_while(|f| std::future::ready(*f != Feed::Ended))
+        .take_until(stop)
+        .map(|f| {
+            let event = match f {
+                Feed::Event(e) => Event::default().json_data(&*e),
+                Feed::Lagged | Feed::Ended => {
+                    Event::default().json_data(app::model::ChatEvent::Resync)
+                }
+            };
+            Ok(event.unwrap_or_else(|_| Event::default().data(r#"{"type":"resync"}"#)))
+        })
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` completes, sweeping expired sessions
@@ -369,29 +428,39 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(state.clone(), state.config.sweep_interval));
+    let header_timeout = state.config.header_timeout;
     let redirect = match state.config.redirect_addr {
-        Some(addr) => Some(tokio::spawn(redirect_forever(addr, state.origin.clone()))),
+        Some(addr) => Some(tokio::spawn(redirect_forever(
+            addr,
+            state.origin.clone(),
+            header_timeout,
+        ))),
         None => None,
     };
     let config = state.config.clone();
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let listener = listener.into_std()?;
     let result = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key).await?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
-            });
-            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+            let acceptor =
+                axum_server::tls_rustls::RustlsAcceptor::new(tls).handshake_timeout(header_timeout);
+            with_timeouts(axum_server::from_tcp(listener)?, header_timeout)
+                .acceptor(acceptor)
                 .handle(handle)
                 .serve(service)
                 .await
         }
         _ => {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
+            with_timeouts(axum_server::from_tcp(listener)?, header_timeout)
+                .handle(handle)
+                .serve(service)
                 .await
         }
     };
@@ -402,8 +471,25 @@ pub async fn serve(
     result
 }
 
+/// Connection rules every listener gets. hyper reads headers without any bound unless told
+/// to, so a client trickling one header line at a time would hold its connection (and a
+/// task) forever; the same bound closes keep-alive connections idle for that long. HTTP/2
+/// connections are pinged, so a peer that vanished without closing is noticed.
+fn with_timeouts(
+    mut server: axum_server::Server<SocketAddr>,
+    header_timeout: std::time::Duration,
+) -> axum_server::Server<SocketAddr> {
+    let builder = server.http_builder();
+    builder.http1().header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .keep_alive_interval(Some(std::time::Duration::from_secs(20)))
+        .keep_alive_timeout(std::time::Duration::from_secs(20));
+    server.first_request_timeout(header_timeout)
+}
+
 /// A plain-HTTP listener whose only answer is "go to the https site".
-async fn redirect_forever(addr: SocketAddr, origin: String) {
+async fn redirect_forever(addr: SocketAddr, origin: String, header_timeout: std::time::Duration) {
     let app = Router::new().fallback(move |uri: axum::http::Uri| {
         let origin = origin.clone();
         async move {
@@ -417,13 +503,25 @@ async fn redirect_forever(addr: SocketAddr, origin: String) {
             )
         }
     });
-    match TcpListener::bind(addr).await {
-        Ok(l) => {
-            if let Err(e) = axum::serve(l, app).await {
-                tracing::error!("redirect listener failed: {e}");
-            }
+    let listener = match std::net::TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot listen on {addr} for the http redirect: {e}");
+            return;
         }
-        Err(e) => tracing::error!("cannot listen on {addr} for the http redirect: {e}"),
+    };
+    let server = match axum_server::from_tcp(listener) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot listen on {addr} for the http redirect: {e}");
+            return;
+        }
+    };
+    if let Err(e) = with_timeouts(server, header_timeout)
+        .serve(app.into_make_service())
+        .await
+    {
+        tracing::error!("redirect listener failed: {e}");
     }
 }
 

@@ -156,7 +156,7 @@ impl Metrics {
             );
         }
         out.push_str(
-            "# HELP confide_panics_total Panics caught while handling a request (answered 500).\n",
+            "# HELP confide_panics_total Panics anywhere in the process: handlers (answered 500) and detached tasks.\n",
         );
         out.push_str("# TYPE confide_panics_total counter\n");
         let _ = writeln!(out, "confide_panics_total {}", self.panics());
@@ -189,7 +189,23 @@ pub async fn record(req: Request, next: Next) -> Response {
     res
 }
 
-/// A panic anywhere below becomes a logged, counted 500 with the usual JSON error body.
+/// Counts every panic of the process, wherever it happens: a handler's (which
+/// `panic_response` also answers) and a detached task's, which nobody would hear of
+/// otherwise (a rendering task, a reply task). The previous hook still runs, so the panic
+/// is still printed.
+pub fn count_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            METRICS.panic_caught();
+            previous(info);
+        }));
+    });
+}
+
+/// A panic anywhere below becomes a logged 500 with the usual JSON error body (the panic
+/// hook of `count_panics` has counted it).
 pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let detail = err
         .downcast_ref::<String>()
@@ -197,7 +213,6 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response 
         .or_else(|| err.downcast_ref::<&str>().copied())
         .unwrap_or("non-string panic payload");
     tracing::error!(panic = %detail, "a request handler panicked; answered 500");
-    METRICS.panic_caught();
     let mut res = app::ApiError::internal().into_response();
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

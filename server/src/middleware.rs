@@ -1,15 +1,25 @@
 //! Tower layers on the request path, outermost first:
 //!
-//! 1. `edge`: https redirect, security headers (CSP fallback, HSTS, nosniff, …), per-address
-//!    rate limit, request timeout.
+//! 1. `edge`: https redirect, security headers (CSP fallback, HSTS, nosniff, …), request
+//!    timeout.
 //! 2. `session_guard`: CSRF checks, JSON-only bodies within the size limit, the session
-//!    protocol, per-session rate limits, and the JSON error status mapping.
+//!    protocol, rate limits, and the JSON error status mapping.
+//!
+//! Rate limits are keyed by what a request proves, never by its address alone: a proven
+//! session spends its own bucket, and only requests without one (page loads before a
+//! session exists, session starts, failed proofs) share their address's bucket. So a
+//! client flooding from behind a shared address (an office, a carrier NAT) cannot lock the
+//! others there out. New sessions and the messages of all sessions of an address have
+//! their own, generous, per-address budgets, so rotating ids buys nothing.
 //! 3. The Leptos handler (pages and server functions).
 
 use crate::AppState;
 use app::{
     ApiError, ErrorCode,
-    server::guard::{self, Mode},
+    server::{
+        auth::address_key,
+        guard::{self, Mode},
+    },
 };
 use axum::{
     body::Body,
@@ -22,20 +32,35 @@ use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter,
     clock::{Clock, DefaultClock},
 };
+use leptos::server_fn::ServerFn;
 use std::{
     net::{IpAddr, SocketAddr},
     num::NonZeroU32,
     time::Duration,
 };
 
+/// The server functions that start a model reply, from their own definitions.
+const SEND_PATHS: [&str; 3] = [
+    <app::api::SendMessage as ServerFn>::PATH,
+    <app::api::EditMessage as ServerFn>::PATH,
+    <app::api::RegenerateReply as ServerFn>::PATH,
+];
+
 /// Largest server-function error body the status mapping will read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// Keyed token buckets: per client address, per session, and per session for messages.
+/// Keyed token buckets. Addresses are keyed per IPv4 address and per IPv6 /64.
 pub struct Limiters {
+    /// Requests without a proven session, per address.
     ip: DefaultKeyedRateLimiter<IpAddr>,
+    /// Requests of one proven session.
     session: DefaultKeyedRateLimiter<[u8; 16]>,
+    /// Messages of one session.
     sends: DefaultKeyedRateLimiter<[u8; 16]>,
+    /// Sessions claimed, per address.
+    claims: DefaultKeyedRateLimiter<IpAddr>,
+    /// Messages of all sessions of an address.
+    address_sends: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -53,6 +78,14 @@ impl Limiters {
                 Quota::per_minute(nz(c.messages_per_minute))
                     .allow_burst(nz(c.messages_per_minute.min(10))),
             ),
+            claims: RateLimiter::keyed(
+                Quota::per_minute(nz(c.new_sessions_per_minute))
+                    .allow_burst(nz(c.new_sessions_per_minute)),
+            ),
+            address_sends: RateLimiter::keyed(
+                Quota::per_minute(nz(c.address_messages_per_minute))
+                    .allow_burst(nz(c.address_messages_burst)),
+            ),
         }
     }
 
@@ -61,6 +94,8 @@ impl Limiters {
         self.ip.retain_recent();
         self.session.retain_recent();
         self.sends.retain_recent();
+        self.claims.retain_recent();
+        self.address_sends.retain_recent();
     }
 }
 
@@ -165,14 +200,6 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
                 .unwrap_or("/")
         );
         return (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, target)]).into_response();
-    }
-
-    if path != "/healthz"
-        && !is_static(&path)
-        && let Some(ip) = client_ip(peer, req.headers(), &state)
-        && let Err(res) = check(&state.limits.ip, &ip, "requests from this address")
-    {
-        return with_headers(res, &state);
     }
 
     let res = if path == "/api/events" {
@@ -322,7 +349,9 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
             );
         }
         // The custom header is required: cookies alone never authorise a state change.
-        if req.headers().get(guard::SESSION_HEADER).is_none() && has_sid_cookie(req.headers()) {
+        if req.headers().get(guard::SESSION_HEADER).is_none()
+            && !guard::cookie_values(req.headers(), state.guard.sid_cookie_name()).is_empty()
+        {
             return private(csrf("server functions need the X-Confide-Session header"));
         }
         req = match buffer_body(req, state.config.body_limit, state.config.request_timeout).await {
@@ -330,6 +359,30 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
             Err(res) => return private(res),
         };
     }
+
+    let ip = client_ip(peer_of(&req), req.headers(), &state).map(address_key);
+    // Only a request that carries something shaped like a proof can be a proven session;
+    // everything else is anonymous and spends its address's bucket before any store work.
+    let may_be_proven = guard::cookie_values(req.headers(), state.guard.proof_cookie_name())
+        .iter()
+        .any(|v| app::server::Proof::hash_cookie_value(v).is_some());
+    if !may_be_proven && let Some(ip) = ip {
+        if let Err(res) = check(&state.limits.ip, &ip, "requests from this address") {
+            return private(res);
+        }
+        // A server function without a proof is a session start (nothing else can succeed
+        // without one), so it also spends the address's budget of new sessions.
+        if mode == Mode::Api
+            && let Err(res) = check(&state.limits.claims, &ip, "new sessions from this address")
+        {
+            return private(res);
+        }
+    }
+    // A proof that does not hold is anonymous after all.
+    let charge_failed_proof = || match ip {
+        Some(ip) if may_be_proven => check(&state.limits.ip, &ip, "requests from this address"),
+        _ => Ok(()),
+    };
 
     let outcome = match guard::check(&state.store, &state.guard, req.headers(), mode).await {
         Ok(outcome) => outcome,
@@ -339,6 +392,9 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
                 path,
                 "request refused by the session guard"
             );
+            if let Err(res) = charge_failed_proof() {
+                return private(res);
+            }
             let ended = e.code == ErrorCode::SessionEnded;
             let mut res = e.into_response();
             // The proof of an ended session is worthless; dropping it lets the browser's
@@ -350,21 +406,37 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
             return private(res);
         }
     };
-    if let Some(session) = &outcome.session {
-        if mode != Mode::Page {
-            let key = *session.id().as_bytes();
-            if let Err(res) = check(&state.limits.session, &key, "requests in this session") {
-                return private(res);
+    match &outcome.session {
+        Some(session) => {
+            if mode != Mode::Page {
+                let key = *session.id().as_bytes();
+                if !session.is_fresh()
+                    && let Err(res) = check(&state.limits.session, &key, "requests in this session")
+                {
+                    return private(res);
+                }
+                if SEND_PATHS.contains(&path.as_str()) {
+                    if let Err(res) = check(&state.limits.sends, &key, "messages") {
+                        return private(res);
+                    }
+                    if let Some(ip) = ip
+                        && let Err(res) = check(
+                            &state.limits.address_sends,
+                            &ip,
+                            "messages from this address",
+                        )
+                    {
+                        return private(res);
+                    }
+                }
             }
-            if matches!(
-                path.as_str(),
-                "/api/messages/send" | "/api/messages/edit" | "/api/messages/regenerate"
-            ) && let Err(res) = check(&state.limits.sends, &key, "messages")
-            {
+            req.extensions_mut().insert(session.clone());
+        }
+        None => {
+            if let Err(res) = charge_failed_proof() {
                 return private(res);
             }
         }
-        req.extensions_mut().insert(session.clone());
     }
     let addr = app::server::auth::ClientAddr {
         ip: client_ip(peer_of(&req), req.headers(), &state),
@@ -390,19 +462,6 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
         res = status_from_error_code(res).await;
     }
     private(res)
-}
-
-fn has_sid_cookie(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|c| {
-            c.split(';').any(|kv| {
-                kv.trim_start()
-                    .starts_with(&format!("{}=", guard::SID_COOKIE))
-            })
-        })
 }
 
 /// Reads the whole body (server-function bodies are small JSON) so that an oversized one

@@ -510,3 +510,60 @@ async fn the_event_stream_needs_a_proven_session() {
     );
     assert_eq!(app.store.len(), 0);
 }
+
+/// A reply is saved in its final state a moment before its task lets go of the thread; a
+/// client that reads the thread in between (a poll, or a reload) sees it finished and sends
+/// the next message at once. That send must not answer 409 `busy`: the stored state is the
+/// later word. The moment is held open here by saving the final state directly.
+#[tokio::test]
+async fn a_reply_stored_as_finished_frees_its_thread_before_its_task_lets_go() {
+    use app::{
+        SessionId,
+        model::{MessageId, MessageStatus},
+        server::SessionStore,
+    };
+    let app = spawn_with(Config {
+        echo_delay: Duration::from_millis(150),
+        ..Config::default()
+    })
+    .await;
+    let mut b = Browser::new();
+    b.start(&app).await;
+    let sent = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "content": "one two three four five six seven eight nine ten" }),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
+    let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
+    let rid: MessageId = serde_json::from_value(sent.body["reply"]["id"].clone()).unwrap();
+    let sid = SessionId::parse(&b.sid).unwrap();
+    let mut reply = app.store.get_message(&sid, &rid).await.unwrap().unwrap();
+    reply.status = MessageStatus::Done;
+    reply.content = "one two".into();
+    assert!(app.store.put_message(&sid, &reply).await.unwrap());
+
+    let next = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": tid, "content": "next a b c d e f g h i j" }),
+        )
+        .await;
+    assert_eq!(next.status, StatusCode::OK, "{:?}", next.body);
+    // The new reply holds the thread: a send now is refused, as always while one streams.
+    let again = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": tid, "content": "too soon" }),
+        )
+        .await;
+    assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "busy"));
+    let t = common::settled(&app, &mut b, &tid).await;
+    let last = t["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["content"], "next a b c d e f g h i j", "{t}");
+    assert_eq!(last["status"], "done");
+}

@@ -54,14 +54,14 @@ async fn huge_headers_and_cookies_are_refused() {
         app.http
             .post(format!("{}/api/notes/get", app.base))
             .header("x-confide-session", &big)
-            .header("cookie", format!("confide_sid={big}"))
+            .header("cookie", format!("__Host-confide_sid={big}"))
             .json(&json!({})),
     )
     .await;
     assert!(r.status.is_client_error(), "{}", r.status);
     // Past hyper's header limit the connection is refused with 431, not a crash.
     let huge = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nCookie: confide_sid={}\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nCookie: __Host-confide_sid={}\r\n\r\n",
         "b".repeat(1024 * 1024)
     );
     let status = raw(&app, huge.as_bytes()).await;
@@ -124,6 +124,45 @@ async fn unicode_and_control_characters_round_trip_in_every_field() {
         .call(&app, "threads/search", json!({ "query": "🧪" }))
         .await;
     assert_eq!(r.body.as_array().unwrap().len(), 1);
+}
+
+/// The code-block placeholder attack, through the API: character references for private-use
+/// characters next to code blocks must stay text in what the server renders, for the
+/// person's message and for the assistant's echo of it alike.
+#[tokio::test]
+async fn entity_encoded_markers_never_become_markup() {
+    let app = app().await;
+    let mut b = Browser::new();
+    b.start(&app).await;
+    let fence = "\n\n```rust\nlet a = 1;\n```\n";
+    for payload in [
+        "[x](https://ok.example/ \"&#xE000;\")&#xE000; \" onmouseover=\"alert(1)\" x=\"",
+        "[x](javascript:alert(1) \"&#xE000;\")&#xE000; \" onmouseover=\"alert(1)\" x=\"",
+        "&#57344;0&#57344; \u{E000}1\u{E000} odd &#xe000; tail",
+        "%EE%80%80 \u{F8FF} \u{10FFFD}",
+    ] {
+        let content = format!("{payload}{fence}after");
+        let sent = b
+            .call(&app, "messages/send", json!({ "content": content }))
+            .await;
+        assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
+        let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
+        let t = common::settled(&app, &mut b, &tid).await;
+        for m in t["messages"].as_array().unwrap() {
+            let html = m["html"].as_str().unwrap_or_default().to_ascii_lowercase();
+            // Text may say anything (quotes are not escaped in text); tags may not.
+            for tag in html.split('<').skip(1).filter_map(|t| t.split('>').next()) {
+                assert!(!tag.contains("onmouseover"), "<{tag}> in {html}");
+                assert!(!tag.contains("javascript"), "<{tag}> in {html}");
+            }
+            assert!(
+                html.contains("after"),
+                "text after the markers was lost: {html}"
+            );
+            assert_eq!(html.matches("class=\"code-block\"").count(), 1, "{html}");
+        }
+    }
+    still_serving(&app).await;
 }
 
 #[tokio::test]

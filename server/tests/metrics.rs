@@ -20,6 +20,7 @@ async fn panics_are_caught_counted_and_answered_500() {
     let addr = listener.local_addr().unwrap();
     let config = Config {
         addr,
+        metrics_token: Some(server::assistant::Secret("metrics-token-for-tests".into())),
         ..Config::default()
     };
     let store = Arc::new(MemoryStore::new(server::lifetimes(&config)));
@@ -36,6 +37,21 @@ async fn panics_are_caught_counted_and_answered_500() {
     });
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
+
+    // HEAD of a page renders without a panic anywhere, the first one after start included.
+    let before = server::metrics::METRICS.panics();
+    for path in [
+        "/",
+        "/",
+        "/t/0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f",
+        "/login",
+    ] {
+        let res = http.head(format!("{base}{path}")).send().await.unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+    }
+    // Rendering finishes after the answer; give a panicking task time to be counted.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(server::metrics::METRICS.panics(), before, "HEAD panicked");
 
     let before = server::metrics::METRICS.panics();
     let res = http.get(format!("{base}/boom")).send().await.unwrap();
@@ -62,8 +78,18 @@ async fn panics_are_caught_counted_and_answered_500() {
             .status(),
         StatusCode::OK
     );
+    // A panic in a detached task (no request to answer) is counted too.
+    let before = server::metrics::METRICS.panics();
+    let task = tokio::spawn(async {
+        let v: Vec<u8> = Vec::new();
+        v[std::hint::black_box(7)]
+    });
+    assert!(task.await.is_err());
+    assert_eq!(server::metrics::METRICS.panics(), before + 1);
+
     let text = http
         .get(format!("{base}/metrics"))
+        .bearer_auth("metrics-token-for-tests")
         .send()
         .await
         .unwrap()

@@ -7,6 +7,7 @@
 
 use super::{
     VerifiedSession,
+    events::EventHub,
     guard::{GuardConfig, bounded, proof_cookie, store_error},
     store::{Claim, Proof, SessionStore, SessionTimes, StoreError, now_ms},
 };
@@ -69,6 +70,8 @@ pub struct Auth {
     pub config: AuthConfig,
     guard: GuardConfig,
     store: Arc<dyn SessionStore>,
+    /// Where a session's end is announced, so its open streams close on every instance.
+    hub: Arc<dyn EventHub>,
     /// Attempts on one account from one address: a guesser slows only themselves.
     per_account_address: DefaultKeyedRateLimiter<[u8; 32]>,
     /// A looser cap on one account from everywhere, against guessing spread over addresses
@@ -200,7 +203,7 @@ fn verify_password(password: &str, hash: &str) -> bool {
 }
 
 /// IPv6 clients usually hold a whole /64: count them as one address.
-fn address_key(ip: IpAddr) -> IpAddr {
+pub fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => {
             let s = v6.segments();
@@ -219,6 +222,7 @@ impl Auth {
         config: AuthConfig,
         guard: GuardConfig,
         store: Arc<dyn SessionStore>,
+        hub: Arc<dyn EventHub>,
     ) -> Result<Self, String> {
         let oidc = oidc::Providers::new(&config)?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -239,6 +243,7 @@ impl Auth {
             config,
             guard,
             store,
+            hub,
             dummy_hash: DUMMY_HASH.to_owned(),
             oidc,
         })
@@ -284,6 +289,13 @@ impl Auth {
         bounded(self.guard.store_timeout, fut)
             .await
             .map_err(store_error)
+    }
+
+    /// Deletes a session (or a home) and closes every stream still open for it.
+    async fn delete_and_end(&self, id: &SessionId) -> Result<bool, ApiError> {
+        let existed = self.call(self.store.delete(id)).await?;
+        self.hub.end(id);
+        Ok(existed)
     }
 
     async fn account(&self, home: &SessionId) -> Result<Option<AccountRecord>, ApiError> {
@@ -341,7 +353,7 @@ impl Auth {
         };
         if let Err(e) = self.put_account(&home, &rec).await {
             // A home without an account would reserve the name for good.
-            let _ = self.call(self.store.delete(&home)).await;
+            let _ = self.delete_and_end(&home).await;
             return Err(e);
         }
         Ok(home)
@@ -387,7 +399,7 @@ impl Auth {
             Err(e) => return Err(store_error(e)),
         }
         self.end_sessions(&home, None).await?;
-        let existed = self.call(self.store.delete(&home)).await?;
+        let existed = self.delete_and_end(&home).await?;
         Ok(had_record || existed)
     }
 
@@ -509,7 +521,7 @@ impl Auth {
             {
                 Claim::Won => break (id, secret),
                 // A collision of 122 random bits: draw again.
-                Claim::Taken => continue,
+                Claim::Taken | Claim::Ended => continue,
             }
         };
         let binding = serde_json::to_vec(&Binding {
@@ -555,7 +567,7 @@ impl Auth {
             (Some(_), None) => true,
         };
         if !still_valid {
-            let _ = self.call(self.store.delete(&new_id)).await;
+            let _ = self.delete_and_end(&new_id).await;
             return Err(failed());
         }
         self.end_one(session).await?;
@@ -594,7 +606,7 @@ impl Auth {
     async fn end_one(&self, session: &VerifiedSession) -> Result<(), ApiError> {
         // The session first: that is what must not outlive a sign-out. The entry is
         // bookkeeping, and its home may be gone already.
-        self.call(self.store.delete(session.id())).await?;
+        self.delete_and_end(session.id()).await?;
         if let Some(home) = session.home() {
             let key = format!("{SESSION_PREFIX}{}", handle_of(session.id()));
             match bounded(self.guard.store_timeout, self.store.remove(home, &key)).await {
@@ -675,7 +687,7 @@ impl Auth {
             if Some(&id) == keep {
                 continue;
             }
-            if self.call(self.store.delete(&id)).await? {
+            if self.delete_and_end(&id).await? {
                 ended += 1;
             }
             self.call(self.store.remove(home, &key)).await?;
@@ -721,7 +733,7 @@ impl Auth {
         if let Ok(e) = serde_json::from_slice::<SessionEntry>(&raw)
             && let Ok(id) = SessionId::parse(&e.id)
         {
-            self.call(self.store.delete(&id)).await?;
+            self.delete_and_end(&id).await?;
         }
         self.call(self.store.remove(home, &key)).await?;
         Ok(())

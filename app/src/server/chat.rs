@@ -66,11 +66,16 @@ impl ChatRuntime {
         self.running.lock().map(|r| r.len()).unwrap_or(0)
     }
 
-    fn busy(&self, sid: &SessionId, thread: &ThreadId) -> bool {
-        self.running
-            .lock()
-            .map(|r| r.contains_key(&(*sid, *thread)))
-            .unwrap_or(false)
+    /// Whether a reply is being generated in the thread, given the thread's messages as just
+    /// read. A reply is saved in its final state a moment before its task lets go of the
+    /// thread, and a reader may see the saved state in between: the stored status is the
+    /// later word, so a running entry whose reply is stored as finished no longer counts.
+    fn busy(&self, sid: &SessionId, thread: &ThreadId, messages: &[Message]) -> bool {
+        let Ok(r) = self.running.lock() else {
+            return false;
+        };
+        r.get(&(*sid, *thread))
+            .is_some_and(|run| !finished(messages, &run.message))
     }
 
     /// Stops every reply of a session (it is being deleted).
@@ -174,6 +179,8 @@ impl Chat {
         super::UserSession::from_verified(self.session.clone())
             .destroy()
             .await?;
+        // This browser's streams, not the account's: other browsers of the user stay.
+        self.rt.hub.end(self.session.id());
         Ok(())
     }
 
@@ -299,7 +306,7 @@ impl Chat {
             }
         };
         // Busy here, or (with several instances) streaming on another one.
-        if self.rt.busy(self.sid(), &thread.id)
+        if self.rt.busy(self.sid(), &thread.id, &history)
             || history
                 .last()
                 .is_some_and(|m| m.status == MessageStatus::Streaming)
@@ -373,7 +380,10 @@ impl Chat {
         let cancel = CancellationToken::new();
         {
             let mut running = self.rt.running.lock().map_err(|_| ApiError::internal())?;
-            if running.contains_key(&(*self.sid(), thread.id)) {
+            if running
+                .get(&(*self.sid(), thread.id))
+                .is_some_and(|run| !finished(&history, &run.message))
+            {
                 return Err(ApiError::new(
                     ErrorCode::Busy,
                     "a reply is still streaming in this thread; stop it first",
@@ -531,7 +541,7 @@ impl Chat {
     /// Waits (up to `max`) until no reply of this instance streams in the thread.
     async fn wait_idle(&self, thread: &ThreadId, max: Duration) {
         let deadline = tokio::time::Instant::now() + max;
-        while self.rt.busy(self.sid(), thread) && tokio::time::Instant::now() < deadline {
+        while self.rt.busy(self.sid(), thread, &[]) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -637,6 +647,13 @@ fn snippet(content: &str, q: &str) -> Option<String> {
     Some(s)
 }
 
+/// Whether `reply` is among `messages` in a final state (done, stopped, failed).
+fn finished(messages: &[Message], reply: &MessageId) -> bool {
+    messages
+        .iter()
+        .any(|m| m.id == *reply && m.status != MessageStatus::Streaming)
+}
+
 /// Runs one reply to completion, stop or failure. Deltas are published at most every
 /// `delta_interval`; the text is saved at most every `persist_interval` and always at the end.
 async fn generate(
@@ -737,7 +754,12 @@ async fn generate(
         }
     }
     save_final(&session, &reply).await;
-    if let Ok(mut r) = rt.running.lock() {
+    // Only this reply's own entry: a next turn may have taken the thread already, once it
+    // read this reply as finished.
+    if let Ok(mut r) = rt.running.lock()
+        && r.get(&(sid, reply.thread_id))
+            .is_some_and(|run| run.message == reply.id)
+    {
         r.remove(&(sid, reply.thread_id));
     }
     rt.hub.publish(

@@ -1,6 +1,10 @@
 //! Live events of a session, fanned out to every tab (and, with a shared hub, every server
 //! instance) that listens. Events are addressed by session id only: a subscriber can only
 //! name the session the guard verified for it.
+//!
+//! The hub also carries the end of a session: `end` closes every stream that listens under
+//! that id, on every instance, at once (a stream must not outlive the session it was opened
+//! for, and a recheck every few seconds is too late).
 
 use crate::{SessionId, model::ChatEvent};
 use futures::stream::{self, BoxStream};
@@ -10,19 +14,31 @@ use std::{
 };
 use tokio::sync::broadcast;
 
-/// What a listener receives: an event, or word that it fell behind and should reload.
+/// What a listener receives: an event, word that it fell behind and should reload, or that
+/// the session it listens for has ended (nothing follows that).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Feed {
     Event(Arc<ChatEvent>),
     Lagged,
+    Ended,
 }
 
 pub trait EventHub: Send + Sync + 'static {
     fn publish(&self, session: &SessionId, event: ChatEvent);
     fn subscribe(&self, session: &SessionId) -> BoxStream<'static, Feed>;
+    /// Tells every listener of `session`, on every instance, that it has ended; their feeds
+    /// yield `Feed::Ended` and stop.
+    fn end(&self, session: &SessionId);
 }
 
-type Channels = Arc<Mutex<HashMap<SessionId, broadcast::Sender<Arc<ChatEvent>>>>>;
+/// What a channel carries: events, and the end of its session.
+#[derive(Debug, Clone)]
+enum Item {
+    Event(Arc<ChatEvent>),
+    End,
+}
+
+type Channels = Arc<Mutex<HashMap<SessionId, broadcast::Sender<Item>>>>;
 
 /// In-process hub: one broadcast channel per session with listeners, removed when its last
 /// listener goes (a tab closing must not leave a buffer behind).
@@ -44,7 +60,7 @@ impl Default for LocalHub {
 
 /// One listener's receiver; dropping it removes the session's channel if it was the last.
 struct Subscription {
-    rx: Option<broadcast::Receiver<Arc<ChatEvent>>>,
+    rx: Option<broadcast::Receiver<Item>>,
     channels: Channels,
     session: SessionId,
 }
@@ -71,17 +87,27 @@ impl LocalHub {
     }
 }
 
-impl EventHub for LocalHub {
-    fn publish(&self, session: &SessionId, event: ChatEvent) {
+impl LocalHub {
+    fn send(&self, session: &SessionId, item: Item) {
         let Ok(mut channels) = self.channels.lock() else {
             return;
         };
         if let Some(tx) = channels.get(session)
-            && tx.send(Arc::new(event)).is_err()
+            && tx.send(item).is_err()
         {
             // Nobody listens any more: drop the channel rather than keep it forever.
             channels.remove(session);
         }
+    }
+}
+
+impl EventHub for LocalHub {
+    fn publish(&self, session: &SessionId, event: ChatEvent) {
+        self.send(session, Item::Event(Arc::new(event)));
+    }
+
+    fn end(&self, session: &SessionId) {
+        self.send(session, Item::End);
     }
 
     fn subscribe(&self, session: &SessionId) -> BoxStream<'static, Feed> {
@@ -100,7 +126,12 @@ impl EventHub for LocalHub {
         Box::pin(stream::unfold(sub, |mut sub| async move {
             let rx = sub.rx.as_mut()?;
             match rx.recv().await {
-                Ok(e) => Some((Feed::Event(e), sub)),
+                Ok(Item::Event(e)) => Some((Feed::Event(e), sub)),
+                Ok(Item::End) => {
+                    // Nothing after the end: the next poll finds no receiver and stops.
+                    sub.rx = None;
+                    Some((Feed::Ended, sub))
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => Some((Feed::Lagged, sub)),
                 Err(broadcast::error::RecvError::Closed) => None,
             }
@@ -151,5 +182,28 @@ mod tests {
         );
         drop(sb2);
         assert!(hub.channels.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_end_reaches_its_session_only_and_closes_the_feed() {
+        let hub = LocalHub::default();
+        let (a, b) = (SessionId::random(), SessionId::random());
+        let mut a1 = hub.subscribe(&a);
+        let mut a2 = hub.subscribe(&a);
+        let mut sb = hub.subscribe(&b);
+        hub.end(&a);
+        for feed in [&mut a1, &mut a2] {
+            assert_eq!(feed.next().await, Some(Feed::Ended));
+            assert_eq!(feed.next().await, None, "nothing follows the end");
+        }
+        let tb = ThreadId::random();
+        hub.publish(&b, ChatEvent::ThreadDeleted { thread_id: tb });
+        assert_eq!(
+            sb.next().await,
+            Some(Feed::Event(Arc::new(ChatEvent::ThreadDeleted {
+                thread_id: tb
+            }))),
+            "the other session heard no end"
+        );
     }
 }

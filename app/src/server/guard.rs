@@ -10,7 +10,7 @@ use cookie::{Cookie, SameSite};
 use http::{HeaderMap, header::COOKIE};
 use std::{sync::Arc, time::Duration};
 
-pub use crate::{SESSION_HEADER_NAME as SESSION_HEADER, SID_COOKIE_NAME as SID_COOKIE};
+pub use crate::SESSION_HEADER_NAME as SESSION_HEADER;
 
 /// For this long after a claim, a request for the id without any proof is treated as a
 /// lost claim race (409) rather than as a stranger (403).
@@ -44,6 +44,15 @@ impl GuardConfig {
             "__Host-confide_proof"
         } else {
             "confide_proof"
+        }
+    }
+
+    /// The readable id cookie carries the same prefix as the proof wherever it can.
+    pub fn sid_cookie_name(&self) -> &'static str {
+        if self.secure_cookies {
+            crate::SID_COOKIE_NAME
+        } else {
+            crate::INSECURE_SID_COOKIE_NAME
         }
     }
 }
@@ -111,13 +120,15 @@ pub struct GuardOutcome {
     pub log_tag: Option<String>,
 }
 
-/// Every distinct value of one cookie name across all `Cookie` headers.
-fn cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
+/// Every value of one cookie name across all `Cookie` headers, repeats included, as the
+/// cookie parser reads them (`name =v` is the cookie `name`). Every decision about cookies
+/// is made from this, never from the raw header text.
+pub fn cookie_values(headers: &HeaderMap, name: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for header in headers.get_all(COOKIE) {
         let Ok(s) = header.to_str() else { continue };
         for c in Cookie::split_parse(s).flatten() {
-            if c.name() == name && !out.iter().any(|v| v == c.value()) {
+            if c.name() == name {
                 out.push(c.value().to_owned());
             }
         }
@@ -202,25 +213,34 @@ pub async fn check(
         Ok(v) => v,
         Err(e) => return soft(e),
     };
-    let from_cookie = cookie_values(headers, SID_COOKIE);
     if from_header.len() > 1 {
         return soft(mismatch("the session header is repeated"));
     }
-    if from_cookie.len() > 1 {
-        return soft(mismatch("the session cookie is repeated"));
-    }
-    let raw = match (from_header.first(), from_cookie.first()) {
-        (Some(h), Some(c)) if h != c => return soft(mismatch("header and cookie differ")),
-        (Some(h), _) => *h,
-        (None, Some(c)) => c.as_str(),
-        (None, None) => return soft(ApiError::no_session()),
+    // The header, which only this site's script can set, names the session of a server
+    // function; the id cookie exists so that page loads and the event stream (which cannot
+    // send headers) know it too. So a call with the header does not read the id cookie at
+    // all: a stray or planted copy of it cannot break the session.
+    let raw = match from_header.first() {
+        Some(h) => h.to_string(),
+        None => {
+            let mut from_cookie = cookie_values(headers, cfg.sid_cookie_name());
+            if from_cookie.len() > 1 {
+                return soft(mismatch("the session cookie is repeated"));
+            }
+            match from_cookie.pop() {
+                Some(c) => c,
+                None => return soft(ApiError::no_session()),
+            }
+        }
     };
-    let id = match SessionId::parse(raw) {
+    let id = match SessionId::parse(&raw) {
         Ok(id) => id,
         Err(_) => return soft(invalid_id()),
     };
     let tag = id.log_tag();
 
+    // Two proofs, even equal ones, mean a cookie set from somewhere else: refuse rather
+    // than guess which one is the browser's own.
     let proofs = cookie_values(headers, cfg.proof_cookie_name());
     if proofs.len() > 1 {
         return soft(mismatch("the proof cookie is repeated"));
@@ -287,6 +307,8 @@ pub async fn check(
                     })
                 }
                 Claim::Taken => Err(claimed_error()),
+                // An ended id never comes back, whoever asks: the browser takes a new one.
+                Claim::Ended => Err(ended_error()),
             }
         }
     }

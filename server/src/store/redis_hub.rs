@@ -5,6 +5,9 @@
 //! in-process `LocalHub`; `subscribe` is that hub's. An event published here comes back
 //! through Redis like everyone else's, so local listeners see it exactly once.
 //!
+//! The end of a session travels the same channel with the payload `end` (an event is always
+//! a JSON object), so every process closes that session's streams.
+//!
 //! Pub/sub is fire and forget: events published while the subscription is down are lost.
 //! When it comes back, every session with listeners here gets `ChatEvent::Resync`, which
 //! tells the browser to reload what it shows.
@@ -47,6 +50,9 @@ struct Outgoing {
     session: SessionId,
     payload: String,
 }
+
+/// The payload that ends a session's streams.
+const END: &str = "end";
 
 pub struct RedisHub {
     local: Arc<LocalHub>,
@@ -135,6 +141,23 @@ impl EventHub for RedisHub {
         }
     }
 
+    fn end(&self, session: &SessionId) {
+        // Here at once, whatever Redis does; the copy that comes back through Redis finds
+        // these streams closed already.
+        self.local.end(session);
+        if self
+            .outbox
+            .try_send(Outgoing {
+                session: *session,
+                payload: END.to_owned(),
+            })
+            .is_err()
+        {
+            // Other processes still close the stream at their next recheck.
+            tracing::warn!(session = %session.log_tag(), "event outbox full (Redis slow or away); a session end reached this process only");
+        }
+    }
+
     fn subscribe(&self, session: &SessionId) -> BoxStream<'static, Feed> {
         let listener = Listener::new(self.listening.clone(), *session);
         let feed = self.local.subscribe(session);
@@ -217,7 +240,11 @@ async fn publish_loop(
         if let Err(e) = bounded(pipe.exec_async(&mut conn)).await {
             // The events are lost for every process; at least the listeners here learn it.
             tracing::warn!(error = %e, events = batch.len(), "publishing chat events to Redis failed");
-            let mut sessions: Vec<SessionId> = batch.iter().map(|e| e.session).collect();
+            let mut sessions: Vec<SessionId> = batch
+                .iter()
+                .filter(|e| e.payload != END)
+                .map(|e| e.session)
+                .collect();
             sessions.sort_unstable();
             sessions.dedup();
             for s in &sessions {
@@ -294,6 +321,10 @@ impl Receiver {
         else {
             return;
         };
+        if msg.get_payload_bytes() == END.as_bytes() {
+            self.local.end(&session);
+            return;
+        }
         match serde_json::from_slice::<ChatEvent>(msg.get_payload_bytes()) {
             Ok(event) => self.local.publish(&session, event),
             Err(e) => {
@@ -372,6 +403,35 @@ mod tests {
         assert!(
             is(&next(&mut other_on_b).await, &for_other),
             "the other session saw nothing before its own event"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_end_closes_the_sessions_streams_in_every_process() {
+        let server = RedisServer::start();
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let a = RedisHub::connect(&server.url(), &prefix).await.unwrap();
+        let b = RedisHub::connect(&server.url(), &prefix).await.unwrap();
+        let (s, other) = (SessionId::random(), SessionId::random());
+        let mut on_a = a.subscribe(&s);
+        let mut on_b = b.subscribe(&s);
+        let mut other_on_b = b.subscribe(&other);
+        a.end(&s);
+        assert_eq!(next(&mut on_a).await, Feed::Ended);
+        assert_eq!(
+            next(&mut on_b).await,
+            Feed::Ended,
+            "the other process closed it too"
+        );
+        for feed in [&mut on_a, &mut on_b] {
+            let after = tokio::time::timeout(Duration::from_secs(5), feed.next()).await;
+            assert_eq!(after.expect("the feed ends at once"), None);
+        }
+        let e = event();
+        a.publish(&other, e.clone());
+        assert!(
+            is(&next(&mut other_on_b).await, &e),
+            "another session heard no end"
         );
     }
 

@@ -191,8 +191,8 @@ impl Browser {
 
     pub fn cookie_header(&self) -> String {
         match &self.proof {
-            Some(p) => format!("confide_sid={}; {PROOF_COOKIE}={p}", self.sid),
-            None => format!("confide_sid={}", self.sid),
+            Some(p) => format!("__Host-confide_sid={}; {PROOF_COOKIE}={p}", self.sid),
+            None => format!("__Host-confide_sid={}", self.sid),
         }
     }
 
