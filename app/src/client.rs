@@ -236,8 +236,9 @@ mod browser {
     }
 
     /// Opens (once) the session's live event stream and feeds each event to `apply`. The
-    /// browser reconnects by itself; after a reconnect we ask for a resync, since events
-    /// sent in between are lost.
+    /// browser reconnects by itself. Every time the stream opens, the first time included,
+    /// we ask for a resync: events sent before it was open are lost, and the page's first
+    /// load can race the stream (a reply may end before a slow stream connects).
     pub fn open_event_stream(apply: impl Fn(crate::model::ChatEvent) + 'static) {
         use wasm_bindgen::closure::Closure;
         if EVENTS.with(|e| e.borrow().is_some()) {
@@ -257,11 +258,8 @@ mod browser {
                 }
             })
         };
-        let opened = std::cell::Cell::new(false);
         let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-            if opened.replace(true) {
-                apply(crate::model::ChatEvent::Resync);
-            }
+            apply(crate::model::ChatEvent::Resync);
         });
         source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));

@@ -1,5 +1,5 @@
 import { expect, test, type Page } from "@playwright/test";
-import { openReady } from "./helpers";
+import { openReady, storedSid } from "./helpers";
 
 const assistant = (page: Page) => page.locator('[data-testid=message][data-role=assistant]');
 const userMsgs = (page: Page) => page.locator('[data-testid=message][data-role=user]');
@@ -203,4 +203,33 @@ test("an edit in progress survives changes made in another tab", async ({ contex
   // The rating reaches this tab, and the edit box with its text stays open.
   await expect(here.getByTestId("rate-up")).toHaveAttribute("aria-pressed", "true");
   await expect(here.getByRole("textbox", { name: "Edit message" })).toHaveValue("half-written edit");
+});
+
+test("a reply that ends before the event stream connects is still shown finished", async ({ page }) => {
+  // As on a busy machine, where the page's event stream connects after the first reply ended.
+  let connect!: () => void;
+  const connected = new Promise<void>((resolve) => (connect = resolve));
+  await page.route("**/api/events", async (route) => {
+    await connected;
+    await route.continue();
+  });
+  await openReady(page);
+  await send(page, "sent before the stream");
+  await expect(page).toHaveURL(/\/t\//);
+  const threadId = new URL(page.url()).pathname.split("/").pop();
+  const sid = await storedSid(page);
+  await expect
+    .poll(async () => {
+      const res = await page.request.post("/api/threads/get", {
+        headers: { "x-confide-session": sid!, "content-type": "application/json" },
+        data: { thread_id: threadId },
+      });
+      const thread = (await res.json()) as { messages: { status: string }[] };
+      return thread.messages.at(-1)?.status;
+    })
+    .toBe("done");
+  connect();
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done");
+  await expect(assistant(page).last()).toContainText("sent before the stream");
+  await expect(page.getByTestId("composer")).toBeEnabled();
 });

@@ -479,7 +479,7 @@ fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
                         <button class="icon" title="Rename" aria-label="Rename chat" on:click=move |_| editing.set(true)>
                             <Icon name=IconName::Edit />
                         </button>
-                        <button class="icon" title="Delete" aria-label="Delete chat" data-testid="delete-thread" on:click=remove.clone()>
+                        <button class="icon" title="Delete" aria-label="Delete chat" data-testid="delete-thread" on:click=remove>
                             <Icon name=IconName::Trash />
                         </button>
                     }
