@@ -380,8 +380,10 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
     }
     // A proof that does not hold is anonymous after all.
     let charge_failed_proof = || match ip {
-        Some(ip) if may_be_proven => check(&state.limits.ip, &ip, "requests from this address"),
-        _ => Ok(()),
+        Some(ip) if may_be_proven => {
+            check(&state.limits.ip, &ip, "requests from this address").err()
+        }
+        _ => None,
     };
 
     let outcome = match guard::check(&state.store, &state.guard, req.headers(), mode).await {
@@ -392,7 +394,7 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
                 path,
                 "request refused by the session guard"
             );
-            if let Err(res) = charge_failed_proof() {
+            if let Some(res) = charge_failed_proof() {
                 return private(res);
             }
             let ended = e.code == ErrorCode::SessionEnded;
@@ -410,9 +412,7 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
         Some(session) => {
             if mode != Mode::Page {
                 let key = *session.id().as_bytes();
-                if !session.is_fresh()
-                    && let Err(res) = check(&state.limits.session, &key, "requests in this session")
-                {
+                if let Err(res) = check(&state.limits.session, &key, "requests in this session") {
                     return private(res);
                 }
                 if SEND_PATHS.contains(&path.as_str()) {
@@ -433,7 +433,7 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
             req.extensions_mut().insert(session.clone());
         }
         None => {
-            if let Err(res) = charge_failed_proof() {
+            if let Some(res) = charge_failed_proof() {
                 return private(res);
             }
         }

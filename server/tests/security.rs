@@ -567,12 +567,20 @@ async fn forget_this_browser_deletes_everything_and_kills_the_old_credentials() 
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     assert_eq!(r.code(), "session_ended");
     assert_eq!(app.store.len(), 0);
-    // Without the proof (the browser obeyed Clear-Site-Data) the id starts over, empty.
+    // Without the proof (the browser obeyed Clear-Site-Data) the id does not start over
+    // either: an ended id is never claimed again, so the browser takes a new one.
     b.proof = None;
     let r = b.get_note(&app).await;
-    assert_eq!(r.body["text"], "");
+    assert_eq!(r.code(), "session_ended", "{}", r.body);
+    assert!(
+        b.proof.as_deref().unwrap_or("").is_empty(),
+        "no proof was issued for the ended id (at most the old one cleared)"
+    );
     assert_ne!(b.proof, old_proof);
-    let r = b
+    assert_eq!(app.store.len(), 0);
+    let mut fresh = Browser::new();
+    assert_eq!(fresh.start(&app).await.status, StatusCode::OK);
+    let r = fresh
         .call(&app, "threads/get", json!({ "thread_id": tid }))
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
