@@ -290,3 +290,82 @@ async fn confide_shows_model_replies_and_model_failures() {
         }
     }
 }
+
+/// A new chat is named by the model from its first exchange; later turns and chats the
+/// person renamed keep their titles, and the echo assistant keeps the first words.
+#[tokio::test]
+async fn the_model_names_a_new_chat_from_its_first_exchange() {
+    let (base, seen) = fake_openai().await;
+    let app = common::spawn_with(Config {
+        assistant: "openai".into(),
+        openai_base_url: Some(base.clone()),
+        model: "ok".into(),
+        ..Config::default()
+    })
+    .await;
+    let mut b = common::Browser::new();
+    b.start(&app).await;
+    let sent = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "content": "tell me something friendly" }),
+        )
+        .await;
+    assert_eq!(sent.status, reqwest::StatusCode::OK, "{:?}", sent.body);
+    assert_eq!(sent.body["thread"]["title"], "tell me something friendly");
+    let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
+    let mut title = Value::Null;
+    for _ in 0..250 {
+        let t = b
+            .call(&app, "threads/get", json!({ "thread_id": tid }))
+            .await;
+        title = t.body["thread"]["title"].clone();
+        if title == "Hello, world" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The fake model answers every request with "Hello, world".
+    assert_eq!(title, "Hello, world");
+    {
+        let s = seen.lock().unwrap();
+        let naming = s
+            .bodies
+            .iter()
+            .find(|b| {
+                b["messages"][0]["content"]
+                    .as_str()
+                    .is_some_and(|c| c.contains("title"))
+            })
+            .expect("a naming request was made");
+        let asked = naming["messages"][1]["content"].as_str().unwrap();
+        assert!(asked.contains("tell me something friendly") && asked.contains("Hello, world"));
+    }
+
+    // A second turn does not rename; neither does a reply in a chat the person renamed.
+    let requests = seen.lock().unwrap().bodies.len();
+    b.call(
+        &app,
+        "threads/rename",
+        json!({ "thread_id": tid, "title": "Mine" }),
+    )
+    .await;
+    b.call(
+        &app,
+        "messages/send",
+        json!({ "thread_id": tid, "content": "again" }),
+    )
+    .await;
+    common::settled(&app, &mut b, &tid).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = b
+        .call(&app, "threads/get", json!({ "thread_id": tid }))
+        .await;
+    assert_eq!(t.body["thread"]["title"], "Mine");
+    assert_eq!(
+        seen.lock().unwrap().bodies.len(),
+        requests + 1,
+        "only the reply was asked for"
+    );
+}

@@ -60,4 +60,91 @@ pub type DeltaStream = BoxStream<'static, Result<String, AssistantError>>;
 pub trait Assistant: Send + Sync + 'static {
     /// Starts a reply to `history` (oldest first; the last turn is the person's).
     async fn reply(&self, history: Vec<Turn>) -> Result<DeltaStream, AssistantError>;
+
+    /// A short title for a new chat, from its first exchange (the person's message and the
+    /// reply). `None` keeps the title Confide made from the first words of the message,
+    /// which is what an assistant that is not a model should do.
+    async fn title(&self, _exchange: &[Turn]) -> Option<String> {
+        None
+    }
+}
+
+/// Most characters of a chat title.
+pub const MAX_TITLE_CHARS: usize = 60;
+
+/// A model's answer to "name this chat", made fit for the sidebar: its first non-empty
+/// line without markdown marks, a `Title:` label or surrounding quotes, whitespace folded,
+/// cut at a word within `MAX_TITLE_CHARS`. `None` when nothing is left.
+pub fn clean_title(raw: &str) -> Option<String> {
+    let line = raw.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let line = line.trim_start_matches(['#', '*', '-', '>', ' ']);
+    let line = ["title:", "Title:", "TITLE:"]
+        .iter()
+        .find_map(|p| line.strip_prefix(p))
+        .unwrap_or(line);
+    let trimmed = line.trim_matches(|c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '"' | '\'' | '`' | '*' | '_' | '“' | '”' | '‘' | '’' | '.'
+            )
+    });
+    let folded: String = trimmed
+        .split_whitespace()
+        .filter(|w| !w.chars().all(|c| c.is_control()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let folded: String = folded.chars().filter(|c| !c.is_control()).collect();
+    if folded.is_empty() {
+        return None;
+    }
+    if folded.chars().count() <= MAX_TITLE_CHARS {
+        return Some(folded);
+    }
+    let mut out = String::new();
+    for word in folded.split(' ') {
+        if out.chars().count() + word.chars().count() + 1 > MAX_TITLE_CHARS - 1 {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.is_empty() {
+        out = folded.chars().take(MAX_TITLE_CHARS - 1).collect();
+    }
+    out.push('…');
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_TITLE_CHARS, clean_title};
+
+    #[test]
+    fn titles_are_cleaned_for_the_sidebar() {
+        assert_eq!(
+            clean_title("Rust lifetimes explained").as_deref(),
+            Some("Rust lifetimes explained")
+        );
+        assert_eq!(
+            clean_title("\n\n\"Baking bread\".\nmore").as_deref(),
+            Some("Baking bread")
+        );
+        assert_eq!(
+            clean_title("**Title:** Trip to Lisbon").as_deref(),
+            Some("Trip to Lisbon")
+        );
+        assert_eq!(
+            clean_title("# A  spaced\ttitle").as_deref(),
+            Some("A spaced title")
+        );
+        assert_eq!(clean_title("  \n \"\" "), None);
+        let long = clean_title(&"word ".repeat(40)).unwrap();
+        assert!(long.chars().count() <= MAX_TITLE_CHARS, "{long}");
+        assert!(long.ends_with('…') && !long.contains("  "), "{long}");
+        let one = clean_title(&"x".repeat(200)).unwrap();
+        assert_eq!(one.chars().count(), MAX_TITLE_CHARS);
+    }
 }

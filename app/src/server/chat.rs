@@ -686,6 +686,11 @@ async fn generate(
         )
     };
 
+    // A chat's first exchange may name it (see `name_chat`).
+    let first_question = match history.as_slice() {
+        [only] if only.role == Role::User => Some(only.clone()),
+        _ => None,
+    };
     let stream = tokio::select! {
         _ = cancel.cancelled() => None,
         s = rt.assistant.reply(history) => Some(s),
@@ -762,12 +767,56 @@ async fn generate(
     {
         r.remove(&(sid, reply.thread_id));
     }
+    let named = (reply.status == MessageStatus::Done)
+        .then_some(first_question)
+        .flatten()
+        .map(|q| (q, reply.content.clone(), reply.thread_id));
     rt.hub.publish(
         &sid,
         ChatEvent::Message {
             message: view(reply),
         },
     );
+    if let Some((question, answer, thread)) = named {
+        name_chat(&rt, &session, thread, question, answer).await;
+    }
+}
+
+/// Gives a new chat the title its assistant proposes from the first exchange, unless the
+/// person has renamed it meanwhile (its title is no longer the one made from the first
+/// words). Runs after the reply is complete and announced, so it never delays it.
+async fn name_chat(
+    rt: &ChatRuntime,
+    session: &VerifiedSession,
+    thread: ThreadId,
+    question: Turn,
+    answer: String,
+) {
+    let automatic = title_from(&question.content);
+    let exchange = [
+        question,
+        Turn {
+            role: Role::Assistant,
+            content: answer,
+        },
+    ];
+    let Some(title) = rt.assistant.title(&exchange).await else {
+        return;
+    };
+    let owner = session.owner();
+    let timeout = session.store_timeout();
+    let Ok(Some((mut current, _))) =
+        bounded(timeout, session.store().get_thread(owner, &thread)).await
+    else {
+        return;
+    };
+    if current.title != automatic || current.title == title {
+        return;
+    }
+    current.title = title;
+    if let Ok(true) = bounded(timeout, session.store().update_thread(owner, &current)).await {
+        rt.hub.publish(owner, ChatEvent::Thread { thread: current });
+    }
 }
 
 /// The final state of a reply must land: one left `streaming` in the store would keep its

@@ -176,6 +176,21 @@ fn transport_error(e: reqwest::Error) -> AssistantError {
     }
 }
 
+/// What the model is asked to name a chat with; the exchange follows as one user message,
+/// cut to this many characters a side (a title needs the gist, not the whole answer).
+const TITLE_PROMPT: &str = "You name chats. Reply with a title of at most six words for the \
+     conversation below, in its language, with no quotes and no final period.";
+const TITLE_EXCERPT_CHARS: usize = 1_500;
+/// Bound on the whole title request: a title is a nicety, never worth a long wait.
+const TITLE_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    }
+}
+
 #[async_trait]
 impl Assistant for OpenAiAssistant {
     async fn reply(&self, history: Vec<Turn>) -> Result<DeltaStream, AssistantError> {
@@ -184,12 +199,47 @@ impl Assistant for OpenAiAssistant {
             messages.push(serde_json::json!({ "role": "system", "content": p }));
         }
         for t in history {
-            let role = match t.role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            messages.push(serde_json::json!({ "role": role, "content": t.content }));
+            messages.push(serde_json::json!({ "role": role_name(t.role), "content": t.content }));
         }
+        self.complete(messages).await
+    }
+
+    async fn title(&self, exchange: &[Turn]) -> Option<String> {
+        let transcript: Vec<String> = exchange
+            .iter()
+            .map(|t| {
+                let text: String = t.content.chars().take(TITLE_EXCERPT_CHARS).collect();
+                format!("{}: {text}", role_name(t.role))
+            })
+            .collect();
+        let messages = vec![
+            serde_json::json!({ "role": "system", "content": TITLE_PROMPT }),
+            serde_json::json!({ "role": "user", "content": transcript.join("\n\n") }),
+        ];
+        let collect = async {
+            let mut stream = self.complete(messages).await.ok()?;
+            let mut text = String::new();
+            while let Some(piece) = stream.next().await {
+                text.push_str(&piece.ok()?);
+                if text.len() > 4 * TITLE_EXCERPT_CHARS {
+                    break;
+                }
+            }
+            app::server::assistant::clean_title(&text)
+        };
+        tokio::time::timeout(TITLE_TIMEOUT, collect)
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+impl OpenAiAssistant {
+    /// Streams the completion of `messages` as text deltas.
+    async fn complete(
+        &self,
+        messages: Vec<serde_json::Value>,
+    ) -> Result<DeltaStream, AssistantError> {
         let body =
             serde_json::json!({ "model": self.cfg.model, "stream": true, "messages": messages });
         let mut req = self
