@@ -25,48 +25,64 @@ async function signIn(page: Page, user: string, register = false) {
   await waitReady(page);
 }
 
-test("password sign-in renews the session, follows the user, and sessions can be ended", async ({ browser }) => {
-  const alice = `alice${Date.now()}`;
+/** A user name no other test (or earlier run against the same store) has taken. */
+const fresh = (name: string) => `${name}${Date.now()}${Math.floor(Math.random() * 1e6)}`;
+
+test("password sign-in renews the session and keeps the threads asked before it", async ({ page }) => {
+  await openReady(page);
+  await send(page, "asked before signing in");
+  const anonSid = await consistentSid(page);
+
+  await signIn(page, fresh("alice"), true);
+  expect(await consistentSid(page)).not.toBe(anonSid);
+  await expect(page.getByTestId("thread-list")).toContainText("asked before signing in");
+});
+
+test("a user's threads follow them to another browser and reach no one else", async ({ browser }) => {
+  const alice = fresh("alice");
   const a = await (await browser.newContext()).newPage();
-  await openReady(a);
-  await send(a, "asked before signing in");
-  const anonSid = await consistentSid(a);
-
   await signIn(a, alice, true);
-  const userSid = await consistentSid(a);
-  expect(userSid).not.toBe(anonSid);
-  await expect(a.getByTestId("thread-list")).toContainText("asked before signing in");
+  await send(a, "only for alice");
 
-  // The same user in a second browser sees the same threads.
   const b = await (await browser.newContext()).newPage();
   await signIn(b, alice);
-  await expect(b.getByTestId("thread-list")).toContainText("asked before signing in");
+  await expect(b.getByTestId("thread-list")).toContainText("only for alice");
 
-  // Someone else sees none of them.
   const c = await (await browser.newContext()).newPage();
-  await signIn(c, `bob${Date.now()}`, true);
+  await signIn(c, fresh("bob"), true);
   await expect(c.getByTestId("empty-state")).toBeVisible();
-  await expect(c.getByTestId("thread-list")).not.toContainText("asked before signing in");
+  await expect(c.getByTestId("thread-list")).not.toContainText("only for alice");
+});
 
-  // "My sessions" in the first browser lists both; ending the other signs it out.
-  await a.goto("/account");
-  await waitReady(a);
+test("my sessions lists each browser, and ending one signs it out", async ({ browser }) => {
+  const alice = fresh("alice");
+  const a = await (await browser.newContext()).newPage();
+  await signIn(a, alice, true);
+  await send(a, "seen by both browsers");
+  const b = await (await browser.newContext()).newPage();
+  await signIn(b, alice);
+  await expect(b.getByTestId("thread-list")).toContainText("seen by both browsers");
+
+  await openReady(a, "/account");
   await expect(a.getByTestId("session-row")).toHaveCount(2);
   await expect(a.locator("[data-testid=session-row][data-current=true]")).toHaveCount(1);
   await a.getByTestId("end-session").click();
   await expect(a.getByTestId("session-row")).toHaveCount(1);
+
   await b.reload();
   await waitReady(b);
   await expect(b.getByTestId("sign-in-link")).toBeVisible();
-  await expect(b.getByTestId("thread-list")).not.toContainText("asked before signing in");
+  await expect(b.getByTestId("thread-list")).not.toContainText("seen by both browsers");
+});
 
-  // Sign-out: a new anonymous session.
-  await a.goto("/");
-  await waitReady(a);
-  await a.getByTestId("sign-out").click();
-  await expect(a.getByTestId("sign-in-link")).toBeVisible();
-  await waitReady(a);
-  expect(await consistentSid(a)).not.toBe(userSid);
+test("signing out starts a new anonymous session", async ({ page }) => {
+  await signIn(page, fresh("alice"), true);
+  const userSid = await consistentSid(page);
+  await openReady(page, "/");
+  await page.getByTestId("sign-out").click();
+  await expect(page.getByTestId("sign-in-link")).toBeVisible();
+  await waitReady(page);
+  expect(await consistentSid(page)).not.toBe(userSid);
 });
 
 test("a wrong password says so without saying which part was wrong", async ({ page }) => {

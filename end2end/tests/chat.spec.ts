@@ -39,14 +39,19 @@ test("stop cancels the reply and keeps the partial text", async ({ page }) => {
   await send(page, "/slow");
   const reply = assistant(page).last();
   await expect(reply).toContainText("word3");
+  const stopped = page.waitForResponse((r) => r.url().endsWith("/api/messages/stop"));
   await page.getByTestId("stop").click();
+  expect((await stopped).status()).toBe(200);
   await expect(reply).toHaveAttribute("data-status", "stopped");
+  await expect(page.getByTestId("composer")).toBeEnabled();
   const partial = await reply.locator(".markdown").innerText();
   expect(partial).toContain("Counting slowly");
   expect(partial).not.toContain("word120");
-  await page.waitForTimeout(800);
-  expect(await reply.locator(".markdown").innerText()).toBe(partial);
-  await expect(page.getByTestId("composer")).toBeEnabled();
+  // The page shows the text the server kept, and nothing more arrives after it.
+  await page.reload();
+  await expect(page.locator(".app-shell")).toHaveAttribute("data-session-state", "ready");
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "stopped");
+  await expect(assistant(page).last().locator(".markdown")).toHaveText(partial);
 });
 
 test("markup in a message is shown as text, never run", async ({ page }) => {
@@ -116,11 +121,16 @@ test("feedback, edit and regenerate", async ({ page }) => {
   await expect(assistant(page).last()).toContainText("edited question", { timeout: 15_000 });
 
   await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
-  const before = await assistant(page).last().getAttribute("data-status");
-  expect(before).toBe("done");
+  await page.getByTestId("rate-up").click();
+  await expect(page.getByTestId("rate-up")).toHaveAttribute("aria-pressed", "true");
+  const regenerated = page.waitForResponse((r) => r.url().endsWith("/api/messages/regenerate"));
   await page.getByTestId("regenerate").click();
+  expect((await regenerated).status()).toBe(200);
   await expect(assistant(page)).toHaveCount(1);
   await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  // A new reply, so not the rated one.
+  await expect(page.getByTestId("rate-up")).toHaveAttribute("aria-pressed", "false");
+  await expect(assistant(page).last()).toContainText("edited question");
 });
 
 test("a chat deleted in another tab is left for a new one, and the draft stays", async ({ context }) => {
