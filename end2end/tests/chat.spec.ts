@@ -243,3 +243,18 @@ test("a reply that ends before the event stream connects is still shown finished
   await expect(assistant(page).last()).toContainText("sent before the stream");
   await expect(page.getByTestId("composer")).toBeEnabled();
 });
+
+test("the composer keeps focus when the first message opens its chat", async ({ page }) => {
+  await openReady(page);
+  const composer = page.getByTestId("composer");
+  await composer.click();
+  await page.keyboard.type("opening words");
+  await page.keyboard.press("Enter");
+  await expect(page).toHaveURL(/\/t\//);
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(composer).toBeEnabled();
+  // The person goes on typing without reaching for the mouse.
+  await expect(composer).toBeFocused();
+  await page.keyboard.type("and more");
+  await expect(composer).toHaveValue("and more");
+});

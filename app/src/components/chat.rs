@@ -16,6 +16,7 @@ use crate::{
 use leptos::{prelude::*, task::spawn_local};
 use leptos_router::{
     NavigateOptions,
+    components::Outlet,
     hooks::{use_location, use_navigate},
 };
 use std::collections::{HashMap, VecDeque};
@@ -513,6 +514,8 @@ pub fn ChatPage() -> impl IntoView {
                 <Pane />
                 <Composer />
             </Transition>
+            // The empty state and each chat are child routes that show nothing of their own.
+            <Outlet />
         </section>
     }
 }

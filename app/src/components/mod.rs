@@ -10,7 +10,7 @@ use leptos::prelude::*;
 use leptos_meta::provide_meta_context;
 use leptos_router::{
     Lazy, LazyRoute,
-    components::{Route, Router, Routes},
+    components::{ParentRoute, Route, Router, Routes},
     lazy_route, path,
 };
 
@@ -69,8 +69,13 @@ pub fn App() -> impl IntoView {
                     <Notice />
                     <chat::ChatLayout>
                         <Routes fallback=|| view! { <NotFound /> }>
-                            <Route path=path!("/") view=chat::ChatPage />
-                            <Route path=path!("/t/:id") view=chat::ChatPage />
+                            // One chat page for the empty state and every chat, so sending
+                            // the first message (which moves to /t/<id>) or starting a new
+                            // chat keeps it, and the composer's focus, in place.
+                            <ParentRoute path=path!("") view=chat::ChatPage>
+                                <Route path=path!("") view=|| () />
+                                <Route path=path!("t/:id") view=|| () />
+                            </ParentRoute>
                             <Route path=path!("/notes") view={Lazy::<NotesPage>::new()} />
                             <Route path=path!("/login") view={Lazy::<SignInPage>::new()} />
                             <Route
