@@ -258,3 +258,22 @@ test("the composer keeps focus when the first message opens its chat", async ({ 
   await page.keyboard.type("and more");
   await expect(composer).toHaveValue("and more");
 });
+
+test("a rename in progress survives a message sent from another tab", async ({ context }) => {
+  const here = await context.newPage();
+  await openReady(here);
+  await send(here, "chat to rename");
+  await expect(assistant(here).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const there = await context.newPage();
+  await openReady(there);
+
+  await here.getByRole("button", { name: "Rename chat" }).click();
+  await here.getByRole("textbox", { name: "Chat title" }).fill("half-typed title");
+  await send(there, "another chat");
+  // The new chat reaches this tab's list, and the rename box with its text stays open.
+  await expect(here.getByTestId("thread-item")).toHaveCount(2);
+  await expect(here.getByRole("textbox", { name: "Chat title" })).toHaveValue("half-typed title");
+  await here.getByRole("textbox", { name: "Chat title" }).press("Enter");
+  await expect(here.getByTestId("thread-list")).toContainText("half-typed title");
+  await expect(there.getByTestId("thread-list")).toContainText("half-typed title");
+});

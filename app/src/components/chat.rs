@@ -409,19 +409,21 @@ fn Sidebar() -> impl IntoView {
             />
             <nav class="thread-list" data-testid="thread-list">
                 <Transition fallback=|| view! { <p class="muted small">"Loading…"</p> }>
-                    {move || {
-                        let items = list();
-                        if items.is_empty() {
+                    <Show
+                        when=move || !list().is_empty()
+                        fallback=move || {
                             let text = if results.with(Option::is_some) { "No chats match." } else { "No chats yet." };
-                            view! { <p class="muted small empty-list">{text}</p> }.into_any()
-                        } else {
-                            items
-                                .into_iter()
-                                .map(|(t, snippet)| view! { <ThreadItem thread=t snippet=snippet /> })
-                                .collect_view()
-                                .into_any()
+                            view! { <p class="muted small empty-list">{text}</p> }
                         }
-                    }}
+                    >
+                        // Keyed, so an item being renamed stays open while other chats come,
+                        // go or move; it is rebuilt only when its own title or snippet changes.
+                        <For
+                            each=list
+                            key=|(t, snippet)| (t.id, t.title.clone(), snippet.clone())
+                            children=|(t, snippet)| view! { <ThreadItem thread=t snippet=snippet /> }
+                        />
+                    </Show>
                 </Transition>
             </nav>
             <footer class="sidebar-foot">
