@@ -301,14 +301,19 @@ pub fn ChatLayout(children: Children) -> impl IntoView {
         }
     });
 
+    // Finishing a sign-in renews the session, and a request still under the old id that
+    // already carries the new proof is refused with that proof cleared, which undoes the
+    // sign-in. So the callback page, which reloads as soon as it is done, sends nothing of
+    // the chat's own: it shows what the server rendered until the person moves on.
+    let signing_in = move || location.pathname.with(|p| p.starts_with("/auth/callback"));
     Effect::new(move |prev: Option<bool>| {
-        let ready = matches!(session.state.get(), SessionState::Ready(_));
-        if ready && prev != Some(true) {
+        let live = matches!(session.state.get(), SessionState::Ready(_)) && !signing_in();
+        if live && prev != Some(true) {
             epoch.update(|e| *e += 1);
             #[cfg(feature = "hydrate")]
             crate::client::open_event_stream(move |e| state.apply(e));
         }
-        ready
+        live
     });
 
     view! {
