@@ -5,7 +5,7 @@ const PW = "correct horse battery";
 
 async function send(page: Page, text: string) {
   const composer = page.getByTestId("composer");
-  await expect(composer).toBeEnabled();
+  await expect(composer).toBeEditable();
   await composer.fill(text);
   await composer.press("Enter");
   await expect(page.locator("[data-testid=message][data-role=assistant]").last()).toHaveAttribute(

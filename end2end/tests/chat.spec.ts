@@ -6,7 +6,7 @@ const userMsgs = (page: Page) => page.locator('[data-testid=message][data-role=u
 
 async function send(page: Page, text: string) {
   const composer = page.getByTestId("composer");
-  await expect(composer).toBeEnabled();
+  await expect(composer).toBeEditable();
   await composer.fill(text);
   await composer.press("Enter");
 }
@@ -43,7 +43,7 @@ test("stop cancels the reply and keeps the partial text", async ({ page }) => {
   await page.getByTestId("stop").click();
   expect((await stopped).status()).toBe(200);
   await expect(reply).toHaveAttribute("data-status", "stopped");
-  await expect(page.getByTestId("composer")).toBeEnabled();
+  await expect(page.getByTestId("composer")).toBeEditable();
   const partial = await reply.locator(".markdown").innerText();
   expect(partial).toContain("Counting slowly");
   expect(partial).not.toContain("word120");
@@ -241,22 +241,25 @@ test("a reply that ends before the event stream connects is still shown finished
   connect();
   await expect(assistant(page).last()).toHaveAttribute("data-status", "done");
   await expect(assistant(page).last()).toContainText("sent before the stream");
-  await expect(page.getByTestId("composer")).toBeEnabled();
+  await expect(page.getByTestId("composer")).toBeEditable();
 });
 
-test("the composer keeps focus when the first message opens its chat", async ({ page }) => {
+test("the composer keeps focus from one message to the next", async ({ page }) => {
   await openReady(page);
   const composer = page.getByTestId("composer");
   await composer.click();
-  await page.keyboard.type("opening words");
-  await page.keyboard.press("Enter");
-  await expect(page).toHaveURL(/\/t\//);
-  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
-  await expect(composer).toBeEnabled();
-  // The person goes on typing without reaching for the mouse.
-  await expect(composer).toBeFocused();
-  await page.keyboard.type("and more");
-  await expect(composer).toHaveValue("and more");
+  // The first message opens its chat (a new address); the others stay in it.
+  for (const [i, text] of ["opening words", "and more", "and the last"].entries()) {
+    await page.keyboard.type(text);
+    await page.keyboard.press("Enter");
+    await expect(page).toHaveURL(/\/t\//);
+    await expect(assistant(page)).toHaveCount(i + 1);
+    await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+    await expect(composer).toBeEditable();
+    // The person goes on typing without reaching for the mouse.
+    await expect(composer).toBeFocused();
+  }
+  await expect(userMsgs(page)).toHaveText(["opening words", "and more", "and the last"]);
 });
 
 test("a rename in progress survives a message sent from another tab", async ({ context }) => {

@@ -11,7 +11,7 @@ const assistant = (page: Page) => page.locator("[data-testid=message][data-role=
 /** Sends `word` and waits until its reply is finished and the composer is free again. */
 async function sendAndFinish(page: Page, word: string, replies: number) {
   const composer = page.getByTestId("composer");
-  await expect(composer).toBeEnabled();
+  await expect(composer).toBeEditable();
   await composer.fill(word);
   const sent = page.waitForResponse((r) => r.url().endsWith("/api/messages/send"));
   await composer.press("Enter");
@@ -21,7 +21,7 @@ async function sendAndFinish(page: Page, word: string, replies: number) {
   await expect(reply).toHaveAttribute("data-status", "done");
   await expect(reply.locator(".markdown")).toHaveText(word);
   await expect(page.locator("[data-testid=messages] .typing")).toHaveCount(0);
-  await expect(composer).toBeEnabled();
+  await expect(composer).toBeEditable();
   await expect(page.getByTestId("send")).toBeVisible();
 }
 

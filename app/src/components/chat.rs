@@ -857,7 +857,11 @@ fn Composer() -> impl IntoView {
                     placeholder=move || if streaming().is_some() { "Wait for the reply, or stop it…" } else { "Message Confide (Enter to send, Shift+Enter for a new line)" }
                     rows="2"
                     prop:value=move || text.get()
-                    disabled=move || !ready() || streaming().is_some()
+                    disabled=move || !ready()
+                    // Read-only, not disabled, while a reply streams: browsers take the focus
+                    // from a disabled field, and the person would have to click back into it
+                    // after every reply.
+                    readonly=move || streaming().is_some()
                     on:input=move |ev| text.set(event_target_value(&ev))
                     on:keydown=move |ev| {
                         if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
