@@ -73,7 +73,10 @@ test("a copied GUID without its proof is moved to a fresh session and sees nothi
   await openReady(pb, "/notes");
   const sidB = await consistentSid(pb);
   await pb.evaluate((sid) => window.localStorage.setItem("confide.sid", JSON.stringify(sid)), sidA);
-  await b.addCookies([{ name: "__Host-confide_sid", value: sidA, url: pb.url(), sameSite: "Strict", secure: true }]);
+  await b.addCookies([
+    // `__Host-` cookies are host-only with `Path=/`.
+    { name: "__Host-confide_sid", value: sidA, domain: new URL(pb.url()).hostname, path: "/", sameSite: "Strict", secure: true },
+  ]);
   expect(await storedSid(pb)).toBe(sidA);
   expect(await cookieSid(b)).toBe(sidA);
 

@@ -202,18 +202,23 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
         return (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, target)]).into_response();
     }
 
-    let res = if path == "/api/events" {
-        // A long-lived stream: no overall timeout.
+    // The event stream is long-lived by design, and a server function's time is bounded in
+    // the guard in two parts (reading its body, 408; handling it, 504), so that a client too
+    // slow to send its body is never reported as a slow server.
+    let res = if path.starts_with("/api/") {
         next.run(req).await
     } else {
-        match tokio::time::timeout(state.config.request_timeout, next.run(req)).await {
-            Ok(res) => res,
-            Err(_) => {
-                ApiError::new(ErrorCode::Timeout, "the request took too long").into_response()
-            }
-        }
+        within(state.config.request_timeout, next.run(req)).await
     };
     with_headers(res, &state)
+}
+
+/// `fut`'s response, or 504 `timeout` once `limit` has passed.
+async fn within(limit: Duration, fut: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(res) => res,
+        Err(_) => ApiError::new(ErrorCode::Timeout, "the request took too long").into_response(),
+    }
 }
 
 fn with_headers(mut res: Response, state: &AppState) -> Response {
@@ -397,14 +402,10 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
             if let Some(res) = charge_failed_proof() {
                 return private(res);
             }
-            let ended = e.code == ErrorCode::SessionEnded;
-            let mut res = e.into_response();
-            // The proof of an ended session is worthless; dropping it lets the browser's
-            // next request, under a new id, claim cleanly.
-            if ended && let Ok(v) = HeaderValue::from_str(&guard::clear_proof_cookie(&state.guard))
-            {
-                res.headers_mut().append(header::SET_COOKIE, v);
-            }
+            // A `session_ended` answer leaves the proof cookie alone: the request may carry
+            // a newer session's proof (one sent while a sign-in renewed the session), and a
+            // stale one is replaced by the next claim anyway.
+            let res = e.into_response();
             return private(res);
         }
     };
@@ -443,7 +444,11 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
         via_trusted_proxy: is_trusted(peer_of(&req), &state),
     };
     req.extensions_mut().insert(addr);
-    let mut res = next.run(req).await;
+    let mut res = if mode == Mode::Api {
+        within(state.config.request_timeout, next.run(req)).await
+    } else {
+        next.run(req).await
+    };
     // A sign-in answers with the proof of the session that replaces this one; the proof
     // of the session this request claimed must not overwrite it.
     let proof_prefix = format!("{}=", state.guard.proof_cookie_name());

@@ -503,3 +503,50 @@ async fn metrics_need_the_configured_bearer_token_even_from_loopback() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.text().await.unwrap().contains("confide_panics_total"));
 }
+
+/// A sign-in renews the session; a request the page sent under the old id just before (or
+/// while) the new proof arrived carries the new proof with the old id. It is refused as
+/// ended, and must not take the new proof away with it.
+#[tokio::test]
+async fn a_request_under_the_replaced_id_does_not_undo_a_sign_in() {
+    let app = spawn_with(Config {
+        auth_password: true,
+        auth_registration: true,
+        ..no_recheck()
+    })
+    .await;
+    let mut b = started(&app).await;
+    let old_sid = b.sid.clone();
+    let r = b
+        .call(
+            &app,
+            "auth/register",
+            json!({ "username": "bea", "password": "correct horse battery" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    b.sid = r.body["session_id"].as_str().unwrap().to_owned();
+    let late = send(
+        app.http
+            .post(format!("{}/api/threads/list", app.base))
+            .header("x-confide-session", &old_sid)
+            .header(
+                "cookie",
+                format!(
+                    "__Host-confide_sid={old_sid}; __Host-confide_proof={}",
+                    b.proof.clone().unwrap()
+                ),
+            )
+            .json(&json!({})),
+    )
+    .await;
+    assert_eq!(late.code(), "session_ended");
+    assert!(
+        late.headers.get("set-cookie").is_none(),
+        "the new proof was not cleared: {:?}",
+        late.headers.get("set-cookie")
+    );
+    let r = b.call(&app, "auth/me", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["name"], "bea");
+}

@@ -301,24 +301,31 @@ async fn expired_sessions_are_deleted_and_never_come_back() {
         "the sweeper deleted the expired session"
     );
 
-    // The browser still holds the proof of the ended session: it is told so, and the proof
-    // cookie is cleared, rather than the id quietly coming back to life.
+    // The browser still holds the proof of the ended session: it is told so, rather than
+    // the id quietly coming back to life. The cookie is left alone: a request may carry a
+    // newer session's proof, and the next claim replaces a stale one.
     let old_proof = b.proof.clone();
     let r = b.get_note(&app).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     assert_eq!(r.code(), "session_ended");
-    assert_eq!(
-        r.issued_proof().as_deref(),
-        Some(""),
-        "the stale proof is cleared"
-    );
+    assert_eq!(r.issued_proof(), None, "no cookie is set or cleared");
+    // Without its proof the id is not claimable either.
+    let mut bare = Browser {
+        sid: b.sid.clone(),
+        proof: None,
+    };
+    assert_eq!(bare.get_note(&app).await.code(), "session_ended");
     assert!(
         !app.store.exists_raw(&id).await.unwrap(),
         "nothing was claimed"
     );
 
-    // The client's next start, under a new id and without the stale proof, is a fresh session.
-    let mut fresh = Browser::new();
+    // The client's next start, under a new id and still with the stale proof, is a fresh
+    // session whose own proof replaces it.
+    let mut fresh = Browser {
+        sid: Browser::new().sid,
+        proof: old_proof.clone(),
+    };
     let r = fresh.get_note(&app).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["text"], "", "a new session starts empty");

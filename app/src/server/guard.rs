@@ -287,10 +287,10 @@ pub async fn check(
             log_tag: Some(tag),
             ..Default::default()
         }),
-        // The browser holds a proof, so it had a session under some id, and this id is not
-        // live: it ended (sign-out, "end session" from another browser, expiry, a login that
-        // replaced it). It must not quietly come back to life; the client starts a new id.
-        Verify::Unknown if proof.is_some() => Err(ended_error()),
+        // An unknown id is claimed whatever proof cookie comes along: a browser that took a
+        // new id still sends its old proof until the claim's answer replaces it. An id that
+        // belonged to a session that ended is never claimed again (the store remembers it),
+        // so nothing comes back to life this way.
         Verify::Unknown if mode == Mode::Stream => Err(ApiError::no_session()),
         Verify::Unknown => {
             let secret = Proof::generate().map_err(store_error)?;
@@ -338,18 +338,6 @@ pub fn proof_cookie(cfg: &GuardConfig, secret: &Proof) -> String {
         .max_age(cookie::time::Duration::seconds(
             cfg.lifetimes.absolute.as_secs() as i64,
         ))
-        .build()
-        .to_string()
-}
-
-/// A `Set-Cookie` value that removes the proof cookie.
-pub fn clear_proof_cookie(cfg: &GuardConfig) -> String {
-    Cookie::build((cfg.proof_cookie_name(), ""))
-        .http_only(true)
-        .secure(cfg.secure_cookies)
-        .same_site(SameSite::Strict)
-        .path("/")
-        .max_age(cookie::time::Duration::ZERO)
         .build()
         .to_string()
 }
