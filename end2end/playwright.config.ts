@@ -100,9 +100,11 @@ export default defineConfig({
             CONFIDE_STORE: store,
             CONFIDE_CONFIG: config,
             CONFIDE_LOG: "info",
-            // Every test is a new browser on one address: a busy run may start more
-            // sessions a minute than a real address would.
+            // Every test is a new browser on one address: a busy run starts more sessions
+            // and sends more messages a minute from it than a real address would.
             CONFIDE_NEW_SESSIONS_PER_MINUTE: "100000",
+            CONFIDE_ADDRESS_MESSAGES_PER_MINUTE: "100000",
+            CONFIDE_ADDRESS_MESSAGES_BURST: "100000",
           },
         },
         {
@@ -120,9 +122,11 @@ export default defineConfig({
             // The tests here send faster than a person; the default allows 10 at once.
             CONFIDE_MESSAGES_PER_MINUTE: "600",
             CONFIDE_LOG: "warn",
-            // Every test is a new browser on one address: a busy run may start more
-            // sessions a minute than a real address would.
+            // Every test is a new browser on one address: a busy run starts more sessions
+            // and sends more messages a minute from it than a real address would.
             CONFIDE_NEW_SESSIONS_PER_MINUTE: "100000",
+            CONFIDE_ADDRESS_MESSAGES_PER_MINUTE: "100000",
+            CONFIDE_ADDRESS_MESSAGES_BURST: "100000",
           },
         },
         {
@@ -153,9 +157,11 @@ export default defineConfig({
             CONFIDE_SITE_ROOT: "target/site",
             CONFIDE_STORE: `sqlite:${join(scratch, "tls.db")}`,
             CONFIDE_LOG: "warn",
-            // Every test is a new browser on one address: a busy run may start more
-            // sessions a minute than a real address would.
+            // Every test is a new browser on one address: a busy run starts more sessions
+            // and sends more messages a minute from it than a real address would.
             CONFIDE_NEW_SESSIONS_PER_MINUTE: "100000",
+            CONFIDE_ADDRESS_MESSAGES_PER_MINUTE: "100000",
+            CONFIDE_ADDRESS_MESSAGES_BURST: "100000",
           },
         },
       ],
