@@ -1,29 +1,41 @@
-//! `confide user add|remove|passwd NAME`: password accounts, managed by the operator on
-//! the store the configuration names. Passwords are read from standard input (one line),
-//! never from the command line, where other users of the machine could see them.
+//! The `confide` command line: serve (no command), or `confide user add|remove|passwd NAME`
+//! to manage password accounts on the store the configuration names. Passwords are read from
+//! standard input (one line), never from the command line, where other users of the machine
+//! could see them.
 
 use crate::{AppState, Config};
+use clap::{Parser, Subcommand};
 use std::{io::BufRead, process::ExitCode};
 
-const USAGE: &str = "usage: confide [user add|remove|passwd NAME]
-  with no arguments: serve
-  user add NAME     create a password account; the password is read from stdin
-  user passwd NAME  set a new password (ends every session of the account)
-  user remove NAME  delete the account, its sessions and its threads";
+/// Confide: a chat app for conversational AI that keeps every conversation to its own
+/// browser session. Without a command it serves; settings come from `confide.toml` and
+/// `CONFIDE_*` environment variables (see the README).
+#[derive(Debug, Parser)]
+#[command(name = "confide", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
 
-pub async fn run(args: &[String], config: Config) -> ExitCode {
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (action, name) = match words.as_slice() {
-        ["user", action @ ("add" | "remove" | "passwd"), name] => (*action, *name),
-        ["help" | "--help" | "-h"] => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Password accounts, on the store the configuration names.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a password account; the password is read from standard input.
+    Add { name: String },
+    /// Set a new password, read from standard input (ends every session of the account).
+    Passwd { name: String },
+    /// Delete the account, its sessions and its threads.
+    Remove { name: String },
+}
+
+pub async fn run(command: Command, config: Config) -> ExitCode {
+    let Command::User(action) = command;
     if config.store.trim() == "memory" {
         eprintln!(
             "confide: the memory store forgets everything when this command exits; set CONFIDE_STORE"
@@ -38,22 +50,22 @@ pub async fn run(args: &[String], config: Config) -> ExitCode {
         }
     };
     let auth = &state.auth;
-    let result = match action {
-        "add" => match read_password() {
+    let result = match &action {
+        UserCommand::Add { name } => match read_password() {
             Ok(pw) => auth
                 .add_user(name, &pw)
                 .await
                 .map(|_| format!("added user {:?}", name.trim().to_lowercase())),
             Err(e) => return fail(&e),
         },
-        "passwd" => match read_password() {
+        UserCommand::Passwd { name } => match read_password() {
             Ok(pw) => auth
                 .set_password(name, &pw, None)
                 .await
                 .map(|n| format!("password changed; {n} session(s) ended")),
             Err(e) => return fail(&e),
         },
-        _ => auth.remove_user(name).await.map(|existed| {
+        UserCommand::Remove { name } => auth.remove_user(name).await.map(|existed| {
             if existed {
                 format!("removed user {:?}", name.trim().to_lowercase())
             } else {
@@ -86,4 +98,31 @@ fn read_password() -> Result<String, String> {
         return Err("give the password on standard input".into());
     }
     Ok(pw)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_parses_as_documented() {
+        Cli::command().debug_assert();
+        assert!(Cli::try_parse_from(["confide"]).unwrap().command.is_none());
+        let cli = Cli::try_parse_from(["confide", "user", "add", "kim"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::User(UserCommand::Add { name })) if name == "kim"
+        ));
+        for bad in [
+            &["confide", "user", "frobnicate", "kim"][..],
+            &["confide", "user", "add"],
+            &["confide", "user", "add", "kim", "extra"],
+            &["confide", "serve-everything"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("user") && help.contains("CONFIDE_"), "{help}");
+    }
 }

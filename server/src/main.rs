@@ -1,5 +1,6 @@
 //! The `confide` binary: reads configuration, serves until SIGINT/SIGTERM.
 
+use clap::Parser;
 use server::{AppState, Config, serve};
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
@@ -16,12 +17,9 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    if std::env::args()
-        .nth(1)
-        .is_some_and(|a| matches!(a.as_str(), "help" | "--help" | "-h"))
-    {
-        return server::cli::run(&["help".to_owned()], Config::default()).await;
-    }
+    // Parsed before the configuration is read, so `--help` and a mistyped command answer
+    // even where the configuration is broken.
+    let cli = server::cli::Cli::parse();
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {
@@ -29,9 +27,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.is_empty() {
-        return server::cli::run(&args, config).await;
+    if let Some(command) = cli.command {
+        return server::cli::run(command, config).await;
     }
     let addr = config.addr;
     let public_url = config.public_url();
