@@ -73,6 +73,23 @@ export default defineConfig({
   },
   projects: [
     { name: "chromium", testIgnore: /(tls|instant)\.spec\.ts/, use: chromium },
+    // Phones and narrow windows: the layout tests again at a phone's and a tablet's width.
+    {
+      name: "mobile-390",
+      testMatch: /responsive\.spec\.ts/,
+      use: {
+        ...chromium,
+        viewport: { width: 390, height: 844 },
+        deviceScaleFactor: 3,
+        isMobile: true,
+        hasTouch: true,
+      },
+    },
+    {
+      name: "tablet-768",
+      testMatch: /responsive\.spec\.ts/,
+      use: { ...chromium, viewport: { width: 768, height: 1024 } },
+    },
     {
       name: "chromium-instant",
       testMatch: /instant\.spec\.ts/,

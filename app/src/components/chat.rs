@@ -316,12 +316,56 @@ pub fn ChatLayout(children: Children) -> impl IntoView {
         live
     });
 
+    // Choosing a chat (or any other page) closes the drawer; the focus, which was in it,
+    // goes to the composer or the page rather than being lost to <body>.
+    let drawer = expect_context::<super::DrawerCtx>();
+    Effect::new(move |prev: Option<String>| {
+        let path = location.pathname.get();
+        if prev.is_some_and(|p| p != path) && drawer.open.get_untracked() {
+            drawer.open.set(false);
+            focus_after_drawer();
+        }
+        path
+    });
+
     view! {
-        <div class="workspace">
+        <div class="workspace" class:drawer-open=move || drawer.open.get()>
+            <div
+                class="drawer-backdrop"
+                aria-hidden="true"
+                on:click=move |_| drawer.open.set(false)
+            ></div>
             <Sidebar />
             <div class="content">{children()}</div>
         </div>
     }
+}
+
+/// Puts the focus somewhere useful once the drawer has closed: the composer if the page has
+/// one, else the main region.
+fn focus_after_drawer() {
+    focus_later("[data-testid=composer]:not([disabled]), #main");
+}
+
+/// Focuses the first element matching `selector` after the page has rendered the change
+/// that revealed it (a hidden element cannot take the focus).
+pub(super) fn focus_later(selector: &'static str) {
+    #[cfg(feature = "hydrate")]
+    leptos::prelude::set_timeout(
+        move || {
+            use wasm_bindgen::JsCast;
+            if let Some(el) = web_sys::window()
+                .and_then(|w| w.document())
+                .and_then(|d| d.query_selector(selector).ok().flatten())
+                .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+            {
+                let _ = el.focus();
+            }
+        },
+        std::time::Duration::from_millis(0),
+    );
+    #[cfg(not(feature = "hydrate"))]
+    let _ = selector;
 }
 
 #[component]
@@ -355,9 +399,31 @@ fn Sidebar() -> impl IntoView {
         });
     };
 
+    let drawer = expect_context::<super::DrawerCtx>();
     let new_chat = {
         let navigate = navigate.clone();
-        move |_| navigate("/", NavigateOptions::default())
+        move |_| {
+            navigate("/", NavigateOptions::default());
+            if drawer.open.get_untracked() {
+                drawer.open.set(false);
+            }
+            focus_later("[data-testid=composer]");
+        }
+    };
+    // Opening the drawer moves the focus into it, so a keyboard or screen reader user lands
+    // where the chats are.
+    Effect::new(move |prev: Option<bool>| {
+        let open = drawer.open.get();
+        if open && prev == Some(false) {
+            focus_later("#sidebar [data-testid=new-chat]");
+        }
+        open
+    });
+    let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Escape" && drawer.open.get_untracked() {
+            drawer.open.set(false);
+            focus_later("[data-testid=menu]");
+        }
     };
 
     let export_data = move |_| {
@@ -399,7 +465,7 @@ fn Sidebar() -> impl IntoView {
     };
 
     view! {
-        <aside class="sidebar" aria-label="Chats">
+        <aside class="sidebar" id="sidebar" aria-label="Chats" data-testid="sidebar" on:keydown=on_keydown>
             <button class="primary new-chat" data-testid="new-chat" on:click=new_chat>
                 "+ New chat"
             </button>
@@ -447,6 +513,7 @@ fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
     let id = thread.id;
     let editing = RwSignal::new(false);
     let title = RwSignal::new(thread.title.clone());
+    let original = StoredValue::new(thread.title.clone());
     let href = format!("/t/{id}");
     let is_current = move || state.open.get() == Some(id);
 
@@ -502,6 +569,9 @@ fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
                         if ev.key() == "Enter" {
                             save();
                         } else if ev.key() == "Escape" {
+                            // Esc gives up the rename (and leaves the drawer open).
+                            ev.stop_propagation();
+                            title.set(original.get_value());
                             editing.set(false);
                         }
                     }
@@ -598,8 +668,9 @@ fn ThreadHeader(id: ThreadId) -> impl IntoView {
         <header class="thread-head">
             <h1 data-testid="thread-title">{move || title.get()}</h1>
             <div class="thread-actions">
-                <button class="ghost" on:click=move |_| export("markdown")>"Export .md"</button>
-                <button class="ghost" on:click=move |_| export("json")>"Export .json"</button>
+                // A phone shows only ".md" and ".json", leaving the title room to be read.
+                <button class="ghost" aria-label="Export .md" on:click=move |_| export("markdown")><span class="wide-only">"Export "</span>".md"</button>
+                <button class="ghost" aria-label="Export .json" on:click=move |_| export("json")><span class="wide-only">"Export "</span>".json"</button>
             </div>
         </header>
     }

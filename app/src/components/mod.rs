@@ -41,6 +41,13 @@ pub struct SessionCtx {
     pub notice: RwSignal<Option<String>>,
 }
 
+/// Whether the chat list is open as a drawer. Only narrow windows show it as one (the menu
+/// button that opens it is hidden elsewhere), so on a desktop this stays false.
+#[derive(Clone, Copy)]
+pub struct DrawerCtx {
+    pub open: RwSignal<bool>,
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
@@ -49,6 +56,9 @@ pub fn App() -> impl IntoView {
         notice: RwSignal::new(None),
     };
     provide_context(ctx);
+    provide_context(DrawerCtx {
+        open: RwSignal::new(false),
+    });
 
     // Effects run only in the browser, after hydration.
     Effect::new(move |_| {
@@ -188,8 +198,19 @@ fn Header() -> impl IntoView {
             SessionState::Failed(_) => "offline".to_owned(),
         })
     };
+    let drawer = expect_context::<DrawerCtx>();
     view! {
         <header class="topbar">
+            <button
+                class="icon menu-button"
+                data-testid="menu"
+                aria-label="Chats"
+                aria-controls="sidebar"
+                aria-expanded=move || drawer.open.get().to_string()
+                on:click=move |_| drawer.open.update(|o| *o = !*o)
+            >
+                <span aria-hidden="true">"☰"</span>
+            </button>
             <a class="brand" href="/">
                 <span class="brand-mark" aria-hidden="true">"◆"</span>
                 "Confide"

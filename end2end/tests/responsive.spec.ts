@@ -1,0 +1,133 @@
+import { expect, test, type Page } from "@playwright/test";
+import { openReady, waitReady } from "./helpers";
+
+// Runs at 390 px (a phone, touch), 768 px (a tablet) and desktop width: nothing may make a
+// page wider than the window, and the composer's Send stays on screen.
+
+const LONG_TITLE =
+  "Averyveryverylongchattitlewithoutanyspacesatallthatwouldwidenthepage " +
+  "and then some more words to make it long";
+
+async function noSideways(page: Page) {
+  const { scrollWidth, innerWidth } = await page.evaluate(() => ({
+    scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: window.innerWidth,
+  }));
+  expect(scrollWidth, "page width").toBeLessThanOrEqual(innerWidth);
+}
+
+async function inViewport(page: Page, testId: string) {
+  const box = await page.getByTestId(testId).boundingBox();
+  const vp = page.viewportSize()!;
+  expect(box, testId).not.toBeNull();
+  expect(box!.x).toBeGreaterThanOrEqual(0);
+  expect(box!.y).toBeGreaterThanOrEqual(0);
+  expect(box!.x + box!.width).toBeLessThanOrEqual(vp.width + 0.5);
+  expect(box!.y + box!.height).toBeLessThanOrEqual(vp.height + 0.5);
+}
+
+const narrow = (page: Page) => page.viewportSize()!.width <= 768;
+
+async function openDrawer(page: Page) {
+  if (narrow(page)) {
+    await page.getByTestId("menu").click();
+    await expect(page.getByTestId("sidebar")).toBeVisible();
+  }
+}
+
+async function chatWithLongTitleAndCode(page: Page) {
+  await openReady(page);
+  const composer = page.getByTestId("composer");
+  await composer.fill(LONG_TITLE);
+  await composer.press("Enter");
+  await expect(page).toHaveURL(/\/t\//);
+  const last = page.locator("[data-testid=message][data-role=assistant]").last();
+  await expect(last).toHaveAttribute("data-status", "done", { timeout: 20_000 });
+  await expect(composer).toBeEditable();
+  await composer.fill("/markdown");
+  await composer.press("Enter");
+  await expect(page.locator(".code-block").first()).toBeVisible({ timeout: 20_000 });
+  await expect(page.locator("[data-testid=message][data-role=assistant]").last()).toHaveAttribute(
+    "data-status",
+    "done",
+    { timeout: 20_000 },
+  );
+}
+
+test("no page is wider than the window, and Send stays on screen", async ({ page }) => {
+  await openReady(page);
+  await noSideways(page);
+  await inViewport(page, "send");
+
+  await chatWithLongTitleAndCode(page);
+  await noSideways(page);
+  await inViewport(page, "send");
+  await inViewport(page, "session-id");
+  await page.screenshot({
+    path: test.info().outputPath(`chat-${page.viewportSize()!.width}.png`),
+  });
+  await openDrawer(page);
+  await noSideways(page);
+  await page.screenshot({
+    path: test.info().outputPath(`drawer-${page.viewportSize()!.width}.png`),
+  });
+
+  for (const path of ["/login", "/account", "/notes"]) {
+    await page.goto(path);
+    await waitReady(page);
+    await noSideways(page);
+  }
+});
+
+test("on a narrow window the chat list is a drawer behind a menu button", async ({ page }) => {
+  test.skip(!narrow(page), "a wide window shows the sidebar");
+  await openReady(page);
+  const sidebar = page.getByTestId("sidebar");
+  const menu = page.getByTestId("menu");
+  // Closed at first: the conversation has the whole width.
+  await expect(sidebar).toBeHidden();
+  await expect(menu).toHaveAttribute("aria-expanded", "false");
+
+  // Opening moves the focus into it; Esc closes it and gives the focus back.
+  await menu.click();
+  await expect(sidebar).toBeVisible();
+  await expect(menu).toHaveAttribute("aria-expanded", "true");
+  await expect(page.getByTestId("new-chat")).toBeFocused();
+  await page.keyboard.press("Escape");
+  await expect(sidebar).toBeHidden();
+  await expect(menu).toBeFocused();
+
+  // Choosing a chat closes it.
+  const composer = page.getByTestId("composer");
+  await composer.fill("first chat");
+  await composer.press("Enter");
+  await expect(page).toHaveURL(/\/t\//);
+  const first = page.url();
+  await expect(composer).toBeEditable({ timeout: 20_000 });
+  await menu.click();
+  await page.getByTestId("new-chat").click();
+  await expect(sidebar).toBeHidden();
+  await expect(page).toHaveURL(/\/$/);
+  await menu.click();
+  await page.getByTestId("thread-item").first().locator("a").click();
+  await expect(page).toHaveURL(first);
+  await expect(sidebar).toBeHidden();
+});
+
+test("touch targets are at least 44 px on a touch screen", async ({ page }, info) => {
+  test.skip(!info.project.use.hasTouch, "only touch layouts");
+  await openReady(page);
+  for (const id of ["menu", "send"]) {
+    const box = await page.getByTestId(id).boundingBox();
+    expect(box!.height, id).toBeGreaterThanOrEqual(44);
+    expect(box!.width, id).toBeGreaterThanOrEqual(44);
+  }
+  await page.getByTestId("menu").click();
+  for (const loc of [
+    page.getByTestId("new-chat"),
+    page.getByRole("button", { name: "Switch between light and dark theme" }),
+  ]) {
+    const box = await loc.boundingBox();
+    expect(box!.height).toBeGreaterThanOrEqual(44);
+  }
+});
