@@ -52,6 +52,9 @@ pub struct Config {
     pub model: String,
     /// Optional system prompt put before every conversation.
     pub system_prompt: Option<String>,
+    /// Most messages of a thread the assistant is shown: the latest ones. Bounds what a
+    /// turn reads and sends however long the thread grows.
+    pub history_turns: usize,
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub openai_connect_timeout: Duration,
     /// Bound on waiting for the first byte and between two pieces of a reply.
@@ -144,6 +147,7 @@ impl Default for Config {
             openai_api_key: None,
             model: "gpt-4o-mini".into(),
             system_prompt: None,
+            history_turns: 40,
             openai_connect_timeout: Duration::from_secs(5),
             openai_read_timeout: Duration::from_secs(60),
             insecure_cookies: false,
@@ -253,6 +257,11 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "rate limits must be greater than zero".into(),
+            ));
+        }
+        if self.history_turns == 0 {
+            return Err(ConfigError::Invalid(
+                "history_turns must be at least 1 (the message being answered)".into(),
             ));
         }
         if self.idle_timeout.is_zero() || self.absolute_timeout.is_zero() {
@@ -435,6 +444,8 @@ mod tests {
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
         assert_eq!(c.idle_timeout, Duration::from_secs(86_400));
         assert_eq!(c.absolute_timeout, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.history_turns, 40);
+        assert!(with(&[("history_turns", "0")]).is_err());
         assert!(
             c.secure_cookies().unwrap(),
             "loopback http still gets Secure cookies"

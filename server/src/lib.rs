@@ -97,7 +97,9 @@ impl AppState {
             .site_addr(config.addr)
             .build();
         let assistant = assistant_from(&config)?;
-        let chat = Arc::new(ChatRuntime::new(assistant, hub.clone()));
+        let mut chat = ChatRuntime::new(assistant, hub.clone());
+        chat.history_turns = config.history_turns;
+        let chat = Arc::new(chat);
         let limits = Arc::new(middleware::Limiters::new(&config));
         let tls = config.tls_cert.is_some();
         let auth = Arc::new(
@@ -127,7 +129,9 @@ impl AppState {
     /// Replaces the assistant: the way to plug in your own model without forking.
     pub fn with_assistant(self, assistant: Arc<dyn Assistant>) -> Self {
         let mut shared = Shared::clone(&self.0);
-        shared.chat = Arc::new(ChatRuntime::new(assistant, self.chat.hub().clone()));
+        let mut chat = ChatRuntime::new(assistant, self.chat.hub().clone());
+        chat.history_turns = self.chat.history_turns;
+        shared.chat = Arc::new(chat);
         Self(Arc::new(shared))
     }
 

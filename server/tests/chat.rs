@@ -567,3 +567,151 @@ async fn a_reply_stored_as_finished_frees_its_thread_before_its_task_lets_go() {
     assert_eq!(last["content"], "next a b c d e f g h i j", "{t}");
     assert_eq!(last["status"], "done");
 }
+
+/// Answers every question with "r<n>" (the n-th reply) and remembers the history it was shown;
+/// proposes the title "Named" for a new chat.
+struct Recorder(std::sync::Mutex<Vec<Vec<String>>>);
+
+#[async_trait::async_trait]
+impl app::server::assistant::Assistant for Recorder {
+    async fn reply(
+        &self,
+        history: Vec<app::server::assistant::Turn>,
+    ) -> Result<app::server::assistant::DeltaStream, app::server::assistant::AssistantError> {
+        let mut seen = self.0.lock().unwrap();
+        seen.push(history.into_iter().map(|t| t.content).collect());
+        let answer = format!("r{}", seen.len() - 1);
+        Ok(futures::stream::iter([Ok(answer)]).boxed())
+    }
+
+    async fn title(&self, _exchange: &[app::server::assistant::Turn]) -> Option<String> {
+        Some("Named".into())
+    }
+}
+
+async fn recorded(history_turns: usize) -> (TestApp, std::sync::Arc<Recorder>) {
+    use std::sync::Arc;
+    let config = Config {
+        history_turns,
+        ..Config::default()
+    };
+    let store = Arc::new(server::MemoryStore::new(server::lifetimes(&config)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let recorder = Arc::new(Recorder(Default::default()));
+    let state = server::AppState::new(
+        Config {
+            addr: listener.local_addr().unwrap(),
+            ..config
+        },
+        store.clone(),
+    )
+    .unwrap()
+    .with_assistant(recorder.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        server::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (common::test_app(base, store, tx), recorder)
+}
+
+async fn title_of(app: &TestApp, b: &mut Browser, tid: &str) -> Value {
+    ok(b.call(app, "threads/get", json!({ "thread_id": tid }))
+        .await)["thread"]["title"]
+        .clone()
+}
+
+#[tokio::test]
+async fn the_assistant_sees_only_the_latest_history_turns() {
+    let (app, recorder) = recorded(3).await;
+    let mut b = started(&app).await;
+    let sent = ok(b
+        .call(&app, "messages/send", json!({ "content": "q0" }))
+        .await);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+    common::settled(&app, &mut b, &tid).await;
+    for i in 1..5 {
+        ok(b.call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": tid, "content": format!("q{i}") }),
+        )
+        .await);
+        common::settled(&app, &mut b, &tid).await;
+    }
+    let seen = recorder.0.lock().unwrap().clone();
+    assert_eq!(seen[0], ["q0"]);
+    assert_eq!(seen[1], ["q0", "r0", "q1"]);
+    assert_eq!(
+        seen[4],
+        ["q3", "r3", "q4"],
+        "the latest three, oldest first"
+    );
+    let t = common::settled(&app, &mut b, &tid).await;
+    assert_eq!(
+        t["messages"].as_array().unwrap().len(),
+        10,
+        "the thread keeps all"
+    );
+
+    // Edit and regenerate see the same window, ending at the question.
+    let q2 = t["messages"][4]["id"].clone();
+    ok(b.call(
+        &app,
+        "messages/edit",
+        json!({ "message_id": q2, "content": "q2 again" }),
+    )
+    .await);
+    common::settled(&app, &mut b, &tid).await;
+    ok(
+        b.call(&app, "messages/regenerate", json!({ "thread_id": tid }))
+            .await,
+    );
+    let t = common::settled(&app, &mut b, &tid).await;
+    let seen = recorder.0.lock().unwrap().clone();
+    assert_eq!(seen[5], ["q1", "r1", "q2 again"]);
+    assert_eq!(seen[6], ["q1", "r1", "q2 again"]);
+    assert_eq!(t["messages"].as_array().unwrap().len(), 6);
+    assert_eq!(t["messages"][5]["content"], "r6");
+}
+
+#[tokio::test]
+async fn only_a_first_exchange_names_a_chat_however_short_the_history() {
+    let (app, recorder) = recorded(1).await;
+    let mut b = started(&app).await;
+    let sent = ok(b
+        .call(&app, "messages/send", json!({ "content": "q0" }))
+        .await);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+    common::settled(&app, &mut b, &tid).await;
+    for _ in 0..100 {
+        if title_of(&app, &mut b, &tid).await == "Named" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(title_of(&app, &mut b, &tid).await, "Named");
+
+    // A title that reads like the next question's first words would be renamed if that
+    // question passed for the first one: the model sees it alone.
+    ok(b.call(
+        &app,
+        "threads/rename",
+        json!({ "thread_id": tid, "title": "q1" }),
+    )
+    .await);
+    ok(b.call(
+        &app,
+        "messages/send",
+        json!({ "thread_id": tid, "content": "q1" }),
+    )
+    .await);
+    common::settled(&app, &mut b, &tid).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(recorder.0.lock().unwrap()[1], ["q1"]);
+    assert_eq!(title_of(&app, &mut b, &tid).await, "q1");
+}

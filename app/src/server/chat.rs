@@ -11,7 +11,7 @@ use super::{
     events::EventHub,
     guard::{bounded, store_error},
     markdown,
-    store::now_ms,
+    store::{ThreadTail, now_ms},
 };
 use crate::{
     ApiError, ErrorCode, SessionId,
@@ -39,6 +39,9 @@ pub struct ChatRuntime {
     pub delta_interval: Duration,
     /// Least time between two saves of a streaming reply.
     pub persist_interval: Duration,
+    /// Most messages the assistant is shown, the latest ones. A turn reads only this end of
+    /// its thread, so its cost does not grow with the thread.
+    pub history_turns: usize,
 }
 
 struct Running {
@@ -54,6 +57,7 @@ impl ChatRuntime {
             running: Mutex::new(HashMap::new()),
             delta_interval: Duration::from_millis(50),
             persist_interval: Duration::from_millis(500),
+            history_turns: 40,
         }
     }
 
@@ -67,9 +71,11 @@ impl ChatRuntime {
     }
 
     /// Whether a reply is being generated in the thread, given the thread's messages as just
-    /// read. A reply is saved in its final state a moment before its task lets go of the
-    /// thread, and a reader may see the saved state in between: the stored status is the
-    /// later word, so a running entry whose reply is stored as finished no longer counts.
+    /// read (its last ones suffice: the reply in progress is the thread's last message, as no
+    /// turn is appended while it runs). A reply is saved in its final state a moment before
+    /// its task lets go of the thread, and a reader may see the saved state in between: the
+    /// stored status is the later word, so a running entry whose reply is stored as finished
+    /// no longer counts.
     fn busy(&self, sid: &SessionId, thread: &ThreadId, messages: &[Message]) -> bool {
         let Ok(r) = self.running.lock() else {
             return false;
@@ -196,6 +202,20 @@ impl Chat {
             .ok_or_else(ApiError::not_found)
     }
 
+    /// The thread with its last `last` messages and its message count.
+    async fn tail(&self, id: &ThreadId, last: usize) -> Result<ThreadTail, ApiError> {
+        let store = self.session.store();
+        self.call(store.thread_tail(self.sid(), id, last))
+            .await?
+            .ok_or_else(ApiError::not_found)
+    }
+
+    /// How much of a thread a turn reads: what the assistant may see, and at least the last
+    /// message, which the busy check needs.
+    fn turn_window(&self) -> usize {
+        self.rt.history_turns.max(1)
+    }
+
     pub async fn get_thread(&self, id: &ThreadId) -> Result<ThreadView, ApiError> {
         let (thread, messages) = self.thread(id).await?;
         Ok(ThreadView {
@@ -231,7 +251,7 @@ impl Chat {
             return Err(invalid("the title must not be empty"));
         }
         check_len("the title", &title, MAX_TITLE_CHARS)?;
-        let (mut thread, _) = self.thread(id).await?;
+        let mut thread = self.tail(id, 0).await?.thread;
         thread.title = title;
         let store = self.session.store();
         if !self.call(store.update_thread(self.sid(), &thread)).await? {
@@ -298,11 +318,14 @@ impl Chat {
             return Err(invalid("the message is empty"));
         }
         check_len("the message", &content, MAX_MESSAGE_CHARS)?;
-        let (thread, history) = match thread {
-            Some(id) => self.thread(&id).await?,
+        let (thread, history, count) = match thread {
+            Some(id) => {
+                let tail = self.tail(&id, self.turn_window()).await?;
+                (tail.thread, tail.messages, tail.count)
+            }
             None => {
                 let t = self.create_thread(Some(title_from(&content))).await?;
-                (t, Vec::new())
+                (t, Vec::new(), 0)
             }
         };
         // Busy here, or (with several instances) streaming on another one.
@@ -328,14 +351,16 @@ impl Chat {
         };
         // A thread still called "New chat" takes its title from its first message.
         let mut thread = thread;
-        if history.is_empty() && thread.title == "New chat" {
+        if count == 0 && thread.title == "New chat" {
             thread.title = title_from(&user.content);
             let store = self.session.store();
             self.call(store.update_thread(self.sid(), &thread)).await?;
         }
         let mut history = history;
         history.push(user.clone());
-        let (user_view, reply) = self.start_reply(&thread, history, Some(user)).await?;
+        let (user_view, reply) = self
+            .start_reply(&thread, history, Some(user), count == 0)
+            .await?;
         let user_view = user_view.ok_or_else(ApiError::internal)?;
         // Appending a message moves its thread's `updated_ms` to the message's time (the
         // store contract), so the thread need not be read back.
@@ -360,12 +385,15 @@ impl Chat {
     }
 
     /// Stores the reply placeholder, after `asked` (the person's new message, stored in the
-    /// same call), and starts generating. Answers the views of both.
+    /// same call), and starts generating. `history` is the end of the thread up to the
+    /// question; `first` says the question is the thread's only message, which is not
+    /// something a bounded history can tell. Answers the views of both.
     async fn start_reply(
         &self,
         thread: &Thread,
         history: Vec<Message>,
         asked: Option<Message>,
+        first: bool,
     ) -> Result<(Option<MessageView>, MessageView), ApiError> {
         let reply = Message {
             id: MessageId::random(),
@@ -420,7 +448,7 @@ impl Chat {
         self.publish(ChatEvent::Message {
             message: reply_view.clone(),
         });
-        let turns = history
+        let mut turns: Vec<Turn> = history
             .into_iter()
             .filter(|m| !(m.role == Role::Assistant && m.content.is_empty()))
             .map(|m| Turn {
@@ -428,11 +456,14 @@ impl Chat {
                 content: m.content,
             })
             .collect();
+        let excess = turns.len().saturating_sub(self.rt.history_turns.max(1));
+        turns.drain(..excess);
         tokio::spawn(generate(
             self.rt.clone(),
             self.session.clone(),
             reply,
             turns,
+            first,
             cancel,
         ));
         Ok((asked_view, reply_view))
@@ -504,8 +535,12 @@ impl Chat {
         self.publish(ChatEvent::Message {
             message: user_view.clone(),
         });
-        let (thread, history) = self.thread(&msg.thread_id).await?;
-        let (_, reply) = self.start_reply(&thread, history, None).await?;
+        let tail = self.tail(&msg.thread_id, self.turn_window()).await?;
+        let first = tail.count == 1;
+        let thread = tail.thread;
+        let (_, reply) = self
+            .start_reply(&thread, tail.messages, None, first)
+            .await?;
         Ok(Sent {
             thread,
             user: user_view,
@@ -516,7 +551,18 @@ impl Chat {
     /// Drops the last reply of the thread and generates it again.
     pub async fn regenerate(&self, thread: &ThreadId) -> Result<MessageView, ApiError> {
         self.stop_thread_and_wait(thread).await;
-        let (t, messages) = self.thread(thread).await?;
+        // The window and the reply after it; a thread whose last question lies further back
+        // than that (replies that were never followed by one) is read whole.
+        let tail = self.tail(thread, self.turn_window() + 1).await?;
+        let (t, messages, before) = if tail.messages.iter().any(|m| m.role == Role::User)
+            || tail.messages.len() == tail.count
+        {
+            let before = tail.count.saturating_sub(tail.messages.len());
+            (tail.thread, tail.messages, before)
+        } else {
+            let (t, messages) = self.thread(thread).await?;
+            (t, messages, 0)
+        };
         let Some(last_user) = messages.iter().rposition(|m| m.role == Role::User) else {
             return Err(invalid("there is nothing to regenerate in this thread"));
         };
@@ -529,7 +575,8 @@ impl Chat {
             after: Some(keep),
         });
         let history = messages[..=last_user].to_vec();
-        let (_, reply) = self.start_reply(&t, history, None).await?;
+        let first = before + last_user == 0;
+        let (_, reply) = self.start_reply(&t, history, None, first).await?;
         Ok(reply)
     }
 
@@ -661,6 +708,7 @@ async fn generate(
     session: VerifiedSession,
     mut reply: Message,
     history: Vec<Turn>,
+    first: bool,
     cancel: CancellationToken,
 ) {
     let sid = *session.owner();
@@ -688,7 +736,7 @@ async fn generate(
 
     // A chat's first exchange may name it (see `name_chat`).
     let first_question = match history.as_slice() {
-        [only] if only.role == Role::User => Some(only.clone()),
+        [.., last] if first && last.role == Role::User => Some(last.clone()),
         _ => None,
     };
     let stream = tokio::select! {
@@ -805,8 +853,10 @@ async fn name_chat(
     };
     let owner = session.owner();
     let timeout = session.store_timeout();
-    let Ok(Some((mut current, _))) =
-        bounded(timeout, session.store().get_thread(owner, &thread)).await
+    let Ok(Some(ThreadTail {
+        thread: mut current,
+        ..
+    })) = bounded(timeout, session.store().thread_tail(owner, &thread, 0)).await
     else {
         return;
     };

@@ -28,6 +28,17 @@ pub const MAX_THREADS: usize = 1_000;
 /// Most messages one thread may hold.
 pub const MAX_MESSAGES: usize = 2_000;
 
+/// The end of a thread, from `thread_tail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadTail {
+    pub thread: Thread,
+    /// The thread's last messages, in conversation order.
+    pub messages: Vec<Message>,
+    /// How many messages the whole thread holds, read from the thread's own record, so
+    /// knowing it costs nothing however long the thread is.
+    pub count: usize,
+}
+
 /// The secret half of a session, as issued to the browser in an HttpOnly cookie.
 /// Only `ProofHash` is ever stored.
 pub struct Proof([u8; PROOF_LEN]);
@@ -290,6 +301,17 @@ pub trait SessionStore: Send + Sync + 'static {
         thread: &ThreadId,
     ) -> Result<Option<(Thread, Vec<Message>)>, StoreError>;
 
+    /// A thread with only its last `last` messages (fewer when it holds fewer), in
+    /// conversation order, and its message count: one round trip, whose cost depends on
+    /// `last` and not on the thread's length. A chat turn needs no more than the end of its
+    /// thread.
+    async fn thread_tail(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+        last: usize,
+    ) -> Result<Option<ThreadTail>, StoreError>;
+
     /// Adds a new thread (fails with `TooManyThreads` at the limit).
     async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError>;
 
@@ -316,6 +338,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// message and the reply placeholder together, so the request waits for one commit (one
     /// round trip) instead of two. All or nothing: false when a message's thread is not the
     /// session's, `TooManyMessages` when a thread has no room, and nothing stored either way.
+    /// Each thread keeps its message count with it, updated in the same atomic step, so the
+    /// limit is checked without counting the thread's messages.
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError>;
 
     /// Drops every message after `after` in the thread (all of them for `None`); returns

@@ -6,7 +6,7 @@ use app::{
     model::{Message, MessageId, MessageStatus, Role, Thread, ThreadId},
     server::{
         Claim, Lifetimes, Proof, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
-        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, MAX_VALUE_LEN},
+        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, MAX_VALUE_LEN, ThreadTail},
     },
 };
 use std::{
@@ -447,6 +447,226 @@ pub async fn a_turn_is_put_in_one_call(store: Arc<dyn SessionStore>) {
             .await,
         Err(StoreError::NoSuchSession)
     );
+}
+
+fn contents(ms: &[Message]) -> Vec<&str> {
+    ms.iter().map(|m| m.content.as_str()).collect()
+}
+
+/// The tail and the count as `thread_tail` gives them, checked against the whole thread.
+async fn tail_of(store: &dyn SessionStore, s: &SessionId, t: &ThreadId, last: usize) -> ThreadTail {
+    let tail = store.thread_tail(s, t, last).await.unwrap().unwrap();
+    let (thread, all) = store.get_thread(s, t).await.unwrap().unwrap();
+    assert_eq!(tail.thread, thread, "the tail's thread is the thread");
+    assert_eq!(tail.count, all.len(), "the count is the thread's length");
+    assert_eq!(
+        tail.messages,
+        all[all.len().saturating_sub(last)..],
+        "the tail is the thread's end, in order"
+    );
+    tail
+}
+
+pub async fn a_thread_tail_is_its_last_messages(store: Arc<dyn SessionStore>) {
+    let (a, _) = claimed(&*store).await;
+    let (b, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&a, &t).await.unwrap();
+    let empty = tail_of(&*store, &a, &t.id, 5).await;
+    assert_eq!((empty.messages.len(), empty.count), (0, 0));
+
+    let ms: Vec<Message> = (0..7)
+        .map(|i| message(&t, Role::User, &format!("m{i}"), 10 + i))
+        .collect();
+    assert!(store.put_message(&a, &ms[0]).await.unwrap());
+    assert!(store.put_messages(&a, &ms[1..3]).await.unwrap());
+    assert!(store.put_messages(&a, &ms[3..]).await.unwrap());
+    for last in [0, 1, 3, 6, 7, 8, 1_000, usize::MAX] {
+        tail_of(&*store, &a, &t.id, last).await;
+    }
+    let tail = tail_of(&*store, &a, &t.id, 3).await;
+    assert_eq!(contents(&tail.messages), ["m4", "m5", "m6"]);
+    assert_eq!(tail.count, 7);
+    assert_eq!(
+        tail.thread.updated_ms, 16,
+        "appends moved the thread's time"
+    );
+
+    // A replaced message shows in place, and the count stays.
+    let mut streaming = ms[6].clone();
+    streaming.content = "m6 edited".into();
+    streaming.status = MessageStatus::Stopped;
+    assert!(store.put_message(&a, &streaming).await.unwrap());
+    let tail = tail_of(&*store, &a, &t.id, 2).await;
+    assert_eq!(contents(&tail.messages), ["m5", "m6 edited"]);
+    assert_eq!(tail.messages[1].status, MessageStatus::Stopped);
+    assert_eq!(tail.count, 7);
+
+    // Only the session's own threads; a gone session is an error.
+    assert_eq!(store.thread_tail(&b, &t.id, 3).await.unwrap(), None);
+    assert_eq!(
+        store.thread_tail(&a, &ThreadId::random(), 3).await.unwrap(),
+        None
+    );
+    assert!(store.delete(&a).await.unwrap());
+    assert_eq!(
+        store.thread_tail(&a, &t.id, 3).await,
+        Err(StoreError::NoSuchSession)
+    );
+}
+
+pub async fn the_message_count_follows_every_change(store: Arc<dyn SessionStore>) {
+    let (a, _) = claimed(&*store).await;
+    let (b, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&a, &t).await.unwrap();
+    let ms: Vec<Message> = (0..6)
+        .map(|i| message(&t, Role::User, &format!("m{i}"), 10 + i))
+        .collect();
+    assert!(store.put_messages(&a, &ms).await.unwrap());
+    assert_eq!(tail_of(&*store, &a, &t.id, 2).await.count, 6);
+
+    // Refused writes change nothing: another session's, a missing thread in the same turn.
+    assert!(
+        !store
+            .put_message(&b, &message(&t, Role::User, "x", 20))
+            .await
+            .unwrap()
+    );
+    let gone = thread("gone", 1);
+    let mixed = [
+        message(&t, Role::User, "kept?", 21),
+        message(&gone, Role::User, "lost", 22),
+    ];
+    assert!(!store.put_messages(&a, &mixed).await.unwrap());
+    assert_eq!(tail_of(&*store, &a, &t.id, 2).await.count, 6);
+
+    assert_eq!(
+        store
+            .truncate_after(&a, &t.id, Some(&ms[3].id))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(tail_of(&*store, &a, &t.id, 2).await.count, 4);
+    assert_eq!(
+        store
+            .truncate_after(&a, &t.id, Some(&MessageId::random()))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(tail_of(&*store, &a, &t.id, 2).await.count, 4);
+    assert!(
+        store.put_message(&a, &ms[4]).await.unwrap(),
+        "appended again"
+    );
+    assert_eq!(
+        contents(&tail_of(&*store, &a, &t.id, 2).await.messages),
+        ["m3", "m4"]
+    );
+    assert_eq!(store.truncate_after(&a, &t.id, None).await.unwrap(), 5);
+    assert_eq!(tail_of(&*store, &a, &t.id, 2).await.count, 0);
+
+    // At the limit: a refused turn leaves the count, one message fills the thread, and
+    // room made by a truncation is room again.
+    let fill: Vec<Message> = (0..MAX_MESSAGES - 1)
+        .map(|i| message(&t, Role::User, "f", 100 + i as i64))
+        .collect();
+    assert!(store.put_messages(&a, &fill).await.unwrap());
+    let turn = [
+        message(&t, Role::User, "q", 9_000),
+        message(&t, Role::Assistant, "", 9_001),
+    ];
+    assert_eq!(
+        store.put_messages(&a, &turn).await,
+        Err(StoreError::TooManyMessages)
+    );
+    assert_eq!(tail_of(&*store, &a, &t.id, 1).await.count, MAX_MESSAGES - 1);
+    assert!(store.put_message(&a, &turn[0]).await.unwrap());
+    assert_eq!(tail_of(&*store, &a, &t.id, 1).await.count, MAX_MESSAGES);
+    assert_eq!(
+        store.put_message(&a, &turn[1]).await,
+        Err(StoreError::TooManyMessages)
+    );
+    let mut replaced = turn[0].clone();
+    replaced.content = "q again".into();
+    assert!(
+        store.put_message(&a, &replaced).await.unwrap(),
+        "a full thread still takes replacements"
+    );
+    let tail = tail_of(&*store, &a, &t.id, 1).await;
+    assert_eq!(
+        (tail.count, contents(&tail.messages)),
+        (MAX_MESSAGES, vec!["q again"])
+    );
+    assert_eq!(
+        store
+            .truncate_after(&a, &t.id, Some(&fill[MAX_MESSAGES - 3].id))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(store.put_messages(&a, &turn[..]).await.unwrap());
+    assert_eq!(tail_of(&*store, &a, &t.id, 3).await.count, MAX_MESSAGES);
+
+    // A deleted thread, or session, takes its count along.
+    assert!(store.delete_thread(&a, &t.id).await.unwrap());
+    assert_eq!(store.thread_tail(&a, &t.id, 1).await.unwrap(), None);
+    let t2 = thread("t2", 2);
+    store.create_thread(&a, &t2).await.unwrap();
+    assert!(
+        store
+            .put_message(&a, &message(&t2, Role::User, "x", 3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(tail_of(&*store, &a, &t2.id, 1).await.count, 1);
+    assert!(store.delete(&a).await.unwrap());
+    assert_eq!(
+        store.thread_tail(&a, &t2.id, 1).await,
+        Err(StoreError::NoSuchSession)
+    );
+}
+
+/// One fixed run of appends, replacements and truncations, and what `thread_tail` showed
+/// after each step (count, contents of the last three): every backend must show the same.
+pub async fn tail_observations(store: Arc<dyn SessionStore>) -> Vec<(usize, Vec<String>)> {
+    let (s, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&s, &t).await.unwrap();
+    let mut seen = Vec::new();
+    let mut ms: Vec<Message> = Vec::new();
+    for step in 0..40usize {
+        match step % 7 {
+            3 if ms.len() > 2 => {
+                let keep = ms[ms.len() / 2].id;
+                store.truncate_after(&s, &t.id, Some(&keep)).await.unwrap();
+                let at = ms.iter().position(|m| m.id == keep).unwrap();
+                ms.truncate(at + 1);
+            }
+            5 if !ms.is_empty() => {
+                let mut m = ms.last().unwrap().clone();
+                m.content = format!("{} edited {step}", m.content);
+                assert!(store.put_message(&s, &m).await.unwrap());
+                *ms.last_mut().unwrap() = m;
+            }
+            _ => {
+                let turn = [
+                    message(&t, Role::User, &format!("q{step}"), step as i64),
+                    message(&t, Role::Assistant, &format!("a{step}"), step as i64),
+                ];
+                assert!(store.put_messages(&s, &turn).await.unwrap());
+                ms.extend(turn);
+            }
+        }
+        let tail = tail_of(&*store, &s, &t.id, 3).await;
+        seen.push((
+            tail.count,
+            tail.messages.iter().map(|m| m.content.clone()).collect(),
+        ));
+    }
+    seen
 }
 
 pub async fn threads_list_newest_first_and_are_limited(store: Arc<dyn SessionStore>) {
@@ -1349,6 +1569,10 @@ macro_rules! store_contract_tests {
         async fn messages_keep_order_replace_and_truncate() { c::messages_keep_order_replace_and_truncate(store_with(c::long()).await).await }
         #[tokio::test]
         async fn a_turn_is_put_in_one_call() { c::a_turn_is_put_in_one_call(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn a_thread_tail_is_its_last_messages() { c::a_thread_tail_is_its_last_messages(store_with(c::long()).await).await }
+        #[tokio::test]
+        async fn the_message_count_follows_every_change() { c::the_message_count_follows_every_change(store_with(c::long()).await).await }
         #[tokio::test]
         async fn threads_list_newest_first_and_are_limited() { c::threads_list_newest_first_and_are_limited(store_with(c::long()).await).await }
         #[tokio::test]

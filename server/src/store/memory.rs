@@ -7,7 +7,7 @@ use app::{
     model::{Message, MessageId, Thread, ThreadId},
     server::{
         Claim, Lifetimes, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
-        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, check_entry, check_key, now_ms},
+        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
     },
 };
 use async_trait::async_trait;
@@ -340,6 +340,21 @@ impl SessionStore for MemoryStore {
         })
     }
 
+    async fn thread_tail(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+        last: usize,
+    ) -> Result<Option<ThreadTail>, StoreError> {
+        self.with_live(id, |r| {
+            Ok(r.threads.get(thread).map(|t| ThreadTail {
+                thread: t.thread.clone(),
+                messages: t.messages[t.messages.len().saturating_sub(last)..].to_vec(),
+                count: t.messages.len(),
+            }))
+        })
+    }
+
     async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError> {
         self.with_live(id, |r| {
             if r.threads.len() >= MAX_THREADS {
@@ -398,7 +413,8 @@ impl SessionStore for MemoryStore {
                 let Some(t) = r.threads.get(&m.thread_id) else {
                     return Ok(false);
                 };
-                if !t.messages.iter().any(|e| e.id == m.id) {
+                // The id index, not a walk of the thread: a turn costs the same at any length.
+                if r.message_thread.get(&m.id) != Some(&m.thread_id) {
                     let n = added.entry(m.thread_id).or_default();
                     *n += 1;
                     if t.messages.len() + *n > MAX_MESSAGES {
@@ -410,7 +426,10 @@ impl SessionStore for MemoryStore {
                 let Some(t) = r.threads.get_mut(&m.thread_id) else {
                     return Ok(false);
                 };
-                if let Some(existing) = t.messages.iter_mut().find(|e| e.id == m.id) {
+                // What gets replaced is nearly always the streaming reply at the end.
+                if r.message_thread.get(&m.id) == Some(&m.thread_id)
+                    && let Some(existing) = t.messages.iter_mut().rev().find(|e| e.id == m.id)
+                {
                     *existing = m.clone();
                     continue;
                 }

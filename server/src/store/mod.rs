@@ -89,3 +89,38 @@ mod redis_contract {
         )
     });
 }
+
+/// The same run of chat writes, read back through `thread_tail` on every backend.
+#[cfg(test)]
+mod backends_agree {
+    use super::{MemoryStore, RedisStore, SqliteStore, contract, redis_test_support::RedisServer};
+    use std::{sync::Arc, time::Duration};
+
+    #[tokio::test]
+    async fn on_thread_tails_and_counts() {
+        let memory =
+            contract::tail_observations(Arc::new(MemoryStore::new(contract::long()))).await;
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open(
+            &dir.path().join("agree.db"),
+            contract::long(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let sqlite = contract::tail_observations(Arc::new(sqlite)).await;
+        let server = RedisServer::start();
+        let redis = RedisStore::connect(
+            &server.url(),
+            "agree",
+            contract::long(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let redis = contract::tail_observations(Arc::new(redis)).await;
+        assert_eq!(memory.len(), 40);
+        assert_eq!(sqlite, memory, "SQLite and memory");
+        assert_eq!(redis, memory, "Redis and memory");
+    }
+}

@@ -32,7 +32,7 @@ use app::{
     model::{Message, MessageId, Thread, ThreadId},
     server::{
         Claim, Lifetimes, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
-        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, check_entry, check_key, now_ms},
+        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
     },
 };
 use async_trait::async_trait;
@@ -78,6 +78,14 @@ local function live(created, seen, is_home, now, idle, absolute)
   if not created then return false end
   if is_home then return true end
   return not expired(created, seen or created, now, idle, absolute)
+end
+-- A thread record's message count. Records written before the count was kept have none;
+-- theirs follows from the id list (36-character ids, comma-separated), and the next write
+-- stores it.
+local function message_count(rec)
+  if rec.count then return tonumber(rec.count) end
+  if rec.messages == '' then return 0 end
+  return (#rec.messages + 1) / 37
 end
 -- Keeps the claim mark `key` for at least `ms` more: its session has ended (or, for one
 -- claimed before marks existed, is known to have been claimed) and its id must stay refused.
@@ -265,6 +273,25 @@ return {1, raw, redis.call('HMGET', KEYS[3], unpack(ids))}
     )
 });
 
+// KEYS: s t m. ARGV: thread id, how many messages. Returns {code, thread record, message
+// count, the last messages in order}. The last ids are cut from the end of the id list, so
+// only they are fetched.
+static THREAD_TAIL: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, false, 0, {}} end
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return {1, false, 0, {}} end
+local rec = cjson.decode(raw)
+local count = message_count(rec)
+local take = math.min(count, tonumber(ARGV[2]))
+if take <= 0 then return {1, raw, count, {}} end
+local ids = id_list(string.sub(rec.messages, -(take * 37 - 1)))
+return {1, raw, count, redis.call('HMGET', KEYS[3], unpack(ids))}
+"#,
+    )
+});
+
 // KEYS: s t. ARGV: thread id, record, max threads. An existing thread is left as it is.
 static CREATE_THREAD: LazyLock<Script> = LazyLock::new(|| {
     script(
@@ -332,9 +359,9 @@ for i = 2, #ARGV, 4 do
     recs[tid] = rec
   end
   if not string.find(rec.messages, mid, 1, true) then
-    local count = 0
-    if rec.messages ~= '' then count = (#rec.messages + 1) / 37 end
+    local count = message_count(rec)
     if count >= max then return 2 end
+    rec.count = count + 1
     if rec.messages == '' then rec.messages = mid else rec.messages = rec.messages .. ',' .. mid end
     if tonumber(at) > tonumber(rec.updated_ms) then rec.updated_ms = at end
     if not changed[tid] then changed[tid] = true; order[#order + 1] = tid end
@@ -371,6 +398,7 @@ end
 local dropped = id_list(string.sub(rec.messages, keep + 1))
 if #dropped == 0 then return 0 end
 redis.call('HDEL', KEYS[3], unpack(dropped))
+rec.count = message_count(rec) - #dropped
 rec.messages = string.sub(rec.messages, 1, keep)
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(rec))
 return #dropped
@@ -387,6 +415,10 @@ struct ThreadRecord {
     updated_ms: String,
     /// Message ids in conversation order, comma-separated.
     messages: String,
+    /// How many ids `messages` holds. Absent from records written before it was kept; the
+    /// scripts work it out then (see `message_count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
 }
 
 impl ThreadRecord {
@@ -395,6 +427,7 @@ impl ThreadRecord {
             thread: to_json(thread)?,
             updated_ms: thread.updated_ms.to_string(),
             messages: String::new(),
+            count: Some(0),
         })
     }
 
@@ -1007,6 +1040,37 @@ impl SessionStore for RedisStore {
         Ok(Some((ThreadRecord::decode(&raw)?, messages)))
     }
 
+    async fn thread_tail(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+        last: usize,
+    ) -> Result<Option<ThreadTail>, StoreError> {
+        let keys = self.names(id);
+        let (code, raw, count, messages): (i64, Option<Vec<u8>>, i64, Vec<Option<Vec<u8>>>) = self
+            .run(
+                THREAD_TAIL
+                    .key(keys.record())
+                    .key(keys.threads())
+                    .key(keys.messages())
+                    .arg(thread.as_string())
+                    .arg(last.min(MAX_MESSAGES)),
+            )
+            .await?;
+        Self::status(code)?;
+        let Some(raw) = raw else { return Ok(None) };
+        let messages = messages
+            .iter()
+            .flatten()
+            .map(|m| serde_json::from_slice(m).map_err(|_| corrupt("message")))
+            .collect::<Result<Vec<Message>, _>>()?;
+        Ok(Some(ThreadTail {
+            thread: ThreadRecord::decode(&raw)?,
+            messages,
+            count: usize::try_from(count).map_err(|_| corrupt("thread"))?,
+        }))
+    }
+
     async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError> {
         let keys = self.names(id);
         let record = to_json(&ThreadRecord::new(thread)?)?;
@@ -1195,6 +1259,112 @@ mod tests {
         assert!(store.put_message(id, &message).await.unwrap());
         assert!(store.update_thread(id, &thread).await.unwrap());
         thread
+    }
+
+    /// Takes the message count out of a thread's record, as records written before it was
+    /// kept look.
+    async fn strip_count(server: &RedisServer, store: &RedisStore, id: &SessionId, t: &ThreadId) {
+        let mut conn = raw(server).await;
+        let keys = store.names(id);
+        let raw_rec: String = ::redis::cmd("HGET")
+            .arg(keys.threads())
+            .arg(t.as_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut rec: serde_json::Value = serde_json::from_str(&raw_rec).unwrap();
+        assert!(rec.as_object_mut().unwrap().remove("count").is_some());
+        let _: () = ::redis::cmd("HSET")
+            .arg(keys.threads())
+            .arg(t.as_string())
+            .arg(rec.to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn threads_stored_without_a_count_get_one_when_used() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(
+            &server.url(),
+            &prefix(),
+            Lifetimes::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let id = SessionId::random();
+        let proof = Proof::generate().unwrap().hash();
+        assert_eq!(store.claim(&id, &proof).await.unwrap(), Claim::Won);
+        let thread = fill(&store, &id).await;
+        let message = |content: &str| Message {
+            id: MessageId::random(),
+            thread_id: thread.id,
+            role: Role::User,
+            content: content.into(),
+            created_ms: 3,
+            status: MessageStatus::Done,
+            feedback: None,
+            error: None,
+        };
+        let more: Vec<Message> = (0..4).map(|i| message(&format!("m{i}"))).collect();
+        assert!(store.put_messages(&id, &more).await.unwrap());
+
+        strip_count(&server, &store, &id, &thread.id).await;
+        let tail = store
+            .thread_tail(&id, &thread.id, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(tail.count, 5, "worked out from the id list");
+        assert_eq!(tail.messages, more[2..]);
+        assert!(store.put_message(&id, &message("m4")).await.unwrap());
+        assert_eq!(
+            store
+                .thread_tail(&id, &thread.id, 0)
+                .await
+                .unwrap()
+                .unwrap()
+                .count,
+            6
+        );
+
+        strip_count(&server, &store, &id, &thread.id).await;
+        assert_eq!(
+            store
+                .truncate_after(&id, &thread.id, Some(&more[1].id))
+                .await
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            store
+                .thread_tail(&id, &thread.id, 0)
+                .await
+                .unwrap()
+                .unwrap()
+                .count,
+            3
+        );
+
+        // The limit holds for a record without a count too.
+        let fill: Vec<Message> = (3..MAX_MESSAGES).map(|_| message("f")).collect();
+        assert!(store.put_messages(&id, &fill).await.unwrap());
+        strip_count(&server, &store, &id, &thread.id).await;
+        assert_eq!(
+            store.put_message(&id, &message("over")).await,
+            Err(StoreError::TooManyMessages)
+        );
+        assert_eq!(
+            store
+                .thread_tail(&id, &thread.id, 0)
+                .await
+                .unwrap()
+                .unwrap()
+                .count,
+            MAX_MESSAGES
+        );
     }
 
     #[tokio::test]

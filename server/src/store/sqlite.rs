@@ -35,7 +35,7 @@ use app::{
     model::{Feedback, Message, MessageId, MessageStatus, Role, Thread, ThreadId},
     server::{
         Claim, Lifetimes, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
-        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, check_entry, check_key, now_ms},
+        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
     },
 };
 use async_trait::async_trait;
@@ -122,6 +122,15 @@ CREATE TABLE ended_sessions (
     ended_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX ended_sessions_by_time ON ended_sessions (ended_ms);
+"#,
+    r#"
+-- Each thread's message count, kept by every write that adds or drops messages, so the
+-- limit check of an append reads one row instead of counting the thread.
+ALTER TABLE threads ADD COLUMN message_count INTEGER NOT NULL DEFAULT 0;
+UPDATE threads SET message_count = (
+    SELECT COUNT(*) FROM messages
+    WHERE messages.session_id = threads.session_id AND messages.thread_id = threads.id
+);
 "#,
 ];
 
@@ -554,13 +563,13 @@ fn put_one(tx: &Connection, id: &SessionId, stored: &Stored) -> Result<bool, Sto
     let sid = &id.as_bytes()[..];
     let tid = &m.thread_id.as_bytes()[..];
     let mid = &m.id.as_bytes()[..];
-    let thread_exists: Option<i64> = tx
-        .prepare_cached("SELECT 1 FROM threads WHERE session_id = ? AND id = ?")
+    let count: Option<i64> = tx
+        .prepare_cached("SELECT message_count FROM threads WHERE session_id = ? AND id = ?")
         .and_then(|mut s| s.query_row([sid, tid], |r| r.get(0)).optional())
         .map_err(db)?;
-    if thread_exists.is_none() {
+    let Some(count) = count else {
         return Ok(false);
-    }
+    };
     let updated = execute(
         tx,
         "UPDATE messages SET role = ?, content = ?, created_ms = ?, status = ?, \
@@ -580,16 +589,16 @@ fn put_one(tx: &Connection, id: &SessionId, stored: &Stored) -> Result<bool, Sto
     if updated > 0 {
         return Ok(true);
     }
-    let (count, max_seq): (i64, i64) = tx
-        .prepare_cached(
-            "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM messages \
-             WHERE session_id = ? AND thread_id = ?",
-        )
-        .and_then(|mut s| s.query_row([sid, tid], |r| Ok((r.get(0)?, r.get(1)?))))
-        .map_err(db)?;
     if count as usize >= MAX_MESSAGES {
         return Err(StoreError::TooManyMessages);
     }
+    // One step down the (session, thread, seq) index, whatever the thread's length.
+    let max_seq: i64 = tx
+        .prepare_cached(
+            "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ? AND thread_id = ?",
+        )
+        .and_then(|mut s| s.query_row([sid, tid], |r| r.get(0)))
+        .map_err(db)?;
     let inserted = execute(
         tx,
         "INSERT INTO messages (session_id, id, thread_id, seq, role, content, \
@@ -614,7 +623,8 @@ fn put_one(tx: &Connection, id: &SessionId, stored: &Stored) -> Result<bool, Sto
     }
     execute(
         tx,
-        "UPDATE threads SET updated_ms = MAX(updated_ms, ?) WHERE session_id = ? AND id = ?",
+        "UPDATE threads SET updated_ms = MAX(updated_ms, ?), message_count = message_count + 1 \
+         WHERE session_id = ? AND id = ?",
         params![m.created_ms, sid, tid],
     )?;
     Ok(true)
@@ -1223,6 +1233,58 @@ impl SessionStore for SqliteStore {
         .await
     }
 
+    async fn thread_tail(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+        last: usize,
+    ) -> Result<Option<ThreadTail>, StoreError> {
+        let (id, thread) = (*id, *thread);
+        let last = i64::try_from(last).unwrap_or(i64::MAX);
+        self.read(move |r| {
+            r.live(&id)?;
+            let sid = &id.as_bytes()[..];
+            let tid = &thread.as_bytes()[..];
+            let t = r
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {THREAD_COLUMNS}, message_count FROM threads \
+                     WHERE session_id = ? AND id = ?"
+                ))
+                .and_then(|mut s| {
+                    s.query_row([sid, tid], |row| {
+                        Ok((raw_thread(row)?, row.get::<_, i64>(4)?))
+                    })
+                    .optional()
+                })
+                .map_err(db)?;
+            let Some((t, count)) = t else { return Ok(None) };
+            // Newest first down the index, so only `last` rows are read; turned around after.
+            let mut s = r
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages \
+                     WHERE session_id = ?1 AND thread_id = ?2 ORDER BY seq DESC LIMIT ?3"
+                ))
+                .map_err(db)?;
+            let rows = s
+                .query_map(params![sid, tid, last], raw_message)
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(db)?;
+            let mut messages = rows
+                .into_iter()
+                .map(RawMessage::parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            messages.reverse();
+            Ok(Some(ThreadTail {
+                thread: t.parse()?,
+                messages,
+                count: usize::try_from(count).map_err(|_| bad_row("thread"))?,
+            }))
+        })
+        .await
+    }
+
     async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError> {
         let (id, thread) = (*id, thread.clone());
         self.write(move |tx| {
@@ -1360,11 +1422,20 @@ impl SessionStore for SqliteStore {
                     }
                 }
             };
-            execute(
+            let dropped = execute(
                 tx,
                 "DELETE FROM messages WHERE session_id = ? AND thread_id = ? AND seq > ?",
                 params![sid, tid, from_seq],
-            )
+            )?;
+            if dropped > 0 {
+                execute(
+                    tx,
+                    "UPDATE threads SET message_count = message_count - ? \
+                     WHERE session_id = ? AND id = ?",
+                    params![dropped as i64, sid, tid],
+                )?;
+            }
+            Ok(dropped)
         })
         .await
     }
@@ -1481,6 +1552,81 @@ mod tests {
         // The session from before the upgrade ends like any other: its id is not freed.
         assert!(store.delete(&id).await.unwrap());
         assert_eq!(store.claim(&id, &proof).await.unwrap(), Claim::Ended);
+    }
+
+    #[tokio::test]
+    async fn threads_from_before_the_message_count_are_counted_on_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.db");
+        let id = SessionId::random();
+        let proof = Proof::generate().unwrap().hash();
+        let now = now_ms();
+        let (long, short, empty) = (ThreadId::random(), ThreadId::random(), ThreadId::random());
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..4] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch("PRAGMA user_version = 4").unwrap();
+            conn.execute(
+                "INSERT INTO sessions (id, proof, created_ms, last_seen_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
+                params![&id.as_bytes()[..], &proof.as_bytes()[..], now, now, now + 3_600_000],
+            )
+            .unwrap();
+            for (t, n) in [(long, 7), (short, 2), (empty, 0)] {
+                conn.execute(
+                    "INSERT INTO threads (session_id, id, title, created_ms, updated_ms) VALUES (?, ?, 't', 1, 1)",
+                    [&id.as_bytes()[..], &t.as_bytes()[..]],
+                )
+                .unwrap();
+                for seq in 1..=n {
+                    conn.execute(
+                        "INSERT INTO messages (session_id, id, thread_id, seq, role, content, created_ms, status) \
+                         VALUES (?, ?, ?, ?, 'user', ?, 1, 'done')",
+                        params![&id.as_bytes()[..], &MessageId::random().as_bytes()[..], &t.as_bytes()[..], seq, format!("m{seq}")],
+                    )
+                    .unwrap();
+                }
+            }
+        }
+
+        let store = SqliteStore::open(&path, Lifetimes::default(), Duration::from_secs(5))
+            .await
+            .unwrap();
+        for (t, n) in [(long, 7), (short, 2), (empty, 0)] {
+            let tail = store.thread_tail(&id, &t, 2).await.unwrap().unwrap();
+            assert_eq!(tail.count, n);
+            assert_eq!(tail.messages.len(), n.min(2));
+        }
+        let tail = store.thread_tail(&id, &long, 2).await.unwrap().unwrap();
+        assert_eq!(
+            tail.messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>(),
+            ["m6", "m7"]
+        );
+        // The upgraded count goes on from there.
+        let next = Message {
+            id: MessageId::random(),
+            thread_id: short,
+            role: Role::User,
+            content: "m3".into(),
+            created_ms: 2,
+            status: MessageStatus::Done,
+            feedback: None,
+            error: None,
+        };
+        assert!(store.put_message(&id, &next).await.unwrap());
+        assert_eq!(
+            store
+                .thread_tail(&id, &short, 0)
+                .await
+                .unwrap()
+                .unwrap()
+                .count,
+            3
+        );
     }
 
     async fn ended_rows(store: &SqliteStore) -> i64 {
