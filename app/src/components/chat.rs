@@ -337,6 +337,7 @@ pub fn ChatLayout(children: Children) -> impl IntoView {
             ></div>
             <Sidebar />
             <div class="content">{children()}</div>
+            <Shortcuts />
         </div>
     }
 }
@@ -350,22 +351,140 @@ fn focus_after_drawer() {
 /// Focuses the first element matching `selector` after the page has rendered the change
 /// that revealed it (a hidden element cannot take the focus).
 pub(super) fn focus_later(selector: &'static str) {
+    focus_after_ms(selector.to_owned(), 0);
+}
+
+/// As `focus_later`, after `ms`: for an element that another pending focus move (such as
+/// the drawer's own) must not win over.
+fn focus_after_ms(selector: String, ms: u64) {
     #[cfg(feature = "hydrate")]
     leptos::prelude::set_timeout(
         move || {
             use wasm_bindgen::JsCast;
             if let Some(el) = web_sys::window()
                 .and_then(|w| w.document())
-                .and_then(|d| d.query_selector(selector).ok().flatten())
+                .and_then(|d| d.query_selector(&selector).ok().flatten())
                 .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
             {
                 let _ = el.focus();
             }
         },
-        std::time::Duration::from_millis(0),
+        std::time::Duration::from_millis(ms),
     );
     #[cfg(not(feature = "hydrate"))]
-    let _ = selector;
+    let _ = (selector, ms);
+}
+
+/// Stops the reply being written, if any, and keeps the focus in the composer (the Stop
+/// button that may have had it goes away).
+fn stop_streaming(state: ChatState) {
+    if let Some(id) = state.streaming() {
+        spawn_local(async move {
+            if let Ok(v) = api::stop_reply(id).await {
+                state.upsert_message(v);
+            }
+            focus_later("[data-testid=composer]");
+        });
+    }
+}
+
+/// Whether a key press is typing into a field (where `?` is a character, not a command).
+#[cfg(feature = "hydrate")]
+fn typing_in_field(ev: &leptos::ev::KeyboardEvent) -> bool {
+    use wasm_bindgen::JsCast;
+    ev.target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        .is_some_and(|el| {
+            matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT")
+                || el.closest("[contenteditable]").ok().flatten().is_some()
+        })
+}
+
+/// Keyboard shortcuts for the whole page, and the list of them that `?` opens.
+#[component]
+fn Shortcuts() -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let drawer = expect_context::<super::DrawerCtx>();
+    let navigate = use_navigate();
+    let dialog = NodeRef::<leptos::html::Dialog>::new();
+    // Where the focus was when the list opened; it goes back there when it closes.
+    let opener = StoredValue::new_local(None::<leptos::web_sys::HtmlElement>);
+
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = window_event_listener(leptos::ev::keydown, move |ev| {
+            if ev.default_prevented() || dialog.get_untracked().is_some_and(|d| d.open()) {
+                return;
+            }
+            let command = ev.ctrl_key() || ev.meta_key();
+            let key = ev.key();
+            if key == "Escape" && !drawer.open.get_untracked() && state.streaming().is_some() {
+                ev.prevent_default();
+                stop_streaming(state);
+            } else if command && ev.shift_key() && key.eq_ignore_ascii_case("o") {
+                ev.prevent_default();
+                drawer.open.set(false);
+                navigate("/", NavigateOptions::default());
+                focus_later("[data-testid=composer]");
+            } else if command && !ev.shift_key() && key.eq_ignore_ascii_case("k") {
+                ev.prevent_default();
+                drawer.open.set(true);
+                focus_after_ms("#sidebar [data-testid=search]".into(), 60);
+            } else if key == "?" && !command && !typing_in_field(&ev) {
+                ev.prevent_default();
+                use wasm_bindgen::JsCast;
+                let active = web_sys::window()
+                    .and_then(|w| w.document())
+                    .and_then(|d| d.active_element())
+                    .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+                opener.set_value(active);
+                if let Some(d) = dialog.get_untracked() {
+                    let _ = d.show_modal();
+                }
+            }
+        });
+        on_cleanup(move || handle.remove());
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (state, drawer, navigate);
+
+    let close = move |_| {
+        if let Some(d) = dialog.get_untracked() {
+            d.close();
+        }
+    };
+    let on_close = move |_| {
+        if let Some(el) = opener.get_value() {
+            let _ = el.focus();
+        }
+    };
+    // The list's only control is Close: Tab stays on it rather than leaving the dialog.
+    let trap = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Tab" {
+            ev.prevent_default();
+        }
+    };
+    view! {
+        <dialog
+            class="shortcuts card"
+            node_ref=dialog
+            aria-labelledby="shortcuts-title"
+            data-testid="shortcuts"
+            on:close=on_close
+            on:keydown=trap
+        >
+            <h2 id="shortcuts-title">"Keyboard shortcuts"</h2>
+            <dl>
+                <dt><kbd>"Enter"</kbd></dt><dd>"Send"</dd>
+                <dt><kbd>"Shift"</kbd>" + "<kbd>"Enter"</kbd></dt><dd>"New line"</dd>
+                <dt><kbd>"Esc"</kbd></dt><dd>"Stop the reply being written; close a menu or this list"</dd>
+                <dt><kbd>"Ctrl/⌘"</kbd>" + "<kbd>"Shift"</kbd>" + "<kbd>"O"</kbd></dt><dd>"New chat"</dd>
+                <dt><kbd>"Ctrl/⌘"</kbd>" + "<kbd>"K"</kbd></dt><dd>"Search chats"</dd>
+                <dt><kbd>"?"</kbd></dt><dd>"This list"</dd>
+            </dl>
+            <button class="primary" data-testid="close-shortcuts" on:click=close>"Close"</button>
+        </dialog>
+    }
 }
 
 #[component]
@@ -517,13 +636,20 @@ fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
     let href = format!("/t/{id}");
     let is_current = move || state.open.get() == Some(id);
 
+    // The field goes away when a rename ends; the focus goes to the chat's link (which a
+    // new title rebuilds, hence once more after the answer).
+    let link_selector = StoredValue::new(format!("#sidebar a[href='/t/{id}']"));
     let save = move || {
         let new_title = title.get_untracked();
         editing.set(false);
+        let selector = link_selector.get_value();
+        focus_after_ms(selector.clone(), 0);
+        // A plain copy: the answer rebuilds this item, disposing of what it owns.
         spawn_local(async move {
             if let Ok(t) = api::rename_thread(id, new_title).await {
                 state.upsert_thread(t);
             }
+            focus_after_ms(selector, 0);
         });
     };
     let remove = move |_| {
@@ -533,6 +659,8 @@ fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
         spawn_local(async move {
             if api::delete_thread(id).await.is_ok() {
                 state.apply(ChatEvent::ThreadDeleted { thread_id: id });
+                // Its Delete button, which had the focus, is gone.
+                focus_later("#sidebar [data-testid=new-chat]");
             }
         });
     };
@@ -573,6 +701,7 @@ fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
                             ev.stop_propagation();
                             title.set(original.get_value());
                             editing.set(false);
+                            focus_after_ms(link_selector.get_value(), 0);
                         }
                     }
                     on:blur=move |_| if editing.get_untracked() { save() }
@@ -899,6 +1028,8 @@ fn Composer() -> impl IntoView {
 
     let submit = move || {
         if can_send() {
+            // Send turns into Stop: the focus, if it was on Send, moves to the field.
+            focus_later("[data-testid=composer]");
             send_text(
                 state,
                 Some(composer),
@@ -908,15 +1039,7 @@ fn Composer() -> impl IntoView {
         }
     };
     let submit_on_enter = submit.clone();
-    let stop = move |_| {
-        if let Some(id) = streaming() {
-            spawn_local(async move {
-                if let Ok(v) = api::stop_reply(id).await {
-                    state.upsert_message(v);
-                }
-            });
-        }
-    };
+    let stop = move |_| stop_streaming(state);
 
     view! {
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
