@@ -871,17 +871,40 @@ fn Messages() -> impl IntoView {
         })
     });
     let list_ref = NodeRef::<leptos::html::Div>::new();
-
-    // Keep the newest text in view while a reply streams.
-    Effect::new(move |_| {
-        state.current.track();
-        if let Some(el) = list_ref.get() {
+    // Whether the reader is at the end of the list. A reply is followed only then: someone
+    // who scrolled up to read is left where they are, with a way back.
+    let at_bottom = RwSignal::new(true);
+    let to_bottom = move || {
+        if let Some(el) = list_ref.get_untracked() {
             el.set_scroll_top(el.scroll_height());
         }
+    };
+    Effect::new(move |_| {
+        state.current.track();
+        if at_bottom.get_untracked() {
+            to_bottom();
+        }
     });
+    let on_scroll = move |_| {
+        if let Some(el) = list_ref.get_untracked() {
+            // A few pixels of slack: zoom and rounding rarely land exactly on the end.
+            let gap = el.scroll_height() - el.scroll_top() - el.client_height();
+            at_bottom.set(gap <= 24);
+        }
+    };
+    let jump = move |_| {
+        at_bottom.set(true);
+        to_bottom();
+        // The button goes away; the focus goes where the next thing is typed.
+        focus_later("[data-testid=composer]");
+    };
 
     view! {
-        <div class="messages" node_ref=list_ref on:click=copy_code_on_click data-testid="messages">
+        <div class="messages-wrap">
+        <Show when=move || !at_bottom.get()>
+            <button class="jump-latest" data-testid="jump-latest" on:click=jump>"↓ Jump to latest"</button>
+        </Show>
+        <div class="messages" node_ref=list_ref on:click=copy_code_on_click on:scroll=on_scroll data-testid="messages">
             <For
                 each=messages
                 // A message's version changes with the state kept for it, so For rebuilds
@@ -893,6 +916,7 @@ fn Messages() -> impl IntoView {
                     view! { <Bubble m=m is_last=is_last /> }
                 }
             />
+        </div>
         </div>
     }
 }
