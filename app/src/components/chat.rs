@@ -892,6 +892,68 @@ fn Messages() -> impl IntoView {
             at_bottom.set(gap <= 24);
         }
     };
+    // What a screen reader hears of the newest reply: whole sentences as they complete and
+    // the rest when it ends, through one polite live region, never each token.
+    let announcement = RwSignal::new(String::new());
+    let heard = StoredValue::new(None::<(MessageId, usize, MessageStatus)>);
+    Effect::new(move |_| {
+        let Some((id, content, status, role)) = state.current.with(|c| {
+            c.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|t| t.as_ref())
+                .and_then(|t| t.messages.last())
+                .map(|m| (m.message.id, m.message.content.clone(), m.message.status, m.message.role))
+        }) else {
+            return;
+        };
+        if role != Role::Assistant {
+            return;
+        }
+        let (from, before) = match heard.get_value() {
+            Some((h, n, st)) if h == id => (n, Some(st)),
+            // A reply already finished when the page showed it is not read out again.
+            _ if status != MessageStatus::Streaming => {
+                heard.set_value(Some((id, content.len(), status)));
+                return;
+            }
+            _ => (0, None),
+        };
+        let upto = if status == MessageStatus::Streaming {
+            // The end of the last complete sentence so far.
+            content
+                .get(from..)
+                .unwrap_or_default()
+                .char_indices()
+                .filter(|&(i, ch)| {
+                    matches!(ch, '.' | '!' | '?' | '\n')
+                        && content[from + i + ch.len_utf8()..]
+                            .chars()
+                            .next()
+                            .is_some_and(char::is_whitespace)
+                })
+                .last()
+                .map_or(from, |(i, ch)| from + i + ch.len_utf8())
+        } else {
+            content.len()
+        };
+        let mut said = content
+            .get(from.min(upto)..upto)
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        if before != Some(status) {
+            match status {
+                MessageStatus::Stopped => said.push_str(" Reply stopped."),
+                MessageStatus::Error => said.push_str(" The reply failed."),
+                _ => {}
+            }
+        }
+        heard.set_value(Some((id, upto, status)));
+        let said = said.trim().to_owned();
+        if !said.is_empty() {
+            announcement.set(said);
+        }
+    });
     let jump = move |_| {
         at_bottom.set(true);
         to_bottom();
@@ -901,6 +963,7 @@ fn Messages() -> impl IntoView {
 
     view! {
         <div class="messages-wrap">
+        <div class="visually-hidden" aria-live="polite" data-testid="live">{move || announcement.get()}</div>
         <Show when=move || !at_bottom.get()>
             <button class="jump-latest" data-testid="jump-latest" on:click=jump>"↓ Jump to latest"</button>
         </Show>
@@ -986,7 +1049,7 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
     let rating = msg.feedback.as_ref().map(|f| f.rating);
 
     view! {
-        <article class=role_class data-role=if msg.role == Role::User { "user" } else { "assistant" } data-status=status data-testid="message">
+        <article class=role_class aria-label=if msg.role == Role::User { "You" } else { "Assistant" } data-role=if msg.role == Role::User { "user" } else { "assistant" } data-status=status data-testid="message">
             <Show
                 when=move || editing.get()
                 fallback=move || {
