@@ -14,7 +14,9 @@ async fn boom() -> &'static str {
     "unreachable"
 }
 
-#[tokio::test]
+// Several worker threads, as in production: a page's render may end on another thread than
+// the one it started on, which is where thread-bound values panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panics_are_caught_counted_and_answered_500() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -52,6 +54,64 @@ async fn panics_are_caught_counted_and_answered_500() {
     // Rendering finishes after the answer; give a panicking task time to be counted.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(server::metrics::METRICS.panics(), before, "HEAD panicked");
+
+    // Whole pages of a session with a chat render to their end, again and again.
+    let sid = uuid::Uuid::new_v4().to_string();
+    let start = http
+        .post(format!("{base}/api/session/start"))
+        .header("x-confide-session", &sid)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    let proof = start
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .find_map(|v| {
+            let v = v.to_str().ok()?;
+            Some(
+                v.strip_prefix("__Host-confide_proof=")?
+                    .split(';')
+                    .next()?
+                    .to_owned(),
+            )
+        })
+        .expect("a proof");
+    let cookie = format!("__Host-confide_sid={sid}; __Host-confide_proof={proof}");
+    let sent: serde_json::Value = http
+        .post(format!("{base}/api/messages/send"))
+        .header("x-confide-session", &sid)
+        .header("cookie", &cookie)
+        .json(&serde_json::json!({ "content": "hello there" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tid = sent["thread"]["id"].as_str().expect("a thread").to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        for path in ["/".to_owned(), format!("/t/{tid}"), "/notes".to_owned()] {
+            let body = http
+                .get(format!("{base}{path}"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap_or_else(|e| panic!("{path}: the page was cut short: {e}"));
+            assert!(body.contains("</body>"), "{path}: {body}");
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        server::metrics::METRICS.panics(),
+        before,
+        "a page render panicked"
+    );
 
     let before = server::metrics::METRICS.panics();
     let res = http.get(format!("{base}/boom")).send().await.unwrap();

@@ -407,7 +407,10 @@ fn Shortcuts() -> impl IntoView {
     let drawer = expect_context::<super::DrawerCtx>();
     let navigate = use_navigate();
     let dialog = NodeRef::<leptos::html::Dialog>::new();
-    // Where the focus was when the list opened; it goes back there when it closes.
+    // Where the focus was when the list opened; it goes back there when it closes. Browser
+    // only: a DOM handle held by the page's owner would be dropped on whichever server thread
+    // ends the render, which `new_local` forbids (it panics there, cutting the page short).
+    #[cfg(feature = "hydrate")]
     let opener = StoredValue::new_local(None::<leptos::web_sys::HtmlElement>);
 
     #[cfg(feature = "hydrate")]
@@ -454,6 +457,7 @@ fn Shortcuts() -> impl IntoView {
         }
     };
     let on_close = move |_| {
+        #[cfg(feature = "hydrate")]
         if let Some(el) = opener.get_value() {
             let _ = el.focus();
         }
