@@ -72,11 +72,14 @@ export default defineConfig({
     screenshot: "only-on-failure",
   },
   projects: [
-    { name: "chromium", testIgnore: /(tls|instant)\.spec\.ts/, use: chromium },
+    // Layout tests are tagged with the windows they are about (@wide, @narrow, @touch);
+    // each project runs the ones that describe it.
+    { name: "chromium", testIgnore: /(tls|instant)\.spec\.ts/, grepInvert: /@narrow|@touch/, use: chromium },
     // Phones and narrow windows: the layout tests again at a phone's and a tablet's width.
     {
       name: "mobile-390",
       testMatch: /responsive\.spec\.ts/,
+      grepInvert: /@wide/,
       use: {
         ...chromium,
         viewport: { width: 390, height: 844 },
@@ -88,6 +91,7 @@ export default defineConfig({
     {
       name: "tablet-768",
       testMatch: /responsive\.spec\.ts/,
+      grepInvert: /@wide|@touch/,
       use: { ...chromium, viewport: { width: 768, height: 1024 } },
     },
     {

@@ -54,6 +54,13 @@ async function chatWithLongTitleAndCode(page: Page) {
   );
 }
 
+test("a wide window shows the chat list beside the chat, with no menu button @wide", async ({ page }) => {
+  expect(narrow(page), "this project's window is wide").toBe(false);
+  await openReady(page);
+  await expect(page.getByTestId("sidebar")).toBeVisible();
+  await expect(page.getByTestId("menu")).toBeHidden();
+});
+
 test("no page is wider than the window, and Send stays on screen", async ({ page }) => {
   await openReady(page);
   await noSideways(page);
@@ -79,8 +86,8 @@ test("no page is wider than the window, and Send stays on screen", async ({ page
   }
 });
 
-test("on a narrow window the chat list is a drawer behind a menu button", async ({ page }) => {
-  test.skip(!narrow(page), "a wide window shows the sidebar");
+test("on a narrow window the chat list is a drawer behind a menu button @narrow", async ({ page }) => {
+  expect(narrow(page), "this project's window is narrow").toBe(true);
   await openReady(page);
   const sidebar = page.getByTestId("sidebar");
   const menu = page.getByTestId("menu");
@@ -114,8 +121,8 @@ test("on a narrow window the chat list is a drawer behind a menu button", async 
   await expect(sidebar).toBeHidden();
 });
 
-test("touch targets are at least 44 px on a touch screen", async ({ page }, info) => {
-  test.skip(!info.project.use.hasTouch, "only touch layouts");
+test("touch targets are at least 44 px on a touch screen @touch", async ({ page }, info) => {
+  expect(info.project.use.hasTouch, "this project has a touch screen").toBe(true);
   await openReady(page);
   for (const id of ["menu", "send"]) {
     const box = await page.getByTestId(id).boundingBox();
