@@ -92,6 +92,29 @@ async fn started(app: &TestApp) -> Browser {
     b
 }
 
+/// The server closes `stream` soon, without waiting for a recheck.
+async fn closes(stream: &mut Stream, why: &str) {
+    assert!(
+        stream.closes_within(Duration::from_secs(10)).await.is_ok(),
+        "{why}: the stream stayed open"
+    );
+}
+
+/// Nobody can claim `sid` again: a browser presenting it without a proof is told it ended.
+async fn never_claimable(app: &TestApp, sid: &str) {
+    let mut someone = Browser {
+        sid: sid.to_owned(),
+        proof: None,
+    };
+    let r = someone.start(app).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNAUTHORIZED, "session_ended"),
+        "{:?}",
+        r.body
+    );
+}
+
 #[tokio::test]
 async fn an_ended_sessions_stream_closes_at_once_and_its_id_never_comes_back() {
     let app = spawn_with(no_recheck()).await;
@@ -99,24 +122,11 @@ async fn an_ended_sessions_stream_closes_at_once_and_its_id_never_comes_back() {
     let mut stream = Stream::open(&app, &a).await;
     let r = a.call(&app, "session/forget", json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert!(
-        stream.closes_within(Duration::from_secs(10)).await.is_ok(),
-        "the stream of an ended session closed without waiting for a recheck"
-    );
+    closes(&mut stream, "forget").await;
 
     // Someone else presents the same id: it is not claimable again, with or without the
     // old proof, so nothing of the old session can attach to a new one.
-    let mut thief = Browser {
-        sid: a.sid.clone(),
-        proof: None,
-    };
-    let r = thief.start(&app).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::UNAUTHORIZED, "session_ended"),
-        "{:?}",
-        r.body
-    );
+    never_claimable(&app, &a.sid).await;
     let r = a.start(&app).await;
     assert_eq!(r.code(), "session_ended");
     assert_eq!(app.store.len(), 0, "nothing was created under the ended id");
@@ -168,10 +178,7 @@ async fn signing_out_and_ending_a_session_elsewhere_close_exactly_its_streams() 
         .call(&app, "auth/sessions/end", json!({ "handle": handle }))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert!(
-        s_two.closes_within(Duration::from_secs(10)).await.is_ok(),
-        "the ended session's stream closed"
-    );
+    closes(&mut s_two, "ended from another browser").await;
     // `one`'s stream is untouched and still hears the account's events.
     one.call(&app, "threads/create", json!({ "title": "still here" }))
         .await;
@@ -182,15 +189,9 @@ async fn signing_out_and_ending_a_session_elsewhere_close_exactly_its_streams() 
 
     let r = one.call(&app, "auth/logout", json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert!(
-        s_one.closes_within(Duration::from_secs(10)).await.is_ok(),
-        "signing out closed the stream"
-    );
-    let mut again = Browser {
-        sid: one.sid.clone(),
-        proof: None,
-    };
-    assert_eq!(again.start(&app).await.code(), "session_ended");
+    closes(&mut s_one, "sign-out").await;
+    never_claimable(&app, &one.sid).await;
+    never_claimable(&app, &two.sid).await;
 }
 
 #[tokio::test]
@@ -205,10 +206,7 @@ async fn streams_are_capped_per_session_oldest_first_and_in_total() {
     let mut first = Stream::open(&app, &a).await;
     let mut second = Stream::open(&app, &a).await;
     let mut third = Stream::open(&app, &a).await;
-    assert!(
-        first.closes_within(Duration::from_secs(10)).await.is_ok(),
-        "the oldest made room"
-    );
+    closes(&mut first, "the oldest made room").await;
     for s in [&mut second, &mut third] {
         assert!(matches!(
             s.next(Duration::from_millis(300)).await,
