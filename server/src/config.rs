@@ -164,7 +164,9 @@ impl Default for Config {
             address_messages_burst: 60,
             streams_per_session: 8,
             max_streams: 10_000,
-            header_timeout: Duration::from_secs(10),
+            // Above the 10 s a browser keeps an unused connection open: a server closing at the
+            // same moment races the browser's first request on it.
+            header_timeout: Duration::from_secs(20),
             metrics_token: None,
             session_rate: 20,
             session_burst: 40,
