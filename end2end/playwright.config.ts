@@ -74,7 +74,7 @@ export default defineConfig({
   projects: [
     // Layout tests are tagged with the windows they are about (@wide, @narrow, @touch);
     // each project runs the ones that describe it.
-    { name: "chromium", testIgnore: /(tls|instant)\.spec\.ts/, grepInvert: /@narrow|@touch/, use: chromium },
+    { name: "chromium", testIgnore: /(tls|instant|no-accounts)\.spec\.ts/, grepInvert: /@narrow|@touch/, use: chromium },
     // Phones and narrow windows: the layout tests again at a phone's and a tablet's width.
     {
       name: "mobile-390",
@@ -95,8 +95,9 @@ export default defineConfig({
       use: { ...chromium, viewport: { width: 768, height: 1024 } },
     },
     {
+      // Also a server with no way of signing in (the main one has every way on).
       name: "chromium-instant",
-      testMatch: /instant\.spec\.ts/,
+      testMatch: /(instant|no-accounts)\.spec\.ts/,
       use: { ...chromium, baseURL: instantBaseURL },
     },
     {

@@ -119,3 +119,14 @@ test("an expired ID token is refused on the callback page", async ({ page }) => 
   expect(await consistentSid(page)).toBe(before);
   await expect(page.getByTestId("sign-in-link")).toBeVisible();
 });
+
+test("/account without a signed-in user explains itself and offers the way to sign in", async ({ page }) => {
+  await openReady(page, "/account");
+  const card = page.getByTestId("not-signed-in");
+  await expect(card.getByRole("heading", { level: 1 })).toHaveText("You are not signed in");
+  await expect(page.getByTestId("end-all")).toHaveCount(0);
+  await expect(page.getByTestId("sessions-error")).toHaveCount(0);
+  await page.getByTestId("account-sign-in").click();
+  await expect(page).toHaveURL(/\/login$/);
+  await expect(page.getByTestId("username")).toBeVisible();
+});

@@ -280,3 +280,67 @@ test("a rename in progress survives a message sent from another tab", async ({ c
   await expect(here.getByTestId("thread-list")).toContainText("half-typed title");
   await expect(there.getByTestId("thread-list")).toContainText("half-typed title");
 });
+
+test("a rating is plainly pressed, invites an optional comment, and keeps it", async ({ page }) => {
+  await openReady(page);
+  await send(page, "rate me");
+  const reply = assistant(page).last();
+  await expect(reply).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const up = reply.getByTestId("rate-up");
+  const down = reply.getByTestId("rate-down");
+  await page.mouse.move(0, 0);
+  const look = (el: typeof up) =>
+    el.evaluate((b) => {
+      const s = getComputedStyle(b);
+      const row = getComputedStyle(b.parentElement!);
+      return { bg: s.backgroundColor, color: s.color, rowOpacity: row.opacity };
+    });
+  const before = await look(up);
+
+  await up.click();
+  await expect(up).toHaveAttribute("aria-pressed", "true");
+  await expect(down).toHaveAttribute("aria-pressed", "false");
+  // Pressed reads at a glance, not only on hover: filled, and its row not dimmed.
+  await page.mouse.move(0, 0);
+  await page.getByTestId("feedback-comment").blur();
+  const pressed = await look(up);
+  expect(pressed.bg).not.toBe(before.bg);
+  expect(pressed.bg).not.toBe("rgba(0, 0, 0, 0)");
+  expect(pressed.rowOpacity).toBe("1");
+  expect((await look(down)).bg).toBe(before.bg);
+
+  // The comment field opens with the focus in it; Esc closes it and the focus goes back.
+  const field = page.getByTestId("feedback-comment");
+  await field.focus();
+  await expect(page.getByText("What was good? (optional)")).toBeVisible();
+  await page.keyboard.press("Escape");
+  await expect(field).toHaveCount(0);
+  await expect(reply.getByTestId("rate-up")).toBeFocused();
+  await expect(reply).toHaveAttribute("data-status", "done");
+
+  // Down instead: a new invitation; the comment is sent with Enter and kept.
+  await reply.getByTestId("rate-down").click();
+  await expect(reply.getByTestId("rate-down")).toHaveAttribute("aria-pressed", "true");
+  await expect(reply.getByTestId("rate-up")).toHaveAttribute("aria-pressed", "false");
+  await expect(page.getByText("What went wrong? (optional)")).toBeVisible();
+  await expect(page.getByTestId("feedback-comment")).toBeFocused();
+  await page.keyboard.type("too short");
+  const saved = page.waitForResponse((r) => r.url().endsWith("/api/messages/feedback"));
+  await page.keyboard.press("Enter");
+  expect((await saved).status()).toBe(200);
+  await expect(reply.getByTestId("feedback-note")).toHaveText("Your comment: too short");
+  await expect(reply.getByTestId("rate-down")).toBeFocused();
+
+  await page.reload();
+  await expect(page.locator(".app-shell")).toHaveAttribute("data-session-state", "ready");
+  const again = assistant(page).last();
+  await expect(again.getByTestId("rate-down")).toHaveAttribute("aria-pressed", "true");
+  await expect(again.getByTestId("feedback-note")).toHaveText("Your comment: too short");
+
+  // Pressing it again takes the rating, and its comment, back.
+  await again.getByTestId("rate-down").click();
+  await expect(again.getByTestId("rate-down")).toHaveAttribute("aria-pressed", "false");
+  await expect(again.getByTestId("rate-down")).toBeFocused();
+  await expect(again.getByTestId("feedback-note")).toHaveCount(0);
+  await expect(page.getByTestId("feedback-comment")).toHaveCount(0);
+});

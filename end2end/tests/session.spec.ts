@@ -82,7 +82,7 @@ test("a copied GUID without its proof is moved to a fresh session and sees nothi
 
   await pb.reload();
   await waitReady(pb);
-  await expect(pb.getByTestId("notice")).toContainText("A new session was started");
+  await expect(pb.getByTestId("notice")).toContainText("a new session was started");
   const sidNew = await consistentSid(pb);
   expect(sidNew).not.toBe(sidA);
   expect(sidNew).not.toBe(sidB);
@@ -122,4 +122,26 @@ test("an id claimed by a start whose answer never arrived is replaced, not a dea
   expect(sid).not.toBe(lost);
   await elsewhere.dispose();
   await b.close();
+});
+
+test("a browser that lost its cookies is told what happened to its old chats", async ({ page, context }) => {
+  await openReady(page, "/notes");
+  const claimed = Date.now();
+  const old = await consistentSid(page);
+  await saveNote(page, "before the cookies went");
+  // In its first two seconds a session's id without proof is taken for the loser of a race
+  // between two tabs starting it (guard::CLAIM_RACE_WINDOW_MS); lost cookies come later.
+  await page.waitForTimeout(Math.max(0, claimed + 2_200 - Date.now()));
+  // Cleared cookies, as a privacy tool or a "clear site data" would; storage keeps the id.
+  await context.clearCookies();
+  await page.reload();
+  await waitReady(page);
+  const notice = page.getByTestId("notice");
+  await expect(notice).toHaveAttribute("role", "status");
+  await expect(notice).toContainText(
+    "This browser's session was replaced; chats of the old session cannot be recovered without it.",
+  );
+  await expect(notice).toContainText("cookies were cleared or blocked");
+  expect(await consistentSid(page)).not.toBe(old);
+  await expect(page.getByTestId("note")).toHaveValue("");
 });

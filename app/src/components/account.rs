@@ -148,8 +148,13 @@ pub fn SignIn() -> impl IntoView {
     };
 
     let opts = move || options.get().unwrap_or_default();
+    let disabled = move || {
+        ctx.state
+            .with(|s| matches!(s, SessionState::Ready(info) if !info.sign_in_enabled))
+    };
 
     view! {
+        <Show when=move || !disabled() fallback=SignInOff>
         <section class="card sign-in" aria-labelledby="sign-in-title">
             <h1 id="sign-in-title">
                 {move || if register.get() { "Create an account" } else { "Sign in" }}
@@ -232,6 +237,54 @@ pub fn SignIn() -> impl IntoView {
                 />
                 "Keep the chats of this session"
             </label>
+        </section>
+        </Show>
+    }
+}
+
+/// `/login` on a server where nobody can sign in: say so, and lead back to the chat.
+#[component]
+fn SignInOff() -> impl IntoView {
+    view! {
+        <section class="card" aria-labelledby="sign-in-off-title" data-testid="sign-in-off">
+            <h1 id="sign-in-off-title">"Sign-in is not enabled"</h1>
+            <p>
+                "This Confide server has no accounts. Your chats belong to this browser's session: they stay private to it, and nobody else can open them."
+            </p>
+            <p>
+                <a href="/" data-testid="back-to-chat">"Back to the chat"</a>
+            </p>
+        </section>
+    }
+}
+
+/// `/account` when nobody is signed in: why the page is empty, and the way in where there
+/// is one.
+#[component]
+fn NotSignedIn() -> impl IntoView {
+    let ctx = expect_context::<SessionCtx>();
+    view! {
+        <section class="card" aria-labelledby="not-signed-in-title" data-testid="not-signed-in">
+            <h1 id="not-signed-in-title">"You are not signed in"</h1>
+            <p>
+                "This page lists the browsers where your account is signed in, and lets you end them. Without an account, your chats belong to this browser's session alone."
+            </p>
+            {move || if sign_in_enabled(&ctx) {
+                view! {
+                    <p>
+                        <a class="button primary" href="/login" data-testid="account-sign-in">"Sign in"</a>
+                        " "
+                        <a href="/">"Back to the chat"</a>
+                    </p>
+                }.into_any()
+            } else {
+                view! {
+                    <p class="muted">"Sign-in is not enabled on this server."</p>
+                    <p>
+                        <a href="/" data-testid="back-to-chat">"Back to the chat"</a>
+                    </p>
+                }.into_any()
+            }}
         </section>
     }
 }
@@ -316,8 +369,11 @@ pub fn MySessions() -> impl IntoView {
             }
         });
     };
+    // Only an account has sessions to list; asking without one would just fail.
+    let signed_in = move || user_of(&ctx).is_some();
+    let ready = move || matches!(ctx.state.get(), SessionState::Ready(_));
     Effect::new(move |_| {
-        if matches!(ctx.state.get(), SessionState::Ready(_)) {
+        if ready() && signed_in() {
             load();
         }
     });
@@ -358,6 +414,7 @@ pub fn MySessions() -> impl IntoView {
     let is_password = move || user_of(&ctx).is_some_and(|u| u.method == "password");
 
     view! {
+        <Show when=move || !ready() || signed_in() fallback=NotSignedIn>
         <section class="card sessions" aria-labelledby="sessions-title">
             <h1 id="sessions-title">"Your sessions"</h1>
             {move || error.get().map(|m| view! { <div class="notice error" role="alert" data-testid="sessions-error">{m}</div> })}
@@ -419,5 +476,6 @@ pub fn MySessions() -> impl IntoView {
                 </form>
             </Show>
         </section>
+        </Show>
     }
 }

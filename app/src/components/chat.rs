@@ -9,7 +9,7 @@ use crate::{
     ApiError,
     api::{self},
     model::{
-        ChatEvent, MAX_MESSAGE_CHARS, MessageId, MessageStatus, MessageView, Rating, Role,
+        ChatEvent, MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MessageId, MessageStatus, MessageView, Rating, Role,
         SearchHit, Thread, ThreadId, ThreadView,
     },
 };
@@ -33,6 +33,9 @@ pub struct ChatState {
     known: StoredValue<Known>,
     /// The open thread was deleted (here or elsewhere) and the page should leave it.
     left: RwSignal<Option<ThreadId>>,
+    /// The reply whose optional feedback comment is being written. Kept here, not in the
+    /// bubble: a rating changes the message's version, which rebuilds its bubble.
+    commenting: RwSignal<Option<MessageId>>,
 }
 
 /// The newest state this page has seen of each message. The answer to a request and the
@@ -282,6 +285,7 @@ pub fn ChatLayout(children: Children) -> impl IntoView {
         epoch,
         known,
         left,
+        commenting: RwSignal::new(None),
     };
     provide_context(state);
 
@@ -350,6 +354,15 @@ fn focus_after_drawer() {
 
 /// Focuses the first element matching `selector` after the page has rendered the change
 /// that revealed it (a hidden element cannot take the focus).
+/// Focuses the rating button `r` of message `id`, once the page has settled.
+fn focus_rating(id: MessageId, r: Rating) {
+    let button = match r {
+        Rating::Up => "rate-up",
+        Rating::Down => "rate-down",
+    };
+    focus_after_ms(format!("[data-message='{id}'] [data-testid={button}]"), 0);
+}
+
 pub(super) fn focus_later(selector: &'static str) {
     focus_after_ms(selector.to_owned(), 0);
 }
@@ -1030,9 +1043,17 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
                 })
         });
         let next = if current == Some(r) { None } else { Some(r) };
+        // A rating invites a comment; taking it back closes the invitation.
+        state.commenting.set(next.map(|_| id));
         spawn_local(async move {
             if let Ok(v) = api::set_feedback(id, next, None).await {
+                // The new state rebuilds the bubble, and the focus with it goes: put it where
+                // the person is now, the comment field or the button they pressed.
                 state.upsert_message(v);
+                match next {
+                    Some(_) => focus_later("[data-testid=feedback-comment]"),
+                    None => focus_rating(id, r),
+                }
             }
         });
     };
@@ -1051,9 +1072,31 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
     };
     let content = msg.content.clone();
     let rating = msg.feedback.as_ref().map(|f| f.rating);
+    let comment = msg.feedback.as_ref().and_then(|f| f.comment.clone());
+    let comment_draft = RwSignal::new(comment.clone().unwrap_or_default());
+    let close_comment = move || {
+        state.commenting.set(None);
+        // The focus goes back to the rating it came from, never to <body>.
+        if let Some(r) = rating {
+            focus_rating(id, r);
+        }
+    };
+    let send_comment = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(r) = rating else { return };
+        let text = comment_draft.get_untracked();
+        close_comment();
+        spawn_local(async move {
+            if let Ok(v) = api::set_feedback(id, Some(r), Some(text)).await {
+                state.upsert_message(v);
+                focus_rating(id, r);
+            }
+        });
+    };
+    let commenting = move || state.commenting.get() == Some(id) && rating.is_some();
 
     view! {
-        <article class=role_class aria-label=if msg.role == Role::User { "You" } else { "Assistant" } data-role=if msg.role == Role::User { "user" } else { "assistant" } data-status=status data-testid="message">
+        <article class=role_class aria-label=if msg.role == Role::User { "You" } else { "Assistant" } data-role=if msg.role == Role::User { "user" } else { "assistant" } data-status=status data-message=id.to_string() data-testid="message">
             <Show
                 when=move || editing.get()
                 fallback=move || {
@@ -1089,6 +1132,36 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
                     Role::Assistant => ().into_any(),
                 }}
             </div>
+            {move || (!commenting()).then(|| comment.clone()).flatten().map(|c| view! {
+                <p class="meta feedback-note" data-testid="feedback-note">{format!("Your comment: {c}")}</p>
+            })}
+            <Show when=commenting>
+                <form class="feedback-comment" on:submit=send_comment data-testid="feedback-form">
+                    <label for=format!("comment-{id}")>
+                        {if rating == Some(Rating::Down) { "What went wrong? (optional)" } else { "What was good? (optional)" }}
+                    </label>
+                    <input
+                        id=format!("comment-{id}")
+                        data-testid="feedback-comment"
+                        maxlength=MAX_COMMENT_CHARS.to_string()
+                        autocomplete="off"
+                        prop:value=move || comment_draft.get()
+                        on:input=move |ev| comment_draft.set(event_target_value(&ev))
+                        on:keydown=move |ev| {
+                            if ev.key() == "Escape" {
+                                // Esc here closes the comment, not the reply's stream.
+                                ev.prevent_default();
+                                ev.stop_propagation();
+                                close_comment();
+                            }
+                        }
+                    />
+                    <div class="edit-actions">
+                        <button class="primary" type="submit" data-testid="feedback-send">"Send"</button>
+                        <button class="ghost" type="button" data-testid="feedback-skip" on:click=move |_| close_comment()>"Not now"</button>
+                    </div>
+                </form>
+            </Show>
         </article>
     }
 }

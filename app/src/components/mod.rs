@@ -133,7 +133,8 @@ async fn start_session(ctx: SessionCtx) {
     use crate::{ErrorCode, api, client};
     let mut id = client::ensure_session_id();
     let mut mismatches = 0;
-    for attempt in 0..5u32 {
+    let mut hiccups = 0u32;
+    for attempt in 0..9u32 {
         match api::start_session().await {
             Ok(info) => {
                 client::remember(&id, info.remaining_secs);
@@ -155,7 +156,7 @@ async fn start_session(ctx: SessionCtx) {
                 | ErrorCode::InvalidSessionId
                 | ErrorCode::NoSession => {
                     id = client::replace_session_id();
-                    ctx.notice.set(Some("A new session was started.".into()));
+                    ctx.notice.set(Some(why_replaced(e.code).into()));
                 }
                 // Another tab may have switched ids: adopt what storage holds now, once.
                 ErrorCode::SessionMismatch if mismatches == 0 => {
@@ -164,7 +165,7 @@ async fn start_session(ctx: SessionCtx) {
                 }
                 ErrorCode::SessionMismatch => {
                     id = client::replace_session_id();
-                    ctx.notice.set(Some("A new session was started.".into()));
+                    ctx.notice.set(Some(why_replaced(e.code).into()));
                 }
                 // A concurrent claim (another tab) won; its proof cookie is ours too, once
                 // that tab's answer lands.
@@ -174,7 +175,23 @@ async fn start_session(ctx: SessionCtx) {
                 // Still no proof: the claim's answer never reached this browser (a page left
                 // while its session was starting), so the id can never be ours. Start afresh
                 // rather than give up.
-                ErrorCode::SessionClaimed => id = client::replace_session_id(),
+                ErrorCode::SessionClaimed => {
+                    id = client::replace_session_id();
+                    ctx.notice.set(Some(why_replaced(e.code).into()));
+                }
+                // A busy or briefly unreachable server is not a reason to give up on the
+                // page: try again a few times, further apart each time.
+                ErrorCode::StoreUnavailable
+                | ErrorCode::Timeout
+                | ErrorCode::RequestTimeout
+                | ErrorCode::Overloaded
+                | ErrorCode::RateLimited
+                | ErrorCode::Network
+                    if hiccups < 4 =>
+                {
+                    hiccups += 1;
+                    client::sleep_ms(250 << hiccups).await;
+                }
                 _ => {
                     ctx.state.set(SessionState::Failed(e));
                     return;
@@ -186,6 +203,27 @@ async fn start_session(ctx: SessionCtx) {
         ErrorCode::Internal,
         "could not start a session; reload the page to try again",
     )));
+}
+
+/// What the person is told when their session had to be replaced: what happened, and
+/// what it means for the chats they had.
+#[cfg(feature = "hydrate")]
+fn why_replaced(code: crate::ErrorCode) -> &'static str {
+    use crate::ErrorCode;
+    match code {
+        ErrorCode::SessionEnded => {
+            "Your previous session had ended (it was idle too long, reached its time limit, or was ended from another browser), so a new one was started. Chats of the ended session cannot be opened again."
+        }
+        ErrorCode::SessionProofMismatch | ErrorCode::NoSession => {
+            "This browser's session was replaced; chats of the old session cannot be recovered without it. Its cookies were cleared or blocked, and only they prove the old session is yours, so a new session was started."
+        }
+        ErrorCode::SessionClaimed => {
+            "This browser's session was replaced: it was started moments ago, but the cookie that proves it is yours never reached this browser (a page left while it was starting, or cookies blocked). A new session was started."
+        }
+        _ => {
+            "This browser's session was replaced; what it had stored was not a valid session, so a new session was started."
+        }
+    }
 }
 
 #[component]
