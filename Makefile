@@ -18,7 +18,7 @@ RELEASE_FLAGS := RUSTFLAGS="--cfg erase_components"
 RELEASE_BUILD := $(RELEASE_FLAGS) cargo leptos build --release --split --precompress && \
   find target/site -type f ! -name '*.gz' ! -name '*.br' -exec gzip -9 -k -f {} +
 
-.PHONY: help setup setup-test run build release test test-unit test-e2e bench soak fuzz fmt lint clean
+.PHONY: help setup setup-test run build release test test-unit test-e2e bench soak fuzz fmt lint clean screenshots
 
 help:
 	@echo "make run        build (release) and serve on http://127.0.0.1:3000"
@@ -26,6 +26,7 @@ help:
 	@echo "make test-unit  Rust tests only"
 	@echo "make test-e2e   Playwright tests only (builds the app first)"
 	@echo "make bench      load tool, bundle weight, micro-benchmarks (release)"
+	@echo "make screenshots  the README's pictures, from the running app"
 	@echo "make soak       1,000 users while Redis and Confide are SIGKILLed and restarted (release)"
 
 setup:
@@ -108,6 +109,16 @@ fuzz:
 	  mkdir -p fuzz/target/corpus/$$t; \
 	  cargo +nightly fuzz run $$t fuzz/target/corpus/$$t fuzz/corpus/$$t -- -max_total_time=$${FUZZ_SECONDS:-60} || exit 1; \
 	done
+
+# The README's screenshots: the debug build on a free port with a fresh in-memory store.
+screenshots: setup-test
+	cargo leptos build --split
+	port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'); \
+	CONFIDE_ADDR=127.0.0.1:$$port CONFIDE_SITE_ROOT=target/site CONFIDE_STORE=memory CONFIDE_ECHO_DELAY=0 CONFIDE_LOG=warn \
+	  ./target/debug/confide & pid=$$!; \
+	trap 'kill $$pid' EXIT; \
+	until curl -fs http://127.0.0.1:$$port/healthz >/dev/null; do sleep 0.2; done; \
+	cd end2end && node scripts/screenshots.mjs http://127.0.0.1:$$port ../docs
 
 fmt:
 	cargo fmt --all

@@ -1212,7 +1212,7 @@ fn Composer() -> impl IntoView {
                 <textarea
                     data-testid="composer"
                     aria-label="Message"
-                    placeholder=move || if streaming().is_some() { "Wait for the reply, or stop it…" } else { "Message Confide (Enter to send, Shift+Enter for a new line)" }
+                    placeholder=move || if streaming().is_some() { "Wait for the reply, or stop it…" } else { "Message Confide" }
                     rows="2"
                     prop:value=move || text.get()
                     disabled=move || !ready()
@@ -1237,6 +1237,8 @@ fn Composer() -> impl IntoView {
             </div>
             <div class="composer-foot">
                 <span class="counter" class:over=too_long>{move || format!("{} / {}", count(), MAX_MESSAGE_CHARS)}</span>
+                // Keys are for keyboards: phones and tablets have their own way to a new line.
+                <span class="muted hint wide-only">"Enter to send · Shift+Enter for a new line · ? for shortcuts"</span>
                 {move || streaming().map(|_| view! { <span class="muted small" role="status">"Assistant is replying…"</span> })}
             </div>
         </form>
