@@ -124,7 +124,7 @@ fmt:
 	cargo fmt --all
 
 lint:
-	cargo clippy -p app -p server --features app/ssr --tests -- -D warnings
+	cargo clippy -p app -p server -p confide-bench --features app/ssr --tests -- -D warnings
 
 clean:
 	cargo clean

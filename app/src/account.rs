@@ -3,55 +3,13 @@
 //! as every other server function; the provider's callback is a page whose script calls
 //! `auth/oidc/finish`, so it too arrives as a same-origin JSON POST with the custom header.
 
-use crate::{ApiError, SessionId};
+use crate::ApiError;
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
-use serde::{Deserialize, Serialize};
 
-/// Who a session belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Account {
-    pub name: String,
-    /// `password`, `oidc` or `header`.
-    pub method: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProviderButton {
-    pub id: String,
-    pub name: String,
-}
-
-/// What the sign-in page offers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignInOptions {
-    pub password: bool,
-    pub registration: bool,
-    pub providers: Vec<ProviderButton>,
-    /// The user a trusted proxy vouches for, when header sign-in is configured.
-    pub header_user: Option<String>,
-}
-
-/// The answer to a successful sign-in: the browser must switch to this id (its proof came
-/// as an HttpOnly cookie).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignedIn {
-    pub session_id: SessionId,
-    pub account: Account,
-}
-
-/// One session in "my sessions".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionRow {
-    /// Opaque handle for "end"; not the session id.
-    pub handle: String,
-    pub created_ms: i64,
-    pub last_seen_ms: i64,
-    /// "Chrome on Linux".
-    pub agent: String,
-    pub method: String,
-    pub current: bool,
-}
+pub use crate::model::{
+    Account, ProviderButton, SessionRow, SignInMethod, SignInOptions, SignedIn,
+};
 
 #[cfg(feature = "ssr")]
 mod ctx {
@@ -119,7 +77,7 @@ mod ctx {
         session: &VerifiedSession,
         home: crate::SessionId,
         name: String,
-        method: &str,
+        method: crate::model::SignInMethod,
         keep_threads: Option<bool>,
         verified_hash: Option<&str>,
     ) -> Result<super::SignedIn, ApiError> {
@@ -137,10 +95,7 @@ mod ctx {
         set_cookie(&cookie);
         Ok(super::SignedIn {
             session_id: id,
-            account: super::Account {
-                name,
-                method: method.into(),
-            },
+            account: super::Account { name, method },
         })
     }
 
@@ -202,7 +157,7 @@ pub async fn log_in(
         &session,
         home,
         name,
-        "password",
+        SignInMethod::Password,
         keep_threads,
         Some(&hash),
     )
@@ -228,7 +183,16 @@ pub async fn register(
     auth.limit_address(ctx::client_addr().await.ip)?;
     let home = auth.add_user(&username, &password).await?;
     let name = crate::server::auth::normalize_username(&username)?;
-    ctx::signed_in(&auth, &session, home, name, "password", keep_threads, None).await
+    ctx::signed_in(
+        &auth,
+        &session,
+        home,
+        name,
+        SignInMethod::Password,
+        keep_threads,
+        None,
+    )
+    .await
 }
 
 /// Signs in as the user a trusted proxy names in the configured header.
@@ -248,8 +212,19 @@ pub async fn log_in_by_header(
             "no user is vouched for by a trusted proxy",
         ));
     };
-    let home = auth.external_home("header", &name, &name).await?;
-    ctx::signed_in(&auth, &session, home, name, "header", keep_threads, None).await
+    let home = auth
+        .external_home(SignInMethod::Header, &name, &name)
+        .await?;
+    ctx::signed_in(
+        &auth,
+        &session,
+        home,
+        name,
+        SignInMethod::Header,
+        keep_threads,
+        None,
+    )
+    .await
 }
 
 /// Starts an OpenID Connect sign-in; the browser then goes to the returned URL.
@@ -281,7 +256,7 @@ pub async fn oidc_finish(code: String, state: String) -> Result<SignedIn, ApiErr
         session_id: id,
         account: Account {
             name,
-            method: "oidc".into(),
+            method: SignInMethod::Oidc,
         },
     })
 }

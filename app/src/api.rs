@@ -92,7 +92,8 @@ pub async fn set_note(text: String) -> Result<Note, ApiError> {
 // ---- chat -------------------------------------------------------------------------------
 
 use crate::model::{
-    Export, MessageId, MessageView, Rating, SearchHit, Sent, Thread, ThreadId, ThreadView,
+    Export, ExportFormat, MessageId, MessageView, Rating, SearchHit, Sent, Thread, ThreadId,
+    ThreadView,
 };
 
 #[server(prefix = "/api", endpoint = "threads/list", input = Json, output = Json, client = crate::client::SessionClient)]
@@ -143,12 +144,13 @@ pub async fn get_thread(thread_id: ThreadId) -> Result<ThreadView, ApiError> {
         .await
 }
 
-/// `format` is `"markdown"` or `"json"`.
+/// `format` is `"markdown"` (or `"md"`) or `"json"`; anything else is refused as the
+/// request is read.
 #[server(prefix = "/api", endpoint = "threads/export", input = Json, output = Json, client = crate::client::SessionClient)]
-pub async fn export_thread(thread_id: ThreadId, format: String) -> Result<Export, ApiError> {
+pub async fn export_thread(thread_id: ThreadId, format: ExportFormat) -> Result<Export, ApiError> {
     crate::server::chat::Chat::current()
         .await?
-        .export(&thread_id, &format)
+        .export(&thread_id, format)
         .await
 }
 

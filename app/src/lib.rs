@@ -13,7 +13,9 @@ mod session_id;
 
 pub use components::App;
 pub use error::{ApiError, ErrorCode};
-pub use session_id::{SESSION_ID_LEN, SessionId, SessionIdError};
+pub use session_id::{
+    DEFAULT_ABSOLUTE_SECS, DEFAULT_IDLE_SECS, SESSION_ID_LEN, SessionId, SessionIdError,
+};
 
 use leptos::prelude::*;
 use leptos_meta::MetaTags;

@@ -8,6 +8,8 @@ use uuid::Uuid;
 pub const MAX_MESSAGE_CHARS: usize = 16_000;
 /// Longest thread title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
+/// The title of a chat nothing has named yet.
+pub const DEFAULT_TITLE: &str = "New chat";
 /// Longest feedback comment, in characters.
 pub const MAX_COMMENT_CHARS: usize = 2_000;
 
@@ -245,7 +247,7 @@ pub fn title_from(text: &str) -> String {
         .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
-        .unwrap_or("New chat");
+        .unwrap_or(DEFAULT_TITLE);
     let mut title: String = line.chars().take(60).collect();
     if line.chars().count() > 60 {
         title.push('…');
@@ -326,4 +328,80 @@ mod tests {
         assert_eq!(json["type"], "thread_deleted");
         assert_eq!(serde_json::from_value::<ChatEvent>(json).unwrap(), e);
     }
+}
+
+/// What a chat is exported as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    #[serde(alias = "md")]
+    Markdown,
+    Json,
+}
+
+// ---- accounts ------------------------------------------------------------------------------
+
+/// How an account signs in. Its name is part of how the account's home id is derived
+/// (`SessionId::home`), so the names never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignInMethod {
+    Password,
+    Oidc,
+    /// A user a trusted reverse proxy vouches for in a header.
+    Header,
+}
+
+impl SignInMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::Oidc => "oidc",
+            Self::Header => "header",
+        }
+    }
+}
+
+/// Who a session belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub name: String,
+    pub method: SignInMethod,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderButton {
+    pub id: String,
+    pub name: String,
+}
+
+/// What the sign-in page offers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInOptions {
+    pub password: bool,
+    pub registration: bool,
+    pub providers: Vec<ProviderButton>,
+    /// The user a trusted proxy vouches for, when header sign-in is configured.
+    pub header_user: Option<String>,
+}
+
+/// The answer to a successful sign-in: the browser must switch to this id (its proof came
+/// as an HttpOnly cookie).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedIn {
+    pub session_id: crate::SessionId,
+    pub account: Account,
+}
+
+/// One session in "my sessions".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRow {
+    /// Opaque handle for "end"; not the session id.
+    pub handle: String,
+    pub created_ms: i64,
+    pub last_seen_ms: i64,
+    /// "Chrome on Linux".
+    pub agent: String,
+    pub method: SignInMethod,
+    pub current: bool,
 }

@@ -11,6 +11,11 @@ use uuid::Uuid;
 
 /// Length of the canonical hyphenated form, e.g. `0b3e5c1e-8f2a-4c6d-9e7f-1a2b3c4d5e6f`.
 pub const SESSION_ID_LEN: usize = 36;
+/// A session ends after this long without a verified request, unless configured otherwise.
+pub const DEFAULT_IDLE_SECS: u64 = 24 * 3600;
+/// A session ends this long after it was claimed, unless configured otherwise; the id
+/// cookie lives as long before the server has said how long this one has left.
+pub const DEFAULT_ABSOLUTE_SECS: u64 = 30 * 24 * 3600;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(Uuid);

@@ -52,14 +52,6 @@ impl Scenario {
             Self::Sqlite => "sqlite",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "redis" => Some(Self::Redis),
-            "sqlite" => Some(Self::Sqlite),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

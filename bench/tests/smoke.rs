@@ -51,7 +51,7 @@ async fn smoke(config: Config) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_load_memory_store_is_isolated() {
     smoke(Config {
-        store: "memory".into(),
+        store: server::StoreKind::Memory,
         ..load_config()
     })
     .await;
@@ -61,7 +61,7 @@ async fn smoke_load_memory_store_is_isolated() {
 async fn smoke_load_sqlite_store_is_isolated() {
     let dir = tempfile_dir();
     smoke(Config {
-        store: format!("sqlite:{}/load.db", dir.display()),
+        store: server::StoreKind::Sqlite(dir.join("load.db")),
         ..load_config()
     })
     .await;

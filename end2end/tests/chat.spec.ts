@@ -1,3 +1,4 @@
+import AxeBuilder from "@axe-core/playwright";
 import { expect, test, type Page } from "@playwright/test";
 import { openReady, storedSid } from "./helpers";
 
@@ -312,6 +313,8 @@ test("a rating is plainly pressed, invites an optional comment, and keeps it", a
   // The comment field opens with the focus in it; Esc closes it and the focus goes back.
   const field = page.getByTestId("feedback-comment");
   await field.focus();
+  const axe = await new AxeBuilder({ page }).include("[data-testid=feedback-form]").analyze();
+  expect(axe.violations.filter((v) => v.impact === "serious" || v.impact === "critical")).toEqual([]);
   await expect(page.getByText("What was good? (optional)")).toBeVisible();
   await page.keyboard.press("Escape");
   await expect(field).toHaveCount(0);

@@ -36,7 +36,7 @@ pub enum UserCommand {
 
 pub async fn run(command: Command, config: Config) -> ExitCode {
     let Command::User(action) = command;
-    if config.store.trim() == "memory" {
+    if config.store == crate::config::StoreKind::Memory {
         eprintln!(
             "confide: the memory store forgets everything when this command exits; set CONFIDE_STORE"
         );

@@ -19,10 +19,10 @@ pub struct Config {
     /// Where the built site (`pkg/`, assets) lives.
     pub site_root: PathBuf,
     /// `memory`, `sqlite:<path>` or `redis://host:port/db`.
-    pub store: String,
+    pub store: StoreKind,
     /// SQLite commit durability: `full` (fsync every commit; survives power loss) or
     /// `normal` (survives a crash of Confide; faster).
-    pub sqlite_sync: String,
+    pub sqlite_sync: crate::store::SqliteDurability,
     /// Namespace of every Redis key (`<prefix>:{<session>}:…`), so several deployments
     /// can share one Redis.
     pub redis_prefix: String,
@@ -40,7 +40,7 @@ pub struct Config {
     pub store_timeout: Duration,
     /// Which assistant answers: `echo` (built in, offline) or `openai` (any
     /// OpenAI-compatible endpoint).
-    pub assistant: String,
+    pub assistant: AssistantKind,
     /// Pause between words of the echo assistant.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub echo_delay: Duration,
@@ -134,14 +134,14 @@ impl Default for Config {
             addr: ([127, 0, 0, 1], 3000).into(),
             public_url: None,
             site_root: PathBuf::from("target/site"),
-            store: "sqlite:./data/confide.db".into(),
+            store: StoreKind::Sqlite("./data/confide.db".into()),
             redis_prefix: "confide".into(),
-            sqlite_sync: "full".into(),
-            idle_timeout: Duration::from_secs(24 * 3600),
-            absolute_timeout: Duration::from_secs(30 * 24 * 3600),
+            sqlite_sync: crate::store::SqliteDurability::Full,
+            idle_timeout: Duration::from_secs(app::DEFAULT_IDLE_SECS),
+            absolute_timeout: Duration::from_secs(app::DEFAULT_ABSOLUTE_SECS),
             sweep_interval: Duration::from_secs(60),
             store_timeout: Duration::from_secs(2),
-            assistant: "echo".into(),
+            assistant: AssistantKind::Echo,
             echo_delay: Duration::from_millis(40),
             openai_base_url: None,
             openai_api_key: None,
@@ -182,11 +182,78 @@ impl Default for Config {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where sessions live, parsed from `memory`, `sqlite:<path>` or `redis://host:port/db`
+/// as the configuration is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum StoreKind {
     Memory,
     Sqlite(PathBuf),
     Redis(String),
+}
+
+impl TryFrom<String> for StoreKind {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "memory" {
+            Ok(Self::Memory)
+        } else if let Some(path) = s.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err(
+                    "store sqlite: needs a file path, e.g. sqlite:./data/confide.db".into(),
+                );
+            }
+            Ok(Self::Sqlite(PathBuf::from(path)))
+        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+            Ok(Self::Redis(s.to_owned()))
+        } else {
+            Err(format!(
+                "store {s:?} is not memory, sqlite:<path> or redis://host:port/db"
+            ))
+        }
+    }
+}
+
+impl From<StoreKind> for String {
+    fn from(k: StoreKind) -> String {
+        match k {
+            StoreKind::Memory => "memory".into(),
+            StoreKind::Sqlite(p) => format!("sqlite:{}", p.display()),
+            StoreKind::Redis(url) => url,
+        }
+    }
+}
+
+/// For logs: a Redis URL's password is left out.
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            Self::Redis(url) => match Url::parse(url) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    write!(f, "{u}")
+                }
+                Err(_) => f.write_str("redis://(unreadable url)"),
+            },
+        }
+    }
+}
+
+/// Which assistant answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssistantKind {
+    /// Built in and offline: repeats the message, with a few commands for demos and tests.
+    Echo,
+    /// Any OpenAI-compatible chat-completions endpoint.
+    Openai,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,12 +304,6 @@ impl Config {
                 "native TLS is on but the public URL is not https".into(),
             ));
         }
-        if !matches!(self.sqlite_sync.as_str(), "full" | "normal") {
-            return Err(ConfigError::Invalid(format!(
-                "sqlite_sync {:?} is not full or normal",
-                self.sqlite_sync
-            )));
-        }
         if [
             self.ip_rate,
             self.ip_burst,
@@ -287,27 +348,6 @@ impl Config {
             ));
         }
         self.secure_cookies().map(|_| ())
-    }
-
-    pub fn store_kind(&self) -> Result<StoreKind, ConfigError> {
-        let s = self.store.trim();
-        if s == "memory" {
-            Ok(StoreKind::Memory)
-        } else if let Some(path) = s.strip_prefix("sqlite:") {
-            let path = path.strip_prefix("//").unwrap_or(path);
-            if path.is_empty() {
-                return Err(ConfigError::Invalid(
-                    "store sqlite: needs a file path, e.g. sqlite:./data/confide.db".into(),
-                ));
-            }
-            Ok(StoreKind::Sqlite(PathBuf::from(path)))
-        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
-            Ok(StoreKind::Redis(s.to_owned()))
-        } else {
-            Err(ConfigError::Invalid(format!(
-                "store {s:?} is not memory, sqlite:<path> or redis://host:port/db"
-            )))
-        }
     }
 
     pub fn public_url(&self) -> Url {
@@ -467,7 +507,7 @@ mod tests {
 
     #[test]
     fn store_urls_parse() {
-        let kind = |s: &str| with(&[("store", s)]).unwrap().store_kind();
+        let kind = |s: &str| with(&[("store", s)]).map(|c| c.store);
         assert_eq!(kind("memory").unwrap(), StoreKind::Memory);
         assert_eq!(
             kind("sqlite:./data/x.db").unwrap(),
@@ -484,9 +524,32 @@ mod tests {
         assert!(kind("sqlite:").is_err());
         assert!(kind("postgres://x").is_err());
         assert_eq!(
-            Config::default().store_kind().unwrap(),
+            Config::default().store,
             StoreKind::Sqlite("./data/confide.db".into())
         );
+        // Logs never carry a Redis password.
+        let shown =
+            StoreKind::Redis("redis://:hunter2hunter2@db.internal:6379/0".into()).to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db.internal:6379"), "{shown}");
+    }
+
+    #[test]
+    fn kinds_are_parsed_as_the_configuration_is_read() {
+        use crate::store::SqliteDurability;
+        assert_eq!(
+            with(&[("sqlite_sync", "normal")]).unwrap().sqlite_sync,
+            SqliteDurability::Normal
+        );
+        assert_eq!(Config::default().sqlite_sync, SqliteDurability::Full);
+        assert!(with(&[("sqlite_sync", "sometimes")]).is_err());
+        assert_eq!(
+            with(&[("assistant", "openai")]).unwrap().assistant,
+            AssistantKind::Openai
+        );
+        assert_eq!(Config::default().assistant, AssistantKind::Echo);
+        let err = with(&[("assistant", "gpt")]).unwrap_err().to_string();
+        assert!(err.contains("assistant"), "{err}");
     }
 
     #[test]

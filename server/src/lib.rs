@@ -39,7 +39,7 @@ use std::{future::Future, sync::Arc};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-pub use config::{Config, ConfigError, StoreKind};
+pub use config::{AssistantKind, Config, ConfigError, StoreKind};
 pub use store::{MemoryStore, RedisHub, RedisStore, SqliteDurability, SqliteStore};
 
 /// Everything a request handler may need. Cloned for every request (by each middleware and
@@ -138,27 +138,18 @@ impl AppState {
     /// State with the store the configuration names (`CONFIDE_STORE`).
     pub async fn from_config(config: Config) -> Result<Self, ConfigError> {
         let l = lifetimes(&config);
-        let (store, hub): (Arc<dyn SessionStore>, Arc<dyn EventHub>) = match config.store_kind()? {
+        let (store, hub): (Arc<dyn SessionStore>, Arc<dyn EventHub>) = match config.store.clone() {
             StoreKind::Memory => (Arc::new(MemoryStore::new(l)), Arc::new(LocalHub::default())),
             StoreKind::Sqlite(path) => (
                 Arc::new(
-                    SqliteStore::open_with(
-                        &path,
-                        l,
-                        config.store_timeout,
-                        if config.sqlite_sync == "normal" {
-                            SqliteDurability::Normal
-                        } else {
-                            SqliteDurability::Full
-                        },
-                    )
-                    .await
-                    .map_err(|e| {
-                        ConfigError::Invalid(format!(
-                            "cannot open SQLite store {}: {e}",
-                            path.display()
-                        ))
-                    })?,
+                    SqliteStore::open_with(&path, l, config.store_timeout, config.sqlite_sync)
+                        .await
+                        .map_err(|e| {
+                            ConfigError::Invalid(format!(
+                                "cannot open SQLite store {}: {e}",
+                                path.display()
+                            ))
+                        })?,
                 ),
                 Arc::new(LocalHub::default()),
             ),
@@ -190,11 +181,11 @@ impl axum::extract::FromRef<AppState> for LeptosOptions {
 }
 
 fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
-    match config.assistant.as_str() {
-        "echo" => Ok(Arc::new(assistant::EchoAssistant {
+    match config.assistant {
+        AssistantKind::Echo => Ok(Arc::new(assistant::EchoAssistant {
             delay: config.echo_delay,
         })),
-        "openai" => {
+        AssistantKind::Openai => {
             let base_url = config.openai_base_url.clone().ok_or_else(|| {
                 ConfigError::Invalid(
                     "CONFIDE_ASSISTANT=openai needs CONFIDE_OPENAI_BASE_URL".into(),
@@ -211,9 +202,6 @@ fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
             .map_err(ConfigError::Invalid)?;
             Ok(Arc::new(a))
         }
-        other => Err(ConfigError::Invalid(format!(
-            "unknown assistant {other:?}; use \"echo\" or \"openai\""
-        ))),
     }
 }
 

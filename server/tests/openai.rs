@@ -256,7 +256,7 @@ async fn confide_shows_model_replies_and_model_failures() {
         ("disconnect", "error", "Cut off "),
     ] {
         let app = common::spawn_with(Config {
-            assistant: "openai".into(),
+            assistant: server::config::AssistantKind::Openai,
             openai_base_url: Some(base.clone()),
             model: model.into(),
             ..Config::default()
@@ -297,7 +297,7 @@ async fn confide_shows_model_replies_and_model_failures() {
 async fn the_model_names_a_new_chat_from_its_first_exchange() {
     let (base, seen) = fake_openai().await;
     let app = common::spawn_with(Config {
-        assistant: "openai".into(),
+        assistant: server::config::AssistantKind::Openai,
         openai_base_url: Some(base.clone()),
         model: "ok".into(),
         ..Config::default()

@@ -23,7 +23,7 @@ async fn instance(redis: &RedisServer, prefix: &str) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = Config {
         addr: listener.local_addr().unwrap(),
-        store: redis.url(),
+        store: server::StoreKind::Redis(redis.url()),
         redis_prefix: prefix.into(),
         store_timeout: Duration::from_millis(500),
         echo_delay: Duration::from_millis(20),

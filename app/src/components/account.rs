@@ -411,7 +411,8 @@ pub fn MySessions() -> impl IntoView {
             }
         });
     };
-    let is_password = move || user_of(&ctx).is_some_and(|u| u.method == "password");
+    let is_password =
+        move || user_of(&ctx).is_some_and(|u| u.method == crate::model::SignInMethod::Password);
 
     view! {
         <Show when=move || !ready() || signed_in() fallback=NotSignedIn>

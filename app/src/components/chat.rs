@@ -9,8 +9,8 @@ use crate::{
     ApiError,
     api::{self},
     model::{
-        ChatEvent, MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MessageId, MessageStatus, MessageView, Rating, Role,
-        SearchHit, Thread, ThreadId, ThreadView,
+        ChatEvent, ExportFormat, MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MessageId, MessageStatus,
+        MessageView, Rating, Role, SearchHit, Thread, ThreadId, ThreadView,
     },
 };
 use leptos::{prelude::*, task::spawn_local};
@@ -803,9 +803,9 @@ fn ThreadHeader(id: ThreadId) -> impl IntoView {
                 .unwrap_or_default()
         })
     });
-    let export = move |format: &'static str| {
+    let export = move |format: ExportFormat| {
         spawn_local(async move {
-            if let Ok(file) = api::export_thread(id, format.into()).await {
+            if let Ok(file) = api::export_thread(id, format).await {
                 download(&file.filename, &file.mime, &file.content);
             }
         })
@@ -815,8 +815,8 @@ fn ThreadHeader(id: ThreadId) -> impl IntoView {
             <h1 data-testid="thread-title">{move || title.get()}</h1>
             <div class="thread-actions">
                 // A phone shows only ".md" and ".json", leaving the title room to be read.
-                <button class="ghost" aria-label="Export .md" on:click=move |_| export("markdown")><span class="wide-only">"Export "</span>".md"</button>
-                <button class="ghost" aria-label="Export .json" on:click=move |_| export("json")><span class="wide-only">"Export "</span>".json"</button>
+                <button class="ghost" aria-label="Export .md" on:click=move |_| export(ExportFormat::Markdown)><span class="wide-only">"Export "</span>".md"</button>
+                <button class="ghost" aria-label="Export .json" on:click=move |_| export(ExportFormat::Json)><span class="wide-only">"Export "</span>".json"</button>
             </div>
         </header>
     }
@@ -919,7 +919,14 @@ fn Messages() -> impl IntoView {
                 .and_then(|r| r.as_ref().ok())
                 .and_then(|t| t.as_ref())
                 .and_then(|t| t.messages.last())
-                .map(|m| (m.message.id, m.message.content.clone(), m.message.status, m.message.role))
+                .map(|m| {
+                    (
+                        m.message.id,
+                        m.message.content.clone(),
+                        m.message.status,
+                        m.message.role,
+                    )
+                })
         }) else {
             return;
         };
@@ -941,14 +948,14 @@ fn Messages() -> impl IntoView {
                 .get(from..)
                 .unwrap_or_default()
                 .char_indices()
-                .filter(|&(i, ch)| {
+                .rev()
+                .find(|&(i, ch)| {
                     matches!(ch, '.' | '!' | '?' | '\n')
                         && content[from + i + ch.len_utf8()..]
                             .chars()
                             .next()
                             .is_some_and(char::is_whitespace)
                 })
-                .last()
                 .map_or(from, |(i, ch)| from + i + ch.len_utf8())
         } else {
             content.len()

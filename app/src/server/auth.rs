@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     ApiError, ErrorCode, SessionId,
-    account::{Account, SessionRow},
+    model::{Account, SessionRow, SignInMethod},
 };
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -95,8 +95,7 @@ fn nz(n: u32) -> NonZeroU32 {
 /// What a home says about its account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct AccountRecord {
-    /// `password`, `oidc` or `header`.
-    method: String,
+    method: SignInMethod,
     name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     password_hash: Option<String>,
@@ -107,7 +106,7 @@ struct AccountRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SessionEntry {
     id: String,
-    method: String,
+    method: SignInMethod,
     agent: String,
     signed_in_ms: i64,
 }
@@ -116,7 +115,7 @@ struct SessionEntry {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Binding {
     name: String,
-    method: String,
+    method: SignInMethod,
 }
 const BINDING_KEY: &str = "confide:user";
 
@@ -124,8 +123,7 @@ const BINDING_KEY: &str = "confide:user";
 pub struct Signing<'a> {
     pub home: SessionId,
     pub name: &'a str,
-    /// `password`, `oidc` or `header`.
-    pub method: &'a str,
+    pub method: SignInMethod,
     /// Move the anonymous session's threads to the user.
     pub keep_threads: bool,
     /// The browser's User-Agent, summarised for "my sessions".
@@ -214,7 +212,7 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
 }
 
 pub fn password_home(username: &str) -> SessionId {
-    SessionId::home("password", username)
+    SessionId::home(SignInMethod::Password.as_str(), username)
 }
 
 impl Auth {
@@ -346,7 +344,7 @@ impl Auth {
             ));
         }
         let rec = AccountRecord {
-            method: "password".into(),
+            method: SignInMethod::Password,
             name,
             password_hash: Some(hash),
             created_ms: now_ms(),
@@ -464,11 +462,11 @@ impl Auth {
     /// carries its current display name.
     pub(crate) async fn external_home(
         &self,
-        method: &str,
+        method: SignInMethod,
         key: &str,
         name: &str,
     ) -> Result<SessionId, ApiError> {
-        let home = SessionId::home(method, key);
+        let home = SessionId::home(method.as_str(), key);
         let created = self.call(self.store.create_home(&home)).await?;
         let current = if created {
             None
@@ -479,7 +477,7 @@ impl Auth {
             self.put_account(
                 &home,
                 &AccountRecord {
-                    method: method.into(),
+                    method,
                     name: name.into(),
                     password_hash: None,
                     created_ms: current.map(|r| r.created_ms).unwrap_or_else(now_ms),
@@ -526,7 +524,7 @@ impl Auth {
         };
         let binding = serde_json::to_vec(&Binding {
             name: name.into(),
-            method: method.into(),
+            method,
         })
         .map_err(|_| ApiError::internal())?;
         self.call(self.store.set(&new_id, BINDING_KEY, &binding))
@@ -546,7 +544,7 @@ impl Auth {
         }
         let entry = serde_json::to_vec(&SessionEntry {
             id: new_id.as_string(),
-            method: method.into(),
+            method,
             agent: agent_summary(agent),
             signed_in_ms: now_ms(),
         })
@@ -571,7 +569,7 @@ impl Auth {
             return Err(failed());
         }
         self.end_one(session).await?;
-        tracing::info!(old = %old.log_tag(), new = %new_id.log_tag(), method, "signed in; session renewed");
+        tracing::info!(old = %old.log_tag(), new = %new_id.log_tag(), method = method.as_str(), "signed in; session renewed");
         Ok((new_id, proof_cookie(&self.guard, &secret)))
     }
 
@@ -752,7 +750,7 @@ impl Auth {
         let Some(rec) = self.account(home).await? else {
             return Err(ApiError::not_found());
         };
-        if rec.method != "password" {
+        if rec.method != SignInMethod::Password {
             return Err(invalid(
                 "this account signs in through its provider; it has no password here",
             ));

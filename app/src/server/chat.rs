@@ -16,9 +16,9 @@ use super::{
 use crate::{
     ApiError, ErrorCode, SessionId,
     model::{
-        ChatEvent, Export, Feedback, MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS,
-        Message, MessageId, MessageStatus, MessageView, Rating, Role, SearchHit, Sent, Thread,
-        ThreadId, ThreadView, title_from,
+        ChatEvent, DEFAULT_TITLE, Export, ExportFormat, Feedback, MAX_COMMENT_CHARS,
+        MAX_MESSAGE_CHARS, MAX_TITLE_CHARS, Message, MessageId, MessageStatus, MessageView, Rating,
+        Role, SearchHit, Sent, Thread, ThreadId, ThreadView, title_from,
     },
 };
 use futures::StreamExt;
@@ -228,7 +228,7 @@ impl Chat {
         let title = title
             .map(|t| t.trim().to_owned())
             .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| "New chat".into());
+            .unwrap_or_else(|| DEFAULT_TITLE.into());
         check_len("the title", &title, MAX_TITLE_CHARS)?;
         let now = now_ms();
         let thread = Thread {
@@ -349,9 +349,9 @@ impl Chat {
             feedback: None,
             error: None,
         };
-        // A thread still called "New chat" takes its title from its first message.
+        // A thread still called by the default title takes its title from its first message.
         let mut thread = thread;
-        if count == 0 && thread.title == "New chat" {
+        if count == 0 && thread.title == DEFAULT_TITLE {
             thread.title = title_from(&user.content);
             let store = self.session.store();
             self.call(store.update_thread(self.sid(), &thread)).await?;
@@ -620,7 +620,11 @@ impl Chat {
         Ok(v)
     }
 
-    pub async fn export(&self, thread: &ThreadId, format: &str) -> Result<Export, ApiError> {
+    pub async fn export(
+        &self,
+        thread: &ThreadId,
+        format: ExportFormat,
+    ) -> Result<Export, ApiError> {
         let (thread, messages) = self.thread(thread).await?;
         let base: String = thread
             .title
@@ -643,7 +647,7 @@ impl Chat {
             base.chars().take(60).collect()
         };
         match format {
-            "json" => {
+            ExportFormat::Json => {
                 let content = serde_json::to_string_pretty(
                     &serde_json::json!({ "thread": thread, "messages": messages }),
                 )
@@ -654,7 +658,7 @@ impl Chat {
                     content,
                 })
             }
-            "markdown" | "md" => {
+            ExportFormat::Markdown => {
                 let mut out = format!("# {}\n", thread.title);
                 for m in &messages {
                     let who = match m.role {
@@ -669,7 +673,6 @@ impl Chat {
                     content: out,
                 })
             }
-            _ => Err(invalid("format must be \"markdown\" or \"json\"")),
         }
     }
 }

@@ -114,8 +114,8 @@ pub struct Lifetimes {
 impl Default for Lifetimes {
     fn default() -> Self {
         Self {
-            idle: Duration::from_secs(24 * 3600),
-            absolute: Duration::from_secs(30 * 24 * 3600),
+            idle: Duration::from_secs(crate::session_id::DEFAULT_IDLE_SECS),
+            absolute: Duration::from_secs(crate::session_id::DEFAULT_ABSOLUTE_SECS),
         }
     }
 }

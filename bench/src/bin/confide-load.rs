@@ -24,59 +24,58 @@ use std::{
     time::Duration,
 };
 
+/// Drives simulated users against Confide and a bare-axum baseline, and reports the figures.
+#[derive(clap::Parser)]
+#[command(name = "confide-load", version)]
 struct Args {
+    /// Simulated users, each with its own session.
+    #[arg(long, default_value_t = 200)]
     users: usize,
+    /// Messages each user sends (each waits for its whole streamed reply).
+    #[arg(long, default_value_t = 10)]
     turns: usize,
-    stores: Vec<String>,
+    /// Stores to measure, in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "memory,sqlite,sqlite-normal,redis"
+    )]
+    stores: Vec<StoreArg>,
+    /// Confide instances sharing the store (Redis only).
+    #[arg(long, default_value_t = 1)]
     instances: usize,
+    /// The server binary to start.
+    #[arg(long, default_value = "target/release/confide")]
     server_bin: PathBuf,
+    /// Idle sessions whose memory cost is measured (0 skips the measurement).
+    #[arg(long, default_value_t = 5000)]
     idle_sessions: usize,
+    /// Also write the report as JSON here.
+    #[arg(long)]
     json: Option<PathBuf>,
+    /// Internal: be the baseline server on this port.
+    #[arg(long, hide = true)]
+    serve_baseline: Option<u16>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        users: 200,
-        turns: 10,
-        stores: vec![
-            "memory".into(),
-            "sqlite".into(),
-            "sqlite-normal".into(),
-            "redis".into(),
-        ],
-        instances: 1,
-        server_bin: PathBuf::from("target/release/confide"),
-        idle_sessions: 5000,
-        json: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--users" => a.users = value()?.parse().map_err(|e| format!("--users: {e}"))?,
-            "--turns" => a.turns = value()?.parse().map_err(|e| format!("--turns: {e}"))?,
-            "--stores" => a.stores = value()?.split(',').map(str::to_owned).collect(),
-            "--instances" => {
-                a.instances = value()?.parse().map_err(|e| format!("--instances: {e}"))?
-            }
-            "--server-bin" => a.server_bin = value()?.into(),
-            "--idle-sessions" => {
-                a.idle_sessions = value()?
-                    .parse()
-                    .map_err(|e| format!("--idle-sessions: {e}"))?
-            }
-            "--json" => a.json = Some(value()?.into()),
-            "--serve-baseline" => {
-                let port: u16 = value()?
-                    .parse()
-                    .map_err(|e| format!("--serve-baseline: {e}"))?;
-                serve_baseline(port);
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}")),
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreArg {
+    Memory,
+    Sqlite,
+    /// SQLite with `sqlite_sync = normal`.
+    SqliteNormal,
+    Redis,
+}
+
+impl StoreArg {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Sqlite => "sqlite",
+            Self::SqliteNormal => "sqlite-normal",
+            Self::Redis => "redis",
         }
     }
-    Ok(a)
 }
 
 fn start_confide(
@@ -212,25 +211,24 @@ fn serve_baseline(port: u16) {
     });
 }
 
-async fn scenario(args: &Args, store: &str) -> Result<Scenario, String> {
+async fn scenario(args: &Args, store: StoreArg) -> Result<Scenario, String> {
     // Dropped last: the processes using it are gone by then.
-    let dir = TempDir::new(&format!("confide-bench-{store}"))?;
+    let dir = TempDir::new(&format!("confide-bench-{}", store.name()))?;
     let (_redis, store_url, redis_port) = match store {
-        "memory" => (None, "memory".to_owned(), None),
-        "sqlite" | "sqlite-normal" => {
+        StoreArg::Memory => (None, "memory".to_owned(), None),
+        StoreArg::Sqlite | StoreArg::SqliteNormal => {
             let path = dir.path().join("load.db");
             (None, format!("sqlite:{}", path.display()), None)
         }
-        "redis" => {
+        StoreArg::Redis => {
             let (p, url, port) = start_redis(&dir)?;
             (Some(p), url, Some(port))
         }
-        other => return Err(format!("unknown store {other}")),
     };
     let mut servers = Vec::new();
     let mut cold_start = Duration::ZERO;
     for _ in 0..args.instances {
-        let sync = if store == "sqlite-normal" {
+        let sync = if store == StoreArg::SqliteNormal {
             "normal"
         } else {
             "full"
@@ -253,7 +251,7 @@ async fn scenario(args: &Args, store: &str) -> Result<Scenario, String> {
     let redis_after = redis_port.map(redis_calls);
     let turns = (report.messages.max(1)) as f64;
     Ok(Scenario {
-        store: store.to_owned(),
+        store: store.name().to_owned(),
         instances: args.instances,
         server_cpu_ms_per_msg: (cpu_after - cpu_before) / turns,
         server_rss_kb: pids.iter().map(|p| rss_kb(*p)).sum(),
@@ -372,13 +370,11 @@ fn print_table(out: &Output) {
 
 fn main() {
     // Parsed before any runtime exists: `--serve-baseline` starts its own.
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("confide-load: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = <Args as clap::Parser>::parse();
+    if let Some(port) = args.serve_baseline {
+        serve_baseline(port);
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -414,14 +410,14 @@ async fn load(args: Args) {
 
     let mut scenarios = Vec::new();
     let mut failed = false;
-    for store in &args.stores {
+    for &store in &args.stores {
         match scenario(&args, store).await {
             Ok(s) => {
                 failed |= s.report.isolation_failures > 0;
                 scenarios.push(s);
             }
             Err(e) => {
-                eprintln!("confide-load: {store}: {e}");
+                eprintln!("confide-load: {}: {e}", store.name());
                 failed = true;
             }
         }

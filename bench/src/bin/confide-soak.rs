@@ -19,75 +19,90 @@ use confide_bench::soak::{Scenario, SoakConfig, SoakReport, run_scenario, table}
 use serde::Serialize;
 use std::{path::PathBuf, time::Duration};
 
+/// Many users from one address while Redis and Confide are killed and restarted.
+#[derive(clap::Parser)]
+#[command(name = "confide-soak", version)]
 struct Args {
-    cfg: SoakConfig,
-    scenarios: Vec<Scenario>,
+    /// Simulated users, all from one address.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    users: u32,
+    /// Seconds each scenario runs.
+    #[arg(long, default_value = "75", value_parser = seconds)]
+    duration: Duration,
+    /// Scenarios to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "redis,sqlite")]
+    scenarios: Vec<ScenarioArg>,
+    /// The server binary to start.
+    #[arg(long, default_value = "target/release/confide")]
+    server_bin: PathBuf,
+    /// Seconds a killed component stays down.
+    #[arg(long, default_value = "2", value_parser = seconds)]
+    down: Duration,
+    /// Pause after a turn, in milliseconds (±50 % jitter).
+    #[arg(long, default_value_t = 500)]
+    think_ms: u64,
+    /// A user starts a new thread after this many turns.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    turns_per_thread: u32,
+    /// Seconds after which an unfinished reply counts as interrupted.
+    #[arg(long, default_value = "15", value_parser = seconds)]
+    reply_timeout: Duration,
+    /// Also write the report as JSON here.
+    #[arg(long)]
     json: Option<PathBuf>,
+    /// Run Redis without its append-only file: shows what losing acknowledged data looks
+    /// like in the report.
+    #[arg(long)]
+    redis_without_aof: bool,
 }
 
-fn secs(flag: &str, v: String) -> Result<Duration, String> {
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScenarioArg {
+    Redis,
+    Sqlite,
+    /// Redis, then SQLite.
+    Both,
+}
+
+fn seconds(v: &str) -> Result<Duration, String> {
     v.parse::<f64>()
         .ok()
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
-        .ok_or_else(|| format!("{flag}: {v:?} is not a number of seconds"))
+        .ok_or_else(|| format!("{v:?} is not a number of seconds"))
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        cfg: SoakConfig::new("target/release/confide"),
-        scenarios: vec![Scenario::Redis, Scenario::Sqlite],
-        json: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let c = &mut a.cfg;
-        match flag.as_str() {
-            "--users" => c.users = value()?.parse().map_err(|e| format!("--users: {e}"))?,
-            "--duration" => c.duration = secs(&flag, value()?)?,
-            "--down" => c.down = secs(&flag, value()?)?,
-            "--think-ms" => {
-                c.think =
-                    Duration::from_millis(value()?.parse().map_err(|e| format!("--think-ms: {e}"))?)
-            }
-            "--turns-per-thread" => {
-                c.turns_per_thread = value()?
-                    .parse()
-                    .map_err(|e| format!("--turns-per-thread: {e}"))?
-            }
-            "--reply-timeout" => c.reply_timeout = secs(&flag, value()?)?,
-            "--server-bin" => c.server_bin = value()?.into(),
-            "--scenarios" => {
-                a.scenarios = value()?
-                    .split(',')
-                    .map(|s| match s {
-                        "both" => Ok(vec![Scenario::Redis, Scenario::Sqlite]),
-                        s => Scenario::parse(s)
-                            .map(|s| vec![s])
-                            .ok_or_else(|| format!("unknown scenario {s:?} (redis, sqlite, both)")),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-                    .concat()
-            }
-            "--json" => a.json = Some(value()?.into()),
-            // Shows what losing acknowledged data looks like in the report.
-            "--redis-without-aof" => c.redis_aof = false,
-            "--help" | "-h" => {
-                println!(
-                    "confide-soak [--users N] [--duration S] [--scenarios redis,sqlite|both] \
-                     [--server-bin PATH] [--down S] [--think-ms MS] [--turns-per-thread N] \
-                     [--reply-timeout S] [--json FILE] [--redis-without-aof]"
-                );
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}")),
+impl Args {
+    fn config(&self) -> SoakConfig {
+        SoakConfig {
+            users: self.users as usize,
+            duration: self.duration,
+            down: self.down,
+            think: Duration::from_millis(self.think_ms),
+            turns_per_thread: self.turns_per_thread as usize,
+            reply_timeout: self.reply_timeout,
+            redis_aof: !self.redis_without_aof,
+            ..SoakConfig::new(&self.server_bin)
         }
     }
-    if a.cfg.users == 0 || a.cfg.turns_per_thread == 0 {
-        return Err("--users and --turns-per-thread must be at least 1".into());
+
+    fn scenarios(&self) -> Vec<Scenario> {
+        self.scenarios
+            .iter()
+            .flat_map(|s| match s {
+                ScenarioArg::Redis => vec![Scenario::Redis],
+                ScenarioArg::Sqlite => vec![Scenario::Sqlite],
+                ScenarioArg::Both => vec![Scenario::Redis, Scenario::Sqlite],
+            })
+            .collect()
     }
-    Ok(a)
+}
+
+/// The arguments as the run uses them.
+struct Parsed {
+    cfg: SoakConfig,
+    scenarios: Vec<Scenario>,
+    json: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -103,12 +118,11 @@ struct Output<'a> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("confide-soak: {e}");
-            std::process::exit(2);
-        }
+    let parsed = <Args as clap::Parser>::parse();
+    let args = Parsed {
+        cfg: parsed.config(),
+        scenarios: parsed.scenarios(),
+        json: parsed.json,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -53,358 +53,54 @@ const IS_HOME: i64 = 4;
 const ENDED: i64 = 5;
 
 /// Helpers every session script starts with. KEYS[1] is always the session record.
-const PRELUDE: &str = r#"
--- The record's remaining lifetime in ms, or nil when it is gone (or about to be).
-local function session_ttl()
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl == -2 or ttl == 0 then return nil end
-  return ttl
-end
--- Gives a key the record's deadline, so no part of a session outlives it.
-local function expire_with_session(key, ttl)
-  if ttl > 0 then redis.call('PEXPIRE', key, ttl) else redis.call('PERSIST', key) end
-end
-local function id_list(ids)
-  local out = {}
-  for id in string.gmatch(ids, '[^,]+') do out[#out + 1] = id end
-  return out
-end
-local function expired(created, seen, now, idle, absolute)
-  return now >= math.min(tonumber(seen) + idle, tonumber(created) + absolute)
-end
--- Whether a record's created, seen and is_home fields (false when absent) describe a live
--- session or a home, which never expires.
-local function live(created, seen, is_home, now, idle, absolute)
-  if not created then return false end
-  if is_home then return true end
-  return not expired(created, seen or created, now, idle, absolute)
-end
--- A thread record's message count. Records written before the count was kept have none;
--- theirs follows from the id list (36-character ids, comma-separated), and the next write
--- stores it.
-local function message_count(rec)
-  if rec.count then return tonumber(rec.count) end
-  if rec.messages == '' then return 0 end
-  return (#rec.messages + 1) / 37
-end
--- Keeps the claim mark `key` for at least `ms` more: its session has ended (or, for one
--- claimed before marks existed, is known to have been claimed) and its id must stay refused.
-local function keep_claimed(key, ms)
-  if redis.call('PTTL', key) < ms then redis.call('SET', key, '1', 'PX', ms) end
-end
-"#;
+const PRELUDE: &str = include_str!("lua/prelude.lua");
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
 
-// KEYS: s kv t m c. ARGV: proof hex, now, idle ms, absolute ms, home id (empty for none).
-// Returns 1 (won), 0 (a live session has the id) or 5 (ended).
-static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-local now, idle, absolute = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local rec = redis.call('HMGET', KEYS[1], 'created', 'seen', 'is_home')
-if live(rec[1], rec[2], rec[3], now, idle, absolute) then return 0 end
-if rec[1] then
-  -- Past its deadline by this caller's clock, before Redis's TTL: it has ended all the same.
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-  keep_claimed(KEYS[5], absolute)
-  return 5
-end
-if redis.call('EXISTS', KEYS[5]) == 1 then return 5 end
--- Whatever is left of an earlier session with this id must not leak into the new one.
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-redis.call('HSET', KEYS[1], 'proof', ARGV[1], 'created', ARGV[2], 'seen', ARGV[2])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'home', ARGV[5]) end
-redis.call('PEXPIRE', KEYS[1], math.min(idle, absolute))
-redis.call('SET', KEYS[5], '1', 'PX', 2 * absolute)
-return 1
-"#,
-    )
-});
+static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
 
-// KEYS: s kv t m. ARGV: proof hex, now, idle ms, absolute ms. Like CLAIM, but the record
-// gets no TTL, so its keys never get one either.
-static CREATE_HOME: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-local now, idle, absolute = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local rec = redis.call('HMGET', KEYS[1], 'created', 'seen', 'is_home')
-if live(rec[1], rec[2], rec[3], now, idle, absolute) then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-redis.call('HSET', KEYS[1], 'proof', ARGV[1], 'created', ARGV[2], 'seen', ARGV[2], 'is_home', '1')
-return 1
-"#,
-    )
-});
+static CREATE_HOME: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("lua/create_home.lua")));
 
-// KEYS: s kv t m c. ARGV: proof hex (empty for none), now, idle ms, absolute ms.
-// Returns {1, stored proof, created, home} or {0} for no live session, {4, _, created} for
-// a home; the caller decides on the proof with a constant-time compare. The slide happens
-// here, gated on equality, so a verify stays one round trip; what is compared is a SHA-256
-// of the secret, which is of no use to anyone who learns it, so Lua's string equality leaks
-// nothing worth having.
-static VERIFY: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-local now, idle, absolute = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local rec = redis.call('HMGET', KEYS[1], 'proof', 'created', 'seen', 'home', 'is_home')
-if not (rec[1] and rec[2]) then return {0, false, false, false} end
--- Before anything slides: a TTL on a home would end it.
-if rec[5] then return {4, false, rec[2], false} end
-if expired(rec[2], rec[3] or rec[2], now, idle, absolute) then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-  keep_claimed(KEYS[5], absolute)
-  return {0, false, false, false}
-end
-if ARGV[1] == rec[1] then
-  local ttl = math.min(idle, tonumber(rec[2]) + absolute - now)
-  redis.call('HSET', KEYS[1], 'seen', ARGV[2])
-  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
-  -- A session claimed before claim marks existed gets one, so that Redis dropping its keys
-  -- unseen does not free its id.
-  if redis.call('EXISTS', KEYS[5]) == 0 then
-    redis.call('SET', KEYS[5], '1', 'PX', tonumber(rec[2]) + 2 * absolute - now)
-  end
-end
-return {1, rec[1], rec[2], rec[4]}
-"#,
-    )
-});
+static VERIFY: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/verify.lua")));
 
-// KEYS: s, hash. ARGV: field. Reads one field of a live session.
-static HGET_LIVE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, false} end
-return {1, redis.call('HGET', KEYS[2], ARGV[1])}
-"#,
-    )
-});
+static HGET_LIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/hget_live.lua")));
 
-// KEYS: s kv. ARGV: prefix. Compares bytes, where HSCAN MATCH would read `*?[\` as a glob.
-static KEYS_WITH_PREFIX: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, {}} end
-local out = {}
-for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do
-  if string.sub(k, 1, #ARGV[1]) == ARGV[1] then out[#out + 1] = k end
-end
-return {1, out}
-"#,
-    )
-});
+static KEYS_WITH_PREFIX: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("lua/keys_with_prefix.lua")));
 
-// KEYS: s, hash. ARGV: field. Returns -1 without a session, else how many fields went.
-static HDEL_LIVE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-return redis.call('HDEL', KEYS[2], ARGV[1])
-"#,
-    )
-});
+static HDEL_LIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/hdel_live.lua")));
 
-// KEYS: s kv. ARGV: key, value, max keys.
-static SET_VALUE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-local ttl = session_ttl()
-if not ttl then return 0 end
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
-  return 2
-end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-expire_with_session(KEYS[2], ttl)
-return 1
-"#,
-    )
-});
+static SET_VALUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/set_value.lua")));
 
-// KEYS: s kv.
-static CLEAR: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[2])
-return 1
-"#,
-    )
-});
+static CLEAR: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/clear.lua")));
 
-// KEYS: s kv t m c. ARGV: absolute ms. Returns whether the record existed. A session's
-// claim mark normally has more than an absolute lifetime left here; one claimed before marks
-// existed gets one now. A home gets none: it may be created again.
-static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-local rec = redis.call('HMGET', KEYS[1], 'created', 'is_home')
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-if not rec[1] then return 0 end
-if not rec[2] then keep_claimed(KEYS[5], tonumber(ARGV[1])) end
-return 1
-"#,
-    )
-});
+static DELETE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/delete.lua")));
 
-// KEYS: s t.
-static LIST_THREADS: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, {}} end
-return {1, redis.call('HVALS', KEYS[2])}
-"#,
-    )
-});
+static LIST_THREADS: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("lua/list_threads.lua")));
 
-// KEYS: s t m. ARGV: thread id. Returns {code, thread record, messages in order}.
-static GET_THREAD: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, false, {}} end
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-if not raw then return {1, false, {}} end
-local ids = id_list(cjson.decode(raw).messages)
-if #ids == 0 then return {1, raw, {}} end
-return {1, raw, redis.call('HMGET', KEYS[3], unpack(ids))}
-"#,
-    )
-});
+static GET_THREAD: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/get_thread.lua")));
 
-// KEYS: s t m. ARGV: thread id, how many messages. Returns {code, thread record, message
-// count, the last messages in order}. The last ids are cut from the end of the id list, so
-// only they are fetched.
-static THREAD_TAIL: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, false, 0, {}} end
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-if not raw then return {1, false, 0, {}} end
-local rec = cjson.decode(raw)
-local count = message_count(rec)
-local take = math.min(count, tonumber(ARGV[2]))
-if take <= 0 then return {1, raw, count, {}} end
-local ids = id_list(string.sub(rec.messages, -(take * 37 - 1)))
-return {1, raw, count, redis.call('HMGET', KEYS[3], unpack(ids))}
-"#,
-    )
-});
+static THREAD_TAIL: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("lua/thread_tail.lua")));
 
-// KEYS: s t. ARGV: thread id, record, max threads. An existing thread is left as it is.
-static CREATE_THREAD: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-local ttl = session_ttl()
-if not ttl then return 0 end
-if redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then return 2 end
-redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
-expire_with_session(KEYS[2], ttl)
-return 1
-"#,
-    )
-});
+static CREATE_THREAD: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("lua/create_thread.lua")));
 
-// KEYS: s t. ARGV: thread id, thread JSON, updated_ms.
-static UPDATE_THREAD: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-local ttl = session_ttl()
-if not ttl then return 0 end
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-if not raw then return 3 end
-local rec = cjson.decode(raw)
-rec.thread, rec.updated_ms = ARGV[2], ARGV[3]
-redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(rec))
-expire_with_session(KEYS[2], ttl)
-return 1
-"#,
-    )
-});
+static UPDATE_THREAD: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("lua/update_thread.lua")));
 
-// KEYS: s t m. ARGV: thread id.
-static DELETE_THREAD: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-if not raw then return 3 end
-local ids = id_list(cjson.decode(raw).messages)
-if #ids > 0 then redis.call('HDEL', KEYS[3], unpack(ids)) end
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
-"#,
-    )
-});
+static DELETE_THREAD: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("lua/delete_thread.lua")));
 
-// KEYS: s t m. ARGV: max messages, then per message: thread id, message id, message JSON,
-// created_ms. Each message replaces its namesake if the thread lists it, else is appended and
-// moves updated_ms (kept a decimal string: picking the larger never reformats a number). All
-// or nothing: every thread is checked (exists, room left) before anything is written.
-static PUT_MESSAGES: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-local ttl = session_ttl()
-if not ttl then return 0 end
-local max = tonumber(ARGV[1])
-local recs, changed, order = {}, {}, {}
-for i = 2, #ARGV, 4 do
-  local tid, mid, at = ARGV[i], ARGV[i + 1], ARGV[i + 3]
-  local rec = recs[tid]
-  if not rec then
-    local raw = redis.call('HGET', KEYS[2], tid)
-    if not raw then return 3 end
-    rec = cjson.decode(raw)
-    recs[tid] = rec
-  end
-  if not string.find(rec.messages, mid, 1, true) then
-    local count = message_count(rec)
-    if count >= max then return 2 end
-    rec.count = count + 1
-    if rec.messages == '' then rec.messages = mid else rec.messages = rec.messages .. ',' .. mid end
-    if tonumber(at) > tonumber(rec.updated_ms) then rec.updated_ms = at end
-    if not changed[tid] then changed[tid] = true; order[#order + 1] = tid end
-  end
-end
-for _, tid in ipairs(order) do
-  redis.call('HSET', KEYS[2], tid, cjson.encode(recs[tid]))
-end
-if #order > 0 then expire_with_session(KEYS[2], ttl) end
-for i = 2, #ARGV, 4 do
-  redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2])
-end
-expire_with_session(KEYS[3], ttl)
-return 1
-"#,
-    )
-});
+static PUT_MESSAGES: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("lua/put_messages.lua")));
 
-// KEYS: s t m. ARGV: thread id, message id to keep up to (empty: drop all).
-// Returns -1 without a session, else how many messages went.
-static TRUNCATE_AFTER: LazyLock<Script> = LazyLock::new(|| {
-    script(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local raw = redis.call('HGET', KEYS[2], ARGV[1])
-if not raw then return 0 end
-local rec = cjson.decode(raw)
-local keep = 0
-if ARGV[2] ~= '' then
-  local at = string.find(rec.messages, ARGV[2], 1, true)
-  if not at then return 0 end
-  keep = at + 35
-end
-local dropped = id_list(string.sub(rec.messages, keep + 1))
-if #dropped == 0 then return 0 end
-redis.call('HDEL', KEYS[3], unpack(dropped))
-rec.count = message_count(rec) - #dropped
-rec.messages = string.sub(rec.messages, 1, keep)
-redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(rec))
-return #dropped
-"#,
-    )
-});
+static TRUNCATE_AFTER: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("lua/truncate_after.lua")));
 
 /// A thread as stored in its session's `:t` hash.
 #[derive(Serialize, Deserialize)]

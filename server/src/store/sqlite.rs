@@ -163,8 +163,9 @@ pub struct SqliteStore {
     touch_interval_ms: i64,
 }
 
-/// How hard SQLite syncs a commit to disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How hard SQLite syncs a commit to disk (`sqlite_sync`: `full` or `normal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// fsync on every commit: survives power loss (the default).
     Full,

@@ -126,10 +126,10 @@ impl Providers {
         })
     }
 
-    pub(crate) fn buttons(&self) -> Vec<crate::account::ProviderButton> {
+    pub(crate) fn buttons(&self) -> Vec<crate::model::ProviderButton> {
         self.list
             .iter()
-            .map(|p| crate::account::ProviderButton {
+            .map(|p| crate::model::ProviderButton {
                 id: p.config.id.clone(),
                 name: p.config.name.clone(),
             })
@@ -310,14 +310,16 @@ impl Auth {
         // hands, and two providers may vouch for the same one.
         let issuer = claims.issuer().as_str();
         let key = format!("{}:{issuer}{sub}", issuer.len());
-        let home = self.external_home("oidc", &key, &name).await?;
+        let home = self
+            .external_home(crate::model::SignInMethod::Oidc, &key, &name)
+            .await?;
         let (id, cookie) = self
             .sign_in(
                 session,
                 super::Signing {
                     home,
                     name: &name,
-                    method: "oidc",
+                    method: crate::model::SignInMethod::Oidc,
                     keep_threads: pending.keep_threads,
                     agent,
                     verified_hash: None,

@@ -1,0 +1,35 @@
+-- KEYS: s t m. ARGV: max messages, then per message: thread id, message id, message JSON,
+-- created_ms. Each message replaces its namesake if the thread lists it, else is appended and
+-- moves updated_ms (kept a decimal string: picking the larger never reformats a number). All
+-- or nothing: every thread is checked (exists, room left) before anything is written.
+local ttl = session_ttl()
+if not ttl then return 0 end
+local max = tonumber(ARGV[1])
+local recs, changed, order = {}, {}, {}
+for i = 2, #ARGV, 4 do
+  local tid, mid, at = ARGV[i], ARGV[i + 1], ARGV[i + 3]
+  local rec = recs[tid]
+  if not rec then
+    local raw = redis.call('HGET', KEYS[2], tid)
+    if not raw then return 3 end
+    rec = cjson.decode(raw)
+    recs[tid] = rec
+  end
+  if not string.find(rec.messages, mid, 1, true) then
+    local count = message_count(rec)
+    if count >= max then return 2 end
+    rec.count = count + 1
+    if rec.messages == '' then rec.messages = mid else rec.messages = rec.messages .. ',' .. mid end
+    if tonumber(at) > tonumber(rec.updated_ms) then rec.updated_ms = at end
+    if not changed[tid] then changed[tid] = true; order[#order + 1] = tid end
+  end
+end
+for _, tid in ipairs(order) do
+  redis.call('HSET', KEYS[2], tid, cjson.encode(recs[tid]))
+end
+if #order > 0 then expire_with_session(KEYS[2], ttl) end
+for i = 2, #ARGV, 4 do
+  redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2])
+end
+expire_with_session(KEYS[3], ttl)
+return 1

@@ -1,0 +1,9 @@
+-- KEYS: s kv. ARGV: key, value, max keys.
+local ttl = session_ttl()
+if not ttl then return 0 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[3]) then
+  return 2
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+expire_with_session(KEYS[2], ttl)
+return 1
