@@ -301,6 +301,34 @@ mod browser {
 
     const THEME_KEY: &str = "confide.theme";
 
+    /// On load, the composer takes the focus, so typing starts the conversation: only when
+    /// nothing else has it (the person may already be somewhere) and only with a fine
+    /// pointer, where there is a physical keyboard (a phone would pop its on-screen
+    /// keyboard over the page).
+    pub fn focus_composer_on_load() {
+        let Some(window) = web_sys::window() else { return };
+        let fine = window
+            .match_media("(pointer: fine)")
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.matches());
+        let Some(document) = window.document() else { return };
+        let idle = document
+            .active_element()
+            .is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"));
+        if !(fine && idle) {
+            return;
+        }
+        if let Some(el) = document
+            .query_selector("[data-testid=composer]")
+            .ok()
+            .flatten()
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = el.focus();
+        }
+    }
+
     /// Applies the theme saved in this browser, if any.
     pub fn apply_saved_theme() -> Option<String> {
         let theme = LocalStorage::get::<String>(THEME_KEY)

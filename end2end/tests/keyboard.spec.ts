@@ -92,3 +92,79 @@ test("rename and delete never drop the focus to <body>; Esc restores the old tit
   await expect(page.getByTestId("thread-item")).toHaveCount(0);
   await expect(page.getByTestId("new-chat")).toBeFocused();
 });
+
+/** Presses Tab (or Shift+Tab) until `target` has the focus, as a keyboard user would. */
+async function tabTo(page: Page, target: ReturnType<Page["locator"]>, back = false) {
+  for (let i = 0; i < 60; i++) {
+    if (await target.evaluate((el) => el === document.activeElement).catch(() => false)) return;
+    await page.keyboard.press(back ? "Shift+Tab" : "Tab");
+    // Never lost to <body> on the way.
+    expect(await focusedTag(page)).not.toBe("BODY");
+  }
+  await expect(target).toBeFocused();
+}
+
+test("a whole chat by keyboard alone: send, rate with a comment, regenerate, edit, new chat, switch back", async ({ page }) => {
+  await openReady(page);
+  const composer = page.getByTestId("composer");
+  await expect(composer).toBeFocused();
+  await page.keyboard.type("first question");
+  await page.keyboard.press("Enter");
+  const reply = assistant(page).last();
+  await expect(reply).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(composer).toBeFocused();
+
+  // Rate it, with a comment.
+  await tabTo(page, reply.getByTestId("rate-up"), true);
+  await page.keyboard.press("Enter");
+  await expect(reply.getByTestId("rate-up")).toHaveAttribute("aria-pressed", "true");
+  await expect(page.getByTestId("feedback-comment")).toBeFocused();
+  await page.keyboard.type("clear and short");
+  await page.keyboard.press("Enter");
+  await expect(reply.getByTestId("feedback-note")).toHaveText("Your comment: clear and short");
+  await expect(reply.getByTestId("rate-up")).toBeFocused();
+
+  // Ask again.
+  const regenerate = page.getByTestId("regenerate");
+  await tabTo(page, regenerate);
+  await page.keyboard.press("Enter");
+  await expect(assistant(page)).toHaveCount(1);
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  expect(await focusedTag(page)).not.toBe("BODY");
+
+  // Edit the question.
+  const edit = page.getByRole("button", { name: "Edit message" });
+  await tabTo(page, edit, true);
+  await page.keyboard.press("Enter");
+  const field = page.getByRole("textbox", { name: "Edit message" });
+  await expect(field).toBeFocused();
+  // Cancel gives the focus back to the button that opened the editor.
+  await tabTo(page, page.getByRole("button", { name: "Cancel" }));
+  await page.keyboard.press("Enter");
+  await expect(field).toHaveCount(0);
+  await expect(edit).toBeFocused();
+  await page.keyboard.press("Enter");
+  await expect(field).toBeFocused();
+  await page.keyboard.press("ControlOrMeta+A");
+  await page.keyboard.type("edited question");
+  await tabTo(page, page.getByRole("button", { name: "Save & ask again" }));
+  await page.keyboard.press("Enter");
+  await expect(page.locator("[data-testid=message][data-role=user]")).toHaveText(["edited question"]);
+  await expect(assistant(page).last()).toContainText("edited question", { timeout: 15_000 });
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  expect(await focusedTag(page)).not.toBe("BODY");
+
+  // A new chat, then back to the first one through the list.
+  await page.keyboard.press(`${mod}+Shift+O`);
+  await expect(composer).toBeFocused();
+  await page.keyboard.type("second chat");
+  await page.keyboard.press("Enter");
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await page.keyboard.press(`${mod}+K`);
+  await expect(page.getByTestId("search")).toBeFocused();
+  const first = page.getByTestId("thread-list").getByRole("link", { name: /edited question|first question/ });
+  await tabTo(page, first);
+  await page.keyboard.press("Enter");
+  await expect(page.locator("[data-testid=message][data-role=user]")).toHaveText(["edited question"]);
+  expect(await focusedTag(page)).not.toBe("BODY");
+});

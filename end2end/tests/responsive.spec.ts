@@ -138,3 +138,14 @@ test("touch targets are at least 44 px on a touch screen @touch", async ({ page 
     expect(box!.height).toBeGreaterThanOrEqual(44);
   }
 });
+
+test("on a touch screen the page opens without popping up the keyboard @touch", async ({ page }, info) => {
+  expect(info.project.use.hasTouch, "this project has a touch screen").toBe(true);
+  await openReady(page);
+  await expect(page.getByTestId("composer")).toBeVisible();
+  // A timer queued after the page's own on-load work runs after it.
+  await page.evaluate(() => new Promise((r) => setTimeout(r, 50)));
+  // A keyboard window focuses the composer on load (keyboard.spec.ts); a phone does not.
+  await expect(page.getByTestId("composer")).not.toBeFocused();
+  expect(await page.evaluate(() => document.activeElement?.tagName)).toBe("BODY");
+});

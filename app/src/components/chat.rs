@@ -1064,8 +1064,11 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
             }
         });
     };
+    // Both replace the reply, and the button or form the focus was on goes with it: the
+    // focus moves to the composer, where Esc stops the new reply and the next message is typed.
     let regenerate = move |_| {
         let tid = thread_id;
+        focus_later("[data-testid=composer]");
         spawn_local(async move {
             let _ = api::regenerate_reply(tid).await;
         });
@@ -1073,6 +1076,7 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
     let save_edit = move |_| {
         let text = draft.get_untracked();
         editing.set(false);
+        focus_later("[data-testid=composer]");
         spawn_local(async move {
             let _ = api::edit_message(id, text).await;
         });
@@ -1120,13 +1124,19 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
                 <textarea class="edit" aria-label="Edit message" prop:value=move || draft.get() on:input=move |ev| draft.set(event_target_value(&ev))></textarea>
                 <div class="edit-actions">
                     <button class="primary" on:click=save_edit>"Save & ask again"</button>
-                    <button class="ghost" on:click=move |_| editing.set(false)>"Cancel"</button>
+                    <button class="ghost" on:click=move |_| {
+                        editing.set(false);
+                        focus_after_ms(format!("[data-message='{id}'] [aria-label='Edit message']"), 0);
+                    }>"Cancel"</button>
                 </div>
             </Show>
             <div class="actions">
                 {match msg.role {
                     Role::User => view! {
-                        <button class="icon" title="Edit" aria-label="Edit message" disabled=streaming_here on:click=move |_| editing.set(true)><Icon name=IconName::Edit /></button>
+                        <button class="icon" title="Edit" aria-label="Edit message" disabled=streaming_here on:click=move |_| {
+                            editing.set(true);
+                            focus_after_ms(format!("[data-message='{id}'] textarea.edit"), 0);
+                        }><Icon name=IconName::Edit /></button>
                     }.into_any(),
                     Role::Assistant if msg.status != MessageStatus::Streaming => view! {
                         <button class="icon" title="Good reply" aria-label="Good reply" aria-pressed=(rating == Some(Rating::Up)).to_string() class:active=rating == Some(Rating::Up) on:click=move |_| rate(Rating::Up) data-testid="rate-up"><Icon name=IconName::ThumbUp /></button>

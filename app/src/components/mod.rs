@@ -139,6 +139,11 @@ async fn start_session(ctx: SessionCtx) {
             Ok(info) => {
                 client::remember(&id, info.remaining_secs);
                 ctx.state.set(SessionState::Ready(info));
+                // After the page has taken in the new state.
+                leptos::prelude::set_timeout(
+                    client::focus_composer_on_load,
+                    std::time::Duration::ZERO,
+                );
                 return;
             }
             Err(e) => match e.code {
