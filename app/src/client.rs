@@ -306,13 +306,17 @@ mod browser {
     /// pointer, where there is a physical keyboard (a phone would pop its on-screen
     /// keyboard over the page).
     pub fn focus_composer_on_load() {
-        let Some(window) = web_sys::window() else { return };
+        let Some(window) = web_sys::window() else {
+            return;
+        };
         let fine = window
             .match_media("(pointer: fine)")
             .ok()
             .flatten()
             .is_some_and(|m| m.matches());
-        let Some(document) = window.document() else { return };
+        let Some(document) = window.document() else {
+            return;
+        };
         let idle = document
             .active_element()
             .is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"));

@@ -84,7 +84,6 @@ fn guard_check(c: &mut Criterion) {
     let cfg = GuardConfig {
         lifetimes: Lifetimes::default(),
         secure_cookies: true,
-        store_timeout: Duration::from_secs(2),
     };
     let mut headers = http::HeaderMap::new();
     headers.insert("x-confide-session", id.as_string().parse().unwrap());

@@ -3,7 +3,7 @@
 //! lets through names a canonical id, and a page load is never refused.
 use app::server::{GuardConfig, Lifetimes, SessionStore, guard};
 use libfuzzer_sys::fuzz_target;
-use std::{sync::Arc, sync::LazyLock, time::Duration};
+use std::{sync::Arc, sync::LazyLock};
 
 static RT: LazyLock<tokio::runtime::Runtime> =
     LazyLock::new(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap());
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         headers.append(name, v);
     }
     let store: Arc<dyn SessionStore> = Arc::new(server::MemoryStore::new(Lifetimes::default()));
-    let cfg = GuardConfig { lifetimes: Lifetimes::default(), secure_cookies: true, store_timeout: Duration::from_secs(1) };
+    let cfg = GuardConfig { lifetimes: Lifetimes::default(), secure_cookies: true };
     RT.block_on(async {
         for mode in [guard::Mode::Api, guard::Mode::Stream, guard::Mode::Page] {
             match guard::check(&store, &cfg, &headers, mode).await {

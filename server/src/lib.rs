@@ -18,6 +18,7 @@ use app::{
         assistant::Assistant,
         chat::ChatRuntime,
         events::{EventHub, Feed, LocalHub},
+        store::Timed,
     },
     shell,
 };
@@ -88,8 +89,9 @@ impl AppState {
         let guard = GuardConfig {
             lifetimes: lifetimes(&config),
             secure_cookies,
-            store_timeout: config.store_timeout,
         };
+        // Every store call of every request, reply and task is bounded here, once.
+        let store = Timed::wrap(store, config.store_timeout);
         let leptos = LeptosOptions::builder()
             .output_name(option_env!("LEPTOS_OUTPUT_NAME").unwrap_or("confide"))
             .site_root(config.site_root.to_string_lossy().into_owned())

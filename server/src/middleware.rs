@@ -184,7 +184,7 @@ fn is_static(path: &str) -> bool {
 }
 
 /// Outermost layer: transport rules and headers every response carries.
-pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = peer_of(&req);
     let path = req.uri().path().to_owned();
 
@@ -207,6 +207,18 @@ pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Re
     // slow to send its body is never reported as a slow server.
     let res = if path.starts_with("/api/") {
         next.run(req).await
+    } else if req.method() == Method::HEAD {
+        // A HEAD of a page is the GET it stands for, rendered to its end and sent without
+        // its body. Left to the connection, the body would be dropped unread, halfway
+        // through the render, and the render's pending tasks would then read reactive
+        // state that is gone (a panic).
+        *req.method_mut() = Method::GET;
+        within(state.config.request_timeout, async move {
+            let (parts, body) = next.run(req).await.into_parts();
+            let _ = axum::body::to_bytes(body, usize::MAX).await;
+            Response::from_parts(parts, axum::body::Body::empty())
+        })
+        .await
     } else {
         within(state.config.request_timeout, next.run(req)).await
     };

@@ -768,7 +768,9 @@ fn Pane() -> impl IntoView {
             _ => PaneKind::Empty,
         })
     });
-    move || pane_view(kind.get())
+    // `try_get`: a server render whose response was dropped (the client left) may still
+    // run this after its owner is gone; it then renders nothing instead of panicking.
+    move || kind.try_get().map(pane_view)
 }
 
 fn pane_view(kind: PaneKind) -> AnyView {

@@ -8,7 +8,7 @@
 use super::{
     VerifiedSession,
     events::EventHub,
-    guard::{GuardConfig, bounded, proof_cookie, store_error},
+    guard::{GuardConfig, proof_cookie},
     store::{Claim, Proof, SessionStore, SessionTimes, StoreError, now_ms},
 };
 use crate::{
@@ -280,28 +280,19 @@ impl Auth {
         Ok(())
     }
 
-    async fn call<T>(
-        &self,
-        fut: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, ApiError> {
-        bounded(self.guard.store_timeout, fut)
-            .await
-            .map_err(store_error)
-    }
-
     /// Deletes a session (or a home) and closes every stream still open for it.
     async fn delete_and_end(&self, id: &SessionId) -> Result<bool, ApiError> {
-        let existed = self.call(self.store.delete(id)).await?;
+        let existed = self.store.delete(id).await?;
         self.hub.end(id);
         Ok(existed)
     }
 
     async fn account(&self, home: &SessionId) -> Result<Option<AccountRecord>, ApiError> {
-        let raw = match bounded(self.guard.store_timeout, self.store.get(home, ACCOUNT_KEY)).await {
+        let raw = match self.store.get(home, ACCOUNT_KEY).await {
             Ok(Some(raw)) => raw,
             // No home: no such account.
             Ok(None) | Err(StoreError::NoSuchSession) => return Ok(None),
-            Err(e) => return Err(store_error(e)),
+            Err(e) => return Err(ApiError::from(e)),
         };
         serde_json::from_slice(&raw)
             .map(Some)
@@ -310,7 +301,10 @@ impl Auth {
 
     async fn put_account(&self, home: &SessionId, rec: &AccountRecord) -> Result<(), ApiError> {
         let bytes = serde_json::to_vec(rec).map_err(|_| ApiError::internal())?;
-        self.call(self.store.set(home, ACCOUNT_KEY, &bytes)).await
+        self.store
+            .set(home, ACCOUNT_KEY, &bytes)
+            .await
+            .map_err(ApiError::from)
     }
 
     /// Who a session belongs to, for display.
@@ -318,7 +312,7 @@ impl Auth {
         if session.home().is_none() {
             return Ok(None);
         }
-        let Some(raw) = self.call(self.store.get(session.id(), BINDING_KEY)).await? else {
+        let Some(raw) = self.store.get(session.id(), BINDING_KEY).await? else {
             return Ok(None);
         };
         let b: Binding = serde_json::from_slice(&raw).map_err(|_| ApiError::internal())?;
@@ -337,7 +331,7 @@ impl Auth {
         let pw = password.to_owned();
         let hash = self.argon(move || hash_password(&pw)).await??;
         let home = password_home(&name);
-        if !self.call(self.store.create_home(&home)).await? {
+        if !self.store.create_home(&home).await? {
             return Err(ApiError::new(
                 ErrorCode::UsernameTaken,
                 format!("the username {name:?} is taken"),
@@ -387,14 +381,9 @@ impl Auth {
         // registering its session, and either sees it gone (and ends itself) or registered
         // early enough for `end_sessions` below to find it.
         let had_record = self.account(&home).await?.is_some();
-        match bounded(
-            self.guard.store_timeout,
-            self.store.remove(&home, ACCOUNT_KEY),
-        )
-        .await
-        {
+        match self.store.remove(&home, ACCOUNT_KEY).await {
             Ok(_) | Err(StoreError::NoSuchSession) => {}
-            Err(e) => return Err(store_error(e)),
+            Err(e) => return Err(ApiError::from(e)),
         }
         self.end_sessions(&home, None).await?;
         let existed = self.delete_and_end(&home).await?;
@@ -467,7 +456,7 @@ impl Auth {
         name: &str,
     ) -> Result<SessionId, ApiError> {
         let home = SessionId::home(method.as_str(), key);
-        let created = self.call(self.store.create_home(&home)).await?;
+        let created = self.store.create_home(&home).await?;
         let current = if created {
             None
         } else {
@@ -512,9 +501,10 @@ impl Auth {
         self.prune_entries(&home).await?;
         let (new_id, secret) = loop {
             let id = SessionId::random();
-            let secret = Proof::generate().map_err(store_error)?;
+            let secret = Proof::generate()?;
             match self
-                .call(self.store.claim_signed_in(&id, &secret.hash(), &home))
+                .store
+                .claim_signed_in(&id, &secret.hash(), &home)
                 .await?
             {
                 Claim::Won => break (id, secret),
@@ -527,16 +517,15 @@ impl Auth {
             method,
         })
         .map_err(|_| ApiError::internal())?;
-        self.call(self.store.set(&new_id, BINDING_KEY, &binding))
-            .await?;
+        self.store.set(&new_id, BINDING_KEY, &binding).await?;
 
         // This browser's own values (notes and the like) come along; the binding does not.
-        for key in self.call(self.store.keys(&old, "")).await? {
+        for key in self.store.keys(&old, "").await? {
             if key.starts_with(RESERVED_PREFIX) {
                 continue;
             }
-            if let Some(v) = self.call(self.store.get(&old, &key)).await? {
-                self.call(self.store.set(&new_id, &key, &v)).await?;
+            if let Some(v) = self.store.get(&old, &key).await? {
+                self.store.set(&new_id, &key, &v).await?;
             }
         }
         if keep_threads && session.home().is_none() {
@@ -549,12 +538,13 @@ impl Auth {
             signed_in_ms: now_ms(),
         })
         .map_err(|_| ApiError::internal())?;
-        self.call(self.store.set(
-            &home,
-            &format!("{SESSION_PREFIX}{}", handle_of(&new_id)),
-            &entry,
-        ))
-        .await?;
+        self.store
+            .set(
+                &home,
+                &format!("{SESSION_PREFIX}{}", handle_of(&new_id)),
+                &entry,
+            )
+            .await?;
         // A removal of the account or a password change may have run meanwhile. Both change
         // the account record before they list the sessions to end, and this session was
         // registered above, so one of the two sides always sees the other.
@@ -574,18 +564,13 @@ impl Auth {
     }
 
     async fn move_threads(&self, from: &SessionId, home: &SessionId) -> Result<(), ApiError> {
-        for t in self.call(self.store.list_threads(from)).await? {
-            let Some((thread, messages)) = self.call(self.store.get_thread(from, &t.id)).await?
-            else {
+        for t in self.store.list_threads(from).await? {
+            let Some((thread, messages)) = self.store.get_thread(from, &t.id).await? else {
                 continue;
             };
             // An earlier, interrupted sign-in may have moved it already: fill in the rest.
-            if self
-                .call(self.store.get_thread(home, &t.id))
-                .await?
-                .is_none()
-            {
-                self.call(self.store.create_thread(home, &thread)).await?;
+            if self.store.get_thread(home, &t.id).await?.is_none() {
+                self.store.create_thread(home, &thread).await?;
             }
             for m in &messages {
                 // The reply's task belongs to the old session, which is about to go.
@@ -593,9 +578,9 @@ impl Auth {
                 if m.status == crate::model::MessageStatus::Streaming {
                     m.status = crate::model::MessageStatus::Stopped;
                 }
-                self.call(self.store.put_message(home, &m)).await?;
+                self.store.put_message(home, &m).await?;
             }
-            self.call(self.store.update_thread(home, &thread)).await?;
+            self.store.update_thread(home, &thread).await?;
         }
         Ok(())
     }
@@ -607,9 +592,9 @@ impl Auth {
         self.delete_and_end(session.id()).await?;
         if let Some(home) = session.home() {
             let key = format!("{SESSION_PREFIX}{}", handle_of(session.id()));
-            match bounded(self.guard.store_timeout, self.store.remove(home, &key)).await {
+            match self.store.remove(home, &key).await {
                 Ok(_) | Err(StoreError::NoSuchSession) => {}
-                Err(e) => return Err(store_error(e)),
+                Err(e) => return Err(ApiError::from(e)),
             }
         }
         Ok(())
@@ -630,7 +615,8 @@ impl Auth {
         for (key, e) in self.entries(home).await? {
             let found = match SessionId::parse(&e.id) {
                 Ok(id) => self
-                    .call(self.store.peek(&id))
+                    .store
+                    .peek(&id)
                     .await?
                     .filter(|t| t.home.as_ref() == Some(home))
                     .map(|t| (id, t)),
@@ -638,7 +624,12 @@ impl Auth {
             };
             match found {
                 Some((id, times)) => live.push((id, times, e)),
-                None => self.call(self.store.remove(home, &key)).await.map(drop)?,
+                None => self
+                    .store
+                    .remove(home, &key)
+                    .await
+                    .map_err(ApiError::from)
+                    .map(drop)?,
             }
         }
         Ok(live)
@@ -651,18 +642,13 @@ impl Auth {
 
     async fn entries(&self, home: &SessionId) -> Result<Vec<(String, SessionEntry)>, ApiError> {
         let mut out = Vec::new();
-        let keys = match bounded(
-            self.guard.store_timeout,
-            self.store.keys(home, SESSION_PREFIX),
-        )
-        .await
-        {
+        let keys = match self.store.keys(home, SESSION_PREFIX).await {
             Ok(k) => k,
             Err(StoreError::NoSuchSession) => return Ok(out),
-            Err(e) => return Err(store_error(e)),
+            Err(e) => return Err(ApiError::from(e)),
         };
         for key in keys {
-            if let Some(raw) = self.call(self.store.get(home, &key)).await?
+            if let Some(raw) = self.store.get(home, &key).await?
                 && let Ok(e) = serde_json::from_slice::<SessionEntry>(&raw)
             {
                 out.push((key, e));
@@ -688,7 +674,7 @@ impl Auth {
             if self.delete_and_end(&id).await? {
                 ended += 1;
             }
-            self.call(self.store.remove(home, &key)).await?;
+            self.store.remove(home, &key).await?;
         }
         Ok(ended)
     }
@@ -725,7 +711,7 @@ impl Auth {
             return Err(ApiError::not_found());
         }
         let key = format!("{SESSION_PREFIX}{handle}");
-        let Some(raw) = self.call(self.store.get(home, &key)).await? else {
+        let Some(raw) = self.store.get(home, &key).await? else {
             return Err(ApiError::not_found());
         };
         if let Ok(e) = serde_json::from_slice::<SessionEntry>(&raw)
@@ -733,7 +719,7 @@ impl Auth {
         {
             self.delete_and_end(&id).await?;
         }
-        self.call(self.store.remove(home, &key)).await?;
+        self.store.remove(home, &key).await?;
         Ok(())
     }
 

@@ -9,7 +9,6 @@ use super::{
     VerifiedSession,
     assistant::{Assistant, Turn},
     events::EventHub,
-    guard::{bounded, store_error},
     markdown,
     store::{ThreadTail, now_ms},
 };
@@ -150,15 +149,6 @@ impl Chat {
         self.session.owner()
     }
 
-    async fn call<T>(
-        &self,
-        fut: impl Future<Output = Result<T, super::StoreError>>,
-    ) -> Result<T, ApiError> {
-        bounded(self.session.store_timeout(), fut)
-            .await
-            .map_err(store_error)
-    }
-
     fn publish(&self, event: ChatEvent) {
         self.rt.hub.publish(self.sid(), event);
     }
@@ -192,12 +182,13 @@ impl Chat {
 
     pub async fn list_threads(&self) -> Result<Vec<Thread>, ApiError> {
         let store = self.session.store();
-        self.call(store.list_threads(self.sid())).await
+        store.list_threads(self.sid()).await.map_err(ApiError::from)
     }
 
     async fn thread(&self, id: &ThreadId) -> Result<(Thread, Vec<Message>), ApiError> {
         let store = self.session.store();
-        self.call(store.get_thread(self.sid(), id))
+        store
+            .get_thread(self.sid(), id)
             .await?
             .ok_or_else(ApiError::not_found)
     }
@@ -205,7 +196,8 @@ impl Chat {
     /// The thread with its last `last` messages and its message count.
     async fn tail(&self, id: &ThreadId, last: usize) -> Result<ThreadTail, ApiError> {
         let store = self.session.store();
-        self.call(store.thread_tail(self.sid(), id, last))
+        store
+            .thread_tail(self.sid(), id, last)
             .await?
             .ok_or_else(ApiError::not_found)
     }
@@ -238,7 +230,7 @@ impl Chat {
             updated_ms: now,
         };
         let store = self.session.store();
-        self.call(store.create_thread(self.sid(), &thread)).await?;
+        store.create_thread(self.sid(), &thread).await?;
         self.publish(ChatEvent::Thread {
             thread: thread.clone(),
         });
@@ -254,7 +246,7 @@ impl Chat {
         let mut thread = self.tail(id, 0).await?.thread;
         thread.title = title;
         let store = self.session.store();
-        if !self.call(store.update_thread(self.sid(), &thread)).await? {
+        if !store.update_thread(self.sid(), &thread).await? {
             return Err(ApiError::not_found());
         }
         self.publish(ChatEvent::Thread {
@@ -266,7 +258,7 @@ impl Chat {
     pub async fn delete_thread(&self, id: &ThreadId) -> Result<(), ApiError> {
         self.rt.cancel_thread(self.sid(), id);
         let store = self.session.store();
-        if !self.call(store.delete_thread(self.sid(), id)).await? {
+        if !store.delete_thread(self.sid(), id).await? {
             return Err(ApiError::not_found());
         }
         self.publish(ChatEvent::ThreadDeleted { thread_id: *id });
@@ -354,7 +346,7 @@ impl Chat {
         if count == 0 && thread.title == DEFAULT_TITLE {
             thread.title = title_from(&user.content);
             let store = self.session.store();
-            self.call(store.update_thread(self.sid(), &thread)).await?;
+            store.update_thread(self.sid(), &thread).await?;
         }
         let mut history = history;
         history.push(user.clone());
@@ -377,7 +369,7 @@ impl Chat {
 
     async fn put(&self, message: &Message) -> Result<(), ApiError> {
         let store = self.session.store();
-        if self.call(store.put_message(self.sid(), message)).await? {
+        if store.put_message(self.sid(), message).await? {
             Ok(())
         } else {
             Err(ApiError::not_found())
@@ -427,7 +419,11 @@ impl Chat {
         }
         let turn: Vec<Message> = asked.iter().cloned().chain([reply.clone()]).collect();
         let store = self.session.store();
-        let stored = match self.call(store.put_messages(self.sid(), &turn)).await {
+        let stored = match store
+            .put_messages(self.sid(), &turn)
+            .await
+            .map_err(ApiError::from)
+        {
             Ok(true) => Ok(()),
             Ok(false) => Err(ApiError::not_found()),
             Err(e) => Err(e),
@@ -472,8 +468,8 @@ impl Chat {
     /// Stops a streaming reply; the text so far stays, with status `stopped`.
     pub async fn stop(&self, message: &MessageId) -> Result<MessageView, ApiError> {
         let store = self.session.store();
-        let msg = self
-            .call(store.get_message(self.sid(), message))
+        let msg = store
+            .get_message(self.sid(), message)
             .await?
             .ok_or_else(ApiError::not_found)?;
         let handle = self.rt.running.lock().ok().and_then(|r| {
@@ -487,8 +483,8 @@ impl Chat {
                 // The generation task saves the final state; wait briefly so the answer shows it.
                 self.wait_idle(&msg.thread_id, Duration::from_millis(500))
                     .await;
-                let msg = self
-                    .call(store.get_message(self.sid(), message))
+                let msg = store
+                    .get_message(self.sid(), message)
                     .await?
                     .ok_or_else(ApiError::not_found)?;
                 Ok(view(msg))
@@ -515,8 +511,8 @@ impl Chat {
         }
         check_len("the message", &content, MAX_MESSAGE_CHARS)?;
         let store = self.session.store();
-        let mut msg = self
-            .call(store.get_message(self.sid(), message))
+        let mut msg = store
+            .get_message(self.sid(), message)
             .await?
             .ok_or_else(ApiError::not_found)?;
         if msg.role != Role::User {
@@ -525,7 +521,8 @@ impl Chat {
         self.stop_thread_and_wait(&msg.thread_id).await;
         msg.content = content;
         self.put(&msg).await?;
-        self.call(store.truncate_after(self.sid(), &msg.thread_id, Some(&msg.id)))
+        store
+            .truncate_after(self.sid(), &msg.thread_id, Some(&msg.id))
             .await?;
         self.publish(ChatEvent::Truncated {
             thread_id: msg.thread_id,
@@ -568,7 +565,8 @@ impl Chat {
         };
         let keep = messages[last_user].id;
         let store = self.session.store();
-        self.call(store.truncate_after(self.sid(), thread, Some(&keep)))
+        store
+            .truncate_after(self.sid(), thread, Some(&keep))
             .await?;
         self.publish(ChatEvent::Truncated {
             thread_id: *thread,
@@ -606,8 +604,8 @@ impl Chat {
             check_len("the comment", c, MAX_COMMENT_CHARS)?;
         }
         let store = self.session.store();
-        let mut msg = self
-            .call(store.get_message(self.sid(), message))
+        let mut msg = store
+            .get_message(self.sid(), message)
             .await?
             .ok_or_else(ApiError::not_found)?;
         if msg.role != Role::Assistant {
@@ -715,12 +713,10 @@ async fn generate(
     cancel: CancellationToken,
 ) {
     let sid = *session.owner();
-    let timeout = session.store_timeout();
     let save = |m: Message| {
         let session = session.clone();
         async move {
-            if let Err(e) = bounded(timeout, session.store().put_message(session.owner(), &m)).await
-            {
+            if let Err(e) = session.store().put_message(session.owner(), &m).await {
                 tracing::warn!(session = %session.owner().log_tag(), error = %e, "saving a reply failed");
             }
         }
@@ -775,7 +771,7 @@ async fn generate(
                             if last_save.elapsed() >= rt.persist_interval {
                                 // A Stop handled by another instance shows up as the stored
                                 // status; honour it instead of overwriting it.
-                                let stored = bounded(timeout, session.store().get_message(session.owner(), &reply.id)).await;
+                                let stored = session.store().get_message(session.owner(), &reply.id).await;
                                 match stored {
                                     Ok(Some(m)) if m.status == MessageStatus::Stopped => {
                                         reply.status = MessageStatus::Stopped;
@@ -855,11 +851,10 @@ async fn name_chat(
         return;
     };
     let owner = session.owner();
-    let timeout = session.store_timeout();
     let Ok(Some(ThreadTail {
         thread: mut current,
         ..
-    })) = bounded(timeout, session.store().thread_tail(owner, &thread, 0)).await
+    })) = session.store().thread_tail(owner, &thread, 0).await
     else {
         return;
     };
@@ -867,7 +862,7 @@ async fn name_chat(
         return;
     }
     current.title = title;
-    if let Ok(true) = bounded(timeout, session.store().update_thread(owner, &current)).await {
+    if let Ok(true) = session.store().update_thread(owner, &current).await {
         rt.hub.publish(owner, ChatEvent::Thread { thread: current });
     }
 }
@@ -878,12 +873,7 @@ async fn name_chat(
 async fn save_final(session: &VerifiedSession, reply: &Message) {
     let mut wait = Duration::from_millis(250);
     for attempt in 0..7 {
-        match bounded(
-            session.store_timeout(),
-            session.store().put_message(session.owner(), reply),
-        )
-        .await
-        {
+        match session.store().put_message(session.owner(), reply).await {
             // Saved, or the thread or session is gone: either way nothing is left to do.
             Ok(_) | Err(super::StoreError::NoSuchSession) => return,
             Err(e) if attempt < 6 => {

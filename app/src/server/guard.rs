@@ -4,11 +4,11 @@
 //! knows the guard checked the handle and its proof. The HTTP plumbing (the tower layer)
 //! lives in the server crate; the rules live here beside the types they protect.
 
-use super::store::{Claim, Lifetimes, Proof, ProofHash, SessionStore, StoreError, Verify};
+use super::store::{Claim, Lifetimes, Proof, ProofHash, SessionStore, Verify};
 use crate::{ApiError, ErrorCode, SessionId};
 use cookie::{Cookie, SameSite};
 use http::{HeaderMap, header::COOKIE};
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 pub use crate::SESSION_HEADER_NAME as SESSION_HEADER;
 
@@ -34,8 +34,6 @@ pub struct GuardConfig {
     pub lifetimes: Lifetimes,
     /// `__Host-` name and `Secure`; off only when explicitly configured for plain http.
     pub secure_cookies: bool,
-    /// Bound on every store call, so a stuck store answers 503 instead of hanging requests.
-    pub store_timeout: Duration,
 }
 
 impl GuardConfig {
@@ -67,7 +65,6 @@ pub struct VerifiedSession {
     created_ms: i64,
     lifetimes: Lifetimes,
     store: Arc<dyn SessionStore>,
-    store_timeout: Duration,
 }
 
 impl VerifiedSession {
@@ -95,9 +92,6 @@ impl VerifiedSession {
     }
     pub(crate) fn store(&self) -> &dyn SessionStore {
         &*self.store
-    }
-    pub(crate) fn store_timeout(&self) -> Duration {
-        self.store_timeout
     }
 }
 
@@ -159,35 +153,6 @@ fn mismatch(what: &str) -> ApiError {
         ErrorCode::SessionMismatch,
         format!("conflicting session ids: {what}"),
     )
-}
-
-pub(crate) fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Unavailable(_) => ApiError::store_unavailable(),
-        StoreError::KeyInvalid => ApiError::new(ErrorCode::KeyInvalid, e.to_string()),
-        StoreError::ValueTooLarge { .. } => ApiError::new(ErrorCode::TooLarge, e.to_string()),
-        StoreError::TooManyKeys => ApiError::new(ErrorCode::TooManyKeys, e.to_string()),
-        StoreError::TooManyThreads | StoreError::TooManyMessages => {
-            ApiError::new(ErrorCode::LimitReached, e.to_string())
-        }
-        // The session vanished (expired or deleted) between the guard and this call.
-        StoreError::NoSuchSession => ApiError::new(ErrorCode::NoSession, "the session has ended"),
-        StoreError::Internal(_) => ApiError::internal(),
-    }
-}
-
-pub(crate) async fn bounded<T>(
-    limit: Duration,
-    fut: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    match tokio_timeout(limit, fut).await {
-        Some(r) => r,
-        None => Err(StoreError::Unavailable("timed out".into())),
-    }
-}
-
-async fn tokio_timeout<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
-    tokio::time::timeout(limit, fut).await.ok()
 }
 
 /// Runs the session protocol for one request. `Err` is the answer to send instead of
@@ -254,13 +219,9 @@ pub async fn check(
         created_ms,
         lifetimes: cfg.lifetimes,
         store: store.clone(),
-        store_timeout: cfg.store_timeout,
     };
 
-    match bounded(cfg.store_timeout, store.verify(&id, proof.as_ref()))
-        .await
-        .map_err(store_error)?
-    {
+    match store.verify(&id, proof.as_ref()).await? {
         Verify::Valid { created_ms, home } => Ok(GuardOutcome {
             session: Some(verified(false, created_ms, home)),
             set_cookie: None,
@@ -293,11 +254,8 @@ pub async fn check(
         // so nothing comes back to life this way.
         Verify::Unknown if mode == Mode::Stream => Err(ApiError::no_session()),
         Verify::Unknown => {
-            let secret = Proof::generate().map_err(store_error)?;
-            match bounded(cfg.store_timeout, store.claim(&id, &secret.hash()))
-                .await
-                .map_err(store_error)?
-            {
+            let secret = Proof::generate()?;
+            match store.claim(&id, &secret.hash()).await? {
                 Claim::Won => {
                     tracing::info!(session = %tag, "session claimed");
                     Ok(GuardOutcome {

@@ -357,9 +357,279 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError>;
 }
 
+/// What a store's failure means to a client.
+impl From<StoreError> for crate::ApiError {
+    fn from(e: StoreError) -> Self {
+        use crate::{ApiError, ErrorCode};
+        match e {
+            StoreError::Unavailable(_) => ApiError::store_unavailable(),
+            StoreError::KeyInvalid => ApiError::new(ErrorCode::KeyInvalid, e.to_string()),
+            StoreError::ValueTooLarge { .. } => ApiError::new(ErrorCode::TooLarge, e.to_string()),
+            StoreError::TooManyKeys => ApiError::new(ErrorCode::TooManyKeys, e.to_string()),
+            StoreError::TooManyThreads | StoreError::TooManyMessages => {
+                ApiError::new(ErrorCode::LimitReached, e.to_string())
+            }
+            // The session vanished (expired or deleted) between the guard and this call.
+            StoreError::NoSuchSession => {
+                ApiError::new(ErrorCode::NoSession, "the session has ended")
+            }
+            StoreError::Internal(_) => ApiError::internal(),
+        }
+    }
+}
+
+/// A store whose every call is bounded by one time limit: a stuck backend answers
+/// `Unavailable` (503 `store_unavailable`) instead of holding a request, a reply or a task.
+/// The server wraps its store in this once, so no caller has to remember the bound.
+pub struct Timed {
+    inner: std::sync::Arc<dyn SessionStore>,
+    limit: Duration,
+}
+
+impl Timed {
+    pub fn wrap(
+        inner: std::sync::Arc<dyn SessionStore>,
+        limit: Duration,
+    ) -> std::sync::Arc<dyn SessionStore> {
+        std::sync::Arc::new(Self { inner, limit })
+    }
+
+    async fn bound<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.limit, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable("timed out".into())),
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for Timed {
+    async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError> {
+        self.bound(self.inner.claim(id, proof)).await
+    }
+    async fn claim_signed_in(
+        &self,
+        id: &SessionId,
+        proof: &ProofHash,
+        home: &SessionId,
+    ) -> Result<Claim, StoreError> {
+        self.bound(self.inner.claim_signed_in(id, proof, home))
+            .await
+    }
+    async fn create_home(&self, home: &SessionId) -> Result<bool, StoreError> {
+        self.bound(self.inner.create_home(home)).await
+    }
+    async fn peek(&self, id: &SessionId) -> Result<Option<SessionTimes>, StoreError> {
+        self.bound(self.inner.peek(id)).await
+    }
+    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.bound(self.inner.keys(id, prefix)).await
+    }
+    async fn verify(
+        &self,
+        id: &SessionId,
+        proof: Option<&ProofHash>,
+    ) -> Result<Verify, StoreError> {
+        self.bound(self.inner.verify(id, proof)).await
+    }
+    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.bound(self.inner.get(id, key)).await
+    }
+    async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.bound(self.inner.set(id, key, value)).await
+    }
+    async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
+        self.bound(self.inner.remove(id, key)).await
+    }
+    async fn clear(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.bound(self.inner.clear(id)).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.bound(self.inner.delete(id)).await
+    }
+    /// Not bounded: a sweep walks every expired session, in the background, and may take
+    /// as long as that takes.
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        self.inner.sweep().await
+    }
+    async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
+        self.bound(self.inner.list_threads(id)).await
+    }
+    async fn get_thread(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+    ) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
+        self.bound(self.inner.get_thread(id, thread)).await
+    }
+    async fn thread_tail(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+        last: usize,
+    ) -> Result<Option<ThreadTail>, StoreError> {
+        self.bound(self.inner.thread_tail(id, thread, last)).await
+    }
+    async fn create_thread(&self, id: &SessionId, thread: &Thread) -> Result<(), StoreError> {
+        self.bound(self.inner.create_thread(id, thread)).await
+    }
+    async fn update_thread(&self, id: &SessionId, thread: &Thread) -> Result<bool, StoreError> {
+        self.bound(self.inner.update_thread(id, thread)).await
+    }
+    async fn delete_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<bool, StoreError> {
+        self.bound(self.inner.delete_thread(id, thread)).await
+    }
+    async fn get_message(
+        &self,
+        id: &SessionId,
+        message: &MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        self.bound(self.inner.get_message(id, message)).await
+    }
+    async fn put_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError> {
+        self.bound(self.inner.put_message(id, message)).await
+    }
+    async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
+        self.bound(self.inner.put_messages(id, messages)).await
+    }
+    async fn truncate_after(
+        &self,
+        id: &SessionId,
+        thread: &ThreadId,
+        after: Option<&MessageId>,
+    ) -> Result<usize, StoreError> {
+        self.bound(self.inner.truncate_after(id, thread, after))
+            .await
+    }
+    async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.bound(self.inner.exists_raw(id)).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A backend that never answers (a stuck connection, a locked database).
+    struct Stuck;
+
+    async fn never<T>() -> Result<T, StoreError> {
+        std::future::pending().await
+    }
+
+    #[async_trait]
+    impl SessionStore for Stuck {
+        async fn claim(&self, _: &SessionId, _: &ProofHash) -> Result<Claim, StoreError> {
+            never().await
+        }
+        async fn claim_signed_in(
+            &self,
+            _: &SessionId,
+            _: &ProofHash,
+            _: &SessionId,
+        ) -> Result<Claim, StoreError> {
+            never().await
+        }
+        async fn create_home(&self, _: &SessionId) -> Result<bool, StoreError> {
+            never().await
+        }
+        async fn peek(&self, _: &SessionId) -> Result<Option<SessionTimes>, StoreError> {
+            never().await
+        }
+        async fn keys(&self, _: &SessionId, _: &str) -> Result<Vec<String>, StoreError> {
+            never().await
+        }
+        async fn verify(&self, _: &SessionId, _: Option<&ProofHash>) -> Result<Verify, StoreError> {
+            never().await
+        }
+        async fn get(&self, _: &SessionId, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            never().await
+        }
+        async fn set(&self, _: &SessionId, _: &str, _: &[u8]) -> Result<(), StoreError> {
+            never().await
+        }
+        async fn remove(&self, _: &SessionId, _: &str) -> Result<bool, StoreError> {
+            never().await
+        }
+        async fn clear(&self, _: &SessionId) -> Result<(), StoreError> {
+            never().await
+        }
+        async fn delete(&self, _: &SessionId) -> Result<bool, StoreError> {
+            never().await
+        }
+        async fn sweep(&self) -> Result<usize, StoreError> {
+            never().await
+        }
+        async fn list_threads(&self, _: &SessionId) -> Result<Vec<Thread>, StoreError> {
+            never().await
+        }
+        async fn get_thread(
+            &self,
+            _: &SessionId,
+            _: &ThreadId,
+        ) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
+            never().await
+        }
+        async fn thread_tail(
+            &self,
+            _: &SessionId,
+            _: &ThreadId,
+            _: usize,
+        ) -> Result<Option<ThreadTail>, StoreError> {
+            never().await
+        }
+        async fn create_thread(&self, _: &SessionId, _: &Thread) -> Result<(), StoreError> {
+            never().await
+        }
+        async fn update_thread(&self, _: &SessionId, _: &Thread) -> Result<bool, StoreError> {
+            never().await
+        }
+        async fn delete_thread(&self, _: &SessionId, _: &ThreadId) -> Result<bool, StoreError> {
+            never().await
+        }
+        async fn get_message(
+            &self,
+            _: &SessionId,
+            _: &MessageId,
+        ) -> Result<Option<Message>, StoreError> {
+            never().await
+        }
+        async fn put_messages(&self, _: &SessionId, _: &[Message]) -> Result<bool, StoreError> {
+            never().await
+        }
+        async fn truncate_after(
+            &self,
+            _: &SessionId,
+            _: &ThreadId,
+            _: Option<&MessageId>,
+        ) -> Result<usize, StoreError> {
+            never().await
+        }
+        async fn exists_raw(&self, _: &SessionId) -> Result<bool, StoreError> {
+            never().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stuck_store_answers_unavailable_in_time_and_its_sweep_is_not_cut_short() {
+        let limit = Duration::from_millis(100);
+        let store = Timed::wrap(std::sync::Arc::new(Stuck), limit);
+        let id = SessionId::random();
+        let started = std::time::Instant::now();
+        let e = store.verify(&id, None).await.unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        assert!(started.elapsed() >= limit);
+        let e = store.put_messages(&id, &[]).await.unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        let api: crate::ApiError = e.into();
+        assert_eq!(api.code, crate::ErrorCode::StoreUnavailable);
+        // A sweep walks every expired session; the bound is for requests.
+        let sweep = tokio::time::timeout(limit * 5, store.sweep()).await;
+        assert!(sweep.is_err(), "the sweep was cut short: {sweep:?}");
+    }
 
     #[test]
     fn proofs_are_random_and_round_trip() {

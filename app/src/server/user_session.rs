@@ -2,10 +2,7 @@
 //! `cl.user_session`, except that it cannot be pointed at another session: the only way
 //! to get one is from the request the guard verified.
 
-use super::{
-    auth::RESERVED_PREFIX,
-    guard::{VerifiedSession, bounded, store_error},
-};
+use super::{auth::RESERVED_PREFIX, guard::VerifiedSession};
 use crate::{ApiError, ErrorCode, SessionId};
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -39,10 +36,7 @@ impl UserSession {
 
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
         let s = &self.session;
-        let Some(bytes) = bounded(s.store_timeout(), s.store().get(s.id(), key))
-            .await
-            .map_err(store_error)?
-        else {
+        let Some(bytes) = s.store().get(s.id(), key).await? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
@@ -56,38 +50,31 @@ impl UserSession {
         reserved(key)?;
         let s = &self.session;
         let bytes = serde_json::to_vec(value).map_err(|_| ApiError::internal())?;
-        bounded(s.store_timeout(), s.store().set(s.id(), key, &bytes))
+        s.store()
+            .set(s.id(), key, &bytes)
             .await
-            .map_err(store_error)
+            .map_err(ApiError::from)
     }
 
     pub async fn remove(&self, key: &str) -> Result<bool, ApiError> {
         reserved(key)?;
         let s = &self.session;
-        bounded(s.store_timeout(), s.store().remove(s.id(), key))
-            .await
-            .map_err(store_error)
+        s.store().remove(s.id(), key).await.map_err(ApiError::from)
     }
 
     /// Deletes the session and everything in it. The id and proof are dead afterwards.
     pub async fn destroy(&self) -> Result<bool, ApiError> {
         let s = &self.session;
-        bounded(s.store_timeout(), s.store().delete(s.id()))
-            .await
-            .map_err(store_error)
+        s.store().delete(s.id()).await.map_err(ApiError::from)
     }
 
     /// Removes every value of the session but the ones Confide keeps for itself (who
     /// signed in, a sign-in in progress).
     pub async fn clear(&self) -> Result<(), ApiError> {
         let s = &self.session;
-        let keys = bounded(s.store_timeout(), s.store().keys(s.id(), ""))
-            .await
-            .map_err(store_error)?;
+        let keys = s.store().keys(s.id(), "").await?;
         for key in keys.iter().filter(|k| !k.starts_with(RESERVED_PREFIX)) {
-            bounded(s.store_timeout(), s.store().remove(s.id(), key))
-                .await
-                .map_err(store_error)?;
+            s.store().remove(s.id(), key).await?;
         }
         Ok(())
     }

@@ -215,8 +215,7 @@ impl Auth {
             started_ms: now_ms(),
         };
         let bytes = serde_json::to_vec(&pending).map_err(|_| ApiError::internal())?;
-        self.call(self.store.set(session.id(), PENDING_KEY, &bytes))
-            .await?;
+        self.store.set(session.id(), PENDING_KEY, &bytes).await?;
         Ok(url.to_string())
     }
 
@@ -231,7 +230,7 @@ impl Auth {
         state: &str,
         agent: &str,
     ) -> Result<(SessionId, String, String), ApiError> {
-        let raw = self.call(self.store.get(session.id(), PENDING_KEY)).await?;
+        let raw = self.store.get(session.id(), PENDING_KEY).await?;
         let pending: Option<Pending> = raw.and_then(|r| serde_json::from_slice(&r).ok());
         let Some(pending) = pending else {
             return Err(ApiError::new(
@@ -239,8 +238,7 @@ impl Auth {
                 "no sign-in was started in this browser session (or it was already used)",
             ));
         };
-        self.call(self.store.remove(session.id(), PENDING_KEY))
-            .await?;
+        self.store.remove(session.id(), PENDING_KEY).await?;
         let state_ok: bool = pending.state.as_bytes().ct_eq(state.as_bytes()).into();
         if !state_ok {
             tracing::warn!(session = %session.id().log_tag(), "OIDC answer with a foreign state");
