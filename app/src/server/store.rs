@@ -275,9 +275,6 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Returns whether the key was present.
     async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError>;
 
-    /// Removes every key of the session; the session itself stays.
-    async fn clear(&self, id: &SessionId) -> Result<(), StoreError>;
-
     /// Removes the session and all its data. Returns whether it existed. The session has
     /// ended: its id is never claimed again. A home's id stays free to be created again.
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError>;
@@ -444,9 +441,6 @@ impl SessionStore for Timed {
     async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
         self.bound(self.inner.remove(id, key)).await
     }
-    async fn clear(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.bound(self.inner.clear(id)).await
-    }
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         self.bound(self.inner.delete(id)).await
     }
@@ -552,9 +546,6 @@ mod tests {
             never().await
         }
         async fn remove(&self, _: &SessionId, _: &str) -> Result<bool, StoreError> {
-            never().await
-        }
-        async fn clear(&self, _: &SessionId) -> Result<(), StoreError> {
             never().await
         }
         async fn delete(&self, _: &SessionId) -> Result<bool, StoreError> {

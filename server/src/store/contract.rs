@@ -102,12 +102,12 @@ pub async fn values_are_scoped_to_their_session(store: Arc<dyn SessionStore>) {
     assert_eq!(store.get(&b, "other").await.unwrap(), None);
     assert!(store.remove(&a, "other").await.unwrap());
     assert!(!store.remove(&a, "other").await.unwrap());
-    store.clear(&a).await.unwrap();
+    assert!(store.remove(&a, "notes").await.unwrap());
     assert_eq!(store.get(&a, "notes").await.unwrap(), None);
     assert_eq!(
         store.get(&b, "notes").await.unwrap().as_deref(),
         Some(&b"beta"[..]),
-        "clear is per session"
+        "a removal is per session"
     );
 }
 
@@ -979,7 +979,9 @@ pub async fn keys_filter_by_prefix_within_their_session(store: Arc<dyn SessionSt
     assert_eq!(store.keys(&b, "chat.").await.unwrap(), ["chat.theirs"]);
     assert!(store.remove(&a, "pref").await.unwrap());
     assert!(store.keys(&a, "pref").await.unwrap().is_empty());
-    store.clear(&a).await.unwrap();
+    for k in store.keys(&a, "").await.unwrap() {
+        assert!(store.remove(&a, &k).await.unwrap());
+    }
     assert!(store.keys(&a, "").await.unwrap().is_empty());
     assert_eq!(store.keys(&b, "").await.unwrap(), ["chat.theirs"]);
     assert_eq!(
@@ -1309,7 +1311,6 @@ pub enum Op {
         s: usize,
         key: u8,
     },
-    Clear(usize),
     Delete(usize),
     Thread(usize),
     Message {
@@ -1329,12 +1330,11 @@ pub fn op_strategy(sessions: usize) -> impl proptest::strategy::Strategy<Value =
     prop_oneof![
         s.clone().prop_map(Op::Claim),
         s.clone().prop_map(Op::SignIn),
-        s.clone().prop_map(Op::Keys),
         (s.clone(), any::<bool>()).prop_map(|(s, right_proof)| Op::Verify { s, right_proof }),
         (s.clone(), 0u8..4, any::<u8>()).prop_map(|(s, key, value)| Op::Set { s, key, value }),
         (s.clone(), 0u8..4).prop_map(|(s, key)| Op::Get { s, key }),
         (s.clone(), 0u8..4).prop_map(|(s, key)| Op::Remove { s, key }),
-        s.clone().prop_map(Op::Clear),
+        s.clone().prop_map(Op::Keys),
         s.clone().prop_map(Op::Delete),
         s.clone().prop_map(Op::Thread),
         (s.clone(), 0usize..3).prop_map(|(s, thread)| Op::Message { s, thread }),
@@ -1463,11 +1463,6 @@ pub async fn random_operations_never_cross_sessions(
                     Err(e) => panic!("remove: {e}"),
                 }
             }
-            Op::Clear(s) => match store.clear(&model[s].id).await {
-                Ok(()) => model[s].kv.clear(),
-                Err(StoreError::NoSuchSession) => assert!(!model[s].live),
-                Err(e) => panic!("clear: {e}"),
-            },
             Op::Delete(s) => {
                 assert_eq!(store.delete(&model[s].id).await.unwrap(), model[s].live);
                 let m = &mut model[s];

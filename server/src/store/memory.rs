@@ -276,13 +276,6 @@ impl SessionStore for MemoryStore {
         self.with_live(id, |r| Ok(r.kv.remove(key).is_some()))
     }
 
-    async fn clear(&self, id: &SessionId) -> Result<(), StoreError> {
-        self.with_live(id, |r| {
-            r.kv = HashMap::new();
-            Ok(())
-        })
-    }
-
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let now = now_ms();
         match self.sessions.entry(*id) {

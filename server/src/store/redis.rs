@@ -75,8 +75,6 @@ static HDEL_LIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/h
 
 static SET_VALUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/set_value.lua")));
 
-static CLEAR: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/clear.lua")));
-
 static DELETE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/delete.lua")));
 
 static LIST_THREADS: LazyLock<Script> =
@@ -604,14 +602,6 @@ impl SessionStore for RedisStore {
         } else {
             Ok(removed > 0)
         }
-    }
-
-    async fn clear(&self, id: &SessionId) -> Result<(), StoreError> {
-        let keys = self.names(id);
-        Self::status(
-            self.run(CLEAR.key(keys.record()).key(keys.values()))
-                .await?,
-        )
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {

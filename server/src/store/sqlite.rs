@@ -1127,20 +1127,6 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn clear(&self, id: &SessionId) -> Result<(), StoreError> {
-        let id = *id;
-        self.write(move |tx| {
-            live_for_write(tx, &id)?;
-            execute(
-                tx,
-                "DELETE FROM kv WHERE session_id = ?",
-                [&id.as_bytes()[..]],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
         let id = *id;
         self.write(move |tx| {
