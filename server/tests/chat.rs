@@ -293,6 +293,71 @@ async fn threads_rename_search_feedback_export_delete() {
         )
         .await);
     assert_eq!(fb["feedback"]["rating"], "up");
+    // A comment over the limit, an unknown rating or a stranger's id changes nothing.
+    let long = "é".repeat(2_001);
+    let r = b
+        .call(
+            &app,
+            "messages/feedback",
+            json!({ "message_id": rid, "rating": "down", "comment": long }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", r.body);
+    let r = b
+        .call(
+            &app,
+            "messages/feedback",
+            json!({ "message_id": rid, "rating": "sideways" }),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_input")
+    );
+    let mut stranger = Browser::new();
+    stranger.start(&app).await;
+    let r = stranger
+        .call(
+            &app,
+            "messages/feedback",
+            json!({ "message_id": rid, "rating": "down", "comment": "not yours" }),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let kept = ok(b
+        .call(&app, "threads/get", json!({ "thread_id": tid }))
+        .await);
+    assert_eq!(
+        kept["messages"][1]["feedback"],
+        json!({ "rating": "up", "comment": "nice" })
+    );
+    // Exactly at the limit (in characters, not bytes) is fine; blank is no comment.
+    let at_limit = "é".repeat(2_000);
+    let fb2 = ok(b
+        .call(
+            &app,
+            "messages/feedback",
+            json!({ "message_id": rid, "rating": "down", "comment": at_limit }),
+        )
+        .await);
+    assert_eq!(
+        fb2["feedback"]["comment"].as_str().unwrap().chars().count(),
+        2_000
+    );
+    let fb3 = ok(b
+        .call(
+            &app,
+            "messages/feedback",
+            json!({ "message_id": rid, "rating": "up", "comment": " \n\t " }),
+        )
+        .await);
+    assert_eq!(fb3["feedback"], json!({ "rating": "up", "comment": null }));
+    ok(b.call(
+        &app,
+        "messages/feedback",
+        json!({ "message_id": rid, "rating": "up", "comment": "nice" }),
+    )
+    .await);
     let uid = t["messages"][0]["id"].clone();
     assert_eq!(
         b.call(
