@@ -3,7 +3,7 @@
 
 use app::{
     SessionId,
-    server::{GuardConfig, Lifetimes, Proof, SessionStore, guard},
+    server::{GuardConfig, Lifetimes, Proof, SessionStore, Sessions, Values, guard},
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use server::MemoryStore;
@@ -34,7 +34,7 @@ fn populated(rt: &tokio::runtime::Runtime, n: usize) -> (Arc<MemoryStore>, Sessi
         for _ in 0..n {
             let id = SessionId::random();
             let proof = Proof::generate().unwrap();
-            store.claim(&id, &proof.hash()).await.unwrap();
+            store.claim(&id, &proof.hash(), None).await.unwrap();
             last = Some((id, proof.encode()));
         }
         let (id, cookie) = last.unwrap();

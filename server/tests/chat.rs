@@ -585,7 +585,7 @@ async fn a_reply_stored_as_finished_frees_its_thread_before_its_task_lets_go() {
     use app::{
         SessionId,
         model::{MessageId, MessageStatus},
-        server::SessionStore,
+        server::Chats,
     };
     let app = spawn_with(Config {
         echo_delay: Duration::from_millis(150),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use app::{SessionId, server::SessionStore};
+use app::{SessionId, server::Probe};
 use common::{Browser, Reply, TestApp, send, spawn, spawn_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 
 mod common;
 
-use app::{SessionId, server::SessionStore};
+use app::{SessionId, server::Probe};
 use common::{Browser, send, spawn, spawn_with};
 use futures::{StreamExt, stream};
 use reqwest::StatusCode;

@@ -502,11 +502,7 @@ impl Auth {
         let (new_id, secret) = loop {
             let id = SessionId::random();
             let secret = Proof::generate()?;
-            match self
-                .store
-                .claim_signed_in(&id, &secret.hash(), &home)
-                .await?
-            {
+            match self.store.claim(&id, &secret.hash(), Some(&home)).await? {
                 Claim::Won => break (id, secret),
                 // A collision of 122 random bits: draw again.
                 Claim::Taken | Claim::Ended => continue,

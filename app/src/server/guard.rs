@@ -255,7 +255,7 @@ pub async fn check(
         Verify::Unknown if mode == Mode::Stream => Err(ApiError::no_session()),
         Verify::Unknown => {
             let secret = Proof::generate()?;
-            match store.claim(&id, &secret.hash()).await? {
+            match store.claim(&id, &secret.hash(), None).await? {
                 Claim::Won => {
                     tracing::info!(session = %tag, "session claimed");
                     Ok(GuardOutcome {

@@ -12,6 +12,7 @@ mod user_session;
 
 pub use guard::{GuardConfig, GuardOutcome, Mode, VerifiedSession};
 pub use store::{
-    Claim, Lifetimes, Proof, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
+    Chats, Claim, Lifetimes, Probe, Proof, ProofHash, SessionStore, SessionTimes, Sessions,
+    StoreError, Values, Verify,
 };
 pub use user_session::UserSession;

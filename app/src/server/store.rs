@@ -156,7 +156,7 @@ pub enum Claim {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verify {
     /// The proof matches; the idle expiry has been pushed back. `home` is the signed-in
-    /// user's home (see `claim_signed_in`), `None` for an anonymous session.
+    /// user's home (see `Sessions::claim`), `None` for an anonymous session.
     Valid {
         created_ms: i64,
         home: Option<SessionId>,
@@ -220,6 +220,9 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
     }
 }
 
+/// A session's life: its birth (claim), its proof (verify), its end (delete, expiry, sweep),
+/// and the homes of signed-in users.
+///
 /// An id is never claimed twice. Once a session has ended (by `delete`, or by expiring,
 /// whoever notices: `verify`, `claim`, any other call, the sweep, or the backend itself), a
 /// claim of its id answers `Claim::Ended` and creates nothing, for at least `absolute` after
@@ -228,22 +231,20 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
 /// claim win. The ended id otherwise reads as unknown: `peek` gives `None`, `verify` gives
 /// `Unknown`, `exists_raw` gives false. Homes are exempt: a deleted home may be created again.
 #[async_trait]
-pub trait SessionStore: Send + Sync + 'static {
+pub trait Sessions: Send + Sync + 'static {
     /// Creates the session with this proof if the id has never been claimed (or its end is
     /// long enough ago to be forgotten, see the trait): `Won`. A live session with the id
     /// gives `Taken`; an ended one, including an expired record not yet removed (which is
     /// removed now, with its data), gives `Ended`. Atomic: of any number of concurrent claims
     /// of one id, exactly one returns `Won`, and none does once the id's session has ended.
-    async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError>;
-
-    /// Like `claim`, for a session that acts for a signed-in user: the session records
-    /// `home`, and `verify` reports it. Fails with `NoSuchSession` when `home` does not exist;
-    /// otherwise answers exactly as `claim` would, `Ended` included.
-    async fn claim_signed_in(
+    ///
+    /// With a `home`, the session acts for that signed-in user: it records the home, and
+    /// `verify` reports it. Fails with `NoSuchSession` when the home does not exist.
+    async fn claim(
         &self,
         id: &SessionId,
         proof: &ProofHash,
-        home: &SessionId,
+        home: Option<&SessionId>,
     ) -> Result<Claim, StoreError>;
 
     /// Creates a user's home (a `SessionId::home`): a record that holds values and threads
@@ -256,24 +257,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// `verify` it neither slides the expiry nor deletes anything.
     async fn peek(&self, id: &SessionId) -> Result<Option<SessionTimes>, StoreError>;
 
-    /// The keys of the session's values that start with `prefix` (every key for ""), in
-    /// no particular order.
-    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError>;
-
     /// Compares `proof` with the stored hash in constant time; on a match, slides the idle
     /// expiry. An expired session is removed here (it has ended: its id is never claimed
     /// again) and reported as `Unknown`, as is an ended one.
     async fn verify(&self, id: &SessionId, proof: Option<&ProofHash>)
     -> Result<Verify, StoreError>;
-
-    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-
-    /// Fails with `NoSuchSession` if the session is gone (expired or deleted meanwhile):
-    /// a write must never bring a session back.
-    async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError>;
-
-    /// Returns whether the key was present.
-    async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError>;
 
     /// Removes the session and all its data. Returns whether it existed. The session has
     /// ended: its id is never claimed again. A home's id stays free to be created again.
@@ -284,10 +272,29 @@ pub trait SessionStore: Send + Sync + 'static {
     /// ever was; returns how many sessions it removed. A backend whose ended ids expire by
     /// themselves need not walk them here.
     async fn sweep(&self) -> Result<usize, StoreError>;
+}
 
-    // Chat data. Every call is scoped by the session id: a thread or message id of another
-    // session is simply not found.
+/// A session's own key/value state (what `UserSession` reads and writes).
+#[async_trait]
+pub trait Values: Send + Sync + 'static {
+    /// The keys of the session's values that start with `prefix` (every key for ""), in
+    /// no particular order.
+    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError>;
 
+    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Fails with `NoSuchSession` if the session is gone (expired or deleted meanwhile):
+    /// a write must never bring a session back.
+    async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError>;
+
+    /// Returns whether the key was present.
+    async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError>;
+}
+
+/// Threads and messages. Every call is scoped by the session id: a thread or message id of
+/// another session is simply not found.
+#[async_trait]
+pub trait Chats: Send + Sync + 'static {
     /// The session's threads, most recently updated first.
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError>;
 
@@ -347,12 +354,23 @@ pub trait SessionStore: Send + Sync + 'static {
         thread: &ThreadId,
         after: Option<&MessageId>,
     ) -> Result<usize, StoreError>;
+}
 
+/// What tests and operators may ask of a backend beyond the contract the app uses.
+#[async_trait]
+pub trait Probe: Send + Sync + 'static {
     /// Whether any record of this id remains, expired or not. What keeps an ended id from
     /// being claimed holds no data and does not count. For tests and operators: it must not
     /// slide expiry or delete anything.
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError>;
 }
+
+/// The store the app runs on: sessions, their values and their chats. A backend implements
+/// the three parts (and `Probe` for the shared contract tests); the blanket impl makes it a
+/// `SessionStore`.
+pub trait SessionStore: Sessions + Values + Chats {}
+
+impl<T: Sessions + Values + Chats> SessionStore for T {}
 
 /// What a store's failure means to a client.
 impl From<StoreError> for crate::ApiError {
@@ -403,18 +421,14 @@ impl Timed {
 }
 
 #[async_trait]
-impl SessionStore for Timed {
-    async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError> {
-        self.bound(self.inner.claim(id, proof)).await
-    }
-    async fn claim_signed_in(
+impl Sessions for Timed {
+    async fn claim(
         &self,
         id: &SessionId,
         proof: &ProofHash,
-        home: &SessionId,
+        home: Option<&SessionId>,
     ) -> Result<Claim, StoreError> {
-        self.bound(self.inner.claim_signed_in(id, proof, home))
-            .await
+        self.bound(self.inner.claim(id, proof, home)).await
     }
     async fn create_home(&self, home: &SessionId) -> Result<bool, StoreError> {
         self.bound(self.inner.create_home(home)).await
@@ -422,15 +436,27 @@ impl SessionStore for Timed {
     async fn peek(&self, id: &SessionId) -> Result<Option<SessionTimes>, StoreError> {
         self.bound(self.inner.peek(id)).await
     }
-    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.bound(self.inner.keys(id, prefix)).await
-    }
     async fn verify(
         &self,
         id: &SessionId,
         proof: Option<&ProofHash>,
     ) -> Result<Verify, StoreError> {
         self.bound(self.inner.verify(id, proof)).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        self.bound(self.inner.delete(id)).await
+    }
+    /// Not bounded: a sweep walks every expired session, in the background, and may take
+    /// as long as that takes.
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        self.inner.sweep().await
+    }
+}
+
+#[async_trait]
+impl Values for Timed {
+    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.bound(self.inner.keys(id, prefix)).await
     }
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.bound(self.inner.get(id, key)).await
@@ -441,14 +467,10 @@ impl SessionStore for Timed {
     async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
         self.bound(self.inner.remove(id, key)).await
     }
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.bound(self.inner.delete(id)).await
-    }
-    /// Not bounded: a sweep walks every expired session, in the background, and may take
-    /// as long as that takes.
-    async fn sweep(&self) -> Result<usize, StoreError> {
-        self.inner.sweep().await
-    }
+}
+
+#[async_trait]
+impl Chats for Timed {
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
         self.bound(self.inner.list_threads(id)).await
     }
@@ -498,9 +520,6 @@ impl SessionStore for Timed {
         self.bound(self.inner.truncate_after(id, thread, after))
             .await
     }
-    async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {
-        self.bound(self.inner.exists_raw(id)).await
-    }
 }
 
 #[cfg(test)]
@@ -515,15 +534,12 @@ mod tests {
     }
 
     #[async_trait]
-    impl SessionStore for Stuck {
-        async fn claim(&self, _: &SessionId, _: &ProofHash) -> Result<Claim, StoreError> {
-            never().await
-        }
-        async fn claim_signed_in(
+    impl Sessions for Stuck {
+        async fn claim(
             &self,
             _: &SessionId,
             _: &ProofHash,
-            _: &SessionId,
+            _: Option<&SessionId>,
         ) -> Result<Claim, StoreError> {
             never().await
         }
@@ -533,10 +549,20 @@ mod tests {
         async fn peek(&self, _: &SessionId) -> Result<Option<SessionTimes>, StoreError> {
             never().await
         }
-        async fn keys(&self, _: &SessionId, _: &str) -> Result<Vec<String>, StoreError> {
+        async fn verify(&self, _: &SessionId, _: Option<&ProofHash>) -> Result<Verify, StoreError> {
             never().await
         }
-        async fn verify(&self, _: &SessionId, _: Option<&ProofHash>) -> Result<Verify, StoreError> {
+        async fn delete(&self, _: &SessionId) -> Result<bool, StoreError> {
+            never().await
+        }
+        async fn sweep(&self) -> Result<usize, StoreError> {
+            never().await
+        }
+    }
+
+    #[async_trait]
+    impl Values for Stuck {
+        async fn keys(&self, _: &SessionId, _: &str) -> Result<Vec<String>, StoreError> {
             never().await
         }
         async fn get(&self, _: &SessionId, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -548,12 +574,10 @@ mod tests {
         async fn remove(&self, _: &SessionId, _: &str) -> Result<bool, StoreError> {
             never().await
         }
-        async fn delete(&self, _: &SessionId) -> Result<bool, StoreError> {
-            never().await
-        }
-        async fn sweep(&self) -> Result<usize, StoreError> {
-            never().await
-        }
+    }
+
+    #[async_trait]
+    impl Chats for Stuck {
         async fn list_threads(&self, _: &SessionId) -> Result<Vec<Thread>, StoreError> {
             never().await
         }
@@ -597,9 +621,6 @@ mod tests {
             _: &ThreadId,
             _: Option<&MessageId>,
         ) -> Result<usize, StoreError> {
-            never().await
-        }
-        async fn exists_raw(&self, _: &SessionId) -> Result<bool, StoreError> {
             never().await
         }
     }

@@ -1,11 +1,11 @@
 //! The behaviour every store must show. `store_contract_tests!(make)` expands to one test
-//! per rule; `make` is `|Lifetimes| async { Arc<dyn SessionStore> }` for a fresh, empty store.
+//! per rule; `make` is `|Lifetimes| async { Arc<dyn TestStore> }` for a fresh, empty store.
 
 use app::{
     SessionId,
     model::{Message, MessageId, MessageStatus, Role, Thread, ThreadId},
     server::{
-        Claim, Lifetimes, Proof, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
+        Claim, Lifetimes, Probe, Proof, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
         store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, MAX_VALUE_LEN, ThreadTail},
     },
 };
@@ -25,26 +25,35 @@ fn proof() -> ProofHash {
     Proof::generate().unwrap().hash()
 }
 
-async fn claimed(store: &dyn SessionStore) -> (SessionId, ProofHash) {
+/// A backend as the contract sees it: the store the app uses, plus the probe that lets a
+/// test see what is left of an id.
+pub trait TestStore: SessionStore + Probe {}
+
+impl<T: SessionStore + Probe> TestStore for T {}
+
+async fn claimed(store: &dyn TestStore) -> (SessionId, ProofHash) {
     let id = SessionId::random();
     let p = proof();
-    assert_eq!(store.claim(&id, &p).await.unwrap(), Claim::Won);
+    assert_eq!(store.claim(&id, &p, None).await.unwrap(), Claim::Won);
     (id, p)
 }
 
-pub async fn claim_is_exclusive(store: Arc<dyn SessionStore>) {
+pub async fn claim_is_exclusive(store: Arc<dyn TestStore>) {
     let id = SessionId::random();
-    assert_eq!(store.claim(&id, &proof()).await.unwrap(), Claim::Won);
-    assert_eq!(store.claim(&id, &proof()).await.unwrap(), Claim::Taken);
+    assert_eq!(store.claim(&id, &proof(), None).await.unwrap(), Claim::Won);
+    assert_eq!(
+        store.claim(&id, &proof(), None).await.unwrap(),
+        Claim::Taken
+    );
 }
 
-pub async fn concurrent_claims_have_one_winner(store: Arc<dyn SessionStore>) {
+pub async fn concurrent_claims_have_one_winner(store: Arc<dyn TestStore>) {
     let id = SessionId::random();
     let tasks: Vec<_> = (0..100)
         .map(|_| {
             let store = store.clone();
             let p = proof();
-            tokio::spawn(async move { (store.claim(&id, &p).await.unwrap(), p) })
+            tokio::spawn(async move { (store.claim(&id, &p, None).await.unwrap(), p) })
         })
         .collect();
     let mut winners = Vec::new();
@@ -65,7 +74,7 @@ pub async fn concurrent_claims_have_one_winner(store: Arc<dyn SessionStore>) {
     ));
 }
 
-pub async fn verify_checks_the_proof(store: Arc<dyn SessionStore>) {
+pub async fn verify_checks_the_proof(store: Arc<dyn TestStore>) {
     let (id, p) = claimed(&*store).await;
     assert!(matches!(
         store.verify(&id, Some(&p)).await.unwrap(),
@@ -85,7 +94,7 @@ pub async fn verify_checks_the_proof(store: Arc<dyn SessionStore>) {
     );
 }
 
-pub async fn values_are_scoped_to_their_session(store: Arc<dyn SessionStore>) {
+pub async fn values_are_scoped_to_their_session(store: Arc<dyn TestStore>) {
     let (a, _) = claimed(&*store).await;
     let (b, _) = claimed(&*store).await;
     store.set(&a, "notes", b"alpha").await.unwrap();
@@ -111,7 +120,7 @@ pub async fn values_are_scoped_to_their_session(store: Arc<dyn SessionStore>) {
     );
 }
 
-pub async fn writes_never_create_sessions(store: Arc<dyn SessionStore>) {
+pub async fn writes_never_create_sessions(store: Arc<dyn TestStore>) {
     let ghost = SessionId::random();
     assert_eq!(
         store.set(&ghost, "k", b"v").await,
@@ -120,7 +129,7 @@ pub async fn writes_never_create_sessions(store: Arc<dyn SessionStore>) {
     assert!(!store.exists_raw(&ghost).await.unwrap());
 }
 
-pub async fn limits_are_enforced(store: Arc<dyn SessionStore>) {
+pub async fn limits_are_enforced(store: Arc<dyn TestStore>) {
     let (id, _) = claimed(&*store).await;
     assert_eq!(store.set(&id, "", b"v").await, Err(StoreError::KeyInvalid));
     assert_eq!(
@@ -152,7 +161,7 @@ pub async fn limits_are_enforced(store: Arc<dyn SessionStore>) {
     );
 }
 
-pub async fn delete_removes_everything(store: Arc<dyn SessionStore>) {
+pub async fn delete_removes_everything(store: Arc<dyn TestStore>) {
     let (id, p) = claimed(&*store).await;
     store.set(&id, "notes", b"secret").await.unwrap();
     assert!(store.delete(&id).await.unwrap());
@@ -160,7 +169,7 @@ pub async fn delete_removes_everything(store: Arc<dyn SessionStore>) {
     assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
     // The id is not claimed again, so nothing of the old session can reach its data.
     let p2 = proof();
-    assert_eq!(store.claim(&id, &p2).await.unwrap(), Claim::Ended);
+    assert_eq!(store.claim(&id, &p2, None).await.unwrap(), Claim::Ended);
     assert_eq!(
         store.get(&id, "notes").await,
         Err(StoreError::NoSuchSession)
@@ -173,7 +182,7 @@ pub async fn delete_removes_everything(store: Arc<dyn SessionStore>) {
     assert_eq!(store.verify(&id, Some(&p2)).await.unwrap(), Verify::Unknown);
 }
 
-pub async fn idle_expiry_slides_then_deletes(store: Arc<dyn SessionStore>) {
+pub async fn idle_expiry_slides_then_deletes(store: Arc<dyn TestStore>) {
     let (id, p) = claimed(&*store).await;
     store.set(&id, "notes", b"x").await.unwrap();
     // Activity before the idle timeout (2 s) keeps it alive past the first deadline.
@@ -195,7 +204,7 @@ pub async fn idle_expiry_slides_then_deletes(store: Arc<dyn SessionStore>) {
         "expired data is deleted"
     );
     assert_eq!(
-        store.claim(&id, &proof()).await.unwrap(),
+        store.claim(&id, &proof(), None).await.unwrap(),
         Claim::Ended,
         "an expired id is not claimed afresh"
     );
@@ -205,7 +214,7 @@ pub async fn idle_expiry_slides_then_deletes(store: Arc<dyn SessionStore>) {
     );
 }
 
-pub async fn absolute_expiry_ignores_activity(store: Arc<dyn SessionStore>) {
+pub async fn absolute_expiry_ignores_activity(store: Arc<dyn TestStore>) {
     let (id, p) = claimed(&*store).await;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -216,10 +225,13 @@ pub async fn absolute_expiry_ignores_activity(store: Arc<dyn SessionStore>) {
     }
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
-    assert_eq!(store.claim(&id, &proof()).await.unwrap(), Claim::Ended);
+    assert_eq!(
+        store.claim(&id, &proof(), None).await.unwrap(),
+        Claim::Ended
+    );
 }
 
-pub async fn sweep_removes_only_expired(store: Arc<dyn SessionStore>) {
+pub async fn sweep_removes_only_expired(store: Arc<dyn TestStore>) {
     let (old, _) = claimed(&*store).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (young, _) = claimed(&*store).await;
@@ -250,7 +262,7 @@ fn message(thread: &Thread, role: Role, content: &str, at: i64) -> Message {
     }
 }
 
-pub async fn threads_and_messages_are_scoped(store: Arc<dyn SessionStore>) {
+pub async fn threads_and_messages_are_scoped(store: Arc<dyn TestStore>) {
     let (a, _) = claimed(&*store).await;
     let (b, _) = claimed(&*store).await;
     let t = thread("A's thread", 1_000);
@@ -302,7 +314,7 @@ pub async fn threads_and_messages_are_scoped(store: Arc<dyn SessionStore>) {
     assert_eq!(store.get_message(&a, &m.id).await.unwrap(), Some(m));
 }
 
-pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn SessionStore>) {
+pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn TestStore>) {
     let (s, _) = claimed(&*store).await;
     let t = thread("t", 1);
     store.create_thread(&s, &t).await.unwrap();
@@ -358,7 +370,7 @@ pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn SessionStor
     );
 }
 
-pub async fn a_turn_is_put_in_one_call(store: Arc<dyn SessionStore>) {
+pub async fn a_turn_is_put_in_one_call(store: Arc<dyn TestStore>) {
     let (a, _) = claimed(&*store).await;
     let (b, _) = claimed(&*store).await;
     let t = thread("t", 1);
@@ -454,7 +466,7 @@ fn contents(ms: &[Message]) -> Vec<&str> {
 }
 
 /// The tail and the count as `thread_tail` gives them, checked against the whole thread.
-async fn tail_of(store: &dyn SessionStore, s: &SessionId, t: &ThreadId, last: usize) -> ThreadTail {
+async fn tail_of(store: &dyn TestStore, s: &SessionId, t: &ThreadId, last: usize) -> ThreadTail {
     let tail = store.thread_tail(s, t, last).await.unwrap().unwrap();
     let (thread, all) = store.get_thread(s, t).await.unwrap().unwrap();
     assert_eq!(tail.thread, thread, "the tail's thread is the thread");
@@ -467,7 +479,7 @@ async fn tail_of(store: &dyn SessionStore, s: &SessionId, t: &ThreadId, last: us
     tail
 }
 
-pub async fn a_thread_tail_is_its_last_messages(store: Arc<dyn SessionStore>) {
+pub async fn a_thread_tail_is_its_last_messages(store: Arc<dyn TestStore>) {
     let (a, _) = claimed(&*store).await;
     let (b, _) = claimed(&*store).await;
     let t = thread("t", 1);
@@ -515,7 +527,7 @@ pub async fn a_thread_tail_is_its_last_messages(store: Arc<dyn SessionStore>) {
     );
 }
 
-pub async fn the_message_count_follows_every_change(store: Arc<dyn SessionStore>) {
+pub async fn the_message_count_follows_every_change(store: Arc<dyn TestStore>) {
     let (a, _) = claimed(&*store).await;
     let (b, _) = claimed(&*store).await;
     let t = thread("t", 1);
@@ -631,7 +643,7 @@ pub async fn the_message_count_follows_every_change(store: Arc<dyn SessionStore>
 
 /// One fixed run of appends, replacements and truncations, and what `thread_tail` showed
 /// after each step (count, contents of the last three): every backend must show the same.
-pub async fn tail_observations(store: Arc<dyn SessionStore>) -> Vec<(usize, Vec<String>)> {
+pub async fn tail_observations(store: Arc<dyn TestStore>) -> Vec<(usize, Vec<String>)> {
     let (s, _) = claimed(&*store).await;
     let t = thread("t", 1);
     store.create_thread(&s, &t).await.unwrap();
@@ -669,7 +681,7 @@ pub async fn tail_observations(store: Arc<dyn SessionStore>) -> Vec<(usize, Vec<
     seen
 }
 
-pub async fn threads_list_newest_first_and_are_limited(store: Arc<dyn SessionStore>) {
+pub async fn threads_list_newest_first_and_are_limited(store: Arc<dyn TestStore>) {
     let (s, _) = claimed(&*store).await;
     for i in 0..MAX_THREADS {
         store
@@ -686,7 +698,7 @@ pub async fn threads_list_newest_first_and_are_limited(store: Arc<dyn SessionSto
     assert_eq!(list[0].title, format!("t{}", MAX_THREADS - 1));
 }
 
-pub async fn deleting_a_session_deletes_its_threads(store: Arc<dyn SessionStore>) {
+pub async fn deleting_a_session_deletes_its_threads(store: Arc<dyn TestStore>) {
     let (s, _) = claimed(&*store).await;
     let t = thread("t", 1);
     store.create_thread(&s, &t).await.unwrap();
@@ -695,7 +707,7 @@ pub async fn deleting_a_session_deletes_its_threads(store: Arc<dyn SessionStore>
         .await
         .unwrap();
     assert!(store.delete(&s).await.unwrap());
-    assert_eq!(store.claim(&s, &proof()).await.unwrap(), Claim::Ended);
+    assert_eq!(store.claim(&s, &proof(), None).await.unwrap(), Claim::Ended);
     assert_eq!(
         store.list_threads(&s).await,
         Err(StoreError::NoSuchSession),
@@ -712,19 +724,16 @@ fn fresh_home() -> SessionId {
     SessionId::home("test", &uuid::Uuid::new_v4().to_string())
 }
 
-async fn home(store: &dyn SessionStore) -> SessionId {
+async fn home(store: &dyn TestStore) -> SessionId {
     let h = fresh_home();
     assert!(store.create_home(&h).await.unwrap());
     h
 }
 
-async fn signed_in(store: &dyn SessionStore, home: &SessionId) -> (SessionId, ProofHash) {
+async fn signed_in(store: &dyn TestStore, home: &SessionId) -> (SessionId, ProofHash) {
     let id = SessionId::random();
     let p = proof();
-    assert_eq!(
-        store.claim_signed_in(&id, &p, home).await.unwrap(),
-        Claim::Won
-    );
+    assert_eq!(store.claim(&id, &p, Some(home)).await.unwrap(), Claim::Won);
     (id, p)
 }
 
@@ -733,7 +742,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-pub async fn create_home_is_idempotent(store: Arc<dyn SessionStore>) {
+pub async fn create_home_is_idempotent(store: Arc<dyn TestStore>) {
     let h = fresh_home();
     assert!(!store.exists_raw(&h).await.unwrap());
     assert!(
@@ -757,7 +766,7 @@ pub async fn create_home_is_idempotent(store: Arc<dyn SessionStore>) {
     assert_eq!(store.peek(&h).await.unwrap(), Some(before));
     assert_eq!(before.home, None, "a home belongs to no home");
     assert_eq!(
-        store.claim(&h, &proof()).await.unwrap(),
+        store.claim(&h, &proof(), None).await.unwrap(),
         Claim::Taken,
         "a home's id cannot be claimed as a session"
     );
@@ -772,7 +781,7 @@ pub async fn create_home_is_idempotent(store: Arc<dyn SessionStore>) {
     assert!(!store.exists_raw(&session_id).await.unwrap());
 }
 
-pub async fn concurrent_home_creations_have_one_winner(store: Arc<dyn SessionStore>) {
+pub async fn concurrent_home_creations_have_one_winner(store: Arc<dyn TestStore>) {
     let h = fresh_home();
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -788,7 +797,7 @@ pub async fn concurrent_home_creations_have_one_winner(store: Arc<dyn SessionSto
 }
 
 /// Built with short lifetimes (idle 1 s, absolute 2 s), which a home ignores.
-pub async fn homes_outlive_every_lifetime(store: Arc<dyn SessionStore>) {
+pub async fn homes_outlive_every_lifetime(store: Arc<dyn TestStore>) {
     let h = home(&*store).await;
     store.set(&h, "profile", b"alice").await.unwrap();
     let t = thread("kept", 1_000);
@@ -838,7 +847,7 @@ pub async fn homes_outlive_every_lifetime(store: Arc<dyn SessionStore>) {
             "no proof opens a home"
         );
     }
-    assert_eq!(store.claim(&h, &proof()).await.unwrap(), Claim::Taken);
+    assert_eq!(store.claim(&h, &proof(), None).await.unwrap(), Claim::Taken);
     assert!(!store.create_home(&h).await.unwrap());
 
     // Writes after the lifetimes are over still land, and still do not put a clock on it.
@@ -860,7 +869,7 @@ pub async fn homes_outlive_every_lifetime(store: Arc<dyn SessionStore>) {
     assert_eq!(store.list_threads(&h).await.unwrap().len(), 2);
 }
 
-pub async fn signed_in_sessions_report_their_home(store: Arc<dyn SessionStore>) {
+pub async fn signed_in_sessions_report_their_home(store: Arc<dyn TestStore>) {
     let h = home(&*store).await;
     let (id, p) = signed_in(&*store, &h).await;
     assert!(matches!(
@@ -873,11 +882,14 @@ pub async fn signed_in_sessions_report_their_home(store: Arc<dyn SessionStore>) 
     ));
     assert_eq!(store.peek(&id).await.unwrap().unwrap().home, Some(h));
     assert_eq!(
-        store.claim_signed_in(&id, &proof(), &h).await.unwrap(),
+        store.claim(&id, &proof(), Some(&h)).await.unwrap(),
         Claim::Taken,
         "signing in does not take over a live session"
     );
-    assert_eq!(store.claim(&id, &proof()).await.unwrap(), Claim::Taken);
+    assert_eq!(
+        store.claim(&id, &proof(), None).await.unwrap(),
+        Claim::Taken
+    );
 
     let (anon, anon_proof) = claimed(&*store).await;
     assert!(matches!(
@@ -892,12 +904,12 @@ pub async fn signed_in_sessions_report_their_home(store: Arc<dyn SessionStore>) 
     assert!(store.keys(&id, "").await.unwrap().is_empty());
 }
 
-pub async fn signing_in_needs_an_existing_home(store: Arc<dyn SessionStore>) {
+pub async fn signing_in_needs_an_existing_home(store: Arc<dyn TestStore>) {
     let missing = fresh_home();
     let id = SessionId::random();
     let p = proof();
     assert_eq!(
-        store.claim_signed_in(&id, &p, &missing).await,
+        store.claim(&id, &p, Some(&missing)).await,
         Err(StoreError::NoSuchSession)
     );
     assert!(!store.exists_raw(&id).await.unwrap(), "no session was made");
@@ -907,7 +919,7 @@ pub async fn signing_in_needs_an_existing_home(store: Arc<dyn SessionStore>) {
     // A plain session is not a home.
     let (plain, _) = claimed(&*store).await;
     assert_eq!(
-        store.claim_signed_in(&id, &p, &plain).await,
+        store.claim(&id, &p, Some(&plain)).await,
         Err(StoreError::NoSuchSession)
     );
     assert!(!store.exists_raw(&id).await.unwrap());
@@ -915,13 +927,13 @@ pub async fn signing_in_needs_an_existing_home(store: Arc<dyn SessionStore>) {
     // Once the home exists, the same claim goes through.
     assert!(store.create_home(&missing).await.unwrap());
     assert_eq!(
-        store.claim_signed_in(&id, &p, &missing).await.unwrap(),
+        store.claim(&id, &p, Some(&missing)).await.unwrap(),
         Claim::Won
     );
 }
 
 /// Built with a 2 s idle lifetime.
-pub async fn peek_neither_slides_nor_invents(store: Arc<dyn SessionStore>) {
+pub async fn peek_neither_slides_nor_invents(store: Arc<dyn TestStore>) {
     assert_eq!(store.peek(&SessionId::random()).await.unwrap(), None);
     assert_eq!(store.peek(&fresh_home()).await.unwrap(), None);
 
@@ -952,7 +964,7 @@ pub async fn peek_neither_slides_nor_invents(store: Arc<dyn SessionStore>) {
     assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
 }
 
-pub async fn keys_filter_by_prefix_within_their_session(store: Arc<dyn SessionStore>) {
+pub async fn keys_filter_by_prefix_within_their_session(store: Arc<dyn TestStore>) {
     let (a, _) = claimed(&*store).await;
     let (b, _) = claimed(&*store).await;
     for k in ["chat.one", "chat.two", "pref", "a_b", "axb"] {
@@ -994,7 +1006,7 @@ pub async fn keys_filter_by_prefix_within_their_session(store: Arc<dyn SessionSt
     assert_eq!(store.keys(&h, "cred.").await.unwrap(), ["cred.password"]);
 }
 
-pub async fn deleting_a_home_leaves_its_sessions(store: Arc<dyn SessionStore>) {
+pub async fn deleting_a_home_leaves_its_sessions(store: Arc<dyn TestStore>) {
     let h = home(&*store).await;
     store.set(&h, "profile", b"alice").await.unwrap();
     let t = thread("t", 1);
@@ -1024,9 +1036,7 @@ pub async fn deleting_a_home_leaves_its_sessions(store: Arc<dyn SessionStore>) {
         "the session still names its home; the app decides what that means"
     );
     assert_eq!(
-        store
-            .claim_signed_in(&SessionId::random(), &proof(), &h)
-            .await,
+        store.claim(&SessionId::random(), &proof(), Some(&h)).await,
         Err(StoreError::NoSuchSession)
     );
 
@@ -1045,11 +1055,15 @@ pub async fn deleting_a_home_leaves_its_sessions(store: Arc<dyn SessionStore>) {
 
 /// What an ended id must look like whatever the backend: unknown to every read, and refused
 /// to every claim, which creates nothing.
-async fn assert_ended(store: &dyn SessionStore, id: &SessionId, home: &SessionId, why: &str) {
+async fn assert_ended(store: &dyn TestStore, id: &SessionId, home: &SessionId, why: &str) {
     let p = proof();
-    assert_eq!(store.claim(id, &p).await.unwrap(), Claim::Ended, "{why}");
     assert_eq!(
-        store.claim_signed_in(id, &p, home).await.unwrap(),
+        store.claim(id, &p, None).await.unwrap(),
+        Claim::Ended,
+        "{why}"
+    );
+    assert_eq!(
+        store.claim(id, &p, Some(home)).await.unwrap(),
         Claim::Ended,
         "{why}: signing in"
     );
@@ -1075,7 +1089,7 @@ async fn assert_ended(store: &dyn SessionStore, id: &SessionId, home: &SessionId
     );
 }
 
-pub async fn a_deleted_id_is_never_claimed_again(store: Arc<dyn SessionStore>) {
+pub async fn a_deleted_id_is_never_claimed_again(store: Arc<dyn TestStore>) {
     let h = home(&*store).await;
     let (anon, anon_proof) = claimed(&*store).await;
     store.set(&anon, "k", b"old").await.unwrap();
@@ -1102,7 +1116,7 @@ pub async fn a_deleted_id_is_never_claimed_again(store: Arc<dyn SessionStore>) {
 
 /// Built with a 1 s idle lifetime (absolute 60 s). Each session's expiry is noticed a
 /// different way before its id is claimed again.
-pub async fn an_expired_id_is_never_claimed_again(store: Arc<dyn SessionStore>) {
+pub async fn an_expired_id_is_never_claimed_again(store: Arc<dyn TestStore>) {
     let h = home(&*store).await;
     let (by_claim, _) = claimed(&*store).await;
     let (by_sign_in, _) = signed_in(&*store, &h).await;
@@ -1116,14 +1130,11 @@ pub async fn an_expired_id_is_never_claimed_again(store: Arc<dyn SessionStore>) 
 
     // Nothing has looked at these since they expired: the claim is the first to.
     assert_eq!(
-        store.claim(&by_claim, &proof()).await.unwrap(),
+        store.claim(&by_claim, &proof(), None).await.unwrap(),
         Claim::Ended
     );
     assert_eq!(
-        store
-            .claim_signed_in(&by_sign_in, &proof(), &h)
-            .await
-            .unwrap(),
+        store.claim(&by_sign_in, &proof(), Some(&h)).await.unwrap(),
         Claim::Ended
     );
     assert_eq!(
@@ -1152,18 +1163,21 @@ pub async fn an_expired_id_is_never_claimed_again(store: Arc<dyn SessionStore>) 
 /// Built with short lifetimes (idle 60 s, absolute 1 s). An ended id is refused for at least
 /// an absolute lifetime after its end, and every backend forgets it by two absolute
 /// lifetimes after its claim, once the sweep has run: the id can then be claimed anew.
-pub async fn an_ended_id_is_forgotten_after_its_time(store: Arc<dyn SessionStore>) {
+pub async fn an_ended_id_is_forgotten_after_its_time(store: Arc<dyn TestStore>) {
     let start = Instant::now();
     let (deleted, _) = claimed(&*store).await;
     store.set(&deleted, "k", b"old").await.unwrap();
     let (expired, _) = claimed(&*store).await;
     assert!(store.delete(&deleted).await.unwrap());
-    assert_eq!(store.claim(&deleted, &proof()).await.unwrap(), Claim::Ended);
+    assert_eq!(
+        store.claim(&deleted, &proof(), None).await.unwrap(),
+        Claim::Ended
+    );
 
     tokio::time::sleep(Duration::from_millis(1100).saturating_sub(start.elapsed())).await;
     assert_eq!(store.sweep().await.unwrap(), 1, "the expired session went");
     assert_eq!(
-        store.claim(&expired, &proof()).await.unwrap(),
+        store.claim(&expired, &proof(), None).await.unwrap(),
         Claim::Ended,
         "a sweep does not forget an id as it ends it"
     );
@@ -1172,7 +1186,7 @@ pub async fn an_ended_id_is_forgotten_after_its_time(store: Arc<dyn SessionStore
     store.sweep().await.unwrap();
     for id in [&deleted, &expired] {
         let p = proof();
-        assert_eq!(store.claim(id, &p).await.unwrap(), Claim::Won);
+        assert_eq!(store.claim(id, &p, None).await.unwrap(), Claim::Won);
         assert!(matches!(
             store.verify(id, Some(&p)).await.unwrap(),
             Verify::Valid { home: None, .. }
@@ -1183,7 +1197,7 @@ pub async fn an_ended_id_is_forgotten_after_its_time(store: Arc<dyn SessionStore
 
 /// Built with short lifetimes (idle 1 s, absolute 2 s), which homes ignore, and which leave
 /// nothing of a deleted home in the way of its creation.
-pub async fn a_deleted_home_can_be_created_again(store: Arc<dyn SessionStore>) {
+pub async fn a_deleted_home_can_be_created_again(store: Arc<dyn TestStore>) {
     let h = home(&*store).await;
     for round in 0..3 {
         store.set(&h, "profile", b"x").await.unwrap();
@@ -1206,7 +1220,7 @@ pub async fn a_deleted_home_can_be_created_again(store: Arc<dyn SessionStore>) {
 
 /// A delete and many claims of one live id, all at once: each claim either finds the session
 /// (`Taken`) or finds it ended (`Ended`); none ever creates a new one.
-pub async fn claims_racing_a_delete_never_win(store: Arc<dyn SessionStore>) {
+pub async fn claims_racing_a_delete_never_win(store: Arc<dyn TestStore>) {
     let h = home(&*store).await;
     for _ in 0..20 {
         let (id, _) = claimed(&*store).await;
@@ -1220,9 +1234,9 @@ pub async fn claims_racing_a_delete_never_win(store: Arc<dyn SessionStore>) {
                 tokio::spawn(async move {
                     let p = proof();
                     if i % 3 == 0 {
-                        store.claim_signed_in(&id, &p, &h).await.unwrap()
+                        store.claim(&id, &p, Some(&h)).await.unwrap()
                     } else {
-                        store.claim(&id, &p).await.unwrap()
+                        store.claim(&id, &p, None).await.unwrap()
                     }
                 })
             })
@@ -1238,7 +1252,7 @@ pub async fn claims_racing_a_delete_never_win(store: Arc<dyn SessionStore>) {
 
 /// Built with a 1 s idle lifetime (absolute 60 s). Claims, verifies and sweeps run while the
 /// sessions expire; no claim wins an id, before its expiry or after.
-pub async fn claims_racing_an_expiry_never_win(store: Arc<dyn SessionStore>) {
+pub async fn claims_racing_an_expiry_never_win(store: Arc<dyn TestStore>) {
     let h = home(&*store).await;
     let mut ids = Vec::new();
     for _ in 0..10 {
@@ -1254,12 +1268,12 @@ pub async fn claims_racing_an_expiry_never_win(store: Arc<dyn SessionStore>) {
             while Instant::now() < until {
                 let q = proof();
                 outcomes.push(match n % 3 {
-                    0 => store.claim(&id, &q).await.unwrap(),
-                    1 => store.claim_signed_in(&id, &q, &h).await.unwrap(),
+                    0 => store.claim(&id, &q, None).await.unwrap(),
+                    1 => store.claim(&id, &q, Some(&h)).await.unwrap(),
                     _ => {
                         // Without the proof, so that it notices the expiry without sliding it.
                         store.verify(&id, None).await.unwrap();
-                        store.claim(&id, &q).await.unwrap()
+                        store.claim(&id, &q, None).await.unwrap()
                     }
                 });
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -1345,7 +1359,7 @@ pub fn op_strategy(sessions: usize) -> impl proptest::strategy::Strategy<Value =
 /// Runs `ops` against the store and a model of what each session should hold; fails if a
 /// session ever observes a value, thread or message that is not its own, or loses its own.
 pub async fn random_operations_never_cross_sessions(
-    store: Arc<dyn SessionStore>,
+    store: Arc<dyn TestStore>,
     sessions: usize,
     ops: Vec<Op>,
 ) {
@@ -1385,7 +1399,10 @@ pub async fn random_operations_never_cross_sessions(
     for op in ops {
         match op {
             Op::Claim(i) => {
-                let claim = store.claim(&model[i].id, &model[i].proof).await.unwrap();
+                let claim = store
+                    .claim(&model[i].id, &model[i].proof, None)
+                    .await
+                    .unwrap();
                 assert_eq!(claim, expected_claim(&model[i]), "claim of session {i}");
                 if claim == Claim::Won {
                     model[i].home = None;
@@ -1394,7 +1411,7 @@ pub async fn random_operations_never_cross_sessions(
             }
             Op::SignIn(i) => {
                 let claim = store
-                    .claim_signed_in(&model[i].id, &model[i].proof, &the_home)
+                    .claim(&model[i].id, &model[i].proof, Some(&the_home))
                     .await
                     .unwrap();
                 assert_eq!(claim, expected_claim(&model[i]), "sign-in of session {i}");
@@ -1539,7 +1556,7 @@ macro_rules! store_contract_tests {
         use $crate::store::contract as c;
         use app::server::Lifetimes;
 
-        async fn store_with(l: Lifetimes) -> Arc<dyn app::server::SessionStore> {
+        async fn store_with(l: Lifetimes) -> Arc<dyn c::TestStore> {
             #[allow(clippy::redundant_closure_call)]
             ($make)(l).await
         }

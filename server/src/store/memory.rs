@@ -6,7 +6,8 @@ use app::{
     SessionId,
     model::{Message, MessageId, Thread, ThreadId},
     server::{
-        Claim, Lifetimes, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
+        Chats, Claim, Lifetimes, Probe, ProofHash, SessionTimes, Sessions, StoreError, Values,
+        Verify,
         store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
     },
 };
@@ -153,17 +154,16 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl SessionStore for MemoryStore {
-    async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError> {
-        self.claim_with(id, proof, None)
-    }
-
-    async fn claim_signed_in(
+impl Sessions for MemoryStore {
+    async fn claim(
         &self,
         id: &SessionId,
         proof: &ProofHash,
-        home: &SessionId,
+        home: Option<&SessionId>,
     ) -> Result<Claim, StoreError> {
+        let Some(home) = home else {
+            return self.claim_with(id, proof, None);
+        };
         // The home's shard lock is let go before the session's is taken: holding both could
         // deadlock (two shards locked in opposite orders, or one shard read then written). A
         // home deleted in between leaves a session bound to a deleted home, which a delete
@@ -212,16 +212,6 @@ impl SessionStore for MemoryStore {
         }))
     }
 
-    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.with_live(id, |r| {
-            Ok(r.kv
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .map(|k| k.to_string())
-                .collect())
-        })
-    }
-
     async fn verify(
         &self,
         id: &SessionId,
@@ -253,27 +243,6 @@ impl SessionStore for MemoryStore {
                 }
             }
         }
-    }
-
-    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        check_key(key)?;
-        self.with_live(id, |r| Ok(r.kv.get(key).map(|v| v.to_vec())))
-    }
-
-    async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        check_entry(key, value)?;
-        self.with_live(id, |r| {
-            if !r.kv.contains_key(key) && r.kv.len() >= MAX_KEYS {
-                return Err(StoreError::TooManyKeys);
-            }
-            r.kv.insert(key.into(), value.into());
-            Ok(())
-        })
-    }
-
-    async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
-        check_key(key)?;
-        self.with_live(id, |r| Ok(r.kv.remove(key).is_some()))
     }
 
     async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
@@ -308,7 +277,44 @@ impl SessionStore for MemoryStore {
         });
         Ok(expired)
     }
+}
 
+#[async_trait]
+impl Values for MemoryStore {
+    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.with_live(id, |r| {
+            Ok(r.kv
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .map(|k| k.to_string())
+                .collect())
+        })
+    }
+
+    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_key(key)?;
+        self.with_live(id, |r| Ok(r.kv.get(key).map(|v| v.to_vec())))
+    }
+
+    async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        check_entry(key, value)?;
+        self.with_live(id, |r| {
+            if !r.kv.contains_key(key) && r.kv.len() >= MAX_KEYS {
+                return Err(StoreError::TooManyKeys);
+            }
+            r.kv.insert(key.into(), value.into());
+            Ok(())
+        })
+    }
+
+    async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
+        check_key(key)?;
+        self.with_live(id, |r| Ok(r.kv.remove(key).is_some()))
+    }
+}
+
+#[async_trait]
+impl Chats for MemoryStore {
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
         self.with_live(id, |r| {
             let mut out: Vec<Thread> = r.threads.values().map(|t| t.thread.clone()).collect();
@@ -458,7 +464,10 @@ impl SessionStore for MemoryStore {
             Ok(dropped.len())
         })
     }
+}
 
+#[async_trait]
+impl Probe for MemoryStore {
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {
         Ok(self
             .sessions

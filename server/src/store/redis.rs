@@ -31,7 +31,8 @@ use app::{
     SessionId,
     model::{Message, MessageId, Thread, ThreadId},
     server::{
-        Claim, Lifetimes, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
+        Chats, Claim, Lifetimes, Probe, ProofHash, SessionTimes, Sessions, StoreError, Values,
+        Verify,
         store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
     },
 };
@@ -429,35 +430,33 @@ impl RedisStore {
 }
 
 #[async_trait]
-impl SessionStore for RedisStore {
-    async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError> {
-        self.claim_with(id, proof, None).await
-    }
-
-    /// The home is checked in a round trip of its own, before the claim: a script may only
+impl Sessions for RedisStore {
+    /// A home is checked in a round trip of its own, before the claim: a script may only
     /// touch keys of one hash slot (one session), and a home is in another. A home deleted
     /// between the two leaves a session bound to a deleted home, the state a delete right
     /// after the claim would leave; the app deals with it either way.
-    async fn claim_signed_in(
+    async fn claim(
         &self,
         id: &SessionId,
         proof: &ProofHash,
-        home: &SessionId,
+        home: Option<&SessionId>,
     ) -> Result<Claim, StoreError> {
-        let record = self.names(home).record().to_owned();
-        let is_home: bool = self
-            .bounded(|mut c| async move {
-                ::redis::cmd("HEXISTS")
-                    .arg(record)
-                    .arg("is_home")
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        if !is_home {
-            return Err(StoreError::NoSuchSession);
+        if let Some(home) = home {
+            let record = self.names(home).record().to_owned();
+            let is_home: bool = self
+                .bounded(|mut c| async move {
+                    ::redis::cmd("HEXISTS")
+                        .arg(record)
+                        .arg("is_home")
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            if !is_home {
+                return Err(StoreError::NoSuchSession);
+            }
         }
-        self.claim_with(id, proof, Some(home)).await
+        self.claim_with(id, proof, home).await
     }
 
     async fn create_home(&self, home: &SessionId) -> Result<bool, StoreError> {
@@ -511,19 +510,6 @@ impl SessionStore for RedisStore {
         }))
     }
 
-    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let keys = self.names(id);
-        let (code, found): (i64, Vec<String>) = self
-            .run(
-                KEYS_WITH_PREFIX
-                    .key(keys.record())
-                    .key(keys.values())
-                    .arg(prefix),
-            )
-            .await?;
-        Self::status(code).map(|()| found)
-    }
-
     async fn verify(
         &self,
         id: &SessionId,
@@ -560,47 +546,6 @@ impl SessionStore for RedisStore {
                 home: home.as_deref().map(parse_home).transpose()?,
             }),
             _ => Ok(Verify::Denied { created_ms }),
-        }
-    }
-
-    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        check_key(key)?;
-        let keys = self.names(id);
-        let (code, value): (i64, Option<Vec<u8>>) = self
-            .run(HGET_LIVE.key(keys.record()).key(keys.values()).arg(key))
-            .await?;
-        Self::status(code).map(|()| value)
-    }
-
-    async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        check_entry(key, value)?;
-        let keys = self.names(id);
-        let code: i64 = self
-            .run(
-                SET_VALUE
-                    .key(keys.record())
-                    .key(keys.values())
-                    .arg(key)
-                    .arg(value)
-                    .arg(MAX_KEYS),
-            )
-            .await?;
-        match code {
-            AT_LIMIT => Err(StoreError::TooManyKeys),
-            code => Self::status(code),
-        }
-    }
-
-    async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
-        check_key(key)?;
-        let keys = self.names(id);
-        let removed: i64 = self
-            .run(HDEL_LIVE.key(keys.record()).key(keys.values()).arg(key))
-            .await?;
-        if removed < 0 {
-            Err(StoreError::NoSuchSession)
-        } else {
-            Ok(removed > 0)
         }
     }
 
@@ -682,7 +627,67 @@ impl SessionStore for RedisStore {
             }
         }
     }
+}
 
+#[async_trait]
+impl Values for RedisStore {
+    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let keys = self.names(id);
+        let (code, found): (i64, Vec<String>) = self
+            .run(
+                KEYS_WITH_PREFIX
+                    .key(keys.record())
+                    .key(keys.values())
+                    .arg(prefix),
+            )
+            .await?;
+        Self::status(code).map(|()| found)
+    }
+
+    async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_key(key)?;
+        let keys = self.names(id);
+        let (code, value): (i64, Option<Vec<u8>>) = self
+            .run(HGET_LIVE.key(keys.record()).key(keys.values()).arg(key))
+            .await?;
+        Self::status(code).map(|()| value)
+    }
+
+    async fn set(&self, id: &SessionId, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        check_entry(key, value)?;
+        let keys = self.names(id);
+        let code: i64 = self
+            .run(
+                SET_VALUE
+                    .key(keys.record())
+                    .key(keys.values())
+                    .arg(key)
+                    .arg(value)
+                    .arg(MAX_KEYS),
+            )
+            .await?;
+        match code {
+            AT_LIMIT => Err(StoreError::TooManyKeys),
+            code => Self::status(code),
+        }
+    }
+
+    async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
+        check_key(key)?;
+        let keys = self.names(id);
+        let removed: i64 = self
+            .run(HDEL_LIVE.key(keys.record()).key(keys.values()).arg(key))
+            .await?;
+        if removed < 0 {
+            Err(StoreError::NoSuchSession)
+        } else {
+            Ok(removed > 0)
+        }
+    }
+}
+
+#[async_trait]
+impl Chats for RedisStore {
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
         let keys = self.names(id);
         let (code, raw): (i64, Vec<Vec<u8>>) = self
@@ -866,7 +871,10 @@ impl SessionStore for RedisStore {
             Ok(dropped as usize)
         }
     }
+}
 
+#[async_trait]
+impl Probe for RedisStore {
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {
         let record = self.names(id).record().to_owned();
         self.bounded(
@@ -916,7 +924,7 @@ mod tests {
     async fn populated(store: &RedisStore) -> (SessionId, ProofHash) {
         let id = SessionId::random();
         let proof = Proof::generate().unwrap().hash();
-        assert_eq!(store.claim(&id, &proof).await.unwrap(), Claim::Won);
+        assert_eq!(store.claim(&id, &proof, None).await.unwrap(), Claim::Won);
         fill(store, &id).await;
         (id, proof)
     }
@@ -982,7 +990,7 @@ mod tests {
         .unwrap();
         let id = SessionId::random();
         let proof = Proof::generate().unwrap().hash();
-        assert_eq!(store.claim(&id, &proof).await.unwrap(), Claim::Won);
+        assert_eq!(store.claim(&id, &proof, None).await.unwrap(), Claim::Won);
         let thread = fill(&store, &id).await;
         let message = |content: &str| Message {
             id: MessageId::random(),
@@ -1084,7 +1092,7 @@ mod tests {
         assert_eq!(left, mark, "a write resurrects nothing");
         assert_eq!(
             store
-                .claim(&id, &Proof::generate().unwrap().hash())
+                .claim(&id, &Proof::generate().unwrap().hash(), None)
                 .await
                 .unwrap(),
             Claim::Ended,
@@ -1173,7 +1181,7 @@ mod tests {
         assert!((500..=1_000).contains(&ttl), "one absolute lifetime: {ttl}");
         for id in [&claimed, &deleted] {
             let p = Proof::generate().unwrap().hash();
-            assert_eq!(store.claim(id, &p).await.unwrap(), Claim::Ended);
+            assert_eq!(store.claim(id, &p, None).await.unwrap(), Claim::Ended);
         }
 
         let home = SessionId::home("test", "alice");
@@ -1263,10 +1271,7 @@ mod tests {
         ));
         let (session, proof) = (SessionId::random(), Proof::generate().unwrap().hash());
         assert_eq!(
-            store
-                .claim_signed_in(&session, &proof, &home)
-                .await
-                .unwrap(),
+            store.claim(&session, &proof, Some(&home)).await.unwrap(),
             Claim::Won
         );
         assert!(matches!(
@@ -1371,7 +1376,7 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(15);
         let fresh = SessionId::random();
         let claim = loop {
-            match store.claim(&fresh, &proof).await {
+            match store.claim(&fresh, &proof, None).await {
                 Ok(c) => break c,
                 Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await

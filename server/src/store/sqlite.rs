@@ -34,7 +34,8 @@ use app::{
     SessionId,
     model::{Feedback, Message, MessageId, MessageStatus, Role, Thread, ThreadId},
     server::{
-        Claim, Lifetimes, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
+        Chats, Claim, Lifetimes, Probe, ProofHash, SessionTimes, Sessions, StoreError, Values,
+        Verify,
         store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
     },
 };
@@ -915,18 +916,14 @@ struct SessionRow {
 }
 
 #[async_trait]
-impl SessionStore for SqliteStore {
-    async fn claim(&self, id: &SessionId, proof: &ProofHash) -> Result<Claim, StoreError> {
-        self.claim_with(id, proof, None).await
-    }
-
-    async fn claim_signed_in(
+impl Sessions for SqliteStore {
+    async fn claim(
         &self,
         id: &SessionId,
         proof: &ProofHash,
-        home: &SessionId,
+        home: Option<&SessionId>,
     ) -> Result<Claim, StoreError> {
-        self.claim_with(id, proof, Some(home)).await
+        self.claim_with(id, proof, home).await
     }
 
     async fn create_home(&self, home: &SessionId) -> Result<bool, StoreError> {
@@ -973,27 +970,6 @@ impl SessionStore for SqliteStore {
             })
         })
         .transpose()
-    }
-
-    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let (id, prefix) = (*id, prefix.to_owned());
-        self.read(move |r| {
-            r.live(&id)?;
-            // Filtered here rather than with LIKE, whose `_` wildcard is also a key character.
-            let mut s = r
-                .conn
-                .prepare_cached("SELECT key FROM kv WHERE session_id = ?")
-                .map_err(db)?;
-            let keys = s
-                .query_map([&id.as_bytes()[..]], |r| r.get::<_, String>(0))
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(db)?;
-            Ok(keys
-                .into_iter()
-                .filter(|k| k.starts_with(&prefix))
-                .collect())
-        })
-        .await
     }
 
     async fn verify(
@@ -1067,6 +1043,65 @@ impl SessionStore for SqliteStore {
         }
     }
 
+    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let id = *id;
+        self.write(move |tx| {
+            let sid = &id.as_bytes()[..];
+            execute(
+                tx,
+                &format!("{MARK_ENDED} WHERE id = ?2 AND is_home = 0 {MARK_ENDED_CONFLICT}"),
+                params![now_ms(), sid],
+            )?;
+            let n = execute(tx, "DELETE FROM sessions WHERE id = ?", [sid])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        let absolute_ms = self.absolute_ms();
+        self.write(move |tx| {
+            let now = now_ms();
+            execute(
+                tx,
+                &format!("{MARK_ENDED} WHERE expires_ms <= ?1 {MARK_ENDED_CONFLICT}"),
+                [now],
+            )?;
+            let expired = execute(tx, "DELETE FROM sessions WHERE expires_ms <= ?", [now])?;
+            execute(
+                tx,
+                "DELETE FROM ended_sessions WHERE ended_ms <= ?",
+                [now.saturating_sub(absolute_ms)],
+            )?;
+            Ok(expired)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Values for SqliteStore {
+    async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let (id, prefix) = (*id, prefix.to_owned());
+        self.read(move |r| {
+            r.live(&id)?;
+            // Filtered here rather than with LIKE, whose `_` wildcard is also a key character.
+            let mut s = r
+                .conn
+                .prepare_cached("SELECT key FROM kv WHERE session_id = ?")
+                .map_err(db)?;
+            let keys = s
+                .query_map([&id.as_bytes()[..]], |r| r.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(db)?;
+            Ok(keys
+                .into_iter()
+                .filter(|k| k.starts_with(&prefix))
+                .collect())
+        })
+        .await
+    }
+
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_key(key)?;
         let (id, key) = (*id, key.to_owned());
@@ -1126,42 +1161,10 @@ impl SessionStore for SqliteStore {
         })
         .await
     }
+}
 
-    async fn delete(&self, id: &SessionId) -> Result<bool, StoreError> {
-        let id = *id;
-        self.write(move |tx| {
-            let sid = &id.as_bytes()[..];
-            execute(
-                tx,
-                &format!("{MARK_ENDED} WHERE id = ?2 AND is_home = 0 {MARK_ENDED_CONFLICT}"),
-                params![now_ms(), sid],
-            )?;
-            let n = execute(tx, "DELETE FROM sessions WHERE id = ?", [sid])?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    async fn sweep(&self) -> Result<usize, StoreError> {
-        let absolute_ms = self.absolute_ms();
-        self.write(move |tx| {
-            let now = now_ms();
-            execute(
-                tx,
-                &format!("{MARK_ENDED} WHERE expires_ms <= ?1 {MARK_ENDED_CONFLICT}"),
-                [now],
-            )?;
-            let expired = execute(tx, "DELETE FROM sessions WHERE expires_ms <= ?", [now])?;
-            execute(
-                tx,
-                "DELETE FROM ended_sessions WHERE ended_ms <= ?",
-                [now.saturating_sub(absolute_ms)],
-            )?;
-            Ok(expired)
-        })
-        .await
-    }
-
+#[async_trait]
+impl Chats for SqliteStore {
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
         let id = *id;
         self.read(move |r| {
@@ -1426,7 +1429,10 @@ impl SessionStore for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Probe for SqliteStore {
     async fn exists_raw(&self, id: &SessionId) -> Result<bool, StoreError> {
         let id = *id;
         self.read(move |r| {
@@ -1464,7 +1470,7 @@ mod tests {
     async fn claimed(store: &SqliteStore) -> SessionId {
         let id = SessionId::random();
         let proof = Proof::generate().unwrap().hash();
-        assert_eq!(store.claim(&id, &proof).await.unwrap(), Claim::Won);
+        assert_eq!(store.claim(&id, &proof, None).await.unwrap(), Claim::Won);
         id
     }
 
@@ -1538,7 +1544,7 @@ mod tests {
 
         // The session from before the upgrade ends like any other: its id is not freed.
         assert!(store.delete(&id).await.unwrap());
-        assert_eq!(store.claim(&id, &proof).await.unwrap(), Claim::Ended);
+        assert_eq!(store.claim(&id, &proof, None).await.unwrap(), Claim::Ended);
     }
 
     #[tokio::test]
@@ -1661,7 +1667,10 @@ mod tests {
         assert_eq!(store.sweep().await.unwrap(), 0);
         assert_eq!(ended_rows(&store).await, 0, "nothing is kept for ever");
         let proof = Proof::generate().unwrap().hash();
-        assert_eq!(store.claim(&expiring, &proof).await.unwrap(), Claim::Won);
+        assert_eq!(
+            store.claim(&expiring, &proof, None).await.unwrap(),
+            Claim::Won
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
