@@ -149,3 +149,36 @@ test("on a touch screen the page opens without popping up the keyboard @touch", 
   await expect(page.getByTestId("composer")).not.toBeFocused();
   expect(await page.evaluate(() => document.activeElement?.tagName)).toBe("BODY");
 });
+
+test("a rating's comment, the not-signed-in page and a replaced session's notice fit the window", async ({ page, context }) => {
+  await openReady(page);
+  const composer = page.getByTestId("composer");
+  await composer.fill("rate this one");
+  await composer.press("Enter");
+  const reply = page.locator("[data-testid=message][data-role=assistant]").last();
+  await expect(reply).toHaveAttribute("data-status", "done", { timeout: 20_000 });
+  await reply.getByTestId("rate-down").click();
+  await expect(reply.getByTestId("rate-down")).toHaveAttribute("aria-pressed", "true");
+  const field = page.getByTestId("feedback-comment");
+  await expect(field).toBeVisible();
+  await noSideways(page);
+  await inViewport(page, "feedback-send");
+  await field.fill("too short for a phone");
+  await page.getByTestId("feedback-send").click();
+  await expect(reply.getByTestId("feedback-note")).toHaveText("Your comment: too short for a phone");
+  await noSideways(page);
+
+  await openReady(page, "/account");
+  await expect(page.getByTestId("not-signed-in")).toBeVisible();
+  await inViewport(page, "account-sign-in");
+  await noSideways(page);
+
+  // Past the two seconds in which a proof-less id is taken for a racing tab.
+  await page.waitForTimeout(2_200);
+  await context.clearCookies();
+  await page.reload();
+  await waitReady(page);
+  await expect(page.getByTestId("notice")).toContainText("This browser's session was replaced");
+  await noSideways(page);
+  await inViewport(page, "notice");
+});
