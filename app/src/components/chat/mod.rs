@@ -1,0 +1,223 @@
+//! The chat: thread sidebar, message list, composer, and the live event stream that keeps
+//! every tab of the session in step.
+//!
+//! Each part has its own file: [`state`] holds the chat data and keeps it live, [`sidebar`]
+//! lists the chats, [`thread`] shows the open one, [`composer`] writes to it, and [`shortcuts`]
+//! answers the keyboard.
+
+mod composer;
+mod shortcuts;
+mod sidebar;
+mod state;
+mod thread;
+
+use super::{SessionCtx, SessionState};
+use crate::model::{MessageId, Rating, ThreadId};
+use composer::{Composer, ComposerCtx, send_text};
+use leptos::prelude::*;
+use leptos_router::{
+    components::Outlet,
+    hooks::{use_location, use_navigate},
+};
+use shortcuts::Shortcuts;
+use sidebar::Sidebar;
+use state::ChatState;
+use thread::{Messages, ThreadHeader};
+
+/// Sidebar + the routed page. Owns the chat data and the event stream.
+#[component]
+pub fn ChatLayout(children: Children) -> impl IntoView {
+    let session = expect_context::<SessionCtx>();
+    let epoch = RwSignal::new(0u32);
+    // The layout sits above the routes, so it reads the thread id from the path itself.
+    let location = use_location();
+    let open = Memo::new(move |_| {
+        location.pathname.with(|p| {
+            p.strip_prefix("/t/")
+                .and_then(|id| ThreadId::parse(id.trim_end_matches('/')))
+        })
+    });
+    // The composer's state outlives route changes (a new chat becomes /t/<id> mid-send).
+    provide_context(ComposerCtx {
+        text: RwSignal::new(String::new()),
+        sending: RwSignal::new(false),
+        error: RwSignal::new(None),
+    });
+
+    state::provide_chat_state(session, epoch, open, location.clone());
+
+    // Choosing a chat (or any other page) closes the drawer; the focus, which was in it,
+    // goes to the composer or the page rather than being lost to <body>.
+    let drawer = expect_context::<super::DrawerCtx>();
+    Effect::new(move |prev: Option<String>| {
+        let path = location.pathname.get();
+        if prev.is_some_and(|p| p != path) && drawer.open.get_untracked() {
+            drawer.open.set(false);
+            focus_after_drawer();
+        }
+        path
+    });
+
+    view! {
+        <div class="workspace" class:drawer-open=move || drawer.open.get()>
+            <div
+                class="drawer-backdrop"
+                aria-hidden="true"
+                on:click=move |_| drawer.open.set(false)
+            ></div>
+            <Sidebar />
+            <div class="content">{children()}</div>
+            <Shortcuts />
+        </div>
+    }
+}
+
+/// Puts the focus somewhere useful once the drawer has closed: the composer if the page has
+/// one, else the main region.
+fn focus_after_drawer() {
+    focus_later("[data-testid=composer]:not([disabled]), #main");
+}
+
+/// Focuses the first element matching `selector` after the page has rendered the change
+/// that revealed it (a hidden element cannot take the focus).
+/// Focuses the rating button `r` of message `id`, once the page has settled.
+fn focus_rating(id: MessageId, r: Rating) {
+    let button = match r {
+        Rating::Up => "rate-up",
+        Rating::Down => "rate-down",
+    };
+    focus_after_ms(format!("[data-message='{id}'] [data-testid={button}]"), 0);
+}
+
+pub(super) fn focus_later(selector: &'static str) {
+    focus_after_ms(selector.to_owned(), 0);
+}
+
+/// As `focus_later`, after `ms`: for an element that another pending focus move (such as
+/// the drawer's own) must not win over.
+fn focus_after_ms(selector: String, ms: u64) {
+    #[cfg(feature = "hydrate")]
+    leptos::prelude::set_timeout(
+        move || {
+            use wasm_bindgen::JsCast;
+            if let Some(el) = web_sys::window()
+                .and_then(|w| w.document())
+                .and_then(|d| d.query_selector(&selector).ok().flatten())
+                .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+            {
+                let _ = el.focus();
+            }
+        },
+        std::time::Duration::from_millis(ms),
+    );
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (selector, ms);
+}
+
+/// The routed chat page: the open thread (or the empty state) and the composer.
+#[component]
+pub fn ChatPage() -> impl IntoView {
+    view! {
+        <section class="chat" aria-label="Conversation">
+            <Transition fallback=|| view! { <div class="messages"><p class="muted">"Loading…"</p></div> }>
+                <Pane />
+                <Composer />
+            </Transition>
+            // The empty state and each chat are child routes that show nothing of their own.
+            <Outlet />
+        </section>
+    }
+}
+
+/// What the chat page shows above the composer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PaneKind {
+    Thread(ThreadId),
+    NotFound,
+    Loading,
+    Empty,
+}
+
+#[component]
+fn Pane() -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let session = expect_context::<SessionCtx>();
+    // The pane is rebuilt only when what it shows changes kind, not on every message
+    // change: the message list updates in place, bubble by bubble. Made under the
+    // Transition, so reading the thread here still holds the page until it has loaded.
+    let kind = Memo::new(move |_| {
+        let ready = matches!(session.state.get(), SessionState::Ready(_));
+        state.current.with(|c| match c {
+            Some(Ok(Some(tv))) => PaneKind::Thread(tv.thread.id),
+            Some(Err(e)) if e.code == crate::ErrorCode::NotFound => PaneKind::NotFound,
+            _ if state.open.get().is_some() && !ready => PaneKind::Loading,
+            _ => PaneKind::Empty,
+        })
+    });
+    // `try_get`: a server render whose response was dropped (the client left) may still
+    // run this after its owner is gone; it then renders nothing instead of panicking.
+    move || kind.try_get().map(pane_view)
+}
+
+fn pane_view(kind: PaneKind) -> AnyView {
+    match kind {
+        PaneKind::Thread(id) => view! { <ThreadHeader id=id /> <Messages /> }.into_any(),
+        PaneKind::NotFound => view! {
+            <div class="messages">
+                <div class="empty">
+                    <h2>"Chat not found"</h2>
+                    <p class="muted">"It may have been deleted, or it belongs to another session."</p>
+                </div>
+            </div>
+        }
+        .into_any(),
+        PaneKind::Loading => {
+            view! { <div class="messages"><p class="muted">"Loading…"</p></div> }.into_any()
+        }
+        PaneKind::Empty => view! { <EmptyState /> }.into_any(),
+    }
+}
+
+#[component]
+fn EmptyState() -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let composer = use_context::<ComposerCtx>();
+    let navigate = use_navigate();
+    let starters = [
+        ("Show me what you can render", "/markdown"),
+        ("Stream a long answer I can stop", "/slow"),
+        ("What can you do?", "/help"),
+        (
+            "Echo this sentence back to me, word by word.",
+            "Echo this sentence back to me, word by word.",
+        ),
+    ];
+    view! {
+        <div class="messages">
+            <div class="empty" data-testid="empty-state">
+                <h2>"How can I help?"</h2>
+                <p class="muted">"Start a conversation. It stays in this browser session and nowhere else."</p>
+                <div class="starters">
+                    {starters
+                        .into_iter()
+                        .map(|(label, text)| {
+                            let navigate = navigate.clone();
+                            view! {
+                                <button class="starter" on:click=move |_| send_text(state, composer, navigate.clone(), text.to_owned())>
+                                    {label}
+                                </button>
+                            }
+                        })
+                        .collect_view()}
+                </div>
+            </div>
+        </div>
+    }
+}
+
+fn download(filename: &str, mime: &str, content: &str) {
+    #[cfg(feature = "hydrate")]
+    crate::client::download(filename, mime, content);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (filename, mime, content);
+}

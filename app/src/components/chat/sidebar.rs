@@ -1,0 +1,257 @@
+//! The chat list: new chat, search, each chat (open, rename, delete), and the footer with the
+//! session's own actions.
+
+use super::{download, focus_after_ms, focus_later, state::ChatState};
+use crate::{
+    api::{self},
+    components::{
+        DrawerCtx,
+        icon::{Icon, IconName},
+    },
+    model::{ChatEvent, SearchHit, Thread},
+};
+use leptos::{prelude::*, task::spawn_local};
+use leptos_router::{NavigateOptions, hooks::use_navigate};
+
+#[component]
+pub(super) fn Sidebar() -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let query = RwSignal::new(String::new());
+    let results = RwSignal::new(None::<Vec<SearchHit>>);
+    let navigate = use_navigate();
+
+    // Search as the person types, a moment after they pause.
+    let search_gen = StoredValue::new(0u32);
+    let on_search = move |ev| {
+        let q = event_target_value(&ev);
+        query.set(q.clone());
+        search_gen.update_value(|g| *g += 1);
+        let mine = search_gen.get_value();
+        if q.trim().is_empty() {
+            results.set(None);
+            return;
+        }
+        spawn_local(async move {
+            sleep_ms(200).await;
+            if search_gen.get_value() != mine {
+                return;
+            }
+            if let Ok(hits) = api::search_threads(q).await
+                && search_gen.get_value() == mine
+            {
+                results.set(Some(hits));
+            }
+        });
+    };
+
+    let drawer = expect_context::<DrawerCtx>();
+    let new_chat = {
+        let navigate = navigate.clone();
+        move |_| {
+            navigate("/", NavigateOptions::default());
+            if drawer.open.get_untracked() {
+                drawer.open.set(false);
+            }
+            focus_later("[data-testid=composer]");
+        }
+    };
+    // Opening the drawer moves the focus into it, so a keyboard or screen reader user lands
+    // where the chats are.
+    Effect::new(move |prev: Option<bool>| {
+        let open = drawer.open.get();
+        if open && prev == Some(false) {
+            focus_later("#sidebar [data-testid=new-chat]");
+        }
+        open
+    });
+    let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Escape" && drawer.open.get_untracked() {
+            drawer.open.set(false);
+            focus_later("[data-testid=menu]");
+        }
+    };
+
+    let export_data = move |_| {
+        spawn_local(async move {
+            if let Ok(data) = api::export_my_data().await
+                && let Ok(json) = serde_json::to_string_pretty(&data)
+            {
+                download("confide-export.json", "application/json", &json);
+            }
+        });
+    };
+    let forget = move |_| {
+        if !confirm("Delete all your chats and notes from the server and start a new session?") {
+            return;
+        }
+        spawn_local(async move {
+            if api::forget_session().await.is_ok() {
+                #[cfg(feature = "hydrate")]
+                crate::client::forget_and_restart();
+            }
+        });
+    };
+
+    let list = move || {
+        if let Some(hits) = results.get() {
+            return hits
+                .into_iter()
+                .map(|h| (h.thread, h.snippet))
+                .collect::<Vec<_>>();
+        }
+        state
+            .threads
+            .get()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t, None))
+            .collect()
+    };
+
+    view! {
+        <aside class="sidebar" id="sidebar" aria-label="Chats" data-testid="sidebar" on:keydown=on_keydown>
+            <button class="primary new-chat" data-testid="new-chat" on:click=new_chat>
+                "+ New chat"
+            </button>
+            <input
+                class="search"
+                type="search"
+                placeholder="Search chats"
+                aria-label="Search chats"
+                data-testid="search"
+                prop:value=move || query.get()
+                on:input=on_search
+            />
+            <nav class="thread-list" data-testid="thread-list">
+                <Transition fallback=|| view! { <p class="muted small">"Loading…"</p> }>
+                    <Show
+                        when=move || !list().is_empty()
+                        fallback=move || {
+                            let text = if results.with(Option::is_some) { "No chats match." } else { "No chats yet." };
+                            view! { <p class="muted small empty-list">{text}</p> }
+                        }
+                    >
+                        // Keyed, so an item being renamed stays open while other chats come,
+                        // go or move; it is rebuilt only when its own title or snippet changes.
+                        <For
+                            each=list
+                            key=|(t, snippet)| (t.id, t.title.clone(), snippet.clone())
+                            children=|(t, snippet)| view! { <ThreadItem thread=t snippet=snippet /> }
+                        />
+                    </Show>
+                </Transition>
+            </nav>
+            <footer class="sidebar-foot">
+                <a href="/notes">"Notes"</a>
+                <button class="link-button" data-testid="export-data" on:click=export_data>"Export my data"</button>
+                <button class="link-button danger" data-testid="forget" on:click=forget>"Forget this browser"</button>
+                <span class="muted">"Confide — your conversations stay yours."</span>
+            </footer>
+        </aside>
+    }
+}
+
+#[component]
+fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let id = thread.id;
+    let editing = RwSignal::new(false);
+    let title = RwSignal::new(thread.title.clone());
+    let original = StoredValue::new(thread.title.clone());
+    let href = format!("/t/{id}");
+    let is_current = move || state.open.get() == Some(id);
+
+    // The field goes away when a rename ends; the focus goes to the chat's link (which a
+    // new title rebuilds, hence once more after the answer).
+    let link_selector = StoredValue::new(format!("#sidebar a[href='/t/{id}']"));
+    let save = move || {
+        let new_title = title.get_untracked();
+        editing.set(false);
+        let selector = link_selector.get_value();
+        focus_after_ms(selector.clone(), 0);
+        // A plain copy: the answer rebuilds this item, disposing of what it owns.
+        spawn_local(async move {
+            if let Ok(t) = api::rename_thread(id, new_title).await {
+                state.upsert_thread(t);
+            }
+            focus_after_ms(selector, 0);
+        });
+    };
+    let remove = move |_| {
+        if !confirm("Delete this chat? This cannot be undone.") {
+            return;
+        }
+        spawn_local(async move {
+            if api::delete_thread(id).await.is_ok() {
+                state.apply(ChatEvent::ThreadDeleted { thread_id: id });
+                // Its Delete button, which had the focus, is gone.
+                focus_later("#sidebar [data-testid=new-chat]");
+            }
+        });
+    };
+
+    view! {
+        <div class="thread-item" class:current=is_current data-testid="thread-item">
+            <Show
+                when=move || editing.get()
+                fallback=move || {
+                    view! {
+                        <a
+                            href=href.clone()
+                            class="thread-link"
+                            aria-current=move || if is_current() { Some("page") } else { None }
+                        >
+                            <span class="thread-title">{move || title.get()}</span>
+                            {snippet.clone().map(|s| view! { <span class="snippet">{s}</span> })}
+                        </a>
+                        <button class="icon" title="Rename" aria-label="Rename chat" on:click=move |_| editing.set(true)>
+                            <Icon name=IconName::Edit />
+                        </button>
+                        <button class="icon" title="Delete" aria-label="Delete chat" data-testid="delete-thread" on:click=remove>
+                            <Icon name=IconName::Trash />
+                        </button>
+                    }
+                }
+            >
+                <input
+                    class="rename"
+                    aria-label="Chat title"
+                    prop:value=move || title.get()
+                    on:input=move |ev| title.set(event_target_value(&ev))
+                    on:keydown=move |ev| {
+                        if ev.key() == "Enter" {
+                            save();
+                        } else if ev.key() == "Escape" {
+                            // Esc gives up the rename (and leaves the drawer open).
+                            ev.stop_propagation();
+                            title.set(original.get_value());
+                            editing.set(false);
+                            focus_after_ms(link_selector.get_value(), 0);
+                        }
+                    }
+                    on:blur=move |_| if editing.get_untracked() { save() }
+                />
+            </Show>
+        </div>
+    }
+}
+
+async fn sleep_ms(ms: u32) {
+    #[cfg(feature = "hydrate")]
+    crate::client::sleep_ms(ms).await;
+    #[cfg(not(feature = "hydrate"))]
+    let _ = ms;
+}
+
+fn confirm(question: &str) -> bool {
+    #[cfg(feature = "hydrate")]
+    return web_sys::window()
+        .and_then(|w| w.confirm_with_message(question).ok())
+        .unwrap_or(false);
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = question;
+        false
+    }
+}

@@ -1,0 +1,300 @@
+//! The chat data the page shows, and what keeps it current: the server's answers and the
+//! live events, merged so that an older state of a message never replaces a newer one.
+
+use crate::{
+    ApiError,
+    api::{self},
+    components::{SessionCtx, SessionState},
+    model::{ChatEvent, MessageId, MessageStatus, MessageView, Thread, ThreadId, ThreadView},
+};
+use leptos::prelude::*;
+use leptos_router::{NavigateOptions, hooks::use_navigate, location::Location};
+use std::collections::{HashMap, VecDeque};
+
+/// Chat data the page shows, shared by the sidebar, the thread view and the event stream.
+#[derive(Clone, Copy)]
+pub struct ChatState {
+    pub threads: Resource<Result<Vec<Thread>, ApiError>>,
+    pub current: Resource<Result<Option<ThreadView>, ApiError>>,
+    /// The thread named by the URL.
+    pub open: Memo<Option<ThreadId>>,
+    /// Bumped to reload everything (session ready, stream reconnected, events missed).
+    pub epoch: RwSignal<u32>,
+    known: StoredValue<Known>,
+    /// The open thread was deleted (here or elsewhere) and the page should leave it.
+    left: RwSignal<Option<ThreadId>>,
+    /// The reply whose optional feedback comment is being written. Kept here, not in the
+    /// bubble: a rating changes the message's version, which rebuilds its bubble.
+    pub(super) commenting: RwSignal<Option<MessageId>>,
+}
+
+/// The newest state this page has seen of each message. The answer to a request and the
+/// live events about the same message travel separately and arrive in either order (a
+/// short reply's last event often comes before the answer that started it); every state
+/// the page takes in passes through here, so an older one never replaces a newer one.
+#[derive(Default)]
+struct Known {
+    messages: HashMap<MessageId, (MessageView, u64)>,
+    /// Insertion order, to forget the oldest once there are too many.
+    order: VecDeque<MessageId>,
+    /// Last version handed out. A message's version changes whenever the state the page
+    /// keeps for it does, so the message list keys on (id, version).
+    version: u64,
+}
+
+impl Known {
+    /// Far more than one page shows; a reordering of states spans a moment, not a session.
+    const LIMIT: usize = 2_000;
+
+    /// Takes in `m` unless a newer state of it is known, and answers the newest.
+    fn merge(&mut self, m: MessageView) -> MessageView {
+        let id = m.message.id;
+        match self.messages.get_mut(&id) {
+            Some((known, _)) if !m.message.supersedes(&known.message) => known.clone(),
+            Some((known, _)) if *known == m => m,
+            Some(entry) => {
+                self.version += 1;
+                *entry = (m.clone(), self.version);
+                m
+            }
+            None => {
+                self.version += 1;
+                self.messages.insert(id, (m.clone(), self.version));
+                self.order.push_back(id);
+                while self.order.len() > Self::LIMIT {
+                    if let Some(old) = self.order.pop_front() {
+                        self.messages.remove(&old);
+                    }
+                }
+                m
+            }
+        }
+    }
+
+    fn get(&self, id: &MessageId) -> Option<&MessageView> {
+        self.messages.get(id).map(|(m, _)| m)
+    }
+
+    fn version(&self, id: &MessageId) -> u64 {
+        self.messages.get(id).map_or(0, |(_, v)| *v)
+    }
+
+    fn forget_thread(&mut self, thread: ThreadId) {
+        self.messages
+            .retain(|_, (m, _)| m.message.thread_id != thread);
+        let messages = &self.messages;
+        self.order.retain(|id| messages.contains_key(id));
+    }
+}
+
+impl ChatState {
+    pub(super) fn streaming(&self) -> Option<MessageId> {
+        self.current.with(|c| {
+            c.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|t| t.as_ref())
+                .and_then(|t| {
+                    t.messages
+                        .iter()
+                        .find(|m| m.message.status == MessageStatus::Streaming)
+                        .map(|m| m.message.id)
+                })
+        })
+    }
+
+    pub(super) fn upsert_thread(&self, thread: Thread) {
+        self.threads.update(|r| {
+            if let Some(Ok(list)) = r {
+                list.retain(|t| t.id != thread.id);
+                list.push(thread.clone());
+                list.sort_by_key(|t| std::cmp::Reverse(t.updated_ms));
+            }
+        });
+        self.with_open(thread.id, |tv| tv.thread = thread);
+    }
+
+    fn with_open(&self, id: ThreadId, f: impl FnOnce(&mut ThreadView)) {
+        self.current.update(|r| {
+            if let Some(Ok(Some(tv))) = r
+                && tv.thread.id == id
+            {
+                f(tv);
+            }
+        });
+    }
+
+    /// The newest of `m` and what is known of it; the page keeps that one.
+    pub(super) fn merge(&self, m: MessageView) -> MessageView {
+        self.known
+            .try_update_value(|k| k.merge(m.clone()))
+            .unwrap_or(m)
+    }
+
+    pub(super) fn upsert_message(&self, m: MessageView) {
+        let thread = m.message.thread_id;
+        let mut incoming = Some(m);
+        self.with_open(thread, |tv| {
+            let Some(m) = incoming.take() else { return };
+            match tv
+                .messages
+                .iter_mut()
+                .find(|x| x.message.id == m.message.id)
+            {
+                Some(shown) => {
+                    // What is shown may have come with the server-rendered page, unseen here.
+                    self.merge(shown.clone());
+                    *shown = self.merge(m);
+                }
+                None => tv.messages.push(self.merge(m)),
+            }
+        });
+        // Not open (yet): a new chat's events can outrun the answer that opens it.
+        if let Some(m) = incoming {
+            self.merge(m);
+        }
+    }
+
+    /// The version the message list keys a message's bubble on.
+    pub(super) fn version(&self, id: &MessageId) -> u64 {
+        self.known.try_with_value(|k| k.version(id)).unwrap_or(0)
+    }
+
+    /// Applies one live event. Events for our own actions arrive too; every change is an
+    /// upsert, so applying them twice is harmless.
+    pub fn apply(&self, event: ChatEvent) {
+        match event {
+            ChatEvent::Thread { thread } => self.upsert_thread(thread),
+            ChatEvent::ThreadDeleted { thread_id } => {
+                self.threads.update(|r| {
+                    if let Some(Ok(list)) = r {
+                        list.retain(|t| t.id != thread_id);
+                    }
+                });
+                self.known.try_update_value(|k| k.forget_thread(thread_id));
+                if self.open.get_untracked() == Some(thread_id) {
+                    self.current.update(|r| *r = Some(Ok(None)));
+                    self.left.set(Some(thread_id));
+                }
+            }
+            ChatEvent::Message { message } => self.upsert_message(message),
+            ChatEvent::Delta {
+                thread_id,
+                message_id,
+                content,
+                html,
+            } => {
+                let base = self
+                    .known
+                    .try_with_value(|k| k.get(&message_id).cloned())
+                    .flatten()
+                    .or_else(|| {
+                        self.current.with_untracked(|c| {
+                            c.as_ref()
+                                .and_then(|r| r.as_ref().ok())
+                                .and_then(|t| t.as_ref())
+                                .filter(|t| t.thread.id == thread_id)
+                                .and_then(|t| {
+                                    t.messages
+                                        .iter()
+                                        .find(|m| m.message.id == message_id)
+                                        .cloned()
+                                })
+                        })
+                    });
+                // A delta is the streaming state with this text; merging drops it when the
+                // message has already moved past it.
+                if let Some(mut m) = base.filter(|m| m.message.status == MessageStatus::Streaming) {
+                    m.message.content = content;
+                    m.html = html;
+                    self.upsert_message(m);
+                }
+            }
+            ChatEvent::Truncated { thread_id, after } => self.with_open(thread_id, |tv| {
+                let keep = match after {
+                    None => 0,
+                    Some(id) => tv
+                        .messages
+                        .iter()
+                        .position(|m| m.message.id == id)
+                        .map_or(tv.messages.len(), |i| i + 1),
+                };
+                tv.messages.truncate(keep);
+            }),
+            ChatEvent::Resync => self.epoch.update(|e| *e += 1),
+        }
+    }
+}
+
+/// Builds the chat data for the layout and provides it, leaves a chat that was deleted, and
+/// keeps the data live (a reload and the event stream) once the session is ready.
+pub(super) fn provide_chat_state(
+    session: SessionCtx,
+    epoch: RwSignal<u32>,
+    open: Memo<Option<ThreadId>>,
+    location: Location,
+) {
+    let known = StoredValue::new(Known::default());
+    // Server rendering fetches both inside the request's session; the browser fetches again
+    // once its own session start has returned (the protocol's ordering rule).
+    let threads = Resource::new(move || epoch.get(), |_| api::list_threads());
+    let current = Resource::new(
+        move || (epoch.get(), open.get()),
+        move |(_, id)| async move {
+            match id {
+                // Events that came while the request was out may be newer than its answer.
+                Some(id) => api::get_thread(id).await.map(|mut tv| {
+                    known.try_update_value(|k| {
+                        tv.messages = std::mem::take(&mut tv.messages)
+                            .into_iter()
+                            .map(|m| k.merge(m))
+                            .collect();
+                    });
+                    Some(tv)
+                }),
+                None => Ok(None),
+            }
+        },
+    );
+    let left = RwSignal::new(None::<ThreadId>);
+    let state = ChatState {
+        threads,
+        current,
+        open,
+        epoch,
+        known,
+        left,
+        commenting: RwSignal::new(None),
+    };
+    provide_context(state);
+
+    // Leave a deleted chat for a new one; the composer keeps what was typed.
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(id) = left.get()
+            && open.get_untracked() == Some(id)
+        {
+            navigate(
+                "/",
+                NavigateOptions {
+                    replace: true,
+                    ..NavigateOptions::default()
+                },
+            );
+        }
+    });
+
+    // Finishing a sign-in renews the session, and a request still under the old id that
+    // already carries the new proof is refused with that proof cleared, which undoes the
+    // sign-in. So the callback page, which reloads as soon as it is done, sends nothing of
+    // the chat's own: it shows what the server rendered until the person moves on.
+    let signing_in = move || location.pathname.with(|p| p.starts_with("/auth/callback"));
+    Effect::new(move |prev: Option<bool>| {
+        let live = matches!(session.state.get(), SessionState::Ready(_)) && !signing_in();
+        if live && prev != Some(true) {
+            epoch.update(|e| *e += 1);
+            #[cfg(feature = "hydrate")]
+            crate::client::open_event_stream(move |e| state.apply(e));
+        }
+        live
+    });
+}
