@@ -78,8 +78,6 @@ fn focus_after_drawer() {
     focus_later("[data-testid=composer]:not([disabled]), #main");
 }
 
-/// Focuses the first element matching `selector` after the page has rendered the change
-/// that revealed it (a hidden element cannot take the focus).
 /// Focuses the rating button `r` of message `id`, once the page has settled.
 fn focus_rating(id: MessageId, r: Rating) {
     let button = match r {
@@ -89,6 +87,8 @@ fn focus_rating(id: MessageId, r: Rating) {
     focus_after_ms(format!("[data-message='{id}'] [data-testid={button}]"), 0);
 }
 
+/// Focuses the first element matching `selector` after the page has rendered the change
+/// that revealed it (a hidden element cannot take the focus).
 pub(super) fn focus_later(selector: &'static str) {
     focus_after_ms(selector.to_owned(), 0);
 }
