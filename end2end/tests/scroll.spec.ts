@@ -40,3 +40,34 @@ test("a streaming reply is followed only while the reader is at the bottom", asy
   await expect.poll(() => gap(page)).toBeLessThanOrEqual(24);
   await page.getByTestId("stop").click();
 });
+
+test("a scroll up is kept even when its event comes after the next words", async ({ page }) => {
+  await page.setViewportSize({ width: 1000, height: 500 });
+  await openReady(page);
+  await send(page, "/markdown");
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 20_000 });
+  await send(page, "/slow");
+  await expect(assistant(page).last()).toContainText("word3");
+  await expect.poll(() => gap(page)).toBeLessThanOrEqual(24);
+
+  // Hold back the list's next scroll event until more of the reply has arrived, as a busy
+  // page does: the words land first, the reader's scroll is reported after them.
+  await page.evaluate(() => {
+    const list = document.querySelector("[data-testid=messages]")!;
+    const held = (e: Event) => {
+      if (e.target !== list || !e.isTrusted) return;
+      e.stopImmediatePropagation();
+      window.removeEventListener("scroll", held, true);
+      const later = new MutationObserver(() => {
+        later.disconnect();
+        setTimeout(() => list.dispatchEvent(new Event("scroll")), 0);
+      });
+      later.observe(list, { subtree: true, childList: true, characterData: true });
+    };
+    window.addEventListener("scroll", held, true);
+    list.scrollTo(0, 0);
+  });
+  await expect(page.getByTestId("jump-latest")).toBeVisible();
+  await expect.poll(() => gap(page)).toBeGreaterThan(100);
+  await page.getByTestId("stop").click();
+});

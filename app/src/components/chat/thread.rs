@@ -77,16 +77,34 @@ pub(super) fn Messages() -> impl IntoView {
     // Whether the reader is at the end of the list. A reply is followed only then: someone
     // who scrolled up to read is left where they are, with a way back.
     let at_bottom = RwSignal::new(true);
+    // Where following last left the list. The reader's own scroll is reported by an event
+    // that can come after the next words: by then a follow would have pulled the list
+    // back down and the event would find it at the bottom, as if the reader had never moved.
+    let followed_to = StoredValue::new(None::<i32>);
     let to_bottom = move || {
         if let Some(el) = list_ref.get_untracked() {
             el.set_scroll_top(el.scroll_height());
+            followed_to.set_value(Some(el.scroll_top()));
         }
     };
     Effect::new(move |_| {
         state.current.track();
-        if at_bottom.get_untracked() {
-            to_bottom();
+        if !at_bottom.get_untracked() {
+            return;
         }
+        if let Some(el) = list_ref.get_untracked() {
+            let gap = el.scroll_height() - el.scroll_top() - el.client_height();
+            // Moved up since the last follow, and not merely clamped by shorter content:
+            // the reader scrolled away, whatever the scroll event will say.
+            let moved_up = followed_to
+                .get_value()
+                .is_some_and(|top| el.scroll_top() + 24 < top);
+            if moved_up && gap > 24 {
+                at_bottom.set(false);
+                return;
+            }
+        }
+        to_bottom();
     });
     let on_scroll = move |_| {
         if let Some(el) = list_ref.get_untracked() {
