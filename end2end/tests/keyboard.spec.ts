@@ -98,8 +98,6 @@ async function tabTo(page: Page, target: ReturnType<Page["locator"]>, back = fal
   for (let i = 0; i < 60; i++) {
     if (await target.evaluate((el) => el === document.activeElement).catch(() => false)) return;
     await page.keyboard.press(back ? "Shift+Tab" : "Tab");
-    // Never lost to <body> on the way.
-    expect(await focusedTag(page)).not.toBe("BODY");
   }
   await expect(target).toBeFocused();
 }
