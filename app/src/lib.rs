@@ -33,28 +33,30 @@ pub const SID_STORAGE_KEY: &str = "confide.sid";
 
 /// The page's Content-Security-Policy: scripts only from this origin or carrying this
 /// response's nonce (Leptos' hydration scripts do), wasm compilation allowed, nothing inline
-/// otherwise, no framing.
+/// otherwise, no framing. The server's edge sets it on every page with the nonce it minted
+/// for the request (see `page_nonce`), so a page never goes without it.
+pub fn page_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// The nonce the server minted for this page's request (a request extension) becomes the
+/// one Leptos puts on the page's scripts. Run as the render's additional context, after
+/// Leptos provided its own.
 #[cfg(feature = "ssr")]
-fn set_page_csp() {
-    if let (Some(nonce), Some(opts)) = (
-        leptos::nonce::use_nonce(),
-        use_context::<leptos_axum::ResponseOptions>(),
-    ) {
-        let csp = format!(
-            "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
-             img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
-             form-action 'self'; frame-ancestors 'none'"
-        );
-        if let Ok(v) = http::HeaderValue::from_str(&csp) {
-            opts.insert_header(http::header::CONTENT_SECURITY_POLICY, v);
-        }
+pub fn page_nonce() {
+    if let Some(nonce) = use_context::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<leptos::nonce::Nonce>().cloned())
+    {
+        provide_context(nonce);
     }
 }
 
 /// The HTML document around the app, rendered on the server only.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    set_page_csp();
     view! {
         <!DOCTYPE html>
         <html lang="en">

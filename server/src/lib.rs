@@ -247,14 +247,19 @@ pub fn app(state: AppState) -> Router {
     let state_for_edge = state.clone();
 
     let guarded = Router::new()
-        .leptos_routes(&state, routes, move || shell(leptos_options.clone()))
+        .leptos_routes_with_context(&state, routes, app::page_nonce, move || {
+            shell(leptos_options.clone())
+        })
         // Unknown API paths answer in the API's own format, not with an HTML page.
         .route("/api/events", get(events))
         .route(
             "/api/{*rest}",
             any(|| async { ApiError::not_found().into_response() }),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(app::page_nonce, shell))
         .layer(Extension(state.chat.clone()))
         .layer(Extension(state.auth.clone()))
         .layer(axum::middleware::from_fn_with_state(

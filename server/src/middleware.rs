@@ -205,6 +205,13 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
     // The event stream is long-lived by design, and a server function's time is bounded in
     // the guard in two parts (reading its body, 408; handling it, 504), so that a client too
     // slow to send its body is never reported as a slow server.
+    // Every page gets a nonce minted here, before Leptos renders it: the page's scripts
+    // carry it and the policy below names it, whatever happens inside the render.
+    let nonce = (!path.starts_with("/api/") && !path.starts_with("/pkg/")).then(|| {
+        let n = leptos::nonce::Nonce::new();
+        req.extensions_mut().insert(n.clone());
+        n
+    });
     let res = if path.starts_with("/api/") {
         next.run(req).await
     } else if req.method() == Method::HEAD {
@@ -222,7 +229,18 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
     } else {
         within(state.config.request_timeout, next.run(req)).await
     };
-    with_headers(res, &state)
+    let mut res = with_headers(res, &state);
+    let is_html = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if let (true, Some(nonce)) = (is_html, nonce)
+        && let Ok(v) = HeaderValue::from_str(&app::page_csp(&nonce))
+    {
+        res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    res
 }
 
 /// `fut`'s response, or 504 `timeout` once `limit` has passed.
@@ -258,8 +276,8 @@ fn with_headers(mut res: Response, state: &AppState) -> Response {
             "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), payment=(), usb=()",
         ),
     );
-    // Pages set their own policy with the response's nonce (see `app::shell`); anything
-    // else may load nothing at all.
+    // Pages get their own policy, with their nonce, in `edge`; anything else may load
+    // nothing at all.
     if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
