@@ -69,7 +69,7 @@ fake-oidc:
 # cargo-leptos builds debug code with `--cfg erase_components`; the tests use the same flag
 # so they share its compiled dependencies instead of building them a second time.
 test-unit-only:
-	RUSTFLAGS="--cfg erase_components" cargo test -p app -p server -p confide-bench --features app/ssr
+	RUSTFLAGS="--cfg erase_components" cargo test -p confide-core -p app -p server -p confide-bench --features app/ssr
 
 test-e2e-only:
 	cd end2end && CI=$${CI:-} npx playwright test
@@ -124,7 +124,7 @@ fmt:
 	cargo fmt --all
 
 lint:
-	cargo clippy -p app -p server -p confide-bench --features app/ssr --tests -- -D warnings
+	cargo clippy -p confide-core -p app -p server -p confide-bench --features app/ssr --tests -- -D warnings
 
 clean:
 	cargo clean

@@ -12,113 +12,7 @@ pub use crate::model::{
 };
 
 #[cfg(feature = "ssr")]
-mod ctx {
-    use crate::{
-        ApiError,
-        server::{
-            UserSession, VerifiedSession,
-            auth::{Auth, ClientAddr},
-        },
-    };
-    use std::sync::Arc;
-
-    pub async fn auth() -> Result<Arc<Auth>, ApiError> {
-        let axum::Extension(a) = leptos_axum::extract::<axum::Extension<Arc<Auth>>>()
-            .await
-            .map_err(|_| ApiError::internal())?;
-        Ok(a)
-    }
-
-    pub async fn session() -> Result<VerifiedSession, ApiError> {
-        Ok(UserSession::current().await?.verified().clone())
-    }
-
-    pub async fn client_addr() -> ClientAddr {
-        leptos_axum::extract::<axum::Extension<ClientAddr>>()
-            .await
-            .map(|axum::Extension(c)| c)
-            .unwrap_or(ClientAddr {
-                ip: None,
-                via_trusted_proxy: false,
-            })
-    }
-
-    pub async fn headers() -> http::HeaderMap {
-        leptos_axum::extract::<http::HeaderMap>()
-            .await
-            .unwrap_or_default()
-    }
-
-    pub async fn agent() -> String {
-        headers()
-            .await
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    }
-
-    /// Stops the replies streaming in an anonymous session that is about to be replaced:
-    /// their tasks write to the old session, which sign-in deletes.
-    pub async fn stop_replies(session: &VerifiedSession) {
-        if session.home().is_none()
-            && let Ok(axum::Extension(rt)) =
-                leptos_axum::extract::<axum::Extension<Arc<crate::server::chat::ChatRuntime>>>()
-                    .await
-        {
-            rt.cancel_session(session.id());
-        }
-    }
-
-    /// Replaces `session` with one signed in to `home` and answers with the new id (its
-    /// proof goes out as a cookie).
-    pub async fn signed_in(
-        auth: &Auth,
-        session: &VerifiedSession,
-        home: crate::SessionId,
-        name: String,
-        method: crate::model::SignInMethod,
-        keep_threads: Option<bool>,
-        verified_hash: Option<&str>,
-    ) -> Result<super::SignedIn, ApiError> {
-        stop_replies(session).await;
-        let agent = agent().await;
-        let who = crate::server::auth::Signing {
-            home,
-            name: &name,
-            method,
-            keep_threads: keep_threads.unwrap_or(true),
-            agent: &agent,
-            verified_hash,
-        };
-        let (id, cookie) = auth.sign_in(session, who).await?;
-        set_cookie(&cookie);
-        Ok(super::SignedIn {
-            session_id: id,
-            account: super::Account { name, method },
-        })
-    }
-
-    /// Sends the new session's proof cookie with the answer.
-    pub fn set_cookie(cookie: &str) {
-        if let (Some(opts), Ok(v)) = (
-            leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
-            http::HeaderValue::from_str(cookie),
-        ) {
-            opts.append_header(http::header::SET_COOKIE, v);
-        }
-    }
-
-    /// After sign-out the browser drops its cookies and storage for this site.
-    pub fn clear_site_data() {
-        if let Some(opts) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
-            opts.insert_header(
-                http::header::HeaderName::from_static("clear-site-data"),
-                http::HeaderValue::from_static("\"cookies\", \"storage\""),
-            );
-        }
-    }
-}
+use crate::ssr as ctx;
 
 #[server(prefix = "/api", endpoint = "auth/options", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn get_sign_in_options() -> Result<SignInOptions, ApiError> {
@@ -130,7 +24,7 @@ pub async fn get_sign_in_options() -> Result<SignInOptions, ApiError> {
     Ok(SignInOptions {
         password: c.password,
         registration: c.password && c.registration,
-        providers: auth.oidc.buttons(),
+        providers: auth.provider_buttons(),
         header_user,
     })
 }
@@ -139,7 +33,7 @@ pub async fn get_sign_in_options() -> Result<SignInOptions, ApiError> {
 #[server(prefix = "/api", endpoint = "auth/me", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn me() -> Result<Option<Account>, ApiError> {
     let auth = ctx::auth().await?;
-    auth.account_of(&ctx::session().await?).await
+    auth.account_of(&ctx::verified().await?).await
 }
 
 #[server(prefix = "/api", endpoint = "auth/login", input = Json, output = Json, client = crate::client::SessionClient)]
@@ -149,7 +43,7 @@ pub async fn log_in(
     #[server(default)] keep_threads: Option<bool>,
 ) -> Result<SignedIn, ApiError> {
     let auth = ctx::auth().await?;
-    let session = ctx::session().await?;
+    let session = ctx::verified().await?;
     let from = ctx::client_addr().await.ip;
     let (home, name, hash) = auth.check_password(&username, &password, from).await?;
     ctx::signed_in(
@@ -178,11 +72,11 @@ pub async fn register(
             "registration is not enabled",
         ));
     }
-    let session = ctx::session().await?;
+    let session = ctx::verified().await?;
     // Registration hashes a password too: it counts against the address's attempts.
     auth.limit_address(ctx::client_addr().await.ip)?;
     let home = auth.add_user(&username, &password).await?;
-    let name = crate::server::auth::normalize_username(&username)?;
+    let name = confide_core::auth::normalize_username(&username)?;
     ctx::signed_in(
         &auth,
         &session,
@@ -202,7 +96,7 @@ pub async fn log_in_by_header(
 ) -> Result<SignedIn, ApiError> {
     use crate::ErrorCode;
     let auth = ctx::auth().await?;
-    let session = ctx::session().await?;
+    let session = ctx::verified().await?;
     let Some(name) = auth
         .header_user(&ctx::headers().await, &ctx::client_addr().await)
         .await
@@ -235,7 +129,7 @@ pub async fn oidc_start(
 ) -> Result<String, ApiError> {
     let auth = ctx::auth().await?;
     auth.oidc_start(
-        &ctx::session().await?,
+        &ctx::verified().await?,
         &provider,
         keep_threads.unwrap_or(true),
     )
@@ -246,7 +140,7 @@ pub async fn oidc_start(
 #[server(prefix = "/api", endpoint = "auth/oidc/finish", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn oidc_finish(code: String, state: String) -> Result<SignedIn, ApiError> {
     let auth = ctx::auth().await?;
-    let session = ctx::session().await?;
+    let session = ctx::verified().await?;
     ctx::stop_replies(&session).await;
     let (id, cookie, name) = auth
         .oidc_finish(&session, &code, &state, &ctx::agent().await)
@@ -266,7 +160,7 @@ pub async fn oidc_finish(code: String, state: String) -> Result<SignedIn, ApiErr
 #[server(prefix = "/api", endpoint = "auth/logout", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn log_out() -> Result<(), ApiError> {
     let auth = ctx::auth().await?;
-    auth.sign_out(&ctx::session().await?).await?;
+    auth.sign_out(&ctx::verified().await?).await?;
     ctx::clear_site_data();
     Ok(())
 }
@@ -274,21 +168,21 @@ pub async fn log_out() -> Result<(), ApiError> {
 #[server(prefix = "/api", endpoint = "auth/sessions", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn my_sessions() -> Result<Vec<SessionRow>, ApiError> {
     let auth = ctx::auth().await?;
-    auth.sessions(&ctx::session().await?).await
+    auth.sessions(&ctx::verified().await?).await
 }
 
 /// Ends one of the user's sessions (by its handle from `auth/sessions`).
 #[server(prefix = "/api", endpoint = "auth/sessions/end", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn end_session(handle: String) -> Result<(), ApiError> {
     let auth = ctx::auth().await?;
-    auth.end_session(&ctx::session().await?, &handle).await
+    auth.end_session(&ctx::verified().await?, &handle).await
 }
 
 /// Ends every session of the user, this one included.
 #[server(prefix = "/api", endpoint = "auth/sessions/end_all", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn end_all_sessions() -> Result<usize, ApiError> {
     let auth = ctx::auth().await?;
-    let session = ctx::session().await?;
+    let session = ctx::verified().await?;
     let Some(home) = session.home().copied() else {
         return Err(ApiError::new(
             crate::ErrorCode::LoginRequired,
@@ -306,6 +200,6 @@ pub async fn end_all_sessions() -> Result<usize, ApiError> {
 pub async fn change_password(current: String, new: String) -> Result<usize, ApiError> {
     let auth = ctx::auth().await?;
     let from = ctx::client_addr().await.ip;
-    auth.change_password(&ctx::session().await?, &current, &new, from)
+    auth.change_password(&ctx::verified().await?, &current, &new, from)
         .await
 }

@@ -40,15 +40,12 @@ pub struct Note {
 /// this reports what it found.
 #[server(prefix = "/api", endpoint = "session/start", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn start_session() -> Result<SessionInfo, ApiError> {
-    use crate::server::{UserSession, store::now_ms};
-    let session = UserSession::current().await?;
-    let v = session.verified();
+    use confide_core::store::now_ms;
+    let session = crate::ssr::verified().await?;
+    let v = &session;
     let l = v.lifetimes();
     let age_secs = ((now_ms() - v.created_ms()).max(0) / 1000) as u64;
-    let auth = leptos_axum::extract::<axum::Extension<std::sync::Arc<crate::server::auth::Auth>>>()
-        .await
-        .map(|axum::Extension(a)| a)
-        .ok();
+    let auth = crate::ssr::auth_if_configured().await;
     let user = match &auth {
         Some(a) => a.account_of(v).await?,
         None => None,
@@ -66,13 +63,13 @@ pub async fn start_session() -> Result<SessionInfo, ApiError> {
 
 #[server(prefix = "/api", endpoint = "notes/get", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn get_note() -> Result<Note, ApiError> {
-    let session = crate::server::UserSession::current().await?;
+    let session = crate::ssr::user_session().await?;
     Ok(session.get::<Note>(NOTE_KEY).await?.unwrap_or_default())
 }
 
 #[server(prefix = "/api", endpoint = "notes/set", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn set_note(text: String) -> Result<Note, ApiError> {
-    use crate::server::{UserSession, store::now_ms};
+    use confide_core::store::now_ms;
     let chars = text.chars().count();
     if chars > MAX_NOTE_CHARS {
         return Err(ApiError::new(
@@ -80,7 +77,7 @@ pub async fn set_note(text: String) -> Result<Note, ApiError> {
             format!("the note has {chars} characters; the limit is {MAX_NOTE_CHARS}"),
         ));
     }
-    let session = UserSession::current().await?;
+    let session = crate::ssr::user_session().await?;
     let note = Note {
         text,
         updated_ms: now_ms(),
@@ -98,23 +95,17 @@ use crate::model::{
 
 #[server(prefix = "/api", endpoint = "threads/list", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn list_threads() -> Result<Vec<Thread>, ApiError> {
-    crate::server::chat::Chat::current()
-        .await?
-        .list_threads()
-        .await
+    crate::ssr::chat().await?.list_threads().await
 }
 
 #[server(prefix = "/api", endpoint = "threads/create", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn create_thread(#[server(default)] title: Option<String>) -> Result<Thread, ApiError> {
-    crate::server::chat::Chat::current()
-        .await?
-        .create_thread(title)
-        .await
+    crate::ssr::chat().await?.create_thread(title).await
 }
 
 #[server(prefix = "/api", endpoint = "threads/rename", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn rename_thread(thread_id: ThreadId, title: String) -> Result<Thread, ApiError> {
-    crate::server::chat::Chat::current()
+    crate::ssr::chat()
         .await?
         .rename_thread(&thread_id, title)
         .await
@@ -122,36 +113,24 @@ pub async fn rename_thread(thread_id: ThreadId, title: String) -> Result<Thread,
 
 #[server(prefix = "/api", endpoint = "threads/delete", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn delete_thread(thread_id: ThreadId) -> Result<(), ApiError> {
-    crate::server::chat::Chat::current()
-        .await?
-        .delete_thread(&thread_id)
-        .await
+    crate::ssr::chat().await?.delete_thread(&thread_id).await
 }
 
 #[server(prefix = "/api", endpoint = "threads/search", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn search_threads(query: String) -> Result<Vec<SearchHit>, ApiError> {
-    crate::server::chat::Chat::current()
-        .await?
-        .search(&query)
-        .await
+    crate::ssr::chat().await?.search(&query).await
 }
 
 #[server(prefix = "/api", endpoint = "threads/get", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn get_thread(thread_id: ThreadId) -> Result<ThreadView, ApiError> {
-    crate::server::chat::Chat::current()
-        .await?
-        .get_thread(&thread_id)
-        .await
+    crate::ssr::chat().await?.get_thread(&thread_id).await
 }
 
 /// `format` is `"markdown"` (or `"md"`) or `"json"`; anything else is refused as the
 /// request is read.
 #[server(prefix = "/api", endpoint = "threads/export", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn export_thread(thread_id: ThreadId, format: ExportFormat) -> Result<Export, ApiError> {
-    crate::server::chat::Chat::current()
-        .await?
-        .export(&thread_id, format)
-        .await
+    crate::ssr::chat().await?.export(&thread_id, format).await
 }
 
 /// Sends a message (into a new thread when `thread_id` is absent) and starts the reply,
@@ -161,34 +140,22 @@ pub async fn send_message(
     #[server(default)] thread_id: Option<ThreadId>,
     content: String,
 ) -> Result<Sent, ApiError> {
-    crate::server::chat::Chat::current()
-        .await?
-        .send(thread_id, content)
-        .await
+    crate::ssr::chat().await?.send(thread_id, content).await
 }
 
 #[server(prefix = "/api", endpoint = "messages/stop", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn stop_reply(message_id: MessageId) -> Result<MessageView, ApiError> {
-    crate::server::chat::Chat::current()
-        .await?
-        .stop(&message_id)
-        .await
+    crate::ssr::chat().await?.stop(&message_id).await
 }
 
 #[server(prefix = "/api", endpoint = "messages/edit", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn edit_message(message_id: MessageId, content: String) -> Result<Sent, ApiError> {
-    crate::server::chat::Chat::current()
-        .await?
-        .edit(&message_id, content)
-        .await
+    crate::ssr::chat().await?.edit(&message_id, content).await
 }
 
 #[server(prefix = "/api", endpoint = "messages/regenerate", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn regenerate_reply(thread_id: ThreadId) -> Result<MessageView, ApiError> {
-    crate::server::chat::Chat::current()
-        .await?
-        .regenerate(&thread_id)
-        .await
+    crate::ssr::chat().await?.regenerate(&thread_id).await
 }
 
 #[server(prefix = "/api", endpoint = "messages/feedback", input = Json, output = Json, client = crate::client::SessionClient)]
@@ -197,7 +164,7 @@ pub async fn set_feedback(
     #[server(default)] rating: Option<Rating>,
     #[server(default)] comment: Option<String>,
 ) -> Result<MessageView, ApiError> {
-    crate::server::chat::Chat::current()
+    crate::ssr::chat()
         .await?
         .feedback(&message_id, rating, comment)
         .await
@@ -216,9 +183,9 @@ pub struct DataExport {
 
 #[server(prefix = "/api", endpoint = "session/export", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn export_my_data() -> Result<DataExport, ApiError> {
-    use crate::server::{UserSession, chat::Chat, store::now_ms};
-    let session = UserSession::current().await?;
-    let chat = Chat::current().await?;
+    use confide_core::store::now_ms;
+    let session = crate::ssr::user_session().await?;
+    let chat = crate::ssr::chat().await?;
     Ok(DataExport {
         exported_ms: now_ms(),
         session: session.id().short(),
@@ -231,12 +198,7 @@ pub async fn export_my_data() -> Result<DataExport, ApiError> {
 /// browser to drop its cookies and storage. The client then starts a new session.
 #[server(prefix = "/api", endpoint = "session/forget", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn forget_session() -> Result<(), ApiError> {
-    crate::server::chat::Chat::current().await?.forget().await?;
-    if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
-        opts.insert_header(
-            http::header::HeaderName::from_static("clear-site-data"),
-            http::HeaderValue::from_static("\"cookies\", \"storage\""),
-        );
-    }
+    crate::ssr::chat().await?.forget().await?;
+    crate::ssr::clear_site_data();
     Ok(())
 }

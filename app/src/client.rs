@@ -78,7 +78,7 @@ mod browser {
     const STORAGE_KEY: &str = crate::SID_STORAGE_KEY;
     /// Cookie lifetime before the server has told us the real one (the default absolute
     /// lifetime); `remember` rewrites it after session start.
-    const DEFAULT_MAX_AGE: u64 = crate::session_id::DEFAULT_ABSOLUTE_SECS;
+    const DEFAULT_MAX_AGE: u64 = crate::DEFAULT_ABSOLUTE_SECS;
 
     fn html_document() -> Option<web_sys::HtmlDocument> {
         web_sys::window()?

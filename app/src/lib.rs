@@ -5,29 +5,20 @@ pub mod account;
 pub mod api;
 pub mod client;
 mod components;
-mod error;
-pub mod model;
 #[cfg(feature = "ssr")]
-pub mod server;
-mod session_id;
+mod ssr;
 
 pub use components::App;
-pub use error::{ApiError, ErrorCode};
-pub use session_id::{
-    DEFAULT_ABSOLUTE_SECS, DEFAULT_IDLE_SECS, SESSION_ID_LEN, SessionId, SessionIdError,
+// The shared types live in confide-core (which the server's domain uses without Leptos);
+// the app names them as its own.
+pub use confide_core::{
+    ApiError, DEFAULT_ABSOLUTE_SECS, DEFAULT_IDLE_SECS, ErrorCode, INSECURE_SID_COOKIE_NAME,
+    SESSION_HEADER_NAME, SESSION_ID_LEN, SID_COOKIE_NAME, SessionId, SessionIdError, model,
 };
 
 use leptos::prelude::*;
 use leptos_meta::MetaTags;
 
-/// Name of the readable cookie that mirrors the browser's session id where cookies can be
-/// `Secure` (https, loopback): the `__Host-` prefix means no other host (a sibling
-/// subdomain) can set or shadow it.
-pub const SID_COOKIE_NAME: &str = "__Host-confide_sid";
-/// Its name on a plain-http deployment that runs with `insecure_cookies`.
-pub const INSECURE_SID_COOKIE_NAME: &str = "confide_sid";
-/// Header carrying the session id on every server-function call.
-pub const SESSION_HEADER_NAME: &str = "x-confide-session";
 /// localStorage key of the session id.
 pub const SID_STORAGE_KEY: &str = "confide.sid";
 

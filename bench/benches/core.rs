@@ -1,10 +1,9 @@
 //! Micro-benchmarks of the hot path: parsing a session id, the guard's verification of a
 //! request, and store lookups as the number of sessions grows (they must stay flat).
 
-use app::{
-    SessionId,
-    server::{GuardConfig, Lifetimes, Proof, SessionStore, Sessions, Values, guard},
-};
+use app::SessionId;
+
+use confide_core::{GuardConfig, Lifetimes, Proof, SessionStore, Sessions, Values, guard};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use server::MemoryStore;
 use std::{hint::black_box, sync::Arc, time::Duration};

@@ -1,7 +1,7 @@
 #![no_main]
 //! Arbitrary session headers and cookies through the guard: never a panic; a request it
 //! lets through names a canonical id, and a page load is never refused.
-use app::server::{GuardConfig, Lifetimes, SessionStore, guard};
+use confide_core::{GuardConfig, Lifetimes, SessionStore, guard};
 use libfuzzer_sys::fuzz_target;
 use std::{sync::Arc, sync::LazyLock};
 

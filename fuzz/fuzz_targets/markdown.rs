@@ -54,7 +54,7 @@ fn scheme(url: &str) -> Option<String> {
 }
 
 fuzz_target!(|md: &str| {
-    let html = app::server::markdown::render(md);
+    let html = confide_core::markdown::render(md);
     let mut rest = html.as_str();
     while let Some(open) = rest.find('<') {
         let close = rest[open..].find('>').map(|c| open + c).expect("every tag is closed");

@@ -1,6 +1,6 @@
 #![no_main]
 //! Any cookie value: hashing never panics and accepts only 43-character base64url.
-use app::server::Proof;
+use confide_core::Proof;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|s: &str| {

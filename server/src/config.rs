@@ -107,7 +107,7 @@ pub struct Config {
     /// OpenID Connect providers: `[[oidc]]` tables with `id`, `name`, `issuer`,
     /// `client_id`, `client_secret` and optional `scopes`.
     #[serde(default)]
-    pub oidc: Vec<app::server::auth::oidc::ProviderConfig>,
+    pub oidc: Vec<confide_core::auth::oidc::ProviderConfig>,
     /// Open event streams one session may hold (the oldest is closed when another opens),
     /// and in all on this instance (past that a new stream answers 503).
     pub streams_per_session: usize,

@@ -11,17 +11,8 @@ mod middleware;
 pub mod store;
 mod streams;
 
-use app::{
-    ApiError, App,
-    server::{
-        GuardConfig, Lifetimes, SessionStore, VerifiedSession,
-        assistant::Assistant,
-        chat::ChatRuntime,
-        events::{EventHub, Feed, LocalHub},
-        store::Timed,
-    },
-    shell,
-};
+use app::{ApiError, App, shell};
+
 use axum::{
     Extension, Router,
     extract::State,
@@ -30,6 +21,13 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
     routing::{any, get},
+};
+use confide_core::{
+    GuardConfig, Lifetimes, SessionStore, VerifiedSession,
+    assistant::Assistant,
+    chat::ChatRuntime,
+    events::{EventHub, Feed, LocalHub},
+    store::Timed,
 };
 use futures::{Stream, StreamExt};
 use leptos::prelude::*;
@@ -63,7 +61,7 @@ pub struct Shared {
     pub leptos: LeptosOptions,
     pub chat: Arc<ChatRuntime>,
     pub limits: Arc<middleware::Limiters>,
-    pub auth: Arc<app::server::auth::Auth>,
+    pub auth: Arc<confide_core::auth::Auth>,
     pub streams: Arc<streams::Streams>,
     /// Whether this process terminates TLS itself.
     pub tls: bool,
@@ -105,7 +103,7 @@ impl AppState {
         let limits = Arc::new(middleware::Limiters::new(&config));
         let tls = config.tls_cert.is_some();
         let auth = Arc::new(
-            app::server::auth::Auth::new(auth_config(&config)?, guard.clone(), store.clone(), hub)
+            confide_core::auth::Auth::new(auth_config(&config)?, guard.clone(), store.clone(), hub)
                 .map_err(ConfigError::Invalid)?,
         );
         let (https, origin) = (config.https(), config.public_origin());
@@ -207,7 +205,7 @@ fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
     }
 }
 
-fn auth_config(config: &Config) -> Result<app::server::auth::AuthConfig, ConfigError> {
+fn auth_config(config: &Config) -> Result<confide_core::auth::AuthConfig, ConfigError> {
     let header = match &config.auth_header {
         Some(h) if !h.trim().is_empty() => Some(
             axum::http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()).map_err(
@@ -221,7 +219,7 @@ fn auth_config(config: &Config) -> Result<app::server::auth::AuthConfig, ConfigE
             "auth_header needs trusted_proxies: the header is believed only from them".into(),
         ));
     }
-    Ok(app::server::auth::AuthConfig {
+    Ok(confide_core::auth::AuthConfig {
         password: config.auth_password,
         registration: config.auth_registration,
         header,

@@ -14,19 +14,17 @@
 //! 3. The Leptos handler (pages and server functions).
 
 use crate::AppState;
-use app::{
-    ApiError, ErrorCode,
-    server::{
-        auth::address_key,
-        guard::{self, Mode},
-    },
-};
+use app::{ApiError, ErrorCode};
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request, State},
     http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
+};
+use confide_core::{
+    auth::address_key,
+    guard::{self, Mode},
 };
 use governor::{
     DefaultKeyedRateLimiter, Quota, RateLimiter,
@@ -400,7 +398,7 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
     // everything else is anonymous and spends its address's bucket before any store work.
     let may_be_proven = guard::cookie_values(req.headers(), state.guard.proof_cookie_name())
         .iter()
-        .any(|v| app::server::Proof::hash_cookie_value(v).is_some());
+        .any(|v| confide_core::Proof::hash_cookie_value(v).is_some());
     if !may_be_proven && let Some(ip) = ip {
         if let Err(res) = check(&state.limits.ip, &ip, "requests from this address") {
             return private(res);
@@ -469,7 +467,7 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
             }
         }
     }
-    let addr = app::server::auth::ClientAddr {
+    let addr = confide_core::auth::ClientAddr {
         ip: client_ip(peer_of(&req), req.headers(), &state),
         via_trusted_proxy: is_trusted(peer_of(&req), &state),
     };

@@ -639,7 +639,7 @@ async fn sign_in_prunes_the_entries_of_sessions_that_ended_without_signing_out()
         a.call(&app, "session/forget", json!({})).await.status,
         StatusCode::OK
     );
-    use app::server::Values;
+    use confide_core::Values;
     assert_eq!(app.store.keys(&home, "confide:s:").await.unwrap().len(), 1);
     log_in(&app, "nina", PW).await;
     assert_eq!(

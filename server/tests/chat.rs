@@ -585,8 +585,8 @@ async fn a_reply_stored_as_finished_frees_its_thread_before_its_task_lets_go() {
     use app::{
         SessionId,
         model::{MessageId, MessageStatus},
-        server::Chats,
     };
+    use confide_core::Chats;
     let app = spawn_with(Config {
         echo_delay: Duration::from_millis(150),
         ..Config::default()
@@ -638,18 +638,18 @@ async fn a_reply_stored_as_finished_frees_its_thread_before_its_task_lets_go() {
 struct Recorder(std::sync::Mutex<Vec<Vec<String>>>);
 
 #[async_trait::async_trait]
-impl app::server::assistant::Assistant for Recorder {
+impl confide_core::assistant::Assistant for Recorder {
     async fn reply(
         &self,
-        history: Vec<app::server::assistant::Turn>,
-    ) -> Result<app::server::assistant::DeltaStream, app::server::assistant::AssistantError> {
+        history: Vec<confide_core::assistant::Turn>,
+    ) -> Result<confide_core::assistant::DeltaStream, confide_core::assistant::AssistantError> {
         let mut seen = self.0.lock().unwrap();
         seen.push(history.into_iter().map(|t| t.content).collect());
         let answer = format!("r{}", seen.len() - 1);
         Ok(futures::stream::iter([Ok(answer)]).boxed())
     }
 
-    async fn title(&self, _exchange: &[app::server::assistant::Turn]) -> Option<String> {
+    async fn title(&self, _exchange: &[confide_core::assistant::Turn]) -> Option<String> {
         Some("Named".into())
     }
 }

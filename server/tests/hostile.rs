@@ -327,7 +327,7 @@ async fn concurrent_edits_from_two_tabs_leave_one_consistent_thread() {
 #[test]
 fn markdown_found_by_the_fuzzer_stays_inert() {
     let input = include_bytes!("../../fuzz/corpus/markdown/regression-style-in-relative-url");
-    let html = app::server::markdown::render(&String::from_utf8_lossy(input));
+    let html = confide_core::markdown::render(&String::from_utf8_lossy(input));
     assert!(html.contains(r#"href="javascristyle=rt(1)""#), "{html}");
     // As markup, not as escaped text (the rest of the input ends up in a code block).
     for bad in ["<script", "<img", "onerror=\"", "javascript:", "style=\""] {

@@ -4,12 +4,12 @@
 
 mod common;
 
-use app::server::auth::oidc::ProviderConfig;
 use common::{
     Browser, Reply, TestApp,
     fake_oidc::{FakeOidc, Trick},
     spawn_with,
 };
+use confide_core::auth::oidc::ProviderConfig;
 use reqwest::StatusCode;
 use serde_json::json;
 use server::Config;

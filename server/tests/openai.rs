@@ -4,7 +4,6 @@
 mod common;
 
 use app::model::Role;
-use app::server::assistant::{Assistant, AssistantErrorKind as Kind, Turn};
 use axum::{
     Json, Router,
     body::Body,
@@ -12,6 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
+use confide_core::assistant::{Assistant, AssistantErrorKind as Kind, Turn};
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 use server::{

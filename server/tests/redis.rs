@@ -104,7 +104,7 @@ async fn one_browser_alternating_between_two_instances_keeps_one_session() {
         proof: None,
     };
     tokio::time::sleep(Duration::from_millis(
-        app::server::guard::CLAIM_RACE_WINDOW_MS as u64,
+        confide_core::guard::CLAIM_RACE_WINDOW_MS as u64,
     ))
     .await;
     assert_eq!(stranger.get_note(&a).await.status, StatusCode::FORBIDDEN);

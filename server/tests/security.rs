@@ -3,8 +3,9 @@
 
 mod common;
 
-use app::{SessionId, server::Probe};
+use app::SessionId;
 use common::{Browser, Reply, TestApp, send, spawn, spawn_with};
+use confide_core::Probe;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use server::{AppState, Config, MemoryStore};
@@ -528,7 +529,7 @@ async fn too_many_threads_is_a_clear_409() {
     .await;
     let mut b = Browser::new();
     b.start(&app).await;
-    for i in 0..app::server::store::MAX_THREADS {
+    for i in 0..confide_core::store::MAX_THREADS {
         let r = b
             .call(&app, "threads/create", json!({ "title": format!("t{i}") }))
             .await;

@@ -2,8 +2,9 @@
 
 mod common;
 
-use app::{SessionId, server::Probe};
+use app::SessionId;
 use common::{Browser, send, spawn, spawn_with};
+use confide_core::Probe;
 use futures::{StreamExt, stream};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -103,7 +104,7 @@ async fn a_guid_without_its_proof_is_refused_and_changes_nothing() {
 
     // Past the claim-race window a proof-less request is plainly a stranger's.
     tokio::time::sleep(Duration::from_millis(
-        app::server::guard::CLAIM_RACE_WINDOW_MS as u64 + 100,
+        confide_core::guard::CLAIM_RACE_WINDOW_MS as u64 + 100,
     ))
     .await;
     // Mallory learns Alice's id (it is not a secret) but has no proof.

@@ -2,11 +2,10 @@
 //! and load runs. It streams the person's text back word by word, and knows a few slash
 //! commands that exercise the interface.
 
-use app::{
-    model::Role,
-    server::assistant::{Assistant, AssistantError, AssistantErrorKind, DeltaStream, Turn},
-};
+use app::model::Role;
+
 use async_trait::async_trait;
+use confide_core::assistant::{Assistant, AssistantError, AssistantErrorKind, DeltaStream, Turn};
 use futures::{StreamExt, stream};
 use std::time::Duration;
 

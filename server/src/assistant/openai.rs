@@ -2,11 +2,11 @@
 //! Ollama, llama.cpp's server, vLLM and others.
 
 use super::sse::SseParser;
-use app::{
-    model::Role,
-    server::assistant::{Assistant, AssistantError, AssistantErrorKind as Kind, DeltaStream, Turn},
-};
+use app::model::Role;
 use async_trait::async_trait;
+use confide_core::assistant::{
+    Assistant, AssistantError, AssistantErrorKind as Kind, DeltaStream, Turn,
+};
 use futures::{StreamExt, stream};
 use serde::Deserialize;
 use std::{collections::VecDeque, fmt, time::Duration};
@@ -225,7 +225,7 @@ impl Assistant for OpenAiAssistant {
                     break;
                 }
             }
-            app::server::assistant::clean_title(&text)
+            confide_core::assistant::clean_title(&text)
         };
         tokio::time::timeout(TITLE_TIMEOUT, collect)
             .await

@@ -4,10 +4,11 @@
 use app::{
     SessionId,
     model::{Message, MessageId, MessageStatus, Role, Thread, ThreadId},
-    server::{
-        Claim, Lifetimes, Probe, Proof, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
-        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, MAX_VALUE_LEN, ThreadTail},
-    },
+};
+
+use confide_core::{
+    Claim, Lifetimes, Probe, Proof, ProofHash, SessionStore, SessionTimes, StoreError, Verify,
+    store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, MAX_VALUE_LEN, ThreadTail},
 };
 use std::{
     sync::Arc,
@@ -938,9 +939,9 @@ pub async fn peek_neither_slides_nor_invents(store: Arc<dyn TestStore>) {
     assert_eq!(store.peek(&fresh_home()).await.unwrap(), None);
 
     let start = Instant::now();
-    let before = app::server::store::now_ms();
+    let before = confide_core::store::now_ms();
     let (id, p) = claimed(&*store).await;
-    let after = app::server::store::now_ms();
+    let after = confide_core::store::now_ms();
     let SessionTimes {
         created_ms,
         last_seen_ms,
@@ -1554,7 +1555,7 @@ pub async fn random_operations_never_cross_sessions(
 macro_rules! store_contract_tests {
     ($make:expr) => {
         use $crate::store::contract as c;
-        use app::server::Lifetimes;
+        use confide_core::Lifetimes;
 
         async fn store_with(l: Lifetimes) -> Arc<dyn c::TestStore> {
             #[allow(clippy::redundant_closure_call)]

@@ -5,13 +5,12 @@ use super::{check_home_id, unguessable_proof};
 use app::{
     SessionId,
     model::{Message, MessageId, Thread, ThreadId},
-    server::{
-        Chats, Claim, Lifetimes, Probe, ProofHash, SessionTimes, Sessions, StoreError, Values,
-        Verify,
-        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
-    },
 };
 use async_trait::async_trait;
+use confide_core::{
+    Chats, Claim, Lifetimes, Probe, ProofHash, SessionTimes, Sessions, StoreError, Values, Verify,
+    store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
+};
 use dashmap::{DashMap, mapref::entry::Entry};
 use std::collections::HashMap;
 
@@ -479,7 +478,7 @@ impl Probe for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::server::Proof;
+    use confide_core::Proof;
     use std::time::Duration;
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! Session store backends. The contract (`app::server::SessionStore`) is shared; each
+//! Session store backends. The contract (`confide_core::SessionStore`) is shared; each
 //! backend proves it fulfils it by running the same `store_contract_tests!` suite.
 
 mod memory;
@@ -13,10 +13,9 @@ pub use self::redis_hub::RedisHub;
 pub use memory::MemoryStore;
 pub use sqlite::{SqliteDurability, SqliteStore};
 
-use app::{
-    SessionId,
-    server::{Proof, ProofHash, StoreError},
-};
+use app::SessionId;
+
+use confide_core::{Proof, ProofHash, StoreError};
 
 /// A never-expiring record under an id a browser could present would be a session nobody
 /// can end; only `SessionId::home` ids (which `SessionId::parse` refuses) may become homes.

@@ -30,13 +30,12 @@ use ::redis::{
 use app::{
     SessionId,
     model::{Message, MessageId, Thread, ThreadId},
-    server::{
-        Chats, Claim, Lifetimes, Probe, ProofHash, SessionTimes, Sessions, StoreError, Values,
-        Verify,
-        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
-    },
 };
 use async_trait::async_trait;
+use confide_core::{
+    Chats, Claim, Lifetimes, Probe, ProofHash, SessionTimes, Sessions, StoreError, Values, Verify,
+    store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
+};
 use serde::{Deserialize, Serialize};
 use std::{sync::LazyLock, time::Duration};
 
@@ -888,10 +887,8 @@ impl Probe for RedisStore {
 mod tests {
     use super::*;
     use crate::store::redis_test_support::RedisServer;
-    use app::{
-        model::{MessageStatus, Role},
-        server::Proof,
-    };
+    use app::model::{MessageStatus, Role};
+    use confide_core::Proof;
     use std::time::Instant;
 
     fn prefix() -> String {

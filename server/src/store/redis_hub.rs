@@ -14,13 +14,10 @@
 
 use super::redis::{check_prefix, client};
 use ::redis::{Client, aio::ConnectionManager, aio::ConnectionManagerConfig};
-use app::{
-    SessionId,
-    model::ChatEvent,
-    server::{
-        StoreError,
-        events::{EventHub, Feed, LocalHub},
-    },
+use app::{SessionId, model::ChatEvent};
+use confide_core::{
+    StoreError,
+    events::{EventHub, Feed, LocalHub},
 };
 use futures::{StreamExt, stream::BoxStream};
 use std::{

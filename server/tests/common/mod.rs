@@ -40,7 +40,7 @@ pub async fn spawn_with(config: Config) -> TestApp {
 /// Serves the app on a random port with the given store; `memory` is what tests inspect.
 pub async fn spawn_with_store(
     mut config: Config,
-    store: Arc<dyn app::server::SessionStore>,
+    store: Arc<dyn confide_core::SessionStore>,
     memory: Arc<MemoryStore>,
 ) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0")

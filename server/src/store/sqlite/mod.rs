@@ -33,13 +33,12 @@ use super::{check_home_id, unguessable_proof};
 use app::{
     SessionId,
     model::{Feedback, Message, MessageId, MessageStatus, Role, Thread, ThreadId},
-    server::{
-        Chats, Claim, Lifetimes, Probe, ProofHash, SessionTimes, Sessions, StoreError, Values,
-        Verify,
-        store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
-    },
 };
 use async_trait::async_trait;
+use confide_core::{
+    Chats, Claim, Lifetimes, Probe, ProofHash, SessionTimes, Sessions, StoreError, Values, Verify,
+    store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
+};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Row, Transaction, TransactionBehavior, params,
@@ -281,7 +280,7 @@ impl Drop for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use app::server::Proof;
+    use confide_core::Proof;
     use std::sync::Arc;
 
     async fn fresh() -> (tempfile::TempDir, Arc<SqliteStore>) {

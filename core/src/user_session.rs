@@ -12,16 +12,7 @@ pub struct UserSession {
 }
 
 impl UserSession {
-    /// The session of the request being served. Fails with `no_session` outside a request
-    /// the guard let through (which, for server functions, cannot happen).
-    pub async fn current() -> Result<Self, ApiError> {
-        let axum::Extension(session) = leptos_axum::extract::<axum::Extension<VerifiedSession>>()
-            .await
-            .map_err(|_| ApiError::no_session())?;
-        Ok(Self { session })
-    }
-
-    /// Wraps a session the guard verified; for handlers outside Leptos (tests, websockets).
+    /// Wraps a session the guard verified (the server functions take it from their request).
     pub fn from_verified(session: VerifiedSession) -> Self {
         Self { session }
     }

@@ -4,11 +4,11 @@
 //! (a tower layer) and server functions produce identical bodies and the client decodes
 //! both the same way.
 
-use leptos::server_fn::{
+use serde::{Deserialize, Serialize};
+use server_fn::{
     codec::JsonEncoding,
     error::{FromServerFnError, ServerFnErrorErr},
 };
-use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -215,19 +215,19 @@ impl FromServerFnError for ApiError {
             ServerFnErrorErr::Request(m) => Self::new(ErrorCode::Network, m),
             // On the server this is the request body failing to decode; in the browser it is
             // the response.
-            #[cfg(feature = "ssr")]
+            #[cfg(feature = "server")]
             ServerFnErrorErr::Deserialization(m) => Self::new(
                 ErrorCode::InvalidInput,
                 format!("invalid request body: {}", truncate(&m, 200)),
             ),
-            #[cfg(not(feature = "ssr"))]
+            #[cfg(not(feature = "server"))]
             ServerFnErrorErr::Deserialization(m) => Self::new(ErrorCode::BadResponse, m),
             _ => Self::internal(),
         }
     }
 }
 
-#[cfg_attr(not(feature = "ssr"), allow(dead_code))]
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
@@ -235,7 +235,7 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
-#[cfg(feature = "ssr")]
+#[cfg(feature = "server")]
 impl axum::response::IntoResponse for ApiError {
     fn into_response(self) -> axum::response::Response {
         let status = http::StatusCode::from_u16(self.status())

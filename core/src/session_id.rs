@@ -66,7 +66,7 @@ impl SessionId {
     /// Derived from the account (`kind` is the login method, `key` the account name, e.g.
     /// issuer and subject), so creating an account twice finds the same home. It is a
     /// version 8 UUID, which `parse` refuses: no browser can name a home as its session.
-    #[cfg(feature = "ssr")]
+    #[cfg(feature = "server")]
     pub fn home(kind: &str, key: &str) -> Self {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
@@ -88,14 +88,14 @@ impl SessionId {
 
     /// Any stored id, home or session, from its 16 bytes: for store backends reading their
     /// own records back. Never for input from a client.
-    #[cfg(feature = "ssr")]
+    #[cfg(feature = "server")]
     pub fn from_stored_bytes(bytes: [u8; 16]) -> Self {
         Self(Uuid::from_bytes(bytes))
     }
 
     /// Any stored id from its canonical string (a v4 session or a v8 home); for store
     /// backends and server-side records. Never for input from a client.
-    #[cfg(feature = "ssr")]
+    #[cfg(feature = "server")]
     pub fn parse_stored(s: &str) -> Result<Self, SessionIdError> {
         if s.len() != SESSION_ID_LEN {
             return Err(SessionIdError::Length);
@@ -128,7 +128,7 @@ impl SessionId {
 
     /// A tag for logs: the first 8 hex digits of SHA-256(id). It lets an operator follow one
     /// session through the logs without the logs ever holding a usable handle.
-    #[cfg(feature = "ssr")]
+    #[cfg(feature = "server")]
     pub fn log_tag(&self) -> String {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(self.as_bytes());
@@ -139,9 +139,9 @@ impl SessionId {
 // Debug never prints the id itself, so `{:?}` in a log line or a panic message is harmless.
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        #[cfg(feature = "ssr")]
+        #[cfg(feature = "server")]
         return write!(f, "SessionId(#{})", self.log_tag());
-        #[cfg(not(feature = "ssr"))]
+        #[cfg(not(feature = "server"))]
         return f.write_str("SessionId(..)");
     }
 }
@@ -170,7 +170,7 @@ impl<'de> Deserialize<'de> for SessionId {
 mod tests {
     use super::*;
 
-    #[cfg(feature = "ssr")]
+    #[cfg(feature = "server")]
     #[test]
     fn homes_are_stable_distinct_and_never_parse_as_sessions() {
         let a = SessionId::home("password", "alice");

@@ -5,7 +5,7 @@
 //! answer from the provider is accepted only by the browser session that started it.
 
 use super::{Auth, PROVIDER_TIMEOUT, VerifiedSession};
-use crate::{ApiError, ErrorCode, SessionId, server::store::now_ms};
+use crate::{ApiError, ErrorCode, SessionId, store::now_ms};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
     PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,

@@ -1,15 +1,14 @@
-//! Chat operations for one verified session, and the background generation of replies.
-//!
-//! Replies run as tasks of their own, not inside the request that asked for them: the
-//! person may reload, open another tab or press Stop (a separate request) while the reply
-//! streams. Progress reaches the browser through the session's event stream and is saved
-//! to the store as it goes, so a reload shows the text so far.
+//! Chat operations for one verified session: threads, messages, search, export. Replies
+//! are generated apart (`reply`), by tasks the shared `ChatRuntime` keeps track of
+//! (`runtime`).
+
+mod reply;
+mod runtime;
+
+pub use runtime::ChatRuntime;
 
 use super::{
-    VerifiedSession,
-    assistant::{Assistant, Turn},
-    events::EventHub,
-    markdown,
+    VerifiedSession, markdown,
     store::{ThreadTail, now_ms},
 };
 use crate::{
@@ -20,88 +19,7 @@ use crate::{
         Role, SearchHit, Sent, Thread, ThreadId, ThreadView, title_from,
     },
 };
-use futures::StreamExt;
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
-use tokio_util::sync::CancellationToken;
-
-/// Shared by all requests: the assistant, the event hub and the replies in progress.
-pub struct ChatRuntime {
-    assistant: Arc<dyn Assistant>,
-    hub: Arc<dyn EventHub>,
-    /// (session, thread) → the reply streaming there. One reply per thread at a time.
-    running: Mutex<HashMap<(SessionId, ThreadId), Running>>,
-    /// Least time between two `Delta` events of one reply.
-    pub delta_interval: Duration,
-    /// Least time between two saves of a streaming reply.
-    pub persist_interval: Duration,
-    /// Most messages the assistant is shown, the latest ones. A turn reads only this end of
-    /// its thread, so its cost does not grow with the thread.
-    pub history_turns: usize,
-}
-
-struct Running {
-    message: MessageId,
-    cancel: CancellationToken,
-}
-
-impl ChatRuntime {
-    pub fn new(assistant: Arc<dyn Assistant>, hub: Arc<dyn EventHub>) -> Self {
-        Self {
-            assistant,
-            hub,
-            running: Mutex::new(HashMap::new()),
-            delta_interval: Duration::from_millis(50),
-            persist_interval: Duration::from_millis(500),
-            history_turns: 40,
-        }
-    }
-
-    pub fn hub(&self) -> &Arc<dyn EventHub> {
-        &self.hub
-    }
-
-    /// Replies currently streaming, across all sessions.
-    pub fn running_replies(&self) -> usize {
-        self.running.lock().map(|r| r.len()).unwrap_or(0)
-    }
-
-    /// Whether a reply is being generated in the thread, given the thread's messages as just
-    /// read (its last ones suffice: the reply in progress is the thread's last message, as no
-    /// turn is appended while it runs). A reply is saved in its final state a moment before
-    /// its task lets go of the thread, and a reader may see the saved state in between: the
-    /// stored status is the later word, so a running entry whose reply is stored as finished
-    /// no longer counts.
-    fn busy(&self, sid: &SessionId, thread: &ThreadId, messages: &[Message]) -> bool {
-        let Ok(r) = self.running.lock() else {
-            return false;
-        };
-        r.get(&(*sid, *thread))
-            .is_some_and(|run| !finished(messages, &run.message))
-    }
-
-    /// Stops every reply of a session (it is being deleted).
-    pub fn cancel_session(&self, sid: &SessionId) {
-        if let Ok(r) = self.running.lock() {
-            for ((s, _), run) in r.iter() {
-                if s == sid {
-                    run.cancel.cancel();
-                }
-            }
-        }
-    }
-
-    fn cancel_thread(&self, sid: &SessionId, thread: &ThreadId) {
-        if let Ok(r) = self.running.lock()
-            && let Some(run) = r.get(&(*sid, *thread))
-        {
-            run.cancel.cancel();
-        }
-    }
-}
+use std::{sync::Arc, time::Duration};
 
 /// The chat as one session sees it.
 pub struct Chat {
@@ -134,15 +52,6 @@ impl Chat {
         Self { session, rt }
     }
 
-    /// The session and runtime of the current server-function request.
-    pub async fn current() -> Result<Self, ApiError> {
-        let session = super::UserSession::current().await?.verified().clone();
-        let axum::Extension(rt) = leptos_axum::extract::<axum::Extension<Arc<ChatRuntime>>>()
-            .await
-            .map_err(|_| ApiError::internal())?;
-        Ok(Self { session, rt })
-    }
-
     /// The id chat data lives under: the signed-in user's home, or the session itself.
     /// Events go there too, so every browser of one user stays in sync.
     fn sid(&self) -> &SessionId {
@@ -170,7 +79,7 @@ impl Chat {
     /// threads live in their home and stay: this forgets the browser, not the account.
     pub async fn forget(&self) -> Result<(), ApiError> {
         if self.session.home().is_none() {
-            self.rt.cancel_session(self.sid());
+            self.rt.replies.cancel_session(self.sid());
         }
         super::UserSession::from_verified(self.session.clone())
             .destroy()
@@ -256,7 +165,7 @@ impl Chat {
     }
 
     pub async fn delete_thread(&self, id: &ThreadId) -> Result<(), ApiError> {
-        self.rt.cancel_thread(self.sid(), id);
+        self.rt.replies.cancel_thread(self.sid(), id);
         let store = self.session.store();
         if !store.delete_thread(self.sid(), id).await? {
             return Err(ApiError::not_found());
@@ -321,7 +230,7 @@ impl Chat {
             }
         };
         // Busy here, or (with several instances) streaming on another one.
-        if self.rt.busy(self.sid(), &thread.id, &history)
+        if self.rt.replies.busy(self.sid(), &thread.id, &history)
             || history
                 .last()
                 .is_some_and(|m| m.status == MessageStatus::Streaming)
@@ -376,95 +285,6 @@ impl Chat {
         }
     }
 
-    /// Stores the reply placeholder, after `asked` (the person's new message, stored in the
-    /// same call), and starts generating. `history` is the end of the thread up to the
-    /// question; `first` says the question is the thread's only message, which is not
-    /// something a bounded history can tell. Answers the views of both.
-    async fn start_reply(
-        &self,
-        thread: &Thread,
-        history: Vec<Message>,
-        asked: Option<Message>,
-        first: bool,
-    ) -> Result<(Option<MessageView>, MessageView), ApiError> {
-        let reply = Message {
-            id: MessageId::random(),
-            thread_id: thread.id,
-            role: Role::Assistant,
-            content: String::new(),
-            created_ms: now_ms(),
-            status: MessageStatus::Streaming,
-            feedback: None,
-            error: None,
-        };
-        let cancel = CancellationToken::new();
-        {
-            let mut running = self.rt.running.lock().map_err(|_| ApiError::internal())?;
-            if running
-                .get(&(*self.sid(), thread.id))
-                .is_some_and(|run| !finished(&history, &run.message))
-            {
-                return Err(ApiError::new(
-                    ErrorCode::Busy,
-                    "a reply is still streaming in this thread; stop it first",
-                ));
-            }
-            running.insert(
-                (*self.sid(), thread.id),
-                Running {
-                    message: reply.id,
-                    cancel: cancel.clone(),
-                },
-            );
-        }
-        let turn: Vec<Message> = asked.iter().cloned().chain([reply.clone()]).collect();
-        let store = self.session.store();
-        let stored = match store
-            .put_messages(self.sid(), &turn)
-            .await
-            .map_err(ApiError::from)
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(ApiError::not_found()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = stored {
-            self.rt
-                .running
-                .lock()
-                .map(|mut r| r.remove(&(*self.sid(), thread.id)))
-                .ok();
-            return Err(e);
-        }
-        let asked_view = asked.map(view);
-        if let Some(v) = &asked_view {
-            self.publish(ChatEvent::Message { message: v.clone() });
-        }
-        let reply_view = view(reply.clone());
-        self.publish(ChatEvent::Message {
-            message: reply_view.clone(),
-        });
-        let mut turns: Vec<Turn> = history
-            .into_iter()
-            .filter(|m| !(m.role == Role::Assistant && m.content.is_empty()))
-            .map(|m| Turn {
-                role: m.role,
-                content: m.content,
-            })
-            .collect();
-        let excess = turns.len().saturating_sub(self.rt.history_turns.max(1));
-        turns.drain(..excess);
-        tokio::spawn(generate(
-            self.rt.clone(),
-            self.session.clone(),
-            reply,
-            turns,
-            first,
-            cancel,
-        ));
-        Ok((asked_view, reply_view))
-    }
-
     /// Stops a streaming reply; the text so far stays, with status `stopped`.
     pub async fn stop(&self, message: &MessageId) -> Result<MessageView, ApiError> {
         let store = self.session.store();
@@ -472,11 +292,10 @@ impl Chat {
             .get_message(self.sid(), message)
             .await?
             .ok_or_else(ApiError::not_found)?;
-        let handle = self.rt.running.lock().ok().and_then(|r| {
-            r.get(&(*self.sid(), msg.thread_id))
-                .filter(|run| run.message == msg.id)
-                .map(|run| run.cancel.clone())
-        });
+        let handle = self
+            .rt
+            .replies
+            .cancel_of(self.sid(), &msg.thread_id, &msg.id);
         match handle {
             Some(cancel) => {
                 cancel.cancel();
@@ -579,14 +398,16 @@ impl Chat {
     }
 
     async fn stop_thread_and_wait(&self, thread: &ThreadId) {
-        self.rt.cancel_thread(self.sid(), thread);
+        self.rt.replies.cancel_thread(self.sid(), thread);
         self.wait_idle(thread, Duration::from_secs(1)).await;
     }
 
     /// Waits (up to `max`) until no reply of this instance streams in the thread.
     async fn wait_idle(&self, thread: &ThreadId, max: Duration) {
         let deadline = tokio::time::Instant::now() + max;
-        while self.rt.busy(self.sid(), thread, &[]) && tokio::time::Instant::now() < deadline {
+        while self.rt.replies.busy(self.sid(), thread, &[])
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -696,198 +517,6 @@ fn snippet(content: &str, q: &str) -> Option<String> {
 }
 
 /// Whether `reply` is among `messages` in a final state (done, stopped, failed).
-fn finished(messages: &[Message], reply: &MessageId) -> bool {
-    messages
-        .iter()
-        .any(|m| m.id == *reply && m.status != MessageStatus::Streaming)
-}
-
-/// Runs one reply to completion, stop or failure. Deltas are published at most every
-/// `delta_interval`; the text is saved at most every `persist_interval` and always at the end.
-async fn generate(
-    rt: Arc<ChatRuntime>,
-    session: VerifiedSession,
-    mut reply: Message,
-    history: Vec<Turn>,
-    first: bool,
-    cancel: CancellationToken,
-) {
-    let sid = *session.owner();
-    let save = |m: Message| {
-        let session = session.clone();
-        async move {
-            if let Err(e) = session.store().put_message(session.owner(), &m).await {
-                tracing::warn!(session = %session.owner().log_tag(), error = %e, "saving a reply failed");
-            }
-        }
-    };
-    let publish_delta = |m: &Message| {
-        rt.hub.publish(
-            &sid,
-            ChatEvent::Delta {
-                thread_id: m.thread_id,
-                message_id: m.id,
-                content: m.content.clone(),
-                html: markdown::render(&m.content),
-            },
-        )
-    };
-
-    // A chat's first exchange may name it (see `name_chat`).
-    let first_question = match history.as_slice() {
-        [.., last] if first && last.role == Role::User => Some(last.clone()),
-        _ => None,
-    };
-    let stream = tokio::select! {
-        _ = cancel.cancelled() => None,
-        s = rt.assistant.reply(history) => Some(s),
-    };
-    match stream {
-        None => reply.status = MessageStatus::Stopped,
-        Some(Err(e)) => {
-            reply.status = MessageStatus::Error;
-            reply.error = Some(e.message);
-        }
-        Some(Ok(mut stream)) => {
-            let mut last_delta = Instant::now();
-            let mut last_save = Instant::now();
-            let mut pending = false;
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => {
-                        reply.status = MessageStatus::Stopped;
-                        break;
-                    }
-                    item = stream.next() => match item {
-                        Some(Ok(delta)) => {
-                            reply.content.push_str(&delta);
-                            pending = true;
-                            if last_delta.elapsed() >= rt.delta_interval {
-                                publish_delta(&reply);
-                                last_delta = Instant::now();
-                                pending = false;
-                            }
-                            if last_save.elapsed() >= rt.persist_interval {
-                                // A Stop handled by another instance shows up as the stored
-                                // status; honour it instead of overwriting it.
-                                let stored = session.store().get_message(session.owner(), &reply.id).await;
-                                match stored {
-                                    Ok(Some(m)) if m.status == MessageStatus::Stopped => {
-                                        reply.status = MessageStatus::Stopped;
-                                        break;
-                                    }
-                                    // Deleted meanwhile (thread or session): nothing to save.
-                                    Ok(None) | Err(super::StoreError::NoSuchSession) => {
-                                        reply.status = MessageStatus::Stopped;
-                                        break;
-                                    }
-                                    _ => {}
-                                }
-                                save(reply.clone()).await;
-                                last_save = Instant::now();
-                            }
-                        }
-                        Some(Err(e)) => {
-                            reply.status = MessageStatus::Error;
-                            reply.error = Some(e.message);
-                            break;
-                        }
-                        None => {
-                            reply.status = MessageStatus::Done;
-                            break;
-                        }
-                    }
-                }
-            }
-            let _ = pending;
-            // Dropping the stream here cancels the upstream request.
-            drop(stream);
-        }
-    }
-    save_final(&session, &reply).await;
-    // Only this reply's own entry: a next turn may have taken the thread already, once it
-    // read this reply as finished.
-    if let Ok(mut r) = rt.running.lock()
-        && r.get(&(sid, reply.thread_id))
-            .is_some_and(|run| run.message == reply.id)
-    {
-        r.remove(&(sid, reply.thread_id));
-    }
-    let named = (reply.status == MessageStatus::Done)
-        .then_some(first_question)
-        .flatten()
-        .map(|q| (q, reply.content.clone(), reply.thread_id));
-    rt.hub.publish(
-        &sid,
-        ChatEvent::Message {
-            message: view(reply),
-        },
-    );
-    if let Some((question, answer, thread)) = named {
-        name_chat(&rt, &session, thread, question, answer).await;
-    }
-}
-
-/// Gives a new chat the title its assistant proposes from the first exchange, unless the
-/// person has renamed it meanwhile (its title is no longer the one made from the first
-/// words). Runs after the reply is complete and announced, so it never delays it.
-async fn name_chat(
-    rt: &ChatRuntime,
-    session: &VerifiedSession,
-    thread: ThreadId,
-    question: Turn,
-    answer: String,
-) {
-    let automatic = title_from(&question.content);
-    let exchange = [
-        question,
-        Turn {
-            role: Role::Assistant,
-            content: answer,
-        },
-    ];
-    let Some(title) = rt.assistant.title(&exchange).await else {
-        return;
-    };
-    let owner = session.owner();
-    let Ok(Some(ThreadTail {
-        thread: mut current,
-        ..
-    })) = session.store().thread_tail(owner, &thread, 0).await
-    else {
-        return;
-    };
-    if current.title != automatic || current.title == title {
-        return;
-    }
-    current.title = title;
-    if let Ok(true) = session.store().update_thread(owner, &current).await {
-        rt.hub.publish(owner, ChatEvent::Thread { thread: current });
-    }
-}
-
-/// The final state of a reply must land: one left `streaming` in the store would keep its
-/// thread busy until someone pressed Stop. A store that is briefly away (a Redis restart, a
-/// full queue) gets a few more tries, about 15 s in all.
-async fn save_final(session: &VerifiedSession, reply: &Message) {
-    let mut wait = Duration::from_millis(250);
-    for attempt in 0..7 {
-        match session.store().put_message(session.owner(), reply).await {
-            // Saved, or the thread or session is gone: either way nothing is left to do.
-            Ok(_) | Err(super::StoreError::NoSuchSession) => return,
-            Err(e) if attempt < 6 => {
-                tracing::warn!(session = %session.owner().log_tag(), error = %e, "saving a finished reply failed; retrying");
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
-            Err(e) => {
-                tracing::error!(session = %session.owner().log_tag(), error = %e, "a finished reply could not be saved; it stays marked as streaming");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::snippet;

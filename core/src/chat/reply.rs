@@ -1,0 +1,276 @@
+//! The reply engine. A reply runs as a task of its own, not inside the request that asked
+//! for it: the person may reload, open another tab or press Stop (a separate request) while
+//! it streams. Progress reaches the browser through the session's event stream and is saved
+//! to the store as it goes, so a reload shows the text so far.
+
+use super::{
+    Chat,
+    runtime::{ChatRuntime, Slot},
+    view,
+};
+use crate::{
+    ApiError, VerifiedSession,
+    assistant::Turn,
+    markdown,
+    model::{
+        ChatEvent, Message, MessageId, MessageStatus, MessageView, Role, Thread, ThreadId,
+        title_from,
+    },
+    store::{ThreadTail, now_ms},
+};
+use futures::StreamExt;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+impl Chat {
+    /// Stores the reply placeholder, after `asked` (the person's new message, stored in the
+    /// same call), and starts generating. `history` is the end of the thread up to the
+    /// question; `first` says the question is the thread's only message, which is not
+    /// something a bounded history can tell. Answers the views of both.
+    pub(super) async fn start_reply(
+        &self,
+        thread: &Thread,
+        history: Vec<Message>,
+        asked: Option<Message>,
+        first: bool,
+    ) -> Result<(Option<MessageView>, MessageView), ApiError> {
+        let reply = Message {
+            id: MessageId::random(),
+            thread_id: thread.id,
+            role: Role::Assistant,
+            content: String::new(),
+            created_ms: now_ms(),
+            status: MessageStatus::Streaming,
+            feedback: None,
+            error: None,
+        };
+        let slot = self
+            .rt
+            .replies
+            .admit(self.sid(), &thread.id, reply.id, &history)?;
+        let turn: Vec<Message> = asked.iter().cloned().chain([reply.clone()]).collect();
+        let store = self.session.store();
+        let stored = match store
+            .put_messages(self.sid(), &turn)
+            .await
+            .map_err(ApiError::from)
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ApiError::not_found()),
+            Err(e) => Err(e),
+        };
+        // On failure the slot, dropped here, lets go of the thread.
+        stored?;
+        let asked_view = asked.map(view);
+        if let Some(v) = &asked_view {
+            self.publish(ChatEvent::Message { message: v.clone() });
+        }
+        let reply_view = view(reply.clone());
+        self.publish(ChatEvent::Message {
+            message: reply_view.clone(),
+        });
+        let mut turns: Vec<Turn> = history
+            .into_iter()
+            .filter(|m| !(m.role == Role::Assistant && m.content.is_empty()))
+            .map(|m| Turn {
+                role: m.role,
+                content: m.content,
+            })
+            .collect();
+        let excess = turns.len().saturating_sub(self.rt.history_turns.max(1));
+        turns.drain(..excess);
+        tokio::spawn(generate(
+            self.rt.clone(),
+            self.session.clone(),
+            reply,
+            turns,
+            first,
+            slot,
+        ));
+        Ok((asked_view, reply_view))
+    }
+}
+
+/// Runs one reply to completion, stop or failure. Deltas are published at most every
+/// `delta_interval`; the text is saved at most every `persist_interval` and always at the end.
+async fn generate(
+    rt: Arc<ChatRuntime>,
+    session: VerifiedSession,
+    mut reply: Message,
+    history: Vec<Turn>,
+    first: bool,
+    slot: Slot,
+) {
+    let cancel = slot.cancel.clone();
+    let sid = *session.owner();
+    let save = |m: Message| {
+        let session = session.clone();
+        async move {
+            if let Err(e) = session.store().put_message(session.owner(), &m).await {
+                tracing::warn!(session = %session.owner().log_tag(), error = %e, "saving a reply failed");
+            }
+        }
+    };
+    let publish_delta = |m: &Message| {
+        rt.hub.publish(
+            &sid,
+            ChatEvent::Delta {
+                thread_id: m.thread_id,
+                message_id: m.id,
+                content: m.content.clone(),
+                html: markdown::render(&m.content),
+            },
+        )
+    };
+
+    // A chat's first exchange may name it (see `name_chat`).
+    let first_question = match history.as_slice() {
+        [.., last] if first && last.role == Role::User => Some(last.clone()),
+        _ => None,
+    };
+    let stream = tokio::select! {
+        _ = cancel.cancelled() => None,
+        s = rt.assistant.reply(history) => Some(s),
+    };
+    match stream {
+        None => reply.status = MessageStatus::Stopped,
+        Some(Err(e)) => {
+            reply.status = MessageStatus::Error;
+            reply.error = Some(e.message);
+        }
+        Some(Ok(mut stream)) => {
+            let mut last_delta = Instant::now();
+            let mut last_save = Instant::now();
+            let mut pending = false;
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => {
+                        reply.status = MessageStatus::Stopped;
+                        break;
+                    }
+                    item = stream.next() => match item {
+                        Some(Ok(delta)) => {
+                            reply.content.push_str(&delta);
+                            pending = true;
+                            if last_delta.elapsed() >= rt.delta_interval {
+                                publish_delta(&reply);
+                                last_delta = Instant::now();
+                                pending = false;
+                            }
+                            if last_save.elapsed() >= rt.persist_interval {
+                                // A Stop handled by another instance shows up as the stored
+                                // status; honour it instead of overwriting it.
+                                let stored = session.store().get_message(session.owner(), &reply.id).await;
+                                match stored {
+                                    Ok(Some(m)) if m.status == MessageStatus::Stopped => {
+                                        reply.status = MessageStatus::Stopped;
+                                        break;
+                                    }
+                                    // Deleted meanwhile (thread or session): nothing to save.
+                                    Ok(None) | Err(crate::StoreError::NoSuchSession) => {
+                                        reply.status = MessageStatus::Stopped;
+                                        break;
+                                    }
+                                    _ => {}
+                                }
+                                save(reply.clone()).await;
+                                last_save = Instant::now();
+                            }
+                        }
+                        Some(Err(e)) => {
+                            reply.status = MessageStatus::Error;
+                            reply.error = Some(e.message);
+                            break;
+                        }
+                        None => {
+                            reply.status = MessageStatus::Done;
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = pending;
+            // Dropping the stream here cancels the upstream request.
+            drop(stream);
+        }
+    }
+    save_final(&session, &reply).await;
+    // The thread is free once the final state is stored (not before: a next turn reads the
+    // stored state to decide whether it may start).
+    drop(slot);
+    let named = (reply.status == MessageStatus::Done)
+        .then_some(first_question)
+        .flatten()
+        .map(|q| (q, reply.content.clone(), reply.thread_id));
+    rt.hub.publish(
+        &sid,
+        ChatEvent::Message {
+            message: view(reply),
+        },
+    );
+    if let Some((question, answer, thread)) = named {
+        name_chat(&rt, &session, thread, question, answer).await;
+    }
+}
+
+/// Gives a new chat the title its assistant proposes from the first exchange, unless the
+/// person has renamed it meanwhile (its title is no longer the one made from the first
+/// words). Runs after the reply is complete and announced, so it never delays it.
+async fn name_chat(
+    rt: &ChatRuntime,
+    session: &VerifiedSession,
+    thread: ThreadId,
+    question: Turn,
+    answer: String,
+) {
+    let automatic = title_from(&question.content);
+    let exchange = [
+        question,
+        Turn {
+            role: Role::Assistant,
+            content: answer,
+        },
+    ];
+    let Some(title) = rt.assistant.title(&exchange).await else {
+        return;
+    };
+    let owner = session.owner();
+    let Ok(Some(ThreadTail {
+        thread: mut current,
+        ..
+    })) = session.store().thread_tail(owner, &thread, 0).await
+    else {
+        return;
+    };
+    if current.title != automatic || current.title == title {
+        return;
+    }
+    current.title = title;
+    if let Ok(true) = session.store().update_thread(owner, &current).await {
+        rt.hub.publish(owner, ChatEvent::Thread { thread: current });
+    }
+}
+
+/// The final state of a reply must land: one left `streaming` in the store would keep its
+/// thread busy until someone pressed Stop. A store that is briefly away (a Redis restart, a
+/// full queue) gets a few more tries, about 15 s in all.
+async fn save_final(session: &VerifiedSession, reply: &Message) {
+    let mut wait = Duration::from_millis(250);
+    for attempt in 0..7 {
+        match session.store().put_message(session.owner(), reply).await {
+            // Saved, or the thread or session is gone: either way nothing is left to do.
+            Ok(_) | Err(crate::StoreError::NoSuchSession) => return,
+            Err(e) if attempt < 6 => {
+                tracing::warn!(session = %session.owner().log_tag(), error = %e, "saving a finished reply failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => {
+                tracing::error!(session = %session.owner().log_tag(), error = %e, "a finished reply could not be saved; it stays marked as streaming");
+            }
+        }
+    }
+}

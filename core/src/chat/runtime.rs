@@ -1,0 +1,254 @@
+//! What every request of every session shares: the assistant, the event hub and the
+//! replies streaming right now. The replies map is only ever touched through `Replies`
+//! and the `Slot` a reply holds while it runs, so an entry cannot outlive its task (a
+//! slot removes its own entry when dropped, a panicking task's included) nor remove a
+//! newer reply's.
+
+use crate::{
+    ApiError, ErrorCode, SessionId,
+    assistant::Assistant,
+    events::EventHub,
+    model::{Message, MessageId, MessageStatus, ThreadId},
+};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
+
+/// Shared by all requests: the assistant, the event hub and the replies in progress.
+pub struct ChatRuntime {
+    pub(super) assistant: Arc<dyn Assistant>,
+    pub(super) hub: Arc<dyn EventHub>,
+    pub(super) replies: Replies,
+    /// Least time between two `Delta` events of one reply.
+    pub delta_interval: Duration,
+    /// Least time between two saves of a streaming reply.
+    pub persist_interval: Duration,
+    /// Most messages the assistant is shown, the latest ones. A turn reads only this end of
+    /// its thread, so its cost does not grow with the thread.
+    pub history_turns: usize,
+}
+
+impl ChatRuntime {
+    pub fn new(assistant: Arc<dyn Assistant>, hub: Arc<dyn EventHub>) -> Self {
+        Self {
+            assistant,
+            hub,
+            replies: Replies::default(),
+            delta_interval: Duration::from_millis(50),
+            persist_interval: Duration::from_millis(500),
+            history_turns: 40,
+        }
+    }
+
+    pub fn hub(&self) -> &Arc<dyn EventHub> {
+        &self.hub
+    }
+
+    /// Replies currently streaming, across all sessions.
+    pub fn running_replies(&self) -> usize {
+        self.replies.len()
+    }
+
+    /// Stops every reply of a session (it is being deleted or replaced).
+    pub fn cancel_session(&self, sid: &SessionId) {
+        self.replies.cancel_session(sid);
+    }
+}
+
+type Key = (SessionId, ThreadId);
+type Map = Arc<Mutex<HashMap<Key, Running>>>;
+
+struct Running {
+    message: MessageId,
+    cancel: CancellationToken,
+}
+
+/// (session, thread) → the reply streaming there, on this instance. One reply per thread at
+/// a time.
+#[derive(Default)]
+pub(super) struct Replies {
+    map: Map,
+}
+
+/// A reply's hold on its thread, from the moment it is admitted until its task lets go.
+pub(super) struct Slot {
+    map: Map,
+    key: Key,
+    message: MessageId,
+    pub(super) cancel: CancellationToken,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Only this reply's own entry: a next turn may have taken the thread already, once
+        // it read this reply as finished.
+        if let Ok(mut r) = self.map.lock()
+            && r.get(&self.key)
+                .is_some_and(|run| run.message == self.message)
+        {
+            r.remove(&self.key);
+        }
+    }
+}
+
+/// Whether `reply` is among `messages` in a final state.
+pub(super) fn finished(messages: &[Message], reply: &MessageId) -> bool {
+    messages
+        .iter()
+        .any(|m| m.id == *reply && m.status != MessageStatus::Streaming)
+}
+
+impl Replies {
+    fn len(&self) -> usize {
+        self.map.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Admits `reply` to the thread, unless another reply still streams there. `history` is
+    /// the thread's end as just read (see `busy`).
+    pub(super) fn admit(
+        &self,
+        sid: &SessionId,
+        thread: &ThreadId,
+        reply: MessageId,
+        history: &[Message],
+    ) -> Result<Slot, ApiError> {
+        let mut running = self.map.lock().map_err(|_| ApiError::internal())?;
+        let key = (*sid, *thread);
+        if running
+            .get(&key)
+            .is_some_and(|run| !finished(history, &run.message))
+        {
+            return Err(ApiError::new(
+                ErrorCode::Busy,
+                "a reply is still streaming in this thread; stop it first",
+            ));
+        }
+        let cancel = CancellationToken::new();
+        running.insert(
+            key,
+            Running {
+                message: reply,
+                cancel: cancel.clone(),
+            },
+        );
+        Ok(Slot {
+            map: self.map.clone(),
+            key,
+            message: reply,
+            cancel,
+        })
+    }
+
+    /// Whether a reply is being generated in the thread, given the thread's messages as just
+    /// read (its last ones suffice: the reply in progress is the thread's last message, as no
+    /// turn is appended while it runs). A reply is saved in its final state a moment before
+    /// its task lets go of the thread, and a reader may see the saved state in between: the
+    /// stored status is the later word, so a running entry whose reply is stored as finished
+    /// no longer counts.
+    pub(super) fn busy(&self, sid: &SessionId, thread: &ThreadId, messages: &[Message]) -> bool {
+        let Ok(r) = self.map.lock() else {
+            return false;
+        };
+        r.get(&(*sid, *thread))
+            .is_some_and(|run| !finished(messages, &run.message))
+    }
+
+    /// The cancel handle of `message`, if it is the reply streaming in `thread` here.
+    pub(super) fn cancel_of(
+        &self,
+        sid: &SessionId,
+        thread: &ThreadId,
+        message: &MessageId,
+    ) -> Option<CancellationToken> {
+        let r = self.map.lock().ok()?;
+        r.get(&(*sid, *thread))
+            .filter(|run| run.message == *message)
+            .map(|run| run.cancel.clone())
+    }
+
+    pub(super) fn cancel_session(&self, sid: &SessionId) {
+        if let Ok(r) = self.map.lock() {
+            for ((s, _), run) in r.iter() {
+                if s == sid {
+                    run.cancel.cancel();
+                }
+            }
+        }
+    }
+
+    pub(super) fn cancel_thread(&self, sid: &SessionId, thread: &ThreadId) {
+        if let Ok(r) = self.map.lock()
+            && let Some(run) = r.get(&(*sid, *thread))
+        {
+            run.cancel.cancel();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> (SessionId, ThreadId) {
+        (SessionId::random(), ThreadId::random())
+    }
+
+    #[test]
+    fn a_slot_lets_go_of_its_thread_when_dropped_and_never_of_a_newer_reply() {
+        let replies = Replies::default();
+        let (sid, thread) = ids();
+        let first = MessageId::random();
+        let slot = replies.admit(&sid, &thread, first, &[]).unwrap();
+        assert!(replies.busy(&sid, &thread, &[]));
+        let again = replies.admit(&sid, &thread, MessageId::random(), &[]);
+        assert_eq!(again.err().map(|e| e.code), Some(ErrorCode::Busy));
+        // The first reply is read as finished: a next one may take the thread before the
+        // first task drops its slot, and that drop must leave the newer entry alone.
+        let done = Message {
+            id: first,
+            thread_id: thread,
+            role: crate::model::Role::Assistant,
+            content: String::new(),
+            created_ms: 0,
+            status: MessageStatus::Done,
+            feedback: None,
+            error: None,
+        };
+        let second = replies
+            .admit(
+                &sid,
+                &thread,
+                MessageId::random(),
+                std::slice::from_ref(&done),
+            )
+            .unwrap();
+        drop(slot);
+        assert!(
+            replies.busy(&sid, &thread, &[]),
+            "the newer reply lost its entry"
+        );
+        assert_eq!(replies.len(), 1);
+        drop(second);
+        assert!(!replies.busy(&sid, &thread, &[]));
+        assert_eq!(replies.len(), 0);
+    }
+
+    #[test]
+    fn cancelling_reaches_only_the_named_session_or_thread() {
+        let replies = Replies::default();
+        let (a, t1) = ids();
+        let (b, t2) = ids();
+        let sa = replies.admit(&a, &t1, MessageId::random(), &[]).unwrap();
+        let sb = replies.admit(&b, &t2, MessageId::random(), &[]).unwrap();
+        replies.cancel_session(&a);
+        assert!(sa.cancel.is_cancelled());
+        assert!(!sb.cancel.is_cancelled());
+        replies.cancel_thread(&b, &t1);
+        assert!(!sb.cancel.is_cancelled());
+        replies.cancel_thread(&b, &t2);
+        assert!(sb.cancel.is_cancelled());
+    }
+}
