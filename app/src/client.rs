@@ -72,7 +72,12 @@ where
 #[cfg(feature = "hydrate")]
 mod browser {
     use super::*;
+    use crate::{
+        ApiError, ErrorCode, api,
+        components::{SessionCtx, SessionState},
+    };
     use gloo_storage::{LocalStorage, Storage};
+    use leptos::prelude::Set;
     use wasm_bindgen::JsCast;
 
     const STORAGE_KEY: &str = crate::SID_STORAGE_KEY;
@@ -193,21 +198,6 @@ mod browser {
         }
     }
 
-    /// Navigates the whole page (to a provider's sign-in page, or home).
-    pub fn go(url: &str) {
-        if let Some(w) = web_sys::window() {
-            let _ = w.location().assign(url);
-        }
-    }
-
-    /// The current page's query parameter `name`.
-    pub fn query_param(name: &str) -> Option<String> {
-        let search = web_sys::window()?.location().search().ok()?;
-        web_sys::UrlSearchParams::new_with_str(&search)
-            .ok()?
-            .get(name)
-    }
-
     /// After "forget this browser": drop every trace here and start over on a fresh page.
     pub fn forget_and_restart() {
         LocalStorage::clear();
@@ -222,164 +212,120 @@ mod browser {
         persist(id, remaining_secs.max(1));
     }
 
-    pub fn mark_hydrated() {
-        if let Some(body) = web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| d.body())
-        {
-            let _ = body.set_attribute("data-hydrated", "true");
-        }
-    }
-
-    thread_local! {
-        static EVENTS: std::cell::RefCell<Option<web_sys::EventSource>> = const { std::cell::RefCell::new(None) };
-    }
-
-    /// Opens (once) the session's live event stream and feeds each event to `apply`. The
-    /// browser reconnects by itself. Every time the stream opens, the first time included,
-    /// we ask for a resync: events sent before it was open are lost, and the page's first
-    /// load can race the stream (a reply may end before a slow stream connects).
-    pub fn open_event_stream(apply: impl Fn(crate::model::ChatEvent) + 'static) {
-        use wasm_bindgen::closure::Closure;
-        if EVENTS.with(|e| e.borrow().is_some()) {
-            return;
-        }
-        let Ok(source) = web_sys::EventSource::new("/api/events") else {
-            return;
-        };
-        let apply = std::rc::Rc::new(apply);
-        let on_message = {
-            let apply = apply.clone();
-            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
-                if let Some(text) = ev.data().as_string()
-                    && let Ok(event) = serde_json::from_str::<crate::model::ChatEvent>(&text)
-                {
-                    apply(event);
+    /// Runs the start of the session protocol: pick the id, call session start, recover from
+    /// the server's refusals.
+    pub async fn start_session(ctx: SessionCtx) {
+        let mut id = ensure_session_id();
+        let mut mismatches = 0;
+        let mut hiccups = 0u32;
+        for attempt in 0..9u32 {
+            match api::start_session().await {
+                Ok(info) => {
+                    remember(&id, info.remaining_secs);
+                    ctx.state.set(SessionState::Ready(info));
+                    // After the page has taken in the new state.
+                    leptos::prelude::set_timeout(
+                        crate::browser::focus_composer_on_load,
+                        std::time::Duration::ZERO,
+                    );
+                    return;
                 }
-            })
-        };
-        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-            apply(crate::model::ChatEvent::Resync);
-        });
-        source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        // The stream lives as long as the page.
-        on_message.forget();
-        on_open.forget();
-        EVENTS.with(|e| *e.borrow_mut() = Some(source));
-    }
-
-    /// Saves `content` as a file through a temporary object URL.
-    pub fn download(filename: &str, mime: &str, content: &str) {
-        let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
-            return;
-        };
-        let parts = js_sys_array(content);
-        let opts = web_sys::BlobPropertyBag::new();
-        opts.set_type(mime);
-        let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else {
-            return;
-        };
-        let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else {
-            return;
-        };
-        if let Ok(a) = doc.create_element("a") {
-            let _ = a.set_attribute("href", &url);
-            let _ = a.set_attribute("download", filename);
-            if let Some(a) = a.dyn_ref::<web_sys::HtmlElement>() {
-                a.click();
+                Err(e) => match e.code {
+                    // Someone else's id (or our proof is gone): never retry it, start afresh.
+                    // Another tab may have just signed in and stored a new id: adopt it, once,
+                    // rather than throwing away that sign-in.
+                    ErrorCode::SessionEnded | ErrorCode::SessionProofMismatch
+                        if mismatches == 0 && stored_session_id().is_some_and(|s| s != id) =>
+                    {
+                        mismatches += 1;
+                        id = ensure_session_id();
+                    }
+                    ErrorCode::SessionProofMismatch
+                    | ErrorCode::SessionEnded
+                    | ErrorCode::InvalidSessionId
+                    | ErrorCode::NoSession => {
+                        id = replace_session_id();
+                        ctx.notice.set(Some(why_replaced(e.code).into()));
+                    }
+                    // Another tab may have switched ids: adopt what storage holds now, once.
+                    ErrorCode::SessionMismatch if mismatches == 0 => {
+                        mismatches += 1;
+                        id = ensure_session_id();
+                    }
+                    ErrorCode::SessionMismatch => {
+                        id = replace_session_id();
+                        ctx.notice.set(Some(why_replaced(e.code).into()));
+                    }
+                    // A concurrent claim (another tab) won; its proof cookie is ours too, once
+                    // that tab's answer lands.
+                    ErrorCode::SessionClaimed if attempt < 2 => {
+                        crate::browser::sleep_ms(150 * (attempt + 1)).await
+                    }
+                    // Still no proof: the claim's answer never reached this browser (a page left
+                    // while its session was starting), so the id can never be ours. Start afresh
+                    // rather than give up.
+                    ErrorCode::SessionClaimed => {
+                        id = replace_session_id();
+                        ctx.notice.set(Some(why_replaced(e.code).into()));
+                    }
+                    // A busy or briefly unreachable server is not a reason to give up on the
+                    // page: try again a few times, further apart each time.
+                    ErrorCode::StoreUnavailable
+                    | ErrorCode::Timeout
+                    | ErrorCode::RequestTimeout
+                    | ErrorCode::Overloaded
+                    | ErrorCode::RateLimited
+                    | ErrorCode::Network
+                        if hiccups < 4 =>
+                    {
+                        hiccups += 1;
+                        crate::browser::sleep_ms(250 << hiccups).await;
+                    }
+                    _ => {
+                        ctx.state.set(SessionState::Failed(e));
+                        return;
+                    }
+                },
             }
         }
-        let _ = web_sys::Url::revoke_object_url(&url);
+        ctx.state.set(SessionState::Failed(ApiError::new(
+            ErrorCode::Internal,
+            "could not start a session; reload the page to try again",
+        )));
     }
 
-    fn js_sys_array(s: &str) -> wasm_bindgen::JsValue {
-        let arr = web_sys::js_sys::Array::new();
-        arr.push(&wasm_bindgen::JsValue::from_str(s));
-        arr.into()
-    }
-
-    const THEME_KEY: &str = "confide.theme";
-
-    /// On load, the composer takes the focus, so typing starts the conversation: only when
-    /// nothing else has it (the person may already be somewhere) and only with a fine
-    /// pointer, where there is a physical keyboard (a phone would pop its on-screen
-    /// keyboard over the page).
-    pub fn focus_composer_on_load() {
-        let Some(window) = web_sys::window() else {
-            return;
-        };
-        let fine = window
-            .match_media("(pointer: fine)")
-            .ok()
-            .flatten()
-            .is_some_and(|m| m.matches());
-        let Some(document) = window.document() else {
-            return;
-        };
-        let idle = document
-            .active_element()
-            .is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"));
-        if !(fine && idle) {
-            return;
+    /// What the person is told when their session had to be replaced: what happened, and
+    /// what it means for the chats they had.
+    fn why_replaced(code: ErrorCode) -> &'static str {
+        match code {
+            ErrorCode::SessionEnded => {
+                "Your previous session had ended (it was idle too long, reached its time limit, or was ended from another browser), so a new one was started. Chats of the ended session cannot be opened again."
+            }
+            ErrorCode::SessionProofMismatch | ErrorCode::NoSession => {
+                "This browser's session was replaced; chats of the old session cannot be recovered without it. Its cookies were cleared or blocked, and only they prove the old session is yours, so a new session was started."
+            }
+            ErrorCode::SessionClaimed => {
+                "This browser's session was replaced: it was started moments ago, but the cookie that proves it is yours never reached this browser (a page left while it was starting, or cookies blocked). A new session was started."
+            }
+            _ => {
+                "This browser's session was replaced; what it had stored was not a valid session, so a new session was started."
+            }
         }
-        if let Some(el) = document
-            .query_selector("[data-testid=composer]")
-            .ok()
-            .flatten()
-            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
-        {
-            let _ = el.focus();
-        }
-    }
-
-    /// Applies the theme saved in this browser, if any.
-    pub fn apply_saved_theme() -> Option<String> {
-        let theme = LocalStorage::get::<String>(THEME_KEY)
-            .ok()
-            .filter(|t| t == "light" || t == "dark")?;
-        set_theme_attr(&theme);
-        Some(theme)
-    }
-
-    /// Switches between light and dark and remembers the choice.
-    pub fn toggle_theme() -> String {
-        let current = web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| d.document_element())
-            .and_then(|e| e.get_attribute("data-theme"))
-            .unwrap_or_else(|| {
-                let dark = web_sys::window()
-                    .and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten())
-                    .is_some_and(|m| m.matches());
-                if dark { "dark".into() } else { "light".into() }
-            });
-        let next = if current == "dark" { "light" } else { "dark" }.to_owned();
-        set_theme_attr(&next);
-        let _ = LocalStorage::set(THEME_KEY, &next);
-        next
-    }
-
-    fn set_theme_attr(theme: &str) {
-        if let Some(el) = web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| d.document_element())
-        {
-            let _ = el.set_attribute("data-theme", theme);
-        }
-    }
-
-    pub async fn sleep_ms(ms: u32) {
-        let (tx, rx) = futures::channel::oneshot::channel::<()>();
-        leptos::prelude::set_timeout(
-            move || {
-                let _ = tx.send(());
-            },
-            std::time::Duration::from_millis(ms as u64),
-        );
-        let _ = rx.await;
     }
 }
 
 #[cfg(feature = "hydrate")]
-pub use browser::*;
+pub use browser::{adopt_session_and_reload, forget_and_restart, start_session};
+
+/// The server never starts a session for the page nor stores its id: these only have to
+/// compile to the same names (effects and handlers run in the browser alone).
+#[cfg(not(feature = "hydrate"))]
+mod inert {
+    use crate::{SessionId, components::SessionCtx};
+    pub async fn start_session(_ctx: SessionCtx) {}
+    pub fn adopt_session_and_reload(_id: &SessionId) {}
+    pub fn forget_and_restart() {}
+}
+
+#[cfg(not(feature = "hydrate"))]
+pub use inert::*;

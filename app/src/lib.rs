@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod api;
+mod browser;
 pub mod client;
 mod components;
 #[cfg(feature = "ssr")]

@@ -92,6 +92,12 @@ test("a wrong password says so without saying which part was wrong", async ({ pa
   await page.getByTestId("sign-in-submit").click();
   await expect(page.getByTestId("sign-in-error")).toHaveText("wrong username or password");
   await expect(page.getByTestId("sign-in-link")).toBeVisible();
+  // The form is usable again for the next try, and the next try's answer replaces the error.
+  await expect(page.getByTestId("sign-in-submit")).toBeEnabled();
+  await page.getByTestId("password").fill("still wrong");
+  await page.getByTestId("sign-in-submit").click();
+  await expect(page.getByTestId("sign-in-error")).toHaveText("wrong username or password");
+  await expect(page.getByTestId("sign-in-submit")).toBeEnabled();
 });
 
 test("OpenID Connect sign-in through the provider's page", async ({ page }) => {
@@ -129,4 +135,55 @@ test("/account without a signed-in user explains itself and offers the way to si
   await page.getByTestId("account-sign-in").click();
   await expect(page).toHaveURL(/\/login$/);
   await expect(page.getByTestId("username")).toBeVisible();
+});
+
+test("changing the password on my sessions ends the other browsers and says so", async ({ browser }) => {
+  const alice = fresh("alice");
+  const a = await (await browser.newContext()).newPage();
+  await signIn(a, alice, true);
+  const b = await (await browser.newContext()).newPage();
+  await signIn(b, alice);
+
+  await openReady(a, "/account");
+  await expect(a.getByTestId("session-row")).toHaveCount(2);
+  // A wrong current password is refused and changes nothing.
+  await a.getByTestId("current-password").fill("not my password");
+  await a.getByTestId("new-password").fill("another horse battery staple");
+  await a.getByTestId("change-password").click();
+  await expect(a.getByTestId("sessions-error")).toBeVisible();
+  await expect(a.getByTestId("sessions-status")).toHaveCount(0);
+  await expect(a.getByTestId("session-row")).toHaveCount(2);
+
+  await a.getByTestId("current-password").fill(PW);
+  await a.getByTestId("new-password").fill("another horse battery staple");
+  await a.getByTestId("change-password").click();
+  await expect(a.getByTestId("sessions-status")).toHaveText("Password changed; 1 other session(s) ended.");
+  await expect(a.getByTestId("sessions-error")).toHaveCount(0);
+  await expect(a.getByTestId("current-password")).toHaveValue("");
+  await expect(a.getByTestId("new-password")).toHaveValue("");
+  await expect(a.getByTestId("session-row")).toHaveCount(1);
+
+  await b.reload();
+  await waitReady(b);
+  await expect(b.getByTestId("sign-in-link")).toBeVisible();
+});
+
+test("sign out everywhere ends this browser and every other one of the account", async ({ browser }) => {
+  const alice = fresh("alice");
+  const a = await (await browser.newContext()).newPage();
+  await signIn(a, alice, true);
+  const aSid = await consistentSid(a);
+  const b = await (await browser.newContext()).newPage();
+  await signIn(b, alice);
+
+  await openReady(a, "/account");
+  await expect(a.getByTestId("session-row")).toHaveCount(2);
+  await a.getByTestId("end-all").click();
+  await expect(a.getByTestId("sign-in-link")).toBeVisible();
+  await waitReady(a);
+  expect(await consistentSid(a)).not.toBe(aSid);
+
+  await b.reload();
+  await waitReady(b);
+  await expect(b.getByTestId("sign-in-link")).toBeVisible();
 });

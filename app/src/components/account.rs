@@ -1,8 +1,9 @@
 //! Signing in and out, and "my sessions".
 
 use super::{SessionCtx, SessionState};
-use crate::account::{self as api, SessionRow, SignInOptions};
-use leptos::{prelude::*, task::spawn_local};
+use crate::account as api;
+use crate::browser::{local_time, query_param};
+use leptos::prelude::*;
 
 fn user_of(ctx: &SessionCtx) -> Option<crate::account::Account> {
     ctx.state.with(|s| match s {
@@ -19,36 +20,23 @@ fn sign_in_enabled(ctx: &SessionCtx) -> bool {
 }
 
 /// After the server renewed the session: switch to its id and reload under it.
-#[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
 fn adopt(signed: crate::account::SignedIn) {
-    #[cfg(feature = "hydrate")]
     crate::client::adopt_session_and_reload(&signed.session_id);
-}
-
-#[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
-fn go(url: &str) {
-    #[cfg(feature = "hydrate")]
-    crate::client::go(url);
-}
-
-/// After sign-out the server told the browser to drop cookies and storage; start afresh.
-fn restart() {
-    #[cfg(feature = "hydrate")]
-    crate::client::forget_and_restart();
 }
 
 #[component]
 pub fn UserMenu() -> impl IntoView {
     let ctx = expect_context::<SessionCtx>();
+    let log_out = Action::new(move |_: &()| async move {
+        match api::log_out().await {
+            Ok(()) => crate::client::forget_and_restart(),
+            Err(e) => ctx
+                .notice
+                .set(Some(format!("Could not sign out: {}", e.message))),
+        }
+    });
     let sign_out = move |_| {
-        spawn_local(async move {
-            match api::log_out().await {
-                Ok(()) => restart(),
-                Err(e) => ctx
-                    .notice
-                    .set(Some(format!("Could not sign out: {}", e.message))),
-            }
-        });
+        log_out.dispatch(());
     };
     move || match user_of(&ctx) {
         Some(user) => view! {
@@ -72,82 +60,103 @@ pub fn UserMenu() -> impl IntoView {
     }
 }
 
+/// The ways of signing in a person can choose on the page.
+#[derive(Clone)]
+enum Way {
+    Password {
+        user: String,
+        password: String,
+        register: bool,
+    },
+    Provider(String),
+    Header,
+}
+
 #[component]
 pub fn SignIn() -> impl IntoView {
     let ctx = expect_context::<SessionCtx>();
-    let options = RwSignal::new(None::<SignInOptions>);
     let username = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let keep = RwSignal::new(true);
     let register = RwSignal::new(false);
-    let error = RwSignal::new(None::<String>);
-    let busy = RwSignal::new(false);
 
-    Effect::new(move |_| {
-        if matches!(ctx.state.get(), SessionState::Ready(_)) {
-            spawn_local(async move {
-                match api::get_sign_in_options().await {
-                    Ok(o) => options.set(Some(o)),
-                    Err(e) => error.set(Some(e.message)),
-                }
-            });
+    let options = LocalResource::new(move || {
+        let ready = matches!(ctx.state.get(), SessionState::Ready(_));
+        async move {
+            if ready {
+                Some(api::get_sign_in_options().await)
+            } else {
+                None
+            }
         }
     });
 
+    // Success leaves the page (a reload under the new session, or the provider's page), so
+    // only a failure comes back to it.
+    let sign_in = Action::new(move |way: &Way| {
+        let (way, k) = (way.clone(), Some(keep.get_untracked()));
+        async move {
+            match way {
+                Way::Password {
+                    user,
+                    password,
+                    register,
+                } => {
+                    let signed = if register {
+                        api::register(user, password, k).await?
+                    } else {
+                        api::log_in(user, password, k).await?
+                    };
+                    adopt(signed);
+                }
+                Way::Provider(id) => crate::browser::go(&api::oidc_start(id, k).await?),
+                Way::Header => adopt(api::log_in_by_header(k).await?),
+            }
+            Ok::<(), crate::ApiError>(())
+        }
+    });
+    // Buttons stay off from the click until the page is left; a failure turns them back on.
+    let busy =
+        move || sign_in.pending().get() || sign_in.value().with(|v| matches!(v, Some(Ok(()))));
+    let error = move || {
+        if sign_in.pending().get() {
+            return None;
+        }
+        let failed = sign_in.value().with(|v| {
+            v.as_ref()
+                .and_then(|r| r.as_ref().err().map(|e| e.message.clone()))
+        });
+        failed.or_else(|| {
+            options
+                .map(|o| {
+                    o.as_ref()
+                        .and_then(|r| r.as_ref().err().map(|e| e.message.clone()))
+                })
+                .flatten()
+        })
+    };
+
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let (u, p, k) = (
-            username.get_untracked(),
-            password.get_untracked(),
-            keep.get_untracked(),
-        );
-        busy.set(true);
-        error.set(None);
-        spawn_local(async move {
-            let result = if register.get_untracked() {
-                api::register(u, p, Some(k)).await
-            } else {
-                api::log_in(u, p, Some(k)).await
-            };
-            match result {
-                Ok(signed) => adopt(signed),
-                Err(e) => {
-                    error.set(Some(e.message));
-                    busy.set(false);
-                }
-            }
+        sign_in.dispatch(Way::Password {
+            user: username.get_untracked(),
+            password: password.get_untracked(),
+            register: register.get_untracked(),
         });
     };
-
     let provider = move |id: String| {
-        let k = keep.get_untracked();
-        busy.set(true);
-        spawn_local(async move {
-            match api::oidc_start(id, Some(k)).await {
-                Ok(url) => go(&url),
-                Err(e) => {
-                    error.set(Some(e.message));
-                    busy.set(false);
-                }
-            }
-        });
+        sign_in.dispatch(Way::Provider(id));
     };
-
     let by_header = move |_| {
-        let k = keep.get_untracked();
-        busy.set(true);
-        spawn_local(async move {
-            match api::log_in_by_header(Some(k)).await {
-                Ok(signed) => adopt(signed),
-                Err(e) => {
-                    error.set(Some(e.message));
-                    busy.set(false);
-                }
-            }
-        });
+        sign_in.dispatch(Way::Header);
     };
 
-    let opts = move || options.get().unwrap_or_default();
+    let opts = move || {
+        options
+            .map(|o| o.as_ref().and_then(|r| r.as_ref().ok().cloned()))
+            .flatten()
+            .unwrap_or_default()
+    };
     let disabled = move || {
         ctx.state
             .with(|s| matches!(s, SessionState::Ready(info) if !info.sign_in_enabled))
@@ -163,8 +172,7 @@ pub fn SignIn() -> impl IntoView {
                 "Signed in, your chats follow you to any browser where you sign in. Your current session is replaced by a new one."
             </p>
             {move || {
-                error
-                    .get()
+                error()
                     .map(|m| view! { <div class="notice error" role="alert" data-testid="sign-in-error">{m}</div> })
             }}
             <Show when=move || opts().password>
@@ -188,7 +196,7 @@ pub fn SignIn() -> impl IntoView {
                         prop:value=move || password.get()
                         on:input=move |ev| password.set(event_target_value(&ev))
                     />
-                    <button class="primary" type="submit" data-testid="sign-in-submit" disabled=move || busy.get()>
+                    <button class="primary" type="submit" data-testid="sign-in-submit" disabled=busy>
                         {move || if register.get() { "Create account" } else { "Sign in" }}
                     </button>
                 </form>
@@ -208,7 +216,7 @@ pub fn SignIn() -> impl IntoView {
                             <button
                                 class="secondary"
                                 data-testid=format!("provider-{}", p.id)
-                                disabled=move || busy.get()
+                                disabled=busy
                                 on:click=move |_| provider(id.clone())
                             >
                                 {format!("Continue with {}", p.name)}
@@ -221,7 +229,7 @@ pub fn SignIn() -> impl IntoView {
                         .header_user
                         .map(|u| {
                             view! {
-                                <button class="secondary" data-testid="header-sign-in" disabled=move || busy.get() on:click=by_header>
+                                <button class="secondary" data-testid="header-sign-in" disabled=busy on:click=by_header>
                                     {format!("Continue as {u}")}
                                 </button>
                             }
@@ -296,27 +304,28 @@ fn NotSignedIn() -> impl IntoView {
 pub fn Callback() -> impl IntoView {
     let ctx = expect_context::<SessionCtx>();
     let error = RwSignal::new(None::<String>);
+    let finish = Action::new(move |(code, state): &(String, String)| {
+        let (code, state) = (code.clone(), state.clone());
+        async move {
+            match api::oidc_finish(code, state).await {
+                Ok(signed) => adopt(signed),
+                Err(e) => error.set(Some(e.message)),
+            }
+        }
+    });
     Effect::new(move |prev: Option<bool>| {
         if prev == Some(true) || !matches!(ctx.state.get(), SessionState::Ready(_)) {
             return prev.unwrap_or(false);
         }
-        #[cfg(feature = "hydrate")]
-        {
-            use crate::client::query_param;
-            // The provider's own wording is not shown: anyone can put text in this URL.
-            if query_param("error").is_some() {
-                error.set(Some("The provider did not sign you in.".into()));
-                return true;
-            }
-            let code = query_param("code").unwrap_or_default();
-            let state = query_param("state").unwrap_or_default();
-            spawn_local(async move {
-                match api::oidc_finish(code, state).await {
-                    Ok(signed) => adopt(signed),
-                    Err(e) => error.set(Some(e.message)),
-                }
-            });
+        // The provider's own wording is not shown: anyone can put text in this URL.
+        if query_param("error").is_some() {
+            error.set(Some("The provider did not sign you in.".into()));
+            return true;
         }
+        finish.dispatch((
+            query_param("code").unwrap_or_default(),
+            query_param("state").unwrap_or_default(),
+        ));
         true
     });
     view! {
@@ -338,78 +347,96 @@ pub fn Callback() -> impl IntoView {
     }
 }
 
-fn when(ms: i64) -> String {
-    #[cfg(feature = "hydrate")]
-    {
-        let d = web_sys::js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
-        d.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED)
-            .as_string()
-            .unwrap_or_default()
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        ms.to_string()
-    }
+/// What the sessions page can change.
+#[derive(Clone)]
+enum Change {
+    End(String),
+    EndAll,
+    Password { current: String, new: String },
 }
 
 #[component]
 pub fn MySessions() -> impl IntoView {
     let ctx = expect_context::<SessionCtx>();
-    let rows = RwSignal::new(Vec::<SessionRow>::new());
-    let error = RwSignal::new(None::<String>);
-    let status = RwSignal::new(None::<String>);
     let current_pw = RwSignal::new(String::new());
     let new_pw = RwSignal::new(String::new());
 
-    let load = move || {
-        spawn_local(async move {
-            match api::my_sessions().await {
-                Ok(r) => rows.set(r),
-                Err(e) => error.set(Some(e.message)),
-            }
-        });
-    };
     // Only an account has sessions to list; asking without one would just fail.
     let signed_in = move || user_of(&ctx).is_some();
     let ready = move || matches!(ctx.state.get(), SessionState::Ready(_));
-    Effect::new(move |_| {
-        if ready() && signed_in() {
-            load();
+    let rows = LocalResource::new(move || {
+        let wanted = ready() && signed_in();
+        async move {
+            if wanted {
+                Some(api::my_sessions().await)
+            } else {
+                None
+            }
         }
     });
 
-    let end = move |handle: String| {
-        spawn_local(async move {
-            match api::end_session(handle).await {
-                Ok(()) => load(),
-                Err(e) => error.set(Some(e.message)),
-            }
-        });
-    };
-    let end_all = move |_| {
-        spawn_local(async move {
-            match api::end_all_sessions().await {
-                Ok(_) => restart(),
-                Err(e) => error.set(Some(e.message)),
-            }
-        });
-    };
-    let change = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let (c, n) = (current_pw.get_untracked(), new_pw.get_untracked());
-        spawn_local(async move {
-            match api::change_password(c, n).await {
-                Ok(ended) => {
+    // Each change answers with what to tell the person, if anything.
+    let change = Action::new(move |change: &Change| {
+        let change = change.clone();
+        async move {
+            match change {
+                Change::End(handle) => {
+                    api::end_session(handle).await?;
+                    rows.refetch();
+                    Ok(None)
+                }
+                Change::EndAll => {
+                    api::end_all_sessions().await?;
+                    crate::client::forget_and_restart();
+                    Ok(None)
+                }
+                Change::Password { current, new } => {
+                    let ended = api::change_password(current, new).await?;
                     current_pw.set(String::new());
                     new_pw.set(String::new());
-                    status.set(Some(format!(
+                    rows.refetch();
+                    Ok::<_, crate::ApiError>(Some(format!(
                         "Password changed; {ended} other session(s) ended."
-                    )));
-                    load();
+                    )))
                 }
-                Err(e) => error.set(Some(e.message)),
             }
+        }
+    });
+    let end = move |handle: String| {
+        change.dispatch(Change::End(handle));
+    };
+    let end_all = move |_| {
+        change.dispatch(Change::EndAll);
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        change.dispatch(Change::Password {
+            current: current_pw.get_untracked(),
+            new: new_pw.get_untracked(),
         });
+    };
+    let error = move || {
+        let failed = change.value().with(|v| {
+            v.as_ref()
+                .and_then(|r| r.as_ref().err().map(|e| e.message.clone()))
+        });
+        failed.or_else(|| {
+            rows.map(|r| {
+                r.as_ref()
+                    .and_then(|r| r.as_ref().err().map(|e| e.message.clone()))
+            })
+            .flatten()
+        })
+    };
+    let status = move || {
+        change
+            .value()
+            .with(|v| v.clone().and_then(|r| r.ok().flatten()))
+    };
+    let list = move || {
+        rows.map(|r| r.as_ref().and_then(|r| r.as_ref().ok().cloned()))
+            .flatten()
+            .unwrap_or_default()
     };
     let is_password =
         move || user_of(&ctx).is_some_and(|u| u.method == crate::model::SignInMethod::Password);
@@ -418,11 +445,11 @@ pub fn MySessions() -> impl IntoView {
         <Show when=move || !ready() || signed_in() fallback=NotSignedIn>
         <section class="card sessions" aria-labelledby="sessions-title">
             <h1 id="sessions-title">"Your sessions"</h1>
-            {move || error.get().map(|m| view! { <div class="notice error" role="alert" data-testid="sessions-error">{m}</div> })}
-            {move || status.get().map(|m| view! { <div class="notice" role="status" data-testid="sessions-status">{m}</div> })}
+            {move || error().map(|m| view! { <div class="notice error" role="alert" data-testid="sessions-error">{m}</div> })}
+            {move || status().map(|m| view! { <div class="notice" role="status" data-testid="sessions-status">{m}</div> })}
             <ul class="session-list" data-testid="session-list">
                 <For
-                    each=move || rows.get()
+                    each=list
                     key=|r| (r.handle.clone(), r.last_seen_ms)
                     children=move |r| {
                         let handle = r.handle.clone();
@@ -430,7 +457,7 @@ pub fn MySessions() -> impl IntoView {
                             <li data-testid="session-row" data-current=r.current.to_string()>
                                 <span class="agent">{r.agent.clone()}</span>
                                 <span class="muted">
-                                    {format!(" · signed in {} · last seen {}", when(r.created_ms), when(r.last_seen_ms))}
+                                    {format!(" · signed in {} · last seen {}", local_time(r.created_ms), local_time(r.last_seen_ms))}
                                 </span>
                                 {if r.current {
                                     view! { <strong class="current">" (this browser)"</strong> }.into_any()
@@ -451,7 +478,7 @@ pub fn MySessions() -> impl IntoView {
                 "Sign out everywhere"
             </button>
             <Show when=is_password>
-                <form class="stack" on:submit=change>
+                <form class="stack" on:submit=submit>
                     <h2>"Change password"</h2>
                     <label for="current-password">"Current password"</label>
                     <input

@@ -62,12 +62,9 @@ pub fn App() -> impl IntoView {
 
     // Effects run only in the browser, after hydration.
     Effect::new(move |_| {
-        #[cfg(feature = "hydrate")]
-        {
-            crate::client::apply_saved_theme();
-            crate::client::mark_hydrated();
-            leptos::task::spawn_local(start_session(ctx));
-        }
+        crate::browser::apply_saved_theme();
+        crate::browser::mark_hydrated();
+        leptos::task::spawn_local(crate::client::start_session(ctx));
     });
 
     view! {
@@ -124,111 +121,6 @@ lazy_pages! {
     SignInPage => account::SignIn,
     CallbackPage => account::Callback,
     SessionsPage => account::MySessions,
-}
-
-/// Runs the start of the session protocol: pick the id, call session start, recover from
-/// the server's refusals.
-#[cfg(feature = "hydrate")]
-async fn start_session(ctx: SessionCtx) {
-    use crate::{ErrorCode, api, client};
-    let mut id = client::ensure_session_id();
-    let mut mismatches = 0;
-    let mut hiccups = 0u32;
-    for attempt in 0..9u32 {
-        match api::start_session().await {
-            Ok(info) => {
-                client::remember(&id, info.remaining_secs);
-                ctx.state.set(SessionState::Ready(info));
-                // After the page has taken in the new state.
-                leptos::prelude::set_timeout(
-                    client::focus_composer_on_load,
-                    std::time::Duration::ZERO,
-                );
-                return;
-            }
-            Err(e) => match e.code {
-                // Someone else's id (or our proof is gone): never retry it, start afresh.
-                // Another tab may have just signed in and stored a new id: adopt it, once,
-                // rather than throwing away that sign-in.
-                ErrorCode::SessionEnded | ErrorCode::SessionProofMismatch
-                    if mismatches == 0 && client::stored_session_id().is_some_and(|s| s != id) =>
-                {
-                    mismatches += 1;
-                    id = client::ensure_session_id();
-                }
-                ErrorCode::SessionProofMismatch
-                | ErrorCode::SessionEnded
-                | ErrorCode::InvalidSessionId
-                | ErrorCode::NoSession => {
-                    id = client::replace_session_id();
-                    ctx.notice.set(Some(why_replaced(e.code).into()));
-                }
-                // Another tab may have switched ids: adopt what storage holds now, once.
-                ErrorCode::SessionMismatch if mismatches == 0 => {
-                    mismatches += 1;
-                    id = client::ensure_session_id();
-                }
-                ErrorCode::SessionMismatch => {
-                    id = client::replace_session_id();
-                    ctx.notice.set(Some(why_replaced(e.code).into()));
-                }
-                // A concurrent claim (another tab) won; its proof cookie is ours too, once
-                // that tab's answer lands.
-                ErrorCode::SessionClaimed if attempt < 2 => {
-                    client::sleep_ms(150 * (attempt + 1)).await
-                }
-                // Still no proof: the claim's answer never reached this browser (a page left
-                // while its session was starting), so the id can never be ours. Start afresh
-                // rather than give up.
-                ErrorCode::SessionClaimed => {
-                    id = client::replace_session_id();
-                    ctx.notice.set(Some(why_replaced(e.code).into()));
-                }
-                // A busy or briefly unreachable server is not a reason to give up on the
-                // page: try again a few times, further apart each time.
-                ErrorCode::StoreUnavailable
-                | ErrorCode::Timeout
-                | ErrorCode::RequestTimeout
-                | ErrorCode::Overloaded
-                | ErrorCode::RateLimited
-                | ErrorCode::Network
-                    if hiccups < 4 =>
-                {
-                    hiccups += 1;
-                    client::sleep_ms(250 << hiccups).await;
-                }
-                _ => {
-                    ctx.state.set(SessionState::Failed(e));
-                    return;
-                }
-            },
-        }
-    }
-    ctx.state.set(SessionState::Failed(ApiError::new(
-        ErrorCode::Internal,
-        "could not start a session; reload the page to try again",
-    )));
-}
-
-/// What the person is told when their session had to be replaced: what happened, and
-/// what it means for the chats they had.
-#[cfg(feature = "hydrate")]
-fn why_replaced(code: crate::ErrorCode) -> &'static str {
-    use crate::ErrorCode;
-    match code {
-        ErrorCode::SessionEnded => {
-            "Your previous session had ended (it was idle too long, reached its time limit, or was ended from another browser), so a new one was started. Chats of the ended session cannot be opened again."
-        }
-        ErrorCode::SessionProofMismatch | ErrorCode::NoSession => {
-            "This browser's session was replaced; chats of the old session cannot be recovered without it. Its cookies were cleared or blocked, and only they prove the old session is yours, so a new session was started."
-        }
-        ErrorCode::SessionClaimed => {
-            "This browser's session was replaced: it was started moments ago, but the cookie that proves it is yours never reached this browser (a page left while it was starting, or cookies blocked). A new session was started."
-        }
-        _ => {
-            "This browser's session was replaced; what it had stored was not a valid session, so a new session was started."
-        }
-    }
 }
 
 #[component]
@@ -294,10 +186,7 @@ fn Notice() -> impl IntoView {
 
 #[component]
 fn ThemeToggle() -> impl IntoView {
-    let toggle = move |_| {
-        #[cfg(feature = "hydrate")]
-        crate::client::toggle_theme();
-    };
+    let toggle = move |_| crate::browser::toggle_theme();
     view! {
         <button class="icon theme-toggle" title="Switch light/dark" aria-label="Switch between light and dark theme" on:click=toggle>
             <icon::Icon name=icon::IconName::Theme />

@@ -2,46 +2,49 @@
 
 use super::{SessionCtx, SessionState};
 use crate::api::{self, MAX_NOTE_CHARS};
-use leptos::{prelude::*, task::spawn_local};
+use leptos::prelude::*;
 
 #[component]
 pub fn Notepad() -> impl IntoView {
     let ctx = expect_context::<SessionCtx>();
     let text = RwSignal::new(String::new());
-    let status = RwSignal::new(String::new());
-    let loaded = RwSignal::new(false);
-    let busy = RwSignal::new(false);
 
-    // Load once the session is ready; never before (the protocol's ordering rule).
+    // Loaded once the session is ready; never before (the protocol's ordering rule).
+    let note = LocalResource::new(move || {
+        let ready = matches!(ctx.state.get(), SessionState::Ready(_));
+        async move {
+            if ready {
+                Some(api::get_note().await)
+            } else {
+                None
+            }
+        }
+    });
+    let loaded = move || note.map(|n| matches!(n, Some(Ok(_)))).unwrap_or(false);
     Effect::new(move |_| {
-        if matches!(ctx.state.get(), SessionState::Ready(_)) {
-            spawn_local(async move {
-                match api::get_note().await {
-                    Ok(note) => {
-                        text.set(note.text);
-                        loaded.set(true);
-                    }
-                    Err(e) => status.set(format!("Could not load: {}", e.message)),
-                }
-            });
+        if let Some(Some(Ok(n))) = note.get() {
+            text.set(n.text);
         }
     });
 
-    let save = move |_| {
-        let body = text.get_untracked();
-        busy.set(true);
-        status.set("Saving…".into());
-        spawn_local(async move {
-            match api::set_note(body).await {
-                Ok(_) => status.set("Saved".into()),
-                Err(e) => status.set(format!("Not saved: {}", e.message)),
-            }
-            busy.set(false);
-        });
+    let save = Action::new(|body: &String| api::set_note(body.clone()));
+    let busy = save.pending();
+    let status = move || {
+        if busy.get() {
+            return "Saving…".to_owned();
+        }
+        match save.value().get() {
+            Some(Ok(_)) => "Saved".to_owned(),
+            Some(Err(e)) => format!("Not saved: {}", e.message),
+            None => match note.map(|n| n.as_ref().and_then(|r| r.as_ref().err().cloned())) {
+                Some(Some(e)) => format!("Could not load: {}", e.message),
+                _ => String::new(),
+            },
+        }
     };
 
     let count = move || text.with(|t| t.chars().count());
-    let disabled = move || !loaded.get() || busy.get();
+    let disabled = move || !loaded() || busy.get();
 
     view! {
         <section class="card notepad" aria-labelledby="notepad-title">
@@ -60,16 +63,18 @@ pub fn Notepad() -> impl IntoView {
                 placeholder="Write something only you can read…"
                 prop:value=move || text.get()
                 on:input=move |ev| text.set(event_target_value(&ev))
-                disabled=move || !loaded.get()
+                disabled=move || !loaded()
             ></textarea>
             <div class="row">
                 <span class="counter" class:over={move || count() > MAX_NOTE_CHARS}>
                     {move || format!("{} / {}", count(), MAX_NOTE_CHARS)}
                 </span>
                 <span class="status" data-testid="note-status" role="status" aria-live="polite">
-                    {move || status.get()}
+                    {status}
                 </span>
-                <button class="primary" data-testid="save-note" on:click=save disabled=disabled>
+                <button class="primary" data-testid="save-note" on:click=move |_| {
+                    save.dispatch(text.get_untracked());
+                } disabled=disabled>
                     "Save"
                 </button>
             </div>

@@ -1,6 +1,7 @@
 //! The composer, and sending and stopping that other parts of the page share.
 
-use super::{focus_later, state::ChatState};
+use super::state::ChatState;
+use crate::browser::focus_later;
 use crate::{
     api::{self},
     components::{SessionCtx, SessionState},

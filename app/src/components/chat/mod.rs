@@ -12,6 +12,7 @@ mod state;
 mod thread;
 
 use super::{SessionCtx, SessionState};
+use crate::browser::{focus_after_ms, focus_later};
 use crate::model::{MessageId, Rating, ThreadId};
 use composer::{Composer, ComposerCtx, send_text};
 use leptos::prelude::*;
@@ -85,33 +86,6 @@ fn focus_rating(id: MessageId, r: Rating) {
         Rating::Down => "rate-down",
     };
     focus_after_ms(format!("[data-message='{id}'] [data-testid={button}]"), 0);
-}
-
-/// Focuses the first element matching `selector` after the page has rendered the change
-/// that revealed it (a hidden element cannot take the focus).
-pub(super) fn focus_later(selector: &'static str) {
-    focus_after_ms(selector.to_owned(), 0);
-}
-
-/// As `focus_later`, after `ms`: for an element that another pending focus move (such as
-/// the drawer's own) must not win over.
-fn focus_after_ms(selector: String, ms: u64) {
-    #[cfg(feature = "hydrate")]
-    leptos::prelude::set_timeout(
-        move || {
-            use wasm_bindgen::JsCast;
-            if let Some(el) = web_sys::window()
-                .and_then(|w| w.document())
-                .and_then(|d| d.query_selector(&selector).ok().flatten())
-                .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
-            {
-                let _ = el.focus();
-            }
-        },
-        std::time::Duration::from_millis(ms),
-    );
-    #[cfg(not(feature = "hydrate"))]
-    let _ = (selector, ms);
 }
 
 /// The routed chat page: the open thread (or the empty state) and the composer.
@@ -213,11 +187,4 @@ fn EmptyState() -> impl IntoView {
             </div>
         </div>
     }
-}
-
-fn download(filename: &str, mime: &str, content: &str) {
-    #[cfg(feature = "hydrate")]
-    crate::client::download(filename, mime, content);
-    #[cfg(not(feature = "hydrate"))]
-    let _ = (filename, mime, content);
 }

@@ -1,25 +1,10 @@
 //! The page's keyboard shortcuts, and the list of them.
 
-use super::state::ChatState;
-#[cfg(feature = "hydrate")]
-use super::{composer::stop_streaming, focus_after_ms, focus_later};
+use super::{composer::stop_streaming, state::ChatState};
+use crate::browser::{focus_after_ms, focus_later, hold_focus, return_focus, typing_in_field};
 use crate::components::DrawerCtx;
 use leptos::prelude::*;
-#[cfg(feature = "hydrate")]
-use leptos_router::NavigateOptions;
-use leptos_router::hooks::use_navigate;
-
-/// Whether a key press is typing into a field (where `?` is a character, not a command).
-#[cfg(feature = "hydrate")]
-fn typing_in_field(ev: &leptos::ev::KeyboardEvent) -> bool {
-    use wasm_bindgen::JsCast;
-    ev.target()
-        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-        .is_some_and(|el| {
-            matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT")
-                || el.closest("[contenteditable]").ok().flatten().is_some()
-        })
-}
+use leptos_router::{NavigateOptions, hooks::use_navigate};
 
 /// Keyboard shortcuts for the whole page, and the list of them that `?` opens.
 #[component]
@@ -28,61 +13,43 @@ pub(super) fn Shortcuts() -> impl IntoView {
     let drawer = expect_context::<DrawerCtx>();
     let navigate = use_navigate();
     let dialog = NodeRef::<leptos::html::Dialog>::new();
-    // Where the focus was when the list opened; it goes back there when it closes. Browser
-    // only: a DOM handle held by the page's owner would be dropped on whichever server thread
-    // ends the render, which `new_local` forbids (it panics there, cutting the page short).
-    #[cfg(feature = "hydrate")]
-    let opener = StoredValue::new_local(None::<leptos::web_sys::HtmlElement>);
 
-    #[cfg(feature = "hydrate")]
-    {
-        let handle = window_event_listener(leptos::ev::keydown, move |ev| {
-            if ev.default_prevented() || dialog.get_untracked().is_some_and(|d| d.open()) {
-                return;
+    // A window listener is a no-op on the server, which renders the page and leaves.
+    let handle = window_event_listener(leptos::ev::keydown, move |ev| {
+        if ev.default_prevented() || dialog.get_untracked().is_some_and(|d| d.open()) {
+            return;
+        }
+        let command = ev.ctrl_key() || ev.meta_key();
+        let key = ev.key();
+        if key == "Escape" && !drawer.open.get_untracked() && state.streaming().is_some() {
+            ev.prevent_default();
+            stop_streaming(state);
+        } else if command && ev.shift_key() && key.eq_ignore_ascii_case("o") {
+            ev.prevent_default();
+            drawer.open.set(false);
+            navigate("/", NavigateOptions::default());
+            focus_later("[data-testid=composer]");
+        } else if command && !ev.shift_key() && key.eq_ignore_ascii_case("k") {
+            ev.prevent_default();
+            drawer.open.set(true);
+            focus_after_ms("#sidebar [data-testid=search]".into(), 60);
+        } else if key == "?" && !command && !typing_in_field(&ev) {
+            ev.prevent_default();
+            // Where the focus was when the list opened; it goes back there when it closes.
+            hold_focus();
+            if let Some(d) = dialog.get_untracked() {
+                let _ = d.show_modal();
             }
-            let command = ev.ctrl_key() || ev.meta_key();
-            let key = ev.key();
-            if key == "Escape" && !drawer.open.get_untracked() && state.streaming().is_some() {
-                ev.prevent_default();
-                stop_streaming(state);
-            } else if command && ev.shift_key() && key.eq_ignore_ascii_case("o") {
-                ev.prevent_default();
-                drawer.open.set(false);
-                navigate("/", NavigateOptions::default());
-                focus_later("[data-testid=composer]");
-            } else if command && !ev.shift_key() && key.eq_ignore_ascii_case("k") {
-                ev.prevent_default();
-                drawer.open.set(true);
-                focus_after_ms("#sidebar [data-testid=search]".into(), 60);
-            } else if key == "?" && !command && !typing_in_field(&ev) {
-                ev.prevent_default();
-                use wasm_bindgen::JsCast;
-                let active = web_sys::window()
-                    .and_then(|w| w.document())
-                    .and_then(|d| d.active_element())
-                    .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
-                opener.set_value(active);
-                if let Some(d) = dialog.get_untracked() {
-                    let _ = d.show_modal();
-                }
-            }
-        });
-        on_cleanup(move || handle.remove());
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = (state, drawer, navigate);
+        }
+    });
+    on_cleanup(move || handle.remove());
 
     let close = move |_| {
         if let Some(d) = dialog.get_untracked() {
             d.close();
         }
     };
-    let on_close = move |_| {
-        #[cfg(feature = "hydrate")]
-        if let Some(el) = opener.get_value() {
-            let _ = el.focus();
-        }
-    };
+    let on_close = move |_| return_focus();
     // The list's only control is Close: Tab stays on it rather than leaving the dialog.
     let trap = move |ev: leptos::ev::KeyboardEvent| {
         if ev.key() == "Tab" {

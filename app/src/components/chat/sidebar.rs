@@ -1,7 +1,8 @@
 //! The chat list: new chat, search, each chat (open, rename, delete), and the footer with the
 //! session's own actions.
 
-use super::{download, focus_after_ms, focus_later, state::ChatState};
+use super::state::ChatState;
+use crate::browser::{confirm, download, focus_after_ms, focus_later, sleep_ms};
 use crate::{
     api::{self},
     components::{
@@ -86,7 +87,6 @@ pub(super) fn Sidebar() -> impl IntoView {
         }
         spawn_local(async move {
             if api::forget_session().await.is_ok() {
-                #[cfg(feature = "hydrate")]
                 crate::client::forget_and_restart();
             }
         });
@@ -234,24 +234,5 @@ fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
                 />
             </Show>
         </div>
-    }
-}
-
-async fn sleep_ms(ms: u32) {
-    #[cfg(feature = "hydrate")]
-    crate::client::sleep_ms(ms).await;
-    #[cfg(not(feature = "hydrate"))]
-    let _ = ms;
-}
-
-fn confirm(question: &str) -> bool {
-    #[cfg(feature = "hydrate")]
-    return web_sys::window()
-        .and_then(|w| w.confirm_with_message(question).ok())
-        .unwrap_or(false);
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = question;
-        false
     }
 }

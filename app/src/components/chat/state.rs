@@ -292,8 +292,7 @@ pub(super) fn provide_chat_state(
         let live = matches!(session.state.get(), SessionState::Ready(_)) && !signing_in();
         if live && prev != Some(true) {
             epoch.update(|e| *e += 1);
-            #[cfg(feature = "hydrate")]
-            crate::client::open_event_stream(move |e| state.apply(e));
+            crate::browser::open_event_stream(move |e| state.apply(e));
         }
         live
     });

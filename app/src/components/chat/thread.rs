@@ -2,7 +2,8 @@
 //! actions (edit, rate with an optional comment, copy, regenerate), read out to screen
 //! readers as replies arrive.
 
-use super::{download, focus_after_ms, focus_later, focus_rating, state::ChatState};
+use super::{focus_rating, state::ChatState};
+use crate::browser::{copy_code_on_click, copy_text, download, focus_after_ms, focus_later};
 use crate::{
     api::{self},
     components::icon::{Icon, IconName},
@@ -385,43 +386,4 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
             </Show>
         </article>
     }
-}
-
-fn copy_text(text: &str) {
-    #[cfg(feature = "hydrate")]
-    if let Some(w) = web_sys::window() {
-        let _ = w.navigator().clipboard().write_text(text);
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = text;
-}
-
-/// Copy buttons inside rendered markdown (code blocks) are plain HTML from the server; one
-/// listener on the list handles them all.
-fn copy_code_on_click(ev: leptos::ev::MouseEvent) {
-    #[cfg(feature = "hydrate")]
-    {
-        use wasm_bindgen::JsCast;
-        let Some(button) = ev
-            .target()
-            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-        else {
-            return;
-        };
-        if !button.class_list().contains("copy-code") {
-            return;
-        }
-        let code = button
-            .closest(".code-block")
-            .ok()
-            .flatten()
-            .and_then(|block| block.query_selector("code").ok().flatten())
-            .and_then(|code| code.text_content());
-        if let Some(code) = code {
-            copy_text(&code);
-            button.set_text_content(Some("Copied"));
-        }
-    }
-    #[cfg(not(feature = "hydrate"))]
-    let _ = ev;
 }

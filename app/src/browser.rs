@@ -1,0 +1,314 @@
+//! What the page asks of the browser: navigation, the event stream, files, the clipboard,
+//! focus, timers, dialogs, the theme. On the server, where there is no browser, each does
+//! nothing (or answers "nothing"), so components call them without `cfg` lines of their own.
+//! The two halves have the same signatures; each build checks the half it uses.
+
+#[cfg(feature = "hydrate")]
+pub use web::*;
+
+#[cfg(not(feature = "hydrate"))]
+pub use inert::*;
+
+/// Focuses the first element matching `selector` after the page has rendered the change
+/// that revealed it (a hidden element cannot take the focus).
+pub fn focus_later(selector: &str) {
+    focus_after_ms(selector.to_owned(), 0);
+}
+
+#[cfg(feature = "hydrate")]
+mod web {
+    use gloo_storage::{LocalStorage, Storage};
+    use std::cell::RefCell;
+    use wasm_bindgen::JsCast;
+
+    /// Navigates the whole page (to a provider's sign-in page, or home).
+    pub fn go(url: &str) {
+        if let Some(w) = web_sys::window() {
+            let _ = w.location().assign(url);
+        }
+    }
+
+    /// The current page's query parameter `name`.
+    pub fn query_param(name: &str) -> Option<String> {
+        let search = web_sys::window()?.location().search().ok()?;
+        web_sys::UrlSearchParams::new_with_str(&search)
+            .ok()?
+            .get(name)
+    }
+
+    /// Tells the browser tests (and anyone curious) that the page is live.
+    pub fn mark_hydrated() {
+        if let Some(body) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.body())
+        {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    }
+
+    thread_local! {
+        static EVENTS: RefCell<Option<web_sys::EventSource>> = const { RefCell::new(None) };
+        /// Where the focus was when a modal dialog opened; it goes back there on close.
+        static OPENER: RefCell<Option<web_sys::HtmlElement>> = const { RefCell::new(None) };
+    }
+
+    /// Opens (once) the session's live event stream and feeds each event to `apply`. The
+    /// browser reconnects by itself. Every time the stream opens, the first time included,
+    /// we ask for a resync: events sent before it was open are lost, and the page's first
+    /// load can race the stream (a reply may end before a slow stream connects).
+    pub fn open_event_stream(apply: impl Fn(crate::model::ChatEvent) + 'static) {
+        use wasm_bindgen::closure::Closure;
+        if EVENTS.with(|e| e.borrow().is_some()) {
+            return;
+        }
+        let Ok(source) = web_sys::EventSource::new("/api/events") else {
+            return;
+        };
+        let apply = std::rc::Rc::new(apply);
+        let on_message = {
+            let apply = apply.clone();
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+                if let Some(text) = ev.data().as_string()
+                    && let Ok(event) = serde_json::from_str::<crate::model::ChatEvent>(&text)
+                {
+                    apply(event);
+                }
+            })
+        };
+        let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            apply(crate::model::ChatEvent::Resync);
+        });
+        source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        // The stream lives as long as the page.
+        on_message.forget();
+        on_open.forget();
+        EVENTS.with(|e| *e.borrow_mut() = Some(source));
+    }
+
+    /// Saves `content` as a file through a temporary object URL.
+    pub fn download(filename: &str, mime: &str, content: &str) {
+        let Some(doc) = web_sys::window().and_then(|w| w.document()) else {
+            return;
+        };
+        let parts = web_sys::js_sys::Array::new();
+        parts.push(&wasm_bindgen::JsValue::from_str(content));
+        let opts = web_sys::BlobPropertyBag::new();
+        opts.set_type(mime);
+        let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts) else {
+            return;
+        };
+        let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) else {
+            return;
+        };
+        if let Ok(a) = doc.create_element("a") {
+            let _ = a.set_attribute("href", &url);
+            let _ = a.set_attribute("download", filename);
+            if let Some(a) = a.dyn_ref::<web_sys::HtmlElement>() {
+                a.click();
+            }
+        }
+        let _ = web_sys::Url::revoke_object_url(&url);
+    }
+
+    pub fn copy_text(text: &str) {
+        if let Some(w) = web_sys::window() {
+            let _ = w.navigator().clipboard().write_text(text);
+        }
+    }
+
+    /// Copy buttons inside rendered markdown (code blocks) are plain HTML from the server;
+    /// one listener on the message list handles them all.
+    pub fn copy_code_on_click(ev: leptos::ev::MouseEvent) {
+        let Some(button) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        else {
+            return;
+        };
+        if !button.class_list().contains("copy-code") {
+            return;
+        }
+        let code = button
+            .closest(".code-block")
+            .ok()
+            .flatten()
+            .and_then(|block| block.query_selector("code").ok().flatten())
+            .and_then(|code| code.text_content());
+        if let Some(code) = code {
+            copy_text(&code);
+            button.set_text_content(Some("Copied"));
+        }
+    }
+
+    /// As `focus_later`, after `ms`: for an element that another pending focus move (such
+    /// as the drawer's own) must not win over.
+    pub fn focus_after_ms(selector: String, ms: u64) {
+        leptos::prelude::set_timeout(
+            move || {
+                if let Some(el) = web_sys::window()
+                    .and_then(|w| w.document())
+                    .and_then(|d| d.query_selector(&selector).ok().flatten())
+                    .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+                {
+                    let _ = el.focus();
+                }
+            },
+            std::time::Duration::from_millis(ms),
+        );
+    }
+
+    /// On load, the composer takes the focus, so typing starts the conversation: only when
+    /// nothing else has it (the person may already be somewhere) and only with a fine
+    /// pointer, where there is a physical keyboard (a phone would pop its on-screen
+    /// keyboard over the page).
+    pub fn focus_composer_on_load() {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let fine = window
+            .match_media("(pointer: fine)")
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.matches());
+        let Some(document) = window.document() else {
+            return;
+        };
+        let idle = document
+            .active_element()
+            .is_none_or(|e| e.tag_name().eq_ignore_ascii_case("body"));
+        if !(fine && idle) {
+            return;
+        }
+        if let Some(el) = document
+            .query_selector("[data-testid=composer]")
+            .ok()
+            .flatten()
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+        {
+            let _ = el.focus();
+        }
+    }
+
+    /// Remembers what has the focus now, for `return_focus` (a modal about to open).
+    pub fn hold_focus() {
+        let active = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.active_element())
+            .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
+        OPENER.with(|o| *o.borrow_mut() = active);
+    }
+
+    /// Gives the focus back to what `hold_focus` remembered (the modal closed).
+    pub fn return_focus() {
+        if let Some(el) = OPENER.with(|o| o.borrow_mut().take()) {
+            let _ = el.focus();
+        }
+    }
+
+    /// Whether a key press is typing into a field (where `?` is a character, not a command).
+    pub fn typing_in_field(ev: &leptos::ev::KeyboardEvent) -> bool {
+        ev.target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+            .is_some_and(|el| {
+                matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA" | "SELECT")
+                    || el.closest("[contenteditable]").ok().flatten().is_some()
+            })
+    }
+
+    /// The browser's own yes/no question.
+    pub fn confirm(question: &str) -> bool {
+        web_sys::window()
+            .and_then(|w| w.confirm_with_message(question).ok())
+            .unwrap_or(false)
+    }
+
+    /// A time (ms since the epoch) in the person's own locale and zone.
+    pub fn local_time(ms: i64) -> String {
+        let d = web_sys::js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64));
+        d.to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED)
+            .as_string()
+            .unwrap_or_default()
+    }
+
+    pub async fn sleep_ms(ms: u32) {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        leptos::prelude::set_timeout(
+            move || {
+                let _ = tx.send(());
+            },
+            std::time::Duration::from_millis(ms as u64),
+        );
+        let _ = rx.await;
+    }
+
+    const THEME_KEY: &str = "confide.theme";
+
+    fn set_theme_attr(theme: &str) {
+        if let Some(el) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.document_element())
+        {
+            let _ = el.set_attribute("data-theme", theme);
+        }
+    }
+
+    /// Applies the theme saved in this browser, if any.
+    pub fn apply_saved_theme() {
+        if let Some(theme) = LocalStorage::get::<String>(THEME_KEY)
+            .ok()
+            .filter(|t| t == "light" || t == "dark")
+        {
+            set_theme_attr(&theme);
+        }
+    }
+
+    /// Switches between light and dark and remembers the choice.
+    pub fn toggle_theme() {
+        let current = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.document_element())
+            .and_then(|e| e.get_attribute("data-theme"))
+            .unwrap_or_else(|| {
+                let dark = web_sys::window()
+                    .and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten())
+                    .is_some_and(|m| m.matches());
+                if dark { "dark".into() } else { "light".into() }
+            });
+        let next = if current == "dark" { "light" } else { "dark" };
+        set_theme_attr(next);
+        let _ = LocalStorage::set(THEME_KEY, next);
+    }
+}
+
+/// The server renders the page once and never runs an effect or a handler, so nothing here
+/// is ever called for real; it only has to compile to the same names.
+#[cfg(not(feature = "hydrate"))]
+mod inert {
+    pub fn go(_url: &str) {}
+    pub fn query_param(_name: &str) -> Option<String> {
+        None
+    }
+    pub fn mark_hydrated() {}
+    pub fn open_event_stream(_apply: impl Fn(crate::model::ChatEvent) + 'static) {}
+    pub fn download(_filename: &str, _mime: &str, _content: &str) {}
+    pub fn copy_text(_text: &str) {}
+    pub fn copy_code_on_click(_ev: leptos::ev::MouseEvent) {}
+    pub fn focus_after_ms(_selector: String, _ms: u64) {}
+    pub fn hold_focus() {}
+    pub fn return_focus() {}
+    pub fn typing_in_field(_ev: &leptos::ev::KeyboardEvent) -> bool {
+        false
+    }
+    pub fn confirm(_question: &str) -> bool {
+        false
+    }
+    /// Rendered on the server (before the browser knows the zone): the raw number, which
+    /// the browser replaces when the page hydrates.
+    pub fn local_time(ms: i64) -> String {
+        ms.to_string()
+    }
+    pub async fn sleep_ms(_ms: u32) {}
+    pub fn apply_saved_theme() {}
+    pub fn toggle_theme() {}
+}
