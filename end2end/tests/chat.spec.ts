@@ -15,15 +15,33 @@ async function send(page: Page, text: string) {
 test("a reply streams in, survives a reload, and keeps its URL", async ({ page }) => {
   await openReady(page);
   await expect(page.getByTestId("empty-state")).toBeVisible();
+  // What the reply shows as it changes, recorded by the page itself: a busy test runner can
+  // look too late to catch a short stream by polling.
+  await page.evaluate(() => {
+    const w = window as unknown as { shown: string[] };
+    w.shown = [];
+    new MutationObserver(() => {
+      const all = document.querySelectorAll("[data-testid=message][data-role=assistant]");
+      const reply = all[all.length - 1];
+      if (!reply) return;
+      const stop = document.querySelector("[data-testid=stop]") ? "stop" : "-";
+      const now = `${reply.getAttribute("data-status")} ${stop} ${reply.textContent?.length ?? 0}`;
+      if (w.shown[w.shown.length - 1] !== now) w.shown.push(now);
+    }).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
+  });
   const words = Array.from({ length: 40 }, (_, i) => `w${i + 1}`).join(" ");
   await send(page, words);
 
   await expect(page).toHaveURL(/\/t\/[0-9a-f-]{36}$/);
-  // Seen while streaming: a partial text, then the whole of it.
-  await expect(assistant(page).last()).toHaveAttribute("data-status", "streaming");
-  await expect(page.getByTestId("stop")).toBeVisible();
   await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
   await expect(assistant(page).last()).toContainText("w40");
+  // Seen while streaming, with Stop offered: a partial text that grew, then the whole of it.
+  const shown = await page.evaluate(() => (window as unknown as { shown: string[] }).shown);
+  const streaming = shown.filter((s) => s.startsWith("streaming stop "));
+  expect(new Set(streaming).size, shown.join(" | ")).toBeGreaterThan(2);
+  expect(shown.findIndex((s) => s.startsWith("done")), shown.join(" | ")).toBeGreaterThan(
+    shown.indexOf(streaming[0]),
+  );
   await expect(page.getByTestId("thread-list")).toContainText("w1 w2");
 
   const url = page.url();
@@ -346,4 +364,25 @@ test("a rating is plainly pressed, invites an optional comment, and keeps it", a
   await expect(again.getByTestId("rate-down")).toBeFocused();
   await expect(again.getByTestId("feedback-note")).toHaveCount(0);
   await expect(page.getByTestId("feedback-comment")).toHaveCount(0);
+});
+
+test("a change from another tab updates a reply in place: the focus on its buttons stays", async ({ context }) => {
+  const here = await context.newPage();
+  await openReady(here);
+  await send(here, "a reply to keep the focus on");
+  await expect(here).toHaveURL(/\/t\//);
+  const reply = assistant(here).last();
+  await expect(reply).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const there = await context.newPage();
+  await openReady(there, new URL(here.url()).pathname);
+
+  await reply.getByRole("button", { name: "Copy reply" }).focus();
+  await there.getByTestId("rate-down").click();
+  // The rating arrives here as a new state of the reply; the reply shows it, and the
+  // button the person was on keeps the focus (a rebuilt reply would drop it to <body>).
+  await expect(reply.getByTestId("rate-down")).toHaveAttribute("aria-pressed", "true");
+  await expect(reply.getByRole("button", { name: "Copy reply" })).toBeFocused();
+  await there.getByTestId("rate-down").click();
+  await expect(reply.getByTestId("rate-down")).toHaveAttribute("aria-pressed", "false");
+  await expect(reply.getByRole("button", { name: "Copy reply" })).toBeFocused();
 });

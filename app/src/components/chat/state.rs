@@ -24,7 +24,7 @@ pub struct ChatState {
     /// The open thread was deleted (here or elsewhere) and the page should leave it.
     left: RwSignal<Option<ThreadId>>,
     /// The reply whose optional feedback comment is being written. Kept here, not in the
-    /// bubble: a rating changes the message's version, which rebuilds its bubble.
+    /// bubble, so a reload of the thread (which builds its bubbles afresh) keeps it open.
     pub(super) commenting: RwSignal<Option<MessageId>>,
 }
 
@@ -34,12 +34,9 @@ pub struct ChatState {
 /// the page takes in passes through here, so an older one never replaces a newer one.
 #[derive(Default)]
 struct Known {
-    messages: HashMap<MessageId, (MessageView, u64)>,
+    messages: HashMap<MessageId, MessageView>,
     /// Insertion order, to forget the oldest once there are too many.
     order: VecDeque<MessageId>,
-    /// Last version handed out. A message's version changes whenever the state the page
-    /// keeps for it does, so the message list keys on (id, version).
-    version: u64,
 }
 
 impl Known {
@@ -50,16 +47,15 @@ impl Known {
     fn merge(&mut self, m: MessageView) -> MessageView {
         let id = m.message.id;
         match self.messages.get_mut(&id) {
-            Some((known, _)) if !m.message.supersedes(&known.message) => known.clone(),
-            Some((known, _)) if *known == m => m,
-            Some(entry) => {
-                self.version += 1;
-                *entry = (m.clone(), self.version);
+            Some(known) if !m.message.supersedes(&known.message) => known.clone(),
+            Some(known) => {
+                if *known != m {
+                    *known = m.clone();
+                }
                 m
             }
             None => {
-                self.version += 1;
-                self.messages.insert(id, (m.clone(), self.version));
+                self.messages.insert(id, m.clone());
                 self.order.push_back(id);
                 while self.order.len() > Self::LIMIT {
                     if let Some(old) = self.order.pop_front() {
@@ -72,16 +68,11 @@ impl Known {
     }
 
     fn get(&self, id: &MessageId) -> Option<&MessageView> {
-        self.messages.get(id).map(|(m, _)| m)
-    }
-
-    fn version(&self, id: &MessageId) -> u64 {
-        self.messages.get(id).map_or(0, |(_, v)| *v)
+        self.messages.get(id)
     }
 
     fn forget_thread(&mut self, thread: ThreadId) {
-        self.messages
-            .retain(|_, (m, _)| m.message.thread_id != thread);
+        self.messages.retain(|_, m| m.message.thread_id != thread);
         let messages = &self.messages;
         self.order.retain(|id| messages.contains_key(id));
     }
@@ -154,9 +145,15 @@ impl ChatState {
         }
     }
 
-    /// The version the message list keys a message's bubble on.
-    pub(super) fn version(&self, id: &MessageId) -> u64 {
-        self.known.try_with_value(|k| k.version(id)).unwrap_or(0)
+    /// Message `id` as the open thread shows it now (read without tracking: the bubble
+    /// built from it follows its changes itself).
+    pub(super) fn shown(&self, id: MessageId) -> Option<MessageView> {
+        self.current.with_untracked(|c| {
+            c.as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|t| t.as_ref())
+                .and_then(|t| t.messages.iter().find(|m| m.message.id == id).cloned())
+        })
     }
 
     /// Applies one live event. Events for our own actions arrive too; every change is an

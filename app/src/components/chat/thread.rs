@@ -54,7 +54,7 @@ pub(super) fn Messages() -> impl IntoView {
             c.as_ref()
                 .and_then(|r| r.as_ref().ok())
                 .and_then(|t| t.as_ref())
-                .map(|t| t.messages.clone())
+                .map(|t| t.messages.iter().map(|m| m.message.id).collect::<Vec<_>>())
                 .unwrap_or_default()
         })
     };
@@ -199,13 +199,13 @@ pub(super) fn Messages() -> impl IntoView {
         <div class="messages" node_ref=list_ref on:click=copy_code_on_click on:scroll=on_scroll data-testid="messages">
             <For
                 each=messages
-                // A message's version changes with the state kept for it, so For rebuilds
-                // exactly the bubbles whose message changed (a streaming reply, a rating).
-                key=move |m| (m.message.id, state.version(&m.message.id))
-                children=move |m| {
-                    let id = m.message.id;
+                // A bubble is built once per message and follows the message's changes in
+                // place (each streamed word, a rating, the end of a reply), so nothing in it
+                // is rebuilt under the person's focus or their half-written text.
+                key=|id| *id
+                children=move |id| {
                     let is_last = Signal::derive(move || last_assistant.get() == Some(id));
-                    view! { <Bubble m=m is_last=is_last /> }
+                    state.shown(id).map(|m| view! { <Bubble m=m is_last=is_last /> })
                 }
             />
         </div>
@@ -216,55 +216,59 @@ pub(super) fn Messages() -> impl IntoView {
 #[component]
 fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
     let state = expect_context::<ChatState>();
-    let msg = m.message.clone();
-    let id = msg.id;
-    let role_class = match msg.role {
-        Role::User => "bubble user",
-        Role::Assistant => "bubble assistant",
-    };
-    let status = match msg.status {
-        MessageStatus::Streaming => "streaming",
-        MessageStatus::Done => "done",
-        MessageStatus::Stopped => "stopped",
-        MessageStatus::Error => "error",
-    };
+    let (id, role, thread_id) = (m.message.id, m.message.role, m.message.thread_id);
+    // The message as the open thread holds it now. A message that has just left the thread
+    // keeps its last state until its bubble goes.
+    let m = Memo::new_owning(move |prev: Option<MessageView>| {
+        state.current.with(|c| {
+            let now = c
+                .as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|t| t.as_ref())
+                .and_then(|t| t.messages.iter().find(|x| x.message.id == id));
+            match (now, prev) {
+                (Some(now), Some(prev)) if *now == prev => (prev, false),
+                (Some(now), _) => (now.clone(), true),
+                (None, Some(prev)) => (prev, false),
+                (None, None) => (m.clone(), true),
+            }
+        })
+    });
+    let status = Memo::new(move |_| m.with(|m| m.message.status));
+    let finished = Memo::new(move |_| status.get() != MessageStatus::Streaming);
+    let rating = Memo::new(move |_| m.with(|m| m.message.feedback.as_ref().map(|f| f.rating)));
+    let comment =
+        Memo::new(move |_| m.with(|m| m.message.feedback.as_ref().and_then(|f| f.comment.clone())));
+    let content = move || m.with_untracked(|m| m.message.content.clone());
+
     let editing = RwSignal::new(false);
-    let draft = RwSignal::new(msg.content.clone());
+    let draft = RwSignal::new(String::new());
     let streaming_here = move || state.streaming().is_some();
 
-    let (role, msg_status, thread_id, error) =
-        (msg.role, msg.status, msg.thread_id, msg.error.clone());
-    let (text, html) = (msg.content.clone(), m.html.clone());
     let body = move || match role {
-        Role::User => view! { <div class="text">{text.clone()}</div> }.into_any(),
+        Role::User => {
+            view! { <div class="text">{move || m.with(|m| m.message.content.clone())}</div> }
+                .into_any()
+        }
         Role::Assistant => {
-            view! { <div class="markdown" inner_html=html.clone()></div> }.into_any()
+            view! { <div class="markdown" inner_html=move || m.with(|m| m.html.clone())></div> }
+                .into_any()
         }
     };
 
     let rate = move |r: Rating| {
-        let current = state.current.with_untracked(|c| {
-            c.as_ref()
-                .and_then(|r| r.as_ref().ok())
-                .and_then(|t| t.as_ref())
-                .and_then(|t| {
-                    t.messages
-                        .iter()
-                        .find(|x| x.message.id == id)
-                        .and_then(|x| x.message.feedback.as_ref().map(|f| f.rating))
-                })
-        });
-        let next = if current == Some(r) { None } else { Some(r) };
+        let next = if rating.get_untracked() == Some(r) {
+            None
+        } else {
+            Some(r)
+        };
         // A rating invites a comment; taking it back closes the invitation.
         state.commenting.set(next.map(|_| id));
         spawn_local(async move {
             if let Ok(v) = api::set_feedback(id, next, None).await {
-                // The new state rebuilds the bubble, and the focus with it goes: put it where
-                // the person is now, the comment field or the button they pressed.
                 state.upsert_message(v);
-                match next {
-                    Some(_) => focus_later("[data-testid=feedback-comment]"),
-                    None => focus_rating(id, r),
+                if next.is_some() {
+                    focus_later("[data-testid=feedback-comment]");
                 }
             }
         });
@@ -272,10 +276,9 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
     // Both replace the reply, and the button or form the focus was on goes with it: the
     // focus moves to the composer, where Esc stops the new reply and the next message is typed.
     let regenerate = move |_| {
-        let tid = thread_id;
         focus_later("[data-testid=composer]");
         spawn_local(async move {
-            let _ = api::regenerate_reply(tid).await;
+            let _ = api::regenerate_reply(thread_id).await;
         });
     };
     let save_edit = move |_| {
@@ -286,41 +289,55 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
             let _ = api::edit_message(id, text).await;
         });
     };
-    let content = msg.content.clone();
-    let rating = msg.feedback.as_ref().map(|f| f.rating);
-    let comment = msg.feedback.as_ref().and_then(|f| f.comment.clone());
-    let comment_draft = RwSignal::new(comment.clone().unwrap_or_default());
+    // The comment field starts from the saved comment, and follows it when it changes.
+    let comment_draft = RwSignal::new(String::new());
+    Effect::new(move |_| comment_draft.set(comment.get().unwrap_or_default()));
     let close_comment = move || {
         state.commenting.set(None);
         // The focus goes back to the rating it came from, never to <body>.
-        if let Some(r) = rating {
+        if let Some(r) = rating.get_untracked() {
             focus_rating(id, r);
         }
     };
     let send_comment = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let Some(r) = rating else { return };
+        let Some(r) = rating.get_untracked() else {
+            return;
+        };
         let text = comment_draft.get_untracked();
         close_comment();
         spawn_local(async move {
             if let Ok(v) = api::set_feedback(id, Some(r), Some(text)).await {
                 state.upsert_message(v);
-                focus_rating(id, r);
             }
         });
     };
-    let commenting = move || state.commenting.get() == Some(id) && rating.is_some();
+    let commenting = move || state.commenting.get() == Some(id) && rating.get().is_some();
+    let pressed = move |r: Rating| move || (rating.get() == Some(r)).to_string();
+    let active = move |r: Rating| move || rating.get() == Some(r);
 
     view! {
-        <article class=role_class aria-label=if msg.role == Role::User { "You" } else { "Assistant" } data-role=if msg.role == Role::User { "user" } else { "assistant" } data-status=status data-message=id.to_string() data-testid="message">
+        <article
+            class=match role { Role::User => "bubble user", Role::Assistant => "bubble assistant" }
+            aria-label=match role { Role::User => "You", Role::Assistant => "Assistant" }
+            data-role=match role { Role::User => "user", Role::Assistant => "assistant" }
+            data-status=move || match status.get() {
+                MessageStatus::Streaming => "streaming",
+                MessageStatus::Done => "done",
+                MessageStatus::Stopped => "stopped",
+                MessageStatus::Error => "error",
+            }
+            data-message=id.to_string()
+            data-testid="message"
+        >
             <Show
                 when=move || editing.get()
                 fallback=move || {
                     view! {
                         {body()}
-                        {(msg_status == MessageStatus::Streaming).then(|| view! { <span class="typing" aria-label="Assistant is writing">"●●●"</span> })}
-                        {(msg_status == MessageStatus::Stopped).then(|| view! { <p class="meta">"Stopped"</p> })}
-                        {error.clone().map(|e| view! {
+                        {move || (!finished.get()).then(|| view! { <span class="typing" aria-label="Assistant is writing">"●●●"</span> })}
+                        {move || (status.get() == MessageStatus::Stopped).then(|| view! { <p class="meta">"Stopped"</p> })}
+                        {move || m.with(|m| m.message.error.clone()).map(|e| view! {
                             <p class="meta error" role="alert">{format!("The reply failed: {e}")}</p>
                         })}
                     }
@@ -336,31 +353,33 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
                 </div>
             </Show>
             <div class="actions">
-                {match msg.role {
+                {match role {
                     Role::User => view! {
                         <button class="icon" title="Edit" aria-label="Edit message" disabled=streaming_here on:click=move |_| {
+                            draft.set(content());
                             editing.set(true);
                             focus_after_ms(format!("[data-message='{id}'] textarea.edit"), 0);
                         }><Icon name=IconName::Edit /></button>
                     }.into_any(),
-                    Role::Assistant if msg.status != MessageStatus::Streaming => view! {
-                        <button class="icon" title="Good reply" aria-label="Good reply" aria-pressed=(rating == Some(Rating::Up)).to_string() class:active=rating == Some(Rating::Up) on:click=move |_| rate(Rating::Up) data-testid="rate-up"><Icon name=IconName::ThumbUp /></button>
-                        <button class="icon" title="Bad reply" aria-label="Bad reply" aria-pressed=(rating == Some(Rating::Down)).to_string() class:active=rating == Some(Rating::Down) on:click=move |_| rate(Rating::Down) data-testid="rate-down"><Icon name=IconName::ThumbDown /></button>
-                        <button class="icon" title="Copy" aria-label="Copy reply" on:click=move |_| copy_text(&content)><Icon name=IconName::Copy /></button>
-                        {move || is_last.get().then(|| view! {
-                            <button class="icon" title="Regenerate" aria-label=if msg_status == MessageStatus::Error { "Retry" } else { "Regenerate reply" } data-testid="regenerate" on:click=regenerate><Icon name=IconName::Retry /></button>
-                        })}
+                    Role::Assistant => view! {
+                        <Show when=move || finished.get()>
+                            <button class="icon" title="Good reply" aria-label="Good reply" aria-pressed=pressed(Rating::Up) class:active=active(Rating::Up) on:click=move |_| rate(Rating::Up) data-testid="rate-up"><Icon name=IconName::ThumbUp /></button>
+                            <button class="icon" title="Bad reply" aria-label="Bad reply" aria-pressed=pressed(Rating::Down) class:active=active(Rating::Down) on:click=move |_| rate(Rating::Down) data-testid="rate-down"><Icon name=IconName::ThumbDown /></button>
+                            <button class="icon" title="Copy" aria-label="Copy reply" on:click=move |_| copy_text(&content())><Icon name=IconName::Copy /></button>
+                            {move || is_last.get().then(|| view! {
+                                <button class="icon" title="Regenerate" aria-label=move || if status.get() == MessageStatus::Error { "Retry" } else { "Regenerate reply" } data-testid="regenerate" on:click=regenerate><Icon name=IconName::Retry /></button>
+                            })}
+                        </Show>
                     }.into_any(),
-                    Role::Assistant => ().into_any(),
                 }}
             </div>
-            {move || (!commenting()).then(|| comment.clone()).flatten().map(|c| view! {
+            {move || (!commenting()).then(|| comment.get()).flatten().map(|c| view! {
                 <p class="meta feedback-note" data-testid="feedback-note">{format!("Your comment: {c}")}</p>
             })}
             <Show when=commenting>
                 <form class="feedback-comment" on:submit=send_comment data-testid="feedback-form">
                     <label for=format!("comment-{id}")>
-                        {if rating == Some(Rating::Down) { "What went wrong? (optional)" } else { "What was good? (optional)" }}
+                        {move || if rating.get() == Some(Rating::Down) { "What went wrong? (optional)" } else { "What was good? (optional)" }}
                     </label>
                     <input
                         id=format!("comment-{id}")
