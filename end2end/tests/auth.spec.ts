@@ -187,3 +187,56 @@ test("sign out everywhere ends this browser and every other one of the account",
   await waitReady(b);
   await expect(b.getByTestId("sign-in-link")).toBeVisible();
 });
+
+test("a page whose code arrives after the session is ready still comes to life", async ({ browser }) => {
+  const alice = fresh("alice");
+  const a = await (await browser.newContext()).newPage();
+  await signIn(a, alice, true);
+  const errors: string[] = [];
+  a.on("pageerror", (e) => errors.push(e.message));
+  // A failed hydration logs its reason, then panics.
+  a.on("console", (m) => {
+    if (/hydrat|panicked/i.test(m.text())) errors.push(m.text());
+  });
+  // As on a slow network: the split-off code of the sessions page is held back until the
+  // session has started, so the page hydrates with the session already known.
+  let started = () => {};
+  const ready = new Promise<void>((resolve) => (started = resolve));
+  a.on("response", (r) => {
+    if (r.url().includes("/api/session/start")) started();
+  });
+  await a.route(/\/pkg\/(split_|chunk_)[^/]*\.wasm$/, async (route) => {
+    await ready;
+    await new Promise((r) => setTimeout(r, 300));
+    await route.continue();
+  });
+
+  await openReady(a, "/account");
+  await expect(a.getByTestId("session-row")).toHaveCount(1);
+  await expect(a.getByTestId("current-password")).toBeVisible();
+  await a.getByTestId("current-password").fill("not my password");
+  await a.getByTestId("new-password").fill("another horse battery staple");
+  await a.getByTestId("change-password").click();
+  await expect(a.getByTestId("sessions-error")).toBeVisible();
+  expect(errors).toEqual([]);
+
+  // The same for someone not signed in: the page explains itself.
+  const b = await (await browser.newContext()).newPage();
+  let bStarted = () => {};
+  const bReady = new Promise<void>((resolve) => (bStarted = resolve));
+  b.on("response", (r) => {
+    if (r.url().includes("/api/session/start")) bStarted();
+  });
+  await b.route(/\/pkg\/(split_|chunk_)[^/]*\.wasm$/, async (route) => {
+    await bReady;
+    await new Promise((r) => setTimeout(r, 300));
+    await route.continue();
+  });
+  const bErrors: string[] = [];
+  b.on("pageerror", (e) => bErrors.push(e.message));
+  await openReady(b, "/account");
+  await expect(b.getByTestId("not-signed-in")).toBeVisible();
+  await b.getByTestId("account-sign-in").click();
+  await expect(b).toHaveURL(/\/login$/);
+  expect(bErrors).toEqual([]);
+});

@@ -157,9 +157,12 @@ pub fn SignIn() -> impl IntoView {
             .flatten()
             .unwrap_or_default()
     };
+    let hydrated = super::hydrated();
     let disabled = move || {
-        ctx.state
-            .with(|s| matches!(s, SessionState::Ready(info) if !info.sign_in_enabled))
+        hydrated.get()
+            && ctx
+                .state
+                .with(|s| matches!(s, SessionState::Ready(info) if !info.sign_in_enabled))
     };
 
     view! {
@@ -362,8 +365,10 @@ pub fn MySessions() -> impl IntoView {
     let new_pw = RwSignal::new(String::new());
 
     // Only an account has sessions to list; asking without one would just fail.
-    let signed_in = move || user_of(&ctx).is_some();
-    let ready = move || matches!(ctx.state.get(), SessionState::Ready(_));
+    // What the page shows of the session waits for its hydration (see `hydrated`).
+    let hydrated = super::hydrated();
+    let signed_in = move || hydrated.get() && user_of(&ctx).is_some();
+    let ready = move || hydrated.get() && matches!(ctx.state.get(), SessionState::Ready(_));
     let rows = LocalResource::new(move || {
         let wanted = ready() && signed_in();
         async move {
@@ -438,8 +443,10 @@ pub fn MySessions() -> impl IntoView {
             .flatten()
             .unwrap_or_default()
     };
-    let is_password =
-        move || user_of(&ctx).is_some_and(|u| u.method == crate::model::SignInMethod::Password);
+    let is_password = move || {
+        hydrated.get()
+            && user_of(&ctx).is_some_and(|u| u.method == crate::model::SignInMethod::Password)
+    };
 
     view! {
         <Show when=move || !ready() || signed_in() fallback=NotSignedIn>

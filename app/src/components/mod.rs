@@ -34,6 +34,16 @@ impl SessionState {
     }
 }
 
+/// False until the calling component has hydrated, then true. The server renders every page
+/// before the session has started, and a lazy route hydrates only when its code arrives, by
+/// when the session may be ready: what such a page shows of the session waits for this, or
+/// the browser's first render would differ from the server's and hydration would fail.
+pub(crate) fn hydrated() -> Signal<bool> {
+    let done = RwSignal::new(false);
+    Effect::new(move |_| done.set(true));
+    done.into()
+}
+
 #[derive(Clone, Copy)]
 pub struct SessionCtx {
     pub state: RwSignal<SessionState>,
