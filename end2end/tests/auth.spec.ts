@@ -188,28 +188,35 @@ test("sign out everywhere ends this browser and every other one of the account",
   await expect(b.getByTestId("sign-in-link")).toBeVisible();
 });
 
-test("a page whose code arrives after the session is ready still comes to life", async ({ browser }) => {
-  const alice = fresh("alice");
-  const a = await (await browser.newContext()).newPage();
-  await signIn(a, alice, true);
+/**
+ * As on a slow network: the page's split-off code is held back until the session has started,
+ * so the page hydrates with the session already known. Collects what a failed hydration
+ * reports (its reason, then a panic).
+ */
+async function holdSplitCodeUntilSessionStarts(page: Page): Promise<string[]> {
   const errors: string[] = [];
-  a.on("pageerror", (e) => errors.push(e.message));
-  // A failed hydration logs its reason, then panics.
-  a.on("console", (m) => {
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => {
     if (/hydrat|panicked/i.test(m.text())) errors.push(m.text());
   });
-  // As on a slow network: the split-off code of the sessions page is held back until the
-  // session has started, so the page hydrates with the session already known.
   let started = () => {};
   const ready = new Promise<void>((resolve) => (started = resolve));
-  a.on("response", (r) => {
+  page.on("response", (r) => {
     if (r.url().includes("/api/session/start")) started();
   });
-  await a.route(/\/pkg\/(split_|chunk_)[^/]*\.wasm$/, async (route) => {
+  await page.route(/\/pkg\/(split_|chunk_)[^/]*\.wasm$/, async (route) => {
     await ready;
     await new Promise((r) => setTimeout(r, 300));
     await route.continue();
   });
+  return errors;
+}
+
+test("a page whose code arrives after the session is ready still comes to life", async ({ browser }) => {
+  const alice = fresh("alice");
+  const a = await (await browser.newContext()).newPage();
+  await signIn(a, alice, true);
+  const errors = await holdSplitCodeUntilSessionStarts(a);
 
   await openReady(a, "/account");
   await expect(a.getByTestId("session-row")).toHaveCount(1);
@@ -222,18 +229,7 @@ test("a page whose code arrives after the session is ready still comes to life",
 
   // The same for someone not signed in: the page explains itself.
   const b = await (await browser.newContext()).newPage();
-  let bStarted = () => {};
-  const bReady = new Promise<void>((resolve) => (bStarted = resolve));
-  b.on("response", (r) => {
-    if (r.url().includes("/api/session/start")) bStarted();
-  });
-  await b.route(/\/pkg\/(split_|chunk_)[^/]*\.wasm$/, async (route) => {
-    await bReady;
-    await new Promise((r) => setTimeout(r, 300));
-    await route.continue();
-  });
-  const bErrors: string[] = [];
-  b.on("pageerror", (e) => bErrors.push(e.message));
+  const bErrors = await holdSplitCodeUntilSessionStarts(b);
   await openReady(b, "/account");
   await expect(b.getByTestId("not-signed-in")).toBeVisible();
   await b.getByTestId("account-sign-in").click();

@@ -1,6 +1,6 @@
 //! Signing in and out, and "my sessions".
 
-use super::{SessionCtx, SessionState};
+use super::{SessionCtx, SessionState, failure, load_when, success};
 use crate::account as api;
 use crate::browser::{local_time, query_param};
 use leptos::prelude::*;
@@ -80,16 +80,10 @@ pub fn SignIn() -> impl IntoView {
     let keep = RwSignal::new(true);
     let register = RwSignal::new(false);
 
-    let options = LocalResource::new(move || {
-        let ready = matches!(ctx.state.get(), SessionState::Ready(_));
-        async move {
-            if ready {
-                Some(api::get_sign_in_options().await)
-            } else {
-                None
-            }
-        }
-    });
+    let options = load_when(
+        move || matches!(ctx.state.get(), SessionState::Ready(_)),
+        api::get_sign_in_options,
+    );
 
     // Success leaves the page (a reload under the new session, or the provider's page), so
     // only a failure comes back to it.
@@ -122,18 +116,10 @@ pub fn SignIn() -> impl IntoView {
         if sign_in.pending().get() {
             return None;
         }
-        let failed = sign_in.value().with(|v| {
-            v.as_ref()
-                .and_then(|r| r.as_ref().err().map(|e| e.message.clone()))
-        });
-        failed.or_else(|| {
-            options
-                .map(|o| {
-                    o.as_ref()
-                        .and_then(|r| r.as_ref().err().map(|e| e.message.clone()))
-                })
-                .flatten()
-        })
+        sign_in
+            .value()
+            .with(failure)
+            .or_else(|| options.map(failure).flatten())
     };
 
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -151,12 +137,7 @@ pub fn SignIn() -> impl IntoView {
         sign_in.dispatch(Way::Header);
     };
 
-    let opts = move || {
-        options
-            .map(|o| o.as_ref().and_then(|r| r.as_ref().ok().cloned()))
-            .flatten()
-            .unwrap_or_default()
-    };
+    let opts = move || options.map(success).flatten().unwrap_or_default();
     let hydrated = super::hydrated();
     let disabled = move || {
         hydrated.get()
@@ -369,16 +350,7 @@ pub fn MySessions() -> impl IntoView {
     let hydrated = super::hydrated();
     let signed_in = move || hydrated.get() && user_of(&ctx).is_some();
     let ready = move || hydrated.get() && matches!(ctx.state.get(), SessionState::Ready(_));
-    let rows = LocalResource::new(move || {
-        let wanted = ready() && signed_in();
-        async move {
-            if wanted {
-                Some(api::my_sessions().await)
-            } else {
-                None
-            }
-        }
-    });
+    let rows = load_when(move || ready() && signed_in(), api::my_sessions);
 
     // Each change answers with what to tell the person, if anything.
     let change = Action::new(move |change: &Change| {
@@ -421,28 +393,17 @@ pub fn MySessions() -> impl IntoView {
         });
     };
     let error = move || {
-        let failed = change.value().with(|v| {
-            v.as_ref()
-                .and_then(|r| r.as_ref().err().map(|e| e.message.clone()))
-        });
-        failed.or_else(|| {
-            rows.map(|r| {
-                r.as_ref()
-                    .and_then(|r| r.as_ref().err().map(|e| e.message.clone()))
-            })
-            .flatten()
-        })
+        change
+            .value()
+            .with(failure)
+            .or_else(|| rows.map(failure).flatten())
     };
     let status = move || {
         change
             .value()
             .with(|v| v.clone().and_then(|r| r.ok().flatten()))
     };
-    let list = move || {
-        rows.map(|r| r.as_ref().and_then(|r| r.as_ref().ok().cloned()))
-            .flatten()
-            .unwrap_or_default()
-    };
+    let list = move || rows.map(success).flatten().unwrap_or_default();
     let is_password = move || {
         hydrated.get()
             && user_of(&ctx).is_some_and(|u| u.method == crate::model::SignInMethod::Password)

@@ -44,6 +44,42 @@ pub(crate) fn hydrated() -> Signal<bool> {
     done.into()
 }
 
+/// What a page loads: nothing until its condition holds and the answer has come, then the
+/// server's answer.
+pub(crate) type Load<T> = LocalResource<Option<Result<T, ApiError>>>;
+
+/// Loads with `fetch` once `when` holds (the session ready, an account signed in…), never
+/// before (the protocol's ordering rule), and again whenever `when` changes.
+pub(crate) fn load_when<T: 'static, Fut>(
+    when: impl Fn() -> bool + 'static,
+    fetch: impl Fn() -> Fut + 'static,
+) -> Load<T>
+where
+    Fut: std::future::Future<Output = Result<T, ApiError>> + 'static,
+{
+    LocalResource::new(move || {
+        let go = when().then(&fetch);
+        async move {
+            match go {
+                Some(f) => Some(f.await),
+                None => None,
+            }
+        }
+    })
+}
+
+/// The message of a failed answer, if it failed.
+pub(crate) fn failure<T>(answer: &Option<Result<T, ApiError>>) -> Option<String> {
+    answer
+        .as_ref()
+        .and_then(|r| r.as_ref().err().map(|e| e.message.clone()))
+}
+
+/// The value of a successful answer, if it succeeded.
+pub(crate) fn success<T: Clone>(answer: &Option<Result<T, ApiError>>) -> Option<T> {
+    answer.as_ref().and_then(|r| r.as_ref().ok().cloned())
+}
+
 #[derive(Clone, Copy)]
 pub struct SessionCtx {
     pub state: RwSignal<SessionState>,

@@ -1,6 +1,6 @@
 //! A small per-session notepad: the visible proof that state is scoped to one session.
 
-use super::{SessionCtx, SessionState};
+use super::{SessionCtx, SessionState, failure, load_when};
 use crate::api::{self, MAX_NOTE_CHARS};
 use leptos::prelude::*;
 
@@ -9,17 +9,10 @@ pub fn Notepad() -> impl IntoView {
     let ctx = expect_context::<SessionCtx>();
     let text = RwSignal::new(String::new());
 
-    // Loaded once the session is ready; never before (the protocol's ordering rule).
-    let note = LocalResource::new(move || {
-        let ready = matches!(ctx.state.get(), SessionState::Ready(_));
-        async move {
-            if ready {
-                Some(api::get_note().await)
-            } else {
-                None
-            }
-        }
-    });
+    let note = load_when(
+        move || matches!(ctx.state.get(), SessionState::Ready(_)),
+        api::get_note,
+    );
     let loaded = move || note.map(|n| matches!(n, Some(Ok(_)))).unwrap_or(false);
     Effect::new(move |_| {
         if let Some(Some(Ok(n))) = note.get() {
@@ -36,9 +29,9 @@ pub fn Notepad() -> impl IntoView {
         match save.value().get() {
             Some(Ok(_)) => "Saved".to_owned(),
             Some(Err(e)) => format!("Not saved: {}", e.message),
-            None => match note.map(|n| n.as_ref().and_then(|r| r.as_ref().err().cloned())) {
-                Some(Some(e)) => format!("Could not load: {}", e.message),
-                _ => String::new(),
+            None => match note.map(failure).flatten() {
+                Some(e) => format!("Could not load: {e}"),
+                None => String::new(),
             },
         }
     };
