@@ -105,6 +105,16 @@ test("two browsers never see each other's threads, even by URL", async ({ browse
   await b.close();
 });
 
+test("a path that names no chat says so instead of offering to start one", async ({ page }) => {
+  await openReady(page, "/t/not-a-chat");
+  await expect(page.getByTestId("not-found")).toBeVisible();
+  await expect(page.getByTestId("empty-state")).toHaveCount(0);
+  // The composer still starts a new chat, which moves the page to it.
+  await send(page, "a fresh start");
+  await expect(page).toHaveURL(/\/t\/[0-9a-f-]{36}$/);
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+});
+
 test("two tabs of one browser stay in sync", async ({ context }) => {
   const first = await context.newPage();
   await openReady(first);

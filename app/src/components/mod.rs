@@ -122,12 +122,9 @@ pub fn App() -> impl IntoView {
                     <Notice />
                     <chat::ChatLayout>
                         <Routes fallback=|| view! { <NotFound /> }>
-                            // One chat page for the empty state and every chat, so sending
-                            // the first message (which moves to /t/<id>) or starting a new
-                            // chat keeps it, and the composer's focus, in place.
                             <ParentRoute path=path!("") view=chat::ChatPage>
-                                <Route path=path!("") view=|| () />
-                                <Route path=path!("t/:id") view=|| () />
+                                <Route path=path!("") view=chat::EmptyState />
+                                <Route path=path!("t/:id") view=chat::ThreadPage />
                             </ParentRoute>
                             <Route path=path!("/notes") view={Lazy::<NotesPage>::new()} />
                             <Route path=path!("/login") view={Lazy::<SignInPage>::new()} />

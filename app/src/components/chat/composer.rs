@@ -5,9 +5,9 @@ use crate::browser::focus_later;
 use crate::{
     api::{self},
     components::{SessionCtx, SessionState},
-    model::{ChatEvent, MAX_MESSAGE_CHARS, ThreadView},
+    model::{ChatEvent, MAX_MESSAGE_CHARS, MessageId, ThreadId, ThreadView},
 };
-use leptos::{prelude::*, task::spawn_local};
+use leptos::prelude::*;
 use leptos_router::{NavigateOptions, hooks::use_navigate};
 
 #[component]
@@ -15,12 +15,7 @@ pub(super) fn Composer() -> impl IntoView {
     let state = expect_context::<ChatState>();
     let session = expect_context::<SessionCtx>();
     let composer = expect_context::<ComposerCtx>();
-    let ComposerCtx {
-        text,
-        sending,
-        error,
-    } = composer;
-    let navigate = use_navigate();
+    let text = composer.text;
 
     let ready = move || matches!(session.state.get(), SessionState::Ready(_));
     let streaming = move || state.streaming();
@@ -28,7 +23,7 @@ pub(super) fn Composer() -> impl IntoView {
     let too_long = move || count() > MAX_MESSAGE_CHARS;
     let can_send = move || {
         ready()
-            && !sending.get()
+            && !composer.sending()
             && streaming().is_none()
             && !too_long()
             && !text.with(|t| t.trim().is_empty())
@@ -38,20 +33,14 @@ pub(super) fn Composer() -> impl IntoView {
         if can_send() {
             // Send turns into Stop: the focus, if it was on Send, moves to the field.
             focus_later("[data-testid=composer]");
-            send_text(
-                state,
-                Some(composer),
-                navigate.clone(),
-                text.get_untracked(),
-            );
+            composer.send_text(text.get_untracked(), true);
         }
     };
-    let submit_on_enter = submit.clone();
-    let stop = move |_| stop_streaming(state);
+    let stop = move |_| composer.stop_streaming(state);
 
     view! {
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
-            {move || error.get().map(|e| view! { <p class="meta error" role="alert">{e}</p> })}
+            {move || composer.error().map(|e| view! { <p class="meta error" role="alert">{e}</p> })}
             <div class="composer-row">
                 <textarea
                     data-testid="composer"
@@ -68,7 +57,7 @@ pub(super) fn Composer() -> impl IntoView {
                     on:keydown=move |ev| {
                         if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
                             ev.prevent_default();
-                            submit_on_enter();
+                            submit();
                         }
                     }
                 ></textarea>
@@ -89,82 +78,121 @@ pub(super) fn Composer() -> impl IntoView {
     }
 }
 
+/// What the composer shares with the rest of the chat. It lives in the layout: a new chat
+/// becomes /t/<id> mid-send, and what was typed and the send under way outlive that.
 #[derive(Clone, Copy)]
 pub(super) struct ComposerCtx {
     pub(super) text: RwSignal<String>,
-    pub(super) sending: RwSignal<bool>,
-    pub(super) error: RwSignal<Option<String>>,
+    /// Sends a message; answers the new chat it made, if it made one, or what to tell the
+    /// person if it was not sent.
+    pub(super) send: Action<Outgoing, Result<Option<ThreadId>, String>>,
+    /// Stops a reply being written.
+    pub(super) stop: Action<MessageId, ()>,
 }
 
-/// Sends `text` in the open thread (or a new one) and opens the thread.
-pub(super) fn send_text(
-    state: ChatState,
-    composer: Option<ComposerCtx>,
-    navigate: impl Fn(&str, NavigateOptions) + Clone + 'static,
-    text: String,
-) {
-    let thread = state.open.get_untracked();
-    if let Some(c) = composer {
-        c.sending.set(true);
-        c.error.set(None);
-    }
-    spawn_local(async move {
-        match api::send_message(thread, text).await {
-            Ok(sent) => {
-                if let Some(c) = composer {
-                    c.text.try_set(String::new());
-                }
-                state.upsert_thread(sent.thread.clone());
-                if thread.is_none() {
-                    let messages = vec![state.merge(sent.user), state.merge(sent.reply)];
-                    state.current.update(|r| {
-                        *r = Some(Ok(Some(ThreadView {
-                            thread: sent.thread.clone(),
-                            messages,
-                        })))
-                    });
-                    navigate(
-                        &format!("/t/{}", sent.thread.id),
-                        NavigateOptions::default(),
-                    );
-                } else {
-                    state.upsert_message(sent.user);
-                    state.upsert_message(sent.reply);
-                }
-            }
-            // The chat was deleted and this page missed the news (its event stream was
-            // down): leave it as if the news had come. The text stays in the composer.
-            Err(e) if e.code == crate::ErrorCode::NotFound && thread.is_some() => {
-                if let Some(id) = thread {
-                    state.apply(ChatEvent::ThreadDeleted { thread_id: id });
-                }
-                if let Some(c) = composer {
-                    c.error.try_set(Some(
-                        "This chat was deleted, so your message was not sent. It is still here: send it to start a new chat.".into(),
-                    ));
-                }
-            }
-            Err(e) => {
-                if let Some(c) = composer {
-                    c.error.try_set(Some(e.message));
-                }
-            }
-        }
-        if let Some(c) = composer {
-            c.sending.try_set(false);
-        }
-    });
+/// A message to send, and whether it came from the composer (whose text goes once it has
+/// been sent) or from elsewhere (a starter), which leaves the composer's text alone.
+#[derive(Clone)]
+pub(super) struct Outgoing {
+    pub(super) text: String,
+    pub(super) from_composer: bool,
 }
 
-/// Stops the reply being written, if any, and keeps the focus in the composer (the Stop
-/// button that may have had it goes away).
-pub(super) fn stop_streaming(state: ChatState) {
-    if let Some(id) = state.streaming() {
-        spawn_local(async move {
-            if let Ok(v) = api::stop_reply(id).await {
-                state.upsert_message(v);
-            }
-            focus_later("[data-testid=composer]");
+impl ComposerCtx {
+    pub(super) fn new(state: ChatState) -> Self {
+        let text = RwSignal::new(String::new());
+        let send = Action::new(move |out: &Outgoing| {
+            let out = out.clone();
+            // The thread is the one open when Send was pressed, whatever opens meanwhile.
+            let thread = state.open.get_untracked();
+            async move { send(state, thread, out, text).await }
         });
+        // A new chat opens once its first message is in. Navigating here rather than in
+        // the action keeps the router (which lives in the browser's one thread) out of it.
+        let navigate = use_navigate();
+        Effect::new(move |_| {
+            if let Some(Ok(Some(id))) = send.value().get() {
+                navigate(&super::thread_path(id), NavigateOptions::default());
+            }
+        });
+        let stop = Action::new(move |id: &MessageId| {
+            let id = *id;
+            async move {
+                if let Ok(v) = api::stop_reply(id).await {
+                    state.upsert_message(v);
+                }
+                // The Stop button that may have had the focus is gone.
+                focus_later("[data-testid=composer]");
+            }
+        });
+        Self { text, send, stop }
+    }
+
+    /// Sends `text`, from the composer or not, in the open thread (or a new one).
+    pub(super) fn send_text(&self, text: String, from_composer: bool) {
+        self.send.dispatch(Outgoing {
+            text,
+            from_composer,
+        });
+    }
+
+    pub(super) fn sending(&self) -> bool {
+        self.send.pending().get()
+    }
+
+    /// Why the last message was not sent, until the next one is on its way.
+    pub(super) fn error(&self) -> Option<String> {
+        if self.sending() {
+            return None;
+        }
+        self.send.value().get().and_then(Result::err)
+    }
+
+    /// Stops the reply being written, if any.
+    pub(super) fn stop_streaming(&self, state: ChatState) {
+        if let Some(id) = state.streaming() {
+            self.stop.dispatch(id);
+        }
+    }
+}
+
+/// Sends `out` in `thread` (or a new one). Answers the new chat it made, if it made one, or
+/// what to tell the person if the message was not sent.
+async fn send(
+    state: ChatState,
+    thread: Option<ThreadId>,
+    out: Outgoing,
+    text: RwSignal<String>,
+) -> Result<Option<ThreadId>, String> {
+    match api::send_message(thread, out.text).await {
+        Ok(sent) => {
+            if out.from_composer {
+                text.try_set(String::new());
+            }
+            state.upsert_thread(sent.thread.clone());
+            if thread.is_none() {
+                let messages = vec![state.merge(sent.user), state.merge(sent.reply)];
+                state.current.update(|r| {
+                    *r = Some(Ok(Some(ThreadView {
+                        thread: sent.thread.clone(),
+                        messages,
+                    })))
+                });
+                Ok(Some(sent.thread.id))
+            } else {
+                state.upsert_message(sent.user);
+                state.upsert_message(sent.reply);
+                Ok(None)
+            }
+        }
+        // The chat was deleted and this page missed the news (its event stream was down):
+        // leave it as if the news had come. The text stays in the composer.
+        Err(e) if e.code == crate::ErrorCode::NotFound && thread.is_some() => {
+            if let Some(id) = thread {
+                state.apply(ChatEvent::ThreadDeleted { thread_id: id });
+            }
+            Err("This chat was deleted, so your message was not sent. It is still here: send it to start a new chat.".into())
+        }
+        Err(e) => Err(e.message),
     }
 }

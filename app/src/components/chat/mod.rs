@@ -14,11 +14,11 @@ mod thread;
 use super::{SessionCtx, SessionState};
 use crate::browser::{focus_after_ms, focus_later};
 use crate::model::{MessageId, Rating, ThreadId};
-use composer::{Composer, ComposerCtx, send_text};
+use composer::{Composer, ComposerCtx};
 use leptos::prelude::*;
 use leptos_router::{
     components::Outlet,
-    hooks::{use_location, use_navigate},
+    hooks::{use_location, use_params_map},
 };
 use shortcuts::Shortcuts;
 use sidebar::Sidebar;
@@ -30,22 +30,14 @@ use thread::{Messages, ThreadHeader};
 pub fn ChatLayout(children: Children) -> impl IntoView {
     let session = expect_context::<SessionCtx>();
     let epoch = RwSignal::new(0u32);
-    // The layout sits above the routes, so it reads the thread id from the path itself.
+    // The layout owns the open chat's data (the sidebar, the composer and the event stream
+    // share it) and sits above the routes, which hand their params only to themselves and
+    // the routes below them: so it reads the chat from the path. A route below cannot tell
+    // it instead, as the server would have loaded the data before the route had spoken.
     let location = use_location();
-    let open = Memo::new(move |_| {
-        location.pathname.with(|p| {
-            p.strip_prefix("/t/")
-                .and_then(|id| ThreadId::parse(id.trim_end_matches('/')))
-        })
-    });
-    // The composer's state outlives route changes (a new chat becomes /t/<id> mid-send).
-    provide_context(ComposerCtx {
-        text: RwSignal::new(String::new()),
-        sending: RwSignal::new(false),
-        error: RwSignal::new(None),
-    });
-
-    state::provide_chat_state(session, epoch, open, location.clone());
+    let open = Memo::new(move |_| location.pathname.with(|p| thread_in(p)));
+    let state = state::provide_chat_state(session, epoch, open, location.clone());
+    provide_context(ComposerCtx::new(state));
 
     // Choosing a chat (or any other page) closes the drawer; the focus, which was in it,
     // goes to the composer or the page rather than being lost to <body>.
@@ -73,6 +65,17 @@ pub fn ChatLayout(children: Children) -> impl IntoView {
     }
 }
 
+/// The path of chat `id`, matched by the `t/:id` route.
+pub(super) fn thread_path(id: ThreadId) -> String {
+    format!("/t/{id}")
+}
+
+/// The chat a path names, if it names one.
+fn thread_in(path: &str) -> Option<ThreadId> {
+    path.strip_prefix("/t/")
+        .and_then(|id| ThreadId::parse(id.trim_end_matches('/')))
+}
+
 /// Puts the focus somewhere useful once the drawer has closed: the composer if the page has
 /// one, else the main region.
 fn focus_after_drawer() {
@@ -88,22 +91,22 @@ fn focus_rating(id: MessageId, r: Rating) {
     focus_after_ms(format!("[data-message='{id}'] [data-testid={button}]"), 0);
 }
 
-/// The routed chat page: the open thread (or the empty state) and the composer.
+/// The chat page, the parent of the empty state and of each chat: staying in place while
+/// they change (the first message moves the page to /t/<id>), it keeps the composer, and
+/// the focus in it, as they come and go.
 #[component]
 pub fn ChatPage() -> impl IntoView {
     view! {
         <section class="chat" aria-label="Conversation">
             <Transition fallback=|| view! { <div class="messages"><p class="muted">"Loading…"</p></div> }>
-                <Pane />
+                <Outlet />
                 <Composer />
             </Transition>
-            // The empty state and each chat are child routes that show nothing of their own.
-            <Outlet />
         </section>
     }
 }
 
-/// What the chat page shows above the composer.
+/// What a chat's route shows above the composer.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum PaneKind {
     Thread(ThreadId),
@@ -112,14 +115,24 @@ enum PaneKind {
     Empty,
 }
 
+/// The route of one chat, `t/:id`.
 #[component]
-fn Pane() -> impl IntoView {
+pub fn ThreadPage() -> impl IntoView {
     let state = expect_context::<ChatState>();
     let session = expect_context::<SessionCtx>();
+    let params = use_params_map();
     // The pane is rebuilt only when what it shows changes kind, not on every message
     // change: the message list updates in place, bubble by bubble. Made under the
     // Transition, so reading the thread here still holds the page until it has loaded.
     let kind = Memo::new(move |_| {
+        // An id that is not one names no chat: it is not found, not an empty page to
+        // start a chat on.
+        if params
+            .with(|p| p.get_str("id").and_then(ThreadId::parse))
+            .is_none()
+        {
+            return PaneKind::NotFound;
+        }
         let ready = matches!(session.state.get(), SessionState::Ready(_));
         state.current.with(|c| match c {
             Some(Ok(Some(tv))) => PaneKind::Thread(tv.thread.id),
@@ -138,7 +151,7 @@ fn pane_view(kind: PaneKind) -> AnyView {
         PaneKind::Thread(id) => view! { <ThreadHeader id=id /> <Messages /> }.into_any(),
         PaneKind::NotFound => view! {
             <div class="messages">
-                <div class="empty">
+                <div class="empty" data-testid="not-found">
                     <h2>"Chat not found"</h2>
                     <p class="muted">"It may have been deleted, or it belongs to another session."</p>
                 </div>
@@ -152,11 +165,10 @@ fn pane_view(kind: PaneKind) -> AnyView {
     }
 }
 
+/// The route of no chat yet, the empty path.
 #[component]
-fn EmptyState() -> impl IntoView {
-    let state = expect_context::<ChatState>();
-    let composer = use_context::<ComposerCtx>();
-    let navigate = use_navigate();
+pub fn EmptyState() -> impl IntoView {
+    let composer = expect_context::<ComposerCtx>();
     let starters = [
         ("Show me what you can render", "/markdown"),
         ("Stream a long answer I can stop", "/slow"),
@@ -175,9 +187,8 @@ fn EmptyState() -> impl IntoView {
                     {starters
                         .into_iter()
                         .map(|(label, text)| {
-                            let navigate = navigate.clone();
                             view! {
-                                <button class="starter" on:click=move |_| send_text(state, composer, navigate.clone(), text.to_owned())>
+                                <button class="starter" on:click=move |_| composer.send_text(text.to_owned(), false)>
                                     {label}
                                 </button>
                             }

@@ -1,6 +1,6 @@
 //! The page's keyboard shortcuts, and the list of them.
 
-use super::{composer::stop_streaming, state::ChatState};
+use super::{composer::ComposerCtx, state::ChatState};
 use crate::browser::{focus_after_ms, focus_later, hold_focus, return_focus, typing_in_field};
 use crate::components::DrawerCtx;
 use leptos::prelude::*;
@@ -11,6 +11,7 @@ use leptos_router::{NavigateOptions, hooks::use_navigate};
 pub(super) fn Shortcuts() -> impl IntoView {
     let state = expect_context::<ChatState>();
     let drawer = expect_context::<DrawerCtx>();
+    let composer = expect_context::<ComposerCtx>();
     let navigate = use_navigate();
     let dialog = NodeRef::<leptos::html::Dialog>::new();
 
@@ -23,7 +24,7 @@ pub(super) fn Shortcuts() -> impl IntoView {
         let key = ev.key();
         if key == "Escape" && !drawer.open.get_untracked() && state.streaming().is_some() {
             ev.prevent_default();
-            stop_streaming(state);
+            composer.stop_streaming(state);
         } else if command && ev.shift_key() && key.eq_ignore_ascii_case("o") {
             ev.prevent_default();
             drawer.open.set(false);

@@ -11,39 +11,36 @@ use crate::{
     },
     model::{ChatEvent, SearchHit, Thread},
 };
-use leptos::{prelude::*, task::spawn_local};
+use leptos::prelude::*;
 use leptos_router::{NavigateOptions, hooks::use_navigate};
 
 #[component]
 pub(super) fn Sidebar() -> impl IntoView {
     let state = expect_context::<ChatState>();
     let query = RwSignal::new(String::new());
-    let results = RwSignal::new(None::<Vec<SearchHit>>);
     let navigate = use_navigate();
 
-    // Search as the person types, a moment after they pause.
-    let search_gen = StoredValue::new(0u32);
-    let on_search = move |ev| {
-        let q = event_target_value(&ev);
-        query.set(q.clone());
-        search_gen.update_value(|g| *g += 1);
-        let mine = search_gen.get_value();
-        if q.trim().is_empty() {
-            results.set(None);
-            return;
-        }
-        spawn_local(async move {
+    // Search as the person types, a moment after they pause. An answer to an older query
+    // is dropped (a resource keeps only its latest run), and a query already replaced by
+    // the time the pause ends is never sent.
+    let search = LocalResource::new(move || {
+        let q = query.get();
+        async move {
+            if q.trim().is_empty() {
+                return None;
+            }
             sleep_ms(200).await;
-            if search_gen.get_value() != mine {
-                return;
+            if query.get_untracked() != q {
+                return None;
             }
-            if let Ok(hits) = api::search_threads(q).await
-                && search_gen.get_value() == mine
-            {
-                results.set(Some(hits));
-            }
-        });
-    };
+            api::search_threads(q).await.ok()
+        }
+    });
+    // Read in an effect, not under the list's Transition: the server never runs a local
+    // resource, and reading one there would hold the list at its fallback.
+    let results = RwSignal::new(None::<Vec<SearchHit>>);
+    Effect::new(move |_| results.set(search.get().flatten()));
+    let on_search = move |ev| query.set(event_target_value(&ev));
 
     let drawer = expect_context::<DrawerCtx>();
     let new_chat = {
@@ -72,24 +69,25 @@ pub(super) fn Sidebar() -> impl IntoView {
         }
     };
 
-    let export_data = move |_| {
-        spawn_local(async move {
-            if let Ok(data) = api::export_my_data().await
-                && let Ok(json) = serde_json::to_string_pretty(&data)
-            {
-                download("confide-export.json", "application/json", &json);
-            }
-        });
-    };
-    let forget = move |_| {
-        if !confirm("Delete all your chats and notes from the server and start a new session?") {
-            return;
+    let export = Action::new(|_: &()| async {
+        if let Ok(data) = api::export_my_data().await
+            && let Ok(json) = serde_json::to_string_pretty(&data)
+        {
+            download("confide-export.json", "application/json", &json);
         }
-        spawn_local(async move {
-            if api::forget_session().await.is_ok() {
-                crate::client::forget_and_restart();
-            }
-        });
+    });
+    let export_data = move |_| {
+        export.dispatch(());
+    };
+    let forget = Action::new(|_: &()| async {
+        if api::forget_session().await.is_ok() {
+            crate::client::forget_and_restart();
+        }
+    });
+    let forget_all = move |_| {
+        if confirm("Delete all your chats and notes from the server and start a new session?") {
+            forget.dispatch(());
+        }
     };
 
     let list = move || {
@@ -145,7 +143,7 @@ pub(super) fn Sidebar() -> impl IntoView {
             <footer class="sidebar-foot">
                 <a href="/notes">"Notes"</a>
                 <button class="link-button" data-testid="export-data" on:click=export_data>"Export my data"</button>
-                <button class="link-button danger" data-testid="forget" on:click=forget>"Forget this browser"</button>
+                <button class="link-button danger" data-testid="forget" on:click=forget_all>"Forget this browser"</button>
                 <span class="muted">"Confide — your conversations stay yours."</span>
             </footer>
         </aside>
@@ -159,36 +157,39 @@ fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
     let editing = RwSignal::new(false);
     let title = RwSignal::new(thread.title.clone());
     let original = StoredValue::new(thread.title.clone());
-    let href = format!("/t/{id}");
+    let href = super::thread_path(id);
     let is_current = move || state.open.get() == Some(id);
 
     // The field goes away when a rename ends; the focus goes to the chat's link (which a
     // new title rebuilds, hence once more after the answer).
-    let link_selector = StoredValue::new(format!("#sidebar a[href='/t/{id}']"));
-    let save = move || {
-        let new_title = title.get_untracked();
-        editing.set(false);
-        let selector = link_selector.get_value();
-        focus_after_ms(selector.clone(), 0);
-        // A plain copy: the answer rebuilds this item, disposing of what it owns.
-        spawn_local(async move {
+    let link_selector = StoredValue::new(format!("#sidebar a[href='{}']", super::thread_path(id)));
+    // The answer rebuilds this item, disposing of what it owns: what runs after it takes
+    // plain copies.
+    let rename = Action::new(move |new_title: &String| {
+        let (new_title, selector) = (new_title.clone(), link_selector.get_value());
+        async move {
             if let Ok(t) = api::rename_thread(id, new_title).await {
                 state.upsert_thread(t);
             }
             focus_after_ms(selector, 0);
-        });
-    };
-    let remove = move |_| {
-        if !confirm("Delete this chat? This cannot be undone.") {
-            return;
         }
-        spawn_local(async move {
-            if api::delete_thread(id).await.is_ok() {
-                state.apply(ChatEvent::ThreadDeleted { thread_id: id });
-                // Its Delete button, which had the focus, is gone.
-                focus_later("#sidebar [data-testid=new-chat]");
-            }
-        });
+    });
+    let save = move || {
+        editing.set(false);
+        focus_after_ms(link_selector.get_value(), 0);
+        rename.dispatch(title.get_untracked());
+    };
+    let delete = Action::new(move |_: &()| async move {
+        if api::delete_thread(id).await.is_ok() {
+            state.apply(ChatEvent::ThreadDeleted { thread_id: id });
+            // Its Delete button, which had the focus, is gone.
+            focus_later("#sidebar [data-testid=new-chat]");
+        }
+    });
+    let remove = move |_| {
+        if confirm("Delete this chat? This cannot be undone.") {
+            delete.dispatch(());
+        }
     };
 
     view! {

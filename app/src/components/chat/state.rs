@@ -229,7 +229,7 @@ pub(super) fn provide_chat_state(
     epoch: RwSignal<u32>,
     open: Memo<Option<ThreadId>>,
     location: Location,
-) {
+) -> ChatState {
     let known = StoredValue::new(Known::default());
     // Server rendering fetches both inside the request's session; the browser fetches again
     // once its own session start has returned (the protocol's ordering rule).
@@ -293,4 +293,5 @@ pub(super) fn provide_chat_state(
         }
         live
     });
+    state
 }

@@ -12,7 +12,7 @@ use crate::{
         ThreadId,
     },
 };
-use leptos::{prelude::*, task::spawn_local};
+use leptos::prelude::*;
 
 #[component]
 pub(super) fn ThreadHeader(id: ThreadId) -> impl IntoView {
@@ -27,12 +27,16 @@ pub(super) fn ThreadHeader(id: ThreadId) -> impl IntoView {
                 .unwrap_or_default()
         })
     });
-    let export = move |format: ExportFormat| {
-        spawn_local(async move {
+    let export = Action::new(move |format: &ExportFormat| {
+        let format = *format;
+        async move {
             if let Ok(file) = api::export_thread(id, format).await {
                 download(&file.filename, &file.mime, &file.content);
             }
-        })
+        }
+    });
+    let export = move |format| {
+        export.dispatch(format);
     };
     view! {
         <header class="thread-head">
@@ -256,6 +260,19 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
         }
     };
 
+    // A rating, with or without its comment. The answer is the message as rated.
+    let feedback = Action::new(move |(next, text): &(Option<Rating>, Option<String>)| {
+        let (next, text) = (*next, text.clone());
+        let inviting = next.is_some() && text.is_none();
+        async move {
+            if let Ok(v) = api::set_feedback(id, next, text).await {
+                state.upsert_message(v);
+                if inviting {
+                    focus_later("[data-testid=feedback-comment]");
+                }
+            }
+        }
+    });
     let rate = move |r: Rating| {
         let next = if rating.get_untracked() == Some(r) {
             None
@@ -264,30 +281,28 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
         };
         // A rating invites a comment; taking it back closes the invitation.
         state.commenting.set(next.map(|_| id));
-        spawn_local(async move {
-            if let Ok(v) = api::set_feedback(id, next, None).await {
-                state.upsert_message(v);
-                if next.is_some() {
-                    focus_later("[data-testid=feedback-comment]");
-                }
-            }
-        });
+        feedback.dispatch((next, None));
     };
-    // Both replace the reply, and the button or form the focus was on goes with it: the
-    // focus moves to the composer, where Esc stops the new reply and the next message is typed.
+    // Both replace the reply, whose new state arrives as events; the button or form the
+    // focus was on goes with it: the focus moves to the composer, where Esc stops the new
+    // reply and the next message is typed.
+    let ask_again = Action::new(move |edit: &Option<String>| {
+        let edit = edit.clone();
+        async move {
+            let _ = match edit {
+                Some(text) => api::edit_message(id, text).await.map(drop),
+                None => api::regenerate_reply(thread_id).await.map(drop),
+            };
+        }
+    });
     let regenerate = move |_| {
         focus_later("[data-testid=composer]");
-        spawn_local(async move {
-            let _ = api::regenerate_reply(thread_id).await;
-        });
+        ask_again.dispatch(None);
     };
     let save_edit = move |_| {
-        let text = draft.get_untracked();
         editing.set(false);
         focus_later("[data-testid=composer]");
-        spawn_local(async move {
-            let _ = api::edit_message(id, text).await;
-        });
+        ask_again.dispatch(Some(draft.get_untracked()));
     };
     // The comment field starts from the saved comment, and follows it when it changes.
     let comment_draft = RwSignal::new(String::new());
@@ -306,11 +321,7 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
         };
         let text = comment_draft.get_untracked();
         close_comment();
-        spawn_local(async move {
-            if let Ok(v) = api::set_feedback(id, Some(r), Some(text)).await {
-                state.upsert_message(v);
-            }
-        });
+        feedback.dispatch((Some(r), Some(text)));
     };
     let commenting = move || state.commenting.get() == Some(id) && rating.get().is_some();
     let pressed = move |r: Rating| move || (rating.get() == Some(r)).to_string();
