@@ -1,13 +1,23 @@
-//! The assistant seam: history in, a stream of text deltas out.
+//! The assistant seam: what an application built on Confide writes. A reply is made in a
+//! [`ReplyContext`] (the conversation so far, its chat, the signed-in account, the browser
+//! session's own values and a cancellation signal) and streams text deltas out.
 //!
-//! To plug in your own model, implement `Assistant` and hand it to the server
-//! (`server::AppState::with_assistant`). Cancellation is by dropping the stream: when a person
-//! presses Stop, Confide drops it, so an implementation should stop work when polled no more
-//! (an HTTP body stream does this by closing the connection).
+//! To plug in your own model or handler, implement `Assistant` and hand it to the server
+//! (`server::AppState::with_assistant`). The context is built by Confide for each reply from
+//! the session the guard verified for the request that asked for it: nothing in it can reach
+//! another session, so per-person state kept through `cx.session` is private by
+//! construction, however many people share an address.
+//!
+//! Cancellation: when a person presses Stop (or their session ends), `cx.cancel` fires and
+//! Confide drops the stream. An implementation that streams stops when polled no more (an
+//! HTTP body stream does this by closing the connection); work done before the stream
+//! starts, or beside it, should watch `cx.cancel`.
 
-use crate::model::Role;
+use crate::model::{Account, Role, Thread};
+use crate::{ApiError, SessionId, UserSession};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use tokio_util::sync::CancellationToken;
 
 /// One turn of the conversation so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,12 +64,85 @@ impl AssistantError {
     }
 }
 
+/// The session's values failed to read or write (a store away, a value too large): the
+/// reply fails with the same words the server functions would answer.
+impl From<ApiError> for AssistantError {
+    fn from(e: ApiError) -> Self {
+        Self::new(AssistantErrorKind::Other, e.message)
+    }
+}
+
 pub type DeltaStream = BoxStream<'static, Result<String, AssistantError>>;
+
+/// What one reply is made in. Confide builds it from the verified session of the request
+/// that asked for the reply; an application cannot build one for another session.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ReplyContext {
+    /// The end of the thread up to the question, oldest first; the last turn is the
+    /// person's. Bounded by the runtime's `history_turns`, so a long thread does not make
+    /// every turn slower.
+    pub history: Vec<Turn>,
+    /// The chat the reply is written in.
+    pub thread: Thread,
+    /// Who is signed in, if anyone.
+    pub account: Option<Account>,
+    /// The browser session's own values, like Chainlit's `cl.user_session`: the same store,
+    /// keys, rules and limits as the server functions' `UserSession`.
+    pub session: UserSession,
+    /// Fires when the reply is stopped: the person pressed Stop, or the session ended.
+    pub cancel: CancellationToken,
+}
+
+impl ReplyContext {
+    pub(crate) fn new(
+        history: Vec<Turn>,
+        thread: Thread,
+        account: Option<Account>,
+        session: UserSession,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            history,
+            thread,
+            account,
+            session,
+            cancel,
+        }
+    }
+
+    /// A context for testing an assistant: a chat named "Test" whose history is `history`,
+    /// in `session`, with nobody signed in. The session must still come from the guard.
+    pub fn for_session(session: UserSession, history: Vec<Turn>) -> Self {
+        let thread = Thread {
+            id: crate::model::ThreadId::random(),
+            title: "Test".into(),
+            created_ms: crate::store::now_ms(),
+            updated_ms: crate::store::now_ms(),
+        };
+        Self::new(history, thread, None, session, CancellationToken::new())
+    }
+
+    /// What the person just wrote: the last turn of theirs.
+    pub fn question(&self) -> &str {
+        self.history
+            .iter()
+            .rev()
+            .find(|t| t.role == Role::User)
+            .map_or("", |t| t.content.as_str())
+    }
+
+    /// The session the reply belongs to (its id is a handle, never log it whole: use
+    /// `log_tag`).
+    pub fn session_id(&self) -> &SessionId {
+        self.session.id()
+    }
+}
 
 #[async_trait]
 pub trait Assistant: Send + Sync + 'static {
-    /// Starts a reply to `history` (oldest first; the last turn is the person's).
-    async fn reply(&self, history: Vec<Turn>) -> Result<DeltaStream, AssistantError>;
+    /// Starts a reply in `cx` (see [`ReplyContext`]).
+    async fn reply(&self, cx: ReplyContext) -> Result<DeltaStream, AssistantError>;
 
     /// A short title for a new chat, from its first exchange (the person's message and the
     /// reply). `None` keeps the title Confide made from the first words of the message,

@@ -25,6 +25,11 @@ impl UserSession {
         &self.session
     }
 
+    /// Who is signed in to this session, if anyone.
+    pub async fn account(&self) -> Result<Option<crate::model::Account>, ApiError> {
+        crate::auth::accounts::account_of(&self.session).await
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
         let s = &self.session;
         let Some(bytes) = s.store().get(s.id(), key).await? else {

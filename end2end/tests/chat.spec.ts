@@ -115,6 +115,31 @@ test("a path that names no chat says so instead of offering to start one", async
   await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
 });
 
+test("what the assistant keeps for one browser, another browser on the same address never gets", async ({ browser }) => {
+  const a = await browser.newContext();
+  const b = await browser.newContext();
+  const pa = await a.newPage();
+  const pb = await b.newPage();
+  await openReady(pa);
+  await send(pa, "/remember the gate code is 4711");
+  await expect(assistant(pa).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(assistant(pa).last()).toContainText("the gate code is 4711");
+
+  await openReady(pb);
+  await send(pb, "/recall");
+  await expect(assistant(pb).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(assistant(pb).last()).toContainText("has not asked me to remember anything");
+  expect(await pb.content()).not.toContain("4711");
+
+  // The first browser's note outlives its chat: a new chat recalls it.
+  await pa.getByTestId("new-chat").click();
+  await send(pa, "/recall");
+  await expect(assistant(pa).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(assistant(pa).last()).toContainText("the gate code is 4711");
+  await a.close();
+  await b.close();
+});
+
 test("two tabs of one browser stay in sync", async ({ context }) => {
   const first = await context.newPage();
   await openReady(first);

@@ -10,6 +10,7 @@ pub mod metrics;
 mod middleware;
 pub mod store;
 mod streams;
+pub mod testing;
 
 use app::{ApiError, App, shell};
 

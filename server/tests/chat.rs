@@ -641,10 +641,10 @@ struct Recorder(std::sync::Mutex<Vec<Vec<String>>>);
 impl confide_core::assistant::Assistant for Recorder {
     async fn reply(
         &self,
-        history: Vec<confide_core::assistant::Turn>,
+        cx: confide_core::assistant::ReplyContext,
     ) -> Result<confide_core::assistant::DeltaStream, confide_core::assistant::AssistantError> {
         let mut seen = self.0.lock().unwrap();
-        seen.push(history.into_iter().map(|t| t.content).collect());
+        seen.push(cx.history.into_iter().map(|t| t.content).collect());
         let answer = format!("r{}", seen.len() - 1);
         Ok(futures::stream::iter([Ok(answer)]).boxed())
     }

@@ -165,7 +165,11 @@ fn history() -> Vec<Turn> {
 /// Collects a reply: its text and the error that ended it, if any.
 async fn run(base: &Url, model: &str) -> (String, Option<Kind>) {
     let a = assistant(base, model);
-    let mut s = match a.reply(history()).await {
+    let cx = confide_core::assistant::ReplyContext::for_session(
+        server::testing::user_session().await,
+        history(),
+    );
+    let mut s = match a.reply(cx).await {
         Ok(s) => s,
         Err(e) => return (String::new(), Some(e.kind)),
     };

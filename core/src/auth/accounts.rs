@@ -48,17 +48,7 @@ impl Auth {
 
     /// Who a session belongs to, for display.
     pub async fn account_of(&self, session: &VerifiedSession) -> Result<Option<Account>, ApiError> {
-        if session.home().is_none() {
-            return Ok(None);
-        }
-        let Some(raw) = self.store.get(session.id(), BINDING_KEY).await? else {
-            return Ok(None);
-        };
-        let b: Binding = serde_json::from_slice(&raw).map_err(|_| ApiError::internal())?;
-        Ok(Some(Account {
-            name: b.name,
-            method: b.method,
-        }))
+        account_of(session).await
     }
 
     /// Creates a password account. `UsernameTaken` if the name exists.
@@ -258,4 +248,20 @@ impl Auth {
         }
         normalize_username(v).ok()
     }
+}
+
+/// Who a session belongs to: read from the session itself, so it needs no sign-in
+/// configuration (an assistant asks it of every reply's session).
+pub(crate) async fn account_of(session: &VerifiedSession) -> Result<Option<Account>, ApiError> {
+    if session.home().is_none() {
+        return Ok(None);
+    }
+    let Some(raw) = session.store().get(session.id(), BINDING_KEY).await? else {
+        return Ok(None);
+    };
+    let b: Binding = serde_json::from_slice(&raw).map_err(|_| ApiError::internal())?;
+    Ok(Some(Account {
+        name: b.name,
+        method: b.method,
+    }))
 }

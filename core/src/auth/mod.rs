@@ -13,7 +13,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
-mod accounts;
+pub(crate) mod accounts;
 pub mod oidc;
 mod password;
 mod sessions;

@@ -9,8 +9,8 @@ use super::{
     view,
 };
 use crate::{
-    ApiError, VerifiedSession,
-    assistant::Turn,
+    ApiError, UserSession, VerifiedSession,
+    assistant::{ReplyContext, Turn},
     markdown,
     model::{
         ChatEvent, Message, MessageId, MessageStatus, MessageView, Role, Thread, ThreadId,
@@ -84,6 +84,7 @@ impl Chat {
         tokio::spawn(generate(
             self.rt.clone(),
             self.session.clone(),
+            thread.clone(),
             reply,
             turns,
             first,
@@ -98,6 +99,7 @@ impl Chat {
 async fn generate(
     rt: Arc<ChatRuntime>,
     session: VerifiedSession,
+    thread: Thread,
     mut reply: Message,
     history: Vec<Turn>,
     first: bool,
@@ -130,9 +132,18 @@ async fn generate(
         [.., last] if first && last.role == Role::User => Some(last.clone()),
         _ => None,
     };
+    let values = UserSession::from_verified(session.clone());
+    // Read here, in the reply's own task, so the request that asked is answered at once.
+    // Unreadable, it is taken as nobody: an assistant then offers no more than to a
+    // stranger.
+    let account = values.account().await.unwrap_or_else(|e| {
+        tracing::warn!(session = %sid.log_tag(), error = %e.message, "the account of a reply's session could not be read");
+        None
+    });
+    let cx = ReplyContext::new(history, thread, account, values, cancel.clone());
     let stream = tokio::select! {
         _ = cancel.cancelled() => None,
-        s = rt.assistant.reply(history) => Some(s),
+        s = rt.assistant.reply(cx) => Some(s),
     };
     match stream {
         None => reply.status = MessageStatus::Stopped,

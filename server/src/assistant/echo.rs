@@ -1,11 +1,12 @@
 //! The built-in offline assistant: deterministic, instant to start, good for demos, tests
 //! and load runs. It streams the person's text back word by word, and knows a few slash
-//! commands that exercise the interface.
-
-use app::model::Role;
+//! commands that exercise the interface, two of which (`/remember`, `/recall`) keep a note
+//! in the browser session's own values, as an application's per-person state would.
 
 use async_trait::async_trait;
-use confide_core::assistant::{Assistant, AssistantError, AssistantErrorKind, DeltaStream, Turn};
+use confide_core::assistant::{
+    Assistant, AssistantError, AssistantErrorKind, DeltaStream, ReplyContext,
+};
 use futures::{StreamExt, stream};
 use std::time::Duration;
 
@@ -19,7 +20,12 @@ Commands:\n\n\
 - `/slow` — a long, slow reply (try **Stop**)\n\
 - `/markdown` — a sample with a table, a list and code\n\
 - `/error` — a reply that fails part-way\n\
+- `/remember <text>` — keep a note in this browser session\n\
+- `/recall` — show the note this browser session keeps\n\
 - `/help` — this list";
+
+/// The session value `/remember` writes and `/recall` reads.
+pub const MEMORY_KEY: &str = "echo.memory";
 
 const MARKDOWN: &str = "## A markdown sample\n\n\
 Confide renders **bold**, *italic*, `inline code`, [links](https://example.com) and lists:\n\n\
@@ -56,14 +62,27 @@ impl EchoAssistant {
 
 #[async_trait]
 impl Assistant for EchoAssistant {
-    async fn reply(&self, history: Vec<Turn>) -> Result<DeltaStream, AssistantError> {
-        let last = history
-            .iter()
-            .rev()
-            .find(|t| t.role == Role::User)
-            .map(|t| t.content.clone())
-            .unwrap_or_default();
-        let (text, delay, fail_after) = self.script(&last);
+    async fn reply(&self, cx: ReplyContext) -> Result<DeltaStream, AssistantError> {
+        let last = cx.question();
+        let mut cmd = last.trim().splitn(2, char::is_whitespace);
+        let remembered = match (cmd.next(), cmd.next().map(str::trim)) {
+            (Some("/remember"), Some(note)) if !note.is_empty() => {
+                cx.session.set(MEMORY_KEY, note).await?;
+                Some(format!(
+                    "I will remember that in this browser session: {note}"
+                ))
+            }
+            (Some("/remember"), _) => Some("Tell me what to remember: `/remember <text>`.".into()),
+            (Some("/recall"), _) => Some(match cx.session.get::<String>(MEMORY_KEY).await? {
+                Some(note) => format!("This browser session asked me to remember: {note}"),
+                None => "This browser session has not asked me to remember anything.".into(),
+            }),
+            _ => None,
+        };
+        let (text, delay, fail_after) = match remembered {
+            Some(text) => (text, self.delay, None),
+            None => self.script(last),
+        };
         let words: Vec<String> = text
             .split_inclusive(char::is_whitespace)
             .map(str::to_owned)
@@ -95,15 +114,26 @@ impl Assistant for EchoAssistant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use app::model::Role;
+    use confide_core::assistant::Turn;
 
     async fn collect(a: &EchoAssistant, text: &str) -> (String, Option<AssistantError>) {
-        let mut s = a
-            .reply(vec![Turn {
+        collect_in(a, crate::testing::user_session().await, text).await
+    }
+
+    async fn collect_in(
+        a: &EchoAssistant,
+        session: confide_core::UserSession,
+        text: &str,
+    ) -> (String, Option<AssistantError>) {
+        let cx = ReplyContext::for_session(
+            session,
+            vec![Turn {
                 role: Role::User,
                 content: text.into(),
-            }])
-            .await
-            .unwrap();
+            }],
+        );
+        let mut s = a.reply(cx).await.unwrap();
         let mut out = String::new();
         while let Some(item) = s.next().await {
             match item {
@@ -112,6 +142,26 @@ mod tests {
             }
         }
         (out, None)
+    }
+
+    #[tokio::test]
+    async fn a_note_is_kept_in_its_own_session_only() {
+        let a = EchoAssistant {
+            delay: Duration::ZERO,
+        };
+        let (mine, theirs) = crate::testing::two_user_sessions().await;
+        let (said, _) = collect_in(&a, mine.clone(), "/remember the gate code is 4711").await;
+        assert!(said.contains("the gate code is 4711"), "{said}");
+        assert_eq!(
+            mine.get::<String>(MEMORY_KEY).await.unwrap().as_deref(),
+            Some("the gate code is 4711")
+        );
+        let (recalled, _) = collect_in(&a, mine, "/recall").await;
+        assert!(recalled.contains("the gate code is 4711"), "{recalled}");
+        let (other, _) = collect_in(&a, theirs.clone(), "/recall").await;
+        assert!(!other.contains("4711"), "{other}");
+        assert!(other.contains("has not asked me"), "{other}");
+        assert_eq!(theirs.get::<String>(MEMORY_KEY).await.unwrap(), None);
     }
 
     #[tokio::test]

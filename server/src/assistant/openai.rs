@@ -5,7 +5,7 @@ use super::sse::SseParser;
 use app::model::Role;
 use async_trait::async_trait;
 use confide_core::assistant::{
-    Assistant, AssistantError, AssistantErrorKind as Kind, DeltaStream, Turn,
+    Assistant, AssistantError, AssistantErrorKind as Kind, DeltaStream, ReplyContext, Turn,
 };
 use futures::{StreamExt, stream};
 use serde::Deserialize;
@@ -193,12 +193,12 @@ fn role_name(role: Role) -> &'static str {
 
 #[async_trait]
 impl Assistant for OpenAiAssistant {
-    async fn reply(&self, history: Vec<Turn>) -> Result<DeltaStream, AssistantError> {
-        let mut messages = Vec::with_capacity(history.len() + 1);
+    async fn reply(&self, cx: ReplyContext) -> Result<DeltaStream, AssistantError> {
+        let mut messages = Vec::with_capacity(cx.history.len() + 1);
         if let Some(p) = &self.cfg.system_prompt {
             messages.push(serde_json::json!({ "role": "system", "content": p }));
         }
-        for t in history {
+        for t in cx.history {
             messages.push(serde_json::json!({ "role": role_name(t.role), "content": t.content }));
         }
         self.complete(messages).await

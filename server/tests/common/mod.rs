@@ -39,15 +39,36 @@ pub async fn spawn_with(config: Config) -> TestApp {
 
 /// Serves the app on a random port with the given store; `memory` is what tests inspect.
 pub async fn spawn_with_store(
+    config: Config,
+    store: Arc<dyn confide_core::SessionStore>,
+    memory: Arc<MemoryStore>,
+) -> TestApp {
+    spawn_app(config, store, memory, None).await
+}
+
+/// Serves an application's own assistant (the author's handler) on a memory store.
+pub async fn spawn_with_assistant(
+    config: Config,
+    assistant: Arc<dyn confide_core::assistant::Assistant>,
+) -> TestApp {
+    let store = Arc::new(MemoryStore::new(server::lifetimes(&config)));
+    spawn_app(config, store.clone(), store, Some(assistant)).await
+}
+
+async fn spawn_app(
     mut config: Config,
     store: Arc<dyn confide_core::SessionStore>,
     memory: Arc<MemoryStore>,
+    assistant: Option<Arc<dyn confide_core::assistant::Assistant>>,
 ) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a free port");
     config.addr = listener.local_addr().unwrap();
-    let state = AppState::new(config, store).expect("valid test config");
+    let mut state = AppState::new(config, store).expect("valid test config");
+    if let Some(a) = assistant {
+        state = state.with_assistant(a);
+    }
     let (tx, rx) = oneshot::channel::<()>();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
