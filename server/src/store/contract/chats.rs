@@ -1,0 +1,442 @@
+//! The `Chats` part of the contract: threads and messages, each within its session.
+
+use super::*;
+
+pub async fn threads_and_messages_are_scoped(store: Arc<dyn TestStore>) {
+    let (a, _) = claimed(&*store).await;
+    let (b, _) = claimed(&*store).await;
+    let t = thread("A's thread", 1_000);
+    store.create_thread(&a, &t).await.unwrap();
+    let m = message(&t, Role::User, "A's secret", 2_000);
+    assert!(store.put_message(&a, &m).await.unwrap());
+
+    assert_eq!(
+        store.list_threads(&a).await.unwrap(),
+        vec![Thread {
+            updated_ms: 2_000,
+            ..t.clone()
+        }]
+    );
+    let (got, msgs) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(got.updated_ms, 2_000, "appending moves updated_ms");
+    assert_eq!(msgs, vec![m.clone()]);
+
+    // B knows both ids and can touch neither.
+    assert!(store.list_threads(&b).await.unwrap().is_empty());
+    assert_eq!(store.get_thread(&b, &t.id).await.unwrap(), None);
+    assert_eq!(store.get_message(&b, &m.id).await.unwrap(), None);
+    assert!(
+        !store
+            .update_thread(
+                &b,
+                &Thread {
+                    title: "hijacked".into(),
+                    ..t.clone()
+                }
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_message(&b, &message(&t, Role::User, "injected", 3_000))
+            .await
+            .unwrap()
+    );
+    let mut overwrite = m.clone();
+    overwrite.content = "overwritten".into();
+    assert!(!store.put_message(&b, &overwrite).await.unwrap());
+    assert_eq!(store.truncate_after(&b, &t.id, None).await.unwrap(), 0);
+    assert!(!store.delete_thread(&b, &t.id).await.unwrap());
+
+    let (_, msgs) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(msgs, vec![m.clone()], "A's thread is untouched");
+    assert_eq!(store.get_message(&a, &m.id).await.unwrap(), Some(m));
+}
+
+pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn TestStore>) {
+    let (s, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&s, &t).await.unwrap();
+    let ms: Vec<Message> = (0..5)
+        .map(|i| {
+            message(
+                &t,
+                if i % 2 == 0 {
+                    Role::User
+                } else {
+                    Role::Assistant
+                },
+                &format!("m{i}"),
+                10,
+            )
+        })
+        .collect();
+    for m in &ms {
+        assert!(store.put_message(&s, m).await.unwrap());
+    }
+    let mut edited = ms[2].clone();
+    edited.content = "m2 edited".into();
+    edited.status = MessageStatus::Stopped;
+    assert!(store.put_message(&s, &edited).await.unwrap());
+    let (_, got) = store.get_thread(&s, &t.id).await.unwrap().unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["m0", "m1", "m2 edited", "m3", "m4"]
+    );
+    assert_eq!(got[2].status, MessageStatus::Stopped);
+
+    assert_eq!(
+        store
+            .truncate_after(&s, &t.id, Some(&ms[2].id))
+            .await
+            .unwrap(),
+        2
+    );
+    let (_, got) = store.get_thread(&s, &t.id).await.unwrap().unwrap();
+    assert_eq!(got.len(), 3);
+    assert_eq!(store.get_message(&s, &ms[4].id).await.unwrap(), None);
+    assert_eq!(store.truncate_after(&s, &t.id, None).await.unwrap(), 3);
+
+    let mut renamed = t.clone();
+    renamed.title = "renamed".into();
+    assert!(store.update_thread(&s, &renamed).await.unwrap());
+    assert_eq!(store.list_threads(&s).await.unwrap()[0].title, "renamed");
+    assert!(store.delete_thread(&s, &t.id).await.unwrap());
+    assert_eq!(store.get_thread(&s, &t.id).await.unwrap(), None);
+    assert!(
+        !store.put_message(&s, &ms[0]).await.unwrap(),
+        "no messages without their thread"
+    );
+}
+
+pub async fn a_turn_is_put_in_one_call(store: Arc<dyn TestStore>) {
+    let (a, _) = claimed(&*store).await;
+    let (b, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&a, &t).await.unwrap();
+    let first = message(&t, Role::User, "question", 2_000);
+    assert!(store.put_message(&a, &first).await.unwrap());
+
+    let user = message(&t, Role::User, "next", 3_000);
+    let mut reply = message(&t, Role::Assistant, "", 3_001);
+    reply.status = MessageStatus::Streaming;
+    assert!(
+        store
+            .put_messages(&a, &[user.clone(), reply.clone()])
+            .await
+            .unwrap()
+    );
+    let (got_t, got) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [first.id, user.id, reply.id]
+    );
+    assert_eq!(got[2].status, MessageStatus::Streaming);
+    assert_eq!(got_t.updated_ms, 3_001, "appending moves the thread's time");
+
+    // A message already there is replaced in place, next to a new one.
+    let mut done = reply.clone();
+    done.content = "answer".into();
+    done.status = MessageStatus::Done;
+    let after = message(&t, Role::User, "more", 4_000);
+    assert!(
+        store
+            .put_messages(&a, &[done.clone(), after.clone()])
+            .await
+            .unwrap()
+    );
+    let (_, got) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["question", "next", "answer", "more"]
+    );
+
+    // Another session's thread: refused, and nothing lands on either side.
+    let intruder = [
+        message(&t, Role::User, "injected", 5_000),
+        message(&t, Role::Assistant, "injected", 5_001),
+    ];
+    assert!(!store.put_messages(&b, &intruder).await.unwrap());
+    assert!(store.get_thread(&b, &t.id).await.unwrap().is_none());
+    assert_eq!(store.get_message(&b, &intruder[0].id).await.unwrap(), None);
+    let (_, got) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(got.len(), 4, "the owner's thread is untouched");
+
+    // A missing thread for the first message stores nothing at all.
+    let gone = thread("gone", 1);
+    let mixed = [
+        message(&gone, Role::User, "lost", 6_000),
+        message(&t, Role::User, "kept?", 6_001),
+    ];
+    assert!(!store.put_messages(&a, &mixed).await.unwrap());
+    assert_eq!(store.get_message(&a, &mixed[1].id).await.unwrap(), None);
+
+    // At the limit a turn is refused whole: no half of it lands.
+    let full = thread("full", 1);
+    store.create_thread(&a, &full).await.unwrap();
+    let fill: Vec<Message> = (0..MAX_MESSAGES - 1)
+        .map(|i| message(&full, Role::User, "f", i as i64))
+        .collect();
+    assert!(store.put_messages(&a, &fill).await.unwrap());
+    let over = [
+        message(&full, Role::User, "q", 9_000),
+        message(&full, Role::Assistant, "", 9_001),
+    ];
+    assert_eq!(
+        store.put_messages(&a, &over).await,
+        Err(StoreError::TooManyMessages)
+    );
+    let (_, got) = store.get_thread(&a, &full.id).await.unwrap().unwrap();
+    assert_eq!(got.len(), MAX_MESSAGES - 1);
+    assert_eq!(store.get_message(&a, &over[0].id).await.unwrap(), None);
+
+    // A gone session is an error, as for one message.
+    assert!(store.delete(&a).await.unwrap());
+    assert_eq!(
+        store
+            .put_messages(&a, &[message(&t, Role::User, "x", 7_000)])
+            .await,
+        Err(StoreError::NoSuchSession)
+    );
+}
+
+pub async fn a_thread_tail_is_its_last_messages(store: Arc<dyn TestStore>) {
+    let (a, _) = claimed(&*store).await;
+    let (b, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&a, &t).await.unwrap();
+    let empty = tail_of(&*store, &a, &t.id, 5).await;
+    assert_eq!((empty.messages.len(), empty.count), (0, 0));
+
+    let ms: Vec<Message> = (0..7)
+        .map(|i| message(&t, Role::User, &format!("m{i}"), 10 + i))
+        .collect();
+    assert!(store.put_message(&a, &ms[0]).await.unwrap());
+    assert!(store.put_messages(&a, &ms[1..3]).await.unwrap());
+    assert!(store.put_messages(&a, &ms[3..]).await.unwrap());
+    for last in [0, 1, 3, 6, 7, 8, 1_000, usize::MAX] {
+        tail_of(&*store, &a, &t.id, last).await;
+    }
+    let tail = tail_of(&*store, &a, &t.id, 3).await;
+    assert_eq!(contents(&tail.messages), ["m4", "m5", "m6"]);
+    assert_eq!(tail.count, 7);
+    assert_eq!(
+        tail.thread.updated_ms, 16,
+        "appends moved the thread's time"
+    );
+
+    // A replaced message shows in place, and the count stays.
+    let mut streaming = ms[6].clone();
+    streaming.content = "m6 edited".into();
+    streaming.status = MessageStatus::Stopped;
+    assert!(store.put_message(&a, &streaming).await.unwrap());
+    let tail = tail_of(&*store, &a, &t.id, 2).await;
+    assert_eq!(contents(&tail.messages), ["m5", "m6 edited"]);
+    assert_eq!(tail.messages[1].status, MessageStatus::Stopped);
+    assert_eq!(tail.count, 7);
+
+    // Only the session's own threads; a gone session is an error.
+    assert_eq!(store.thread_tail(&b, &t.id, 3).await.unwrap(), None);
+    assert_eq!(
+        store.thread_tail(&a, &ThreadId::random(), 3).await.unwrap(),
+        None
+    );
+    assert!(store.delete(&a).await.unwrap());
+    assert_eq!(
+        store.thread_tail(&a, &t.id, 3).await,
+        Err(StoreError::NoSuchSession)
+    );
+}
+
+pub async fn the_message_count_follows_every_change(store: Arc<dyn TestStore>) {
+    let (a, _) = claimed(&*store).await;
+    let (b, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&a, &t).await.unwrap();
+    let ms: Vec<Message> = (0..6)
+        .map(|i| message(&t, Role::User, &format!("m{i}"), 10 + i))
+        .collect();
+    assert!(store.put_messages(&a, &ms).await.unwrap());
+    assert_eq!(tail_of(&*store, &a, &t.id, 2).await.count, 6);
+
+    // Refused writes change nothing: another session's, a missing thread in the same turn.
+    assert!(
+        !store
+            .put_message(&b, &message(&t, Role::User, "x", 20))
+            .await
+            .unwrap()
+    );
+    let gone = thread("gone", 1);
+    let mixed = [
+        message(&t, Role::User, "kept?", 21),
+        message(&gone, Role::User, "lost", 22),
+    ];
+    assert!(!store.put_messages(&a, &mixed).await.unwrap());
+    assert_eq!(tail_of(&*store, &a, &t.id, 2).await.count, 6);
+
+    assert_eq!(
+        store
+            .truncate_after(&a, &t.id, Some(&ms[3].id))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(tail_of(&*store, &a, &t.id, 2).await.count, 4);
+    assert_eq!(
+        store
+            .truncate_after(&a, &t.id, Some(&MessageId::random()))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(tail_of(&*store, &a, &t.id, 2).await.count, 4);
+    assert!(
+        store.put_message(&a, &ms[4]).await.unwrap(),
+        "appended again"
+    );
+    assert_eq!(
+        contents(&tail_of(&*store, &a, &t.id, 2).await.messages),
+        ["m3", "m4"]
+    );
+    assert_eq!(store.truncate_after(&a, &t.id, None).await.unwrap(), 5);
+    assert_eq!(tail_of(&*store, &a, &t.id, 2).await.count, 0);
+
+    // At the limit: a refused turn leaves the count, one message fills the thread, and
+    // room made by a truncation is room again.
+    let fill: Vec<Message> = (0..MAX_MESSAGES - 1)
+        .map(|i| message(&t, Role::User, "f", 100 + i as i64))
+        .collect();
+    assert!(store.put_messages(&a, &fill).await.unwrap());
+    let turn = [
+        message(&t, Role::User, "q", 9_000),
+        message(&t, Role::Assistant, "", 9_001),
+    ];
+    assert_eq!(
+        store.put_messages(&a, &turn).await,
+        Err(StoreError::TooManyMessages)
+    );
+    assert_eq!(tail_of(&*store, &a, &t.id, 1).await.count, MAX_MESSAGES - 1);
+    assert!(store.put_message(&a, &turn[0]).await.unwrap());
+    assert_eq!(tail_of(&*store, &a, &t.id, 1).await.count, MAX_MESSAGES);
+    assert_eq!(
+        store.put_message(&a, &turn[1]).await,
+        Err(StoreError::TooManyMessages)
+    );
+    let mut replaced = turn[0].clone();
+    replaced.content = "q again".into();
+    assert!(
+        store.put_message(&a, &replaced).await.unwrap(),
+        "a full thread still takes replacements"
+    );
+    let tail = tail_of(&*store, &a, &t.id, 1).await;
+    assert_eq!(
+        (tail.count, contents(&tail.messages)),
+        (MAX_MESSAGES, vec!["q again"])
+    );
+    assert_eq!(
+        store
+            .truncate_after(&a, &t.id, Some(&fill[MAX_MESSAGES - 3].id))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(store.put_messages(&a, &turn[..]).await.unwrap());
+    assert_eq!(tail_of(&*store, &a, &t.id, 3).await.count, MAX_MESSAGES);
+
+    // A deleted thread, or session, takes its count along.
+    assert!(store.delete_thread(&a, &t.id).await.unwrap());
+    assert_eq!(store.thread_tail(&a, &t.id, 1).await.unwrap(), None);
+    let t2 = thread("t2", 2);
+    store.create_thread(&a, &t2).await.unwrap();
+    assert!(
+        store
+            .put_message(&a, &message(&t2, Role::User, "x", 3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(tail_of(&*store, &a, &t2.id, 1).await.count, 1);
+    assert!(store.delete(&a).await.unwrap());
+    assert_eq!(
+        store.thread_tail(&a, &t2.id, 1).await,
+        Err(StoreError::NoSuchSession)
+    );
+}
+
+/// One fixed run of appends, replacements and truncations, and what `thread_tail` showed
+/// after each step (count, contents of the last three): every backend must show the same.
+pub async fn tail_observations(store: Arc<dyn TestStore>) -> Vec<(usize, Vec<String>)> {
+    let (s, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&s, &t).await.unwrap();
+    let mut seen = Vec::new();
+    let mut ms: Vec<Message> = Vec::new();
+    for step in 0..40usize {
+        match step % 7 {
+            3 if ms.len() > 2 => {
+                let keep = ms[ms.len() / 2].id;
+                store.truncate_after(&s, &t.id, Some(&keep)).await.unwrap();
+                let at = ms.iter().position(|m| m.id == keep).unwrap();
+                ms.truncate(at + 1);
+            }
+            5 if !ms.is_empty() => {
+                let mut m = ms.last().unwrap().clone();
+                m.content = format!("{} edited {step}", m.content);
+                assert!(store.put_message(&s, &m).await.unwrap());
+                *ms.last_mut().unwrap() = m;
+            }
+            _ => {
+                let turn = [
+                    message(&t, Role::User, &format!("q{step}"), step as i64),
+                    message(&t, Role::Assistant, &format!("a{step}"), step as i64),
+                ];
+                assert!(store.put_messages(&s, &turn).await.unwrap());
+                ms.extend(turn);
+            }
+        }
+        let tail = tail_of(&*store, &s, &t.id, 3).await;
+        seen.push((
+            tail.count,
+            tail.messages.iter().map(|m| m.content.clone()).collect(),
+        ));
+    }
+    seen
+}
+
+pub async fn threads_list_newest_first_and_are_limited(store: Arc<dyn TestStore>) {
+    let (s, _) = claimed(&*store).await;
+    for i in 0..MAX_THREADS {
+        store
+            .create_thread(&s, &thread(&format!("t{i}"), i as i64))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.create_thread(&s, &thread("too many", 0)).await,
+        Err(StoreError::TooManyThreads)
+    );
+    let list = store.list_threads(&s).await.unwrap();
+    assert_eq!(list.len(), MAX_THREADS);
+    assert_eq!(list[0].title, format!("t{}", MAX_THREADS - 1));
+}
+
+pub async fn deleting_a_session_deletes_its_threads(store: Arc<dyn TestStore>) {
+    let (s, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&s, &t).await.unwrap();
+    store
+        .put_message(&s, &message(&t, Role::User, "x", 2))
+        .await
+        .unwrap();
+    assert!(store.delete(&s).await.unwrap());
+    assert_eq!(store.claim(&s, &proof(), None).await.unwrap(), Claim::Ended);
+    assert_eq!(
+        store.list_threads(&s).await,
+        Err(StoreError::NoSuchSession),
+        "no claim brings the threads back"
+    );
+    assert_eq!(
+        store.get_thread(&s, &t.id).await,
+        Err(StoreError::NoSuchSession)
+    );
+}
