@@ -399,7 +399,7 @@ fn sse_events(
     // The ticket lives inside this future, so its place is held exactly as long as the
     // stream is.
     let pushed_out = async move {
-        let _ = (&mut ticket.closed).await;
+        ticket.ended().await;
         drop(ticket);
     };
     let stop = futures::future::select(Box::pin(recheck), Box::pin(pushed_out));
@@ -436,11 +436,15 @@ pub async fn serve(
         None => None,
     };
     let config = state.config.clone();
+    let streams = state.streams.clone();
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     let h = handle.clone();
     tokio::spawn(async move {
         shutdown.await;
+        // Event streams first: they never finish by themselves, and would each hold the
+        // shutdown for the whole grace period that requests in flight get.
+        streams.close_all();
         h.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
     });
     let listener = listener.into_std()?;

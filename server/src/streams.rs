@@ -1,19 +1,24 @@
 //! Bounds on open event streams. A stream holds a connection and a hub subscription for as
 //! long as the client likes, so one session may keep only a few (a person has a few tabs;
 //! the oldest goes when another opens, as a tab left behind is the likeliest to be gone) and
-//! the instance only so many in all (past that a new one is refused with 503).
+//! the instance only so many in all (past that a new one is refused with 503). When the
+//! server shuts down, every stream ends at once: a browser's stream never ends by itself, so
+//! otherwise each would hold the shutdown for its whole grace period, and the browser
+//! reconnects (to another instance, or to this one restarted) the moment its stream ends.
 
 use app::{ApiError, ErrorCode, SessionId};
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
 };
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 pub struct Streams {
     per_session: usize,
     max_total: usize,
     inner: Mutex<Inner>,
+    /// True once the server is shutting down.
+    closing: watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -31,6 +36,19 @@ pub struct Ticket {
     session: SessionId,
     id: u64,
     pub closed: oneshot::Receiver<()>,
+    closing: watch::Receiver<bool>,
+}
+
+impl Ticket {
+    /// Completes when the stream must end: pushed out by a newer one of its session, or
+    /// the server is shutting down.
+    pub async fn ended(&mut self) {
+        let closing = self.closing.wait_for(|c| *c);
+        tokio::select! {
+            _ = &mut self.closed => {}
+            _ = closing => {}
+        }
+    }
 }
 
 impl Streams {
@@ -39,7 +57,14 @@ impl Streams {
             per_session: per_session.max(1),
             max_total: max_total.max(1),
             inner: Mutex::default(),
+            closing: watch::Sender::new(false),
         }
+    }
+
+    /// Ends every open stream, and every one opened from now on (the server is shutting
+    /// down).
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Takes a place for a new stream of `session`, closing its oldest if it has too many.
@@ -72,6 +97,7 @@ impl Streams {
             session,
             id: *next,
             closed: rx,
+            closing: self.closing.subscribe(),
         })
     }
 
@@ -132,5 +158,25 @@ mod tests {
         drop(a3);
         assert_eq!(streams.total(), 2);
         assert!(streams.open(b).is_ok());
+    }
+
+    #[tokio::test]
+    async fn closing_ends_every_stream_and_every_later_one() {
+        let streams = Arc::new(Streams::new(2, 10));
+        let mut open = streams.open(SessionId::random()).unwrap();
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), open.ended());
+        assert!(
+            pending.await.is_err(),
+            "an open stream is not ended before closing"
+        );
+        streams.close_all();
+        let wait = std::time::Duration::from_secs(5);
+        tokio::time::timeout(wait, open.ended())
+            .await
+            .expect("ended by closing");
+        let mut later = streams.open(SessionId::random()).unwrap();
+        tokio::time::timeout(wait, later.ended())
+            .await
+            .expect("a later one ends at once");
     }
 }

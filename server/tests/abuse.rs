@@ -548,3 +548,45 @@ async fn a_request_under_the_replaced_id_does_not_undo_a_sign_in() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["name"], "bea");
 }
+
+/// A browser's event stream never ends by itself. On shutdown the server ends every stream at
+/// once, so the browser reconnects (to another instance, or this one restarted) at once, and
+/// the shutdown is not held for its whole grace period (10 s) by streams.
+#[tokio::test]
+async fn shutting_down_ends_open_streams_at_once() {
+    let config = no_recheck();
+    let store = std::sync::Arc::new(server::MemoryStore::new(server::lifetimes(&config)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = server::AppState::new(
+        Config {
+            addr: listener.local_addr().unwrap(),
+            ..config
+        },
+        store.clone(),
+    )
+    .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(server::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    let app = common::test_app(base, store, stop);
+    let mut b = Browser::new();
+    assert_eq!(b.start(&app).await.status, StatusCode::OK);
+    let mut streams = vec![Stream::open(&app, &b).await, Stream::open(&app, &b).await];
+    // Dropping the app is the shutdown signal.
+    drop(app);
+    let started = Instant::now();
+    for s in &mut streams {
+        assert!(
+            s.closes_within(Duration::from_secs(5)).await.is_ok(),
+            "a stream outlived the shutdown by 5 s"
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("the server stopped well within its grace period")
+        .unwrap()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
