@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::{Browser, Reply, TestApp};
+use common::{Browser, TestApp, ok, started};
 use confide_core::assistant::{Assistant, AssistantError, DeltaStream, ReplyContext};
 use futures::StreamExt;
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use server::Config;
 use std::sync::{Arc, Mutex};
 
@@ -65,17 +64,6 @@ async fn with_counter() -> (TestApp, Arc<Counter>) {
     )
     .await;
     (app, counter)
-}
-
-async fn started(app: &TestApp) -> Browser {
-    let mut b = Browser::new();
-    assert_eq!(b.start(app).await.status, StatusCode::OK);
-    b
-}
-
-fn ok(r: Reply) -> Value {
-    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    r.body
 }
 
 /// Sends `text` in a new chat and answers the chat's id and the finished reply's text.

@@ -245,6 +245,19 @@ impl Browser {
     }
 }
 
+/// A new browser whose session has started.
+pub async fn started(app: &impl Endpoint) -> Browser {
+    let mut b = Browser::new();
+    assert_eq!(b.start(app).await.status, StatusCode::OK);
+    b
+}
+
+/// The body of a successful answer; fails the test on any other.
+pub fn ok(r: Reply) -> Value {
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    r.body
+}
+
 pub async fn send(req: reqwest::RequestBuilder) -> Reply {
     let res = req.send().await.expect("request reaches the server");
     let status = res.status();
