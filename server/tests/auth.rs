@@ -4,12 +4,13 @@
 
 mod common;
 
-use common::{Browser, ChildServer, Endpoint, Reply, TestApp, send, settled, spawn_with};
+use common::{
+    Browser, ChildServer, Endpoint, PW, Reply, TestApp, adopt, register, send, settled, spawn_with,
+    started,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use server::Config;
-
-const PW: &str = "correct horse battery";
 
 fn password_config() -> Config {
     Config {
@@ -17,34 +18,6 @@ fn password_config() -> Config {
         auth_registration: true,
         ..Config::default()
     }
-}
-
-async fn started(app: &impl Endpoint) -> Browser {
-    let mut b = Browser::new();
-    assert_eq!(b.start(app).await.status, StatusCode::OK);
-    b
-}
-
-/// Takes on the session a successful sign-in created (its proof came as a cookie).
-fn adopt(b: &mut Browser, r: &Reply) {
-    assert_eq!(r.status, StatusCode::OK, "sign-in failed: {}", r.body);
-    b.sid = r.body["session_id"]
-        .as_str()
-        .expect("new session id")
-        .to_owned();
-}
-
-async fn register(app: &impl Endpoint, name: &str) -> Browser {
-    let mut b = started(app).await;
-    let r = b
-        .call(
-            app,
-            "auth/register",
-            json!({ "username": name, "password": PW }),
-        )
-        .await;
-    adopt(&mut b, &r);
-    b
 }
 
 async fn log_in(app: &impl Endpoint, name: &str, password: &str) -> (Browser, Reply) {

@@ -82,28 +82,12 @@ async fn ask(app: &TestApp, b: &mut Browser, text: &str) -> (String, String) {
 async fn a_handlers_session_values_belong_to_the_browser_that_asked() {
     let (app, _) = with_counter().await;
     // Two browsers behind one address, as every test client here is.
-    let mut a = started(&app).await;
-    let mut b = started(&app).await;
-    assert_eq!(
-        ask(&app, &mut a, "one").await.1,
-        "question 1 of this session"
-    );
-    assert_eq!(
-        ask(&app, &mut a, "two").await.1,
-        "question 2 of this session"
-    );
-    assert_eq!(
-        ask(&app, &mut b, "one").await.1,
-        "question 1 of this session"
-    );
-    assert_eq!(
-        ask(&app, &mut a, "three").await.1,
-        "question 3 of this session"
-    );
-    assert_eq!(
-        ask(&app, &mut b, "two").await.1,
-        "question 2 of this session"
-    );
+    let mut browsers = [started(&app).await, started(&app).await];
+    // (browser, the count it should answer), in the order asked.
+    for (i, n) in [(0, 1), (0, 2), (1, 1), (0, 3), (1, 2)] {
+        let (_, answer) = ask(&app, &mut browsers[i], &format!("q{n}")).await;
+        assert_eq!(answer, format!("question {n} of this session"));
+    }
 }
 
 #[tokio::test]
@@ -112,17 +96,7 @@ async fn a_handler_sees_its_chat_and_who_is_signed_in() {
     let mut anon = started(&app).await;
     let (anon_thread, _) = ask(&app, &mut anon, "who am I?").await;
 
-    let mut alice = started(&app).await;
-    // Signing in renews the session: the browser takes the new id (the call kept the
-    // new proof the answer set).
-    let r = alice
-        .call(
-            &app,
-            "auth/register",
-            json!({ "username": "Alice", "password": "correct horse battery" }),
-        )
-        .await;
-    alice.sid = ok(r)["session_id"].as_str().unwrap().to_owned();
+    let mut alice = common::register(&app, "Alice").await;
     let (alice_thread, _) = ask(&app, &mut alice, "and me?").await;
 
     let seen = counter.seen.lock().unwrap().clone();

@@ -252,6 +252,32 @@ pub async fn started(app: &impl Endpoint) -> Browser {
     b
 }
 
+/// A password the sign-in policy accepts.
+pub const PW: &str = "correct horse battery";
+
+/// Takes on the session a successful sign-in created (its proof came as a cookie).
+pub fn adopt(b: &mut Browser, r: &Reply) {
+    assert_eq!(r.status, StatusCode::OK, "sign-in failed: {}", r.body);
+    b.sid = r.body["session_id"]
+        .as_str()
+        .expect("new session id")
+        .to_owned();
+}
+
+/// A new browser that registered `name` (with `PW`) and took on the renewed session.
+pub async fn register(app: &impl Endpoint, name: &str) -> Browser {
+    let mut b = started(app).await;
+    let r = b
+        .call(
+            app,
+            "auth/register",
+            json!({ "username": name, "password": PW }),
+        )
+        .await;
+    adopt(&mut b, &r);
+    b
+}
+
 /// The body of a successful answer; fails the test on any other.
 pub fn ok(r: Reply) -> Value {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
