@@ -165,6 +165,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_note_too_large_to_keep_fails_the_reply_and_keeps_nothing() {
+        let a = EchoAssistant {
+            delay: Duration::ZERO,
+        };
+        let session = crate::testing::user_session().await;
+        // Control characters take six bytes each in the stored JSON: within the message
+        // limit, past the value limit.
+        let note = format!("/remember a{}b", "\u{7}".repeat(15_000));
+        let cx = ReplyContext::for_session(
+            session.clone(),
+            vec![Turn {
+                role: Role::User,
+                content: note,
+            }],
+        );
+        let err = a.reply(cx).await.err().expect("too large to keep");
+        assert!(err.message.contains("the limit is"), "{}", err.message);
+        assert_eq!(session.get::<String>(MEMORY_KEY).await.unwrap(), None);
+    }
+
+    #[tokio::test]
     async fn echoes_the_text_exactly() {
         let a = EchoAssistant {
             delay: Duration::ZERO,
