@@ -13,7 +13,8 @@
 //! HTTP body stream does this by closing the connection); work done before the stream
 //! starts, or beside it, should watch `cx.cancel`.
 
-use crate::model::{Account, Role, Thread};
+use crate::model::{Account, Role, StepKind, Thread};
+use crate::steps::{StepHandle, Steps};
 use crate::{ApiError, SessionId, UserSession};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -92,6 +93,8 @@ pub struct ReplyContext {
     pub session: UserSession,
     /// Fires when the reply is stopped: the person pressed Stop, or the session ended.
     pub cancel: CancellationToken,
+    /// The reply's steps (see [`step`](Self::step)).
+    pub steps: Steps,
 }
 
 impl ReplyContext {
@@ -108,7 +111,20 @@ impl ReplyContext {
             account,
             session,
             cancel,
+            steps: Steps::new(),
         }
+    }
+
+    /// Opens a step the person sees beside the reply, live, as a collapsible block: a tool
+    /// call, a retrieval, reasoning. End it with `done(output)` or `fail(why)`; open steps
+    /// inside it with `child`. A step dropped while open (a stopped reply) shows as stopped.
+    pub fn step(
+        &self,
+        kind: StepKind,
+        name: impl Into<String>,
+        input: impl Into<String>,
+    ) -> StepHandle {
+        self.steps.start(kind, name, input)
     }
 
     /// A context for testing an assistant: a chat named "Test" whose history is `history`,

@@ -82,6 +82,10 @@ id_type!(
     /// Names a message within its session.
     MessageId
 );
+id_type!(
+    /// Names a step within its message.
+    StepId
+);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thread {
@@ -135,6 +139,71 @@ pub struct Message {
     /// Why generation failed, for `status == error`.
     #[serde(default)]
     pub error: Option<String>,
+    /// What the reply did on its way (tool calls, retrievals, reasoning), in the order the
+    /// steps began. Empty for the person's messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+}
+
+/// Most steps one reply keeps; later ones are not recorded.
+pub const MAX_STEPS: usize = 64;
+/// Longest step name, in characters.
+pub const MAX_STEP_NAME_CHARS: usize = 80;
+/// Longest step input or output kept, in characters; longer text is cut with "…".
+pub const MAX_STEP_TEXT_CHARS: usize = 8_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// A call of a tool (a function, an MCP tool).
+    Tool,
+    /// Looking something up (search, a vector store).
+    Retrieval,
+    /// The model thinking aloud.
+    Reasoning,
+    /// Anything else the reply does.
+    Run,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Running,
+    Done,
+    Failed,
+    Stopped,
+}
+
+/// One thing a reply did on its way to its text: a tool call, a retrieval, the model's
+/// reasoning. Steps nest through `parent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub id: StepId,
+    #[serde(default)]
+    pub parent: Option<StepId>,
+    pub kind: StepKind,
+    pub name: String,
+    #[serde(default)]
+    pub input: String,
+    /// The result, or for a failed step why it failed.
+    #[serde(default)]
+    pub output: String,
+    pub status: StepStatus,
+    pub started_ms: i64,
+    #[serde(default)]
+    pub ended_ms: Option<i64>,
+}
+
+impl Step {
+    pub fn ended(&self) -> bool {
+        self.status != StepStatus::Running
+    }
+}
+
+/// How far a reply's steps have come: each step counts once when it begins and once when it
+/// ends, so the number only grows while the reply runs.
+fn step_progress(steps: &[Step]) -> usize {
+    steps.len() + steps.iter().filter(|s| s.ended()).count()
 }
 
 /// Where a message stands in its own history, read from what it holds. The server only
@@ -145,15 +214,19 @@ pub struct Message {
 /// server made them, and the later one wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Revision {
-    /// Streaming, with this many bytes of text so far.
-    Streaming(usize),
+    /// Streaming, with this many bytes of text so far and its steps this far along (see
+    /// `step_progress`). Both only grow while a reply runs, so the states of one reply are
+    /// ordered the same way by either.
+    Streaming(usize, usize),
     Ended,
 }
 
 impl Message {
     pub fn revision(&self) -> Revision {
         match self.status {
-            MessageStatus::Streaming => Revision::Streaming(self.content.len()),
+            MessageStatus::Streaming => {
+                Revision::Streaming(self.content.len(), step_progress(&self.steps))
+            }
             MessageStatus::Done | MessageStatus::Stopped | MessageStatus::Error => Revision::Ended,
         }
     }
@@ -289,6 +362,7 @@ mod tests {
             status: MessageStatus::Streaming,
             feedback: None,
             error: None,
+            steps: Vec::new(),
         };
         let partial = Message {
             content: "Hello ".into(),
@@ -317,6 +391,51 @@ mod tests {
         assert!(!partial.supersedes(&done), "a late delta");
         assert!(stopped_early.supersedes(&partial), "ended, however short");
         assert!(rated.supersedes(&done) && done.supersedes(&rated));
+    }
+
+    #[test]
+    fn a_step_moves_a_reply_forward_even_without_text() {
+        let step = Step {
+            id: StepId::random(),
+            parent: None,
+            kind: StepKind::Tool,
+            name: "clock".into(),
+            input: String::new(),
+            output: String::new(),
+            status: StepStatus::Running,
+            started_ms: 1,
+            ended_ms: None,
+        };
+        let before = Message {
+            id: MessageId::random(),
+            thread_id: ThreadId::random(),
+            role: Role::Assistant,
+            content: "Let me look".into(),
+            created_ms: 1,
+            status: MessageStatus::Streaming,
+            feedback: None,
+            error: None,
+            steps: Vec::new(),
+        };
+        let began = Message {
+            steps: vec![step.clone()],
+            ..before.clone()
+        };
+        let ended = Message {
+            steps: vec![Step {
+                status: StepStatus::Done,
+                output: "12:00".into(),
+                ended_ms: Some(2),
+                ..step
+            }],
+            ..before.clone()
+        };
+        assert!(began.supersedes(&before) && !before.supersedes(&began));
+        assert!(ended.supersedes(&began) && !began.supersedes(&ended));
+        let json = serde_json::to_value(&before).unwrap();
+        assert!(json.get("steps").is_none(), "no steps, no field: {json}");
+        let back: Message = serde_json::from_value(serde_json::to_value(&ended).unwrap()).unwrap();
+        assert_eq!(back, ended);
     }
 
     #[test]

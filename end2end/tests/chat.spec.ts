@@ -421,3 +421,59 @@ test("a change from another tab updates a reply in place: the focus on its butto
   await expect(reply.getByTestId("rate-down")).toHaveAttribute("aria-pressed", "false");
   await expect(reply.getByRole("button", { name: "Copy reply" })).toBeFocused();
 });
+
+test("a reply's steps show live, open to their input and output, and survive a reload", async ({ page, context }) => {
+  await openReady(page);
+  await send(page, "/steps one two three");
+  await expect(page).toHaveURL(/\/t\/[0-9a-f-]{36}$/);
+  const reply = assistant(page).last();
+  const tool = reply.locator("[data-testid=step][data-step=word_count]");
+  await expect(tool).toBeVisible();
+  await tool.locator(":scope > summary").click();
+  await expect(tool.getByTestId("step-input").first()).toHaveText('{"text":"one two three"}');
+  // A second tab follows the same reply.
+  const other = await context.newPage();
+  await openReady(other, new URL(page.url()).pathname);
+  await expect(reply).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(reply.locator(".markdown")).toHaveText("I counted 3 words.");
+  await expect(tool).toHaveAttribute("open", "");
+  await expect(tool).toHaveAttribute("data-status", "done");
+  await expect(tool.locator(":scope > .step-body > [data-testid=step-output]")).toHaveText("3");
+  const split = tool.locator("[data-testid=step][data-step=split]");
+  await expect(split).toHaveAttribute("data-status", "done");
+  const otherReply = assistant(other).last();
+  await expect(otherReply).toHaveAttribute("data-status", "done");
+  await expect(otherReply.getByTestId("step")).toHaveCount(3);
+  await expect(otherReply.locator("[data-testid=step]:not([data-status=done])")).toHaveCount(0);
+  await page.screenshot({ path: test.info().outputPath("steps.png") });
+
+  await page.reload();
+  await expect(page.locator(".app-shell")).toHaveAttribute("data-session-state", "ready");
+  const again = assistant(page).last();
+  await expect(again.getByTestId("step")).toHaveCount(3);
+  await expect(again.locator("[data-testid=step][data-step=word_count]")).toHaveAttribute("data-status", "done");
+  // Folded after a reload; the keyboard opens it.
+  const summary = again.locator("[data-testid=step][data-step=plan] > summary");
+  await summary.focus();
+  await page.keyboard.press("Enter");
+  await expect(again.locator("[data-step=plan] [data-testid=step-output]")).toHaveText(
+    "Split the text into words, then count them.",
+  );
+});
+
+test("Stop ends a running tool step as stopped; an open step stays open as it changes", async ({ page }) => {
+  await openReady(page);
+  await send(page, "/steps slow");
+  const reply = assistant(page).last();
+  const wait = reply.locator("[data-testid=step][data-step=wait]");
+  await expect(wait).toHaveAttribute("data-status", "running");
+  await wait.locator(":scope > summary").click();
+  await expect(wait.getByTestId("step-input")).toHaveText("until Stop is pressed");
+  await page.getByTestId("stop").click();
+  await expect(reply).toHaveAttribute("data-status", "stopped");
+  await expect(wait).toHaveAttribute("data-status", "stopped");
+  await expect(wait, "the block was updated in place, not rebuilt folded").toHaveAttribute("open", "");
+  await page.reload();
+  await expect(page.locator(".app-shell")).toHaveAttribute("data-session-state", "ready");
+  await expect(assistant(page).last().locator("[data-step=wait]")).toHaveAttribute("data-status", "stopped");
+});

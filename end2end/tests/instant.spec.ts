@@ -51,3 +51,18 @@ test("one-word replies that each start a new chat all finish", async ({ page }) 
   }
   await expect(page.getByTestId("thread-item")).toHaveCount(10);
 });
+
+test("a reply with steps at full speed ends with every step done", async ({ page }) => {
+  await openReady(page);
+  for (let i = 1; i <= 5; i++) {
+    const composer = page.getByTestId("composer");
+    await expect(composer).toBeEditable();
+    await composer.fill(`/steps a b c${i}`);
+    await composer.press("Enter");
+    const reply = assistant(page).nth(i - 1);
+    await expect(reply).toHaveAttribute("data-status", "done");
+    await expect(reply.locator(".markdown")).toHaveText("I counted 3 words.");
+    await expect(reply.getByTestId("step")).toHaveCount(3);
+    await expect(reply.locator("[data-testid=step]:not([data-status=done])")).toHaveCount(0);
+  }
+});

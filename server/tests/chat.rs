@@ -780,3 +780,160 @@ async fn only_a_first_exchange_names_a_chat_however_short_the_history() {
     assert_eq!(recorder.0.lock().unwrap()[1], ["q1"]);
     assert_eq!(title_of(&app, &mut b, &tid).await, "q1");
 }
+
+/// A reply's steps reach the page live (each begins and ends in its own event, before the
+/// text), are saved with the reply, nest, and go out in both exports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_stream_live_are_saved_and_exported() {
+    let app = spawn_with(Config {
+        echo_delay: Duration::from_millis(40),
+        ..Config::default()
+    })
+    .await;
+    let mut b = started(&app).await;
+    let listen = {
+        let b = b.clone();
+        let app = &app;
+        async move {
+            read_events(app, &b, Duration::from_secs(20), |e| {
+                e["type"] == "message"
+                    && e["message"]["role"] == "assistant"
+                    && e["message"]["status"] == "done"
+            })
+            .await
+        }
+    };
+    let send = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ok(b.clone()
+            .call(
+                &app,
+                "messages/send",
+                json!({ "content": "/steps one two three" }),
+            )
+            .await)
+    };
+    let (events, sent) = tokio::join!(listen, send);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+
+    let states: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "message" && e["message"]["role"] == "assistant")
+        .map(|e| &e["message"])
+        .collect();
+    let running_tool = states.iter().any(|m| {
+        m["status"] == "streaming"
+            && m["steps"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|s| s["name"] == "word_count" && s["status"] == "running")
+            })
+    });
+    assert!(
+        running_tool,
+        "the tool step was shown while it ran: {states:?}"
+    );
+    assert!(
+        states
+            .iter()
+            .filter(|m| m["steps"].is_array())
+            .all(|m| m["status"] != "streaming" || m["content"] == ""),
+        "the steps came before the text: {states:?}"
+    );
+
+    let t = common::settled(&app, &mut b, &tid).await;
+    let reply = &t["messages"][1];
+    assert_eq!(reply["content"], "I counted **3** words.");
+    let steps = reply["steps"]
+        .as_array()
+        .expect("steps saved with the reply");
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["plan", "word_count", "split"]);
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["status"] == "done" && s["ended_ms"].is_i64()),
+        "{steps:?}"
+    );
+    assert_eq!(steps[1]["kind"], "tool");
+    assert_eq!(steps[1]["input"], r#"{"text":"one two three"}"#);
+    assert_eq!(steps[1]["output"], "3");
+    assert_eq!(
+        steps[2]["parent"], steps[1]["id"],
+        "split runs inside word_count"
+    );
+    assert!(
+        t["messages"][0].get("steps").is_none(),
+        "the question has none"
+    );
+
+    let md = ok(b
+        .call(
+            &app,
+            "threads/export",
+            json!({ "thread_id": tid, "format": "markdown" }),
+        )
+        .await);
+    let md = md["content"].as_str().unwrap();
+    assert!(
+        md.contains("<details><summary>Tool: word_count (done)</summary>"),
+        "{md}"
+    );
+    assert!(
+        md.contains("<summary>↳ Step: split (done)</summary>"),
+        "{md}"
+    );
+    assert!(md.contains("Output:\n\n```\n3\n```"), "{md}");
+    let json_export = ok(b
+        .call(
+            &app,
+            "threads/export",
+            json!({ "thread_id": tid, "format": "json" }),
+        )
+        .await);
+    let exported: Value = serde_json::from_str(json_export["content"].as_str().unwrap()).unwrap();
+    assert_eq!(exported["messages"][1]["steps"], reply["steps"]);
+
+    // Another browser on the same address sees none of it.
+    let mut other = started(&app).await;
+    let r = other
+        .call(&app, "threads/get", json!({ "thread_id": tid }))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// A tool that runs without writing is saved as running (a reload shows it), and Stop ends
+/// it as stopped.
+#[tokio::test]
+async fn stop_ends_a_running_step() {
+    let app = app().await;
+    let mut b = started(&app).await;
+    let sent = ok(b
+        .call(&app, "messages/send", json!({ "content": "/steps slow" }))
+        .await);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+    let rid = sent["reply"]["id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = ok(b
+            .call(&app, "threads/get", json!({ "thread_id": tid }))
+            .await);
+        if t["messages"][1]["steps"][0]["status"] == "running" {
+            assert_eq!(t["messages"][1]["steps"][0]["name"], "wait");
+            assert_eq!(t["messages"][1]["status"], "streaming");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the running step was never saved: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stopped = ok(b
+        .call(&app, "messages/stop", json!({ "message_id": rid }))
+        .await);
+    assert_eq!(stopped["status"], "stopped");
+    assert_eq!(stopped["steps"][0]["status"], "stopped", "{stopped}");
+    assert!(stopped["steps"][0]["ended_ms"].is_i64());
+    let t = common::settled(&app, &mut b, &tid).await;
+    assert_eq!(t["messages"][1]["steps"][0]["status"], "stopped");
+}

@@ -16,7 +16,8 @@ use crate::{
     model::{
         ChatEvent, DEFAULT_TITLE, Export, ExportFormat, Feedback, MAX_COMMENT_CHARS,
         MAX_MESSAGE_CHARS, MAX_TITLE_CHARS, Message, MessageId, MessageStatus, MessageView, Rating,
-        Role, SearchHit, Sent, Thread, ThreadId, ThreadView, title_from,
+        Role, SearchHit, Sent, Step, StepKind, StepStatus, Thread, ThreadId, ThreadView,
+        title_from,
     },
 };
 use std::{sync::Arc, time::Duration};
@@ -249,6 +250,7 @@ impl Chat {
             status: MessageStatus::Done,
             feedback: None,
             error: None,
+            steps: Vec::new(),
         };
         // A thread still called by the default title takes its title from its first message.
         let mut thread = thread;
@@ -484,7 +486,9 @@ impl Chat {
                         Role::User => "You",
                         Role::Assistant => "Assistant",
                     };
-                    out.push_str(&format!("\n## {who}\n\n{}\n", m.content));
+                    out.push_str(&format!("\n## {who}\n\n"));
+                    steps_markdown(&mut out, &m.steps);
+                    out.push_str(&format!("{}\n", m.content));
                 }
                 Ok(Export {
                     filename: format!("{base}.md"),
@@ -493,6 +497,53 @@ impl Chat {
                 })
             }
         }
+    }
+}
+
+/// A reply's steps for a Markdown export: one folded block each, nested ones indented by
+/// an arrow, input and output in code fences longer than any run of backticks inside.
+fn steps_markdown(out: &mut String, steps: &[Step]) {
+    fn depth(steps: &[Step], s: &Step) -> usize {
+        let mut d = 0;
+        let mut parent = s.parent;
+        while let Some(p) = parent.and_then(|id| steps.iter().find(|x| x.id == id)) {
+            d += 1;
+            parent = p.parent;
+            if d > steps.len() {
+                break;
+            }
+        }
+        d
+    }
+    fn fenced(out: &mut String, label: &str, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+        let fence = "`".repeat((longest + 1).max(3));
+        out.push_str(&format!("{label}:\n\n{fence}\n{text}\n{fence}\n\n"));
+    }
+    for s in steps {
+        let kind = match s.kind {
+            StepKind::Tool => "Tool",
+            StepKind::Retrieval => "Retrieval",
+            StepKind::Reasoning => "Reasoning",
+            StepKind::Run => "Step",
+        };
+        let status = match s.status {
+            StepStatus::Running => "running",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+            StepStatus::Stopped => "stopped",
+        };
+        let name = ammonia::clean_text(&s.name);
+        out.push_str(&format!(
+            "<details><summary>{}{kind}: {name} ({status})</summary>\n\n",
+            "↳ ".repeat(depth(steps, s))
+        ));
+        fenced(out, "Input", &s.input);
+        fenced(out, "Output", &s.output);
+        out.push_str("</details>\n\n");
     }
 }
 

@@ -13,8 +13,8 @@ use crate::{
     assistant::{ReplyContext, Turn},
     markdown,
     model::{
-        ChatEvent, Message, MessageId, MessageStatus, MessageView, Role, Thread, ThreadId,
-        title_from,
+        ChatEvent, Message, MessageId, MessageStatus, MessageView, Role, StepStatus, Thread,
+        ThreadId, title_from,
     },
     store::{ThreadTail, now_ms},
 };
@@ -45,6 +45,7 @@ impl Chat {
             status: MessageStatus::Streaming,
             feedback: None,
             error: None,
+            steps: Vec::new(),
         };
         let slot = self
             .rt
@@ -141,6 +142,7 @@ async fn generate(
         None
     });
     let cx = ReplyContext::new(history, thread, account, values, cancel.clone());
+    let steps = cx.steps.clone();
     let stream = tokio::select! {
         _ = cancel.cancelled() => None,
         s = rt.assistant.reply(cx) => Some(s),
@@ -154,42 +156,38 @@ async fn generate(
         Some(Ok(mut stream)) => {
             let mut last_delta = Instant::now();
             let mut last_save = Instant::now();
-            let mut pending = false;
+            // Text not yet sent as a delta, and a state not yet saved. Each waits for its
+            // interval, and then goes out even if nothing more arrives: a model that pauses,
+            // or a tool that runs for a while, must not leave the page behind.
+            let mut unsent = false;
+            let mut unsaved = false;
             loop {
+                let due = [
+                    unsent.then(|| last_delta + rt.delta_interval),
+                    unsaved.then(|| last_save + rt.persist_interval),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => {
                         reply.status = MessageStatus::Stopped;
                         break;
                     }
+                    _ = steps.changed() => {
+                        reply.steps = steps.snapshot();
+                        // A step is rare and shown at once, with the text so far.
+                        rt.hub.publish(&sid, ChatEvent::Message { message: view(reply.clone()) });
+                        last_delta = Instant::now();
+                        unsent = false;
+                        unsaved = true;
+                    }
                     item = stream.next() => match item {
                         Some(Ok(delta)) => {
                             reply.content.push_str(&delta);
-                            pending = true;
-                            if last_delta.elapsed() >= rt.delta_interval {
-                                publish_delta(&reply);
-                                last_delta = Instant::now();
-                                pending = false;
-                            }
-                            if last_save.elapsed() >= rt.persist_interval {
-                                // A Stop handled by another instance shows up as the stored
-                                // status; honour it instead of overwriting it.
-                                let stored = session.store().get_message(session.owner(), &reply.id).await;
-                                match stored {
-                                    Ok(Some(m)) if m.status == MessageStatus::Stopped => {
-                                        reply.status = MessageStatus::Stopped;
-                                        break;
-                                    }
-                                    // Deleted meanwhile (thread or session): nothing to save.
-                                    Ok(None) | Err(crate::StoreError::NoSuchSession) => {
-                                        reply.status = MessageStatus::Stopped;
-                                        break;
-                                    }
-                                    _ => {}
-                                }
-                                save(reply.clone()).await;
-                                last_save = Instant::now();
-                            }
+                            unsent = true;
+                            unsaved = true;
                         }
                         Some(Err(e)) => {
                             reply.status = MessageStatus::Error;
@@ -200,14 +198,50 @@ async fn generate(
                             reply.status = MessageStatus::Done;
                             break;
                         }
+                    },
+                    _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {}
+                }
+                if unsent && last_delta.elapsed() >= rt.delta_interval {
+                    publish_delta(&reply);
+                    last_delta = Instant::now();
+                    unsent = false;
+                }
+                if unsaved && last_save.elapsed() >= rt.persist_interval {
+                    // A Stop handled by another instance shows up as the stored status;
+                    // honour it instead of overwriting it.
+                    let stored = session
+                        .store()
+                        .get_message(session.owner(), &reply.id)
+                        .await;
+                    match stored {
+                        Ok(Some(m)) if m.status == MessageStatus::Stopped => {
+                            reply.status = MessageStatus::Stopped;
+                            break;
+                        }
+                        // Deleted meanwhile (thread or session): nothing to save.
+                        Ok(None) | Err(crate::StoreError::NoSuchSession) => {
+                            reply.status = MessageStatus::Stopped;
+                            break;
+                        }
+                        _ => {}
                     }
+                    save(reply.clone()).await;
+                    last_save = Instant::now();
+                    unsaved = false;
                 }
             }
-            let _ = pending;
-            // Dropping the stream here cancels the upstream request.
+            // Dropping the stream here cancels the upstream request, and drops the handles
+            // of the steps it still held open.
             drop(stream);
         }
     }
+    // The steps as the reply ended: whatever still runs ends with it.
+    steps.end_running(match reply.status {
+        MessageStatus::Done | MessageStatus::Streaming => StepStatus::Done,
+        MessageStatus::Stopped => StepStatus::Stopped,
+        MessageStatus::Error => StepStatus::Failed,
+    });
+    reply.steps = steps.snapshot();
     save_final(&session, &reply).await;
     // The thread is free once the final state is stored (not before: a next turn reads the
     // stored state to decide whether it may start).

@@ -216,6 +216,7 @@ mod tests {
             status: MessageStatus::Done,
             feedback: None,
             error: None,
+            steps: Vec::new(),
         };
         let second = replies
             .admit(

@@ -7,6 +7,8 @@ use async_trait::async_trait;
 use confide_core::assistant::{
     Assistant, AssistantError, AssistantErrorKind, DeltaStream, ReplyContext,
 };
+use confide_core::model::StepKind;
+use confide_core::steps::Steps;
 use futures::{StreamExt, stream};
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ Commands:\n\n\
 - `/slow` — a long, slow reply (try **Stop**)\n\
 - `/markdown` — a sample with a table, a list and code\n\
 - `/error` — a reply that fails part-way\n\
+- `/steps <text>` — count the words of the text, showing the work as steps\n\
+- `/steps slow` — a tool step that runs until you press **Stop**\n\
 - `/remember <text>` — keep a note in this browser session\n\
 - `/recall` — show the note this browser session keeps\n\
 - `/help` — this list";
@@ -79,6 +83,11 @@ impl Assistant for EchoAssistant {
             }),
             _ => None,
         };
+        let mut words = last.trim().splitn(2, char::is_whitespace);
+        if words.next() == Some("/steps") {
+            let text = words.next().unwrap_or("").trim().to_owned();
+            return Ok(steps_reply(cx.steps.clone(), text, self.delay));
+        }
         let (text, delay, fail_after) = match remembered {
             Some(text) => (text, self.delay, None),
             None => self.script(last),
@@ -109,6 +118,44 @@ impl Assistant for EchoAssistant {
         });
         Ok(Box::pin(s))
     }
+}
+
+/// `/steps`: the work of counting words shown as steps (a plan, a tool with a nested
+/// step), then the answer. `/steps slow` opens a tool step that only Stop ends.
+fn steps_reply(steps: Steps, text: String, delay: Duration) -> DeltaStream {
+    let pause = move || async move {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    };
+    let work = async move {
+        if text == "slow" {
+            let _waiting = steps.start(StepKind::Tool, "wait", "until Stop is pressed");
+            // Stop drops this stream, and with it the step, which then shows as stopped.
+            std::future::pending::<()>().await;
+        }
+        steps
+            .start(StepKind::Reasoning, "plan", &text)
+            .done("Split the text into words, then count them.");
+        pause().await;
+        let tool = steps.start(
+            StepKind::Tool,
+            "word_count",
+            serde_json::json!({ "text": text }).to_string(),
+        );
+        let split = tool.child(StepKind::Run, "split", &text);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        pause().await;
+        split.done(serde_json::to_string(&words).unwrap_or_default());
+        let n = words.len();
+        tool.done(n.to_string());
+        pause().await;
+        Ok::<_, AssistantError>(match n {
+            1 => "I counted **1** word.".to_owned(),
+            n => format!("I counted **{n}** words."),
+        })
+    };
+    Box::pin(futures::stream::once(work))
 }
 
 #[cfg(test)]
@@ -142,6 +189,49 @@ mod tests {
             }
         }
         (out, None)
+    }
+
+    #[tokio::test]
+    async fn steps_show_the_work_and_end_before_the_answer() {
+        use confide_core::model::{StepKind, StepStatus};
+        let a = EchoAssistant {
+            delay: Duration::ZERO,
+        };
+        let cx = ReplyContext::for_session(
+            crate::testing::user_session().await,
+            vec![Turn {
+                role: Role::User,
+                content: "/steps a b".into(),
+            }],
+        );
+        let steps = cx.steps.clone();
+        let text: Vec<String> = a
+            .reply(cx)
+            .await
+            .unwrap()
+            .map(|d| d.unwrap())
+            .collect()
+            .await;
+        assert_eq!(text.concat(), "I counted **2** words.");
+        let got = steps.snapshot();
+        let summary: Vec<_> = got
+            .iter()
+            .map(|s| (s.kind, s.name.as_str(), s.status, s.output.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    StepKind::Reasoning,
+                    "plan",
+                    StepStatus::Done,
+                    "Split the text into words, then count them."
+                ),
+                (StepKind::Tool, "word_count", StepStatus::Done, "2"),
+                (StepKind::Run, "split", StepStatus::Done, r#"["a","b"]"#),
+            ]
+        );
+        assert_eq!(got[2].parent, Some(got[1].id));
     }
 
     #[tokio::test]

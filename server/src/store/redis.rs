@@ -946,6 +946,7 @@ mod tests {
             status: MessageStatus::Done,
             feedback: None,
             error: None,
+            steps: Vec::new(),
         };
         assert!(store.put_message(id, &message).await.unwrap());
         assert!(store.update_thread(id, &thread).await.unwrap());
@@ -998,6 +999,7 @@ mod tests {
             status: MessageStatus::Done,
             feedback: None,
             error: None,
+            steps: Vec::new(),
         };
         let more: Vec<Message> = (0..4).map(|i| message(&format!("m{i}"))).collect();
         assert!(store.put_messages(&id, &more).await.unwrap());

@@ -8,8 +8,8 @@ use crate::{
     api::{self},
     components::icon::{Icon, IconName},
     model::{
-        ExportFormat, MAX_COMMENT_CHARS, MessageId, MessageStatus, MessageView, Rating, Role,
-        ThreadId,
+        ExportFormat, MAX_COMMENT_CHARS, MessageId, MessageStatus, MessageView, Rating, Role, Step,
+        StepId, StepKind, StepStatus, ThreadId,
     },
 };
 use leptos::prelude::*;
@@ -254,10 +254,11 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
             view! { <div class="text">{move || m.with(|m| m.message.content.clone())}</div> }
                 .into_any()
         }
-        Role::Assistant => {
-            view! { <div class="markdown" inner_html=move || m.with(|m| m.html.clone())></div> }
-                .into_any()
+        Role::Assistant => view! {
+            <Steps m=m />
+            <div class="markdown" inner_html=move || m.with(|m| m.html.clone())></div>
         }
+        .into_any(),
     };
 
     // A rating, with or without its comment. The answer is the message as rated.
@@ -416,4 +417,100 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
             </Show>
         </article>
     }
+}
+
+/// A reply's steps, each a folded block that opens to its input and output, nested as
+/// they ran. Blocks are keyed by step id and follow their step in place, so one the person
+/// opened stays open while the reply goes on.
+#[component]
+fn Steps(m: Memo<MessageView>) -> impl IntoView {
+    let steps = Memo::new(move |_| m.with(|m| m.message.steps.clone()));
+    // A reply that has ended leaves nothing running, whatever a step last said.
+    let ended = Memo::new(move |_| m.with(|m| m.message.status != MessageStatus::Streaming));
+    view! {
+        <Show when=move || steps.with(|s| !s.is_empty())>
+            <div class="steps" data-testid="steps">{step_list(steps, ended, None)}</div>
+        </Show>
+    }
+}
+
+fn step_list(steps: Memo<Vec<Step>>, ended: Memo<bool>, parent: Option<StepId>) -> AnyView {
+    let ids = move || {
+        steps.with(|s| {
+            s.iter()
+                .filter(|s| s.parent == parent)
+                .map(|s| s.id)
+                .collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <For each=ids key=|id| *id children=move |id| step_block(steps, ended, id) />
+    }
+    .into_any()
+}
+
+fn step_block(steps: Memo<Vec<Step>>, ended: Memo<bool>, id: StepId) -> AnyView {
+    let step = Memo::new(move |_| steps.with(|s| s.iter().find(|s| s.id == id).cloned()));
+    let status = Memo::new(move |_| match step.with(|s| s.as_ref().map(|s| s.status)) {
+        Some(StepStatus::Running) if ended.get() => StepStatus::Stopped,
+        other => other.unwrap_or(StepStatus::Stopped),
+    });
+    let field =
+        move |f: fn(&Step) -> String| move || step.with(|s| s.as_ref().map(f).unwrap_or_default());
+    let kind = move || {
+        step.with(|s| match s.as_ref().map(|s| s.kind) {
+            Some(StepKind::Tool) => "Tool",
+            Some(StepKind::Retrieval) => "Retrieval",
+            Some(StepKind::Reasoning) => "Reasoning",
+            _ => "Step",
+        })
+    };
+    let label = move || match status.get() {
+        StepStatus::Running => "running",
+        StepStatus::Done => "done",
+        StepStatus::Failed => "failed",
+        StepStatus::Stopped => "stopped",
+    };
+    let took = move || {
+        step.with(|s| {
+            s.as_ref()
+                .and_then(|s| s.ended_ms.map(|e| (e - s.started_ms).max(0)))
+                .map(|ms| {
+                    if ms < 1_000 {
+                        format!("{ms} ms")
+                    } else {
+                        format!("{:.1} s", ms as f64 / 1_000.0)
+                    }
+                })
+        })
+    };
+    let input = field(|s| s.input.clone());
+    let output = field(|s| s.output.clone());
+    let has_children = move || steps.with(|s| s.iter().any(|s| s.parent == Some(id)));
+    view! {
+        <details class="step" data-testid="step" data-status=label data-step=field(|s| s.name.clone())>
+            <summary>
+                <span class="step-kind">{kind}</span>
+                " "
+                <span class="step-name">{field(|s| s.name.clone())}</span>
+                <span class="step-status" aria-live="off">
+                    {move || (status.get() == StepStatus::Running).then(|| view! { <span class="spinner" aria-hidden="true"></span> })}
+                    {label}
+                    {move || took().map(|t| format!(" · {t}"))}
+                </span>
+            </summary>
+            <div class="step-body">
+                {move || (!input().is_empty()).then(|| view! {
+                    <p class="step-label">"Input"</p>
+                    <pre class="step-text" data-testid="step-input">{input}</pre>
+                })}
+                {move || (!output().is_empty()).then(|| view! {
+                    <p class="step-label">{move || if status.get() == StepStatus::Failed { "Error" } else { "Output" }}</p>
+                    <pre class="step-text" data-testid="step-output">{output}</pre>
+                })}
+                {move || has_children().then(|| step_list(steps, ended, Some(id)))}
+            </div>
+        </details>
+    }
+    .into_any()
 }

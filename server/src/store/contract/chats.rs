@@ -54,6 +54,81 @@ pub async fn threads_and_messages_are_scoped(store: Arc<dyn TestStore>) {
     assert_eq!(store.get_message(&a, &m.id).await.unwrap(), Some(m));
 }
 
+/// A reply's steps go in and come out with it, as the reply grows and when it ends, and
+/// another session reaches them no more than it reaches the text.
+pub async fn steps_are_kept_with_their_message(store: Arc<dyn TestStore>) {
+    let (s, _) = claimed(&*store).await;
+    let (other, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&s, &t).await.unwrap();
+    let tool = Step {
+        id: StepId::random(),
+        parent: None,
+        kind: StepKind::Tool,
+        name: "calculator".into(),
+        input: r#"{"expression":"2+2"}"#.into(),
+        output: String::new(),
+        status: StepStatus::Running,
+        started_ms: 10,
+        ended_ms: None,
+    };
+    let mut reply = Message {
+        role: Role::Assistant,
+        status: MessageStatus::Streaming,
+        steps: vec![tool.clone()],
+        ..message(&t, Role::Assistant, "", 2)
+    };
+    assert!(store.put_message(&s, &reply).await.unwrap());
+    assert_eq!(
+        store.get_message(&s, &reply.id).await.unwrap(),
+        Some(reply.clone())
+    );
+
+    // It ends, a nested step with text no store should mangle beside it.
+    reply.steps[0].status = StepStatus::Done;
+    reply.steps[0].output = "4".into();
+    reply.steps[0].ended_ms = Some(12);
+    reply.steps.push(Step {
+        id: StepId::random(),
+        parent: Some(tool.id),
+        kind: StepKind::Reasoning,
+        name: "why \"4\"".into(),
+        input: "line one\nline two, ünï \u{e000} <b>&amp;</b>".into(),
+        output: "'; DROP TABLE messages; --".into(),
+        status: StepStatus::Failed,
+        started_ms: 11,
+        ended_ms: Some(11),
+    });
+    reply.content = "It is 4.".into();
+    reply.status = MessageStatus::Done;
+    assert!(store.put_message(&s, &reply).await.unwrap());
+    let (_, msgs) = store.get_thread(&s, &t.id).await.unwrap().unwrap();
+    assert_eq!(msgs, vec![reply.clone()]);
+    assert_eq!(
+        tail_of(&*store, &s, &t.id, 1).await.messages,
+        vec![reply.clone()]
+    );
+
+    // A message without steps reads back with none.
+    let user = message(&t, Role::User, "next", 3);
+    assert!(store.put_message(&s, &user).await.unwrap());
+    assert!(
+        store
+            .get_message(&s, &user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .steps
+            .is_empty()
+    );
+
+    assert_eq!(store.get_message(&other, &reply.id).await.unwrap(), None);
+    let mut forged = reply.clone();
+    forged.steps[0].output = "5".into();
+    assert!(!store.put_message(&other, &forged).await.unwrap());
+    assert_eq!(store.get_message(&s, &reply.id).await.unwrap(), Some(reply));
+}
+
 pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn TestStore>) {
     let (s, _) = claimed(&*store).await;
     let t = thread("t", 1);

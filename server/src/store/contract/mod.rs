@@ -3,7 +3,10 @@
 
 use app::{
     SessionId,
-    model::{Message, MessageId, MessageStatus, Role, Thread, ThreadId},
+    model::{
+        Message, MessageId, MessageStatus, Role, Step, StepId, StepKind, StepStatus, Thread,
+        ThreadId,
+    },
 };
 
 use confide_core::{
@@ -66,6 +69,7 @@ fn message(thread: &Thread, role: Role, content: &str, at: i64) -> Message {
         status: MessageStatus::Done,
         feedback: None,
         error: None,
+        steps: Vec::new(),
     }
 }
 
@@ -507,6 +511,8 @@ macro_rules! store_contract_tests {
             async fn the_message_count_follows_every_change() { c::the_message_count_follows_every_change(store_with(c::long()).await).await }
             #[tokio::test]
             async fn threads_list_newest_first_and_are_limited() { c::threads_list_newest_first_and_are_limited(store_with(c::long()).await).await }
+            #[tokio::test]
+            async fn steps_are_kept_with_their_message() { c::steps_are_kept_with_their_message(store_with(c::long()).await).await }
             #[tokio::test]
             async fn deleting_a_session_deletes_its_threads() { c::deleting_a_session_deletes_its_threads(store_with(c::long()).await).await }
         }

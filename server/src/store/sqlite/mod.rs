@@ -32,7 +32,7 @@
 use super::{check_home_id, unguessable_proof};
 use app::{
     SessionId,
-    model::{Feedback, Message, MessageId, MessageStatus, Role, Thread, ThreadId},
+    model::{Feedback, Message, MessageId, MessageStatus, Role, Step, Thread, ThreadId},
 };
 use async_trait::async_trait;
 use confide_core::{
@@ -437,6 +437,7 @@ mod tests {
             status: MessageStatus::Done,
             feedback: None,
             error: None,
+            steps: Vec::new(),
         };
         assert!(store.put_message(&id, &next).await.unwrap());
         assert_eq!(
@@ -652,6 +653,7 @@ mod tests {
             status,
             feedback: None,
             error: None,
+            steps: Vec::new(),
         };
         let asked = message(Role::User, "question", MessageStatus::Done);
         let cut = message(Role::Assistant, "half an ans", MessageStatus::Streaming);

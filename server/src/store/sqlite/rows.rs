@@ -51,7 +51,7 @@ pub(super) fn uuid_bytes(v: &[u8]) -> Option<[u8; 16]> {
 
 pub(super) const THREAD_COLUMNS: &str = "id, title, created_ms, updated_ms";
 pub(super) const MESSAGE_COLUMNS: &str =
-    "id, thread_id, role, content, created_ms, status, feedback, error";
+    "id, thread_id, role, content, created_ms, status, feedback, error, steps";
 
 /// A row as SQLite hands it over; turned into a model type once the statement is done, so
 /// that a malformed row is a `StoreError` rather than a driver error.
@@ -88,6 +88,7 @@ pub(super) struct RawMessage {
     pub(super) status: String,
     pub(super) feedback: Option<String>,
     pub(super) error: Option<String>,
+    pub(super) steps: Option<String>,
 }
 
 pub(super) fn raw_message(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
@@ -100,6 +101,7 @@ pub(super) fn raw_message(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
         status: r.get(5)?,
         feedback: r.get(6)?,
         error: r.get(7)?,
+        steps: r.get(8)?,
     })
 }
 
@@ -132,6 +134,12 @@ impl RawMessage {
                 .transpose()
                 .map_err(|_| bad_row("message"))?,
             error: self.error,
+            steps: self
+                .steps
+                .map(|s| serde_json::from_str::<Vec<Step>>(&s))
+                .transpose()
+                .map_err(|_| bad_row("message"))?
+                .unwrap_or_default(),
         })
     }
 }
@@ -198,10 +206,12 @@ pub(super) fn execute(
         .map_err(db)
 }
 
-/// A message ready for the writer: owned, its feedback already serialised.
+/// A message ready for the writer: owned, its feedback and steps already serialised.
 pub(super) struct Stored {
     pub(super) m: Message,
     pub(super) feedback: Option<String>,
+    /// `NULL` for none, as every message written before steps existed.
+    pub(super) steps: Option<String>,
 }
 
 impl Stored {
@@ -212,9 +222,14 @@ impl Stored {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let steps = (!m.steps.is_empty())
+            .then(|| serde_json::to_string(&m.steps))
+            .transpose()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         Ok(Self {
             m: m.clone(),
             feedback,
+            steps,
         })
     }
 }
@@ -226,7 +241,7 @@ pub(super) fn put_one(
     id: &SessionId,
     stored: &Stored,
 ) -> Result<bool, StoreError> {
-    let (m, feedback) = (&stored.m, &stored.feedback);
+    let (m, feedback, steps) = (&stored.m, &stored.feedback, &stored.steps);
     let sid = &id.as_bytes()[..];
     let tid = &m.thread_id.as_bytes()[..];
     let mid = &m.id.as_bytes()[..];
@@ -240,7 +255,7 @@ pub(super) fn put_one(
     let updated = execute(
         tx,
         "UPDATE messages SET role = ?, content = ?, created_ms = ?, status = ?, \
-         feedback = ?, error = ? WHERE session_id = ? AND id = ? AND thread_id = ?",
+         feedback = ?, error = ?, steps = ? WHERE session_id = ? AND id = ? AND thread_id = ?",
         params![
             role_str(m.role),
             m.content,
@@ -248,6 +263,7 @@ pub(super) fn put_one(
             status_str(m.status),
             feedback,
             m.error,
+            steps,
             sid,
             mid,
             tid
@@ -269,7 +285,7 @@ pub(super) fn put_one(
     let inserted = execute(
         tx,
         "INSERT INTO messages (session_id, id, thread_id, seq, role, content, \
-         created_ms, status, feedback, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         created_ms, status, feedback, error, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (session_id, id) DO NOTHING",
         params![
             sid,
@@ -281,7 +297,8 @@ pub(super) fn put_one(
             m.created_ms,
             status_str(m.status),
             feedback,
-            m.error
+            m.error,
+            steps
         ],
     )?;
     if inserted == 0 {

@@ -81,6 +81,11 @@ UPDATE threads SET message_count = (
     WHERE messages.session_id = threads.session_id AND messages.thread_id = threads.id
 );
 "#,
+    r#"
+-- A reply's steps (tool calls, retrievals, reasoning) as one JSON array, written and read
+-- with the message; NULL when it has none.
+ALTER TABLE messages ADD COLUMN steps TEXT;
+"#,
 ];
 
 pub(super) fn configure(
