@@ -48,7 +48,7 @@ release: setup
 test: setup-test
 	cargo leptos build --split
 	$(MAKE) --no-print-directory test-unit-only
-	$(MAKE) --no-print-directory fake-oidc
+	$(MAKE) --no-print-directory e2e-examples
 	$(MAKE) --no-print-directory test-e2e-only
 
 # The soak smoke test drives the debug server binary; `make test` has it from cargo-leptos.
@@ -58,13 +58,14 @@ test-unit: setup
 
 test-e2e: setup-test
 	cargo leptos build --split
-	$(MAKE) --no-print-directory fake-oidc
+	$(MAKE) --no-print-directory e2e-examples
 	$(MAKE) --no-print-directory test-e2e-only
 
-.PHONY: test-unit-only test-e2e-only fake-oidc
-# The fake identity provider the browser tests sign in with.
-fake-oidc:
-	RUSTFLAGS="--cfg erase_components" cargo build -p server --example fake_oidc
+.PHONY: test-unit-only test-e2e-only e2e-examples
+# What the browser tests run beside `confide`: the fake identity provider they sign in with
+# and the tool-using example app.
+e2e-examples:
+	RUSTFLAGS="--cfg erase_components" cargo build -p server --example fake_oidc --example tools
 
 # cargo-leptos builds debug code with `--cfg erase_components`; the tests use the same flag
 # so they share its compiled dependencies instead of building them a second time.

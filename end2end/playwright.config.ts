@@ -25,6 +25,9 @@ const key = join(scratch, "key.pem");
 // A fake OpenID Connect provider (server/examples/fake_oidc.rs) for the sign-in tests, and
 // a configuration that turns on every way of signing in but the proxy header.
 const oidcPort = Number(process.env.E2E_OIDC_PORT ?? 3190);
+// The tool-using example app (server/examples/tools.rs) with its scripted stand-in model.
+const toolsPort = Number(process.env.E2E_TOOLS_PORT ?? 3102);
+const toolsBaseURL = `http://127.0.0.1:${toolsPort}`;
 const config = join(scratch, "confide.toml");
 writeFileSync(
   config,
@@ -75,7 +78,7 @@ export default defineConfig({
   projects: [
     // Layout tests are tagged with the windows they are about (@wide, @narrow, @touch);
     // each project runs the ones that describe it.
-    { name: "chromium", testIgnore: /(tls|instant|no-accounts)\.spec\.ts/, grepInvert: /@narrow|@touch/, use: chromium },
+    { name: "chromium", testIgnore: /(tls|instant|no-accounts|tools)\.spec\.ts/, grepInvert: /@narrow|@touch/, use: chromium },
     // Phones and narrow windows: the layout tests again at a phone's and a tablet's width.
     {
       name: "mobile-390",
@@ -100,6 +103,11 @@ export default defineConfig({
       name: "chromium-instant",
       testMatch: /(instant|no-accounts)\.spec\.ts/,
       use: { ...chromium, baseURL: instantBaseURL },
+    },
+    {
+      name: "chromium-tools",
+      testMatch: /tools\.spec\.ts/,
+      use: { ...chromium, baseURL: toolsBaseURL },
     },
     {
       name: "chromium-tls",
@@ -155,6 +163,24 @@ export default defineConfig({
             CONFIDE_ADDRESS_MESSAGES_BURST: "100000",
             // A CI disk can stall an fsync for seconds; the 2 s default is for production,
             // and its effect is tested in the Rust suite.
+            CONFIDE_STORE_TIMEOUT: "10",
+          },
+        },
+        {
+          command: `cd .. && exec ./target/debug/examples/tools`,
+          url: `${toolsBaseURL}/healthz`,
+          reuseExistingServer: false,
+          timeout: 60_000,
+          stdout: "pipe",
+          stderr: "pipe",
+          env: {
+            CONFIDE_ADDR: `127.0.0.1:${toolsPort}`,
+            CONFIDE_SITE_ROOT: "target/site",
+            CONFIDE_STORE: `sqlite:${join(scratch, "tools.db")}`,
+            CONFIDE_LOG: "warn",
+            CONFIDE_NEW_SESSIONS_PER_MINUTE: "100000",
+            CONFIDE_ADDRESS_MESSAGES_PER_MINUTE: "100000",
+            CONFIDE_ADDRESS_MESSAGES_BURST: "100000",
             CONFIDE_STORE_TIMEOUT: "10",
           },
         },

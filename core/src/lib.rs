@@ -42,6 +42,8 @@ pub mod steps;
 #[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "server")]
+pub mod tools;
+#[cfg(feature = "server")]
 mod user_session;
 
 #[cfg(feature = "server")]

@@ -193,12 +193,13 @@ fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
                 )
             })?;
             let a = assistant::OpenAiAssistant::new(assistant::OpenAiConfig {
-                base_url,
+                base_url: base_url.clone(),
                 api_key: config.openai_api_key.clone(),
                 model: config.model.clone(),
                 system_prompt: config.system_prompt.clone(),
                 connect_timeout: config.openai_connect_timeout,
                 read_timeout: config.openai_read_timeout,
+                ..assistant::OpenAiConfig::new(base_url.clone(), config.model.clone())
             })
             .map_err(ConfigError::Invalid)?;
             Ok(Arc::new(a))

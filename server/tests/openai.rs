@@ -11,7 +11,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use confide_core::assistant::{Assistant, AssistantErrorKind as Kind, Turn};
+use confide_core::UserSession;
+use confide_core::assistant::{Assistant, AssistantErrorKind as Kind, ReplyContext, Turn};
+use confide_core::model::{Step, StepKind, StepStatus};
+use confide_core::tools::{ToolContext, Tools, tool};
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 use server::{
@@ -116,6 +119,51 @@ async fn completions(
             ))],
             5,
         ),
+        "tools" | "tools-unknown" | "tools-loop" | "tools-slow" => {
+            let last = body["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .cloned()
+                .unwrap_or_default();
+            let model = body["model"].as_str().unwrap_or("");
+            let answer =
+                |text: String| sse(vec![Ok(chunk(&text)), Ok("data: [DONE]\n\n".into())], 5);
+            if last["role"] == "tool" && (model != "tools-loop" || body["tool_choice"] == "none") {
+                return answer(format!(
+                    "The tool said {}.",
+                    last["content"].as_str().unwrap_or("")
+                ));
+            }
+            let (name, args) = match model {
+                "tools-unknown" => ("nope", "{}"),
+                "tools-slow" => ("sleep", "{}"),
+                _ => ("add", r#"{"a": 2, "b": 40}"#),
+            };
+            // The call arrives in pieces: its name first, then its arguments split mid-token.
+            let call = |delta: Value| {
+                format!(
+                    "data: {}\n\n",
+                    json!({ "choices": [{ "delta": { "tool_calls": [delta] } }] })
+                )
+            };
+            let (a, b) = args.split_at(args.len() / 2);
+            sse(
+                vec![
+                    Ok(chunk("Let me check.")),
+                    Ok(call(
+                        json!({ "index": 0, "id": "call_1", "type": "function", "function": { "name": name, "arguments": "" } }),
+                    )),
+                    Ok(call(json!({ "index": 0, "function": { "arguments": a } }))),
+                    Ok(call(json!({ "index": 0, "function": { "arguments": b } }))),
+                    Ok(format!(
+                        "data: {}\n\n",
+                        json!({ "choices": [{ "delta": {}, "finish_reason": "tool_calls" }] })
+                    )),
+                    Ok("data: [DONE]\n\n".into()),
+                ],
+                5,
+            )
+        }
         _ => (StatusCode::BAD_REQUEST, "unknown model").into_response(),
     }
 }
@@ -141,6 +189,7 @@ fn assistant(base: &Url, model: &str) -> OpenAiAssistant {
         system_prompt: Some("Be brief.".into()),
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_millis(800),
+        ..OpenAiConfig::new(base.clone(), model)
     })
     .unwrap()
 }
@@ -372,4 +421,241 @@ async fn the_model_names_a_new_chat_from_its_first_exchange() {
         requests + 1,
         "only the reply was asked for"
     );
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Sum {
+    /// The first number.
+    a: i64,
+    b: i64,
+}
+
+/// Sets its flag when dropped: shows that a tool's future was let go of.
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn toolbox(dropped: Arc<std::sync::atomic::AtomicBool>) -> Tools {
+    Tools::new()
+        .with(tool(
+            "add",
+            "Adds two integers.",
+            |s: Sum, cx: ToolContext| async move {
+                // A tool runs in the reply's own session.
+                cx.session.set("last_sum", &(s.a + s.b)).await?;
+                Ok((s.a + s.b).to_string())
+            },
+        ))
+        .with(tool("sleep", "Never answers.", move |_: (), _| {
+            let flag = DropFlag(dropped.clone());
+            async move {
+                let _flag = flag;
+                std::future::pending::<()>().await;
+                Ok(String::new())
+            }
+        }))
+}
+
+async fn run_tools(
+    base: &Url,
+    model: &str,
+    rounds: usize,
+) -> (String, Option<String>, Vec<Step>, UserSession) {
+    let a = OpenAiAssistant::new(OpenAiConfig {
+        max_tool_rounds: rounds,
+        ..OpenAiConfig::new(base.clone(), model)
+    })
+    .unwrap()
+    .with_tools(toolbox(Default::default()));
+    let session = server::testing::user_session().await;
+    let cx = ReplyContext::for_session(session.clone(), history());
+    let steps = cx.steps.clone();
+    let mut s = a.reply(cx).await.unwrap();
+    let mut text = String::new();
+    while let Some(item) = s.next().await {
+        match item {
+            Ok(t) => text.push_str(&t),
+            Err(e) => return (text, Some(e.message), steps.snapshot(), session),
+        }
+    }
+    (text, None, steps.snapshot(), session)
+}
+
+#[tokio::test]
+async fn the_model_calls_a_typed_tool_and_answers_with_its_result() {
+    let (base, seen) = fake_openai().await;
+    let (text, error, steps, session) = run_tools(&base, "tools", 8).await;
+    assert_eq!(error, None);
+    assert_eq!(text, "Let me check.\n\nThe tool said 42.");
+    assert_eq!(steps.len(), 1);
+    assert_eq!(
+        (steps[0].kind, steps[0].name.as_str()),
+        (StepKind::Tool, "add")
+    );
+    assert_eq!(steps[0].input, r#"{"a": 2, "b": 40}"#);
+    assert_eq!(
+        (steps[0].status, steps[0].output.as_str()),
+        (StepStatus::Done, "42")
+    );
+    assert_eq!(session.get::<i64>("last_sum").await.unwrap(), Some(42));
+
+    let s = seen.lock().unwrap();
+    assert_eq!(s.bodies.len(), 2, "one request per round");
+    let spec = &s.bodies[0]["tools"];
+    let add = spec
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["function"]["name"] == "add")
+        .unwrap();
+    assert_eq!(add["type"], "function");
+    assert_eq!(
+        add["function"]["parameters"]["properties"]["a"]["type"],
+        "integer"
+    );
+    assert_eq!(
+        add["function"]["parameters"]["properties"]["a"]["description"],
+        "The first number."
+    );
+    assert_eq!(s.bodies[0]["tool_choice"], "auto");
+    let second = s.bodies[1]["messages"].as_array().unwrap();
+    let call = &second[second.len() - 2];
+    assert_eq!(call["role"], "assistant");
+    assert_eq!(call["content"], "Let me check.");
+    assert_eq!(call["tool_calls"][0]["id"], "call_1");
+    assert_eq!(call["tool_calls"][0]["function"]["name"], "add");
+    assert_eq!(
+        call["tool_calls"][0]["function"]["arguments"],
+        r#"{"a": 2, "b": 40}"#
+    );
+    let result = &second[second.len() - 1];
+    assert_eq!(result["role"], "tool");
+    assert_eq!(result["tool_call_id"], "call_1");
+    assert_eq!(result["content"], "42");
+}
+
+#[tokio::test]
+async fn a_call_of_no_such_tool_fails_its_step_and_the_model_is_told() {
+    let (base, seen) = fake_openai().await;
+    let (text, error, steps, _) = run_tools(&base, "tools-unknown", 8).await;
+    assert_eq!(error, None);
+    assert_eq!(steps[0].status, StepStatus::Failed);
+    assert!(
+        steps[0].output.contains("no tool named \"nope\""),
+        "{}",
+        steps[0].output
+    );
+    assert!(
+        text.contains("The tool said error: there is no tool named"),
+        "{text}"
+    );
+    let s = seen.lock().unwrap();
+    let last = s.bodies[1]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["role"], "tool");
+}
+
+#[tokio::test]
+async fn tool_rounds_are_bounded_and_the_last_asks_for_an_answer() {
+    let (base, seen) = fake_openai().await;
+    let (text, error, steps, _) = run_tools(&base, "tools-loop", 3).await;
+    assert_eq!(error, None);
+    assert_eq!(steps.len(), 3, "one call per round");
+    assert!(text.ends_with("The tool said 42."), "{text}");
+    let s = seen.lock().unwrap();
+    let choices: Vec<&str> = s
+        .bodies
+        .iter()
+        .map(|b| b["tool_choice"].as_str().unwrap())
+        .collect();
+    assert_eq!(choices, ["auto", "auto", "auto", "none"]);
+}
+
+#[tokio::test]
+async fn dropping_the_reply_cancels_a_running_tool() {
+    let (base, _) = fake_openai().await;
+    let dropped: Arc<std::sync::atomic::AtomicBool> = Default::default();
+    let a = OpenAiAssistant::new(OpenAiConfig::new(base.clone(), "tools-slow"))
+        .unwrap()
+        .with_tools(toolbox(dropped.clone()));
+    let cx = ReplyContext::for_session(server::testing::user_session().await, history());
+    let steps = cx.steps.clone();
+    let mut s = a.reply(cx).await.unwrap();
+    assert_eq!(s.next().await.unwrap().unwrap(), "Let me check.");
+    // Poll until the tool is running; it never answers.
+    let polled = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            tokio::select! {
+                _ = s.next() => panic!("the reply went on past a tool that never answers"),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+            if steps
+                .snapshot()
+                .first()
+                .is_some_and(|st| st.status == StepStatus::Running)
+            {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(polled.is_ok(), "the sleep tool never started");
+    assert!(!dropped.load(std::sync::atomic::Ordering::SeqCst));
+    drop(s);
+    assert!(
+        dropped.load(std::sync::atomic::Ordering::SeqCst),
+        "the tool's future was dropped"
+    );
+    assert_eq!(steps.snapshot()[0].status, StepStatus::Stopped);
+}
+
+#[tokio::test]
+async fn arguments_are_checked_against_the_type() {
+    let tools = Tools::new()
+        .with(tool("add", "", |s: Sum, _| async move {
+            Ok((s.a + s.b).to_string())
+        }))
+        .with(tool(
+            "now",
+            "",
+            |(): (), _| async move { Ok("noon".into()) },
+        ))
+        .with(tool("boom", "", |(): (), _| async move {
+            panic!("a bug in a tool")
+        }));
+    let session = server::testing::user_session().await;
+    let cx = || ToolContext::of(&ReplyContext::for_session(session.clone(), history()));
+    assert_eq!(
+        tools.call("add", r#"{"a":1,"b":2}"#, cx()).await,
+        Ok("3".into())
+    );
+    for empty in ["", "{}", "null"] {
+        assert_eq!(
+            tools.call("now", empty, cx()).await,
+            Ok("noon".into()),
+            "{empty:?}"
+        );
+    }
+    let wrong = tools.call("add", r#"{"a":"one"}"#, cx()).await.unwrap_err();
+    assert!(
+        wrong.0.starts_with("the arguments do not fit the tool"),
+        "{wrong}"
+    );
+    let broken = tools.call("add", r#"{"a":1,"#, cx()).await.unwrap_err();
+    assert!(
+        broken.0.starts_with("the arguments are not valid JSON"),
+        "{broken}"
+    );
+    let missing = tools.call("sub", "{}", cx()).await.unwrap_err();
+    assert_eq!(missing.0, r#"there is no tool named "sub""#);
+    let panicked = tools.call("boom", "{}", cx()).await.unwrap_err();
+    assert_eq!(panicked.0, "the tool failed unexpectedly");
 }

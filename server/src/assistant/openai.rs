@@ -7,9 +7,16 @@ use async_trait::async_trait;
 use confide_core::assistant::{
     Assistant, AssistantError, AssistantErrorKind as Kind, DeltaStream, ReplyContext, Turn,
 };
+use confide_core::model::StepKind;
+use confide_core::tools::{ToolContext, ToolError, Tools};
 use futures::{StreamExt, stream};
 use serde::Deserialize;
-use std::{collections::VecDeque, fmt, time::Duration};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    fmt,
+    sync::Arc,
+    time::Duration,
+};
 use url::Url;
 
 /// A value that must never reach a log line.
@@ -38,12 +45,44 @@ pub struct OpenAiConfig {
     pub connect_timeout: Duration,
     /// Bound on waiting for the response to start and between two pieces of it.
     pub read_timeout: Duration,
+    /// Most rounds of tool calls in one reply; the request after the last one asks the
+    /// model to answer without tools.
+    pub max_tool_rounds: usize,
+    /// Bound on one tool call.
+    pub tool_timeout: Duration,
 }
 
+impl OpenAiConfig {
+    /// The defaults for everything but where the endpoint is and which model to ask.
+    pub fn new(base_url: Url, model: impl Into<String>) -> Self {
+        Self {
+            base_url,
+            api_key: None,
+            model: model.into(),
+            system_prompt: None,
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            max_tool_rounds: 8,
+            tool_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Most characters of one tool result the model is given back.
+const MAX_TOOL_RESULT_CHARS: usize = 32_000;
+/// Most bytes of the arguments of the tool calls of one model turn.
+const MAX_CALL_BYTES: usize = 64 * 1024;
+
 pub struct OpenAiAssistant {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
     http: reqwest::Client,
     endpoint: Url,
     cfg: OpenAiConfig,
+    tools: Tools,
 }
 
 impl OpenAiAssistant {
@@ -55,10 +94,23 @@ impl OpenAiAssistant {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
-            http,
-            endpoint,
-            cfg,
+            inner: Arc::new(Inner {
+                http,
+                endpoint,
+                cfg,
+                tools: Tools::new(),
+            }),
         })
+    }
+
+    /// Offers `tools` to the model. Confide runs each call the model makes, shows it as a
+    /// step, gives the model the result, and asks again, up to `max_tool_rounds` times.
+    pub fn with_tools(self, tools: Tools) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.inner);
+        inner.tools = tools;
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 }
 
@@ -95,12 +147,36 @@ struct Choice {
 struct Delta {
     #[serde(default)]
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<CallDelta>,
+}
+
+/// A piece of a tool call as it streams: the first names the call and the function, the
+/// rest add to its arguments. Pieces of one call share its `index`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CallDelta {
+    #[serde(default)]
+    pub index: usize,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub function: Option<FunctionDelta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FunctionDelta {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub arguments: Option<String>,
 }
 
 /// What one SSE data payload means.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Piece {
     Text(String),
+    /// Pieces of tool calls, and any text beside them.
+    Calls(String, Vec<CallDelta>),
     Nothing,
     Done,
 }
@@ -128,6 +204,15 @@ pub fn interpret(data: &str) -> Result<Piece, AssistantError> {
         .iter()
         .filter_map(|c| c.delta.as_ref()?.content.clone())
         .collect();
+    let calls: Vec<CallDelta> = chunk
+        .choices
+        .iter()
+        .filter_map(|c| c.delta.as_ref())
+        .flat_map(|d| d.tool_calls.iter().cloned())
+        .collect();
+    if !calls.is_empty() {
+        return Ok(Piece::Calls(text, calls));
+    }
     if !text.is_empty() {
         return Ok(Piece::Text(text));
     }
@@ -194,14 +279,26 @@ fn role_name(role: Role) -> &'static str {
 #[async_trait]
 impl Assistant for OpenAiAssistant {
     async fn reply(&self, cx: ReplyContext) -> Result<DeltaStream, AssistantError> {
+        let inner = &self.inner;
         let mut messages = Vec::with_capacity(cx.history.len() + 1);
-        if let Some(p) = &self.cfg.system_prompt {
+        if let Some(p) = &inner.cfg.system_prompt {
             messages.push(serde_json::json!({ "role": "system", "content": p }));
         }
-        for t in cx.history {
+        for t in &cx.history {
             messages.push(serde_json::json!({ "role": role_name(t.role), "content": t.content }));
         }
-        self.complete(messages).await
+        // The first request is made here, so that an endpoint that refuses it fails the
+        // reply at once, as without tools.
+        let first = inner.open(inner.body(&messages, 0)).await?;
+        if inner.tools.is_empty() {
+            return Ok(text_only(first));
+        }
+        // The conversation with the model goes on inside the reply's stream: dropping the
+        // stream (Stop) drops it, the tool call it is waiting for included.
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let talk = converse(self.inner.clone(), messages, first, cx, tx);
+        let talk = stream::once(talk).filter_map(|()| futures::future::ready(None));
+        Ok(Box::pin(stream::select(rx, talk)))
     }
 
     async fn title(&self, exchange: &[Turn]) -> Option<String> {
@@ -217,7 +314,8 @@ impl Assistant for OpenAiAssistant {
             serde_json::json!({ "role": "user", "content": transcript.join("\n\n") }),
         ];
         let collect = async {
-            let mut stream = self.complete(messages).await.ok()?;
+            let body = serde_json::json!({ "model": self.inner.cfg.model, "stream": true, "messages": messages });
+            let mut stream = text_only(self.inner.open(body).await.ok()?);
             let mut text = String::new();
             while let Some(piece) = stream.next().await {
                 text.push_str(&piece.ok()?);
@@ -234,14 +332,168 @@ impl Assistant for OpenAiAssistant {
     }
 }
 
-impl OpenAiAssistant {
-    /// Streams the completion of `messages` as text deltas.
-    async fn complete(
-        &self,
-        messages: Vec<serde_json::Value>,
-    ) -> Result<DeltaStream, AssistantError> {
-        let body =
+/// What a completion stream carries: text, or pieces of tool calls.
+enum Event {
+    Text(String),
+    Call(CallDelta),
+}
+
+type Events = futures::stream::BoxStream<'static, Result<Event, AssistantError>>;
+
+fn text_only(events: Events) -> DeltaStream {
+    Box::pin(events.filter_map(|e| {
+        futures::future::ready(match e {
+            Ok(Event::Text(t)) => Some(Ok(t)),
+            Ok(Event::Call(_)) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }))
+}
+
+/// A tool call as the model made it, its pieces put together.
+#[derive(Default)]
+struct Call {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+/// The model↔tool loop: streams the model's text out, runs the tools it calls (each as a
+/// step), gives it the results and asks again, until it answers without calling any or the
+/// rounds run out.
+async fn converse(
+    inner: Arc<Inner>,
+    mut messages: Vec<serde_json::Value>,
+    mut events: Events,
+    cx: ReplyContext,
+    tx: futures::channel::mpsc::UnboundedSender<Result<String, AssistantError>>,
+) {
+    let tcx = ToolContext::of(&cx);
+    let fail = |e: AssistantError| {
+        let _ = tx.unbounded_send(Err(e));
+    };
+    let mut said = false;
+    for round in 0.. {
+        let mut text = String::new();
+        let mut calls: BTreeMap<usize, Call> = BTreeMap::new();
+        let mut call_bytes = 0;
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(Event::Text(t)) => {
+                    // Each round's words start a paragraph of their own.
+                    let piece = if text.is_empty() && said && !t.trim().is_empty() {
+                        format!("\n\n{}", t.trim_start())
+                    } else {
+                        t
+                    };
+                    text.push_str(&piece);
+                    if tx.unbounded_send(Ok(piece)).is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Call(d)) => {
+                    let call = calls.entry(d.index).or_default();
+                    if let Some(id) = d.id {
+                        call.id = id;
+                    }
+                    if let Some(f) = d.function {
+                        let (name, args) =
+                            (f.name.unwrap_or_default(), f.arguments.unwrap_or_default());
+                        call_bytes += name.len() + args.len();
+                        call.name.push_str(&name);
+                        call.arguments.push_str(&args);
+                    }
+                    if call_bytes > MAX_CALL_BYTES || calls.len() > confide_core::model::MAX_STEPS {
+                        return fail(err(Kind::Protocol, "the model's tool calls are too large"));
+                    }
+                }
+                Err(e) => return fail(e),
+            }
+        }
+        said |= !text.trim().is_empty();
+        if calls.is_empty() {
+            return;
+        }
+        if round >= inner.cfg.max_tool_rounds {
+            return fail(err(
+                Kind::Protocol,
+                format!(
+                    "the model still called tools after {} rounds",
+                    inner.cfg.max_tool_rounds
+                ),
+            ));
+        }
+        for (i, call) in calls.values_mut().enumerate() {
+            if call.id.is_empty() {
+                call.id = format!("call_{round}_{i}");
+            }
+        }
+        messages.push(serde_json::json!({
+            "role": "assistant",
+            "content": if text.is_empty() { serde_json::Value::Null } else { text.into() },
+            "tool_calls": calls.values().map(|c| serde_json::json!({
+                "id": c.id,
+                "type": "function",
+                "function": { "name": c.name, "arguments": c.arguments },
+            })).collect::<Vec<_>>(),
+        }));
+        for call in calls.values() {
+            let step = cx.step(StepKind::Tool, &call.name, &call.arguments);
+            let ran = tokio::time::timeout(
+                inner.cfg.tool_timeout,
+                inner.tools.call(&call.name, &call.arguments, tcx.clone()),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(ToolError::new(format!(
+                    "the tool did not answer within {} s",
+                    inner.cfg.tool_timeout.as_secs()
+                )))
+            });
+            let content = match ran {
+                Ok(out) => {
+                    step.done(&out);
+                    out
+                }
+                Err(e) => {
+                    step.fail(&e.0);
+                    format!("error: {}", e.0)
+                }
+            };
+            let content: String = content.chars().take(MAX_TOOL_RESULT_CHARS).collect();
+            messages.push(serde_json::json!({
+                "role": "tool",
+                "tool_call_id": call.id,
+                "content": content,
+            }));
+        }
+        events = match inner.open(inner.body(&messages, round + 1)).await {
+            Ok(events) => events,
+            Err(e) => return fail(e),
+        };
+    }
+}
+
+impl Inner {
+    /// The request of round `round` (0 for the first): the tools are offered while rounds
+    /// are left, and the last asks for an answer without them.
+    fn body(&self, messages: &[serde_json::Value], round: usize) -> serde_json::Value {
+        let mut body =
             serde_json::json!({ "model": self.cfg.model, "stream": true, "messages": messages });
+        if !self.tools.is_empty() {
+            body["tools"] = self.tools.openai_specs().into();
+            body["tool_choice"] = if round >= self.cfg.max_tool_rounds {
+                "none"
+            } else {
+                "auto"
+            }
+            .into();
+        }
+        body
+    }
+
+    /// Sends `body` and streams what the completion carries.
+    async fn open(&self, body: serde_json::Value) -> Result<Events, AssistantError> {
         let mut req = self
             .http
             .post(self.endpoint.clone())
@@ -258,7 +510,7 @@ impl OpenAiAssistant {
         struct State {
             body: futures::stream::BoxStream<'static, Result<bytes::Bytes, reqwest::Error>>,
             parser: SseParser,
-            ready: VecDeque<Result<String, AssistantError>>,
+            ready: VecDeque<Result<Event, AssistantError>>,
             finished: bool,
         }
         let state = State {
@@ -284,7 +536,14 @@ impl OpenAiAssistant {
                         Ok(events) => {
                             for ev in events {
                                 match interpret(&ev.data) {
-                                    Ok(Piece::Text(t)) => st.ready.push_back(Ok(t)),
+                                    Ok(Piece::Text(t)) => st.ready.push_back(Ok(Event::Text(t))),
+                                    Ok(Piece::Calls(t, calls)) => {
+                                        if !t.is_empty() {
+                                            st.ready.push_back(Ok(Event::Text(t)));
+                                        }
+                                        st.ready
+                                            .extend(calls.into_iter().map(|c| Ok(Event::Call(c))));
+                                    }
                                     Ok(Piece::Nothing) => {}
                                     Ok(Piece::Done) => {
                                         st.finished = true;
