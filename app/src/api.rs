@@ -89,8 +89,8 @@ pub async fn set_note(text: String) -> Result<Note, ApiError> {
 // ---- chat -------------------------------------------------------------------------------
 
 use crate::model::{
-    Export, ExportFormat, MessageId, MessageView, Rating, SearchHit, Sent, Thread, ThreadId,
-    ThreadView,
+    ActionId, Export, ExportFormat, MessageId, MessageView, Rating, SearchHit, Sent, Thread,
+    ThreadId, ThreadView,
 };
 
 #[server(prefix = "/api", endpoint = "threads/list", input = Json, output = Json, client = crate::client::SessionClient)]
@@ -156,6 +156,12 @@ pub async fn edit_message(message_id: MessageId, content: String) -> Result<Sent
 #[server(prefix = "/api", endpoint = "messages/regenerate", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn regenerate_reply(thread_id: ThreadId) -> Result<MessageView, ApiError> {
     crate::ssr::chat().await?.regenerate(&thread_id).await
+}
+
+/// Clicks action `action_id` of reply `message_id`: the answer is the new reply it starts.
+#[server(prefix = "/api", endpoint = "messages/act", input = Json, output = Json, client = crate::client::SessionClient)]
+pub async fn act(message_id: MessageId, action_id: ActionId) -> Result<MessageView, ApiError> {
+    crate::ssr::chat().await?.act(&message_id, &action_id).await
 }
 
 #[server(prefix = "/api", endpoint = "messages/feedback", input = Json, output = Json, client = crate::client::SessionClient)]

@@ -14,7 +14,8 @@
 //! starts, or beside it, should watch `cx.cancel`.
 
 use crate::model::{Account, Role, StepKind, Thread};
-use crate::steps::{StepHandle, Steps};
+use crate::model::{Action, ActionId};
+use crate::steps::{ActionError, Actions, StepHandle, Steps};
 use crate::{ApiError, SessionId, UserSession};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -95,6 +96,8 @@ pub struct ReplyContext {
     pub cancel: CancellationToken,
     /// The reply's steps (see [`step`](Self::step)).
     pub steps: Steps,
+    /// The reply's buttons (see [`action`](Self::action)).
+    pub actions: Actions,
 }
 
 impl ReplyContext {
@@ -105,14 +108,28 @@ impl ReplyContext {
         session: UserSession,
         cancel: CancellationToken,
     ) -> Self {
+        let steps = Steps::new();
         Self {
             history,
             thread,
             account,
             session,
             cancel,
-            steps: Steps::new(),
+            actions: steps.linked_actions(),
+            steps,
         }
+    }
+
+    /// Offers a button labelled `label` under the reply. A click (by this browser session,
+    /// or another of the signed-in account's) calls [`Assistant::on_action`] with an
+    /// `Action` named `name` that carries `payload`, and takes the reply's buttons away.
+    pub fn action(
+        &self,
+        name: impl Into<String>,
+        label: impl Into<String>,
+        payload: &impl serde::Serialize,
+    ) -> Result<ActionId, ActionError> {
+        self.actions.add(name, label, payload)
     }
 
     /// Opens a step the person sees beside the reply, live, as a collapsible block: a tool
@@ -159,6 +176,21 @@ impl ReplyContext {
 pub trait Assistant: Send + Sync + 'static {
     /// Starts a reply in `cx` (see [`ReplyContext`]).
     async fn reply(&self, cx: ReplyContext) -> Result<DeltaStream, AssistantError>;
+
+    /// Answers a click on one of the buttons a reply offered (see
+    /// [`ReplyContext::action`]) with a new reply, made in `cx` as `reply` makes its own;
+    /// `cx.history` ends with the reply that offered the action. The action is the one
+    /// stored with that reply, never what the browser says it was.
+    async fn on_action(
+        &self,
+        _cx: ReplyContext,
+        _action: Action,
+    ) -> Result<DeltaStream, AssistantError> {
+        Err(AssistantError::new(
+            AssistantErrorKind::Other,
+            "this assistant offers no actions",
+        ))
+    }
 
     /// A short title for a new chat, from its first exchange (the person's message and the
     /// reply). `None` keeps the title Confide made from the first words of the message,

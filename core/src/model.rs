@@ -86,6 +86,10 @@ id_type!(
     /// Names a step within its message.
     StepId
 );
+id_type!(
+    /// Names an action button within its message.
+    ActionId
+);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thread {
@@ -143,6 +147,42 @@ pub struct Message {
     /// steps began. Empty for the person's messages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
+    /// Buttons the reply offers; a click calls back into the assistant with the action.
+    /// Pressing one takes them all away (the choice is made).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+}
+
+/// Most actions one reply offers.
+pub const MAX_ACTIONS: usize = 10;
+/// Longest action label, in characters.
+pub const MAX_ACTION_LABEL_CHARS: usize = 40;
+/// Largest action payload, in bytes of JSON.
+pub const MAX_ACTION_PAYLOAD_BYTES: usize = 4 * 1024;
+
+/// A button under a reply. The browser is shown `label` and sends back only the message and
+/// `id`; `name` and `payload` are read from the stored message of the session that clicks,
+/// so a click can neither forge a payload nor reach another session's action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub id: ActionId,
+    /// Which of the assistant's callbacks the click is for.
+    pub name: String,
+    pub label: String,
+    /// What the assistant attached, as JSON text (see `payload`).
+    #[serde(default)]
+    pub payload: String,
+}
+
+impl Action {
+    /// The payload read as `T`.
+    pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(if self.payload.is_empty() {
+            "null"
+        } else {
+            &self.payload
+        })
+    }
 }
 
 /// Most steps one reply keeps; later ones are not recorded.
@@ -200,10 +240,10 @@ impl Step {
     }
 }
 
-/// How far a reply's steps have come: each step counts once when it begins and once when it
-/// ends, so the number only grows while the reply runs.
-fn step_progress(steps: &[Step]) -> usize {
-    steps.len() + steps.iter().filter(|s| s.ended()).count()
+/// How far a reply's steps and actions have come: each step counts once when it begins and
+/// once when it ends, each action once, so the number only grows while the reply runs.
+fn step_progress(steps: &[Step], actions: &[Action]) -> usize {
+    steps.len() + steps.iter().filter(|s| s.ended()).count() + actions.len()
 }
 
 /// Where a message stands in its own history, read from what it holds. The server only
@@ -224,9 +264,10 @@ pub enum Revision {
 impl Message {
     pub fn revision(&self) -> Revision {
         match self.status {
-            MessageStatus::Streaming => {
-                Revision::Streaming(self.content.len(), step_progress(&self.steps))
-            }
+            MessageStatus::Streaming => Revision::Streaming(
+                self.content.len(),
+                step_progress(&self.steps, &self.actions),
+            ),
             MessageStatus::Done | MessageStatus::Stopped | MessageStatus::Error => Revision::Ended,
         }
     }
@@ -363,6 +404,7 @@ mod tests {
             feedback: None,
             error: None,
             steps: Vec::new(),
+            actions: Vec::new(),
         };
         let partial = Message {
             content: "Hello ".into(),
@@ -416,6 +458,7 @@ mod tests {
             feedback: None,
             error: None,
             steps: Vec::new(),
+            actions: Vec::new(),
         };
         let began = Message {
             steps: vec![step.clone()],

@@ -8,6 +8,7 @@
 //! drops its stream, and with it the handles of the steps that were still running.
 
 use crate::model::{
+    Action, ActionId, MAX_ACTION_LABEL_CHARS, MAX_ACTION_PAYLOAD_BYTES, MAX_ACTIONS,
     MAX_STEP_NAME_CHARS, MAX_STEP_TEXT_CHARS, MAX_STEPS, Step, StepId, StepKind, StepStatus,
 };
 use crate::store::now_ms;
@@ -25,8 +26,9 @@ pub struct Steps {
 struct Shared {
     steps: Mutex<Vec<Step>>,
     // One waiter, the reply's task: a change made while it is busy leaves a permit, and
-    // any number of changes meanwhile are picked up by one look.
-    changed: Notify,
+    // any number of changes meanwhile are picked up by one look. Shared with the reply's
+    // `Actions`, so the task watches one signal for both.
+    changed: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Steps {
@@ -74,7 +76,16 @@ impl Steps {
             .unwrap_or_default()
     }
 
-    /// Resolves once a step has begun or ended since the last time it resolved.
+    /// The reply's actions, announced through the same signal as its steps.
+    pub(crate) fn linked_actions(&self) -> Actions {
+        Actions {
+            list: Default::default(),
+            changed: self.shared.changed.clone(),
+        }
+    }
+
+    /// Resolves once a step has begun or ended, or an action was added, since the last time
+    /// it resolved.
     pub(crate) async fn changed(&self) {
         self.shared.changed.notified().await
     }
@@ -139,6 +150,68 @@ impl Steps {
                 s.ended_ms = Some(now_ms());
             }
         });
+    }
+}
+
+/// The buttons a reply offers under its text (see
+/// [`ReplyContext::action`](crate::assistant::ReplyContext::action)).
+#[derive(Clone, Default)]
+pub struct Actions {
+    list: Arc<Mutex<Vec<Action>>>,
+    changed: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Actions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.snapshot()).finish()
+    }
+}
+
+/// Why an action could not be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    #[error("a reply offers at most {MAX_ACTIONS} actions")]
+    TooMany,
+    #[error("an action's payload is at most {MAX_ACTION_PAYLOAD_BYTES} bytes of JSON")]
+    PayloadTooLarge,
+    #[error("the payload cannot be written as JSON: {0}")]
+    Payload(String),
+}
+
+impl Actions {
+    /// Adds a button labelled `label`; a click calls the assistant's `on_action` with an
+    /// [`Action`] named `name` that carries `payload`.
+    pub fn add(
+        &self,
+        name: impl Into<String>,
+        label: impl Into<String>,
+        payload: &impl serde::Serialize,
+    ) -> Result<ActionId, ActionError> {
+        let payload =
+            serde_json::to_string(payload).map_err(|e| ActionError::Payload(e.to_string()))?;
+        if payload.len() > MAX_ACTION_PAYLOAD_BYTES {
+            return Err(ActionError::PayloadTooLarge);
+        }
+        let action = Action {
+            id: ActionId::random(),
+            name: bounded(name.into(), MAX_STEP_NAME_CHARS),
+            label: bounded(label.into(), MAX_ACTION_LABEL_CHARS),
+            payload,
+        };
+        let id = action.id;
+        {
+            let mut list = self.list.lock().map_err(|_| ActionError::TooMany)?;
+            if list.len() >= MAX_ACTIONS {
+                return Err(ActionError::TooMany);
+            }
+            list.push(action);
+        }
+        self.changed.notify_one();
+        Ok(id)
+    }
+
+    pub fn snapshot(&self) -> Vec<Action> {
+        self.list.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
 
@@ -251,6 +324,43 @@ mod tests {
             "at the limit, kept whole"
         );
         assert!(!got.output.ends_with('…'));
+    }
+
+    #[tokio::test]
+    async fn actions_are_bounded_and_announced_with_the_steps() {
+        let steps = Steps::new();
+        let actions = steps.linked_actions();
+        let id = actions
+            .add("pick", "Red", &serde_json::json!({ "colour": "red" }))
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), steps.changed())
+            .await
+            .expect("an action is a change of the reply");
+        let got = actions.snapshot();
+        assert_eq!((got[0].id, got[0].label.as_str()), (id, "Red"));
+        assert_eq!(
+            got[0].payload::<serde_json::Value>().unwrap()["colour"],
+            "red"
+        );
+        assert_eq!(
+            actions.add("pick", "big", &"x".repeat(MAX_ACTION_PAYLOAD_BYTES)),
+            Err(ActionError::PayloadTooLarge)
+        );
+        for i in 1..MAX_ACTIONS {
+            actions.add("pick", format!("{i}"), &i).unwrap();
+        }
+        assert_eq!(
+            actions.add("pick", "one more", &()),
+            Err(ActionError::TooMany)
+        );
+        let long = actions.snapshot();
+        assert_eq!(long.len(), MAX_ACTIONS);
+        let labelled = Steps::new().linked_actions();
+        labelled.add("n", "l".repeat(100), &()).unwrap();
+        assert_eq!(
+            labelled.snapshot()[0].label.chars().count(),
+            MAX_ACTION_LABEL_CHARS
+        );
     }
 
     #[test]

@@ -477,3 +477,31 @@ test("Stop ends a running tool step as stopped; an open step stays open as it ch
   await expect(page.locator(".app-shell")).toHaveAttribute("data-session-state", "ready");
   await expect(assistant(page).last().locator("[data-step=wait]")).toHaveAttribute("data-status", "stopped");
 });
+
+test("a reply's buttons answer a click once, and every tab sees the choice", async ({ page, context }) => {
+  await openReady(page);
+  await send(page, "/actions");
+  const offer = assistant(page).first();
+  await expect(offer).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const buttons = offer.getByTestId("action");
+  await expect(buttons).toHaveText(["Red", "Green", "Blue"]);
+  const other = await context.newPage();
+  await openReady(other, new URL(page.url()).pathname);
+  await expect(assistant(other).first().getByTestId("action")).toHaveCount(3);
+
+  // Keyboard only: Tab reaches the buttons, Enter presses one.
+  await buttons.nth(1).focus();
+  await page.keyboard.press("Enter");
+  const answer = assistant(page).nth(1);
+  await expect(answer).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(answer.locator(".markdown")).toHaveText("You picked green.");
+  await expect(buttons).toHaveCount(0);
+  await expect(page.getByTestId("composer")).toBeFocused();
+  await expect(assistant(other).nth(1).locator(".markdown")).toHaveText("You picked green.");
+  await expect(assistant(other).first().getByTestId("action")).toHaveCount(0);
+
+  await page.reload();
+  await expect(page.locator(".app-shell")).toHaveAttribute("data-session-state", "ready");
+  await expect(assistant(page)).toHaveCount(2);
+  await expect(page.getByTestId("action")).toHaveCount(0);
+});

@@ -38,10 +38,11 @@ use std::{
 };
 
 /// The server functions that start a model reply, from their own definitions.
-const SEND_PATHS: [&str; 3] = [
+const SEND_PATHS: [&str; 4] = [
     <app::api::SendMessage as ServerFn>::PATH,
     <app::api::EditMessage as ServerFn>::PATH,
     <app::api::RegenerateReply as ServerFn>::PATH,
+    <app::api::Act as ServerFn>::PATH,
 ];
 
 /// Largest server-function error body the status mapping will read.

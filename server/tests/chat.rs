@@ -937,3 +937,80 @@ async fn stop_ends_a_running_step() {
     let t = common::settled(&app, &mut b, &tid).await;
     assert_eq!(t["messages"][1]["steps"][0]["status"], "stopped");
 }
+
+/// A reply's buttons answer a click once, from their own session only: another browser, a
+/// made-up action id or one of another message answers 404 and changes nothing.
+#[tokio::test]
+async fn actions_answer_once_and_only_in_their_own_session() {
+    let app = app().await;
+    let mut b = started(&app).await;
+    let sent = ok(b
+        .call(&app, "messages/send", json!({ "content": "/actions" }))
+        .await);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+    let t = common::settled(&app, &mut b, &tid).await;
+    let offered = t["messages"][1].clone();
+    let labels: Vec<&str> = offered["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["Red", "Green", "Blue"]);
+    let mid = offered["id"].as_str().unwrap().to_owned();
+    let green = offered["actions"][1]["id"].as_str().unwrap().to_owned();
+    let user_mid = t["messages"][0]["id"].as_str().unwrap().to_owned();
+
+    let other = started(&app).await;
+    let made_up = uuid::Uuid::new_v4().to_string();
+    for (who, message, action) in [
+        (&other, &mid, &green),
+        (&b, &mid, &made_up),
+        (&b, &user_mid, &green),
+    ] {
+        let r = who
+            .clone()
+            .call(
+                &app,
+                "messages/act",
+                json!({ "message_id": message, "action_id": action }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+        assert_eq!(r.code(), "not_found");
+    }
+    let unchanged = ok(b
+        .call(&app, "threads/get", json!({ "thread_id": tid }))
+        .await);
+    assert_eq!(unchanged["messages"], t["messages"], "nothing changed");
+
+    let reply = ok(b
+        .call(
+            &app,
+            "messages/act",
+            json!({ "message_id": mid, "action_id": green }),
+        )
+        .await);
+    assert_eq!(reply["role"], "assistant");
+    let t = common::settled(&app, &mut b, &tid).await;
+    let msgs = t["messages"].as_array().unwrap();
+    assert_eq!(
+        msgs.len(),
+        3,
+        "the answer follows the reply that offered the action"
+    );
+    assert_eq!(msgs[2]["content"], "You picked **green**.");
+    assert!(
+        msgs[1].get("actions").is_none(),
+        "the buttons went: {}",
+        msgs[1]
+    );
+    let again = b
+        .call(
+            &app,
+            "messages/act",
+            json!({ "message_id": mid, "action_id": green }),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "a choice is made once");
+}

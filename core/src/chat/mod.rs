@@ -14,7 +14,7 @@ use super::{
 use crate::{
     ApiError, ErrorCode, SessionId,
     model::{
-        ChatEvent, DEFAULT_TITLE, Export, ExportFormat, Feedback, MAX_COMMENT_CHARS,
+        ActionId, ChatEvent, DEFAULT_TITLE, Export, ExportFormat, Feedback, MAX_COMMENT_CHARS,
         MAX_MESSAGE_CHARS, MAX_TITLE_CHARS, Message, MessageId, MessageStatus, MessageView, Rating,
         Role, SearchHit, Sent, Step, StepKind, StepStatus, Thread, ThreadId, ThreadView,
         title_from,
@@ -251,6 +251,7 @@ impl Chat {
             feedback: None,
             error: None,
             steps: Vec::new(),
+            actions: Vec::new(),
         };
         // A thread still called by the default title takes its title from its first message.
         let mut thread = thread;
@@ -262,7 +263,7 @@ impl Chat {
         let mut history = history;
         history.push(user.clone());
         let (user_view, reply) = self
-            .start_reply(&thread, history, Some(user), count == 0)
+            .start_reply(&thread, history, Some(user), count == 0, None)
             .await?;
         let user_view = user_view.ok_or_else(ApiError::internal)?;
         // Appending a message moves its thread's `updated_ms` to the message's time (the
@@ -357,7 +358,7 @@ impl Chat {
         let first = tail.count == 1;
         let thread = tail.thread;
         let (_, reply) = self
-            .start_reply(&thread, tail.messages, None, first)
+            .start_reply(&thread, tail.messages, None, first, None)
             .await?;
         Ok(Sent {
             thread,
@@ -395,7 +396,57 @@ impl Chat {
         });
         let history = messages[..=last_user].to_vec();
         let first = before + last_user == 0;
-        let (_, reply) = self.start_reply(&t, history, None, first).await?;
+        let (_, reply) = self.start_reply(&t, history, None, first, None).await?;
+        Ok(reply)
+    }
+
+    /// A click on action `action` of reply `message`: the reply's buttons go (the choice is
+    /// made), and the assistant answers the action with a new reply in the same thread.
+    /// Only a reply of this session's own, and only an action it still offers, can be
+    /// clicked; anything else answers 404 as a missing one would.
+    pub async fn act(
+        &self,
+        message: &MessageId,
+        action: &ActionId,
+    ) -> Result<MessageView, ApiError> {
+        let store = self.session.store();
+        let mut offered = store
+            .get_message(self.sid(), message)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+        let chosen = offered
+            .actions
+            .iter()
+            .find(|a| a.id == *action)
+            .cloned()
+            .ok_or_else(ApiError::not_found)?;
+        let tail = self.tail(&offered.thread_id, self.turn_window()).await?;
+        if self
+            .rt
+            .replies
+            .busy(self.sid(), &tail.thread.id, &tail.messages)
+            || tail
+                .messages
+                .last()
+                .is_some_and(|m| m.status == MessageStatus::Streaming)
+        {
+            return Err(ApiError::new(
+                ErrorCode::Busy,
+                "a reply is still streaming in this thread; stop it first",
+            ));
+        }
+        // Two clicks at once (two tabs, a double click) may both get this far; the reply
+        // is admitted to the thread once (`start_reply`), and the later click is refused
+        // as busy.
+        offered.actions.clear();
+        self.put(&offered).await?;
+        self.publish(ChatEvent::Message {
+            message: view(offered.clone()),
+        });
+        // Never a chat's first exchange: the reply that offered the action came before.
+        let (_, reply) = self
+            .start_reply(&tail.thread, tail.messages, None, false, Some(chosen))
+            .await?;
         Ok(reply)
     }
 

@@ -13,8 +13,8 @@ use crate::{
     assistant::{ReplyContext, Turn},
     markdown,
     model::{
-        ChatEvent, Message, MessageId, MessageStatus, MessageView, Role, StepStatus, Thread,
-        ThreadId, title_from,
+        Action, ChatEvent, Message, MessageId, MessageStatus, MessageView, Role, StepStatus,
+        Thread, ThreadId, title_from,
     },
     store::{ThreadTail, now_ms},
 };
@@ -28,13 +28,15 @@ impl Chat {
     /// Stores the reply placeholder, after `asked` (the person's new message, stored in the
     /// same call), and starts generating. `history` is the end of the thread up to the
     /// question; `first` says the question is the thread's only message, which is not
-    /// something a bounded history can tell. Answers the views of both.
+    /// something a bounded history can tell. With `action`, the reply answers a click on
+    /// that action instead of a question. Answers the views of both.
     pub(super) async fn start_reply(
         &self,
         thread: &Thread,
         history: Vec<Message>,
         asked: Option<Message>,
         first: bool,
+        action: Option<Action>,
     ) -> Result<(Option<MessageView>, MessageView), ApiError> {
         let reply = Message {
             id: MessageId::random(),
@@ -46,6 +48,7 @@ impl Chat {
             feedback: None,
             error: None,
             steps: Vec::new(),
+            actions: Vec::new(),
         };
         let slot = self
             .rt
@@ -82,17 +85,30 @@ impl Chat {
             .collect();
         let excess = turns.len().saturating_sub(self.rt.history_turns.max(1));
         turns.drain(..excess);
+        let asked = Asked {
+            history: turns,
+            first,
+            action,
+        };
         tokio::spawn(generate(
             self.rt.clone(),
             self.session.clone(),
             thread.clone(),
             reply,
-            turns,
-            first,
+            asked,
             slot,
         ));
         Ok((asked_view, reply_view))
     }
+}
+
+/// What a reply answers: the conversation so far, and the action clicked, if that is what
+/// asked for it.
+struct Asked {
+    history: Vec<Turn>,
+    /// The question is the chat's first message.
+    first: bool,
+    action: Option<Action>,
 }
 
 /// Runs one reply to completion, stop or failure. Deltas are published at most every
@@ -102,10 +118,14 @@ async fn generate(
     session: VerifiedSession,
     thread: Thread,
     mut reply: Message,
-    history: Vec<Turn>,
-    first: bool,
+    asked: Asked,
     slot: Slot,
 ) {
+    let Asked {
+        history,
+        first,
+        action,
+    } = asked;
     let cancel = slot.cancel.clone();
     let sid = *session.owner();
     let save = |m: Message| {
@@ -142,10 +162,16 @@ async fn generate(
         None
     });
     let cx = ReplyContext::new(history, thread, account, values, cancel.clone());
-    let steps = cx.steps.clone();
+    let (steps, actions) = (cx.steps.clone(), cx.actions.clone());
+    let started = async {
+        match action {
+            Some(action) => rt.assistant.on_action(cx, action).await,
+            None => rt.assistant.reply(cx).await,
+        }
+    };
     let stream = tokio::select! {
         _ = cancel.cancelled() => None,
-        s = rt.assistant.reply(cx) => Some(s),
+        s = started => Some(s),
     };
     match stream {
         None => reply.status = MessageStatus::Stopped,
@@ -170,37 +196,44 @@ async fn generate(
                 .flatten()
                 .min();
                 tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => {
-                        reply.status = MessageStatus::Stopped;
-                        break;
-                    }
-                    _ = steps.changed() => {
-                        reply.steps = steps.snapshot();
-                        // A step is rare and shown at once, with the text so far.
-                        rt.hub.publish(&sid, ChatEvent::Message { message: view(reply.clone()) });
-                        last_delta = Instant::now();
-                        unsent = false;
-                        unsaved = true;
-                    }
-                    item = stream.next() => match item {
-                        Some(Ok(delta)) => {
-                            reply.content.push_str(&delta);
-                            unsent = true;
-                            unsaved = true;
-                        }
-                        Some(Err(e)) => {
-                            reply.status = MessageStatus::Error;
-                            reply.error = Some(e.message);
-                            break;
-                        }
-                        None => {
-                            reply.status = MessageStatus::Done;
-                            break;
-                        }
-                    },
-                    _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {}
-                }
+                                biased;
+                                _ = cancel.cancelled() => {
+                                    reply.status = MessageStatus::Stopped;
+                                    break;
+                                }
+                                _ = steps.changed() => {
+                                    reply.steps = steps.snapshot();
+                // Buttons offered by a reply that did not finish would answer a question it never
+                // answered.
+                reply.actions = match reply.status {
+                    MessageStatus::Done => actions.snapshot(),
+                    _ => Vec::new(),
+                };
+                                    reply.actions = actions.snapshot();
+                                    // A step is rare and shown at once, with the text so far.
+                                    rt.hub.publish(&sid, ChatEvent::Message { message: view(reply.clone()) });
+                                    last_delta = Instant::now();
+                                    unsent = false;
+                                    unsaved = true;
+                                }
+                                item = stream.next() => match item {
+                                    Some(Ok(delta)) => {
+                                        reply.content.push_str(&delta);
+                                        unsent = true;
+                                        unsaved = true;
+                                    }
+                                    Some(Err(e)) => {
+                                        reply.status = MessageStatus::Error;
+                                        reply.error = Some(e.message);
+                                        break;
+                                    }
+                                    None => {
+                                        reply.status = MessageStatus::Done;
+                                        break;
+                                    }
+                                },
+                                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {}
+                            }
                 if unsent && last_delta.elapsed() >= rt.delta_interval {
                     publish_delta(&reply);
                     last_delta = Instant::now();

@@ -217,6 +217,7 @@ mod tests {
             feedback: None,
             error: None,
             steps: Vec::new(),
+            actions: Vec::new(),
         };
         let second = replies
             .admit(

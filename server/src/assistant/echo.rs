@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use confide_core::assistant::{
     Assistant, AssistantError, AssistantErrorKind, DeltaStream, ReplyContext,
 };
-use confide_core::model::StepKind;
+use confide_core::model::{Action, StepKind};
 use confide_core::steps::Steps;
 use futures::{StreamExt, stream};
 use std::time::Duration;
@@ -24,6 +24,7 @@ Commands:\n\n\
 - `/error` — a reply that fails part-way\n\
 - `/steps <text>` — count the words of the text, showing the work as steps\n\
 - `/steps slow` — a tool step that runs until you press **Stop**\n\
+- `/actions` — a reply with buttons that answer when pressed\n\
 - `/remember <text>` — keep a note in this browser session\n\
 - `/recall` — show the note this browser session keeps\n\
 - `/help` — this list";
@@ -84,7 +85,17 @@ impl Assistant for EchoAssistant {
             _ => None,
         };
         let mut words = last.trim().splitn(2, char::is_whitespace);
-        if words.next() == Some("/steps") {
+        let first = words.next();
+        if first == Some("/actions") {
+            for colour in ["red", "green", "blue"] {
+                let mut label = colour.to_owned();
+                label[..1].make_ascii_uppercase();
+                cx.action("colour", label, &serde_json::json!({ "colour": colour }))
+                    .map_err(|e| AssistantError::new(AssistantErrorKind::Other, e.to_string()))?;
+            }
+            return Ok(words_of("Pick a colour:".into(), self.delay, None));
+        }
+        if first == Some("/steps") {
             let text = words.next().unwrap_or("").trim().to_owned();
             return Ok(steps_reply(cx.steps.clone(), text, self.delay));
         }
@@ -92,32 +103,53 @@ impl Assistant for EchoAssistant {
             Some(text) => (text, self.delay, None),
             None => self.script(last),
         };
-        let words: Vec<String> = text
-            .split_inclusive(char::is_whitespace)
-            .map(str::to_owned)
-            .collect();
-        let s = stream::iter(words.into_iter().enumerate()).then(move |(i, w)| async move {
-            if !delay.is_zero() && i > 0 {
-                tokio::time::sleep(delay).await;
-            }
-            match fail_after {
-                Some(n) if i >= n => Err(AssistantError::new(
-                    AssistantErrorKind::Upstream,
-                    "the echo assistant failed on purpose (/error)",
-                )),
-                _ => Ok(w),
-            }
-        });
-        // Stop after the first error, as a real stream would.
-        let s = s.scan(false, |failed, item| {
-            let out = if *failed { None } else { Some(item) };
-            if let Some(Err(_)) = &out {
-                *failed = true;
-            }
-            futures::future::ready(out)
-        });
-        Ok(Box::pin(s))
+        Ok(words_of(text, delay, fail_after))
     }
+
+    async fn on_action(
+        &self,
+        _cx: ReplyContext,
+        action: Action,
+    ) -> Result<DeltaStream, AssistantError> {
+        #[derive(serde::Deserialize)]
+        struct Pick {
+            colour: String,
+        }
+        let text = match (action.name.as_str(), action.payload::<Pick>()) {
+            ("colour", Ok(p)) => format!("You picked **{}**.", p.colour),
+            _ => format!("I do not know the action {:?}.", action.name),
+        };
+        Ok(words_of(text, self.delay, None))
+    }
+}
+
+/// `text` streamed word by word, `delay` apart, failing at word `fail_after` if given.
+fn words_of(text: String, delay: Duration, fail_after: Option<usize>) -> DeltaStream {
+    let words: Vec<String> = text
+        .split_inclusive(char::is_whitespace)
+        .map(str::to_owned)
+        .collect();
+    let s = stream::iter(words.into_iter().enumerate()).then(move |(i, w)| async move {
+        if !delay.is_zero() && i > 0 {
+            tokio::time::sleep(delay).await;
+        }
+        match fail_after {
+            Some(n) if i >= n => Err(AssistantError::new(
+                AssistantErrorKind::Upstream,
+                "the echo assistant failed on purpose (/error)",
+            )),
+            _ => Ok(w),
+        }
+    });
+    // Stop after the first error, as a real stream would.
+    let s = s.scan(false, |failed, item| {
+        let out = if *failed { None } else { Some(item) };
+        if let Some(Err(_)) = &out {
+            *failed = true;
+        }
+        futures::future::ready(out)
+    });
+    Box::pin(s)
 }
 
 /// `/steps`: the work of counting words shown as steps (a plan, a tool with a nested

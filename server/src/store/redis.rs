@@ -947,6 +947,7 @@ mod tests {
             feedback: None,
             error: None,
             steps: Vec::new(),
+            actions: Vec::new(),
         };
         assert!(store.put_message(id, &message).await.unwrap());
         assert!(store.update_thread(id, &thread).await.unwrap());
@@ -1000,6 +1001,7 @@ mod tests {
             feedback: None,
             error: None,
             steps: Vec::new(),
+            actions: Vec::new(),
         };
         let more: Vec<Message> = (0..4).map(|i| message(&format!("m{i}"))).collect();
         assert!(store.put_messages(&id, &more).await.unwrap());

@@ -8,8 +8,8 @@ use crate::{
     api::{self},
     components::icon::{Icon, IconName},
     model::{
-        ExportFormat, MAX_COMMENT_CHARS, MessageId, MessageStatus, MessageView, Rating, Role, Step,
-        StepId, StepKind, StepStatus, ThreadId,
+        ActionId, ExportFormat, MAX_COMMENT_CHARS, MessageId, MessageStatus, MessageView, Rating,
+        Role, Step, StepId, StepKind, StepStatus, ThreadId,
     },
 };
 use leptos::prelude::*;
@@ -257,6 +257,7 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
         Role::Assistant => view! {
             <Steps m=m />
             <div class="markdown" inner_html=move || m.with(|m| m.html.clone())></div>
+            <ActionButtons m=m finished=finished />
         }
         .into_any(),
     };
@@ -416,6 +417,61 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
                 </form>
             </Show>
         </article>
+    }
+}
+
+/// The buttons a finished reply offers. A click asks the server to answer it (the server
+/// reads the action from its own copy of the reply); the buttons then go, here and in every
+/// other tab, and the answer streams in as a new reply.
+#[component]
+fn ActionButtons(m: Memo<MessageView>, finished: Memo<bool>) -> impl IntoView {
+    let state = expect_context::<ChatState>();
+    let id = m.with_untracked(|m| m.message.id);
+    let actions = Memo::new(move |_| {
+        m.with(|m| {
+            m.message
+                .actions
+                .iter()
+                .map(|a| (a.id, a.label.clone()))
+                .collect::<Vec<_>>()
+        })
+    });
+    let act = Action::new(move |action: &ActionId| {
+        let action = *action;
+        async move {
+            match api::act(id, action).await {
+                Ok(reply) => {
+                    state.upsert_message(reply);
+                    Ok(())
+                }
+                Err(e) => Err(e.message),
+            }
+        }
+    });
+    let failed = move || act.value().get().and_then(Result::err);
+    view! {
+        <Show when=move || finished.get() && actions.with(|a| !a.is_empty())>
+            <div class="reply-actions" role="group" aria-label="Choices" data-testid="actions">
+                <For
+                    each=move || actions.get()
+                    key=|(id, _)| *id
+                    children=move |(action, label)| view! {
+                        <button
+                            class="choice"
+                            data-testid="action"
+                            disabled=move || act.pending().get()
+                            on:click=move |_| {
+                                // The buttons go with the answer; the focus goes where the
+                                // next thing is typed.
+                                focus_later("[data-testid=composer]");
+                                act.dispatch(action);
+                            }
+                        >{label}</button>
+                    }
+                />
+            </div>
+        </Show>
+        {move || failed().map(|e| view! { <p class="meta error" role="alert">{e}</p> })}
     }
 }
 

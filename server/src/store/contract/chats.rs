@@ -54,9 +54,10 @@ pub async fn threads_and_messages_are_scoped(store: Arc<dyn TestStore>) {
     assert_eq!(store.get_message(&a, &m.id).await.unwrap(), Some(m));
 }
 
-/// A reply's steps go in and come out with it, as the reply grows and when it ends, and
-/// another session reaches them no more than it reaches the text.
-pub async fn steps_are_kept_with_their_message(store: Arc<dyn TestStore>) {
+/// A reply's steps and action buttons (with their payloads) go in and come out with it, as
+/// the reply grows and when it ends, and another session reaches them no more than it
+/// reaches the text.
+pub async fn steps_and_actions_are_kept_with_their_message(store: Arc<dyn TestStore>) {
     let (s, _) = claimed(&*store).await;
     let (other, _) = claimed(&*store).await;
     let t = thread("t", 1);
@@ -101,6 +102,20 @@ pub async fn steps_are_kept_with_their_message(store: Arc<dyn TestStore>) {
     });
     reply.content = "It is 4.".into();
     reply.status = MessageStatus::Done;
+    reply.actions = vec![
+        Action {
+            id: ActionId::random(),
+            name: "pick".into(),
+            label: "Again ✓".into(),
+            payload: r#"{"colour":"red","n":[1,2.5,null],"q":"\"'<"}"#.into(),
+        },
+        Action {
+            id: ActionId::random(),
+            name: "pick".into(),
+            label: "No payload".into(),
+            payload: String::new(),
+        },
+    ];
     assert!(store.put_message(&s, &reply).await.unwrap());
     let (_, msgs) = store.get_thread(&s, &t.id).await.unwrap().unwrap();
     assert_eq!(msgs, vec![reply.clone()]);
@@ -125,8 +140,19 @@ pub async fn steps_are_kept_with_their_message(store: Arc<dyn TestStore>) {
     assert_eq!(store.get_message(&other, &reply.id).await.unwrap(), None);
     let mut forged = reply.clone();
     forged.steps[0].output = "5".into();
+    forged.actions[0].payload = r#"{"colour":"all of them"}"#.into();
     assert!(!store.put_message(&other, &forged).await.unwrap());
-    assert_eq!(store.get_message(&s, &reply.id).await.unwrap(), Some(reply));
+    assert_eq!(
+        store.get_message(&s, &reply.id).await.unwrap(),
+        Some(reply.clone())
+    );
+
+    // Clicked: the buttons go, the steps stay.
+    reply.actions.clear();
+    assert!(store.put_message(&s, &reply).await.unwrap());
+    let read = store.get_message(&s, &reply.id).await.unwrap().unwrap();
+    assert!(read.actions.is_empty());
+    assert_eq!(read.steps.len(), 2);
 }
 
 pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn TestStore>) {

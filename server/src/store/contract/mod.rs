@@ -4,8 +4,8 @@
 use app::{
     SessionId,
     model::{
-        Message, MessageId, MessageStatus, Role, Step, StepId, StepKind, StepStatus, Thread,
-        ThreadId,
+        Action, ActionId, Message, MessageId, MessageStatus, Role, Step, StepId, StepKind,
+        StepStatus, Thread, ThreadId,
     },
 };
 
@@ -70,6 +70,7 @@ fn message(thread: &Thread, role: Role, content: &str, at: i64) -> Message {
         feedback: None,
         error: None,
         steps: Vec::new(),
+        actions: Vec::new(),
     }
 }
 
@@ -512,7 +513,7 @@ macro_rules! store_contract_tests {
             #[tokio::test]
             async fn threads_list_newest_first_and_are_limited() { c::threads_list_newest_first_and_are_limited(store_with(c::long()).await).await }
             #[tokio::test]
-            async fn steps_are_kept_with_their_message() { c::steps_are_kept_with_their_message(store_with(c::long()).await).await }
+            async fn steps_and_actions_are_kept_with_their_message() { c::steps_and_actions_are_kept_with_their_message(store_with(c::long()).await).await }
             #[tokio::test]
             async fn deleting_a_session_deletes_its_threads() { c::deleting_a_session_deletes_its_threads(store_with(c::long()).await).await }
         }

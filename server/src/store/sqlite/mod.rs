@@ -32,7 +32,7 @@
 use super::{check_home_id, unguessable_proof};
 use app::{
     SessionId,
-    model::{Feedback, Message, MessageId, MessageStatus, Role, Step, Thread, ThreadId},
+    model::{Action, Feedback, Message, MessageId, MessageStatus, Role, Step, Thread, ThreadId},
 };
 use async_trait::async_trait;
 use confide_core::{
@@ -438,6 +438,7 @@ mod tests {
             feedback: None,
             error: None,
             steps: Vec::new(),
+            actions: Vec::new(),
         };
         assert!(store.put_message(&id, &next).await.unwrap());
         assert_eq!(
@@ -654,6 +655,7 @@ mod tests {
             feedback: None,
             error: None,
             steps: Vec::new(),
+            actions: Vec::new(),
         };
         let asked = message(Role::User, "question", MessageStatus::Done);
         let cut = message(Role::Assistant, "half an ans", MessageStatus::Streaming);

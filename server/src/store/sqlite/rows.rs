@@ -51,7 +51,7 @@ pub(super) fn uuid_bytes(v: &[u8]) -> Option<[u8; 16]> {
 
 pub(super) const THREAD_COLUMNS: &str = "id, title, created_ms, updated_ms";
 pub(super) const MESSAGE_COLUMNS: &str =
-    "id, thread_id, role, content, created_ms, status, feedback, error, steps";
+    "id, thread_id, role, content, created_ms, status, feedback, error, steps, actions";
 
 /// A row as SQLite hands it over; turned into a model type once the statement is done, so
 /// that a malformed row is a `StoreError` rather than a driver error.
@@ -89,6 +89,7 @@ pub(super) struct RawMessage {
     pub(super) feedback: Option<String>,
     pub(super) error: Option<String>,
     pub(super) steps: Option<String>,
+    pub(super) actions: Option<String>,
 }
 
 pub(super) fn raw_message(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
@@ -102,6 +103,7 @@ pub(super) fn raw_message(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
         feedback: r.get(6)?,
         error: r.get(7)?,
         steps: r.get(8)?,
+        actions: r.get(9)?,
     })
 }
 
@@ -137,6 +139,12 @@ impl RawMessage {
             steps: self
                 .steps
                 .map(|s| serde_json::from_str::<Vec<Step>>(&s))
+                .transpose()
+                .map_err(|_| bad_row("message"))?
+                .unwrap_or_default(),
+            actions: self
+                .actions
+                .map(|s| serde_json::from_str::<Vec<Action>>(&s))
                 .transpose()
                 .map_err(|_| bad_row("message"))?
                 .unwrap_or_default(),
@@ -212,6 +220,7 @@ pub(super) struct Stored {
     pub(super) feedback: Option<String>,
     /// `NULL` for none, as every message written before steps existed.
     pub(super) steps: Option<String>,
+    pub(super) actions: Option<String>,
 }
 
 impl Stored {
@@ -226,10 +235,15 @@ impl Stored {
             .then(|| serde_json::to_string(&m.steps))
             .transpose()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let actions = (!m.actions.is_empty())
+            .then(|| serde_json::to_string(&m.actions))
+            .transpose()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         Ok(Self {
             m: m.clone(),
             feedback,
             steps,
+            actions,
         })
     }
 }
@@ -241,7 +255,8 @@ pub(super) fn put_one(
     id: &SessionId,
     stored: &Stored,
 ) -> Result<bool, StoreError> {
-    let (m, feedback, steps) = (&stored.m, &stored.feedback, &stored.steps);
+    let (m, feedback, steps, actions) =
+        (&stored.m, &stored.feedback, &stored.steps, &stored.actions);
     let sid = &id.as_bytes()[..];
     let tid = &m.thread_id.as_bytes()[..];
     let mid = &m.id.as_bytes()[..];
@@ -255,7 +270,8 @@ pub(super) fn put_one(
     let updated = execute(
         tx,
         "UPDATE messages SET role = ?, content = ?, created_ms = ?, status = ?, \
-         feedback = ?, error = ?, steps = ? WHERE session_id = ? AND id = ? AND thread_id = ?",
+         feedback = ?, error = ?, steps = ?, actions = ? \
+         WHERE session_id = ? AND id = ? AND thread_id = ?",
         params![
             role_str(m.role),
             m.content,
@@ -264,6 +280,7 @@ pub(super) fn put_one(
             feedback,
             m.error,
             steps,
+            actions,
             sid,
             mid,
             tid
@@ -285,7 +302,8 @@ pub(super) fn put_one(
     let inserted = execute(
         tx,
         "INSERT INTO messages (session_id, id, thread_id, seq, role, content, \
-         created_ms, status, feedback, error, steps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         created_ms, status, feedback, error, steps, actions) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (session_id, id) DO NOTHING",
         params![
             sid,
@@ -298,7 +316,8 @@ pub(super) fn put_one(
             status_str(m.status),
             feedback,
             m.error,
-            steps
+            steps,
+            actions
         ],
     )?;
     if inserted == 0 {

@@ -86,6 +86,10 @@ UPDATE threads SET message_count = (
 -- with the message; NULL when it has none.
 ALTER TABLE messages ADD COLUMN steps TEXT;
 "#,
+    r#"
+-- A reply's action buttons as one JSON array; NULL when it offers none.
+ALTER TABLE messages ADD COLUMN actions TEXT;
+"#,
 ];
 
 pub(super) fn configure(
