@@ -89,8 +89,8 @@ pub async fn set_note(text: String) -> Result<Note, ApiError> {
 // ---- chat -------------------------------------------------------------------------------
 
 use crate::model::{
-    ActionId, Export, ExportFormat, MessageId, MessageView, Rating, SearchHit, Sent, Thread,
-    ThreadId, ThreadView,
+    ActionId, ChatSettings, Export, ExportFormat, MessageId, MessageView, Rating, SearchHit, Sent,
+    Thread, ThreadId, ThreadView,
 };
 
 #[server(prefix = "/api", endpoint = "threads/list", input = Json, output = Json, client = crate::client::SessionClient)]
@@ -156,6 +156,24 @@ pub async fn edit_message(message_id: MessageId, content: String) -> Result<Sent
 #[server(prefix = "/api", endpoint = "messages/regenerate", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn regenerate_reply(thread_id: ThreadId) -> Result<MessageView, ApiError> {
     crate::ssr::chat().await?.regenerate(&thread_id).await
+}
+
+/// The settings panel: the assistant's profiles and settings, and this session's choice.
+#[server(prefix = "/api", endpoint = "settings/get", input = Json, output = Json, client = crate::client::SessionClient)]
+pub async fn get_settings() -> Result<ChatSettings, ApiError> {
+    crate::ssr::chat().await?.settings().await
+}
+
+/// Chooses a profile and sets any of the settings; the answer is the panel as it now is.
+#[server(prefix = "/api", endpoint = "settings/set", input = Json, output = Json, client = crate::client::SessionClient)]
+pub async fn set_settings(
+    profile: Option<String>,
+    #[server(default)] values: std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<ChatSettings, ApiError> {
+    crate::ssr::chat()
+        .await?
+        .set_settings(profile, values)
+        .await
 }
 
 /// Clicks action `action_id` of reply `message_id`: the answer is the new reply it starts.

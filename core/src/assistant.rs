@@ -14,7 +14,8 @@
 //! starts, or beside it, should watch `cx.cancel`.
 
 use crate::model::{Account, Role, StepKind, Thread};
-use crate::model::{Action, ActionId};
+use crate::model::{Action, ActionId, Profile, SettingSpec};
+use crate::settings::Settings;
 use crate::steps::{ActionError, Actions, StepHandle, Steps};
 use crate::{ApiError, SessionId, UserSession};
 use async_trait::async_trait;
@@ -98,6 +99,11 @@ pub struct ReplyContext {
     pub steps: Steps,
     /// The reply's buttons (see [`action`](Self::action)).
     pub actions: Actions,
+    /// The values of the settings the assistant declares (`Assistant::settings`), as this
+    /// session set them or by default.
+    pub settings: Settings,
+    /// The profile this session chose (`Assistant::profiles`); the first until one is chosen.
+    pub profile: Option<Profile>,
 }
 
 impl ReplyContext {
@@ -117,7 +123,17 @@ impl ReplyContext {
             cancel,
             actions: steps.linked_actions(),
             steps,
+            settings: Settings::default(),
+            profile: None,
         }
+    }
+
+    /// The same context with these settings and this profile (for tests: Confide fills them
+    /// in from the session for a real reply).
+    pub fn with_settings(mut self, settings: Settings, profile: Option<Profile>) -> Self {
+        self.settings = settings;
+        self.profile = profile;
+        self
     }
 
     /// Offers a button labelled `label` under the reply. A click (by this browser session,
@@ -190,6 +206,18 @@ pub trait Assistant: Send + Sync + 'static {
             AssistantErrorKind::Other,
             "this assistant offers no actions",
         ))
+    }
+
+    /// The settings a person can set for this assistant (select, slider, switch, text),
+    /// shown in the settings panel; their values reach each reply as `cx.settings`.
+    fn settings(&self) -> Vec<SettingSpec> {
+        Vec::new()
+    }
+
+    /// What a person can choose to talk to, each with the starters of its empty chat; the
+    /// choice reaches each reply as `cx.profile`.
+    fn profiles(&self) -> Vec<Profile> {
+        Vec::new()
     }
 
     /// A short title for a new chat, from its first exchange (the person's message and the

@@ -38,6 +38,8 @@ pub mod guard;
 #[cfg(feature = "server")]
 pub mod markdown;
 #[cfg(feature = "server")]
+pub mod settings;
+#[cfg(feature = "server")]
 pub mod steps;
 #[cfg(feature = "server")]
 pub mod store;

@@ -492,6 +492,77 @@ mod tests {
     }
 }
 
+// ---- chat settings and profiles -------------------------------------------------------------
+
+/// A setting an assistant declares; the person sets it in the settings panel, and each
+/// reply sees its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingSpec {
+    /// The key the assistant reads the value by.
+    pub id: String,
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    pub kind: SettingKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SettingKind {
+    /// One of `options` (by value).
+    Select {
+        options: Vec<Choice>,
+        default: String,
+    },
+    /// A number from `min` to `max` in steps of `step`.
+    Slider {
+        min: f64,
+        max: f64,
+        step: f64,
+        default: f64,
+    },
+    /// On or off.
+    Switch { default: bool },
+    /// Free text of at most `max_chars` characters.
+    Text { default: String, max_chars: usize },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+}
+
+/// What a person can choose to talk to (a model, a persona), with the starters its empty
+/// chat offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub starters: Vec<Starter>,
+}
+
+/// A suggestion on the empty chat: `label` is shown, `message` is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Starter {
+    pub label: String,
+    pub message: String,
+}
+
+/// The settings panel's content: what the assistant offers and what this session chose.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatSettings {
+    pub profiles: Vec<Profile>,
+    /// The chosen profile's id (the first profile until one is chosen).
+    pub profile: Option<String>,
+    pub settings: Vec<SettingSpec>,
+    /// Every setting's value, the defaults filled in.
+    pub values: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
 /// What a chat is exported as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -505,3 +505,56 @@ test("a reply's buttons answer a click once, and every tab sees the choice", asy
   await expect(assistant(page)).toHaveCount(2);
   await expect(page.getByTestId("action")).toHaveCount(0);
 });
+
+test("profiles and settings are the session's own and shape its replies", async ({ page, browser }) => {
+  await openReady(page);
+  const profiles = page.getByTestId("profile");
+  await expect(profiles).toHaveText(["Echo", "Reverse"]);
+  await expect(profiles.first()).toHaveAttribute("aria-pressed", "true");
+  await expect(page.getByTestId("starter").first()).toHaveText("Show me what you can render");
+  await profiles.nth(1).click();
+  await expect(profiles.nth(1)).toHaveAttribute("aria-pressed", "true");
+  await expect(page.getByTestId("starter")).toHaveText([
+    "Reverse a sentence",
+    "Show the work as steps",
+    "Offer me buttons to press",
+  ]);
+  await page.getByTestId("starter").first().click();
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(assistant(page).last().locator(".markdown")).toHaveText("four three two one");
+
+  // The panel: Esc leaves without saving; Save keeps the choice, closes, and gives the
+  // focus back to its button.
+  const open = page.getByTestId("settings-open");
+  await open.click();
+  await expect(page.getByTestId("setting-profile"), "the panel takes the focus").toBeFocused();
+  await page.getByTestId("setting-style").selectOption("whisper");
+  await page.keyboard.press("Escape");
+  await expect(page.getByTestId("settings")).toHaveCount(0);
+  await open.click();
+  await expect(page.getByTestId("setting-style")).toHaveValue("plain");
+  await expect(page.getByTestId("setting-profile")).toHaveValue("reverse");
+  await page.getByTestId("setting-style").selectOption("shout");
+  await page.getByTestId("setting-sign").check();
+  await page.getByTestId("settings-save").click();
+  await expect(page.getByTestId("settings")).toHaveCount(0);
+  await expect(open).toBeFocused();
+  await send(page, "hello world");
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(assistant(page).last().locator(".markdown")).toHaveText("WORLD HELLO — echo");
+
+  // Kept by the session: a reload shows the same choice; another browser has its own.
+  await page.reload();
+  await expect(page.locator(".app-shell")).toHaveAttribute("data-session-state", "ready");
+  await page.getByTestId("settings-open").click();
+  await expect(page.getByTestId("setting-style")).toHaveValue("shout");
+  await expect(page.getByTestId("setting-sign")).toBeChecked();
+  const other = await browser.newContext();
+  const theirs = await other.newPage();
+  await openReady(theirs);
+  await expect(theirs.getByTestId("profile").first()).toHaveAttribute("aria-pressed", "true");
+  await theirs.getByTestId("settings-open").click();
+  await expect(theirs.getByTestId("setting-style")).toHaveValue("plain");
+  await expect(theirs.getByTestId("setting-sign")).not.toBeChecked();
+  await other.close();
+});

@@ -1014,3 +1014,80 @@ async fn actions_answer_once_and_only_in_their_own_session() {
         .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND, "a choice is made once");
 }
+
+/// Settings and profiles: declared by the assistant, chosen per session, checked on the way
+/// in (a bad value changes nothing), and seen by the next reply, in that session only.
+#[tokio::test]
+async fn settings_and_profiles_reach_the_replies_of_their_session_only() {
+    let app = app().await;
+    let mut b = started(&app).await;
+    let panel = ok(b.call(&app, "settings/get", json!({})).await);
+    let ids: Vec<&str> = panel["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["style", "sign"]);
+    assert_eq!(panel["settings"][0]["kind"]["type"], "select");
+    assert_eq!(panel["values"], json!({ "style": "plain", "sign": false }));
+    assert_eq!(
+        panel["profile"], "echo",
+        "the first profile until one is chosen"
+    );
+    assert_eq!(panel["profiles"][1]["starters"][2]["message"], "/actions");
+
+    for (body, code) in [
+        (json!({ "values": { "style": "SHOUT" } }), "invalid_input"),
+        (json!({ "values": { "style": 1 } }), "invalid_input"),
+        (json!({ "values": { "sign": "yes" } }), "invalid_input"),
+        (
+            json!({ "values": { "style": "shout", "nope": true } }),
+            "invalid_input",
+        ),
+        (json!({ "profile": "../echo" }), "invalid_input"),
+        (json!({ "values": "style=shout" }), "invalid_input"),
+    ] {
+        let r = b.call(&app, "settings/set", body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {:?}", r.body);
+        assert_eq!(r.code(), code, "{body}");
+    }
+    assert_eq!(
+        ok(b.call(&app, "settings/get", json!({})).await),
+        panel,
+        "nothing changed"
+    );
+
+    let set = ok(b
+        .call(
+            &app,
+            "settings/set",
+            json!({ "profile": "reverse", "values": { "style": "shout", "sign": true } }),
+        )
+        .await);
+    assert_eq!(set["values"], json!({ "style": "shout", "sign": true }));
+    assert_eq!(set["profile"], "reverse");
+    let sent = ok(b
+        .call(&app, "messages/send", json!({ "content": "one two three" }))
+        .await);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+    let t = common::settled(&app, &mut b, &tid).await;
+    assert_eq!(t["messages"][1]["content"], "THREE TWO ONE\n\n— echo");
+
+    // A partial change keeps the rest.
+    let set = ok(b
+        .call(&app, "settings/set", json!({ "values": { "sign": false } }))
+        .await);
+    assert_eq!(set["values"], json!({ "style": "shout", "sign": false }));
+    assert_eq!(set["profile"], "reverse");
+
+    let mut other = started(&app).await;
+    let theirs = ok(other.call(&app, "settings/get", json!({})).await);
+    assert_eq!(theirs["values"], json!({ "style": "plain", "sign": false }));
+    let sent = ok(other
+        .call(&app, "messages/send", json!({ "content": "one two three" }))
+        .await);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+    let t = common::settled(&app, &mut other, &tid).await;
+    assert_eq!(t["messages"][1]["content"], "one two three");
+}

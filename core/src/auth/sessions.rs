@@ -111,9 +111,10 @@ impl Auth {
         .map_err(|_| ApiError::internal())?;
         self.store.set(&new_id, BINDING_KEY, &binding).await?;
 
-        // This browser's own values (notes and the like) come along; the binding does not.
+        // This browser's own values (notes, chat settings and the like) come along; the
+        // binding does not.
         for key in self.store.keys(&old, "").await? {
-            if key.starts_with(RESERVED_PREFIX) {
+            if key.starts_with(RESERVED_PREFIX) && key != crate::settings::SETTINGS_KEY {
                 continue;
             }
             if let Some(v) = self.store.get(&old, &key).await? {

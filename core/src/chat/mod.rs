@@ -14,10 +14,10 @@ use super::{
 use crate::{
     ApiError, ErrorCode, SessionId,
     model::{
-        ActionId, ChatEvent, DEFAULT_TITLE, Export, ExportFormat, Feedback, MAX_COMMENT_CHARS,
-        MAX_MESSAGE_CHARS, MAX_TITLE_CHARS, Message, MessageId, MessageStatus, MessageView, Rating,
-        Role, SearchHit, Sent, Step, StepKind, StepStatus, Thread, ThreadId, ThreadView,
-        title_from,
+        ActionId, ChatEvent, ChatSettings, DEFAULT_TITLE, Export, ExportFormat, Feedback,
+        MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS, Message, MessageId, MessageStatus,
+        MessageView, Rating, Role, SearchHit, Sent, Step, StepKind, StepStatus, Thread, ThreadId,
+        ThreadView, title_from,
     },
 };
 use std::{sync::Arc, time::Duration};
@@ -398,6 +398,22 @@ impl Chat {
         let first = before + last_user == 0;
         let (_, reply) = self.start_reply(&t, history, None, first, None).await?;
         Ok(reply)
+    }
+
+    /// The settings panel: the assistant's profiles and settings, and this session's choice.
+    pub async fn settings(&self) -> Result<ChatSettings, ApiError> {
+        let a = &self.rt.assistant;
+        crate::settings::load(&self.session, a.settings(), a.profiles()).await
+    }
+
+    /// Sets this session's profile and any of its settings; see `settings::save`.
+    pub async fn set_settings(
+        &self,
+        profile: Option<String>,
+        values: std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<ChatSettings, ApiError> {
+        let a = &self.rt.assistant;
+        crate::settings::save(&self.session, a.settings(), a.profiles(), profile, values).await
     }
 
     /// A click on action `action` of reply `message`: the reply's buttons go (the choice is

@@ -161,7 +161,15 @@ async fn generate(
         tracing::warn!(session = %sid.log_tag(), error = %e.message, "the account of a reply's session could not be read");
         None
     });
-    let cx = ReplyContext::new(history, thread, account, values, cancel.clone());
+    let assistant = &rt.assistant;
+    let (settings, profile) = crate::settings::for_reply(&session, &assistant.settings(), &assistant.profiles())
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(session = %sid.log_tag(), error = %e.message, "the settings of a reply's session could not be read; the defaults apply");
+            Default::default()
+        });
+    let cx = ReplyContext::new(history, thread, account, values, cancel.clone())
+        .with_settings(settings, profile);
     let (steps, actions) = (cx.steps.clone(), cx.actions.clone());
     let started = async {
         match action {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use confide_core::assistant::{
     Assistant, AssistantError, AssistantErrorKind, DeltaStream, ReplyContext,
 };
-use confide_core::model::{Action, StepKind};
+use confide_core::model::{Action, Choice, Profile, SettingKind, SettingSpec, Starter, StepKind};
 use confide_core::steps::Steps;
 use futures::{StreamExt, stream};
 use std::time::Duration;
@@ -101,9 +101,87 @@ impl Assistant for EchoAssistant {
         }
         let (text, delay, fail_after) = match remembered {
             Some(text) => (text, self.delay, None),
+            None if cx.profile.as_ref().is_some_and(|p| p.id == "reverse")
+                && !last.trim_start().starts_with('/') =>
+            {
+                let words: Vec<&str> = last.split_whitespace().rev().collect();
+                (words.join(" "), self.delay, None)
+            }
             None => self.script(last),
         };
+        let text = match cx.settings.get::<String>("style").as_deref() {
+            Some("shout") => text.to_uppercase(),
+            Some("whisper") => text.to_lowercase(),
+            _ => text,
+        };
+        let text = if cx.settings.get::<bool>("sign") == Some(true) {
+            format!("{text}\n\n— echo")
+        } else {
+            text
+        };
         Ok(words_of(text, delay, fail_after))
+    }
+
+    fn settings(&self) -> Vec<SettingSpec> {
+        vec![
+            SettingSpec {
+                id: "style".into(),
+                label: "Style".into(),
+                help: Some("How the echo sounds.".into()),
+                kind: SettingKind::Select {
+                    options: [
+                        ("plain", "Plain"),
+                        ("shout", "Shout"),
+                        ("whisper", "Whisper"),
+                    ]
+                    .map(|(value, label)| Choice {
+                        value: value.into(),
+                        label: label.into(),
+                    })
+                    .into(),
+                    default: "plain".into(),
+                },
+            },
+            SettingSpec {
+                id: "sign".into(),
+                label: "Sign replies".into(),
+                help: None,
+                kind: SettingKind::Switch { default: false },
+            },
+        ]
+    }
+
+    fn profiles(&self) -> Vec<Profile> {
+        let starter = |label: &str, message: &str| Starter {
+            label: label.into(),
+            message: message.into(),
+        };
+        vec![
+            Profile {
+                id: "echo".into(),
+                name: "Echo".into(),
+                description: "Repeats what you write, word by word.".into(),
+                starters: vec![
+                    starter("Show me what you can render", "/markdown"),
+                    starter("Stream a long answer I can stop", "/slow"),
+                    starter("What can you do?", "/help"),
+                    starter(
+                        "Echo this sentence back to me, word by word.",
+                        "Echo this sentence back to me, word by word.",
+                    ),
+                ],
+            },
+            Profile {
+                id: "reverse".into(),
+                name: "Reverse".into(),
+                description: "Repeats what you write, last word first.".into(),
+                starters: vec![
+                    starter("Reverse a sentence", "one two three four"),
+                    starter("Show the work as steps", "/steps count these words"),
+                    starter("Offer me buttons to press", "/actions"),
+                ],
+            },
+        ]
     }
 
     async fn on_action(

@@ -1,5 +1,6 @@
 //! The composer, and sending and stopping that other parts of the page share.
 
+use super::settings::{SettingsButton, SettingsPanel};
 use super::state::ChatState;
 use crate::browser::focus_later;
 use crate::{
@@ -41,6 +42,7 @@ pub(super) fn Composer() -> impl IntoView {
     view! {
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
             {move || composer.error().map(|e| view! { <p class="meta error" role="alert">{e}</p> })}
+            <SettingsPanel />
             <div class="composer-row">
                 <textarea
                     data-testid="composer"
@@ -70,6 +72,7 @@ pub(super) fn Composer() -> impl IntoView {
             </div>
             <div class="composer-foot">
                 <span class="counter" class:over=too_long>{move || format!("{} / {}", count(), MAX_MESSAGE_CHARS)}</span>
+                <SettingsButton />
                 // Keys are for keyboards: phones and tablets have their own way to a new line.
                 <span class="muted hint wide-only">"Enter to send · Shift+Enter for a new line · ? for shortcuts"</span>
                 {move || streaming().map(|_| view! { <span class="muted small" role="status">"Assistant is replying…"</span> })}

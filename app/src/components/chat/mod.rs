@@ -6,6 +6,7 @@
 //! answers the keyboard.
 
 mod composer;
+mod settings;
 mod shortcuts;
 mod sidebar;
 mod state;
@@ -38,6 +39,7 @@ pub fn ChatLayout(children: Children) -> impl IntoView {
     let open = Memo::new(move |_| location.pathname.with(|p| thread_in(p)));
     let state = state::provide_chat_state(session, epoch, open, location.clone());
     provide_context(ComposerCtx::new(state));
+    provide_context(settings::SettingsCtx::new(epoch));
 
     // Choosing a chat (or any other page) closes the drawer; the focus, which was in it,
     // goes to the composer or the page rather than being lost to <body>.
@@ -168,33 +170,12 @@ fn pane_view(kind: PaneKind) -> AnyView {
 /// The route of no chat yet, the empty path.
 #[component]
 pub fn EmptyState() -> impl IntoView {
-    let composer = expect_context::<ComposerCtx>();
-    let starters = [
-        ("Show me what you can render", "/markdown"),
-        ("Stream a long answer I can stop", "/slow"),
-        ("What can you do?", "/help"),
-        (
-            "Echo this sentence back to me, word by word.",
-            "Echo this sentence back to me, word by word.",
-        ),
-    ];
     view! {
         <div class="messages">
             <div class="empty" data-testid="empty-state">
                 <h2>"How can I help?"</h2>
                 <p class="muted">"Start a conversation. It stays in this browser session and nowhere else."</p>
-                <div class="starters">
-                    {starters
-                        .into_iter()
-                        .map(|(label, text)| {
-                            view! {
-                                <button class="starter" on:click=move |_| composer.send_text(text.to_owned(), false)>
-                                    {label}
-                                </button>
-                            }
-                        })
-                        .collect_view()}
-                </div>
+                <settings::Starters />
             </div>
         </div>
     }
