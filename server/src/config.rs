@@ -52,6 +52,9 @@ pub struct Config {
     pub model: String,
     /// Optional system prompt put before every conversation.
     pub system_prompt: Option<String>,
+    /// Profiles a person can choose between (`[[profiles]]` tables): each a name, a
+    /// description, starters, and optionally its own model and system prompt.
+    pub profiles: Vec<crate::assistant::ModelProfile>,
     /// Most messages of a thread the assistant is shown: the latest ones. Bounds what a
     /// turn reads and sends however long the thread grows.
     pub history_turns: usize,
@@ -147,6 +150,7 @@ impl Default for Config {
             openai_api_key: None,
             model: "gpt-4o-mini".into(),
             system_prompt: None,
+            profiles: Vec::new(),
             history_turns: 40,
             openai_connect_timeout: Duration::from_secs(5),
             openai_read_timeout: Duration::from_secs(60),
@@ -322,6 +326,15 @@ impl Config {
                 "rate limits must be greater than zero".into(),
             ));
         }
+        let mut ids = std::collections::HashSet::new();
+        for p in &self.profiles {
+            if p.id.trim().is_empty() || p.name.trim().is_empty() || !ids.insert(p.id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "profile {:?}: each [[profiles]] table needs a unique id and a name",
+                    p.id
+                )));
+            }
+        }
         if self.history_turns == 0 {
             return Err(ConfigError::Invalid(
                 "history_turns must be at least 1 (the message being answered)".into(),
@@ -469,6 +482,45 @@ fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let c: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(Box::new)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn profiles_come_from_tables_and_need_unique_ids() {
+        let c = from_toml(
+            r#"
+model = "base"
+[[profiles]]
+id = "fast"
+name = "Fast"
+model = "small"
+starters = [{ label = "Say hi", message = "Hi!" }]
+[[profiles]]
+id = "careful"
+name = "Careful"
+system_prompt = "Think first."
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.profiles.len(), 2);
+        assert_eq!(c.profiles[0].model.as_deref(), Some("small"));
+        assert_eq!(c.profiles[0].starters[0].message, "Hi!");
+        assert_eq!(c.profiles[1].model, None);
+        for bad in [
+            "[[profiles]]\nid = \"a\"\nname = \"A\"\n[[profiles]]\nid = \"a\"\nname = \"B\"",
+            "[[profiles]]\nid = \"\"\nname = \"A\"",
+            "[[profiles]]\nid = \"a\"\nname = \" \"",
+        ] {
+            assert!(from_toml(bad).is_err(), "{bad}");
+        }
+    }
 
     fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));

@@ -199,6 +199,7 @@ fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
                 system_prompt: config.system_prompt.clone(),
                 connect_timeout: config.openai_connect_timeout,
                 read_timeout: config.openai_read_timeout,
+                profiles: config.profiles.clone(),
                 ..assistant::OpenAiConfig::new(base_url.clone(), config.model.clone())
             })
             .map_err(ConfigError::Invalid)?;

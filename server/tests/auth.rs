@@ -696,3 +696,33 @@ async fn a_guesser_cannot_lock_the_owner_out_from_elsewhere() {
     let r = log_in_from(&app, "198.51.100.7", "pia", PW).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+/// The chat settings a browser chose come along when it signs in, as its other values do.
+#[tokio::test]
+async fn chat_settings_come_along_at_sign_in() {
+    let app = spawn_with(password_config()).await;
+    register(&app, "settler").await;
+    let mut b = started(&app).await;
+    let r = b
+        .call(
+            &app,
+            "settings/set",
+            json!({ "profile": "reverse", "values": { "style": "shout" } }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = b
+        .call(
+            &app,
+            "auth/login",
+            json!({ "username": "settler", "password": PW }),
+        )
+        .await;
+    let before = b.sid.clone();
+    adopt(&mut b, &r);
+    assert_ne!(b.sid, before, "a new session");
+    let r = b.call(&app, "settings/get", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["profile"], "reverse");
+    assert_eq!(r.body["values"]["style"], "shout");
+}

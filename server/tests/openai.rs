@@ -659,3 +659,55 @@ async fn arguments_are_checked_against_the_type() {
     let panicked = tools.call("boom", "{}", cx()).await.unwrap_err();
     assert_eq!(panicked.0, "the tool failed unexpectedly");
 }
+
+#[tokio::test]
+async fn a_chosen_profile_picks_its_model_and_system_prompt() {
+    let (base, seen) = fake_openai().await;
+    let profile =
+        |id: &str, model: Option<&str>, prompt: Option<&str>| server::assistant::ModelProfile {
+            id: id.into(),
+            name: id.to_uppercase(),
+            description: String::new(),
+            model: model.map(Into::into),
+            system_prompt: prompt.map(Into::into),
+            starters: vec![],
+        };
+    let a = OpenAiAssistant::new(OpenAiConfig {
+        system_prompt: Some("Be brief.".into()),
+        profiles: vec![
+            profile("fast", Some("ok"), Some("Be quick.")),
+            profile("plain", None, None),
+        ],
+        // The base model fails: a reply that reaches it did not take the profile's.
+        ..OpenAiConfig::new(base.clone(), "e404")
+    })
+    .unwrap();
+    let offered: Vec<String> = a.profiles().into_iter().map(|p| p.name).collect();
+    assert_eq!(offered, ["FAST", "PLAIN"]);
+    let ask = |p: Option<confide_core::model::Profile>| async {
+        let cx = ReplyContext::for_session(server::testing::user_session().await, history())
+            .with_settings(Default::default(), p);
+        match a.reply(cx).await {
+            Ok(s) => Ok(s.map(Result::unwrap).collect::<String>().await),
+            Err(e) => Err(e.kind),
+        }
+    };
+    let profiles = a.profiles();
+    assert_eq!(
+        ask(Some(profiles[0].clone())).await,
+        Ok("Hello, world".into())
+    );
+    assert_eq!(
+        ask(Some(profiles[1].clone())).await,
+        Err(Kind::NotFound),
+        "the base model"
+    );
+    assert_eq!(ask(None).await, Err(Kind::NotFound));
+    let s = seen.lock().unwrap();
+    assert_eq!(s.bodies[0]["model"], "ok");
+    assert_eq!(s.bodies[0]["messages"][0]["content"], "Be quick.");
+    assert_eq!(
+        s.bodies[1]["messages"][0]["content"], "Be brief.",
+        "the base prompt"
+    );
+}

@@ -5,4 +5,4 @@ mod openai;
 pub mod sse;
 
 pub use echo::EchoAssistant;
-pub use openai::{OpenAiAssistant, OpenAiConfig, Secret};
+pub use openai::{ModelProfile, OpenAiAssistant, OpenAiConfig, Secret};

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use confide_core::assistant::{
     Assistant, AssistantError, AssistantErrorKind as Kind, DeltaStream, ReplyContext, Turn,
 };
-use confide_core::model::StepKind;
+use confide_core::model::{Profile, Starter, StepKind};
 use confide_core::tools::{ToolContext, ToolError, Tools};
 use futures::{StreamExt, stream};
 use serde::Deserialize;
@@ -50,6 +50,26 @@ pub struct OpenAiConfig {
     pub max_tool_rounds: usize,
     /// Bound on one tool call.
     pub tool_timeout: Duration,
+    /// What a person can choose to talk to; each may ask another model with another system
+    /// prompt. None: the model and prompt above, and no choice to make.
+    pub profiles: Vec<ModelProfile>,
+}
+
+/// A profile of the OpenAI-compatible assistant (`[[profiles]]` in `confide.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ModelProfile {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The model asked; the configured `model` if unset.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The system prompt; the configured `system_prompt` if unset.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    #[serde(default)]
+    pub starters: Vec<Starter>,
 }
 
 impl OpenAiConfig {
@@ -64,6 +84,7 @@ impl OpenAiConfig {
             read_timeout: Duration::from_secs(60),
             max_tool_rounds: 8,
             tool_timeout: Duration::from_secs(60),
+            profiles: Vec::new(),
         }
     }
 }
@@ -280,8 +301,18 @@ fn role_name(role: Role) -> &'static str {
 impl Assistant for OpenAiAssistant {
     async fn reply(&self, cx: ReplyContext) -> Result<DeltaStream, AssistantError> {
         let inner = &self.inner;
+        let chosen = cx
+            .profile
+            .as_ref()
+            .and_then(|p| inner.cfg.profiles.iter().find(|m| m.id == p.id));
+        let model = chosen
+            .and_then(|p| p.model.clone())
+            .unwrap_or_else(|| inner.cfg.model.clone());
+        let system = chosen
+            .and_then(|p| p.system_prompt.as_ref())
+            .or(inner.cfg.system_prompt.as_ref());
         let mut messages = Vec::with_capacity(cx.history.len() + 1);
-        if let Some(p) = &inner.cfg.system_prompt {
+        if let Some(p) = system {
             messages.push(serde_json::json!({ "role": "system", "content": p }));
         }
         for t in &cx.history {
@@ -289,16 +320,30 @@ impl Assistant for OpenAiAssistant {
         }
         // The first request is made here, so that an endpoint that refuses it fails the
         // reply at once, as without tools.
-        let first = inner.open(inner.body(&messages, 0)).await?;
+        let first = inner.open(inner.body(&model, &messages, 0)).await?;
         if inner.tools.is_empty() {
             return Ok(text_only(first));
         }
         // The conversation with the model goes on inside the reply's stream: dropping the
         // stream (Stop) drops it, the tool call it is waiting for included.
         let (tx, rx) = futures::channel::mpsc::unbounded();
-        let talk = converse(self.inner.clone(), messages, first, cx, tx);
+        let talk = converse(self.inner.clone(), model, messages, first, cx, tx);
         let talk = stream::once(talk).filter_map(|()| futures::future::ready(None));
         Ok(Box::pin(stream::select(rx, talk)))
+    }
+
+    fn profiles(&self) -> Vec<Profile> {
+        self.inner
+            .cfg
+            .profiles
+            .iter()
+            .map(|p| Profile {
+                id: p.id.clone(),
+                name: p.name.clone(),
+                description: p.description.clone(),
+                starters: p.starters.clone(),
+            })
+            .collect()
     }
 
     async fn title(&self, exchange: &[Turn]) -> Option<String> {
@@ -363,6 +408,7 @@ struct Call {
 /// rounds run out.
 async fn converse(
     inner: Arc<Inner>,
+    model: String,
     mut messages: Vec<serde_json::Value>,
     mut events: Events,
     cx: ReplyContext,
@@ -467,7 +513,7 @@ async fn converse(
                 "content": content,
             }));
         }
-        events = match inner.open(inner.body(&messages, round + 1)).await {
+        events = match inner.open(inner.body(&model, &messages, round + 1)).await {
             Ok(events) => events,
             Err(e) => return fail(e),
         };
@@ -477,9 +523,8 @@ async fn converse(
 impl Inner {
     /// The request of round `round` (0 for the first): the tools are offered while rounds
     /// are left, and the last asks for an answer without them.
-    fn body(&self, messages: &[serde_json::Value], round: usize) -> serde_json::Value {
-        let mut body =
-            serde_json::json!({ "model": self.cfg.model, "stream": true, "messages": messages });
+    fn body(&self, model: &str, messages: &[serde_json::Value], round: usize) -> serde_json::Value {
+        let mut body = serde_json::json!({ "model": model, "stream": true, "messages": messages });
         if !self.tools.is_empty() {
             body["tools"] = self.tools.openai_specs().into();
             body["tool_choice"] = if round >= self.cfg.max_tool_rounds {
