@@ -12,7 +12,6 @@
 
 use confide_core::assistant::{Assistant, AssistantError, DeltaStream, ReplyContext};
 use futures::{StreamExt, stream};
-use server::{AppState, Config, serve};
 use std::sync::Arc;
 
 /// The session value the facts live in.
@@ -69,28 +68,10 @@ impl Assistant for Memory {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().init();
-    let run = async {
-        let config = Config::load()?;
-        let addr = config.addr;
-        let state = AppState::from_config(config)
-            .await?
-            .with_assistant(Arc::new(Memory));
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        tracing::info!("the memory app listens on http://{addr}");
-        serve(listener, state, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-        Ok::<(), Box<dyn std::error::Error>>(())
-    };
-    match run.await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    server::run_app("the memory app", |state, _config| async move {
+        Ok(state.with_assistant(Arc::new(Memory)))
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -17,9 +17,8 @@ use confide_core::tools::{JsonSchema, ToolError, Tools, tool};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use server::{
-    AppState, Config,
+    Config,
     assistant::{OpenAiAssistant, OpenAiConfig},
-    serve,
     testing::{Scripted, scripted_model},
 };
 use std::sync::Arc;
@@ -115,29 +114,10 @@ async fn assistant(config: &Config) -> Result<OpenAiAssistant, Box<dyn std::erro
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().init();
-    let run = async {
-        let config = Config::load()?;
-        let addr = config.addr;
-        let assistant = assistant(&config).await?;
-        let state = AppState::from_config(config)
-            .await?
-            .with_assistant(Arc::new(assistant));
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        tracing::info!("the tools app listens on http://{addr}");
-        serve(listener, state, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-        Ok::<(), Box<dyn std::error::Error>>(())
-    };
-    match run.await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    server::run_app("the tools app", |state, config| async move {
+        Ok(state.with_assistant(Arc::new(assistant(&config).await?)))
+    })
+    .await
 }
 
 /// A small exact-as-written arithmetic evaluator: + - * / % ^, unary minus, parentheses.

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod metrics;
 mod middleware;
+mod run;
 pub mod store;
 mod streams;
 pub mod testing;
@@ -40,6 +41,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 pub use config::{AssistantKind, Config, ConfigError, StoreKind};
+pub use run::{init_logging, run_app, shutdown_signal};
 pub use store::{MemoryStore, RedisHub, RedisStore, SqliteDurability, SqliteStore};
 
 /// Everything a request handler may need. Cloned for every request (by each middleware and
