@@ -25,7 +25,9 @@ use tokio_util::sync::CancellationToken;
 /// One turn of the conversation so far.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Turn {
+    /// Who said it.
     pub role: Role,
+    /// What was said, as markdown.
     pub content: String,
 }
 
@@ -34,10 +36,13 @@ pub struct Turn {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct AssistantError {
+    /// What went wrong, for logs and metrics.
     pub kind: AssistantErrorKind,
+    /// What the person is told.
     pub message: String,
 }
 
+/// The kinds of reasons an assistant could not answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AssistantErrorKind {
     /// The model endpoint could not be reached or timed out.
@@ -59,6 +64,7 @@ pub enum AssistantErrorKind {
 }
 
 impl AssistantError {
+    /// An error of `kind` that tells the person `message`.
     pub fn new(kind: AssistantErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
@@ -75,6 +81,8 @@ impl From<ApiError> for AssistantError {
     }
 }
 
+/// A reply's text as it is written: each item is the next piece (appended to the text so
+/// far), and an `Err` ends the reply as failed, keeping what came before it.
 pub type DeltaStream = BoxStream<'static, Result<String, AssistantError>>;
 
 /// What one reply is made in. Confide builds it from the verified session of the request
@@ -188,6 +196,8 @@ impl ReplyContext {
     }
 }
 
+/// The code that answers: what an application built on Confide implements (see the module
+/// documentation and `ReplyContext`).
 #[async_trait]
 pub trait Assistant: Send + Sync + 'static {
     /// Starts a reply in `cx` (see [`ReplyContext`]).

@@ -192,6 +192,7 @@ pub const MAX_STEP_NAME_CHARS: usize = 80;
 /// Longest step input or output kept, in characters; longer text is cut with "…".
 pub const MAX_STEP_TEXT_CHARS: usize = 8_000;
 
+/// What a step is, which the page shows as its label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
@@ -205,6 +206,7 @@ pub enum StepKind {
     Run,
 }
 
+/// Where a step stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
@@ -219,22 +221,27 @@ pub enum StepStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub id: StepId,
+    /// The step it runs inside, if any.
     #[serde(default)]
     pub parent: Option<StepId>,
     pub kind: StepKind,
+    /// What it is called, e.g. the tool's name.
     pub name: String,
+    /// What it was given, e.g. a tool call's arguments.
     #[serde(default)]
     pub input: String,
     /// The result, or for a failed step why it failed.
     #[serde(default)]
     pub output: String,
     pub status: StepStatus,
+    /// When it began and ended, in milliseconds since the Unix epoch.
     pub started_ms: i64,
     #[serde(default)]
     pub ended_ms: Option<i64>,
 }
 
 impl Step {
+    /// Whether it is done, failed or stopped.
     pub fn ended(&self) -> bool {
         self.status != StepStatus::Running
     }
@@ -500,12 +507,15 @@ mod tests {
 pub struct SettingSpec {
     /// The key the assistant reads the value by.
     pub id: String,
+    /// What the panel calls it.
     pub label: String,
+    /// A line of help under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
     pub kind: SettingKind,
 }
 
+/// A setting's control, the values it takes, and its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SettingKind {
@@ -527,6 +537,7 @@ pub enum SettingKind {
     Text { default: String, max_chars: usize },
 }
 
+/// One option of a select: `value` is what the assistant reads, `label` what is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Choice {
     pub value: String,
@@ -537,8 +548,11 @@ pub struct Choice {
 /// chat offers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
+    /// What the session's choice is kept as.
     pub id: String,
+    /// What the picker shows.
     pub name: String,
+    /// What the picker says of it (its tooltip).
     #[serde(default)]
     pub description: String,
     #[serde(default)]

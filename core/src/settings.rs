@@ -42,6 +42,7 @@ impl Settings {
             .and_then(|v| serde_json::from_value(v.clone()).ok())
     }
 
+    /// Every setting's value, by id.
     pub fn values(&self) -> &BTreeMap<String, Value> {
         &self.values
     }

@@ -53,6 +53,7 @@ fn bounded(text: String, max: usize) -> String {
 }
 
 impl Steps {
+    /// No steps yet (a reply's come with its `ReplyContext`).
     pub fn new() -> Self {
         Self::default()
     }
@@ -170,10 +171,13 @@ impl std::fmt::Debug for Actions {
 /// Why an action could not be added.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActionError {
+    /// The reply offers `MAX_ACTIONS` already.
     #[error("a reply offers at most {MAX_ACTIONS} actions")]
     TooMany,
+    /// The payload is over `MAX_ACTION_PAYLOAD_BYTES` as JSON.
     #[error("an action's payload is at most {MAX_ACTION_PAYLOAD_BYTES} bytes of JSON")]
     PayloadTooLarge,
+    /// The payload's `Serialize` failed.
     #[error("the payload cannot be written as JSON: {0}")]
     Payload(String),
 }
@@ -210,6 +214,7 @@ impl Actions {
         Ok(id)
     }
 
+    /// The actions as they stand, in the order they were added.
     pub fn snapshot(&self) -> Vec<Action> {
         self.list.lock().map(|l| l.clone()).unwrap_or_default()
     }

@@ -33,13 +33,18 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ToolContext {
+    /// The chat of the reply that called the tool.
     pub thread: Thread,
+    /// Who is signed in, if anyone.
     pub account: Option<Account>,
+    /// The browser session's own values (see `UserSession`).
     pub session: UserSession,
+    /// Fires when the reply is stopped.
     pub cancel: CancellationToken,
 }
 
 impl ToolContext {
+    /// The context of a call made during the reply made in `cx`.
     pub fn of(cx: &crate::assistant::ReplyContext) -> Self {
         Self {
             thread: cx.thread.clone(),
@@ -57,6 +62,7 @@ impl ToolContext {
 pub struct ToolError(pub String);
 
 impl ToolError {
+    /// A failure that tells the model and the person `message`.
     pub fn new(message: impl Into<String>) -> Self {
         Self(message.into())
     }
@@ -68,10 +74,13 @@ impl From<crate::ApiError> for ToolError {
     }
 }
 
+/// A function a model may call. Most tools are made with [`tool`] from a typed function;
+/// implement this for one whose schema is not a Rust type's.
 #[async_trait]
 pub trait Tool: Send + Sync + 'static {
     /// The name the model calls it by: letters, digits, `_` and `-`, at most 64.
     fn name(&self) -> &str;
+    /// What the tool does and when to use it, for the model.
     fn description(&self) -> &str;
     /// The JSON schema (an object schema) of the arguments.
     fn parameters(&self) -> Value;
@@ -181,6 +190,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 impl Tools {
+    /// No tools.
     pub fn new() -> Self {
         Self::default()
     }
@@ -200,14 +210,17 @@ impl Tools {
         self
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
 
+    /// The tools' names, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
     }
 
+    /// The tool named `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.by_name.get(name)
     }

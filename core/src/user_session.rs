@@ -6,6 +6,9 @@ use super::{auth::RESERVED_PREFIX, guard::VerifiedSession};
 use crate::{ApiError, ErrorCode, SessionId};
 use serde::{Serialize, de::DeserializeOwned};
 
+/// One browser session's own values: keys of letters, digits and `. _ : -` (at most 128
+/// bytes, `confide:` reserved), values any serde type (at most 64 KiB as JSON), at most 256
+/// keys. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct UserSession {
     session: VerifiedSession,
@@ -17,10 +20,12 @@ impl UserSession {
         Self { session }
     }
 
+    /// The session's id: a handle, never to be logged whole (use `log_tag`).
     pub fn id(&self) -> &SessionId {
         self.session.id()
     }
 
+    /// The session as the guard verified it.
     pub fn verified(&self) -> &VerifiedSession {
         &self.session
     }
@@ -30,6 +35,7 @@ impl UserSession {
         crate::auth::accounts::account_of(&self.session).await
     }
 
+    /// The value of `key`, if set.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {
         let s = &self.session;
         let Some(bytes) = s.store().get(s.id(), key).await? else {
@@ -42,6 +48,7 @@ impl UserSession {
         })
     }
 
+    /// Sets `key` to `value`.
     pub async fn set<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<(), ApiError> {
         reserved(key)?;
         let s = &self.session;
@@ -52,6 +59,7 @@ impl UserSession {
             .map_err(ApiError::from)
     }
 
+    /// Removes `key`; whether it was set.
     pub async fn remove(&self, key: &str) -> Result<bool, ApiError> {
         reserved(key)?;
         let s = &self.session;
