@@ -10,6 +10,7 @@ use server_fn::{
     error::{FromServerFnError, ServerFnErrorErr},
 };
 
+/// What went wrong, as a stable machine-readable code; the HTTP status follows from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -85,6 +86,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The HTTP status an answer with this code carries.
     pub fn status(self) -> u16 {
         match self {
             Self::NoSession => 401,
@@ -115,6 +117,7 @@ impl ErrorCode {
         }
     }
 
+    /// The code as it appears in the JSON body, e.g. `no_session`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NoSession => "no_session",
@@ -154,14 +157,18 @@ impl ErrorCode {
     }
 }
 
+/// The error of every API answer: a code for programs and a message for people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
+    /// What went wrong, for the client to act on.
     pub code: ErrorCode,
+    /// What went wrong, in words a person can read.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error with this code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
@@ -169,31 +176,38 @@ impl ApiError {
         }
     }
 
+    /// The HTTP status to answer with, from the code.
     pub fn status(&self) -> u16 {
         self.code.status()
     }
 
+    /// The JSON body of the answer; never fails.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| {
             r#"{"code":"internal","message":"error encoding failed"}"#.to_owned()
         })
     }
 
+    /// `NoSession`: the request carries no session id.
     pub fn no_session() -> Self {
         Self::new(ErrorCode::NoSession, "this request carries no session id")
     }
+    /// `NotFound`: the thing asked for does not exist in this session.
     pub fn not_found() -> Self {
         Self::new(ErrorCode::NotFound, "not found")
     }
+    /// `StoreUnavailable`: the session store did not answer; the client may retry.
     pub fn store_unavailable() -> Self {
         Self::new(
             ErrorCode::StoreUnavailable,
             "the session store is unavailable; try again shortly",
         )
     }
+    /// `Internal`, saying nothing of the cause.
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "internal error")
     }
+    /// `TooLarge`: `what` is over `limit` bytes.
     pub fn too_large(what: &str, limit: usize) -> Self {
         Self::new(
             ErrorCode::TooLarge,

@@ -18,13 +18,20 @@ use tokio::sync::broadcast;
 /// the session it listens for has ended (nothing follows that).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Feed {
+    /// Something happened in the session.
     Event(Arc<ChatEvent>),
+    /// The listener fell behind and missed events; it should reload what it shows.
     Lagged,
+    /// The session has ended; nothing follows.
     Ended,
 }
 
+/// Carries each session's live events to everyone listening for it: `LocalHub` within one
+/// process, a shared hub across server instances.
 pub trait EventHub: Send + Sync + 'static {
+    /// Sends `event` to every current listener of `session`; with none, it goes nowhere.
     fn publish(&self, session: &SessionId, event: ChatEvent);
+    /// The events of `session` from now on, until it ends or the stream is dropped.
     fn subscribe(&self, session: &SessionId) -> BoxStream<'static, Feed>;
     /// Tells every listener of `session`, on every instance, that it has ended; their feeds
     /// yield `Feed::Ended` and stop.
@@ -79,6 +86,7 @@ impl Drop for Subscription {
 }
 
 impl LocalHub {
+    /// How many listeners are subscribed now, across all sessions.
     pub fn listeners(&self) -> usize {
         self.channels
             .lock()

@@ -29,14 +29,17 @@ pub enum Mode {
     Page,
 }
 
+/// What the guard needs besides the request: session lifetimes and the cookie mode.
 #[derive(Clone)]
 pub struct GuardConfig {
+    /// How long sessions live; also the proof cookie's `Max-Age`.
     pub lifetimes: Lifetimes,
     /// `__Host-` name and `Secure`; off only when explicitly configured for plain http.
     pub secure_cookies: bool,
 }
 
 impl GuardConfig {
+    /// The proof cookie's name: `__Host-` prefixed when cookies are `Secure`.
     pub fn proof_cookie_name(&self) -> &'static str {
         if self.secure_cookies {
             "__Host-confide_proof"
@@ -68,6 +71,7 @@ pub struct VerifiedSession {
 }
 
 impl VerifiedSession {
+    /// The session's id, as the request named it.
     pub fn id(&self) -> &SessionId {
         &self.id
     }
@@ -84,9 +88,11 @@ impl VerifiedSession {
     pub fn is_fresh(&self) -> bool {
         self.fresh
     }
+    /// When the session was claimed, in milliseconds since the Unix epoch.
     pub fn created_ms(&self) -> i64 {
         self.created_ms
     }
+    /// How long sessions live, as configured.
     pub fn lifetimes(&self) -> Lifetimes {
         self.lifetimes
     }
@@ -107,6 +113,7 @@ impl std::fmt::Debug for VerifiedSession {
 /// What the guard concluded.
 #[derive(Default)]
 pub struct GuardOutcome {
+    /// The session the request acts for; `None` when a page load has no proven session.
     pub session: Option<VerifiedSession>,
     /// A `Set-Cookie` value carrying a newly issued proof.
     pub set_cookie: Option<String>,

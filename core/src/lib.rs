@@ -7,6 +7,8 @@
 //! it calls neither. Everything here takes its session from a `VerifiedSession`, which only
 //! `guard::check` makes.
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod model;
 mod session_id;

@@ -21,16 +21,21 @@ macro_rules! id_type {
         pub struct $name(Uuid);
 
         impl $name {
+            /// A fresh random id, for something new.
             pub fn random() -> Self {
                 Self(Uuid::new_v4())
             }
+            /// Reads an id from its canonical lowercase hyphenated form; any other spelling is
+            /// `None`.
             pub fn parse(s: &str) -> Option<Self> {
                 // Same canonical rules as session ids: one spelling per id.
                 crate::SessionId::parse(s).ok().map(|sid| Self(Uuid::from_bytes(*sid.as_bytes())))
             }
+            /// The canonical lowercase hyphenated form, as the browser sees it.
             pub fn as_string(&self) -> String {
                 self.0.hyphenated().to_string()
             }
+            /// The 16 raw bytes, as stores keep them.
             pub fn as_bytes(&self) -> &[u8; 16] {
                 self.0.as_bytes()
             }
@@ -91,53 +96,80 @@ id_type!(
     ActionId
 );
 
+/// A conversation of a session; its messages are stored and fetched separately.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Thread {
+    /// The thread's id, unique within its session.
     pub id: ThreadId,
+    /// The name the thread list shows, at most `MAX_TITLE_CHARS` characters.
     pub title: String,
+    /// When the thread was created, in milliseconds since the Unix epoch.
     pub created_ms: i64,
+    /// When its latest message was added (its creation until then), in milliseconds since the
+    /// Unix epoch; the thread list shows the most recent first.
     pub updated_ms: i64,
 }
 
+/// Who wrote a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// The person chatting.
     User,
+    /// The assistant, replying.
     Assistant,
 }
 
+/// Where a message stands. A person's message is `Done` from the start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
+    /// The reply is still being generated.
     Streaming,
+    /// Finished: a person's message as sent, or a reply that ran to its end.
     Done,
+    /// Cut off before it finished: the person pressed stop, or signed in while it ran.
     Stopped,
+    /// Generation failed; `error` says why.
     Error,
 }
 
+/// A person's verdict on a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rating {
+    /// Thumbs up: the reply helped.
     Up,
+    /// Thumbs down: it did not.
     Down,
 }
 
+/// What a person thought of a reply.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Feedback {
+    /// Whether the reply helped.
     pub rating: Rating,
+    /// What they wrote along with it, at most `MAX_COMMENT_CHARS` characters.
     #[serde(default)]
     pub comment: Option<String>,
 }
 
+/// One message of a thread: the person's words or the assistant's reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
+    /// The message's id, unique within its session.
     pub id: MessageId,
+    /// The thread it belongs to.
     pub thread_id: ThreadId,
+    /// Whether the person or the assistant wrote it.
     pub role: Role,
     /// Markdown source, as written or as generated so far.
     pub content: String,
+    /// When it was written (for a reply, when it started), in milliseconds since the Unix epoch.
     pub created_ms: i64,
+    /// Whether it is still streaming, or how it ended.
     pub status: MessageStatus,
+    /// The person's rating of a reply, once they give one.
     #[serde(default)]
     pub feedback: Option<Feedback>,
     /// Why generation failed, for `status == error`.
@@ -165,9 +197,11 @@ pub const MAX_ACTION_PAYLOAD_BYTES: usize = 4 * 1024;
 /// so a click can neither forge a payload nor reach another session's action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Action {
+    /// What the browser sends back to say which button was pressed.
     pub id: ActionId,
     /// Which of the assistant's callbacks the click is for.
     pub name: String,
+    /// The button's text, at most `MAX_ACTION_LABEL_CHARS` characters.
     pub label: String,
     /// What the assistant attached, as JSON text (see `payload`).
     #[serde(default)]
@@ -210,9 +244,13 @@ pub enum StepKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
+    /// Begun and not yet ended.
     Running,
+    /// Ended successfully.
     Done,
+    /// Ended in an error; `output` says why.
     Failed,
+    /// Cut off before it ended: the reply was stopped, or the step was dropped unfinished.
     Stopped,
 }
 
@@ -220,10 +258,12 @@ pub enum StepStatus {
 /// reasoning. Steps nest through `parent`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
+    /// The step's id, unique within its message.
     pub id: StepId,
     /// The step it runs inside, if any.
     #[serde(default)]
     pub parent: Option<StepId>,
+    /// What sort of step it is, which the page shows as its label.
     pub kind: StepKind,
     /// What it is called, e.g. the tool's name.
     pub name: String,
@@ -233,9 +273,11 @@ pub struct Step {
     /// The result, or for a failed step why it failed.
     #[serde(default)]
     pub output: String,
+    /// Whether it is still running, or how it ended.
     pub status: StepStatus,
     /// When it began and ended, in milliseconds since the Unix epoch.
     pub started_ms: i64,
+    /// When it ended, in milliseconds since the Unix epoch; `None` while it runs.
     #[serde(default)]
     pub ended_ms: Option<i64>,
 }
@@ -265,10 +307,12 @@ pub enum Revision {
     /// `step_progress`). Both only grow while a reply runs, so the states of one reply are
     /// ordered the same way by either.
     Streaming(usize, usize),
+    /// Done, stopped or failed: final, and ahead of every streaming state.
     Ended,
 }
 
 impl Message {
+    /// How far this state of the message has come (see `Revision`).
     pub fn revision(&self) -> Revision {
         match self.status {
             MessageStatus::Streaming => Revision::Streaming(
@@ -289,21 +333,28 @@ impl Message {
 /// sanitised HTML on the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageView {
+    /// The message as stored.
     #[serde(flatten)]
     pub message: Message,
+    /// `content` rendered to sanitised HTML.
     pub html: String,
 }
 
+/// A thread as the browser opens it: the thread and its messages, ready to show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadView {
+    /// The thread's title and times.
     pub thread: Thread,
+    /// Its messages in conversation order, each rendered.
     pub messages: Vec<MessageView>,
 }
 
 /// A search hit: the thread and, when the match is in a message, a snippet around it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchHit {
+    /// The thread that matched.
     pub thread: Thread,
+    /// Text around the match in one of its messages; `None` when the title matched.
     pub snippet: Option<String>,
 }
 
@@ -311,15 +362,22 @@ pub struct SearchHit {
 /// reply that has started streaming.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
+    /// The thread as it stands after the send (new, or with its time moved on).
     pub thread: Thread,
+    /// The person's message as stored.
     pub user: MessageView,
+    /// The assistant's reply, just begun: streaming, its text still to come.
     pub reply: MessageView,
 }
 
+/// A thread exported as a file for the browser to download.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Export {
+    /// Suggested file name, made from the thread's title.
     pub filename: String,
+    /// The file's media type, e.g. `text/markdown`.
     pub mime: String,
+    /// The file's text.
     pub content: String,
 }
 
@@ -328,21 +386,36 @@ pub struct Export {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChatEvent {
     /// A message was created or changed (including the final state of a reply).
-    Message { message: MessageView },
+    Message {
+        /// The message's new state, rendered.
+        message: MessageView,
+    },
     /// A reply grew: its whole text so far, rendered.
     Delta {
+        /// The thread the reply is in.
         thread_id: ThreadId,
+        /// The reply that grew.
         message_id: MessageId,
+        /// Its whole Markdown text so far.
         content: String,
+        /// `content` rendered to sanitised HTML.
         html: String,
     },
     /// A thread was created, renamed or touched.
-    Thread { thread: Thread },
+    Thread {
+        /// The thread's new state.
+        thread: Thread,
+    },
     /// A thread and its messages were deleted.
-    ThreadDeleted { thread_id: ThreadId },
+    ThreadDeleted {
+        /// The thread that was deleted.
+        thread_id: ThreadId,
+    },
     /// Messages after `after` were dropped (an edit or a regeneration).
     Truncated {
+        /// The thread that lost messages.
         thread_id: ThreadId,
+        /// The last message kept; `None` when all of them went.
         after: Option<MessageId>,
     },
     /// The listener missed events and should reload what it shows.
@@ -350,6 +423,7 @@ pub enum ChatEvent {
 }
 
 impl ChatEvent {
+    /// The thread the event concerns; `None` for `Resync`.
     pub fn thread_id(&self) -> Option<ThreadId> {
         match self {
             Self::Message { message } => Some(message.message.thread_id),
@@ -512,6 +586,7 @@ pub struct SettingSpec {
     /// A line of help under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
+    /// Its control, the values it takes and its default.
     pub kind: SettingKind,
 }
 
@@ -521,26 +596,42 @@ pub struct SettingSpec {
 pub enum SettingKind {
     /// One of `options` (by value).
     Select {
+        /// The choices, in the order shown.
         options: Vec<Choice>,
+        /// The `value` in effect until the person picks one.
         default: String,
     },
     /// A number from `min` to `max` in steps of `step`.
     Slider {
+        /// The lowest value.
         min: f64,
+        /// The highest value.
         max: f64,
+        /// The spacing between allowed values.
         step: f64,
+        /// The value in effect until the person moves it.
         default: f64,
     },
     /// On or off.
-    Switch { default: bool },
+    Switch {
+        /// Whether it is on until the person sets it.
+        default: bool,
+    },
     /// Free text of at most `max_chars` characters.
-    Text { default: String, max_chars: usize },
+    Text {
+        /// The text in effect until the person changes it.
+        default: String,
+        /// The most characters the text may have.
+        max_chars: usize,
+    },
 }
 
 /// One option of a select: `value` is what the assistant reads, `label` what is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Choice {
+    /// What the assistant reads when this is chosen.
     pub value: String,
+    /// What the select shows.
     pub label: String,
 }
 
@@ -555,6 +646,7 @@ pub struct Profile {
     /// What the picker says of it (its tooltip).
     #[serde(default)]
     pub description: String,
+    /// Suggestions its empty chat offers.
     #[serde(default)]
     pub starters: Vec<Starter>,
 }
@@ -562,16 +654,20 @@ pub struct Profile {
 /// A suggestion on the empty chat: `label` is shown, `message` is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Starter {
+    /// The suggestion's text on the empty chat.
     pub label: String,
+    /// What is sent when it is clicked.
     pub message: String,
 }
 
 /// The settings panel's content: what the assistant offers and what this session chose.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatSettings {
+    /// What the person can choose to talk to, in picker order.
     pub profiles: Vec<Profile>,
     /// The chosen profile's id (the first profile until one is chosen).
     pub profile: Option<String>,
+    /// The settings the assistant declares, in panel order.
     pub settings: Vec<SettingSpec>,
     /// Every setting's value, the defaults filled in.
     pub values: std::collections::BTreeMap<String, serde_json::Value>,
@@ -581,8 +677,10 @@ pub struct ChatSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
+    /// A Markdown transcript (`.md`), with each reply's steps.
     #[serde(alias = "md")]
     Markdown,
+    /// The thread and its messages as stored, in JSON.
     Json,
 }
 
@@ -593,13 +691,16 @@ pub enum ExportFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignInMethod {
+    /// A username and password kept by Confide.
     Password,
+    /// An OpenID Connect identity provider.
     Oidc,
     /// A user a trusted reverse proxy vouches for in a header.
     Header,
 }
 
 impl SignInMethod {
+    /// The method's fixed name, as serialised and as used to derive homes.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Password => "password",
@@ -612,21 +713,29 @@ impl SignInMethod {
 /// Who a session belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
+    /// What the account is called: the username, or the name the provider or proxy gave.
     pub name: String,
+    /// How it signs in.
     pub method: SignInMethod,
 }
 
+/// An OpenID Connect provider, as a button on the sign-in page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderButton {
+    /// The provider's short name, which the button asks to sign in with.
     pub id: String,
+    /// The provider's label on the button.
     pub name: String,
 }
 
 /// What the sign-in page offers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignInOptions {
+    /// Password sign-in is enabled.
     pub password: bool,
+    /// Anyone may create a password account here (only with password sign-in).
     pub registration: bool,
+    /// The OpenID Connect providers to offer.
     pub providers: Vec<ProviderButton>,
     /// The user a trusted proxy vouches for, when header sign-in is configured.
     pub header_user: Option<String>,
@@ -636,7 +745,9 @@ pub struct SignInOptions {
 /// as an HttpOnly cookie).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedIn {
+    /// The new session, bound to the account, that replaces the browser's old one.
     pub session_id: crate::SessionId,
+    /// Who is now signed in.
     pub account: Account,
 }
 
@@ -645,10 +756,14 @@ pub struct SignedIn {
 pub struct SessionRow {
     /// Opaque handle for "end"; not the session id.
     pub handle: String,
+    /// When the session signed in, in milliseconds since the Unix epoch.
     pub created_ms: i64,
+    /// Its last verified request, in milliseconds since the Unix epoch (up to a minute behind).
     pub last_seen_ms: i64,
     /// "Chrome on Linux".
     pub agent: String,
+    /// How it signed in.
     pub method: SignInMethod,
+    /// Whether it is the session asking (this browser).
     pub current: bool,
 }

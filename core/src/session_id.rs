@@ -17,15 +17,21 @@ pub const DEFAULT_IDLE_SECS: u64 = 24 * 3600;
 /// cookie lives as long before the server has said how long this one has left.
 pub const DEFAULT_ABSOLUTE_SECS: u64 = 30 * 24 * 3600;
 
+/// A session's public handle: a canonical UUID v4 (v8 for a signed-in user's home).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(Uuid);
 
+/// Why a string is not a session id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionIdError {
+    /// Not 36 characters long.
     #[error("a session id is exactly 36 characters")]
     Length,
+    /// Not lowercase hexadecimal in 8-4-4-4-12 groups.
     #[error("a session id is lowercase hexadecimal in 8-4-4-4-12 groups")]
     NotCanonical,
+    /// A well-formed UUID of the wrong version or variant (for a stored id, neither a v4
+    /// session nor a v8 home).
     #[error("a session id is a random (version 4, RFC 4122 variant) UUID")]
     NotVersion4,
 }
@@ -122,6 +128,7 @@ impl SessionId {
         s
     }
 
+    /// The 16 raw bytes, for stores and hashing.
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
     }

@@ -31,6 +31,7 @@ pub const MAX_MESSAGES: usize = 2_000;
 /// The end of a thread, from `thread_tail`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadTail {
+    /// The thread's title and times.
     pub thread: Thread,
     /// The thread's last messages, in conversation order.
     pub messages: Vec<Message>,
@@ -68,6 +69,7 @@ impl Proof {
         Some(ProofHash::of(&bytes))
     }
 
+    /// What the store keeps in place of the secret.
     pub fn hash(&self) -> ProofHash {
         ProofHash::of(&self.0)
     }
@@ -83,10 +85,12 @@ impl ProofHash {
         Self(Sha256::digest(secret).into())
     }
 
+    /// For stores reading back hashes they wrote.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
 
+    /// The 32 bytes, as stores keep them.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -107,7 +111,9 @@ impl std::fmt::Debug for ProofHash {
 /// `absolute` since it was claimed, whichever ends first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetimes {
+    /// How long a session lives without a verified request.
     pub idle: Duration,
+    /// How long a session lives after it was claimed, however active.
     pub absolute: Duration,
 }
 
@@ -129,11 +135,13 @@ impl Lifetimes {
         idle_end.min(absolute_end)
     }
 
+    /// Whether such a session has expired at `now_ms`.
     pub fn is_expired(&self, created_ms: i64, last_seen_ms: i64, now_ms: i64) -> bool {
         now_ms >= self.expires_at_ms(created_ms, last_seen_ms)
     }
 }
 
+/// The current time in milliseconds since the Unix epoch (0 if the clock is earlier).
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -141,6 +149,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The answer to `Sessions::claim`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
     /// This call created the session.
@@ -153,46 +162,66 @@ pub enum Claim {
     Ended,
 }
 
+/// The answer to `Sessions::verify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verify {
     /// The proof matches; the idle expiry has been pushed back. `home` is the signed-in
     /// user's home (see `Sessions::claim`), `None` for an anonymous session.
     Valid {
+        /// When the session was claimed, in milliseconds since the Unix epoch.
         created_ms: i64,
+        /// The signed-in user's home; `None` for an anonymous session.
         home: Option<SessionId>,
     },
     /// No live session has this id (never claimed, expired, or deleted).
     Unknown,
     /// The session exists and the proof is missing or wrong.
-    Denied { created_ms: i64 },
+    Denied {
+        /// When the session was claimed, in milliseconds since the Unix epoch.
+        created_ms: i64,
+    },
 }
 
 /// What `peek` tells about a live session, without touching it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionTimes {
+    /// When the session was claimed, in milliseconds since the Unix epoch.
     pub created_ms: i64,
     /// The last verified request, as precisely as the backend records it (it may throttle
     /// how often it writes this, by up to a minute).
     pub last_seen_ms: i64,
+    /// The signed-in user's home; `None` for an anonymous session.
     pub home: Option<SessionId>,
 }
 
+/// Why a store call failed; each maps to an `ApiError` (see the `From` impl below).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// The backend cannot be reached, is overloaded or did not answer in time.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// A key is empty, too long or uses characters outside `[A-Za-z0-9._:-]`.
     #[error("key must be 1 to {MAX_KEY_LEN} bytes of [A-Za-z0-9._:-]")]
     KeyInvalid,
+    /// A value is over `MAX_VALUE_LEN` bytes.
     #[error("value is {len} bytes; the limit is {MAX_VALUE_LEN}")]
-    ValueTooLarge { len: usize },
+    ValueTooLarge {
+        /// The value's size in bytes.
+        len: usize,
+    },
+    /// A new key would take the session past `MAX_KEYS`.
     #[error("the session already holds {MAX_KEYS} keys")]
     TooManyKeys,
+    /// The session or home does not exist (never claimed, expired or deleted).
     #[error("no such session")]
     NoSuchSession,
+    /// A new thread would take the session past `MAX_THREADS`.
     #[error("the session already holds {MAX_THREADS} threads; delete some first")]
     TooManyThreads,
+    /// A new message would take its thread past `MAX_MESSAGES`.
     #[error("the thread already holds {MAX_MESSAGES} messages; start a new one")]
     TooManyMessages,
+    /// Any other failure, such as an unreadable record or a failed backend job.
     #[error("store error: {0}")]
     Internal(String),
 }
@@ -207,6 +236,7 @@ pub fn check_entry(key: &str, value: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks a key against the contract: 1 to `MAX_KEY_LEN` bytes of `[A-Za-z0-9._:-]`.
 pub fn check_key(key: &str) -> Result<(), StoreError> {
     let ok = !key.is_empty()
         && key.len() <= MAX_KEY_LEN
@@ -281,6 +311,7 @@ pub trait Values: Send + Sync + 'static {
     /// no particular order.
     async fn keys(&self, id: &SessionId, prefix: &str) -> Result<Vec<String>, StoreError>;
 
+    /// The value under `key`; `None` when it is not set.
     async fn get(&self, id: &SessionId, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Fails with `NoSuchSession` if the session is gone (expired or deleted meanwhile):
@@ -325,6 +356,7 @@ pub trait Chats: Send + Sync + 'static {
     /// Removes a thread and its messages; false if the session has no such thread.
     async fn delete_thread(&self, id: &SessionId, thread: &ThreadId) -> Result<bool, StoreError>;
 
+    /// A message of the session by its id, whichever thread holds it.
     async fn get_message(
         &self,
         id: &SessionId,
@@ -402,6 +434,7 @@ pub struct Timed {
 }
 
 impl Timed {
+    /// `inner` with every call bounded by `limit`.
     pub fn wrap(
         inner: std::sync::Arc<dyn SessionStore>,
         limit: Duration,

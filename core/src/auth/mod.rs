@@ -35,6 +35,7 @@ const BINDING_KEY: &str = "confide:user";
 /// Where the request came from, as the edge layer worked it out.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr {
+    /// The client's address (behind a trusted proxy, the one it forwarded); `None` when unknown.
     pub ip: Option<IpAddr>,
     /// The direct peer is one of the configured trusted proxies.
     pub via_trusted_proxy: bool,
@@ -43,21 +44,25 @@ pub struct ClientAddr {
 /// How people may sign in. With nothing enabled, Confide is anonymous only.
 #[derive(Clone, Default)]
 pub struct AuthConfig {
+    /// Password accounts may sign in.
     pub password: bool,
     /// Anyone may create a password account from the sign-in page.
     pub registration: bool,
     /// Header naming the user, believed only from trusted proxies (e.g. `x-forwarded-user`).
     pub header: Option<http::HeaderName>,
+    /// The OpenID Connect providers offered on the sign-in page.
     pub oidc: Vec<oidc::ProviderConfig>,
     /// Where browsers reach Confide, e.g. `https://chat.example.com` (the OIDC redirect).
     pub public_origin: String,
     /// Password attempts (successful or not) allowed per account and per address, per
     /// minute. Counting successes too keeps a guesser from learning anything by the limit.
     pub attempts_per_account: u32,
+    /// Attempts (sign-ins and registrations) allowed per address, per minute.
     pub attempts_per_address: u32,
 }
 
 impl AuthConfig {
+    /// Whether any sign-in method is on.
     pub fn enabled(&self) -> bool {
         self.password || self.header.is_some() || !self.oidc.is_empty()
     }
@@ -65,6 +70,7 @@ impl AuthConfig {
 
 /// Shared by all requests (an axum `Extension`).
 pub struct Auth {
+    /// The sign-in methods and limits it was set up with.
     pub config: AuthConfig,
     guard: GuardConfig,
     store: Arc<dyn SessionStore>,
@@ -145,6 +151,8 @@ fn hex8(bytes: &[u8; 32]) -> String {
 }
 
 impl Auth {
+    /// Sets up sign-in from `config`; fails with a message when the OIDC settings are invalid
+    /// (a bad provider id or URL).
     pub fn new(
         config: AuthConfig,
         guard: GuardConfig,

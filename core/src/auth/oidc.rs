@@ -30,8 +30,11 @@ pub struct ProviderConfig {
     pub id: String,
     /// Label on the sign-in button.
     pub name: String,
+    /// The provider's issuer URL: where discovery starts, and what its ID tokens must name.
     pub issuer: String,
+    /// The client id Confide is registered under at the provider.
     pub client_id: String,
+    /// The client secret, if the provider issued one; `None` for a public client.
     #[serde(default)]
     pub client_secret: Option<String>,
     /// Scopes besides `openid`.

@@ -5,8 +5,11 @@ use super::{Auth, invalid};
 use crate::{ApiError, SessionId, model::SignInMethod};
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 
+/// Shortest password allowed, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password allowed, in characters.
 pub const MAX_PASSWORD_CHARS: usize = 256;
+/// Longest username, in characters.
 pub const MAX_USERNAME_CHARS: usize = 64;
 
 /// Usernames are compared in one spelling: trimmed, lowercase, a small alphabet.
@@ -26,6 +29,7 @@ pub fn normalize_username(raw: &str) -> Result<String, ApiError> {
     }
 }
 
+/// Refuses a password shorter than `MIN_PASSWORD_CHARS` or longer than `MAX_PASSWORD_CHARS`.
 pub fn check_password_policy(password: &str) -> Result<(), ApiError> {
     let n = password.chars().count();
     if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&n) {
@@ -43,6 +47,7 @@ pub fn check_password_policy(password: &str) -> Result<(), ApiError> {
 /// start-up, which would add ~30 ms to every cold start.
 pub(super) const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$tSH+jzfysn9wuEUrDae4lw$jGmH6hrvo8DdTpXFSjWvCch1R+WAkNelQpnwjsDvIG0";
 
+/// An Argon2id hash of `password` with a fresh random salt, in PHC string form.
 pub fn hash_password(password: &str) -> Result<String, ApiError> {
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|_| ApiError::internal())?;
@@ -61,6 +66,7 @@ pub(super) fn verify_password(password: &str, hash: &str) -> bool {
     })
 }
 
+/// The home of the password account with this (normalised) username.
 pub fn password_home(username: &str) -> SessionId {
     SessionId::home(SignInMethod::Password.as_str(), username)
 }

@@ -23,8 +23,11 @@ pub(super) struct SessionEntry {
 
 /// Who is signing in, as a sign-in method established it.
 pub struct Signing<'a> {
+    /// The account's home, which the new session is bound to.
     pub home: SessionId,
+    /// What the account is called, as it is shown.
     pub name: &'a str,
+    /// How the user signed in.
     pub method: SignInMethod,
     /// Move the anonymous session's threads to the user.
     pub keep_threads: bool,

@@ -28,6 +28,7 @@ pub struct Chat {
     rt: Arc<ChatRuntime>,
 }
 
+/// `message` as the browser shows it: with its text rendered to sanitised HTML.
 pub fn view(message: Message) -> MessageView {
     let html = markdown::render(&message.content);
     MessageView { message, html }
@@ -49,6 +50,7 @@ fn check_len(what: &str, text: &str, max: usize) -> Result<(), ApiError> {
 }
 
 impl Chat {
+    /// The chat of `session`, whose replies run in `rt`.
     pub fn new(session: VerifiedSession, rt: Arc<ChatRuntime>) -> Self {
         Self { session, rt }
     }
@@ -90,6 +92,7 @@ impl Chat {
         Ok(())
     }
 
+    /// The session's chats, most recently updated first.
     pub async fn list_threads(&self) -> Result<Vec<Thread>, ApiError> {
         let store = self.session.store();
         store.list_threads(self.sid()).await.map_err(ApiError::from)
@@ -118,6 +121,7 @@ impl Chat {
         self.rt.history_turns.max(1)
     }
 
+    /// Chat `id` with all its messages; not found if it is not this session's.
     pub async fn get_thread(&self, id: &ThreadId) -> Result<ThreadView, ApiError> {
         let (thread, messages) = self.thread(id).await?;
         Ok(ThreadView {
@@ -126,6 +130,7 @@ impl Chat {
         })
     }
 
+    /// A new, empty chat, called `title` or the default title.
     pub async fn create_thread(&self, title: Option<String>) -> Result<Thread, ApiError> {
         let title = title
             .map(|t| t.trim().to_owned())
@@ -147,6 +152,7 @@ impl Chat {
         Ok(thread)
     }
 
+    /// Renames chat `id`; every tab of the session hears of it.
     pub async fn rename_thread(&self, id: &ThreadId, title: String) -> Result<Thread, ApiError> {
         let title = title.trim().to_owned();
         if title.is_empty() {
@@ -165,6 +171,7 @@ impl Chat {
         Ok(thread)
     }
 
+    /// Deletes chat `id` and its messages, stopping its reply if one is streaming.
     pub async fn delete_thread(&self, id: &ThreadId) -> Result<(), ApiError> {
         self.rt.replies.cancel_thread(self.sid(), id);
         let store = self.session.store();
@@ -481,6 +488,7 @@ impl Chat {
         }
     }
 
+    /// Rates a reply (or takes the rating back with `None`), with an optional comment.
     pub async fn feedback(
         &self,
         message: &MessageId,
@@ -508,6 +516,7 @@ impl Chat {
         Ok(v)
     }
 
+    /// Chat `thread` as a file to download: Markdown (steps folded in `<details>`) or JSON.
     pub async fn export(
         &self,
         thread: &ThreadId,

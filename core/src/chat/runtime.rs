@@ -32,6 +32,8 @@ pub struct ChatRuntime {
 }
 
 impl ChatRuntime {
+    /// A runtime whose replies `assistant` writes and whose events go through `hub`, with
+    /// the default intervals and history bound.
     pub fn new(assistant: Arc<dyn Assistant>, hub: Arc<dyn EventHub>) -> Self {
         Self {
             assistant,
@@ -43,6 +45,7 @@ impl ChatRuntime {
         }
     }
 
+    /// Where every instance's events go.
     pub fn hub(&self) -> &Arc<dyn EventHub> {
         &self.hub
     }
