@@ -14,6 +14,8 @@ pub use crate::model::{
 #[cfg(feature = "ssr")]
 use crate::ssr as ctx;
 
+/// What the sign-in page offers: password sign-in, registration, providers, a trusted
+/// proxy's user.
 #[server(prefix = "/api", endpoint = "auth/options", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn get_sign_in_options() -> Result<SignInOptions, ApiError> {
     let auth = ctx::auth().await?;
@@ -36,11 +38,16 @@ pub async fn me() -> Result<Option<Account>, ApiError> {
     auth.account_of(&ctx::verified().await?).await
 }
 
+/// Signs in with a username and password.
 #[server(prefix = "/api", endpoint = "auth/login", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn log_in(
+    /// The account's name; case and surrounding spaces do not matter.
     username: String,
+    /// The account's password.
     password: String,
-    #[server(default)] keep_threads: Option<bool>,
+    /// Move the anonymous session's threads to the account; yes when absent.
+    #[server(default)]
+    keep_threads: Option<bool>,
 ) -> Result<SignedIn, ApiError> {
     let auth = ctx::auth().await?;
     let session = ctx::verified().await?;
@@ -58,11 +65,16 @@ pub async fn log_in(
     .await
 }
 
+/// Creates a password account and signs in to it, when registration is enabled.
 #[server(prefix = "/api", endpoint = "auth/register", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn register(
+    /// The new account's name.
     username: String,
+    /// The new account's password.
     password: String,
-    #[server(default)] keep_threads: Option<bool>,
+    /// Move the anonymous session's threads to the account; yes when absent.
+    #[server(default)]
+    keep_threads: Option<bool>,
 ) -> Result<SignedIn, ApiError> {
     use crate::ErrorCode;
     let auth = ctx::auth().await?;
@@ -92,7 +104,9 @@ pub async fn register(
 /// Signs in as the user a trusted proxy names in the configured header.
 #[server(prefix = "/api", endpoint = "auth/header", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn log_in_by_header(
-    #[server(default)] keep_threads: Option<bool>,
+    /// Move the anonymous session's threads to the account; yes when absent.
+    #[server(default)]
+    keep_threads: Option<bool>,
 ) -> Result<SignedIn, ApiError> {
     use crate::ErrorCode;
     let auth = ctx::auth().await?;
@@ -124,8 +138,11 @@ pub async fn log_in_by_header(
 /// Starts an OpenID Connect sign-in; the browser then goes to the returned URL.
 #[server(prefix = "/api", endpoint = "auth/oidc/start", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn oidc_start(
+    /// The provider's short name, as its sign-in button gives it.
     provider: String,
-    #[server(default)] keep_threads: Option<bool>,
+    /// Move the anonymous session's threads to the account; yes when absent.
+    #[server(default)]
+    keep_threads: Option<bool>,
 ) -> Result<String, ApiError> {
     let auth = ctx::auth().await?;
     auth.oidc_start(
@@ -138,7 +155,12 @@ pub async fn oidc_start(
 
 /// Completes the sign-in with the provider's answer (from the callback page's URL).
 #[server(prefix = "/api", endpoint = "auth/oidc/finish", input = Json, output = Json, client = crate::client::SessionClient)]
-pub async fn oidc_finish(code: String, state: String) -> Result<SignedIn, ApiError> {
+pub async fn oidc_finish(
+    /// The authorization code the provider returned.
+    code: String,
+    /// The state the provider returned, which must match the one this session stored.
+    state: String,
+) -> Result<SignedIn, ApiError> {
     let auth = ctx::auth().await?;
     let session = ctx::verified().await?;
     ctx::stop_replies(&session).await;
@@ -165,6 +187,7 @@ pub async fn log_out() -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The live sessions of the signed-in user, newest first.
 #[server(prefix = "/api", endpoint = "auth/sessions", input = Json, output = Json, client = crate::client::SessionClient)]
 pub async fn my_sessions() -> Result<Vec<SessionRow>, ApiError> {
     let auth = ctx::auth().await?;
@@ -173,7 +196,10 @@ pub async fn my_sessions() -> Result<Vec<SessionRow>, ApiError> {
 
 /// Ends one of the user's sessions (by its handle from `auth/sessions`).
 #[server(prefix = "/api", endpoint = "auth/sessions/end", input = Json, output = Json, client = crate::client::SessionClient)]
-pub async fn end_session(handle: String) -> Result<(), ApiError> {
+pub async fn end_session(
+    /// The session's handle, as `auth/sessions` lists it.
+    handle: String,
+) -> Result<(), ApiError> {
     let auth = ctx::auth().await?;
     auth.end_session(&ctx::verified().await?, &handle).await
 }
@@ -197,7 +223,12 @@ pub async fn end_all_sessions() -> Result<usize, ApiError> {
 
 /// Changes the password; every other session of the account ends.
 #[server(prefix = "/api", endpoint = "auth/password", input = Json, output = Json, client = crate::client::SessionClient)]
-pub async fn change_password(current: String, new: String) -> Result<usize, ApiError> {
+pub async fn change_password(
+    /// The password now in use, checked first.
+    current: String,
+    /// The password to use from now on.
+    new: String,
+) -> Result<usize, ApiError> {
     let auth = ctx::auth().await?;
     let from = ctx::client_addr().await.ip;
     auth.change_password(&ctx::verified().await?, &current, &new, from)

@@ -30,6 +30,7 @@ fn set_current_session(id: SessionId) {
     CURRENT.with(|c| *c.borrow_mut() = Some(id));
 }
 
+/// The client of every server function: the browser's own, with the session header added.
 pub struct SessionClient;
 
 impl<E, IS, OS> Client<E, IS, OS> for SessionClient
@@ -322,8 +323,11 @@ pub use browser::{adopt_session_and_reload, forget_and_restart, start_session};
 #[cfg(not(feature = "hydrate"))]
 mod inert {
     use crate::{SessionId, components::SessionCtx};
+    /// Starts the session in the browser; nothing to do on the server.
     pub async fn start_session(_ctx: SessionCtx) {}
+    /// Switches the browser to a signed-in session; nothing to do on the server.
     pub fn adopt_session_and_reload(_id: &SessionId) {}
+    /// Forgets the browser's session and starts over; nothing to do on the server.
     pub fn forget_and_restart() {}
 }
 

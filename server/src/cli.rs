@@ -13,10 +13,12 @@ use std::{io::BufRead, process::ExitCode};
 #[derive(Debug, Parser)]
 #[command(name = "confide", version)]
 pub struct Cli {
+    /// The command to run; none serves.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
+/// A command other than serving.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Password accounts, on the store the configuration names.
@@ -24,16 +26,28 @@ pub enum Command {
     User(UserCommand),
 }
 
+/// What `confide user` does to a password account.
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
     /// Create a password account; the password is read from standard input.
-    Add { name: String },
+    Add {
+        /// The account's username.
+        name: String,
+    },
     /// Set a new password, read from standard input (ends every session of the account).
-    Passwd { name: String },
+    Passwd {
+        /// The account's username.
+        name: String,
+    },
     /// Delete the account, its sessions and its threads.
-    Remove { name: String },
+    Remove {
+        /// The account's username.
+        name: String,
+    },
 }
 
+/// Runs `command` on the store `config` names and prints the outcome; exits with 2 when
+/// the store cannot be used (the memory store included) and 1 when the command fails.
 pub async fn run(command: Command, config: Config) -> ExitCode {
     let Command::User(action) = command;
     if config.store == crate::config::StoreKind::Memory {

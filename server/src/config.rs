@@ -9,6 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use url::Url;
 
+/// Everything the server is configured with; each field is a key of `confide.toml` and a
+/// `CONFIDE_<KEY>` environment variable.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Config {
     /// Address to listen on.
@@ -58,6 +60,7 @@ pub struct Config {
     /// Most messages of a thread the assistant is shown: the latest ones. Bounds what a
     /// turn reads and sends however long the thread grows.
     pub history_turns: usize,
+    /// Bound on connecting to the endpoint.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub openai_connect_timeout: Duration,
     /// Bound on waiting for the first byte and between two pieces of a reply.
@@ -69,6 +72,7 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// PEM certificate chain and private key: with both set, Confide serves HTTPS itself.
     pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) that goes with `tls_cert`.
     pub tls_key: Option<PathBuf>,
     /// Optional plain-HTTP listener that only redirects to the public https URL.
     pub redirect_addr: Option<SocketAddr>,
@@ -82,6 +86,7 @@ pub struct Config {
     /// that. A proven session's requests count against its own bucket instead, so anonymous
     /// traffic from an address never starves the people behind it.
     pub ip_rate: u32,
+    /// The burst above `ip_rate` for one client address without a proven session.
     pub ip_burst: u32,
     /// New sessions one client address may claim per minute (also the burst). New ids cost
     /// nothing, so without this one client could rotate ids past every per-session limit.
@@ -89,9 +94,11 @@ pub struct Config {
     pub new_sessions_per_minute: u32,
     /// Messages all sessions of one client address may start per minute, and the burst.
     pub address_messages_per_minute: u32,
+    /// The burst above `address_messages_per_minute` for one client address.
     pub address_messages_burst: u32,
     /// Requests per second allowed for one session, and the burst above that.
     pub session_rate: u32,
+    /// The burst above `session_rate` for one session.
     pub session_burst: u32,
     /// Messages a session may send per minute (each starts a model reply).
     pub messages_per_minute: u32,
@@ -114,6 +121,8 @@ pub struct Config {
     /// Open event streams one session may hold (the oldest is closed when another opens),
     /// and in all on this instance (past that a new stream answers 503).
     pub streams_per_session: usize,
+    /// Open event streams on this instance in all; past that a new stream answers 503
+    /// `overloaded`.
     pub max_streams: usize,
     /// Bound on reading a request's headers, and on an idle keep-alive connection waiting
     /// for its next request: a client trickling bytes cannot hold a connection.
@@ -128,6 +137,8 @@ pub struct Config {
     pub stream_recheck: Duration,
     /// Password attempts allowed per minute for one account, and from one address.
     pub login_attempts_per_account: u32,
+    /// Password attempts allowed per minute from one client address (IPv6 per /64),
+    /// whatever the account; past them a sign-in answers 429.
     pub login_attempts_per_address: u32,
 }
 
@@ -191,8 +202,11 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum StoreKind {
+    /// `memory`: in this process only, forgotten when it exits.
     Memory,
+    /// `sqlite:<path>`: a SQLite database file on this machine.
     Sqlite(PathBuf),
+    /// `redis://host:port/db` (or `rediss://`): a Redis server several instances can share.
     Redis(String),
 }
 
@@ -260,10 +274,13 @@ pub enum AssistantKind {
     Openai,
 }
 
+/// Why the configuration cannot be used; the server does not start with it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A source could not be read, or a value is not of its key's type.
     #[error("configuration: {0}")]
     Parse(#[from] Box<figment::Error>),
+    /// The values were read but do not work together or are out of range.
     #[error("configuration: {0}")]
     Invalid(String),
 }
@@ -297,6 +314,7 @@ impl Config {
         self.public_url().origin().ascii_serialization()
     }
 
+    /// Checks what reading alone cannot: that the values are in range and fit together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::Invalid(
@@ -363,6 +381,7 @@ impl Config {
         self.secure_cookies().map(|_| ())
     }
 
+    /// The configured public URL, or else `http://<addr>` (`https` with native TLS).
     pub fn public_url(&self) -> Url {
         self.public_url.clone().unwrap_or_else(|| {
             let scheme = if self.tls_cert.is_some() {

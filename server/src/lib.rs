@@ -3,6 +3,8 @@
 //! `app(state)` builds the whole router and is kept apart from `main` so tests can serve it
 //! on a random port exactly as the binary does.
 
+#![warn(missing_docs)]
+
 pub mod assistant;
 pub mod cli;
 pub mod config;
@@ -56,20 +58,30 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// What [`AppState`] holds, built once when the server starts.
 #[derive(Clone)]
 pub struct Shared {
+    /// The configuration the server started with.
     pub config: Arc<Config>,
+    /// Where sessions live; every call is bounded by `store_timeout`.
     pub store: Arc<dyn SessionStore>,
+    /// Session lifetimes and the cookie mode, for the session guard.
     pub guard: GuardConfig,
+    /// Where Leptos finds the built site, for rendering pages and serving `pkg/`.
     pub leptos: LeptosOptions,
+    /// The assistant, the event hub and the replies in progress.
     pub chat: Arc<ChatRuntime>,
+    /// The rate limiters, per client address and per session.
     pub limits: Arc<middleware::Limiters>,
+    /// Signing in and out, and the accounts' sessions.
     pub auth: Arc<confide_core::auth::Auth>,
+    /// The open event streams, bounded per session and in all.
     pub streams: Arc<streams::Streams>,
     /// Whether this process terminates TLS itself.
     pub tls: bool,
     /// `config.https()` and `config.public_origin()`, worked out once: every request asks.
     pub https: bool,
+    /// The public origin (`config.public_origin()`), likewise worked out once.
     pub origin: String,
 }
 
@@ -235,6 +247,7 @@ fn auth_config(config: &Config) -> Result<confide_core::auth::AuthConfig, Config
     })
 }
 
+/// The session lifetimes `config` sets (`idle_timeout`, `absolute_timeout`).
 pub fn lifetimes(config: &Config) -> Lifetimes {
     Lifetimes {
         idle: config.idle_timeout,

@@ -32,6 +32,7 @@ struct Series {
     buckets: [u64; BUCKETS.len()],
 }
 
+/// The process's counters and latency histograms, rendered for `/metrics`.
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, &'static str, &'static str), Series>>,
@@ -39,6 +40,7 @@ pub struct Metrics {
     store_unavailable: AtomicU64,
 }
 
+/// The one set of metrics of this process.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
 
 static API_ROUTES: LazyLock<HashSet<String>> = LazyLock::new(|| {
@@ -98,14 +100,17 @@ impl Metrics {
         }
     }
 
+    /// Counts a panic, of a handler or a detached task.
     pub fn panic_caught(&self) {
         self.panics.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a request answered 503 because the store did not answer.
     pub fn store_unavailable(&self) {
         self.store_unavailable.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// How many panics were counted since the process started.
     pub fn panics(&self) -> u64 {
         self.panics.load(Ordering::Relaxed)
     }

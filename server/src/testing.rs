@@ -51,7 +51,9 @@ pub enum Scripted {
     Say(String),
     /// Calls the tool `name` with these arguments.
     Call {
+        /// The tool's name.
         name: String,
+        /// The arguments the call carries, as JSON.
         arguments: serde_json::Value,
     },
 }

@@ -94,6 +94,8 @@ pub struct DrawerCtx {
     pub open: RwSignal<bool>,
 }
 
+/// The whole application: starts this browser's session and routes to the chat, the
+/// notepad and the account pages.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();

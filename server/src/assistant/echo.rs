@@ -12,6 +12,7 @@ use confide_core::steps::Steps;
 use futures::{StreamExt, stream};
 use std::time::Duration;
 
+/// The built-in offline assistant (`assistant = "echo"`).
 pub struct EchoAssistant {
     /// Pause between two words.
     pub delay: Duration,

@@ -34,12 +34,16 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Where the OpenAI-compatible endpoint is and how to talk to it.
 #[derive(Debug, Clone)]
 pub struct OpenAiConfig {
     /// e.g. `https://api.openai.com`, `http://127.0.0.1:11434` (Ollama) or a URL ending in `/v1`.
     pub base_url: Url,
+    /// Sent as a bearer token when set; never logged.
     pub api_key: Option<Secret>,
+    /// The model name sent to the endpoint.
     pub model: String,
+    /// Put before every conversation.
     pub system_prompt: Option<String>,
     /// Bound on establishing the connection.
     pub connect_timeout: Duration,
@@ -58,8 +62,11 @@ pub struct OpenAiConfig {
 /// A profile of the OpenAI-compatible assistant (`[[profiles]]` in `confide.toml`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelProfile {
+    /// What the session's choice is kept as.
     pub id: String,
+    /// What the picker shows.
     pub name: String,
+    /// What the picker says of it (its tooltip).
     #[serde(default)]
     pub description: String,
     /// The model asked; the configured `model` if unset.
@@ -68,6 +75,7 @@ pub struct ModelProfile {
     /// The system prompt; the configured `system_prompt` if unset.
     #[serde(default)]
     pub system_prompt: Option<String>,
+    /// Suggestions its empty chat offers.
     #[serde(default)]
     pub starters: Vec<Starter>,
 }
@@ -94,6 +102,8 @@ const MAX_TOOL_RESULT_CHARS: usize = 32_000;
 /// Most bytes of the arguments of the tool calls of one model turn.
 const MAX_CALL_BYTES: usize = 64 * 1024;
 
+/// The assistant that streams its replies from an OpenAI-compatible endpoint, running the
+/// tool calls the model makes along the way.
 pub struct OpenAiAssistant {
     inner: Arc<Inner>,
 }
@@ -107,6 +117,8 @@ struct Inner {
 }
 
 impl OpenAiAssistant {
+    /// An assistant for the endpoint in `cfg`, with no tools; fails on a base URL that
+    /// cannot be made into the completions URL, or an HTTP client that cannot be built.
     pub fn new(cfg: OpenAiConfig) -> Result<Self, String> {
         let endpoint = completions_url(&cfg.base_url)?;
         let http = reqwest::Client::builder()

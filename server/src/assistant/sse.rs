@@ -5,18 +5,25 @@
 /// One complete event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
+    /// The `event:` field (the event's type); `None` when the event has none.
     pub event: Option<String>,
+    /// The event's `data:` lines, joined with newlines.
     pub data: String,
 }
 
+/// Why a stream cannot be parsed any further.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SseError {
+    /// An unfinished event grew past the limit (in bytes), so the stream is given up on
+    /// rather than buffered without end.
     #[error("an event is larger than {0} bytes")]
     TooLarge(usize),
+    /// A line is not valid UTF-8.
     #[error("the stream is not valid UTF-8")]
     NotUtf8,
 }
 
+/// Turns the pieces of a response body into complete events, whatever the pieces' bounds.
 #[derive(Debug)]
 pub struct SseParser {
     buf: Vec<u8>,
@@ -34,6 +41,7 @@ impl Default for SseParser {
 }
 
 impl SseParser {
+    /// A parser that refuses an event larger than `max_event_bytes`; the default allows 1 MiB.
     pub fn new(max_event_bytes: usize) -> Self {
         Self {
             buf: Vec::new(),

@@ -68,6 +68,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store whose sessions live as long as `lifetimes` allow.
     pub fn new(lifetimes: Lifetimes) -> Self {
         Self {
             sessions: DashMap::new(),
@@ -84,6 +85,7 @@ impl MemoryStore {
             .count()
     }
 
+    /// True when it holds no sessions and no homes (see `len`).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -252,6 +252,7 @@ impl Keys {
     }
 }
 
+/// Sessions kept in Redis, shared by any number of server processes.
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
@@ -290,6 +291,7 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// The namespace of its keys (`redis_prefix`).
     pub fn prefix(&self) -> &str {
         &self.prefix
     }

@@ -51,6 +51,7 @@ struct Outgoing {
 /// The payload that ends a session's streams.
 const END: &str = "end";
 
+/// Live events through Redis pub/sub, so every process hears the events of every session.
 pub struct RedisHub {
     local: Arc<LocalHub>,
     prefix: String,
@@ -111,6 +112,7 @@ impl RedisHub {
         })
     }
 
+    /// The namespace of its channels (`redis_prefix`).
     pub fn prefix(&self) -> &str {
         &self.prefix
     }

@@ -76,6 +76,7 @@ const QUEUE_LEN: usize = 8_192;
 const MIN_READERS: usize = 2;
 const MAX_READERS: usize = 4;
 
+/// Sessions kept in an embedded SQLite database file: durable, for one server.
 pub struct SqliteStore {
     writer: Sender<WriteJob>,
     readers: Sender<ReadJob>,
@@ -109,6 +110,7 @@ impl SqliteStore {
         Self::open_with(path, lifetimes, busy_timeout, Durability::Full).await
     }
 
+    /// Like `open`, with commits synced to disk as `durability` says.
     pub async fn open_with(
         path: &Path,
         lifetimes: Lifetimes,
