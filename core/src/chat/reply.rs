@@ -161,13 +161,18 @@ async fn generate(
         tracing::warn!(session = %sid.log_tag(), error = %e.message, "the account of a reply's session could not be read");
         None
     });
-    let assistant = &rt.assistant;
-    let (settings, profile) = crate::settings::for_reply(&session, &assistant.settings(), &assistant.profiles())
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!(session = %sid.log_tag(), error = %e.message, "the settings of a reply's session could not be read; the defaults apply");
-            Default::default()
-        });
+    let (specs, profiles) = (rt.assistant.settings(), rt.assistant.profiles());
+    // An assistant with nothing to set leaves nothing to read: its turns make no extra call.
+    let (settings, profile) = if specs.is_empty() && profiles.is_empty() {
+        Default::default()
+    } else {
+        crate::settings::for_reply(&session, &specs, &profiles)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(session = %sid.log_tag(), error = %e.message, "the settings of a reply's session could not be read; the defaults apply");
+                Default::default()
+            })
+    };
     let cx = ReplyContext::new(history, thread, account, values, cancel.clone())
         .with_settings(settings, profile);
     let (steps, actions) = (cx.steps.clone(), cx.actions.clone());
