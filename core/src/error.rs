@@ -203,6 +203,17 @@ impl ApiError {
             "the session store is unavailable; try again shortly",
         )
     }
+    /// `InvalidInput`: the request is not what the call takes; `message` says why.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidInput, message)
+    }
+    /// `Busy`: a reply still streams in the thread.
+    pub fn busy() -> Self {
+        Self::new(
+            ErrorCode::Busy,
+            "a reply is still streaming in this thread; stop it first",
+        )
+    }
     /// `Internal`, saying nothing of the cause.
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "internal error")

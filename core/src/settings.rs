@@ -48,10 +48,6 @@ impl Settings {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidInput, msg)
-}
-
 fn default_of(kind: &SettingKind) -> Value {
     match kind {
         SettingKind::Select { default, .. } | SettingKind::Text { default, .. } => {
@@ -68,15 +64,19 @@ fn check(spec: &SettingSpec, value: &Value) -> Result<Value, ApiError> {
     match &spec.kind {
         SettingKind::Select { options, .. } => match value.as_str() {
             Some(v) if options.iter().any(|o| o.value == v) => Ok(value.clone()),
-            _ => Err(invalid(format!("{label}: choose one of the options"))),
+            _ => Err(ApiError::invalid_input(format!(
+                "{label}: choose one of the options"
+            ))),
         },
         SettingKind::Slider { min, max, .. } => match value.as_f64() {
             Some(v) if v.is_finite() && (*min..=*max).contains(&v) => Ok(Value::from(v)),
-            _ => Err(invalid(format!("{label}: a number from {min} to {max}"))),
+            _ => Err(ApiError::invalid_input(format!(
+                "{label}: a number from {min} to {max}"
+            ))),
         },
         SettingKind::Switch { .. } => match value {
             Value::Bool(_) => Ok(value.clone()),
-            _ => Err(invalid(format!("{label}: on or off"))),
+            _ => Err(ApiError::invalid_input(format!("{label}: on or off"))),
         },
         SettingKind::Text { max_chars, .. } => match value.as_str() {
             Some(v) if v.chars().count() <= *max_chars => Ok(value.clone()),
@@ -84,7 +84,7 @@ fn check(spec: &SettingSpec, value: &Value) -> Result<Value, ApiError> {
                 ErrorCode::TooLarge,
                 format!("{label}: at most {max_chars} characters"),
             )),
-            None => Err(invalid(format!("{label}: text"))),
+            None => Err(ApiError::invalid_input(format!("{label}: text"))),
         },
     }
 }
@@ -162,14 +162,16 @@ pub async fn save(
     if let Some(p) = &profile
         && !profiles.iter().any(|x| &x.id == p)
     {
-        return Err(invalid(format!("there is no profile {p:?}")));
+        return Err(ApiError::invalid_input(format!(
+            "there is no profile {p:?}"
+        )));
     }
     let mut chosen = stored(session).await?;
     for (id, value) in values {
         let spec = specs
             .iter()
             .find(|s| s.id == id)
-            .ok_or_else(|| invalid(format!("there is no setting {id:?}")))?;
+            .ok_or_else(|| ApiError::invalid_input(format!("there is no setting {id:?}")))?;
         chosen.values.insert(id, check(spec, &value)?);
     }
     chosen

@@ -8,7 +8,7 @@ use super::password::{
 };
 use super::{
     ACCOUNT_KEY, AccountRecord, Auth, BINDING_KEY, Binding, ClientAddr, address_key, failed, hex8,
-    invalid, limited, signed_in,
+    limited, signed_in,
 };
 use crate::{
     ApiError, ErrorCode, SessionId, VerifiedSession,
@@ -188,7 +188,7 @@ impl Auth {
             return Err(ApiError::not_found());
         };
         if rec.method != SignInMethod::Password {
-            return Err(invalid(
+            return Err(ApiError::invalid_input(
                 "this account signs in through its provider; it has no password here",
             ));
         }

@@ -117,10 +117,6 @@ fn failed() -> ApiError {
     ApiError::new(ErrorCode::LoginFailed, "wrong username or password")
 }
 
-fn invalid(msg: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidInput, msg)
-}
-
 fn limited() -> ApiError {
     ApiError::new(
         ErrorCode::RateLimited,

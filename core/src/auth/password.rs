@@ -1,7 +1,7 @@
 //! Passwords: the policy, one spelling of usernames, and Argon2id run off the async
 //! workers.
 
-use super::{Auth, invalid};
+use super::Auth;
 use crate::{ApiError, SessionId, model::SignInMethod};
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 
@@ -23,7 +23,7 @@ pub fn normalize_username(raw: &str) -> Result<String, ApiError> {
     if ok {
         Ok(name)
     } else {
-        Err(invalid(format!(
+        Err(ApiError::invalid_input(format!(
             "a username is 1 to {MAX_USERNAME_CHARS} characters of a-z, 0-9, '.', '_', '-', '@'"
         )))
     }
@@ -33,7 +33,7 @@ pub fn normalize_username(raw: &str) -> Result<String, ApiError> {
 pub fn check_password_policy(password: &str) -> Result<(), ApiError> {
     let n = password.chars().count();
     if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&n) {
-        return Err(invalid(format!(
+        return Err(ApiError::invalid_input(format!(
             "a password is {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"
         )));
     }

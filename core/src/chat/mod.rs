@@ -34,10 +34,6 @@ pub fn view(message: Message) -> MessageView {
     MessageView { message, html }
 }
 
-fn invalid(msg: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::InvalidInput, msg)
-}
-
 fn check_len(what: &str, text: &str, max: usize) -> Result<(), ApiError> {
     let n = text.chars().count();
     if n > max {
@@ -115,6 +111,19 @@ impl Chat {
             .ok_or_else(ApiError::not_found)
     }
 
+    /// Refuses a new reply while one streams in the thread, here or (with several
+    /// instances) on another one; `end` is the thread's end as just read.
+    fn ensure_idle(&self, thread: &ThreadId, end: &[Message]) -> Result<(), ApiError> {
+        if self.rt.replies.busy(self.sid(), thread, end)
+            || end
+                .last()
+                .is_some_and(|m| m.status == MessageStatus::Streaming)
+        {
+            return Err(ApiError::busy());
+        }
+        Ok(())
+    }
+
     /// How much of a thread a turn reads: what the assistant may see, and at least the last
     /// message, which the busy check needs.
     fn turn_window(&self) -> usize {
@@ -156,7 +165,7 @@ impl Chat {
     pub async fn rename_thread(&self, id: &ThreadId, title: String) -> Result<Thread, ApiError> {
         let title = title.trim().to_owned();
         if title.is_empty() {
-            return Err(invalid("the title must not be empty"));
+            return Err(ApiError::invalid_input("the title must not be empty"));
         }
         check_len("the title", &title, MAX_TITLE_CHARS)?;
         let mut thread = self.tail(id, 0).await?.thread;
@@ -224,7 +233,7 @@ impl Chat {
     pub async fn send(&self, thread: Option<ThreadId>, content: String) -> Result<Sent, ApiError> {
         let content = content.trim_end().to_owned();
         if content.trim().is_empty() {
-            return Err(invalid("the message is empty"));
+            return Err(ApiError::invalid_input("the message is empty"));
         }
         check_len("the message", &content, MAX_MESSAGE_CHARS)?;
         let (thread, history, count) = match thread {
@@ -237,17 +246,7 @@ impl Chat {
                 (t, Vec::new(), 0)
             }
         };
-        // Busy here, or (with several instances) streaming on another one.
-        if self.rt.replies.busy(self.sid(), &thread.id, &history)
-            || history
-                .last()
-                .is_some_and(|m| m.status == MessageStatus::Streaming)
-        {
-            return Err(ApiError::new(
-                ErrorCode::Busy,
-                "a reply is still streaming in this thread; stop it first",
-            ));
-        }
+        self.ensure_idle(&thread.id, &history)?;
         let user = Message {
             id: MessageId::random(),
             thread_id: thread.id,
@@ -336,7 +335,7 @@ impl Chat {
     pub async fn edit(&self, message: &MessageId, content: String) -> Result<Sent, ApiError> {
         let content = content.trim_end().to_owned();
         if content.trim().is_empty() {
-            return Err(invalid("the message is empty"));
+            return Err(ApiError::invalid_input("the message is empty"));
         }
         check_len("the message", &content, MAX_MESSAGE_CHARS)?;
         let store = self.session.store();
@@ -345,7 +344,9 @@ impl Chat {
             .await?
             .ok_or_else(ApiError::not_found)?;
         if msg.role != Role::User {
-            return Err(invalid("only your own messages can be edited"));
+            return Err(ApiError::invalid_input(
+                "only your own messages can be edited",
+            ));
         }
         self.stop_thread_and_wait(&msg.thread_id).await;
         msg.content = content;
@@ -390,7 +391,9 @@ impl Chat {
             (t, messages, 0)
         };
         let Some(last_user) = messages.iter().rposition(|m| m.role == Role::User) else {
-            return Err(invalid("there is nothing to regenerate in this thread"));
+            return Err(ApiError::invalid_input(
+                "there is nothing to regenerate in this thread",
+            ));
         };
         let keep = messages[last_user].id;
         let store = self.session.store();
@@ -444,20 +447,7 @@ impl Chat {
             .cloned()
             .ok_or_else(ApiError::not_found)?;
         let tail = self.tail(&offered.thread_id, self.turn_window()).await?;
-        if self
-            .rt
-            .replies
-            .busy(self.sid(), &tail.thread.id, &tail.messages)
-            || tail
-                .messages
-                .last()
-                .is_some_and(|m| m.status == MessageStatus::Streaming)
-        {
-            return Err(ApiError::new(
-                ErrorCode::Busy,
-                "a reply is still streaming in this thread; stop it first",
-            ));
-        }
+        self.ensure_idle(&tail.thread.id, &tail.messages)?;
         // Two clicks at once (two tabs, a double click) may both get this far; the reply
         // is admitted to the thread once (`start_reply`), and the later click is refused
         // as busy.
@@ -507,7 +497,9 @@ impl Chat {
             .await?
             .ok_or_else(ApiError::not_found)?;
         if msg.role != Role::Assistant {
-            return Err(invalid("feedback is for the assistant's replies"));
+            return Err(ApiError::invalid_input(
+                "feedback is for the assistant's replies",
+            ));
         }
         msg.feedback = rating.map(|rating| Feedback { rating, comment });
         self.put(&msg).await?;

@@ -5,7 +5,7 @@
 //! newer reply's.
 
 use crate::{
-    ApiError, ErrorCode, SessionId,
+    ApiError, SessionId,
     assistant::Assistant,
     events::EventHub,
     model::{Message, MessageId, MessageStatus, ThreadId},
@@ -124,10 +124,7 @@ impl Replies {
             .get(&key)
             .is_some_and(|run| !finished(history, &run.message))
         {
-            return Err(ApiError::new(
-                ErrorCode::Busy,
-                "a reply is still streaming in this thread; stop it first",
-            ));
+            return Err(ApiError::busy());
         }
         let cancel = CancellationToken::new();
         running.insert(
@@ -194,6 +191,7 @@ impl Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorCode;
 
     fn ids() -> (SessionId, ThreadId) {
         (SessionId::random(), ThreadId::random())

@@ -70,8 +70,9 @@ impl EchoAssistant {
 impl Assistant for EchoAssistant {
     async fn reply(&self, cx: ReplyContext) -> Result<DeltaStream, AssistantError> {
         let last = cx.question();
-        let mut cmd = last.trim().splitn(2, char::is_whitespace);
-        let remembered = match (cmd.next(), cmd.next().map(str::trim)) {
+        let mut words = last.trim().splitn(2, char::is_whitespace);
+        let (first, rest) = (words.next(), words.next().map(str::trim));
+        let remembered = match (first, rest) {
             (Some("/remember"), Some(note)) if !note.is_empty() => {
                 cx.session.set(MEMORY_KEY, note).await?;
                 Some(format!(
@@ -85,8 +86,6 @@ impl Assistant for EchoAssistant {
             }),
             _ => None,
         };
-        let mut words = last.trim().splitn(2, char::is_whitespace);
-        let first = words.next();
         if first == Some("/actions") {
             for colour in ["red", "green", "blue"] {
                 let mut label = colour.to_owned();
@@ -97,7 +96,7 @@ impl Assistant for EchoAssistant {
             return Ok(words_of("Pick a colour:".into(), self.delay, None));
         }
         if first == Some("/steps") {
-            let text = words.next().unwrap_or("").trim().to_owned();
+            let text = rest.unwrap_or("").to_owned();
             return Ok(steps_reply(cx.steps.clone(), text, self.delay));
         }
         let (text, delay, fail_after) = match remembered {
