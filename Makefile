@@ -63,9 +63,9 @@ test-e2e: setup-test
 
 .PHONY: test-unit-only test-e2e-only e2e-examples
 # What the browser tests run beside `confide`: the fake identity provider they sign in with
-# and the tool-using example app.
+# and the tool-using example app with its MCP server.
 e2e-examples:
-	RUSTFLAGS="--cfg erase_components" cargo build -p server --example fake_oidc --example tools
+	RUSTFLAGS="--cfg erase_components" cargo build -p server --example fake_oidc --example tools --example mcp_notes
 
 # cargo-leptos builds debug code with `--cfg erase_components`; the tests use the same flag
 # so they share its compiled dependencies instead of building them a second time.

@@ -177,6 +177,8 @@ export default defineConfig({
             CONFIDE_ADDR: `127.0.0.1:${toolsPort}`,
             CONFIDE_SITE_ROOT: "target/site",
             CONFIDE_STORE: `sqlite:${join(scratch, "tools.db")}`,
+            // Starts the mcp_notes example as an MCP server over stdio.
+            CONFIDE_CONFIG: "end2end/tools.toml",
             CONFIDE_LOG: "warn",
             CONFIDE_NEW_SESSIONS_PER_MINUTE: "100000",
             CONFIDE_ADDRESS_MESSAGES_PER_MINUTE: "100000",

@@ -20,6 +20,8 @@ use crate::steps::{ActionError, Actions, StepHandle, Steps};
 use crate::{ApiError, SessionId, UserSession};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// One turn of the conversation so far.
@@ -112,6 +114,28 @@ pub struct ReplyContext {
     pub settings: Settings,
     /// The profile this session chose (`Assistant::profiles`); the first until one is chosen.
     pub profile: Option<Profile>,
+    /// Where questions go (`ask`): the task that streams the reply; none outside one.
+    asker: Option<mpsc::Sender<Question>>,
+}
+
+/// A question a reply asks, on its way to the task that streams the reply.
+#[derive(Debug)]
+pub(crate) struct Question {
+    pub(crate) text: String,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) answer: oneshot::Sender<String>,
+}
+
+/// Why [`ReplyContext::ask`] has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    /// Nobody answered in time, the reply was stopped, or another message took the thread.
+    #[error("no answer came")]
+    NoAnswer,
+    /// The context is not that of a reply Confide runs (a test's, say): nobody can answer.
+    #[error("questions can only be asked in a reply Confide runs")]
+    NotInReply,
 }
 
 impl ReplyContext {
@@ -133,7 +157,43 @@ impl ReplyContext {
             steps,
             settings: Settings::default(),
             profile: None,
+            asker: None,
         }
+    }
+
+    /// The same context, with its questions going to `asker`.
+    pub(crate) fn with_asker(mut self, asker: mpsc::Sender<Question>) -> Self {
+        self.asker = Some(asker);
+        self
+    }
+
+    /// Asks the person `question` and waits for the answer: the question ends the reply
+    /// so far (after any text already sent), the person's next message in the chat is the
+    /// answer, and what the reply streams afterwards goes into a new message after it.
+    /// Waits at most the runtime's `ask_timeout` (ten minutes by default); without an answer
+    /// the reply ends with its question.
+    pub async fn ask(&self, question: impl Into<String>) -> Result<String, AskError> {
+        self.ask_within(question, None).await
+    }
+
+    /// [`ask`](Self::ask), waiting at most `timeout` (if given) instead of the default.
+    pub async fn ask_within(
+        &self,
+        question: impl Into<String>,
+        timeout: Option<Duration>,
+    ) -> Result<String, AskError> {
+        let asker = self.asker.as_ref().ok_or(AskError::NotInReply)?;
+        let (answer, answered) = oneshot::channel();
+        let question = Question {
+            text: question.into(),
+            timeout,
+            answer,
+        };
+        asker
+            .send(question)
+            .await
+            .map_err(|_| AskError::NoAnswer)?;
+        answered.await.map_err(|_| AskError::NoAnswer)
     }
 
     /// The same context with these settings and this profile (for tests: Confide fills them

@@ -181,6 +181,14 @@ impl std::fmt::Debug for Tools {
     }
 }
 
+impl IntoIterator for Tools {
+    type Item = Arc<dyn Tool>;
+    type IntoIter = std::collections::btree_map::IntoValues<String, Arc<dyn Tool>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.by_name.into_values()
+    }
+}
+
 /// Whether `name` is one a function-calling API accepts.
 pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
@@ -208,6 +216,16 @@ impl Tools {
         );
         self.by_name.insert(tool.name().to_owned(), tool);
         self
+    }
+
+    /// Adds each of `tools` (see [`Tools::with`]).
+    pub fn with_all(self, tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
+        tools.into_iter().fold(self, Self::with)
+    }
+
+    /// Every tool, in order of name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.by_name.values()
     }
 
     /// Whether there are none.

@@ -506,6 +506,31 @@ test("a reply's buttons answer a click once, and every tab sees the choice", asy
   await expect(page.getByTestId("action")).toHaveCount(0);
 });
 
+test("a reply asks a question, and the answer lets it go on in every tab", async ({ page, context }) => {
+  await openReady(page);
+  await send(page, "/ask");
+  const question = assistant(page).first();
+  await expect(question).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(question.locator(".markdown")).toHaveText(/^Let me ask you something\.\s*What is your name\?$/);
+  const other = await context.newPage();
+  await openReady(other, new URL(page.url()).pathname);
+  await expect(assistant(other).first().locator(".markdown")).toContainText("What is your name?");
+
+  // A reload while the reply waits: the question is still there and still answerable.
+  await page.reload();
+  await expect(page.locator(".app-shell")).toHaveAttribute("data-session-state", "ready");
+  const composer = page.getByTestId("composer");
+  await expect(composer).toBeEditable();
+  await composer.fill("Ada");
+  await composer.press("Enter");
+  const goesOn = assistant(page).nth(1);
+  await expect(goesOn).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(goesOn.locator(".markdown")).toHaveText("Nice to meet you, Ada!");
+  await expect(userMsgs(page)).toHaveText(["/ask", "Ada"]);
+  await expect(assistant(other).nth(1).locator(".markdown")).toHaveText("Nice to meet you, Ada!");
+  await expect(composer).toBeEditable();
+});
+
 test("profiles and settings are the session's own and shape its replies", async ({ page, browser }) => {
   await openReady(page);
   const profiles = page.getByTestId("profile");

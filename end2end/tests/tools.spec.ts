@@ -73,3 +73,37 @@ test("two browsers on one address each see only their own tool calls", async ({ 
   await a.close();
   await b.close();
 });
+
+test("tools from an MCP server keep each browser's notes apart", async ({ browser }) => {
+  // The notes server runs over stdio, one process per browser session (end2end/tools.toml).
+  const a = await browser.newContext();
+  const b = await browser.newContext();
+  const pa = await a.newPage();
+  const pb = await b.newPage();
+  await openReady(pa);
+  await openReady(pb);
+  await send(pa, "note: the door code is 4711");
+  const noted = assistant(pa).last();
+  await expect(noted).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(noted.locator(".markdown")).toHaveText("Noted (1 in all).");
+  const step = noted.locator("[data-testid=step][data-step=add_note]");
+  await expect(step).toHaveAttribute("data-status", "done");
+  await step.locator(":scope > summary").click();
+  await expect(step.getByTestId("step-input")).toHaveText('{"text":"the door code is 4711"}');
+
+  await send(pb, "what are my notes?");
+  await expect(assistant(pb).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(assistant(pb).last().locator(".markdown")).toHaveText("Your notes: No notes.");
+  await expect(pb.locator("body")).not.toContainText("4711");
+
+  await send(pa, "what are my notes?");
+  await expect(assistant(pa).nth(1).locator(".markdown")).toHaveText("Your notes: the door code is 4711", {
+    timeout: 15_000,
+  });
+  await pa.screenshot({ path: test.info().outputPath("mcp.png") });
+  await pa.reload();
+  await expect(pa.locator(".app-shell")).toHaveAttribute("data-session-state", "ready");
+  await expect(pa.locator("[data-testid=step][data-step=list_notes][data-status=done]")).toHaveCount(1);
+  await a.close();
+  await b.close();
+});

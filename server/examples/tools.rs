@@ -12,6 +12,11 @@
 //! time is it?". With `CONFIDE_OPENAI_BASE_URL` (and `CONFIDE_MODEL`, `CONFIDE_OPENAI_API_KEY`)
 //! set, a real OpenAI-compatible model gets the same tools. It reads the same configuration
 //! as `confide` (`confide.toml`, `CONFIDE_*`).
+//!
+//! Tools from MCP servers join in: with `end2end/tools.toml` as its configuration
+//! (`CONFIDE_CONFIG=end2end/tools.toml`, after `cargo build -p server --example mcp_notes`)
+//! the app starts the `mcp_notes` server over stdio, one process per browser session, and
+//! the stand-in model uses it for "note: …" and "my notes".
 
 use confide_core::tools::{JsonSchema, ToolError, Tools, tool};
 use serde::Deserialize;
@@ -68,11 +73,26 @@ fn script(messages: &[Value]) -> Scripted {
                     args["expression"].as_str().unwrap_or("").trim()
                 ),
                 (Some("clock"), None) => format!("It is {result} (UTC)."),
+                (Some("list_notes"), None) => format!("Your notes: {result}"),
                 _ => result.to_owned(),
             },
         );
     }
-    let question = last["content"].as_str().unwrap_or("").to_lowercase();
+    let asked = last["content"].as_str().unwrap_or("");
+    // The notes tools come from an MCP server, when one is configured.
+    if let Some(text) = asked.strip_prefix("note: ") {
+        return Scripted::Call {
+            name: "add_note".into(),
+            arguments: json!({ "text": text }),
+        };
+    }
+    let question = asked.to_lowercase();
+    if question.contains("my notes") {
+        return Scripted::Call {
+            name: "list_notes".into(),
+            arguments: json!({}),
+        };
+    }
     if ["time", "clock", "date", "today"]
         .iter()
         .any(|w| question.contains(w))
@@ -100,7 +120,10 @@ fn script(messages: &[Value]) -> Scripted {
 }
 
 /// The assistant: a real model when one is configured, else the stand-in.
-async fn assistant(config: &Config) -> Result<OpenAiAssistant, Box<dyn std::error::Error>> {
+async fn assistant(
+    config: &Config,
+    mcp_tools: Tools,
+) -> Result<OpenAiAssistant, Box<dyn std::error::Error>> {
     let cfg = match &config.openai_base_url {
         Some(url) => OpenAiConfig {
             api_key: config.openai_api_key.clone(),
@@ -109,13 +132,14 @@ async fn assistant(config: &Config) -> Result<OpenAiAssistant, Box<dyn std::erro
         },
         None => OpenAiConfig::new(scripted_model(script).await?, "scripted"),
     };
-    Ok(OpenAiAssistant::new(cfg)?.with_tools(tools()))
+    Ok(OpenAiAssistant::new(cfg)?.with_tools(tools().with_all(mcp_tools)))
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     server::run_app("the tools app", |state, config| async move {
-        Ok(state.with_assistant(Arc::new(assistant(&config).await?)))
+        let assistant = assistant(&config, state.mcp_tools.clone()).await?;
+        Ok(state.with_assistant(Arc::new(assistant)))
     })
     .await
 }

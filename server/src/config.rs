@@ -60,6 +60,9 @@ pub struct Config {
     /// Most messages of a thread the assistant is shown: the latest ones. Bounds what a
     /// turn reads and sends however long the thread grows.
     pub history_turns: usize,
+    /// How long a reply that asked the person a question waits for the answer.
+    #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
+    pub ask_timeout: Duration,
     /// Bound on connecting to the endpoint.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub openai_connect_timeout: Duration,
@@ -140,6 +143,9 @@ pub struct Config {
     /// Password attempts allowed per minute from one client address (IPv6 per /64),
     /// whatever the account; past them a sign-in answers 429.
     pub login_attempts_per_address: u32,
+    /// MCP servers whose tools the model is offered (the `[mcp]` table; see `server::mcp`).
+    #[serde(default)]
+    pub mcp: crate::mcp::McpConfig,
 }
 
 impl Default for Config {
@@ -163,6 +169,7 @@ impl Default for Config {
             system_prompt: None,
             profiles: Vec::new(),
             history_turns: 40,
+            ask_timeout: Duration::from_secs(600),
             openai_connect_timeout: Duration::from_secs(5),
             openai_read_timeout: Duration::from_secs(60),
             insecure_cookies: false,
@@ -193,6 +200,7 @@ impl Default for Config {
             stream_recheck: Duration::from_secs(10),
             login_attempts_per_account: 5,
             login_attempts_per_address: 30,
+            mcp: Default::default(),
         }
     }
 }
@@ -353,6 +361,7 @@ impl Config {
                 )));
             }
         }
+        self.mcp.validate()?;
         if self.history_turns == 0 {
             return Err(ConfigError::Invalid(
                 "history_turns must be at least 1 (the message being answered)".into(),
@@ -425,7 +434,7 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 /// Accepts whole seconds (`90`) or a human duration (`90s`, `15m`, `24h`, `30d`).
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -494,7 +503,7 @@ fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     }
 }
 
-fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_duration(*d).to_string())
 }
 

@@ -8,6 +8,7 @@
 pub mod assistant;
 pub mod cli;
 pub mod config;
+pub mod mcp;
 pub mod metrics;
 mod middleware;
 mod run;
@@ -30,6 +31,7 @@ use confide_core::{
     GuardConfig, Lifetimes, SessionStore, VerifiedSession,
     assistant::Assistant,
     chat::ChatRuntime,
+    tools::Tools,
     events::{EventHub, Feed, LocalHub},
     store::Timed,
 };
@@ -83,6 +85,10 @@ pub struct Shared {
     pub https: bool,
     /// The public origin (`config.public_origin()`), likewise worked out once.
     pub origin: String,
+    /// The tools of the configured MCP servers (`[mcp]`), connected at start. The
+    /// OpenAI-compatible assistant of the configuration offers them; an app with its own
+    /// assistant adds them to its tools (`Tools::with_all(state.mcp_tools.clone())`).
+    pub mcp_tools: Tools,
 }
 
 impl AppState {
@@ -96,6 +102,15 @@ impl AppState {
         config: Config,
         store: Arc<dyn SessionStore>,
         hub: Arc<dyn EventHub>,
+    ) -> Result<Self, ConfigError> {
+        Self::build(config, store, hub, Tools::new())
+    }
+
+    fn build(
+        config: Config,
+        store: Arc<dyn SessionStore>,
+        hub: Arc<dyn EventHub>,
+        mcp_tools: Tools,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let secure_cookies = config.secure_cookies()?;
@@ -111,9 +126,10 @@ impl AppState {
             .site_pkg_dir("pkg")
             .site_addr(config.addr)
             .build();
-        let assistant = assistant_from(&config)?;
+        let assistant = assistant_from(&config, &mcp_tools)?;
         let mut chat = ChatRuntime::new(assistant, hub.clone());
         chat.history_turns = config.history_turns;
+        chat.ask_timeout = config.ask_timeout;
         let chat = Arc::new(chat);
         let limits = Arc::new(middleware::Limiters::new(&config));
         let tls = config.tls_cert.is_some();
@@ -138,6 +154,7 @@ impl AppState {
             chat,
             limits,
             tls,
+            mcp_tools,
         })))
     }
 
@@ -146,6 +163,7 @@ impl AppState {
         let mut shared = Shared::clone(&self.0);
         let mut chat = ChatRuntime::new(assistant, self.chat.hub().clone());
         chat.history_turns = self.chat.history_turns;
+        chat.ask_timeout = self.chat.ask_timeout;
         shared.chat = Arc::new(chat);
         Self(Arc::new(shared))
     }
@@ -185,7 +203,12 @@ impl AppState {
                 (Arc::new(store), Arc::new(hub))
             }
         };
-        Self::with_hub(config, store, hub)
+        // Connected after the store: a server that cannot be reached stops the start.
+        let mcp_tools = config.mcp.connect().await?;
+        if !mcp_tools.is_empty() && config.assistant == AssistantKind::Echo {
+            tracing::warn!("MCP servers are configured, but the echo assistant calls no tools");
+        }
+        Self::build(config, store, hub, mcp_tools)
     }
 }
 
@@ -195,7 +218,7 @@ impl axum::extract::FromRef<AppState> for LeptosOptions {
     }
 }
 
-fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
+fn assistant_from(config: &Config, tools: &Tools) -> Result<Arc<dyn Assistant>, ConfigError> {
     match config.assistant {
         AssistantKind::Echo => Ok(Arc::new(assistant::EchoAssistant {
             delay: config.echo_delay,
@@ -216,7 +239,8 @@ fn assistant_from(config: &Config) -> Result<Arc<dyn Assistant>, ConfigError> {
                 profiles: config.profiles.clone(),
                 ..assistant::OpenAiConfig::new(base_url.clone(), config.model.clone())
             })
-            .map_err(ConfigError::Invalid)?;
+            .map_err(ConfigError::Invalid)?
+            .with_tools(tools.clone());
             Ok(Arc::new(a))
         }
     }

@@ -1091,3 +1091,168 @@ async fn settings_and_profiles_reach_the_replies_of_their_session_only() {
     let t = common::settled(&app, &mut other, &tid).await;
     assert_eq!(t["messages"][1]["content"], "one two three");
 }
+
+/// The contents and statuses of a thread's messages, in order.
+fn transcript(thread: &Value) -> Vec<(String, String, String)> {
+    thread["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap().to_owned(),
+                m["content"].as_str().unwrap().to_owned(),
+                m["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn said(role: &str, content: &str) -> (String, String, String) {
+    (role.into(), content.into(), "done".into())
+}
+
+#[tokio::test]
+async fn a_reply_asks_waits_for_the_answer_and_goes_on_after_it() {
+    let app = app().await;
+    // Two browsers on one address, each asked at once: each answer reaches its own reply.
+    let (mut a, mut b) = (started(&app).await, started(&app).await);
+    let ta = ok(a.call(&app, "messages/send", json!({ "content": "/ask" })).await);
+    let tb = ok(b.call(&app, "messages/send", json!({ "content": "/ask" })).await);
+    let (ta, tb) = (
+        ta["thread"]["id"].as_str().unwrap().to_owned(),
+        tb["thread"]["id"].as_str().unwrap().to_owned(),
+    );
+    let question = "Let me ask you something.\n\nWhat is your name?";
+    for (browser, tid) in [(&mut a, &ta), (&mut b, &tb)] {
+        let t = common::settled(&app, browser, tid).await;
+        assert_eq!(
+            transcript(&t),
+            [said("user", "/ask"), said("assistant", question)]
+        );
+    }
+    // Another session cannot answer a question it was not asked.
+    let foreign = b
+        .call(&app, "messages/send", json!({ "thread_id": ta, "content": "Mallory" }))
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+
+    let answered = ok(a
+        .call(&app, "messages/send", json!({ "thread_id": ta, "content": "Ada" }))
+        .await);
+    assert_eq!(answered["user"]["content"], "Ada");
+    ok(b.call(&app, "messages/send", json!({ "thread_id": tb, "content": "Grace" }))
+        .await);
+    let t = common::settled(&app, &mut a, &ta).await;
+    assert_eq!(
+        transcript(&t),
+        [
+            said("user", "/ask"),
+            said("assistant", question),
+            said("user", "Ada"),
+            said("assistant", "Nice to meet you, Ada!"),
+        ]
+    );
+    assert_eq!(
+        t["messages"][3]["id"], answered["reply"]["id"],
+        "the reply goes on in the message the answer's request named"
+    );
+    let t = common::settled(&app, &mut b, &tb).await;
+    assert_eq!(t["messages"][3]["content"], "Nice to meet you, Grace!");
+
+    // Answered, the thread is an ordinary one again: the next message gets its own reply.
+    ok(a.call(&app, "messages/send", json!({ "thread_id": ta, "content": "hello" }))
+        .await);
+    let t = common::settled(&app, &mut a, &ta).await;
+    assert_eq!(transcript(&t)[5], said("assistant", "hello"));
+}
+
+#[tokio::test]
+async fn a_question_takes_one_answer_and_a_second_message_meanwhile_is_busy() {
+    let app = app().await;
+    let mut a = started(&app).await;
+    let sent = ok(a.call(&app, "messages/send", json!({ "content": "/ask" })).await);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+    common::settled(&app, &mut a, &tid).await;
+    let mut a2 = a.clone();
+    let (one, two) = tokio::join!(
+        a.call(&app, "messages/send", json!({ "thread_id": tid, "content": "Ada" })),
+        a2.call(&app, "messages/send", json!({ "thread_id": tid, "content": "Grace" })),
+    );
+    let statuses = [one.status, two.status];
+    assert!(
+        statuses.contains(&StatusCode::OK) && statuses.contains(&StatusCode::CONFLICT),
+        "{statuses:?}: {:?} {:?}",
+        one.body,
+        two.body
+    );
+    let winner = if one.status == StatusCode::OK { "Ada" } else { "Grace" };
+    let t = common::settled(&app, &mut a, &tid).await;
+    let messages = transcript(&t);
+    assert_eq!(messages.len(), 4, "{messages:?}");
+    assert_eq!(
+        messages[3],
+        said("assistant", &format!("Nice to meet you, {winner}!"))
+    );
+}
+
+#[tokio::test]
+async fn an_unanswered_question_ends_its_reply_and_the_next_message_is_a_new_turn() {
+    let app = spawn_with(Config {
+        echo_delay: Duration::from_millis(2),
+        ask_timeout: Duration::from_millis(300),
+        ..Config::default()
+    })
+    .await;
+    let mut a = started(&app).await;
+    let sent = ok(a.call(&app, "messages/send", json!({ "content": "/ask" })).await);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+    common::settled(&app, &mut a, &tid).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    ok(a.call(&app, "messages/send", json!({ "thread_id": tid, "content": "Ada" }))
+        .await);
+    let t = common::settled(&app, &mut a, &tid).await;
+    assert_eq!(
+        transcript(&t)[2..],
+        [said("user", "Ada"), said("assistant", "Ada")],
+        "too late, the answer is an ordinary message"
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_reply_keeps_no_buttons_and_none_can_be_clicked() {
+    let app = spawn_with(Config {
+        echo_delay: Duration::from_millis(400),
+        ..Config::default()
+    })
+    .await;
+    let mut b = started(&app).await;
+    let sent = ok(b
+        .call(&app, "messages/send", json!({ "content": "/actions" }))
+        .await);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+    let mid = sent["reply"]["id"].as_str().unwrap().to_owned();
+    // The buttons exist from the start of the reply: wait until the page could see them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let offered = loop {
+        let t = ok(b.call(&app, "threads/get", json!({ "thread_id": tid })).await);
+        if let Some(a) = t["messages"][1]["actions"].as_array().filter(|a| !a.is_empty()) {
+            break a[0]["id"].as_str().unwrap().to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no buttons: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    ok(b.call(&app, "messages/stop", json!({ "message_id": mid })).await);
+    let t = common::settled(&app, &mut b, &tid).await;
+    assert_eq!(t["messages"][1]["status"], "stopped");
+    assert!(
+        t["messages"][1]
+            .get("actions")
+            .is_none_or(|a| a.as_array().is_some_and(|a| a.is_empty())),
+        "{t}"
+    );
+    let click = b
+        .call(&app, "messages/act", json!({ "message_id": mid, "action_id": offered }))
+        .await;
+    assert_eq!(click.status, StatusCode::NOT_FOUND, "{:?}", click.body);
+}

@@ -5,16 +5,17 @@
 
 use super::{
     Chat,
-    runtime::{ChatRuntime, Slot},
+    runtime::{ChatRuntime, Continuation, Slot},
     view,
 };
 use crate::{
     ApiError, UserSession, VerifiedSession,
-    assistant::{ReplyContext, Turn},
+    assistant::{Question, ReplyContext, Turn},
+    steps::{Actions, Steps},
     markdown,
     model::{
-        Action, ChatEvent, Message, MessageId, MessageStatus, MessageView, Role, StepStatus,
-        Thread, ThreadId, title_from,
+        Action, ActionId, ChatEvent, Message, MessageId, MessageStatus, MessageView, Role, Step,
+        StepId, StepStatus, Thread, ThreadId, title_from,
     },
     store::{ThreadTail, now_ms},
 };
@@ -50,10 +51,20 @@ impl Chat {
             steps: Vec::new(),
             actions: Vec::new(),
         };
-        let slot = self
-            .rt
-            .replies
-            .admit(self.sid(), &thread.id, reply.id, &history)?;
+        // A reply that asked the person a question takes this message as the answer, and
+        // goes on in `reply` instead of a new reply starting.
+        let waiting = match (&asked, &action) {
+            (Some(_), None) => self.rt.replies.take_answer(self.sid(), &thread.id, reply.id),
+            _ => None,
+        };
+        let slot = match waiting {
+            Some(_) => None,
+            None => Some(
+                self.rt
+                    .replies
+                    .admit(self.sid(), &thread.id, reply.id, &history)?,
+            ),
+        };
         let turn: Vec<Message> = asked.iter().cloned().chain([reply.clone()]).collect();
         let store = self.session.store();
         let stored = match store
@@ -65,9 +76,12 @@ impl Chat {
             Ok(false) => Err(ApiError::not_found()),
             Err(e) => Err(e),
         };
+        if stored.is_err() && waiting.is_some() {
+            self.rt.replies.release(self.sid(), &thread.id, &reply.id);
+        }
         // On failure the slot, dropped here, lets go of the thread.
         stored?;
-        let asked_view = asked.map(view);
+        let asked_view = asked.clone().map(view);
         if let Some(v) = &asked_view {
             self.publish(ChatEvent::Message { message: v.clone() });
         }
@@ -75,6 +89,41 @@ impl Chat {
         self.publish(ChatEvent::Message {
             message: reply_view.clone(),
         });
+        let slot = match (slot, waiting) {
+            (Some(slot), _) => slot,
+            (None, Some(waiting)) => {
+                let answer = asked.as_ref().map(|m| m.content.clone()).unwrap_or_default();
+                let handed = waiting.send(Continuation {
+                    answer,
+                    reply: reply.clone(),
+                });
+                match handed {
+                    Ok(()) => return Ok((asked_view, reply_view)),
+                    // The asking reply ended just now: a reply of its own answers instead.
+                    Err(_) => {
+                        self.rt.replies.release(self.sid(), &thread.id, &reply.id);
+                        match self
+                            .rt
+                            .replies
+                            .admit(self.sid(), &thread.id, reply.id, &history)
+                        {
+                            Ok(slot) => slot,
+                            Err(e) => {
+                                let mut failed = reply;
+                                failed.status = MessageStatus::Error;
+                                failed.error = Some(e.message.clone());
+                                self.put(&failed).await?;
+                                self.publish(ChatEvent::Message {
+                                    message: view(failed),
+                                });
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+            }
+            (None, None) => return Err(ApiError::internal()),
+        };
         let mut turns: Vec<Turn> = history
             .into_iter()
             .filter(|m| !(m.role == Role::Assistant && m.content.is_empty()))
@@ -173,8 +222,10 @@ async fn generate(
                 Default::default()
             })
     };
+    let (asker, mut questions) = tokio::sync::mpsc::channel(1);
     let cx = ReplyContext::new(history, thread, account, values, cancel.clone())
-        .with_settings(settings, profile);
+        .with_settings(settings, profile)
+        .with_asker(asker);
     let (steps, actions) = (cx.steps.clone(), cx.actions.clone());
     let started = async {
         match action {
@@ -186,6 +237,12 @@ async fn generate(
         _ = cancel.cancelled() => None,
         s = started => Some(s),
     };
+    // What earlier messages of this reply (before a question) showed: the steps and buttons
+    // of the message being written are the others.
+    let mut shown = Shown::default();
+    // Set when the reply ended while it waited for an answer: its last message, the
+    // question, is already saved and announced.
+    let mut over = false;
     match stream {
         None => reply.status = MessageStatus::Stopped,
         Some(Err(e)) => {
@@ -209,44 +266,52 @@ async fn generate(
                 .flatten()
                 .min();
                 tokio::select! {
-                                biased;
-                                _ = cancel.cancelled() => {
-                                    reply.status = MessageStatus::Stopped;
-                                    break;
-                                }
-                                _ = steps.changed() => {
-                                    reply.steps = steps.snapshot();
-                // Buttons offered by a reply that did not finish would answer a question it never
-                // answered.
-                reply.actions = match reply.status {
-                    MessageStatus::Done => actions.snapshot(),
-                    _ => Vec::new(),
-                };
-                                    reply.actions = actions.snapshot();
-                                    // A step is rare and shown at once, with the text so far.
-                                    rt.hub.publish(&sid, ChatEvent::Message { message: view(reply.clone()) });
-                                    last_delta = Instant::now();
-                                    unsent = false;
-                                    unsaved = true;
-                                }
-                                item = stream.next() => match item {
-                                    Some(Ok(delta)) => {
-                                        reply.content.push_str(&delta);
-                                        unsent = true;
-                                        unsaved = true;
-                                    }
-                                    Some(Err(e)) => {
-                                        reply.status = MessageStatus::Error;
-                                        reply.error = Some(e.message);
-                                        break;
-                                    }
-                                    None => {
-                                        reply.status = MessageStatus::Done;
-                                        break;
-                                    }
-                                },
-                                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {}
+                    biased;
+                    _ = cancel.cancelled() => {
+                        reply.status = MessageStatus::Stopped;
+                        break;
+                    }
+                    _ = steps.changed() => {
+                        reply.steps = shown.new_steps(&steps, false);
+                        reply.actions = shown.new_actions(&actions);
+                        // A step is rare and shown at once, with the text so far.
+                        rt.hub.publish(&sid, ChatEvent::Message { message: view(reply.clone()) });
+                        last_delta = Instant::now();
+                        unsent = false;
+                        unsaved = true;
+                    }
+                    Some(question) = questions.recv() => {
+                        let asked = Asking { rt: &rt, session: &session, slot: &slot, cancel: &cancel };
+                        match asked.wait(&mut reply, question, &steps, &actions, &mut shown).await {
+                            Some(next) => {
+                                reply = next;
+                                (last_delta, last_save) = (Instant::now(), Instant::now());
+                                (unsent, unsaved) = (false, false);
                             }
+                            None => {
+                                over = true;
+                                break;
+                            }
+                        }
+                    }
+                    item = stream.next() => match item {
+                        Some(Ok(delta)) => {
+                            reply.content.push_str(&delta);
+                            unsent = true;
+                            unsaved = true;
+                        }
+                        Some(Err(e)) => {
+                            reply.status = MessageStatus::Error;
+                            reply.error = Some(e.message);
+                            break;
+                        }
+                        None => {
+                            reply.status = MessageStatus::Done;
+                            break;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {}
+                }
                 if unsent && last_delta.elapsed() >= rt.delta_interval {
                     publish_delta(&reply);
                     last_delta = Instant::now();
@@ -281,13 +346,22 @@ async fn generate(
             drop(stream);
         }
     }
+    if over {
+        return;
+    }
     // The steps as the reply ended: whatever still runs ends with it.
     steps.end_running(match reply.status {
         MessageStatus::Done | MessageStatus::Streaming => StepStatus::Done,
         MessageStatus::Stopped => StepStatus::Stopped,
         MessageStatus::Error => StepStatus::Failed,
     });
-    reply.steps = steps.snapshot();
+    reply.steps = shown.new_steps(&steps, false);
+    // Buttons offered by a reply that did not finish would answer a question it never
+    // answered.
+    reply.actions = match reply.status {
+        MessageStatus::Done => shown.new_actions(&actions),
+        _ => Vec::new(),
+    };
     save_final(&session, &reply).await;
     // The thread is free once the final state is stored (not before: a next turn reads the
     // stored state to decide whether it may start).
@@ -304,6 +378,91 @@ async fn generate(
     );
     if let Some((question, answer, thread)) = named {
         name_chat(&rt, &session, thread, question, answer).await;
+    }
+}
+
+/// The steps and buttons that messages before a question showed, so the message after the
+/// answer shows only its own.
+#[derive(Default)]
+struct Shown {
+    steps: std::collections::HashSet<StepId>,
+    actions: std::collections::HashSet<ActionId>,
+}
+
+impl Shown {
+    /// The steps not shown before; with `ended`, only those that have ended.
+    fn new_steps(&self, steps: &Steps, ended: bool) -> Vec<Step> {
+        steps
+            .snapshot()
+            .into_iter()
+            .filter(|s| !self.steps.contains(&s.id) && (!ended || s.ended()))
+            .collect()
+    }
+
+    fn new_actions(&self, actions: &Actions) -> Vec<Action> {
+        actions
+            .snapshot()
+            .into_iter()
+            .filter(|a| !self.actions.contains(&a.id))
+            .collect()
+    }
+
+    fn add(&mut self, message: &Message) {
+        self.steps.extend(message.steps.iter().map(|s| s.id));
+        self.actions.extend(message.actions.iter().map(|a| a.id));
+    }
+}
+
+/// What a reply that asks a question needs.
+struct Asking<'a> {
+    rt: &'a ChatRuntime,
+    session: &'a VerifiedSession,
+    slot: &'a Slot,
+    cancel: &'a tokio_util::sync::CancellationToken,
+}
+
+impl Asking<'_> {
+    /// Ends `reply` with `question`, saved and announced as a finished message (with the
+    /// steps that have ended and the buttons so far), and waits for the answer. Answers the
+    /// message the reply goes on in, or `None` if the reply is over: no answer in time, a
+    /// Stop, the session's end, or another reply took the thread.
+    async fn wait(
+        &self,
+        reply: &mut Message,
+        question: Question,
+        steps: &Steps,
+        actions: &Actions,
+        shown: &mut Shown,
+    ) -> Option<Message> {
+        if !reply.content.is_empty() {
+            reply.content.push_str("\n\n");
+        }
+        reply.content.push_str(&question.text);
+        reply.status = MessageStatus::Done;
+        reply.steps = shown.new_steps(steps, true);
+        reply.actions = shown.new_actions(actions);
+        shown.add(reply);
+        // Waiting before the question is announced: an answer at once finds the reply.
+        let answered = self.slot.await_answer();
+        save_final(self.session, reply).await;
+        self.rt.hub.publish(
+            self.session.owner(),
+            ChatEvent::Message {
+                message: view(reply.clone()),
+            },
+        );
+        let answered = answered?;
+        let timeout = question.timeout.unwrap_or(self.rt.ask_timeout);
+        let outcome = tokio::select! {
+            _ = self.cancel.cancelled() => None,
+            answer = answered => answer.ok(),
+            _ = tokio::time::sleep(timeout) => None,
+        };
+        self.slot.stop_asking();
+        let Continuation { answer, reply } = outcome?;
+        // An author who stopped waiting still gets the message: its stream goes on there.
+        let _ = question.answer.send(answer);
+        Some(reply)
     }
 }
 

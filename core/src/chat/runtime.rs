@@ -15,6 +15,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 /// Shared by all requests: the assistant, the event hub and the replies in progress.
@@ -29,6 +30,9 @@ pub struct ChatRuntime {
     /// Most messages the assistant is shown, the latest ones. A turn reads only this end of
     /// its thread, so its cost does not grow with the thread.
     pub history_turns: usize,
+    /// How long a reply waits for the answer to a question it asked (`ReplyContext::ask`)
+    /// unless the question says otherwise; past it the reply ends with the question.
+    pub ask_timeout: Duration,
 }
 
 impl ChatRuntime {
@@ -42,6 +46,7 @@ impl ChatRuntime {
             delta_interval: Duration::from_millis(50),
             persist_interval: Duration::from_millis(500),
             history_turns: 40,
+            ask_timeout: Duration::from_secs(600),
         }
     }
 
@@ -65,8 +70,19 @@ type Key = (SessionId, ThreadId);
 type Map = Arc<Mutex<HashMap<Key, Running>>>;
 
 struct Running {
+    /// The reply the task was admitted with: who the entry belongs to.
+    origin: MessageId,
+    /// The message the task writes now: `origin`, or the one that goes on after an answer.
     message: MessageId,
     cancel: CancellationToken,
+    /// Set while the reply waits for the person's answer to its question.
+    asking: Option<oneshot::Sender<Continuation>>,
+}
+
+/// The person's answer to a reply's question, and the message the reply goes on in.
+pub(super) struct Continuation {
+    pub(super) answer: String,
+    pub(super) reply: Message,
 }
 
 /// (session, thread) → the reply streaming there, on this instance. One reply per thread at
@@ -80,7 +96,7 @@ pub(super) struct Replies {
 pub(super) struct Slot {
     map: Map,
     key: Key,
-    message: MessageId,
+    origin: MessageId,
     pub(super) cancel: CancellationToken,
 }
 
@@ -89,10 +105,30 @@ impl Drop for Slot {
         // Only this reply's own entry: a next turn may have taken the thread already, once
         // it read this reply as finished.
         if let Ok(mut r) = self.map.lock()
-            && r.get(&self.key)
-                .is_some_and(|run| run.message == self.message)
+            && r.get(&self.key).is_some_and(|run| run.origin == self.origin)
         {
             r.remove(&self.key);
+        }
+    }
+}
+
+impl Slot {
+    /// Marks the reply as waiting for the answer to its question, which the thread's next
+    /// message will be; `None` if the thread was taken by another reply meanwhile.
+    pub(super) fn await_answer(&self) -> Option<oneshot::Receiver<Continuation>> {
+        let mut r = self.map.lock().ok()?;
+        let run = r.get_mut(&self.key).filter(|run| run.origin == self.origin)?;
+        let (tx, rx) = oneshot::channel();
+        run.asking = Some(tx);
+        Some(rx)
+    }
+
+    /// No longer waits for an answer (the wait is over, one way or another).
+    pub(super) fn stop_asking(&self) {
+        if let Ok(mut r) = self.map.lock()
+            && let Some(run) = r.get_mut(&self.key).filter(|run| run.origin == self.origin)
+        {
+            run.asking = None;
         }
     }
 }
@@ -127,19 +163,48 @@ impl Replies {
             return Err(ApiError::busy());
         }
         let cancel = CancellationToken::new();
+        // A reply that waited for an answer here loses the thread (its sender is dropped
+        // with its entry, which ends its wait).
         running.insert(
             key,
             Running {
+                origin: reply,
                 message: reply,
                 cancel: cancel.clone(),
+                asking: None,
             },
         );
         Ok(Slot {
             map: self.map.clone(),
             key,
-            message: reply,
+            origin: reply,
             cancel,
         })
+    }
+
+    /// If a reply in the thread waits for an answer, hands it over to the caller, with the
+    /// thread now held for `next` (the message the reply goes on in): a second message sent
+    /// meanwhile finds the thread busy, as it would with any streaming reply.
+    pub(super) fn take_answer(
+        &self,
+        sid: &SessionId,
+        thread: &ThreadId,
+        next: MessageId,
+    ) -> Option<oneshot::Sender<Continuation>> {
+        let mut r = self.map.lock().ok()?;
+        let run = r.get_mut(&(*sid, *thread))?;
+        let tx = run.asking.take().filter(|tx| !tx.is_closed())?;
+        run.message = next;
+        Some(tx)
+    }
+
+    /// Lets go of a thread taken for `next` by `take_answer` whose reply will not go on.
+    pub(super) fn release(&self, sid: &SessionId, thread: &ThreadId, next: &MessageId) {
+        if let Ok(mut r) = self.map.lock()
+            && r.get(&(*sid, *thread)).is_some_and(|run| run.message == *next)
+        {
+            r.remove(&(*sid, *thread));
+        }
     }
 
     /// Whether a reply is being generated in the thread, given the thread's messages as just

@@ -26,6 +26,7 @@ Commands:\n\n\
 - `/steps <text>` — count the words of the text, showing the work as steps\n\
 - `/steps slow` — a tool step that runs until you press **Stop**\n\
 - `/actions` — a reply with buttons that answer when pressed\n\
+- `/ask` — a reply that asks your name, waits for your answer and goes on\n\
 - `/remember <text>` — keep a note in this browser session\n\
 - `/recall` — show the note this browser session keeps\n\
 - `/help` — this list";
@@ -94,6 +95,19 @@ impl Assistant for EchoAssistant {
                     .map_err(|e| AssistantError::new(AssistantErrorKind::Other, e.to_string()))?;
             }
             return Ok(words_of("Pick a colour:".into(), self.delay, None));
+        }
+        if first == Some("/ask") {
+            let delay = self.delay;
+            let intro = words_of("Let me ask you something.".into(), delay, None);
+            let rest = stream::once(async move {
+                let text = match cx.ask("What is your name?").await {
+                    Ok(name) => format!("Nice to meet you, {}!", name.trim()),
+                    Err(e) => format!("No answer: {e}."),
+                };
+                words_of(text, delay, None)
+            })
+            .flatten();
+            return Ok(intro.chain(rest).boxed());
         }
         if first == Some("/steps") {
             let text = rest.unwrap_or("").to_owned();
