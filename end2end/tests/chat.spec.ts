@@ -511,7 +511,7 @@ test("a reply asks a question, and the answer lets it go on in every tab", async
   await send(page, "/ask");
   const question = assistant(page).first();
   await expect(question).toHaveAttribute("data-status", "done", { timeout: 15_000 });
-  await expect(question.locator(".markdown")).toHaveText(/^Let me ask you something\.\s*What is your name\?$/);
+  await expect(question.locator(".markdown")).toHaveText(/^Let me ask you something\.\s*What is your name\?\s*$/);
   const other = await context.newPage();
   await openReady(other, new URL(page.url()).pathname);
   await expect(assistant(other).first().locator(".markdown")).toContainText("What is your name?");
