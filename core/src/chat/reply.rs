@@ -203,18 +203,23 @@ async fn generate(
         _ => None,
     };
     let values = UserSession::from_verified(session.clone());
-    // Read here, in the reply's own task, so the request that asked is answered at once.
-    // Unreadable, it is taken as nobody: an assistant then offers no more than to a
-    // stranger.
-    let account = values.account().await.unwrap_or_else(|e| {
-        tracing::warn!(session = %sid.log_tag(), error = %e.message, "the account of a reply's session could not be read");
-        None
-    });
+    // Read here, in the reply's own task, so the request that asked is answered at once;
+    // both at the same time, so a networked store takes one round trip for the two.
+    let account = async {
+        // Unreadable, it is taken as nobody: an assistant then offers no more than to a
+        // stranger.
+        values.account().await.unwrap_or_else(|e| {
+            tracing::warn!(session = %sid.log_tag(), error = %e.message, "the account of a reply's session could not be read");
+            None
+        })
+    };
     let (specs, profiles) = (rt.assistant.settings(), rt.assistant.profiles());
-    // An assistant with nothing to set leaves nothing to read: its turns make no extra call.
-    let (settings, profile) = if specs.is_empty() && profiles.is_empty() {
-        Default::default()
-    } else {
+    let chosen = async {
+        // An assistant with nothing to set leaves nothing to read: its turns make no extra
+        // call.
+        if specs.is_empty() && profiles.is_empty() {
+            return Default::default();
+        }
         crate::settings::for_reply(&session, &specs, &profiles)
             .await
             .unwrap_or_else(|e| {
@@ -222,6 +227,7 @@ async fn generate(
                 Default::default()
             })
     };
+    let (account, (settings, profile)) = tokio::join!(account, chosen);
     let (asker, mut questions) = tokio::sync::mpsc::channel(1);
     let cx = ReplyContext::new(history, thread, account, values, cancel.clone())
         .with_settings(settings, profile)
