@@ -189,10 +189,7 @@ impl ReplyContext {
             timeout,
             answer,
         };
-        asker
-            .send(question)
-            .await
-            .map_err(|_| AskError::NoAnswer)?;
+        asker.send(question).await.map_err(|_| AskError::NoAnswer)?;
         answered.await.map_err(|_| AskError::NoAnswer)
     }
 

@@ -218,9 +218,21 @@ impl Tools {
         self
     }
 
-    /// Adds each of `tools` (see [`Tools::with`]).
+    /// Adds each of `tools` whose name is not taken yet: the tools already here keep
+    /// their names, so a tool from elsewhere (an MCP server) cannot take the calls meant
+    /// for the application's own. One skipped is logged.
     pub fn with_all(self, tools: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
-        tools.into_iter().fold(self, Self::with)
+        tools.into_iter().fold(self, |all, tool| {
+            if all.get(tool.name()).is_some() {
+                tracing::warn!(
+                    tool = tool.name(),
+                    "a tool of this name is already offered; the new one is left out"
+                );
+                all
+            } else {
+                all.with(tool)
+            }
+        })
     }
 
     /// Every tool, in order of name.
@@ -325,5 +337,23 @@ mod tests {
         assert!(valid_name("get_time") && valid_name("a-b") && valid_name(&"x".repeat(64)));
         assert!(!valid_name("") && !valid_name("has space") && !valid_name(&"x".repeat(65)));
         assert!(!valid_name("ünï") && !valid_name("a.b"));
+    }
+
+    #[test]
+    fn tools_from_elsewhere_never_take_an_offered_name() {
+        let mine = tool(
+            "clock",
+            "mine",
+            |(): (), _| async move { Ok("mine".into()) },
+        );
+        let theirs = tool(
+            "clock",
+            "theirs",
+            |(): (), _| async move { Ok("theirs".into()) },
+        );
+        let other = tool("notes", "theirs", |(): (), _| async move { Ok("n".into()) });
+        let tools = Tools::new().with(mine).with_all([theirs, other]);
+        assert_eq!(tools.names().collect::<Vec<_>>(), ["clock", "notes"]);
+        assert_eq!(tools.get("clock").unwrap().description(), "mine");
     }
 }

@@ -31,9 +31,9 @@ use confide_core::{
     GuardConfig, Lifetimes, SessionStore, VerifiedSession,
     assistant::Assistant,
     chat::ChatRuntime,
-    tools::Tools,
     events::{EventHub, Feed, LocalHub},
     store::Timed,
+    tools::Tools,
 };
 use futures::{Stream, StreamExt};
 use leptos::prelude::*;

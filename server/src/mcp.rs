@@ -27,7 +27,7 @@
 //! another person's calls cannot see. `scope = "shared"` uses one connection for everyone
 //! and suits servers that keep nothing.
 
-use crate::ConfigError;
+use crate::{ConfigError, assistant::Secret};
 use async_trait::async_trait;
 use confide_core::tools::{Tool, ToolContext, ToolError, Tools, valid_name};
 use rmcp::{
@@ -78,9 +78,13 @@ pub struct McpServerConfig {
     #[serde(default)]
     pub args: Vec<String>,
     /// Its environment. Nothing else of Confide's environment reaches it but `PATH`,
-    /// `HOME`, `LANG` and `TMPDIR`, so Confide's own secrets stay out of it.
+    /// `HOME`, `LANG` and `TMPDIR`, so Confide's own secrets stay out of it. Never logged.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Secret>,
+    /// Where it runs: the system's temporary directory unless given, never Confide's own
+    /// working directory (where its data and configuration may be).
+    #[serde(default)]
+    pub cwd: Option<std::path::PathBuf>,
     /// For an HTTP server: the environment variable holding a bearer token to send.
     #[serde(default)]
     pub bearer_token_env: Option<String>,
@@ -95,10 +99,21 @@ pub struct McpServerConfig {
         serialize_with = "crate::config::ser_duration"
     )]
     pub idle: Duration,
-    /// Most sessions with an open connection at once; past it the least recently used is
-    /// closed.
+    /// Most sessions with an open connection at once; past it the least recently used one
+    /// that is not in a call is closed.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// Bound on connecting (the MCP handshake included) and on each call.
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::config::duration",
+        serialize_with = "crate::config::ser_duration"
+    )]
+    pub timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_idle() -> Duration {
@@ -139,10 +154,12 @@ impl McpServerConfig {
             command,
             args,
             env: BTreeMap::new(),
+            cwd: None,
             bearer_token_env: None,
             scope: McpScope::Session,
             idle: default_idle(),
             max_sessions: default_max_sessions(),
+            timeout: default_timeout(),
         }
     }
 
@@ -153,7 +170,12 @@ impl McpServerConfig {
     }
 
     fn check(&self, allowed: &[String]) -> Result<(), ConfigError> {
-        let bad = |why: String| Err(ConfigError::Invalid(format!("MCP server {:?}: {why}", self.name)));
+        let bad = |why: String| {
+            Err(ConfigError::Invalid(format!(
+                "MCP server {:?}: {why}",
+                self.name
+            )))
+        };
         if self.name.trim().is_empty() {
             return bad("give it a name".into());
         }
@@ -236,8 +258,8 @@ struct Inner {
     config: McpServerConfig,
     tools: Vec<rmcp::model::Tool>,
     shared: Mutex<Option<Slot>>,
-    /// By session id: an id that ended is never claimed again, so a connection cannot pass
-    /// to a later session that presents the same id.
+    /// By session id. Ids are random and an ended one is refused by the guard for good, so
+    /// no later session can present an id that has a connection here.
     sessions: Mutex<HashMap<String, (Slot, Instant)>>,
 }
 
@@ -265,13 +287,11 @@ impl McpServer {
     }
 
     async fn connect_checked(config: McpServerConfig) -> Result<Self, ConfigError> {
-        let failed = |e: String| {
-            ConfigError::Invalid(format!("MCP server {:?}: {e}", config.name))
-        };
+        let failed = |e: String| ConfigError::Invalid(format!("MCP server {:?}: {e}", config.name));
         let probe = open(&config).await.map_err(failed)?;
-        let tools = probe
-            .list_all_tools()
+        let tools = tokio::time::timeout(config.timeout, probe.list_all_tools())
             .await
+            .map_err(|_| failed("it did not list its tools in time".into()))?
             .map_err(|e| failed(format!("cannot list its tools: {e}")))?;
         let shared = match config.scope {
             McpScope::Shared => Some(Arc::new(OnceCell::new_with(Some(Arc::new(probe))))),
@@ -282,14 +302,18 @@ impl McpServer {
             }
         };
         tracing::info!(server = %config.name, tools = tools.len(), "MCP server connected");
-        Ok(Self {
+        let server = Self {
             inner: Arc::new(Inner {
                 config,
                 tools,
                 shared: Mutex::new(shared),
                 sessions: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        if server.inner.config.scope == McpScope::Session {
+            tokio::spawn(sweep(Arc::downgrade(&server.inner)));
+        }
+        Ok(server)
     }
 
     /// The server's tools, as tools a model may call. A name a model API would refuse is
@@ -315,30 +339,33 @@ impl McpServer {
         self.inner.sessions.lock().map(|m| m.len()).unwrap_or(0)
     }
 
-    /// The slot of the connection `cx`'s calls go through, made if need be.
-    fn slot(&self, cx: &ToolContext) -> Slot {
+    /// The slot of the connection `cx`'s calls go through, made if need be; `None` when
+    /// every connection the bound allows is in a call.
+    fn slot(&self, cx: &ToolContext) -> Option<Slot> {
         let inner = &self.inner;
         if inner.config.scope == McpScope::Shared {
             let mut shared = inner.shared.lock().unwrap_or_else(|e| e.into_inner());
-            return shared.get_or_insert_with(Default::default).clone();
+            return Some(shared.get_or_insert_with(Default::default).clone());
         }
         let key = cx.session.id().as_string();
         let now = Instant::now();
         let mut sessions = inner.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        // Dropping a connection closes it (and ends a stdio server's process).
-        sessions.retain(|_, (_, used)| now.duration_since(*used) < inner.config.idle);
+        inner.close_idle(&mut sessions, now);
         if !sessions.contains_key(&key) && sessions.len() >= inner.config.max_sessions {
+            // The least recently used connection that no call is using makes room; one in
+            // a call is never cut off under its caller.
             let oldest = sessions
                 .iter()
+                .filter(|(_, (slot, _))| Arc::strong_count(slot) == 1)
                 .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                sessions.remove(&k);
-            }
+                .map(|(k, _)| k.clone())?;
+            sessions.remove(&oldest);
         }
-        let entry = sessions.entry(key).or_insert_with(|| (Default::default(), now));
+        let entry = sessions
+            .entry(key)
+            .or_insert_with(|| (Default::default(), now));
         entry.1 = now;
-        entry.0.clone()
+        Some(entry.0.clone())
     }
 
     /// Forgets `slot`'s connection, so the next call makes a new one.
@@ -360,7 +387,11 @@ impl McpServer {
             Value::Null => Default::default(),
             _ => return Err(ToolError::new("the arguments must be a JSON object")),
         };
-        let slot = self.slot(cx);
+        let slot = self.slot(cx).ok_or_else(|| {
+            ToolError::new(format!(
+                "the MCP server {name:?} is busy with other people's calls; try again shortly"
+            ))
+        })?;
         let client = slot
             .get_or_try_init(|| async { open(&self.inner.config).await.map(Arc::new) })
             .await
@@ -370,7 +401,13 @@ impl McpServer {
             })?
             .clone();
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
-        match client.call_tool(params).await {
+        let called = tokio::time::timeout(self.inner.config.timeout, client.call_tool(params));
+        let Ok(result) = called.await else {
+            return Err(ToolError::new(format!(
+                "the MCP server {name:?} did not answer in time"
+            )));
+        };
+        match result {
             Ok(result) => {
                 let text = flatten(&result);
                 if result.is_error == Some(true) {
@@ -381,7 +418,9 @@ impl McpServer {
             }
             Err(rmcp::ServiceError::McpError(e)) => {
                 let why: String = e.message.chars().take(500).collect();
-                Err(ToolError::new(format!("the MCP server refused the call: {why}")))
+                Err(ToolError::new(format!(
+                    "the MCP server refused the call: {why}"
+                )))
             }
             Err(e) => {
                 tracing::warn!(server = %name, tool, error = %e, "an MCP call failed");
@@ -396,8 +435,48 @@ impl McpServer {
     }
 }
 
-/// Opens one connection to the server and completes MCP's handshake.
+impl Inner {
+    /// Closes the connections of sessions idle for `idle` (dropping one closes it, and ends
+    /// a stdio server's process), unless a call is using them.
+    fn close_idle(&self, sessions: &mut HashMap<String, (Slot, Instant)>, now: Instant) {
+        sessions.retain(|_, (slot, used)| {
+            now.duration_since(*used) < self.config.idle || Arc::strong_count(slot) > 1
+        });
+    }
+}
+
+/// Closes idle sessions' connections while the server is in use, whether or not calls come.
+async fn sweep(inner: std::sync::Weak<Inner>) {
+    let every = match inner.upgrade() {
+        Some(i) => (i.config.idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(60)),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let mut sessions = inner.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        inner.close_idle(&mut sessions, Instant::now());
+    }
+}
+
+/// `url` as it may appear in a message or a log: no user, password or query.
+fn shown(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+/// Opens one connection to the server and completes MCP's handshake, within its timeout.
 async fn open(config: &McpServerConfig) -> Result<Client, String> {
+    tokio::time::timeout(config.timeout, open_now(config))
+        .await
+        .unwrap_or_else(|_| Err("it did not complete the MCP handshake in time".into()))
+}
+
+async fn open_now(config: &McpServerConfig) -> Result<Client, String> {
     let info = ClientConfig::new(
         Default::default(),
         Implementation::new("confide", env!("CARGO_PKG_VERSION")),
@@ -415,20 +494,35 @@ async fn open(config: &McpServerConfig) -> Result<Client, String> {
         return info
             .serve(transport)
             .await
-            .map_err(|e| format!("cannot connect to {url}: {e}"));
+            .map_err(|e| format!("cannot connect to {}: {e}", shown(url)));
     }
     let Some(program) = &config.command else {
         return Err("neither a url nor a command".into());
     };
-    let mut command = tokio::process::Command::new(program);
+    // A relative program path means the one beside Confide, whatever directory the child
+    // runs in.
+    let program_path = std::path::Path::new(program);
+    let resolved = if program_path.components().count() > 1 && program_path.is_relative() {
+        std::env::current_dir()
+            .map(|d| d.join(program_path))
+            .unwrap_or_else(|_| program_path.to_path_buf())
+    } else {
+        program_path.to_path_buf()
+    };
+    let mut command = tokio::process::Command::new(resolved);
     command.args(&config.args).env_clear();
     for var in ["PATH", "HOME", "LANG", "TMPDIR"] {
         if let Some(value) = std::env::var_os(var) {
             command.env(var, value);
         }
     }
-    command.envs(&config.env).kill_on_drop(true);
-    let child = TokioChildProcess::new(command).map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    let cwd = config.cwd.clone().unwrap_or_else(std::env::temp_dir);
+    command
+        .envs(config.env.iter().map(|(k, v)| (k, &v.0)))
+        .current_dir(cwd)
+        .kill_on_drop(true);
+    let child =
+        TokioChildProcess::new(command).map_err(|e| format!("cannot start {program:?}: {e}"))?;
     info.serve(child)
         .await
         .map_err(|e| format!("{program:?} did not start as an MCP server: {e}"))
@@ -472,10 +566,20 @@ fn fit_name(name: &str) -> String {
     }
     let fitted: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
-    if fitted.is_empty() { "_".into() } else { fitted }
+    if fitted.is_empty() {
+        "_".into()
+    } else {
+        fitted
+    }
 }
 
 struct McpTool {
@@ -561,7 +665,10 @@ idle = "30s"
             "[mcp]\n[[mcp.servers]]\nname = \"x\"\nurl = \"http://a/mcp\"\ncommand = \"uvx\"",
             "either a url or a command",
         );
-        refused("[mcp]\n[[mcp.servers]]\nname = \"x\"", "either a url or a command");
+        refused(
+            "[mcp]\n[[mcp.servers]]\nname = \"x\"",
+            "either a url or a command",
+        );
         refused(
             "[mcp]\n[[mcp.servers]]\nname = \"x\"\nurl = \"file:///etc/passwd\"",
             "not an http(s) URL",

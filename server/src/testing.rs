@@ -186,7 +186,11 @@ impl rmcp::ServerHandler for NotesMcp {
             tool("list_notes", "Lists the notes so far.", schema_of::<()>()),
             tool("fail", "Always fails.", schema_of::<()>()),
             tool("wait", "Answers only when cancelled.", schema_of::<()>()),
-            tool("cancelled", "How many waits were cancelled.", schema_of::<()>()),
+            tool(
+                "cancelled",
+                "How many waits were cancelled.",
+                schema_of::<()>(),
+            ),
         ]))
     }
 
@@ -219,7 +223,10 @@ impl rmcp::ServerHandler for NotesMcp {
                     text(n.join("; "))
                 }
             }
-            "fail" => Ok(CallToolResult::error(vec![ContentBlock::text("the notebook is on fire")]).into()),
+            "fail" => Ok(CallToolResult::error(vec![ContentBlock::text(
+                "the notebook is on fire",
+            )])
+            .into()),
             "wait" => {
                 cx.ct.cancelled().await;
                 self.cancelled.fetch_add(1, Ordering::SeqCst);

@@ -37,6 +37,15 @@ impl Assistant for Counter {
             account: cx.account.as_ref().map(|a| a.name.clone()),
             question: cx.question().to_owned(),
         });
+        if cx.question() == "/early" {
+            // Asks before it has a stream to hand over.
+            let who = cx.ask("Who is there?").await;
+            let answer = match who {
+                Ok(name) => format!("Hello, {name}."),
+                Err(e) => format!("No answer: {e}"),
+            };
+            return Ok(futures::stream::iter([Ok(answer)]).boxed());
+        }
         if cx.question() == "/wait" {
             // Work beside the stream, as a tool call would run: it watches the signal.
             let (cancel, cancelled) = (cx.cancel.clone(), self.cancelled.clone());
@@ -135,4 +144,30 @@ async fn stop_reaches_the_handler_as_its_cancellation_signal() {
     tokio::time::timeout(std::time::Duration::from_secs(20), cancelled)
         .await
         .expect("the handler saw the Stop");
+}
+
+#[tokio::test]
+async fn a_handler_may_ask_before_it_streams_and_goes_on_after_the_answer() {
+    let (app, _) = with_counter().await;
+    let mut a = started(&app).await;
+    let sent = ok(a
+        .call(&app, "messages/send", json!({ "content": "/early" }))
+        .await);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+    let t = common::settled(&app, &mut a, &tid).await;
+    assert_eq!(t["messages"][1]["content"], "Who is there?", "{t}");
+    assert_eq!(t["messages"][1]["status"], "done");
+    ok(a.call(
+        &app,
+        "messages/send",
+        json!({ "thread_id": tid, "content": "Bob" }),
+    )
+    .await);
+    let t = common::settled(&app, &mut a, &tid).await;
+    let last = &t["messages"][3];
+    assert_eq!(
+        (last["content"].as_str(), last["status"].as_str()),
+        (Some("Hello, Bob."), Some("done")),
+        "{t}"
+    );
 }

@@ -1117,8 +1117,12 @@ async fn a_reply_asks_waits_for_the_answer_and_goes_on_after_it() {
     let app = app().await;
     // Two browsers on one address, each asked at once: each answer reaches its own reply.
     let (mut a, mut b) = (started(&app).await, started(&app).await);
-    let ta = ok(a.call(&app, "messages/send", json!({ "content": "/ask" })).await);
-    let tb = ok(b.call(&app, "messages/send", json!({ "content": "/ask" })).await);
+    let ta = ok(a
+        .call(&app, "messages/send", json!({ "content": "/ask" }))
+        .await);
+    let tb = ok(b
+        .call(&app, "messages/send", json!({ "content": "/ask" }))
+        .await);
     let (ta, tb) = (
         ta["thread"]["id"].as_str().unwrap().to_owned(),
         tb["thread"]["id"].as_str().unwrap().to_owned(),
@@ -1133,16 +1137,28 @@ async fn a_reply_asks_waits_for_the_answer_and_goes_on_after_it() {
     }
     // Another session cannot answer a question it was not asked.
     let foreign = b
-        .call(&app, "messages/send", json!({ "thread_id": ta, "content": "Mallory" }))
+        .call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": ta, "content": "Mallory" }),
+        )
         .await;
     assert_eq!(foreign.status, StatusCode::NOT_FOUND);
 
     let answered = ok(a
-        .call(&app, "messages/send", json!({ "thread_id": ta, "content": "Ada" }))
+        .call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": ta, "content": "Ada" }),
+        )
         .await);
     assert_eq!(answered["user"]["content"], "Ada");
-    ok(b.call(&app, "messages/send", json!({ "thread_id": tb, "content": "Grace" }))
-        .await);
+    ok(b.call(
+        &app,
+        "messages/send",
+        json!({ "thread_id": tb, "content": "Grace" }),
+    )
+    .await);
     let t = common::settled(&app, &mut a, &ta).await;
     assert_eq!(
         transcript(&t),
@@ -1161,8 +1177,12 @@ async fn a_reply_asks_waits_for_the_answer_and_goes_on_after_it() {
     assert_eq!(t["messages"][3]["content"], "Nice to meet you, Grace!");
 
     // Answered, the thread is an ordinary one again: the next message gets its own reply.
-    ok(a.call(&app, "messages/send", json!({ "thread_id": ta, "content": "hello" }))
-        .await);
+    ok(a.call(
+        &app,
+        "messages/send",
+        json!({ "thread_id": ta, "content": "hello" }),
+    )
+    .await);
     let t = common::settled(&app, &mut a, &ta).await;
     assert_eq!(transcript(&t)[5], said("assistant", "hello"));
 }
@@ -1171,13 +1191,23 @@ async fn a_reply_asks_waits_for_the_answer_and_goes_on_after_it() {
 async fn a_question_takes_one_answer_and_a_second_message_meanwhile_is_busy() {
     let app = app().await;
     let mut a = started(&app).await;
-    let sent = ok(a.call(&app, "messages/send", json!({ "content": "/ask" })).await);
+    let sent = ok(a
+        .call(&app, "messages/send", json!({ "content": "/ask" }))
+        .await);
     let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
     common::settled(&app, &mut a, &tid).await;
     let mut a2 = a.clone();
     let (one, two) = tokio::join!(
-        a.call(&app, "messages/send", json!({ "thread_id": tid, "content": "Ada" })),
-        a2.call(&app, "messages/send", json!({ "thread_id": tid, "content": "Grace" })),
+        a.call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": tid, "content": "Ada" })
+        ),
+        a2.call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": tid, "content": "Grace" })
+        ),
     );
     let statuses = [one.status, two.status];
     assert!(
@@ -1186,7 +1216,11 @@ async fn a_question_takes_one_answer_and_a_second_message_meanwhile_is_busy() {
         one.body,
         two.body
     );
-    let winner = if one.status == StatusCode::OK { "Ada" } else { "Grace" };
+    let winner = if one.status == StatusCode::OK {
+        "Ada"
+    } else {
+        "Grace"
+    };
     let t = common::settled(&app, &mut a, &tid).await;
     let messages = transcript(&t);
     assert_eq!(messages.len(), 4, "{messages:?}");
@@ -1205,12 +1239,18 @@ async fn an_unanswered_question_ends_its_reply_and_the_next_message_is_a_new_tur
     })
     .await;
     let mut a = started(&app).await;
-    let sent = ok(a.call(&app, "messages/send", json!({ "content": "/ask" })).await);
+    let sent = ok(a
+        .call(&app, "messages/send", json!({ "content": "/ask" }))
+        .await);
     let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
     common::settled(&app, &mut a, &tid).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    ok(a.call(&app, "messages/send", json!({ "thread_id": tid, "content": "Ada" }))
-        .await);
+    ok(a.call(
+        &app,
+        "messages/send",
+        json!({ "thread_id": tid, "content": "Ada" }),
+    )
+    .await);
     let t = common::settled(&app, &mut a, &tid).await;
     assert_eq!(
         transcript(&t)[2..],
@@ -1235,14 +1275,20 @@ async fn a_stopped_reply_keeps_no_buttons_and_none_can_be_clicked() {
     // The buttons exist from the start of the reply: wait until the page could see them.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let offered = loop {
-        let t = ok(b.call(&app, "threads/get", json!({ "thread_id": tid })).await);
-        if let Some(a) = t["messages"][1]["actions"].as_array().filter(|a| !a.is_empty()) {
+        let t = ok(b
+            .call(&app, "threads/get", json!({ "thread_id": tid }))
+            .await);
+        if let Some(a) = t["messages"][1]["actions"]
+            .as_array()
+            .filter(|a| !a.is_empty())
+        {
             break a[0]["id"].as_str().unwrap().to_owned();
         }
         assert!(std::time::Instant::now() < deadline, "no buttons: {t}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    ok(b.call(&app, "messages/stop", json!({ "message_id": mid })).await);
+    ok(b.call(&app, "messages/stop", json!({ "message_id": mid }))
+        .await);
     let t = common::settled(&app, &mut b, &tid).await;
     assert_eq!(t["messages"][1]["status"], "stopped");
     assert!(
@@ -1252,7 +1298,11 @@ async fn a_stopped_reply_keeps_no_buttons_and_none_can_be_clicked() {
         "{t}"
     );
     let click = b
-        .call(&app, "messages/act", json!({ "message_id": mid, "action_id": offered }))
+        .call(
+            &app,
+            "messages/act",
+            json!({ "message_id": mid, "action_id": offered }),
+        )
         .await;
     assert_eq!(click.status, StatusCode::NOT_FOUND, "{:?}", click.body);
 }

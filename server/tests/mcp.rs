@@ -90,7 +90,11 @@ async fn an_mcp_servers_tools_appear_like_registered_ones() {
         "{refused}"
     );
     assert_eq!(
-        tools.call("add_note", "[1]", cx(&session)).await.unwrap_err().0,
+        tools
+            .call("add_note", "[1]", cx(&session))
+            .await
+            .unwrap_err()
+            .0,
         "the arguments must be a JSON object"
     );
     // The connection survived the refusals.
@@ -203,7 +207,9 @@ async fn a_stdio_server_starts_only_from_the_allow_list() {
         .await
         .unwrap_err();
     assert!(
-        refused.to_string().contains("not in [mcp] allowed_commands"),
+        refused
+            .to_string()
+            .contains("not in [mcp] allowed_commands"),
         "{refused}"
     );
 
@@ -328,4 +334,26 @@ async fn configured_mcp_tools_answer_each_browser_on_one_address_apart() {
     assert_eq!(other["content"], "Tool: No notes.", "{other}");
     let mine = ask(&app, &mut a, "notes?").await;
     assert_eq!(mine["content"], "Tool: the door code is 4711");
+}
+
+#[tokio::test]
+async fn a_call_past_its_timeout_fails_and_idle_connections_close_without_calls() {
+    let url = notes_mcp_http().await.unwrap();
+    let mut config = McpServerConfig::http("notes", url);
+    config.timeout = Duration::from_millis(500);
+    config.idle = Duration::from_millis(400);
+    let (server, tools) = tools_of(config, &[]).await;
+    let session = server::testing::user_session().await;
+    let late = tools.call("wait", "{}", cx(&session)).await.unwrap_err();
+    assert_eq!(late.0, "the MCP server \"notes\" did not answer in time");
+    assert_eq!(server.open_sessions(), 1);
+    // No call comes; the sweeper closes the idle connection anyway.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.open_sessions() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle connection stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -322,6 +322,8 @@ impl Chat {
             None if msg.status == MessageStatus::Streaming => {
                 let mut marked = msg;
                 marked.status = MessageStatus::Stopped;
+                // A stopped reply's buttons would answer a question it never finished.
+                marked.actions.clear();
                 self.put(&marked).await?;
                 let v = view(marked);
                 self.publish(ChatEvent::Message { message: v.clone() });
@@ -440,10 +442,12 @@ impl Chat {
             .get_message(self.sid(), message)
             .await?
             .ok_or_else(ApiError::not_found)?;
+        // Only a finished reply's buttons answer; one still streaming or stopped has none.
         let chosen = offered
             .actions
             .iter()
             .find(|a| a.id == *action)
+            .filter(|_| offered.status == MessageStatus::Done)
             .cloned()
             .ok_or_else(ApiError::not_found)?;
         let tail = self.tail(&offered.thread_id, self.turn_window()).await?;

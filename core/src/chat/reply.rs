@@ -11,12 +11,12 @@ use super::{
 use crate::{
     ApiError, UserSession, VerifiedSession,
     assistant::{Question, ReplyContext, Turn},
-    steps::{Actions, Steps},
     markdown,
     model::{
         Action, ActionId, ChatEvent, Message, MessageId, MessageStatus, MessageView, Role, Step,
         StepId, StepStatus, Thread, ThreadId, title_from,
     },
+    steps::{Actions, Steps},
     store::{ThreadTail, now_ms},
 };
 use futures::StreamExt;
@@ -54,7 +54,11 @@ impl Chat {
         // A reply that asked the person a question takes this message as the answer, and
         // goes on in `reply` instead of a new reply starting.
         let waiting = match (&asked, &action) {
-            (Some(_), None) => self.rt.replies.take_answer(self.sid(), &thread.id, reply.id),
+            (Some(_), None) => {
+                self.rt
+                    .replies
+                    .take_answer(self.sid(), &thread.id, reply.id, &history)
+            }
             _ => None,
         };
         let slot = match waiting {
@@ -76,11 +80,16 @@ impl Chat {
             Ok(false) => Err(ApiError::not_found()),
             Err(e) => Err(e),
         };
-        if stored.is_err() && waiting.is_some() {
-            self.rt.replies.release(self.sid(), &thread.id, &reply.id);
+        if let Err(e) = stored {
+            // The question waits on for an answer that can be stored; a new reply's slot,
+            // dropped here, lets go of the thread.
+            if let Some(tx) = waiting {
+                self.rt
+                    .replies
+                    .restore(self.sid(), &thread.id, &reply.id, tx);
+            }
+            return Err(e);
         }
-        // On failure the slot, dropped here, lets go of the thread.
-        stored?;
         let asked_view = asked.clone().map(view);
         if let Some(v) = &asked_view {
             self.publish(ChatEvent::Message { message: v.clone() });
@@ -92,7 +101,10 @@ impl Chat {
         let slot = match (slot, waiting) {
             (Some(slot), _) => slot,
             (None, Some(waiting)) => {
-                let answer = asked.as_ref().map(|m| m.content.clone()).unwrap_or_default();
+                let answer = asked
+                    .as_ref()
+                    .map(|m| m.content.clone())
+                    .unwrap_or_default();
                 let handed = waiting.send(Continuation {
                     answer,
                     reply: reply.clone(),
@@ -239,16 +251,35 @@ async fn generate(
             None => rt.assistant.reply(cx).await,
         }
     };
-    let stream = tokio::select! {
-        _ = cancel.cancelled() => None,
-        s = started => Some(s),
-    };
     // What earlier messages of this reply (before a question) showed: the steps and buttons
     // of the message being written are the others.
     let mut shown = Shown::default();
     // Set when the reply ended while it waited for an answer: its last message, the
     // question, is already saved and announced.
     let mut over = false;
+    // An assistant may ask before it hands over its stream: questions are heard from the
+    // start.
+    let mut started = std::pin::pin!(started);
+    let stream = loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break None,
+            Some(question) = questions.recv() => {
+                let asked = Asking { rt: &rt, session: &session, slot: &slot, cancel: &cancel };
+                match asked.wait(&mut reply, question, &steps, &actions, &mut shown).await {
+                    Some(next) => reply = next,
+                    None => {
+                        over = true;
+                        break None;
+                    }
+                }
+            }
+            s = &mut started => break Some(s),
+        }
+    };
+    if over {
+        return;
+    }
     match stream {
         None => reply.status = MessageStatus::Stopped,
         Some(Err(e)) => {
@@ -457,15 +488,38 @@ impl Asking<'_> {
                 message: view(reply.clone()),
             },
         );
-        let answered = answered?;
-        let timeout = question.timeout.unwrap_or(self.rt.ask_timeout);
+        let mut answered = answered?;
+        // Never longer than the runtime allows: a reply left waiting holds its thread.
+        let timeout = question
+            .timeout
+            .map_or(self.rt.ask_timeout, |t| t.min(self.rt.ask_timeout));
         let outcome = tokio::select! {
+            // An answer that arrives with the end of the wait still counts.
+            biased;
+            answer = &mut answered => answer.ok(),
             _ = self.cancel.cancelled() => None,
-            answer = answered => answer.ok(),
             _ = tokio::time::sleep(timeout) => None,
         };
+        // An answer handed over just as the wait ended is in the channel: take it.
+        let outcome = outcome.or_else(|| {
+            answered.close();
+            answered.try_recv().ok()
+        });
         self.slot.stop_asking();
         let Continuation { answer, reply } = outcome?;
+        if self.cancel.is_cancelled() {
+            // Stopped as the answer came: its reply ends before it began.
+            let mut stopped = reply;
+            stopped.status = MessageStatus::Stopped;
+            save_final(self.session, &stopped).await;
+            self.rt.hub.publish(
+                self.session.owner(),
+                ChatEvent::Message {
+                    message: view(stopped),
+                },
+            );
+            return None;
+        }
         // An author who stopped waiting still gets the message: its stream goes on there.
         let _ = question.answer.send(answer);
         Some(reply)

@@ -105,7 +105,8 @@ impl Drop for Slot {
         // Only this reply's own entry: a next turn may have taken the thread already, once
         // it read this reply as finished.
         if let Ok(mut r) = self.map.lock()
-            && r.get(&self.key).is_some_and(|run| run.origin == self.origin)
+            && r.get(&self.key)
+                .is_some_and(|run| run.origin == self.origin)
         {
             r.remove(&self.key);
         }
@@ -117,7 +118,9 @@ impl Slot {
     /// message will be; `None` if the thread was taken by another reply meanwhile.
     pub(super) fn await_answer(&self) -> Option<oneshot::Receiver<Continuation>> {
         let mut r = self.map.lock().ok()?;
-        let run = r.get_mut(&self.key).filter(|run| run.origin == self.origin)?;
+        let run = r
+            .get_mut(&self.key)
+            .filter(|run| run.origin == self.origin)?;
         let (tx, rx) = oneshot::channel();
         run.asking = Some(tx);
         Some(rx)
@@ -184,24 +187,56 @@ impl Replies {
 
     /// If a reply in the thread waits for an answer, hands it over to the caller, with the
     /// thread now held for `next` (the message the reply goes on in): a second message sent
-    /// meanwhile finds the thread busy, as it would with any streaming reply.
+    /// meanwhile finds the thread busy, as it would with any streaming reply. `history` is
+    /// the thread's end as just read, the new message last: the question must be the message
+    /// before it, or the message answers nothing (another instance took a turn meanwhile,
+    /// or the question was edited away).
     pub(super) fn take_answer(
         &self,
         sid: &SessionId,
         thread: &ThreadId,
         next: MessageId,
+        history: &[Message],
     ) -> Option<oneshot::Sender<Continuation>> {
         let mut r = self.map.lock().ok()?;
         let run = r.get_mut(&(*sid, *thread))?;
+        let asked_last = history
+            .iter()
+            .rev()
+            .nth(1)
+            .is_some_and(|m| m.id == run.message && m.role == crate::model::Role::Assistant);
+        if !asked_last {
+            return None;
+        }
         let tx = run.asking.take().filter(|tx| !tx.is_closed())?;
         run.message = next;
         Some(tx)
     }
 
+    /// Gives the question back to its reply: the answer taken by `take_answer` for `next`
+    /// could not be stored, and the reply waits on.
+    pub(super) fn restore(
+        &self,
+        sid: &SessionId,
+        thread: &ThreadId,
+        next: &MessageId,
+        tx: oneshot::Sender<Continuation>,
+    ) {
+        if let Ok(mut r) = self.map.lock()
+            && let Some(run) = r
+                .get_mut(&(*sid, *thread))
+                .filter(|run| run.message == *next)
+        {
+            run.message = run.origin;
+            run.asking = Some(tx);
+        }
+    }
+
     /// Lets go of a thread taken for `next` by `take_answer` whose reply will not go on.
     pub(super) fn release(&self, sid: &SessionId, thread: &ThreadId, next: &MessageId) {
         if let Ok(mut r) = self.map.lock()
-            && r.get(&(*sid, *thread)).is_some_and(|run| run.message == *next)
+            && r.get(&(*sid, *thread))
+                .is_some_and(|run| run.message == *next)
         {
             r.remove(&(*sid, *thread));
         }
@@ -318,5 +353,50 @@ mod tests {
         assert!(!sb.cancel.is_cancelled());
         replies.cancel_thread(&b, &t2);
         assert!(sb.cancel.is_cancelled());
+    }
+
+    fn message(id: MessageId, thread: ThreadId, role: crate::model::Role) -> Message {
+        Message {
+            id,
+            thread_id: thread,
+            role,
+            content: String::new(),
+            created_ms: 0,
+            status: MessageStatus::Done,
+            feedback: None,
+            error: None,
+            steps: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_the_message_right_after_the_question_answers_it() {
+        use crate::model::Role;
+        let replies = Replies::default();
+        let (sid, thread) = ids();
+        let question = MessageId::random();
+        let slot = replies.admit(&sid, &thread, question, &[]).unwrap();
+        let _answered = slot.await_answer().unwrap();
+        let asked = message(question, thread, Role::Assistant);
+        let later = message(MessageId::random(), thread, Role::Assistant);
+        let user = message(MessageId::random(), thread, Role::User);
+        // Another turn came between (on another instance, say): not an answer.
+        let stale = [asked.clone(), user.clone(), later, user.clone()];
+        assert!(
+            replies
+                .take_answer(&sid, &thread, MessageId::random(), &stale)
+                .is_none()
+        );
+        let next = MessageId::random();
+        let tx = replies
+            .take_answer(&sid, &thread, next, &[asked, user])
+            .expect("the answer right after the question");
+        // Taken once; a store failure gives it back, and it can be taken again.
+        assert!(replies.busy(&sid, &thread, &[]));
+        replies.restore(&sid, &thread, &next, tx);
+        assert!(slot.await_answer().is_some());
+        drop(slot);
+        assert_eq!(replies.len(), 0);
     }
 }
