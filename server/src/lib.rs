@@ -205,9 +205,6 @@ impl AppState {
         };
         // Connected after the store: a server that cannot be reached stops the start.
         let mcp_tools = config.mcp.connect().await?;
-        if !mcp_tools.is_empty() && config.assistant == AssistantKind::Echo {
-            tracing::warn!("MCP servers are configured, but the echo assistant calls no tools");
-        }
         Self::build(config, store, hub, mcp_tools)
     }
 }

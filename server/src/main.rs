@@ -25,5 +25,12 @@ async fn main() -> ExitCode {
         };
         return server::cli::run(command, config).await;
     }
-    server::run_app("Confide", |state, _config| async move { Ok(state) }).await
+    server::run_app("Confide", |state, config| async move {
+        // An app of its own may give the tools to its assistant; the built-in echo cannot.
+        if !state.mcp_tools.is_empty() && config.assistant == server::AssistantKind::Echo {
+            tracing::warn!("MCP servers are configured, but the echo assistant calls no tools");
+        }
+        Ok(state)
+    })
+    .await
 }

@@ -9,7 +9,7 @@ use crate::{
     api::{self},
     model::{ChatSettings, Profile, SettingKind, SettingSpec},
 };
-use leptos::prelude::*;
+use leptos::{lazy, prelude::*};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -92,11 +92,8 @@ pub(super) fn SettingsButton() -> impl IntoView {
                 aria-expanded=move || ctx.open.get().to_string()
                 aria-controls="chat-settings"
                 on:click=move |_| {
+                    // The panel takes the focus when it is there (see `PanelBody`).
                     ctx.open.update(|o| *o = !*o);
-                    // Into the panel, where Esc closes it and Enter saves.
-                    if ctx.open.get_untracked() {
-                        focus_later("#chat-settings select, #chat-settings input");
-                    }
                 }
             >"⚙ Settings"</button>
         </Show>
@@ -111,14 +108,28 @@ pub(super) fn SettingsPanel() -> impl IntoView {
         <Show when=move || ctx.open.get()>
             // Built from the settings as they are when the panel opens: an answer arriving
             // meanwhile (its own save) must not rebuild the draft under the person's hands.
-            {move || ctx.data.get_untracked().and_then(Result::ok).map(|s| view! { <PanelBody s=s /> })}
+            // Its code is fetched the first time it opens: most visits never open it.
+            {move || {
+                ctx.data
+                    .get_untracked()
+                    .and_then(Result::ok)
+                    .map(|s| Suspend::new(async move { panel_body(s).await }))
+            }}
         </Show>
     }
+}
+
+#[lazy]
+fn panel_body(s: ChatSettings) -> AnyView {
+    view! { <PanelBody s=s /> }.into_any()
 }
 
 #[component]
 fn PanelBody(s: ChatSettings) -> impl IntoView {
     let ctx = expect_context::<SettingsCtx>();
+    // Into the panel, where Esc closes it and Enter saves; once it is on the page, which
+    // the first time is after its code has arrived.
+    focus_later("#chat-settings select, #chat-settings input");
     let draft = RwSignal::new(s.values.clone());
     let profile = RwSignal::new(s.profile.clone());
     let close = move || {
