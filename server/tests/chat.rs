@@ -1092,6 +1092,16 @@ async fn settings_and_profiles_reach_the_replies_of_their_session_only() {
     assert_eq!(t["messages"][1]["content"], "one two three");
 }
 
+/// Sends `text` into thread `tid` as `b`; the raw answer.
+async fn say(app: &TestApp, b: &mut Browser, tid: &str, text: &str) -> Reply {
+    b.call(
+        app,
+        "messages/send",
+        json!({ "thread_id": tid, "content": text }),
+    )
+    .await
+}
+
 /// The contents and statuses of a thread's messages, in order.
 fn transcript(thread: &Value) -> Vec<(String, String, String)> {
     thread["messages"]
@@ -1136,29 +1146,12 @@ async fn a_reply_asks_waits_for_the_answer_and_goes_on_after_it() {
         );
     }
     // Another session cannot answer a question it was not asked.
-    let foreign = b
-        .call(
-            &app,
-            "messages/send",
-            json!({ "thread_id": ta, "content": "Mallory" }),
-        )
-        .await;
+    let foreign = say(&app, &mut b, &ta, "Mallory").await;
     assert_eq!(foreign.status, StatusCode::NOT_FOUND);
 
-    let answered = ok(a
-        .call(
-            &app,
-            "messages/send",
-            json!({ "thread_id": ta, "content": "Ada" }),
-        )
-        .await);
+    let answered = ok(say(&app, &mut a, &ta, "Ada").await);
     assert_eq!(answered["user"]["content"], "Ada");
-    ok(b.call(
-        &app,
-        "messages/send",
-        json!({ "thread_id": tb, "content": "Grace" }),
-    )
-    .await);
+    ok(say(&app, &mut b, &tb, "Grace").await);
     let t = common::settled(&app, &mut a, &ta).await;
     assert_eq!(
         transcript(&t),
@@ -1177,12 +1170,7 @@ async fn a_reply_asks_waits_for_the_answer_and_goes_on_after_it() {
     assert_eq!(t["messages"][3]["content"], "Nice to meet you, Grace!");
 
     // Answered, the thread is an ordinary one again: the next message gets its own reply.
-    ok(a.call(
-        &app,
-        "messages/send",
-        json!({ "thread_id": ta, "content": "hello" }),
-    )
-    .await);
+    ok(say(&app, &mut a, &ta, "hello").await);
     let t = common::settled(&app, &mut a, &ta).await;
     assert_eq!(transcript(&t)[5], said("assistant", "hello"));
 }
@@ -1245,12 +1233,7 @@ async fn an_unanswered_question_ends_its_reply_and_the_next_message_is_a_new_tur
     let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
     common::settled(&app, &mut a, &tid).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    ok(a.call(
-        &app,
-        "messages/send",
-        json!({ "thread_id": tid, "content": "Ada" }),
-    )
-    .await);
+    ok(say(&app, &mut a, &tid, "Ada").await);
     let t = common::settled(&app, &mut a, &tid).await;
     assert_eq!(
         transcript(&t)[2..],

@@ -308,18 +308,7 @@ mod tests {
         assert_eq!(again.err().map(|e| e.code), Some(ErrorCode::Busy));
         // The first reply is read as finished: a next one may take the thread before the
         // first task drops its slot, and that drop must leave the newer entry alone.
-        let done = Message {
-            id: first,
-            thread_id: thread,
-            role: crate::model::Role::Assistant,
-            content: String::new(),
-            created_ms: 0,
-            status: MessageStatus::Done,
-            feedback: None,
-            error: None,
-            steps: Vec::new(),
-            actions: Vec::new(),
-        };
+        let done = message(first, thread, crate::model::Role::Assistant);
         let second = replies
             .admit(
                 &sid,
