@@ -583,3 +583,20 @@ test("profiles and settings are the session's own and shape its replies", async 
   await expect(theirs.getByTestId("setting-sign")).not.toBeChecked();
   await other.close();
 });
+
+test("Export my data downloads every chat of the session as JSON", async ({ page }) => {
+  await openReady(page);
+  await send(page, "export me");
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  // At phone width the footer is in the drawer; the default project is wide enough.
+  const downloaded = page.waitForEvent("download");
+  await page.getByTestId("export-data").click();
+  const download = await downloaded;
+  expect(download.suggestedFilename()).toBe("confide-export.json");
+  const path = await download.path();
+  const text = (await import("node:fs")).readFileSync(path!, "utf8");
+  expect(text, "indented for a person to read").toContain('\n  "');
+  const data = JSON.parse(text);
+  expect(data.threads).toHaveLength(1);
+  expect(data.threads[0].messages.map((m: { content: string }) => m.content)).toEqual(["export me", "export me"]);
+});

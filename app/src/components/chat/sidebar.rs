@@ -11,7 +11,7 @@ use crate::{
     },
     model::{ChatEvent, SearchHit, Thread},
 };
-use leptos::prelude::*;
+use leptos::{lazy, prelude::*};
 use leptos_router::{NavigateOptions, hooks::use_navigate};
 
 #[component]
@@ -71,7 +71,7 @@ pub(super) fn Sidebar() -> impl IntoView {
 
     let export = Action::new(|_: &()| async {
         if let Ok(data) = api::export_my_data().await
-            && let Ok(json) = serde_json::to_string_pretty(&data)
+            && let Some(json) = pretty_json(data).await
         {
             download("confide-export.json", "application/json", &json);
         }
@@ -236,4 +236,11 @@ fn ThreadItem(thread: Thread, snippet: Option<String>) -> impl IntoView {
             </Show>
         </div>
     }
+}
+
+/// The export as indented JSON. Its code (the writer, and writing every chat type) is fetched
+/// only by someone who exports: the page itself only ever reads these types.
+#[lazy]
+fn pretty_json(data: api::DataExport) -> Option<String> {
+    serde_json::to_string_pretty(&data).ok()
 }
