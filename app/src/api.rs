@@ -227,7 +227,7 @@ pub async fn set_settings(
     profile: Option<String>,
     /// New values of any of the settings, by id; the rest keep theirs.
     #[server(default)]
-    values: std::collections::BTreeMap<String, serde_json::Value>,
+    values: std::collections::BTreeMap<String, crate::model::SettingValue>,
 ) -> Result<ChatSettings, ApiError> {
     crate::ssr::chat()
         .await?

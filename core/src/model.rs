@@ -670,7 +670,77 @@ pub struct ChatSettings {
     /// The settings the assistant declares, in panel order.
     pub settings: Vec<SettingSpec>,
     /// Every setting's value, the defaults filled in.
-    pub values: std::collections::BTreeMap<String, serde_json::Value>,
+    pub values: std::collections::BTreeMap<String, SettingValue>,
+}
+
+/// A setting's value as the page and the server exchange it: a select's or a text's string,
+/// a slider's number, a switch's state. In JSON it is the bare value (`"shout"`, `0.7`,
+/// `true`). Not `serde_json::Value`, whose decoder would weigh on every page load for
+/// three shapes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SettingValue {
+    /// A switch.
+    Switch(bool),
+    /// A slider.
+    Number(f64),
+    /// A select's option or a text.
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for SettingValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl serde::de::Visitor<'_> for Shape {
+            type Value = SettingValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, a number or a boolean")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<SettingValue, E> {
+                Ok(SettingValue::Switch(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<SettingValue, E> {
+                Ok(SettingValue::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<SettingValue, E> {
+                Ok(SettingValue::Number(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<SettingValue, E> {
+                Ok(SettingValue::Number(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<SettingValue, E> {
+                Ok(SettingValue::Text(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<SettingValue, E> {
+                Ok(SettingValue::Text(v))
+            }
+        }
+        d.deserialize_any(Shape)
+    }
+}
+
+impl SettingValue {
+    /// The text, if it is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+    /// The number, if it is one.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Self::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+    /// The state, if it is a switch's.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Self::Switch(b) => Some(*b),
+            _ => None,
+        }
+    }
 }
 
 /// What a chat is exported as.

@@ -4,7 +4,7 @@
 //! overwrite it), comes along at sign-in like the session's other values, and reaches every
 //! reply as `ReplyContext::settings` and `ReplyContext::profile`.
 
-use crate::model::{ChatSettings, Profile, SettingKind, SettingSpec};
+use crate::model::{ChatSettings, Profile, SettingKind, SettingSpec, SettingValue};
 use crate::{ApiError, ErrorCode, guard::VerifiedSession};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -128,7 +128,10 @@ pub async fn load(
     let chosen = stored(session).await?;
     Ok(ChatSettings {
         profile: profile_of(&profiles, chosen.profile.as_deref()).map(|p| p.id.clone()),
-        values: resolve(&specs, &chosen.values),
+        values: resolve(&specs, &chosen.values)
+            .into_iter()
+            .filter_map(|(id, v)| Some((id, serde_json::from_value(v).ok()?)))
+            .collect(),
         profiles,
         settings: specs,
     })
@@ -157,7 +160,7 @@ pub async fn save(
     specs: Vec<SettingSpec>,
     profiles: Vec<Profile>,
     profile: Option<String>,
-    values: BTreeMap<String, Value>,
+    values: BTreeMap<String, SettingValue>,
 ) -> Result<ChatSettings, ApiError> {
     if let Some(p) = &profile
         && !profiles.iter().any(|x| &x.id == p)
@@ -172,6 +175,7 @@ pub async fn save(
             .iter()
             .find(|s| s.id == id)
             .ok_or_else(|| ApiError::invalid_input(format!("there is no setting {id:?}")))?;
+        let value = serde_json::to_value(&value).map_err(|_| ApiError::internal())?;
         chosen.values.insert(id, check(spec, &value)?);
     }
     chosen
@@ -273,5 +277,25 @@ mod tests {
         assert_eq!(settings.get::<f64>("temperature"), Some(1.5));
         assert_eq!(settings.get::<bool>("temperature"), None);
         assert_eq!(settings.get::<String>("nope"), None);
+    }
+
+    #[test]
+    fn setting_values_travel_as_bare_json_values() {
+        let values: BTreeMap<String, SettingValue> =
+            serde_json::from_str(r#"{"a":"shout","b":0.5,"c":true,"d":2}"#).unwrap();
+        assert_eq!(values["a"], SettingValue::Text("shout".into()));
+        assert_eq!(values["b"], SettingValue::Number(0.5));
+        assert_eq!(values["c"], SettingValue::Switch(true));
+        assert_eq!(values["d"].as_f64(), Some(2.0));
+        assert_eq!(
+            serde_json::to_string(&values).unwrap(),
+            r#"{"a":"shout","b":0.5,"c":true,"d":2.0}"#
+        );
+        for bad in [r#"{"a":null}"#, r#"{"a":[1]}"#, r#"{"a":{"b":1}}"#] {
+            assert!(
+                serde_json::from_str::<BTreeMap<String, SettingValue>>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

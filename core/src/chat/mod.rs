@@ -422,7 +422,7 @@ impl Chat {
     pub async fn set_settings(
         &self,
         profile: Option<String>,
-        values: std::collections::BTreeMap<String, serde_json::Value>,
+        values: std::collections::BTreeMap<String, crate::model::SettingValue>,
     ) -> Result<ChatSettings, ApiError> {
         let a = &self.rt.assistant;
         crate::settings::save(&self.session, a.settings(), a.profiles(), profile, values).await

@@ -7,10 +7,9 @@ use crate::browser::{focus_later, typing_in_field};
 use crate::{
     ApiError,
     api::{self},
-    model::{ChatSettings, Profile, SettingKind, SettingSpec},
+    model::{ChatSettings, Profile, SettingKind, SettingSpec, SettingValue},
 };
 use leptos::{lazy, prelude::*};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The settings the page shows, and the way to change them.
@@ -27,7 +26,7 @@ pub(super) struct SettingsCtx {
 #[derive(Clone)]
 struct Saving {
     profile: Option<String>,
-    values: BTreeMap<String, Value>,
+    values: BTreeMap<String, SettingValue>,
     from_panel: bool,
 }
 
@@ -201,15 +200,15 @@ fn PanelBody(s: ChatSettings) -> impl IntoView {
 }
 
 /// One setting's control, writing into `draft`.
-fn control(spec: SettingSpec, draft: RwSignal<BTreeMap<String, Value>>) -> AnyView {
+fn control(spec: SettingSpec, draft: RwSignal<BTreeMap<String, SettingValue>>) -> AnyView {
     let id = spec.id.clone();
     let value = {
         let id = id.clone();
-        Signal::derive(move || draft.with(|d| d.get(&id).cloned().unwrap_or(Value::Null)))
+        Signal::derive(move || draft.with(|d| d.get(&id).cloned()))
     };
     let set = {
         let id = id.clone();
-        move |v: Value| {
+        move |v: SettingValue| {
             draft.update(|d| {
                 d.insert(id.clone(), v);
             })
@@ -222,11 +221,14 @@ fn control(spec: SettingSpec, draft: RwSignal<BTreeMap<String, Value>>) -> AnyVi
         .map(|h| view! { <small class="muted">{h}</small> });
     match spec.kind {
         SettingKind::Select { options, .. } => {
-            let current = value.get_untracked().as_str().unwrap_or_default().to_owned();
+            let current = value
+                .get_untracked()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             view! {
                 <label class="setting">
                     <span>{spec.label}</span>
-                    <select data-testid=testid on:change=move |ev| set(Value::from(event_target_value(&ev)))>
+                    <select data-testid=testid on:change=move |ev| set(SettingValue::Text(event_target_value(&ev)))>
                         {options.into_iter().map(|o| {
                             let selected = o.value == current;
                             view! { <option value=o.value selected=selected>{o.label}</option> }
@@ -239,17 +241,17 @@ fn control(spec: SettingSpec, draft: RwSignal<BTreeMap<String, Value>>) -> AnyVi
         }
         SettingKind::Slider { min, max, step, .. } => view! {
             <label class="setting">
-                <span>{spec.label}" "<output>{move || value.get().as_f64().map(|v| format!("{v}")).unwrap_or_default()}</output></span>
+                <span>{spec.label}" "<output>{move || value.get().and_then(|v| v.as_f64()).map(|v| format!("{v}")).unwrap_or_default()}</output></span>
                 <input
                     type="range"
                     data-testid=testid
                     min=min.to_string()
                     max=max.to_string()
                     step=step.to_string()
-                    prop:value=move || value.get().as_f64().unwrap_or(min).to_string()
+                    prop:value=move || value.get().and_then(|v| v.as_f64()).unwrap_or(min).to_string()
                     on:input=move |ev| {
                         if let Ok(v) = event_target_value(&ev).parse::<f64>() {
-                            set(Value::from(v));
+                            set(SettingValue::Number(v));
                         }
                     }
                 />
@@ -263,8 +265,8 @@ fn control(spec: SettingSpec, draft: RwSignal<BTreeMap<String, Value>>) -> AnyVi
                     type="checkbox"
                     role="switch"
                     data-testid=testid
-                    prop:checked=move || value.get().as_bool().unwrap_or(false)
-                    on:change=move |ev| set(Value::from(event_target_checked(&ev)))
+                    prop:checked=move || value.get().and_then(|v| v.as_bool()).unwrap_or(false)
+                    on:change=move |ev| set(SettingValue::Switch(event_target_checked(&ev)))
                 />
                 <span>{spec.label}</span>
                 {help}
@@ -279,8 +281,8 @@ fn control(spec: SettingSpec, draft: RwSignal<BTreeMap<String, Value>>) -> AnyVi
                     data-testid=testid
                     maxlength=max_chars.to_string()
                     autocomplete="off"
-                    prop:value=move || value.get().as_str().unwrap_or_default().to_owned()
-                    on:input=move |ev| set(Value::from(event_target_value(&ev)))
+                    prop:value=move || value.get().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+                    on:input=move |ev| set(SettingValue::Text(event_target_value(&ev)))
                 />
                 {help}
             </label>
