@@ -226,18 +226,8 @@ impl McpConfig {
         self.validate()?;
         let mut tools = Tools::new();
         for s in &self.servers {
-            let server = McpServer::connect_checked(s.clone()).await?;
-            for t in server.tools() {
-                if tools.get(t.name()).is_some() {
-                    tracing::warn!(
-                        server = %s.name,
-                        tool = t.name(),
-                        "two MCP servers offer a tool of this name; the first one's is kept"
-                    );
-                    continue;
-                }
-                tools = tools.with(t);
-            }
+            // A name two servers offer keeps the first one's tool (`with_all` says so).
+            tools = tools.with_all(McpServer::connect_checked(s.clone()).await?.tools());
         }
         Ok(tools)
     }
