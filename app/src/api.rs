@@ -99,7 +99,7 @@ pub async fn set_note(
 // ---- chat -------------------------------------------------------------------------------
 
 use crate::model::{
-    ActionId, ChatSettings, Export, ExportFormat, MessageId, MessageView, Rating, SearchHit, Sent,
+    ActionId, ChatSettings, Export, ExportFormat, FileId, MessageId, MessageView, Rating, SearchHit, Sent,
     Thread, ThreadId, ThreadView,
 };
 
@@ -179,10 +179,25 @@ pub async fn send_message(
     /// The chat to send to; a new chat when absent.
     #[server(default)]
     thread_id: Option<ThreadId>,
-    /// The message's text.
+    /// The message's text; may be empty when files come with it.
     content: String,
+    /// Uploads (`POST /api/files`) the message carries, in order.
+    #[server(default)]
+    files: Vec<FileId>,
 ) -> Result<Sent, ApiError> {
-    crate::ssr::chat().await?.send(thread_id, content).await
+    crate::ssr::chat()
+        .await?
+        .send_with(thread_id, content, &files)
+        .await
+}
+
+/// Removes an upload that no message carries yet (taken off before sending).
+#[server(prefix = "/api", endpoint = "files/discard", input = Json, output = Json, client = crate::client::SessionClient)]
+pub async fn discard_file(
+    /// The upload to remove.
+    file_id: FileId,
+) -> Result<(), ApiError> {
+    crate::ssr::chat().await?.discard_file(&file_id).await
 }
 
 /// Stops a streaming reply; the text so far stays, with status `stopped`.

@@ -242,6 +242,126 @@ mod web {
         let _ = rx.await;
     }
 
+    /// A file the person picked, dropped or pasted, not yet uploaded.
+    #[derive(Clone)]
+    pub struct Picked(web_sys::File);
+
+    impl Picked {
+        pub fn name(&self) -> String {
+            self.0.name()
+        }
+        pub fn size(&self) -> u64 {
+            self.0.size() as u64
+        }
+    }
+
+    fn picked(list: Option<web_sys::FileList>) -> Vec<Picked> {
+        let Some(list) = list else {
+            return Vec::new();
+        };
+        (0..list.length())
+            .filter_map(|i| list.get(i))
+            .map(Picked)
+            .collect()
+    }
+
+    /// The files chosen in a file input; the input is emptied, so choosing the same file
+    /// again is a change too.
+    pub fn picked_from_input(ev: &leptos::ev::Event) -> Vec<Picked> {
+        let Some(input) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        else {
+            return Vec::new();
+        };
+        let files = picked(input.files());
+        input.set_value("");
+        files
+    }
+
+    /// The files dropped on the page.
+    pub fn picked_from_drop(ev: &leptos::ev::DragEvent) -> Vec<Picked> {
+        picked(ev.data_transfer().and_then(|d| d.files()))
+    }
+
+    /// The files pasted (a screenshot, say); text pastes carry none.
+    pub fn picked_from_paste(ev: &leptos::ev::ClipboardEvent) -> Vec<Picked> {
+        picked(ev.clipboard_data().and_then(|d| d.files()))
+    }
+
+    /// Whether a drag carries files (not text or a link being moved on the page).
+    pub fn drags_files(ev: &leptos::ev::DragEvent) -> bool {
+        ev.data_transfer().is_some_and(|d| {
+            let types = d.types();
+            (0..types.length()).any(|i| types.get(i).as_string().as_deref() == Some("Files"))
+        })
+    }
+
+    /// Uploads `file` (`POST /api/files`), telling `progress` how far it is (0 to 1). A
+    /// request of its own, not a server function: its body streams from the disk, and
+    /// only this kind of request reports upload progress.
+    pub async fn upload(
+        file: Picked,
+        progress: impl Fn(f64) + 'static,
+    ) -> Result<crate::model::Attachment, crate::ApiError> {
+        use crate::{ApiError, ErrorCode};
+        use wasm_bindgen::closure::Closure;
+        let network = || ApiError::new(ErrorCode::Network, "the upload could not reach the server");
+        let xhr = web_sys::XmlHttpRequest::new().map_err(|_| network())?;
+        xhr.open("POST", "/api/files").map_err(|_| network())?;
+        if let Some(id) = crate::client::current_session() {
+            let _ = xhr.set_request_header(crate::SESSION_HEADER_NAME, &id.as_string());
+        }
+        let form = web_sys::FormData::new().map_err(|_| network())?;
+        form.append_with_blob_and_filename("file", &file.0, &file.0.name())
+            .map_err(|_| network())?;
+        let (tx, rx) = futures::channel::oneshot::channel::<bool>();
+        let tx = std::rc::Rc::new(RefCell::new(Some(tx)));
+        let done = {
+            let tx = tx.clone();
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+                if let Some(tx) = tx.borrow_mut().take() {
+                    let _ = tx.send(true);
+                }
+            })
+        };
+        let failed = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            if let Some(tx) = tx.borrow_mut().take() {
+                let _ = tx.send(false);
+            }
+        });
+        let on_progress =
+            Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |ev: web_sys::ProgressEvent| {
+                if ev.length_computable() && ev.total() > 0.0 {
+                    progress(ev.loaded() / ev.total());
+                }
+            });
+        xhr.set_onload(Some(done.as_ref().unchecked_ref()));
+        xhr.set_onerror(Some(failed.as_ref().unchecked_ref()));
+        xhr.set_onabort(Some(failed.as_ref().unchecked_ref()));
+        if let Ok(up) = xhr.upload() {
+            up.set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+        }
+        xhr.send_with_opt_form_data(Some(&form))
+            .map_err(|_| network())?;
+        // The handlers live until the request is over.
+        let loaded = rx.await.unwrap_or(false);
+        drop((done, failed, on_progress));
+        if !loaded {
+            return Err(network());
+        }
+        let status = xhr.status().unwrap_or(0);
+        let text = xhr.response_text().ok().flatten().unwrap_or_default();
+        if status == 200 {
+            serde_json::from_str(&text)
+                .map_err(|_| ApiError::new(ErrorCode::BadResponse, "the upload's answer was unreadable"))
+        } else {
+            Err(serde_json::from_str::<ApiError>(&text).unwrap_or_else(|_| {
+                ApiError::new(ErrorCode::BadResponse, format!("the upload failed ({status})"))
+            }))
+        }
+    }
+
     const THEME_KEY: &str = "confide.theme";
 
     fn set_theme_attr(theme: &str) {
@@ -309,6 +429,34 @@ mod inert {
         ms.to_string()
     }
     pub async fn sleep_ms(_ms: u32) {}
+    #[derive(Clone)]
+    pub struct Picked;
+    impl Picked {
+        pub fn name(&self) -> String {
+            String::new()
+        }
+        pub fn size(&self) -> u64 {
+            0
+        }
+    }
+    pub fn picked_from_input(_ev: &leptos::ev::Event) -> Vec<Picked> {
+        Vec::new()
+    }
+    pub fn picked_from_drop(_ev: &leptos::ev::DragEvent) -> Vec<Picked> {
+        Vec::new()
+    }
+    pub fn picked_from_paste(_ev: &leptos::ev::ClipboardEvent) -> Vec<Picked> {
+        Vec::new()
+    }
+    pub fn drags_files(_ev: &leptos::ev::DragEvent) -> bool {
+        false
+    }
+    pub async fn upload(
+        _file: Picked,
+        _progress: impl Fn(f64) + 'static,
+    ) -> Result<crate::model::Attachment, crate::ApiError> {
+        Err(crate::ApiError::new(crate::ErrorCode::Network, "no browser"))
+    }
     pub fn apply_saved_theme() {}
     pub fn toggle_theme() {}
 }

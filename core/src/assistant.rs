@@ -13,7 +13,8 @@
 //! HTTP body stream does this by closing the connection); work done before the stream
 //! starts, or beside it, should watch `cx.cancel`.
 
-use crate::model::{Account, Role, StepKind, Thread};
+use crate::files::ReplyFiles;
+use crate::model::{Account, Attachment, Role, StepKind, Thread};
 use crate::model::{Action, ActionId, Profile, SettingSpec};
 use crate::settings::Settings;
 use crate::steps::{ActionError, Actions, StepHandle, Steps};
@@ -31,6 +32,19 @@ pub struct Turn {
     pub role: Role,
     /// What was said, as markdown.
     pub content: String,
+    /// The files that came with it (read them with `cx.files.read`).
+    pub attachments: Vec<Attachment>,
+}
+
+impl Turn {
+    /// A turn of `role` that says `content` and carries no files.
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            attachments: Vec::new(),
+        }
+    }
 }
 
 /// Why an assistant could not answer; `message` is shown to the person, so it must be
@@ -114,6 +128,9 @@ pub struct ReplyContext {
     pub settings: Settings,
     /// The profile this session chose (`Assistant::profiles`); the first until one is chosen.
     pub profile: Option<Profile>,
+    /// The session's files: read what the turns carry (`Turn::attachments`), attach new
+    /// ones to the reply.
+    pub files: ReplyFiles,
     /// Where questions go (`ask`): the task that streams the reply; none outside one.
     asker: Option<mpsc::Sender<Question>>,
 }
@@ -147,7 +164,9 @@ impl ReplyContext {
         cancel: CancellationToken,
     ) -> Self {
         let steps = Steps::new();
+        let files = ReplyFiles::detached(*session.id(), thread.id, steps.signal());
         Self {
+            files,
             history,
             thread,
             account,
@@ -159,6 +178,16 @@ impl ReplyContext {
             profile: None,
             asker: None,
         }
+    }
+
+    /// The same context, with its files in `store`.
+    pub(crate) fn with_files(
+        mut self,
+        store: std::sync::Arc<crate::files::FileStore>,
+        owner: SessionId,
+    ) -> Self {
+        self.files = self.files.in_store(store, owner);
+        self
     }
 
     /// The same context, with its questions going to `asker`.

@@ -36,6 +36,8 @@ pub mod chat;
 #[cfg(feature = "server")]
 pub mod events;
 #[cfg(feature = "server")]
+pub mod files;
+#[cfg(feature = "server")]
 pub mod guard;
 #[cfg(feature = "server")]
 pub mod markdown;

@@ -95,6 +95,59 @@ id_type!(
     /// Names an action button within its message.
     ActionId
 );
+id_type!(
+    /// Names an uploaded file within its session.
+    FileId
+);
+
+/// Longest file name kept, in characters; longer names are cut.
+pub const MAX_FILE_NAME_CHARS: usize = 120;
+
+/// A file a message carries: uploaded by the person, or attached by the assistant to a
+/// reply. The bytes are served at [`url`](Self::url), to the session that owns them only.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The file's id, unique within its session; never derived from its name.
+    pub id: FileId,
+    /// The name it was uploaded with, cleaned for display (no path, no control characters).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its media type as read from its bytes, never as the uploader called it.
+    pub mime: String,
+}
+
+impl Attachment {
+    /// Whether the page may show it as a picture (a checked PNG, JPEG, GIF or WebP).
+    pub fn is_image(&self) -> bool {
+        is_image_type(&self.mime)
+    }
+
+    /// Where the session that owns it downloads it.
+    pub fn url(&self) -> String {
+        format!("/api/files/{}", self.id)
+    }
+}
+
+/// The picture types that are checked on upload and shown inline.
+pub fn is_image_type(mime: &str) -> bool {
+    matches!(mime, "image/png" | "image/jpeg" | "image/gif" | "image/webp")
+}
+
+/// "1.5 MB", "320 kB", "12 B": a size as people read it.
+pub fn human_size(bytes: u64) -> String {
+    const K: f64 = 1000.0;
+    let b = bytes as f64;
+    if b < K {
+        format!("{bytes} B")
+    } else if b < K * K {
+        format!("{:.0} kB", b / K)
+    } else if b < K * K * K {
+        format!("{:.1} MB", b / (K * K))
+    } else {
+        format!("{:.1} GB", b / (K * K * K))
+    }
+}
 
 /// A conversation of a session; its messages are stored and fetched separately.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +236,9 @@ pub struct Message {
     /// Pressing one takes them all away (the choice is made).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<Action>,
+    /// The files it carries: the person's uploads, or what the reply attached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 /// Most actions one reply offers.
@@ -486,6 +542,7 @@ mod tests {
             error: None,
             steps: Vec::new(),
             actions: Vec::new(),
+            attachments: Vec::new(),
         };
         let partial = Message {
             content: "Hello ".into(),
@@ -540,6 +597,7 @@ mod tests {
             error: None,
             steps: Vec::new(),
             actions: Vec::new(),
+            attachments: Vec::new(),
         };
         let began = Message {
             steps: vec![step.clone()],

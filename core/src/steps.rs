@@ -85,6 +85,11 @@ impl Steps {
         }
     }
 
+    /// The signal the reply's task watches, for other things a reply adds (its files).
+    pub(crate) fn signal(&self) -> Arc<Notify> {
+        self.shared.changed.clone()
+    }
+
     /// Resolves once a step has begun or ended, or an action was added, since the last time
     /// it resolved.
     pub(crate) async fn changed(&self) {

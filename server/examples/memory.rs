@@ -82,10 +82,7 @@ mod tests {
     async fn ask(session: &UserSession, text: &str) -> String {
         let cx = ReplyContext::for_session(
             session.clone(),
-            vec![Turn {
-                role: Role::User,
-                content: text.into(),
-            }],
+            vec![Turn::new(Role::User, text)],
         );
         let pieces: Vec<_> = Memory.reply(cx).await.unwrap().collect().await;
         pieces.into_iter().map(Result::unwrap).collect()

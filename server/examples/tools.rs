@@ -331,10 +331,7 @@ mod tests {
             .with_tools(tools());
         let cx = ReplyContext::for_session(
             server::testing::user_session().await,
-            vec![Turn {
-                role: Role::User,
-                content: question.into(),
-            }],
+            vec![Turn::new(Role::User, question)],
         );
         let steps = cx.steps.clone();
         let text: Vec<_> = a.reply(cx).await.unwrap().collect().await;

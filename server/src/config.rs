@@ -146,6 +146,10 @@ pub struct Config {
     /// MCP servers whose tools the model is offered (the `[mcp]` table; see `server::mcp`).
     #[serde(default)]
     pub mcp: crate::mcp::McpConfig,
+    /// Attachments: where they are kept and what is accepted (the `[files]` table; see
+    /// `server::files`).
+    #[serde(default)]
+    pub files: crate::files::FilesConfig,
 }
 
 impl Default for Config {
@@ -201,6 +205,7 @@ impl Default for Config {
             login_attempts_per_account: 5,
             login_attempts_per_address: 30,
             mcp: Default::default(),
+            files: Default::default(),
         }
     }
 }
@@ -362,6 +367,7 @@ impl Config {
             }
         }
         self.mcp.validate()?;
+        self.files.validate()?;
         if self.history_turns == 0 {
             return Err(ConfigError::Invalid(
                 "history_turns must be at least 1 (the message being answered)".into(),

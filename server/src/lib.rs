@@ -8,6 +8,7 @@
 pub mod assistant;
 pub mod cli;
 pub mod config;
+pub mod files;
 pub mod mcp;
 pub mod metrics;
 mod middleware;
@@ -89,6 +90,8 @@ pub struct Shared {
     /// OpenAI-compatible assistant of the configuration offers them; an app with its own
     /// assistant adds them to its tools (`Tools::with_all(state.mcp_tools.clone())`).
     pub mcp_tools: Tools,
+    /// The sessions' files (`[files]`).
+    pub files: Arc<confide_core::files::FileStore>,
 }
 
 impl AppState {
@@ -127,15 +130,18 @@ impl AppState {
             .site_addr(config.addr)
             .build();
         let assistant = assistant_from(&config, &mcp_tools)?;
+        let files = Arc::new(config.files.open(&config.store)?);
         let mut chat = ChatRuntime::new(assistant, hub.clone());
         chat.history_turns = config.history_turns;
         chat.ask_timeout = config.ask_timeout;
+        chat.files = files.clone();
         let chat = Arc::new(chat);
         let limits = Arc::new(middleware::Limiters::new(&config));
         let tls = config.tls_cert.is_some();
         let auth = Arc::new(
             confide_core::auth::Auth::new(auth_config(&config)?, guard.clone(), store.clone(), hub)
-                .map_err(ConfigError::Invalid)?,
+                .map_err(ConfigError::Invalid)?
+                .with_files(files.clone()),
         );
         let (https, origin) = (config.https(), config.public_origin());
         let streams = Arc::new(streams::Streams::new(
@@ -155,6 +161,7 @@ impl AppState {
             limits,
             tls,
             mcp_tools,
+            files,
         })))
     }
 
@@ -164,6 +171,7 @@ impl AppState {
         let mut chat = ChatRuntime::new(assistant, self.chat.hub().clone());
         chat.history_turns = self.chat.history_turns;
         chat.ask_timeout = self.chat.ask_timeout;
+        chat.files = self.files.clone();
         shared.chat = Arc::new(chat);
         Self(Arc::new(shared))
     }
@@ -290,6 +298,13 @@ pub fn app(state: AppState) -> Router {
         // Unknown API paths answer in the API's own format, not with an HTML page.
         .route("/api/events", get(events))
         .route(
+            "/api/files",
+            axum::routing::post(files::upload).layer(axum::extract::DefaultBodyLimit::max(
+                upload_body_limit(&state.config),
+            )),
+        )
+        .route("/api/files/{id}", get(files::download))
+        .route(
             "/api/{*rest}",
             any(|| async { ApiError::not_found().into_response() }),
         )
@@ -313,6 +328,13 @@ pub fn app(state: AppState) -> Router {
         )
         .merge(guarded);
     wrap(router, state_for_edge)
+}
+
+/// The largest upload request: one file and the form around it.
+fn upload_body_limit(config: &Config) -> usize {
+    usize::try_from(config.files.max_file_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(64 * 1024)
 }
 
 /// The layers every route runs under, outermost last: panics become 500s, then the edge
@@ -576,6 +598,11 @@ async fn sweep_forever(state: AppState, every: std::time::Duration) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "swept expired sessions"),
             Err(e) => tracing::warn!(error = %e, "sweeping expired sessions failed"),
+        }
+        match state.files.sweep(&*state.store).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "swept files nobody can reach"),
+            Err(e) => tracing::warn!(error = %e.message, "sweeping files failed"),
         }
     }
 }

@@ -45,6 +45,10 @@ const SEND_PATHS: [&str; 4] = [
     <app::api::Act as ServerFn>::PATH,
 ];
 
+/// The upload endpoint: a POST that is not a server function (its body is a multipart form
+/// streamed to the file store, not JSON buffered here).
+const UPLOAD_PATH: &str = "/api/files";
+
 /// Largest server-function error body the status mapping will read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -294,7 +298,8 @@ fn with_headers(mut res: Response, state: &AppState) -> Response {
 
 fn mode_for(method: &Method, path: &str) -> Option<Mode> {
     if path.starts_with("/api/") {
-        Some(if method == Method::GET {
+        // An upload needs a session that exists already, as a GET does: it never claims.
+        Some(if method == Method::GET || (method == Method::POST && path == UPLOAD_PATH) {
             Mode::Stream
         } else {
             Mode::Api
@@ -363,6 +368,22 @@ pub async fn session_guard(State(state): State<AppState>, req: Request, next: Ne
         && let Some(res) = cross_site(req.headers(), &state)
     {
         return private(res);
+    }
+    if path == UPLOAD_PATH && req.method() == Method::POST {
+        // A cross-site form can post multipart too: the custom header, which it cannot
+        // set, is required whatever the cookies say.
+        if req.headers().get(guard::SESSION_HEADER).is_none() {
+            return private(csrf("uploads need the X-Confide-Session header"));
+        }
+        if !is_multipart(&req) {
+            return private(
+                ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "uploads are multipart/form-data",
+                )
+                .into_response(),
+            );
+        }
     }
     if mode == Mode::Api {
         if req.method() != Method::POST {
@@ -520,6 +541,14 @@ async fn buffer_body(req: Request, limit: usize, timeout: Duration) -> Result<Re
         )
         .into_response()),
     }
+}
+
+fn is_multipart(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("multipart/form-data"))
 }
 
 fn is_json(req: &Request) -> bool {

@@ -196,18 +196,9 @@ fn assistant(base: &Url, model: &str) -> OpenAiAssistant {
 
 fn history() -> Vec<Turn> {
     vec![
-        Turn {
-            role: Role::User,
-            content: "hi".into(),
-        },
-        Turn {
-            role: Role::Assistant,
-            content: "hello".into(),
-        },
-        Turn {
-            role: Role::User,
-            content: "say hello".into(),
-        },
+        Turn::new(Role::User, "hi"),
+        Turn::new(Role::Assistant, "hello"),
+        Turn::new(Role::User, "say hello"),
     ]
 }
 

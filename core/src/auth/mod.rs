@@ -90,6 +90,8 @@ pub struct Auth {
     /// Argon2 work as "wrong password".
     dummy_hash: String,
     pub(crate) oidc: oidc::Providers,
+    /// Where the sessions' files are, so a sign-in that keeps the chats keeps their files.
+    pub(crate) files: Option<Arc<crate::files::FileStore>>,
 }
 
 fn nz(n: u32) -> NonZeroU32 {
@@ -177,7 +179,14 @@ impl Auth {
             hub,
             dummy_hash: password::DUMMY_HASH.to_owned(),
             oidc,
+            files: None,
         })
+    }
+
+    /// The same, with the chats' files in `files` (moved to the home with the chats).
+    pub fn with_files(mut self, files: Arc<crate::files::FileStore>) -> Self {
+        self.files = Some(files);
+        self
     }
 
     /// Forgets rate-limit buckets that are full again.

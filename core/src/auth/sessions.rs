@@ -182,6 +182,9 @@ impl Auth {
             }
             self.store.update_thread(home, &thread).await?;
         }
+        if let Some(files) = &self.files {
+            files.adopt(from, home).await?;
+        }
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use super::{
 use crate::{
     ApiError, ErrorCode, SessionId,
     model::{
-        ActionId, ChatEvent, ChatSettings, DEFAULT_TITLE, Export, ExportFormat, Feedback,
+        ActionId, ChatEvent, ChatSettings, FileId, DEFAULT_TITLE, Export, ExportFormat, Feedback,
         MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS, Message, MessageId, MessageStatus,
         MessageView, Rating, Role, SearchHit, Sent, Step, StepKind, StepStatus, Thread, ThreadId,
         ThreadView, title_from,
@@ -83,6 +83,9 @@ impl Chat {
         super::UserSession::from_verified(self.session.clone())
             .destroy()
             .await?;
+        if self.session.home().is_none() {
+            self.rt.files.delete_owner(self.sid()).await?;
+        }
         // This browser's streams, not the account's: other browsers of the user stay.
         self.rt.hub.end(self.session.id());
         Ok(())
@@ -187,6 +190,11 @@ impl Chat {
         if !store.delete_thread(self.sid(), id).await? {
             return Err(ApiError::not_found());
         }
+        // The thread is gone for the page already; its files follow (a failure leaves them
+        // to nobody, and the session's end removes them).
+        if let Err(e) = self.rt.files.delete_thread(self.sid(), id).await {
+            tracing::warn!(session = %self.sid().log_tag(), error = %e.message, "the files of a deleted thread stay until the session ends");
+        }
         self.publish(ChatEvent::ThreadDeleted { thread_id: *id });
         Ok(())
     }
@@ -231,22 +239,52 @@ impl Chat {
 
     /// Sends the person's message (in a new thread when `thread` is `None`) and starts the reply.
     pub async fn send(&self, thread: Option<ThreadId>, content: String) -> Result<Sent, ApiError> {
+        self.send_with(thread, content, &[]).await
+    }
+
+    /// Sends the person's message with their uploads `files` (each theirs, not yet part of
+    /// another message); the text may be empty when files come with it.
+    pub async fn send_with(
+        &self,
+        thread: Option<ThreadId>,
+        content: String,
+        files: &[FileId],
+    ) -> Result<Sent, ApiError> {
         let content = content.trim_end().to_owned();
-        if content.trim().is_empty() {
+        if content.trim().is_empty() && files.is_empty() {
             return Err(ApiError::invalid_input("the message is empty"));
         }
         check_len("the message", &content, MAX_MESSAGE_CHARS)?;
+        let max = self.rt.files.limits().max_files_per_message;
+        if files.len() > max {
+            return Err(ApiError::new(
+                ErrorCode::LimitReached,
+                format!("a message carries at most {max} files"),
+            ));
+        }
+        // Every file must be there before anything is written.
+        let mut named = None;
+        for id in files {
+            let a = self.rt.files.get(self.sid(), id).await?;
+            named.get_or_insert(a.name);
+        }
+        let title_text = if content.trim().is_empty() {
+            named.unwrap_or_default()
+        } else {
+            content.clone()
+        };
         let (thread, history, count) = match thread {
             Some(id) => {
                 let tail = self.tail(&id, self.turn_window()).await?;
                 (tail.thread, tail.messages, tail.count)
             }
             None => {
-                let t = self.create_thread(Some(title_from(&content))).await?;
+                let t = self.create_thread(Some(title_from(&title_text))).await?;
                 (t, Vec::new(), 0)
             }
         };
         self.ensure_idle(&thread.id, &history)?;
+        let attachments = self.rt.files.take_up(self.sid(), files, &thread.id).await?;
         let user = Message {
             id: MessageId::random(),
             thread_id: thread.id,
@@ -258,11 +296,12 @@ impl Chat {
             error: None,
             steps: Vec::new(),
             actions: Vec::new(),
+            attachments,
         };
         // A thread still called by the default title takes its title from its first message.
         let mut thread = thread;
         if count == 0 && thread.title == DEFAULT_TITLE {
-            thread.title = title_from(&user.content);
+            thread.title = title_from(&title_text);
             let store = self.session.store();
             store.update_thread(self.sid(), &thread).await?;
         }
@@ -360,6 +399,7 @@ impl Chat {
             thread_id: msg.thread_id,
             after: Some(msg.id),
         });
+        self.forget_dropped_files(msg.thread_id);
         let user_view = view(msg.clone());
         self.publish(ChatEvent::Message {
             message: user_view.clone(),
@@ -406,10 +446,37 @@ impl Chat {
             thread_id: *thread,
             after: Some(keep),
         });
+        self.forget_dropped_files(*thread);
         let history = messages[..=last_user].to_vec();
         let first = before + last_user == 0;
         let (_, reply) = self.start_reply(&t, history, None, first, None).await?;
         Ok(reply)
+    }
+
+    /// Removes an upload the person took off before sending.
+    pub async fn discard_file(&self, id: &FileId) -> Result<(), ApiError> {
+        self.rt.files.discard(self.sid(), id).await
+    }
+
+    /// Removes the files of messages an edit or a regeneration dropped from `thread`: those
+    /// of its files no remaining message carries. In the background, since it reads the whole
+    /// thread, and after the new reply's placeholder is in, so the reply's own files (none
+    /// yet) are not at risk.
+    fn forget_dropped_files(&self, thread: ThreadId) {
+        let (session, files) = (self.session.clone(), self.rt.files.clone());
+        tokio::spawn(async move {
+            let owner = *session.owner();
+            let Ok(Some((_, messages))) = session.store().get_thread(&owner, &thread).await else {
+                return;
+            };
+            let keep: std::collections::HashSet<FileId> = messages
+                .iter()
+                .flat_map(|m| m.attachments.iter().map(|a| a.id))
+                .collect();
+            if let Err(e) = files.retain_in_thread(&owner, &thread, &keep).await {
+                tracing::warn!(session = %owner.log_tag(), error = %e.message, "the files of dropped messages stay until the thread goes");
+            }
+        });
     }
 
     /// The settings panel: the assistant's profiles and settings, and this session's choice.
@@ -561,6 +628,7 @@ impl Chat {
                     out.push_str(&format!("\n## {who}\n\n"));
                     steps_markdown(&mut out, &m.steps);
                     out.push_str(&format!("{}\n", m.content));
+                    files_markdown(&mut out, &m.attachments);
                 }
                 Ok(Export {
                     filename: format!("{base}.md"),
@@ -569,6 +637,31 @@ impl Chat {
                 })
             }
         }
+    }
+}
+
+/// A message's files for a Markdown export: a link each, to where this session downloads
+/// it, the name escaped so it cannot end the link or start markup.
+fn files_markdown(out: &mut String, files: &[crate::model::Attachment]) {
+    if files.is_empty() {
+        return;
+    }
+    out.push('\n');
+    for f in files {
+        let name: String = f
+            .name
+            .chars()
+            .flat_map(|c| {
+                let escape = matches!(c, '[' | ']' | '(' | ')' | '\\' | '`' | '*' | '_' | '<' | '>' | '!');
+                escape.then_some('\\').into_iter().chain([c])
+            })
+            .collect();
+        out.push_str(&format!(
+            "- 📎 [{name}]({}) ({}, {})\n",
+            f.url(),
+            f.mime,
+            crate::model::human_size(f.size)
+        ));
     }
 }
 

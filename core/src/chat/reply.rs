@@ -12,8 +12,9 @@ use crate::{
     ApiError, UserSession, VerifiedSession,
     assistant::{Question, ReplyContext, Turn},
     markdown,
+    files::ReplyFiles,
     model::{
-        Action, ActionId, ChatEvent, Message, MessageId, MessageStatus, MessageView, Role, Step,
+        Action, ActionId, Attachment, ChatEvent, FileId, Message, MessageId, MessageStatus, MessageView, Role, Step,
         StepId, StepStatus, Thread, ThreadId, title_from,
     },
     steps::{Actions, Steps},
@@ -50,6 +51,7 @@ impl Chat {
             error: None,
             steps: Vec::new(),
             actions: Vec::new(),
+            attachments: Vec::new(),
         };
         // A reply that asked the person a question takes this message as the answer, and
         // goes on in `reply` instead of a new reply starting.
@@ -142,6 +144,7 @@ impl Chat {
             .map(|m| Turn {
                 role: m.role,
                 content: m.content,
+                attachments: m.attachments,
             })
             .collect();
         let excess = turns.len().saturating_sub(self.rt.history_turns.max(1));
@@ -243,8 +246,9 @@ async fn generate(
     let (asker, mut questions) = tokio::sync::mpsc::channel(1);
     let cx = ReplyContext::new(history, thread, account, values, cancel.clone())
         .with_settings(settings, profile)
+        .with_files(rt.files.clone(), sid)
         .with_asker(asker);
-    let (steps, actions) = (cx.steps.clone(), cx.actions.clone());
+    let (steps, actions, files) = (cx.steps.clone(), cx.actions.clone(), cx.files.clone());
     let started = async {
         match action {
             Some(action) => rt.assistant.on_action(cx, action).await,
@@ -311,6 +315,7 @@ async fn generate(
                     _ = steps.changed() => {
                         reply.steps = shown.new_steps(&steps, false);
                         reply.actions = shown.new_actions(&actions);
+                        reply.attachments = shown.new_files(&files);
                         // A step is rare and shown at once, with the text so far.
                         rt.hub.publish(&sid, ChatEvent::Message { message: view(reply.clone()) });
                         last_delta = Instant::now();
@@ -393,6 +398,7 @@ async fn generate(
         MessageStatus::Error => StepStatus::Failed,
     });
     reply.steps = shown.new_steps(&steps, false);
+    reply.attachments = shown.new_files(&files);
     // Buttons offered by a reply that did not finish would answer a question it never
     // answered.
     reply.actions = match reply.status {
@@ -424,6 +430,7 @@ async fn generate(
 struct Shown {
     steps: std::collections::HashSet<StepId>,
     actions: std::collections::HashSet<ActionId>,
+    files: std::collections::HashSet<FileId>,
 }
 
 impl Shown {
@@ -444,7 +451,16 @@ impl Shown {
             .collect()
     }
 
+    fn new_files(&self, files: &ReplyFiles) -> Vec<Attachment> {
+        files
+            .attached()
+            .into_iter()
+            .filter(|a| !self.files.contains(&a.id))
+            .collect()
+    }
+
     fn add(&mut self, message: &Message) {
+        self.files.extend(message.attachments.iter().map(|a| a.id));
         self.steps.extend(message.steps.iter().map(|s| s.id));
         self.actions.extend(message.actions.iter().map(|a| a.id));
     }
@@ -539,10 +555,7 @@ async fn name_chat(
     let automatic = title_from(&question.content);
     let exchange = [
         question,
-        Turn {
-            role: Role::Assistant,
-            content: answer,
-        },
+        Turn::new(Role::Assistant, answer),
     ];
     let Some(title) = rt.assistant.title(&exchange).await else {
         return;

@@ -8,6 +8,7 @@ use crate::{
     ApiError, SessionId,
     assistant::Assistant,
     events::EventHub,
+    files::{FileLimits, FileStore},
     model::{Message, MessageId, MessageStatus, ThreadId},
 };
 use std::{
@@ -33,6 +34,8 @@ pub struct ChatRuntime {
     /// How long a reply waits for the answer to a question it asked (`ReplyContext::ask`)
     /// unless the question says otherwise; past it the reply ends with the question.
     pub ask_timeout: Duration,
+    /// Where the sessions' files are kept (in memory unless the server says otherwise).
+    pub files: Arc<FileStore>,
 }
 
 impl ChatRuntime {
@@ -47,6 +50,7 @@ impl ChatRuntime {
             persist_interval: Duration::from_millis(500),
             history_turns: 40,
             ask_timeout: Duration::from_secs(600),
+            files: Arc::new(FileStore::in_memory(FileLimits::default())),
         }
     }
 
@@ -356,6 +360,7 @@ mod tests {
             error: None,
             steps: Vec::new(),
             actions: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 

@@ -27,6 +27,8 @@ Commands:\n\n\
 - `/steps slow` — a tool step that runs until you press **Stop**\n\
 - `/actions` — a reply with buttons that answer when pressed\n\
 - `/ask` — a reply that asks your name, waits for your answer and goes on\n\
+- `/attach <text>` — a reply that attaches a text file holding the text\n\
+- attach files (📎, drop or paste) and I say what I received\n\
 - `/remember <text>` — keep a note in this browser session\n\
 - `/recall` — show the note this browser session keeps\n\
 - `/help` — this list";
@@ -65,6 +67,33 @@ impl EchoAssistant {
             _ => (last.to_owned(), self.delay, None),
         }
     }
+}
+
+/// What the person's last message carried, said back: each file's name (as inline code, so
+/// no name is ever markup), type and size.
+fn received(cx: &ReplyContext) -> Option<String> {
+    let turn = cx
+        .history
+        .iter()
+        .rev()
+        .find(|t| t.role == confide_core::model::Role::User)?;
+    if turn.attachments.is_empty() {
+        return None;
+    }
+    let n = turn.attachments.len();
+    let mut out = format!(
+        "I received {n} file{}:\n",
+        if n == 1 { "" } else { "s" }
+    );
+    for a in &turn.attachments {
+        let name = a.name.replace('`', "'");
+        out.push_str(&format!(
+            "\n- `{name}` ({}, {})",
+            a.mime,
+            confide_core::model::human_size(a.size)
+        ));
+    }
+    Some(out)
 }
 
 #[async_trait]
@@ -109,6 +138,16 @@ impl Assistant for EchoAssistant {
             .flatten();
             return Ok(intro.chain(rest).boxed());
         }
+        if first == Some("/attach") {
+            let text = rest.unwrap_or("").to_owned();
+            let body = if text.is_empty() { "(empty note)".to_owned() } else { text };
+            let a = cx.files.attach("note.txt", body.into_bytes()).await?;
+            return Ok(words_of(
+                format!("Here is your note as a file: {} ({} bytes).", a.name, a.size),
+                self.delay,
+                None,
+            ));
+        }
         if first == Some("/steps") {
             let text = rest.unwrap_or("").to_owned();
             return Ok(steps_reply(cx.steps.clone(), text, self.delay));
@@ -132,6 +171,11 @@ impl Assistant for EchoAssistant {
             format!("{text}\n\n— echo")
         } else {
             text
+        };
+        let text = match received(&cx) {
+            Some(note) if text.trim().is_empty() => note,
+            Some(note) => format!("{note}\n\n{text}"),
+            None => text,
         };
         Ok(words_of(text, delay, fail_after))
     }
@@ -299,10 +343,7 @@ mod tests {
     ) -> (String, Option<AssistantError>) {
         let cx = ReplyContext::for_session(
             session,
-            vec![Turn {
-                role: Role::User,
-                content: text.into(),
-            }],
+            vec![Turn::new(Role::User, text)],
         );
         let mut s = a.reply(cx).await.unwrap();
         let mut out = String::new();
@@ -323,10 +364,7 @@ mod tests {
         };
         let cx = ReplyContext::for_session(
             crate::testing::user_session().await,
-            vec![Turn {
-                role: Role::User,
-                content: "/steps a b".into(),
-            }],
+            vec![Turn::new(Role::User, "/steps a b")],
         );
         let steps = cx.steps.clone();
         let text: Vec<String> = a
@@ -389,10 +427,7 @@ mod tests {
         let note = format!("/remember a{}b", "\u{7}".repeat(15_000));
         let cx = ReplyContext::for_session(
             session.clone(),
-            vec![Turn {
-                role: Role::User,
-                content: note,
-            }],
+            vec![Turn::new(Role::User, note)],
         );
         let err = a.reply(cx).await.err().expect("too large to keep");
         assert!(err.message.contains("the limit is"), "{}", err.message);

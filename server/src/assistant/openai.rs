@@ -302,6 +302,79 @@ const TITLE_EXCERPT_CHARS: usize = 1_500;
 /// Bound on the whole title request: a title is a nicety, never worth a long wait.
 const TITLE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// What one request carries of the conversation's files: pictures up to
+/// `MAX_IMAGE_BYTES` in all, text up to `MAX_FILE_TEXT_CHARS` in all. Past it a file is
+/// named, not sent.
+#[derive(Default)]
+struct Budget {
+    image_bytes: u64,
+    text_chars: usize,
+}
+
+const MAX_IMAGE_BYTES: u64 = 20 * 1000 * 1000;
+const MAX_FILE_TEXT_CHARS: usize = 100_000;
+const MAX_ONE_FILE_CHARS: usize = 40_000;
+
+/// A turn as the endpoint takes it: plain text, or for a turn of the person's that carries
+/// files, content parts: its text, each picture as an `image_url` part (a data URL), and
+/// each text file's contents in a fence.
+async fn turn_message(cx: &ReplyContext, t: &Turn, budget: &mut Budget) -> serde_json::Value {
+    use base64::Engine;
+    if t.attachments.is_empty() || t.role != Role::User {
+        return serde_json::json!({ "role": role_name(t.role), "content": t.content });
+    }
+    let mut parts = Vec::new();
+    if !t.content.trim().is_empty() {
+        parts.push(serde_json::json!({ "type": "text", "text": t.content }));
+    }
+    for a in &t.attachments {
+        let named = || {
+            serde_json::json!({
+                "type": "text",
+                "text": format!("[attached file {:?}, {}, {} bytes, not included]", a.name, a.mime, a.size),
+            })
+        };
+        let textual = a.mime.starts_with("text/") || a.mime == "application/json";
+        let fits = if a.is_image() {
+            budget.image_bytes + a.size <= MAX_IMAGE_BYTES
+        } else {
+            textual && budget.text_chars < MAX_FILE_TEXT_CHARS
+        };
+        if !fits {
+            parts.push(named());
+            continue;
+        }
+        let Ok(bytes) = cx.files.read(a).await else {
+            parts.push(named());
+            continue;
+        };
+        if a.is_image() {
+            budget.image_bytes += a.size;
+            let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            parts.push(serde_json::json!({
+                "type": "image_url",
+                "image_url": { "url": format!("data:{};base64,{data}", a.mime) },
+            }));
+        } else {
+            let room = (MAX_FILE_TEXT_CHARS - budget.text_chars).min(MAX_ONE_FILE_CHARS);
+            let text = String::from_utf8_lossy(&bytes);
+            let mut cut: String = text.chars().take(room).collect();
+            let whole = cut.len() == text.len();
+            budget.text_chars += cut.chars().count();
+            if !whole {
+                cut.push_str("\n[… cut]");
+            }
+            let longest = cut.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+            let fence = "`".repeat((longest + 1).max(3));
+            parts.push(serde_json::json!({
+                "type": "text",
+                "text": format!("File {:?} ({}):\n{fence}\n{cut}\n{fence}", a.name, a.mime),
+            }));
+        }
+    }
+    serde_json::json!({ "role": "user", "content": parts })
+}
+
 fn role_name(role: Role) -> &'static str {
     match role {
         Role::User => "user",
@@ -327,9 +400,13 @@ impl Assistant for OpenAiAssistant {
         if let Some(p) = system {
             messages.push(serde_json::json!({ "role": "system", "content": p }));
         }
-        for t in &cx.history {
-            messages.push(serde_json::json!({ "role": role_name(t.role), "content": t.content }));
+        let mut budget = Budget::default();
+        let mut turns = Vec::with_capacity(cx.history.len());
+        // Newest first, so the budget for files goes to what was sent last.
+        for t in cx.history.iter().rev() {
+            turns.push(turn_message(&cx, t, &mut budget).await);
         }
+        messages.extend(turns.into_iter().rev());
         // The first request is made here, so that an endpoint that refuses it fails the
         // reply at once, as without tools.
         let first = inner.open(inner.body(&model, &messages, 0)).await?;

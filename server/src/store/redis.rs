@@ -950,6 +950,7 @@ mod tests {
             error: None,
             steps: Vec::new(),
             actions: Vec::new(),
+            attachments: Vec::new(),
         };
         assert!(store.put_message(id, &message).await.unwrap());
         assert!(store.update_thread(id, &thread).await.unwrap());
@@ -1004,6 +1005,7 @@ mod tests {
             error: None,
             steps: Vec::new(),
             actions: Vec::new(),
+            attachments: Vec::new(),
         };
         let more: Vec<Message> = (0..4).map(|i| message(&format!("m{i}"))).collect();
         assert!(store.put_messages(&id, &more).await.unwrap());

@@ -2,11 +2,14 @@
 
 use super::settings::{SettingsButton, SettingsPanel};
 use super::state::ChatState;
-use crate::browser::focus_later;
+use crate::browser::{self, Picked, focus_later};
 use crate::{
     api::{self},
     components::{SessionCtx, SessionState},
-    model::{ChatEvent, MAX_MESSAGE_CHARS, MessageId, ThreadId, ThreadView},
+    model::{
+        Attachment, ChatEvent, FileId, MAX_MESSAGE_CHARS, MessageId, ThreadId, ThreadView,
+        human_size,
+    },
 };
 use leptos::prelude::*;
 use leptos_router::{NavigateOptions, hooks::use_navigate};
@@ -22,12 +25,16 @@ pub(super) fn Composer() -> impl IntoView {
     let streaming = move || state.streaming();
     let count = move || text.with(|t| t.chars().count());
     let too_long = move || count() > MAX_MESSAGE_CHARS;
+    let files = composer.files;
+    let uploading = move || files.with(|f| f.iter().any(|c| c.state.with(|s| matches!(s, Upload::Running))));
+    let has_files = move || files.with(|f| f.iter().any(|c| c.state.with(|s| matches!(s, Upload::Done(_)))));
     let can_send = move || {
         ready()
             && !composer.sending()
             && streaming().is_none()
             && !too_long()
-            && !text.with(|t| t.trim().is_empty())
+            && !uploading()
+            && (has_files() || !text.with(|t| t.trim().is_empty()))
     };
 
     let submit = move || {
@@ -37,13 +44,56 @@ pub(super) fn Composer() -> impl IntoView {
             composer.send_text(text.get_untracked(), true);
         }
     };
+    // A drop anywhere on the composer attaches; a drag of text or a link is left alone.
+    let dragging = RwSignal::new(false);
+    let on_drag_over = move |ev: leptos::ev::DragEvent| {
+        if browser::drags_files(&ev) {
+            ev.prevent_default();
+            dragging.set(true);
+        }
+    };
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        dragging.set(false);
+        let picked = browser::picked_from_drop(&ev);
+        if !picked.is_empty() {
+            ev.prevent_default();
+            composer.attach(picked);
+        }
+    };
+    let on_paste = move |ev: leptos::ev::ClipboardEvent| {
+        let picked = browser::picked_from_paste(&ev);
+        if !picked.is_empty() {
+            ev.prevent_default();
+            composer.attach(picked);
+        }
+    };
     let stop = move |_| composer.stop_streaming(state);
 
     view! {
-        <form class="composer" on:submit=move |ev| { ev.prevent_default(); submit(); }>
+        <form
+            class="composer"
+            class:dragging=move || dragging.get()
+            on:submit=move |ev| { ev.prevent_default(); submit(); }
+            on:dragover=on_drag_over
+            on:dragleave=move |_| dragging.set(false)
+            on:drop=on_drop
+        >
             {move || composer.error().map(|e| view! { <p class="meta error" role="alert">{e}</p> })}
             <SettingsPanel />
+            <Chips />
             <div class="composer-row">
+                <label class="attach" title="Attach files" data-testid="attach">
+                    <span aria-hidden="true">"📎"</span>
+                    <span class="visually-hidden">"Attach files"</span>
+                    <input
+                        type="file"
+                        multiple
+                        class="visually-hidden"
+                        data-testid="attach-input"
+                        disabled=move || !ready()
+                        on:change=move |ev| composer.attach(browser::picked_from_input(&ev))
+                    />
+                </label>
                 <textarea
                     data-testid="composer"
                     aria-label="Message"
@@ -56,6 +106,7 @@ pub(super) fn Composer() -> impl IntoView {
                     // after every reply.
                     readonly=move || streaming().is_some()
                     on:input=move |ev| text.set(event_target_value(&ev))
+                    on:paste=on_paste
                     on:keydown=move |ev| {
                         if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
                             ev.prevent_default();
@@ -81,6 +132,64 @@ pub(super) fn Composer() -> impl IntoView {
     }
 }
 
+/// The files waiting to go with the next message: each uploading, uploaded or refused,
+/// with its progress bar, and a button to take it off.
+#[component]
+fn Chips() -> impl IntoView {
+    let composer = expect_context::<ComposerCtx>();
+    let files = composer.files;
+    view! {
+        <Show when=move || files.with(|f| !f.is_empty())>
+            <ul class="chips" aria-label="Files to send">
+                <For each=move || files.get() key=|c| c.key let:chip>
+                    <li class="chip" data-testid="chip" class:failed=move || chip.state.with(|s| matches!(s, Upload::Failed(_)))>
+                        <span class="chip-name" title=chip.name.clone()>{chip.name.clone()}</span>
+                        <span class="muted small">{human_size(chip.size)}</span>
+                        {
+                            let label = format!("Uploading {}", chip.name);
+                            let (state, progress) = (chip.state, chip.progress);
+                            move || state.with(|s| match s {
+                            Upload::Running => view! {
+                                <progress max="1" value=move || progress.get() aria-label=label.clone()></progress>
+                            }.into_any(),
+                            Upload::Done(_) => view! { <span class="small ok" data-testid="chip-ready">"✓"</span> }.into_any(),
+                            Upload::Failed(e) => view! { <span class="small error" role="alert" data-testid="chip-error">{e.clone()}</span> }.into_any(),
+                        })}
+                        <button
+                            type="button"
+                            class="chip-remove"
+                            data-testid="chip-remove"
+                            aria-label=format!("Remove {}", chip.name)
+                            on:click=move |_| composer.remove(chip.key)
+                        >"×"</button>
+                    </li>
+                </For>
+            </ul>
+        </Show>
+    }
+}
+
+/// Where one file's upload stands.
+#[derive(Clone, PartialEq)]
+pub(super) enum Upload {
+    Running,
+    Done(Attachment),
+    Failed(String),
+}
+
+/// A file in the composer: what the person picked, and its upload.
+#[derive(Clone)]
+pub(super) struct Chip {
+    key: u64,
+    name: String,
+    size: u64,
+    progress: RwSignal<f64>,
+    state: RwSignal<Upload>,
+}
+
+/// Most files the composer holds for one message (the server's default limit).
+const MAX_CHIPS: usize = 10;
+
 /// What the composer shares with the rest of the chat. It lives in the layout: a new chat
 /// becomes /t/<id> mid-send, and what was typed and the send under way outlive that.
 #[derive(Clone, Copy)]
@@ -91,6 +200,10 @@ pub(super) struct ComposerCtx {
     pub(super) send: Action<Outgoing, Result<Option<ThreadId>, String>>,
     /// Stops a reply being written.
     pub(super) stop: Action<MessageId, ()>,
+    /// Files for the next message.
+    pub(super) files: RwSignal<Vec<Chip>>,
+    /// Why files could not be added (too many).
+    pub(super) file_note: RwSignal<Option<String>>,
 }
 
 /// A message to send, and whether it came from the composer (whose text goes once it has
@@ -99,16 +212,19 @@ pub(super) struct ComposerCtx {
 pub(super) struct Outgoing {
     pub(super) text: String,
     pub(super) from_composer: bool,
+    /// The uploads that go with it (the composer's; none for a starter).
+    pub(super) files: Vec<FileId>,
 }
 
 impl ComposerCtx {
     pub(super) fn new(state: ChatState) -> Self {
         let text = RwSignal::new(String::new());
+        let files = RwSignal::new(Vec::new());
         let send = Action::new(move |out: &Outgoing| {
             let out = out.clone();
             // The thread is the one open when Send was pressed, whatever opens meanwhile.
             let thread = state.open.get_untracked();
-            async move { send(state, thread, out, text).await }
+            async move { send(state, thread, out, text, files).await }
         });
         // A new chat opens once its first message is in. Navigating here rather than in
         // the action keeps the router (which lives in the browser's one thread) out of it.
@@ -128,15 +244,98 @@ impl ComposerCtx {
                 focus_later("[data-testid=composer]");
             }
         });
-        Self { text, send, stop }
+        let file_note = RwSignal::new(None);
+        Self {
+            text,
+            send,
+            stop,
+            files,
+            file_note,
+        }
     }
 
-    /// Sends `text`, from the composer or not, in the open thread (or a new one).
+    /// Sends `text`, from the composer (with its files) or not, in the open thread (or a
+    /// new one).
     pub(super) fn send_text(&self, text: String, from_composer: bool) {
+        let files = if from_composer {
+            self.files.with_untracked(|f| {
+                f.iter()
+                    .filter_map(|c| c.state.with_untracked(|s| match s {
+                        Upload::Done(a) => Some(a.id),
+                        _ => None,
+                    }))
+                    .collect()
+            })
+        } else {
+            Vec::new()
+        };
         self.send.dispatch(Outgoing {
             text,
             from_composer,
+            files,
         });
+    }
+
+    /// Starts uploading `picked`, each with its chip; past the limit, the rest are left
+    /// out with a note.
+    pub(super) fn attach(&self, picked: Vec<Picked>) {
+        let files = self.files;
+        let mut left_out = 0;
+        for p in picked {
+            if files.with_untracked(|f| f.len()) >= MAX_CHIPS {
+                left_out += 1;
+                continue;
+            }
+            let chip = Chip {
+                key: next_key(),
+                name: p.name(),
+                size: p.size(),
+                progress: RwSignal::new(0.0),
+                state: RwSignal::new(Upload::Running),
+            };
+            files.update(|f| f.push(chip.clone()));
+            leptos::task::spawn_local(async move {
+                let progress = chip.progress;
+                let result = browser::upload(p, move |x| {
+                    progress.try_set(x);
+                })
+                .await;
+                let state = match result {
+                    Ok(a) => Upload::Done(a),
+                    Err(e) => Upload::Failed(e.message),
+                };
+                // Taken off meanwhile: what arrived is not wanted.
+                if chip.state.try_set(state.clone()).is_some() {
+                    if let Upload::Done(a) = state {
+                        let _ = api::discard_file(a.id).await;
+                    }
+                }
+            });
+        }
+        self.file_note.set((left_out > 0).then(|| {
+            format!("A message carries at most {MAX_CHIPS} files; {left_out} were left out.")
+        }));
+    }
+
+    /// Takes a file off the next message (and off the server, if it got there).
+    pub(super) fn remove(&self, key: u64) {
+        let mut gone = None;
+        self.files.update(|f| {
+            if let Some(i) = f.iter().position(|c| c.key == key) {
+                gone = Some(f.remove(i));
+            }
+        });
+        self.file_note.set(None);
+        if let Some(chip) = gone {
+            if let Upload::Done(a) = chip.state.get_untracked() {
+                leptos::task::spawn_local(async move {
+                    let _ = api::discard_file(a.id).await;
+                });
+            }
+            // An upload still running finds its chip gone when it ends, and discards.
+            chip.state.dispose();
+        }
+        focus_later("[data-testid=composer]");
     }
 
     pub(super) fn sending(&self) -> bool {
@@ -148,7 +347,11 @@ impl ComposerCtx {
         if self.sending() {
             return None;
         }
-        self.send.value().get().and_then(Result::err)
+        self.send
+            .value()
+            .get()
+            .and_then(Result::err)
+            .or_else(|| self.file_note.get())
     }
 
     /// Stops the reply being written, if any.
@@ -159,6 +362,12 @@ impl ComposerCtx {
     }
 }
 
+fn next_key() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Sends `out` in `thread` (or a new one). Answers the new chat it made, if it made one, or
 /// what to tell the person if the message was not sent.
 async fn send(
@@ -166,11 +375,18 @@ async fn send(
     thread: Option<ThreadId>,
     out: Outgoing,
     text: RwSignal<String>,
+    files: RwSignal<Vec<Chip>>,
 ) -> Result<Option<ThreadId>, String> {
-    match api::send_message(thread, out.text).await {
+    let sent_files = out.files.clone();
+    match api::send_message(thread, out.text, out.files).await {
         Ok(sent) => {
             if out.from_composer {
                 text.try_set(String::new());
+                files.try_update(|f| {
+                    f.retain(|c| {
+                        !c.state.with_untracked(|s| matches!(s, Upload::Done(a) if sent_files.contains(&a.id)))
+                    })
+                });
             }
             state.upsert_thread(sent.thread.clone());
             if thread.is_none() {

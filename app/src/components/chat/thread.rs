@@ -8,8 +8,8 @@ use crate::{
     api::{self},
     components::icon::{Icon, IconName},
     model::{
-        ActionId, ExportFormat, MAX_COMMENT_CHARS, MessageId, MessageStatus, MessageView, Rating,
-        Role, Step, StepId, StepKind, StepStatus, ThreadId,
+        ActionId, Attachment, ExportFormat, MAX_COMMENT_CHARS, MessageId, MessageStatus, MessageView, Rating,
+        Role, Step, StepId, StepKind, StepStatus, ThreadId, human_size,
     },
 };
 use leptos::prelude::*;
@@ -348,6 +348,7 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
                 fallback=move || {
                     view! {
                         {body()}
+                        <Files m=m />
                         {move || (!finished.get()).then(|| view! { <span class="typing" aria-label="Assistant is writing">"●●●"</span> })}
                         {move || (status.get() == MessageStatus::Stopped).then(|| view! { <p class="meta">"Stopped"</p> })}
                         {move || m.with(|m| m.message.error.clone()).map(|e| view! {
@@ -472,6 +473,44 @@ fn ActionButtons(m: Memo<MessageView>, finished: Memo<bool>) -> impl IntoView {
             </div>
         </Show>
         {move || failed().map(|e| view! { <p class="meta error" role="alert">{e}</p> })}
+    }
+}
+
+/// A message's files: pictures as thumbnails that open full size, anything else as a card
+/// that downloads. Both come from the session's own file endpoint, which serves nothing
+/// of anyone else's.
+#[component]
+fn Files(m: Memo<MessageView>) -> impl IntoView {
+    let files = Memo::new(move |_| m.with(|m| m.message.attachments.clone()));
+    view! {
+        <Show when=move || files.with(|f| !f.is_empty())>
+            <div class="files" data-testid="files">
+                <For each=move || files.get() key=|a| a.id let:a>
+                    {file_view(a)}
+                </For>
+            </div>
+        </Show>
+    }
+}
+
+fn file_view(a: Attachment) -> AnyView {
+    let url = a.url();
+    if a.is_image() {
+        view! {
+            <a class="thumb" href=url.clone() target="_blank" rel="noopener" data-testid="file-image" title=a.name.clone()>
+                <img src=url.clone() alt=a.name.clone() loading="lazy" />
+            </a>
+        }
+        .into_any()
+    } else {
+        view! {
+            <a class="file-card" href=url download=a.name.clone() data-testid="file-card">
+                <span class="file-icon" aria-hidden="true">"📄"</span>
+                <span class="file-name">{a.name.clone()}</span>
+                <span class="muted small">{format!("{} · {}", a.mime, human_size(a.size))}</span>
+            </a>
+        }
+        .into_any()
     }
 }
 

@@ -71,6 +71,7 @@ fn message(thread: &Thread, role: Role, content: &str, at: i64) -> Message {
         error: None,
         steps: Vec::new(),
         actions: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 

@@ -32,7 +32,7 @@
 use super::{check_home_id, unguessable_proof};
 use app::{
     SessionId,
-    model::{Action, Feedback, Message, MessageId, MessageStatus, Role, Step, Thread, ThreadId},
+    model::{Action, Attachment, Feedback, Message, MessageId, MessageStatus, Role, Step, Thread, ThreadId},
 };
 use async_trait::async_trait;
 use confide_core::{
@@ -441,6 +441,7 @@ mod tests {
             error: None,
             steps: Vec::new(),
             actions: Vec::new(),
+            attachments: Vec::new(),
         };
         assert!(store.put_message(&id, &next).await.unwrap());
         assert_eq!(
@@ -658,6 +659,7 @@ mod tests {
             error: None,
             steps: Vec::new(),
             actions: Vec::new(),
+            attachments: Vec::new(),
         };
         let asked = message(Role::User, "question", MessageStatus::Done);
         let cut = message(Role::Assistant, "half an ans", MessageStatus::Streaming);

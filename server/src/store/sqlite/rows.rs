@@ -51,7 +51,7 @@ pub(super) fn uuid_bytes(v: &[u8]) -> Option<[u8; 16]> {
 
 pub(super) const THREAD_COLUMNS: &str = "id, title, created_ms, updated_ms";
 pub(super) const MESSAGE_COLUMNS: &str =
-    "id, thread_id, role, content, created_ms, status, feedback, error, steps, actions";
+    "id, thread_id, role, content, created_ms, status, feedback, error, steps, actions, attachments";
 
 /// A row as SQLite hands it over; turned into a model type once the statement is done, so
 /// that a malformed row is a `StoreError` rather than a driver error.
@@ -90,6 +90,7 @@ pub(super) struct RawMessage {
     pub(super) error: Option<String>,
     pub(super) steps: Option<String>,
     pub(super) actions: Option<String>,
+    pub(super) attachments: Option<String>,
 }
 
 pub(super) fn raw_message(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
@@ -104,6 +105,7 @@ pub(super) fn raw_message(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
         error: r.get(7)?,
         steps: r.get(8)?,
         actions: r.get(9)?,
+        attachments: r.get(10)?,
     })
 }
 
@@ -145,6 +147,12 @@ impl RawMessage {
             actions: self
                 .actions
                 .map(|s| serde_json::from_str::<Vec<Action>>(&s))
+                .transpose()
+                .map_err(|_| bad_row("message"))?
+                .unwrap_or_default(),
+            attachments: self
+                .attachments
+                .map(|s| serde_json::from_str::<Vec<Attachment>>(&s))
                 .transpose()
                 .map_err(|_| bad_row("message"))?
                 .unwrap_or_default(),
@@ -221,6 +229,7 @@ pub(super) struct Stored {
     /// `NULL` for none, as every message written before steps existed.
     pub(super) steps: Option<String>,
     pub(super) actions: Option<String>,
+    pub(super) attachments: Option<String>,
 }
 
 impl Stored {
@@ -239,11 +248,16 @@ impl Stored {
             .then(|| serde_json::to_string(&m.actions))
             .transpose()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let attachments = (!m.attachments.is_empty())
+            .then(|| serde_json::to_string(&m.attachments))
+            .transpose()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         Ok(Self {
             m: m.clone(),
             feedback,
             steps,
             actions,
+            attachments,
         })
     }
 }
@@ -255,8 +269,13 @@ pub(super) fn put_one(
     id: &SessionId,
     stored: &Stored,
 ) -> Result<bool, StoreError> {
-    let (m, feedback, steps, actions) =
-        (&stored.m, &stored.feedback, &stored.steps, &stored.actions);
+    let (m, feedback, steps, actions, attachments) = (
+        &stored.m,
+        &stored.feedback,
+        &stored.steps,
+        &stored.actions,
+        &stored.attachments,
+    );
     let sid = &id.as_bytes()[..];
     let tid = &m.thread_id.as_bytes()[..];
     let mid = &m.id.as_bytes()[..];
@@ -270,7 +289,7 @@ pub(super) fn put_one(
     let updated = execute(
         tx,
         "UPDATE messages SET role = ?, content = ?, created_ms = ?, status = ?, \
-         feedback = ?, error = ?, steps = ?, actions = ? \
+         feedback = ?, error = ?, steps = ?, actions = ?, attachments = ? \
          WHERE session_id = ? AND id = ? AND thread_id = ?",
         params![
             role_str(m.role),
@@ -281,6 +300,7 @@ pub(super) fn put_one(
             m.error,
             steps,
             actions,
+            attachments,
             sid,
             mid,
             tid
@@ -302,8 +322,8 @@ pub(super) fn put_one(
     let inserted = execute(
         tx,
         "INSERT INTO messages (session_id, id, thread_id, seq, role, content, \
-         created_ms, status, feedback, error, steps, actions) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         created_ms, status, feedback, error, steps, actions, attachments) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (session_id, id) DO NOTHING",
         params![
             sid,
@@ -317,7 +337,8 @@ pub(super) fn put_one(
             feedback,
             m.error,
             steps,
-            actions
+            actions,
+            attachments
         ],
     )?;
     if inserted == 0 {

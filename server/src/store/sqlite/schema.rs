@@ -90,6 +90,11 @@ ALTER TABLE messages ADD COLUMN steps TEXT;
 -- A reply's action buttons as one JSON array; NULL when it offers none.
 ALTER TABLE messages ADD COLUMN actions TEXT;
 "#,
+    r#"
+-- A message's files (their ids, names, sizes and types; the bytes are in the file store) as
+-- one JSON array; NULL when it carries none.
+ALTER TABLE messages ADD COLUMN attachments TEXT;
+"#,
 ];
 
 pub(super) fn configure(

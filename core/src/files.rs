@@ -1,0 +1,996 @@
+//! Files people upload and replies attach, kept per owner (the session, or the signed-in
+//! user's home) in any object store: a directory under the data directory, an
+//! S3-compatible bucket, or memory for tests. The server picks the backend; everything that
+//! decides (names, types, limits, who may read what) is here, so every backend behaves alike.
+//!
+//! Layout: `f/<owner>/<file id>` holds the bytes and `f/<owner>/<file id>.json` what is known
+//! of them (`Meta`). Both names are made here from ids the server drew: nothing the client
+//! sends ever becomes part of a path, and a file is found only under the owner asking, so a
+//! foreign or guessed id reads exactly like a missing one.
+
+use crate::{
+    ApiError, ErrorCode, SessionId,
+    model::{Attachment, FileId, MAX_FILE_NAME_CHARS, ThreadId, human_size, is_image_type},
+    store::{SessionStore, now_ms},
+};
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt, stream::BoxStream};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart, path::Path};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+/// Bytes read before the type is decided: enough for every signature `infer` knows and to
+/// tell text from binary.
+const SNIFF_BYTES: usize = 8 * 1024;
+/// Part size for multipart writes (S3's minimum is 5 MiB).
+const PART_BYTES: usize = 5 * 1024 * 1024;
+/// Uploads of one owner running at once; more wait for nothing and answer 409.
+const UPLOADS_AT_ONCE: u32 = 4;
+
+/// What the file store allows.
+#[derive(Debug, Clone)]
+pub struct FileLimits {
+    /// Largest file, in bytes.
+    pub max_file_bytes: u64,
+    /// Most files one message carries.
+    pub max_files_per_message: usize,
+    /// Most bytes one owner keeps in all.
+    pub max_owner_bytes: u64,
+    /// Media types accepted (as read from the bytes); `type/*` allows a whole family.
+    pub allowed_types: Vec<String>,
+    /// How long an upload no message took up is kept before the sweep removes it.
+    pub pending_ttl: Duration,
+    /// Most pixels an image may have (width × height), checked from its header before
+    /// anything is decoded.
+    pub max_image_pixels: u64,
+}
+
+impl Default for FileLimits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 20 * 1000 * 1000,
+            max_files_per_message: 10,
+            max_owner_bytes: 200 * 1000 * 1000,
+            allowed_types: DEFAULT_TYPES.iter().map(|s| (*s).to_owned()).collect(),
+            pending_ttl: Duration::from_secs(60 * 60),
+            max_image_pixels: 50_000_000,
+        }
+    }
+}
+
+/// What is accepted unless configured otherwise: pictures, PDF, text and code.
+pub const DEFAULT_TYPES: &[&str] = &[
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "application/pdf",
+    "text/plain",
+    "text/markdown",
+    "text/csv",
+    "application/json",
+];
+
+/// Types that a browser would run or render as a page: never accepted, whatever the
+/// configuration says (the sniffer never names them, but a list may).
+const NEVER: &[&str] = &[
+    "text/html",
+    "image/svg+xml",
+    "application/xhtml+xml",
+    "text/xml",
+    "application/xml",
+    "application/javascript",
+    "text/javascript",
+];
+
+/// What the store keeps beside a file's bytes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Meta {
+    name: String,
+    size: u64,
+    mime: String,
+    created_ms: i64,
+    /// The thread whose message took the file up; `None` while the upload waits for one.
+    #[serde(default)]
+    thread: Option<ThreadId>,
+}
+
+impl Meta {
+    fn attachment(&self, id: FileId) -> Attachment {
+        Attachment {
+            id,
+            name: self.name.clone(),
+            size: self.size,
+            mime: self.mime.clone(),
+        }
+    }
+}
+
+/// Uploads in flight of one owner: the bytes they may still add, and how many commits
+/// happened, so a usage count that raced with one is taken again.
+#[derive(Default)]
+struct Usage {
+    reserved: u64,
+    uploads: u32,
+    commits: u64,
+}
+
+/// The files of every owner, in one object store.
+pub struct FileStore {
+    objects: Arc<dyn ObjectStore>,
+    limits: FileLimits,
+    usage: Mutex<std::collections::HashMap<SessionId, Usage>>,
+}
+
+impl std::fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileStore({})", self.objects)
+    }
+}
+
+fn owner_dir(owner: &SessionId) -> Path {
+    Path::from_iter(["f", owner.as_string().as_str()])
+}
+
+fn blob_path(owner: &SessionId, id: &FileId) -> Path {
+    Path::from_iter(["f", owner.as_string().as_str(), id.as_string().as_str()])
+}
+
+fn meta_path(owner: &SessionId, id: &FileId) -> Path {
+    Path::from_iter([
+        "f",
+        owner.as_string().as_str(),
+        format!("{id}.json").as_str(),
+    ])
+}
+
+fn unavailable(e: object_store::Error) -> ApiError {
+    tracing::warn!(error = %e, "the file store failed");
+    ApiError::new(
+        ErrorCode::StoreUnavailable,
+        "the file store is unavailable; try again shortly",
+    )
+}
+
+/// A display name from whatever the browser called the file: its last path segment, without
+/// control, formatting (bidi overrides, zero-width) or private-use characters, trimmed, at
+/// most `MAX_FILE_NAME_CHARS` characters, never empty. It is shown and offered as a download
+/// name only; it never names anything on disk.
+pub fn clean_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let kept: String = last
+        .chars()
+        .filter(|c| {
+            !c.is_control()
+                && !matches!(*c as u32,
+                    0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2069 | 0xFEFF
+                    | 0xE000..=0xF8FF | 0xF0000..=0x10FFFF | 0xFFF9..=0xFFFB)
+        })
+        .collect();
+    let trimmed = kept.trim().trim_start_matches('.').trim();
+    let mut name: String = trimmed.chars().take(MAX_FILE_NAME_CHARS).collect();
+    if name.is_empty() {
+        name = "file".into();
+    }
+    name
+}
+
+/// The media type of a file, from its first bytes (`head`) and, for text only, its name's
+/// extension (which can only choose among text types). Unknown binary data is
+/// `application/octet-stream`.
+pub fn sniff(head: &[u8], name: &str) -> String {
+    if let Some(kind) = infer::get(head) {
+        return kind.mime_type().to_owned();
+    }
+    if !head.is_empty() && looks_like_text(head) {
+        let ext = name
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        return match ext.as_str() {
+            "md" | "markdown" => "text/markdown",
+            "csv" => "text/csv",
+            "json" => "application/json",
+            _ => "text/plain",
+        }
+        .to_owned();
+    }
+    "application/octet-stream".to_owned()
+}
+
+/// UTF-8 without NUL bytes; the last character may be cut by the end of `head`.
+fn looks_like_text(head: &[u8]) -> bool {
+    if head.contains(&0) {
+        return false;
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && head.len() - e.valid_up_to() < 4,
+    }
+}
+
+impl FileStore {
+    /// Files kept in `objects` within `limits`.
+    pub fn new(objects: Arc<dyn ObjectStore>, limits: FileLimits) -> Self {
+        Self {
+            objects,
+            limits,
+            usage: Mutex::new(Default::default()),
+        }
+    }
+
+    /// Files kept in memory, lost on restart: for tests and the memory store.
+    pub fn in_memory(limits: FileLimits) -> Self {
+        Self::new(Arc::new(object_store::memory::InMemory::new()), limits)
+    }
+
+    /// The limits it enforces.
+    pub fn limits(&self) -> &FileLimits {
+        &self.limits
+    }
+
+    fn allowed(&self, mime: &str) -> bool {
+        if NEVER.contains(&mime) {
+            return false;
+        }
+        self.limits.allowed_types.iter().any(|t| {
+            t == mime
+                || t.strip_suffix("/*")
+                    .is_some_and(|family| mime.split('/').next() == Some(family))
+        })
+    }
+
+    fn usage<T>(&self, f: impl FnOnce(&mut std::collections::HashMap<SessionId, Usage>) -> T) -> T {
+        let mut map = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut map)
+    }
+
+    /// Bytes `owner` keeps now, and how many commits its count has seen.
+    async fn stored_bytes(&self, owner: &SessionId) -> Result<u64, ApiError> {
+        let dir = owner_dir(owner);
+        let mut total = 0u64;
+        let mut list = self.objects.list(Some(&dir));
+        while let Some(meta) = list.next().await {
+            let meta = meta.map_err(unavailable)?;
+            total += meta.size;
+        }
+        Ok(total)
+    }
+
+    /// Makes room for an upload of up to `want` bytes, or says which limit it would pass.
+    async fn reserve(&self, owner: &SessionId, want: u64) -> Result<Reservation<'_>, ApiError> {
+        loop {
+            let seen = self.usage(|m| m.get(owner).map_or(0, |u| u.commits));
+            let stored = self.stored_bytes(owner).await?;
+            let verdict = self.usage(|m| {
+                let u = m.entry(*owner).or_default();
+                if u.commits != seen {
+                    // An upload finished while we counted: count again.
+                    return None;
+                }
+                if u.uploads >= UPLOADS_AT_ONCE {
+                    return Some(Err(ApiError::new(
+                        ErrorCode::LimitReached,
+                        format!("at most {UPLOADS_AT_ONCE} uploads may run at once"),
+                    )));
+                }
+                let max = self.limits.max_owner_bytes;
+                if stored + u.reserved + want > max {
+                    return Some(Err(ApiError::new(
+                        ErrorCode::LimitReached,
+                        format!(
+                            "this would go over the {} of files a session may keep ({} kept)",
+                            human_size(max),
+                            human_size(stored + u.reserved)
+                        ),
+                    )));
+                }
+                u.reserved += want;
+                u.uploads += 1;
+                Some(Ok(()))
+            });
+            match verdict {
+                None => continue,
+                Some(Err(e)) => {
+                    self.usage(|m| {
+                        if m.get(owner).is_some_and(|u| u.uploads == 0) {
+                            m.remove(owner);
+                        }
+                    });
+                    return Err(e);
+                }
+                Some(Ok(())) => {
+                    return Ok(Reservation {
+                        files: self,
+                        owner: *owner,
+                        want,
+                        committed: false,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Stores an upload of `owner` as it streams in: `name` is what the browser called it,
+    /// `declared` the length it announced, if any. The type is read from the bytes; an image
+    /// is checked before it is kept. Over a limit, of a type not allowed, empty, or broken
+    /// off, nothing is kept.
+    pub async fn upload<S, E>(
+        &self,
+        owner: &SessionId,
+        name: &str,
+        declared: Option<u64>,
+        body: S,
+    ) -> Result<Attachment, ApiError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let max = self.limits.max_file_bytes;
+        let too_large = || {
+            ApiError::new(
+                ErrorCode::TooLarge,
+                format!("the file is over the limit of {}", human_size(max)),
+            )
+        };
+        if declared.is_some_and(|n| n > max) {
+            return Err(too_large());
+        }
+        let name = clean_name(name);
+        let mut reservation = self.reserve(owner, declared.unwrap_or(max).min(max)).await?;
+        let id = FileId::random();
+        let path = blob_path(owner, &id);
+        let mut writer = Writer {
+            objects: &self.objects,
+            path: path.clone(),
+            upload: None,
+        };
+        let mut body = body;
+        let mut head: Vec<u8> = Vec::new();
+        let mut mime: Option<String> = None;
+        let mut size = 0u64;
+        loop {
+            let chunk = match body.next().await {
+                Some(Ok(c)) => Some(c),
+                Some(Err(e)) => {
+                    writer.abort().await;
+                    return Err(ApiError::invalid_input(format!(
+                        "the upload broke off: {e}"
+                    )));
+                }
+                None => None,
+            };
+            if let Some(c) = &chunk {
+                size += c.len() as u64;
+                if size > max {
+                    writer.abort().await;
+                    return Err(too_large());
+                }
+            }
+            if mime.is_none() {
+                if let Some(c) = &chunk {
+                    head.extend_from_slice(c);
+                    if head.len() < SNIFF_BYTES {
+                        continue;
+                    }
+                }
+                if head.is_empty() {
+                    return Err(ApiError::invalid_input("the file is empty"));
+                }
+                let sniffed = sniff(&head[..head.len().min(SNIFF_BYTES)], &name);
+                if !self.allowed(&sniffed) {
+                    return Err(ApiError::new(
+                        ErrorCode::UnsupportedMediaType,
+                        format!("files of type {sniffed} are not accepted here"),
+                    ));
+                }
+                mime = Some(sniffed);
+                writer.write(Bytes::from(std::mem::take(&mut head))).await?;
+                if chunk.is_none() {
+                    break;
+                }
+                continue;
+            }
+            match chunk {
+                Some(c) => writer.write(c).await?,
+                None => break,
+            }
+        }
+        let mime = mime.unwrap_or_default();
+        writer.finish().await?;
+        if is_image_type(&mime)
+            && let Err(e) = self.check_image(&path).await
+        {
+            let _ = self.objects.delete(&path).await;
+            return Err(e);
+        }
+        let meta = Meta {
+            name,
+            size,
+            mime,
+            created_ms: now_ms(),
+            thread: None,
+        };
+        if let Err(e) = self.put_meta(owner, &id, &meta).await {
+            let _ = self.objects.delete(&path).await;
+            return Err(e);
+        }
+        reservation.commit();
+        Ok(meta.attachment(id))
+    }
+
+    /// Refuses a picture too large to decode safely (by its header) or one that does not
+    /// decode at all.
+    async fn check_image(&self, path: &Path) -> Result<(), ApiError> {
+        let bytes = self
+            .objects
+            .get(path)
+            .await
+            .map_err(unavailable)?
+            .bytes()
+            .await
+            .map_err(unavailable)?;
+        let max_pixels = self.limits.max_image_pixels;
+        let checked = tokio::task::spawn_blocking(move || check_image_bytes(&bytes, max_pixels))
+            .await
+            .map_err(|_| ApiError::invalid_input("the image cannot be read"))?;
+        checked
+    }
+
+    async fn put_meta(&self, owner: &SessionId, id: &FileId, meta: &Meta) -> Result<(), ApiError> {
+        let json = serde_json::to_vec(meta).map_err(|_| ApiError::internal())?;
+        self.objects
+            .put(&meta_path(owner, id), PutPayload::from(json))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn meta(&self, owner: &SessionId, id: &FileId) -> Result<Option<Meta>, ApiError> {
+        match self.objects.get(&meta_path(owner, id)).await {
+            Ok(r) => {
+                let bytes = r.bytes().await.map_err(unavailable)?;
+                Ok(serde_json::from_slice(&bytes).ok())
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// What is known of `owner`'s file `id`: not found when it is not theirs.
+    pub async fn get(&self, owner: &SessionId, id: &FileId) -> Result<Attachment, ApiError> {
+        self.meta(owner, id)
+            .await?
+            .map(|m| m.attachment(*id))
+            .ok_or_else(ApiError::not_found)
+    }
+
+    /// `owner`'s file `id` and its bytes as a stream: not found when it is not theirs.
+    pub async fn open(
+        &self,
+        owner: &SessionId,
+        id: &FileId,
+    ) -> Result<(Attachment, BoxStream<'static, Result<Bytes, std::io::Error>>), ApiError> {
+        let a = self.get(owner, id).await?;
+        match self.objects.get(&blob_path(owner, id)).await {
+            Ok(r) => Ok((
+                a,
+                r.into_stream().map_err(std::io::Error::other).boxed(),
+            )),
+            Err(object_store::Error::NotFound { .. }) => Err(ApiError::not_found()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// The whole of `owner`'s file `id`, if it is at most `max` bytes (what a model reads).
+    pub async fn read(
+        &self,
+        owner: &SessionId,
+        id: &FileId,
+        max: u64,
+    ) -> Result<(Attachment, Bytes), ApiError> {
+        let a = self.get(owner, id).await?;
+        if a.size > max {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("{} is over {} to read", a.name, human_size(max)),
+            ));
+        }
+        let bytes = self
+            .objects
+            .get(&blob_path(owner, id))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => ApiError::not_found(),
+                e => unavailable(e),
+            })?
+            .bytes()
+            .await
+            .map_err(unavailable)?;
+        Ok((a, bytes))
+    }
+
+    /// Gives `owner`'s uploads `ids` to a message of `thread`: each must be theirs and not
+    /// yet taken by another message. Returns them in the order asked.
+    pub async fn take_up(
+        &self,
+        owner: &SessionId,
+        ids: &[FileId],
+        thread: &ThreadId,
+    ) -> Result<Vec<Attachment>, ApiError> {
+        let max = self.limits.max_files_per_message;
+        let unique: HashSet<_> = ids.iter().collect();
+        if unique.len() != ids.len() {
+            return Err(ApiError::invalid_input("a file is attached twice"));
+        }
+        if ids.len() > max {
+            return Err(ApiError::new(
+                ErrorCode::LimitReached,
+                format!("a message carries at most {max} files"),
+            ));
+        }
+        let mut metas = Vec::with_capacity(ids.len());
+        for id in ids {
+            let meta = self.meta(owner, id).await?.ok_or_else(ApiError::not_found)?;
+            if meta.thread.is_some() {
+                return Err(ApiError::invalid_input(format!(
+                    "{} is already part of a message",
+                    meta.name
+                )));
+            }
+            metas.push(meta);
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, mut meta) in ids.iter().zip(metas) {
+            meta.thread = Some(*thread);
+            self.put_meta(owner, id, &meta).await?;
+            out.push(meta.attachment(*id));
+        }
+        Ok(out)
+    }
+
+    /// Removes `owner`'s upload `id` that no message took up (the person took it off before
+    /// sending).
+    pub async fn discard(&self, owner: &SessionId, id: &FileId) -> Result<(), ApiError> {
+        let meta = self.meta(owner, id).await?.ok_or_else(ApiError::not_found)?;
+        if meta.thread.is_some() {
+            return Err(ApiError::invalid_input(
+                "the file is part of a message; delete the chat to remove it",
+            ));
+        }
+        self.remove(owner, id).await
+    }
+
+    /// Keeps `bytes` as a file of `owner` in `thread` right away (what a reply attaches):
+    /// the same type and size rules as an upload.
+    pub async fn attach(
+        &self,
+        owner: &SessionId,
+        thread: &ThreadId,
+        name: &str,
+        bytes: Bytes,
+    ) -> Result<Attachment, ApiError> {
+        let len = bytes.len() as u64;
+        let body = futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
+        let a = self.upload(owner, name, Some(len), body).await?;
+        self.take_up(owner, &[a.id], thread).await?;
+        Ok(a)
+    }
+
+    /// `owner`'s files, uploads not yet sent included (for "export my data").
+    pub async fn list(&self, owner: &SessionId) -> Result<Vec<Attachment>, ApiError> {
+        Ok(self
+            .metas(owner)
+            .await?
+            .into_iter()
+            .map(|(id, meta, _)| meta.attachment(id))
+            .collect())
+    }
+
+    /// How many files anything is kept of under `owner` (bytes or meta): what the sweep
+    /// and the tests look at.
+    pub async fn count_kept(&self, owner: &SessionId) -> Result<usize, ApiError> {
+        let ids: HashSet<FileId> = self.entries(owner).await?.into_iter().map(|e| e.0).collect();
+        Ok(ids.len())
+    }
+
+    /// Every file id of `owner` with its meta.
+    async fn metas(&self, owner: &SessionId) -> Result<Vec<(FileId, Meta, i64)>, ApiError> {
+        let mut out = Vec::new();
+        for (id, is_meta, modified) in self.entries(owner).await? {
+            if is_meta && let Some(meta) = self.meta(owner, &id).await? {
+                out.push((id, meta, modified));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What lies under `owner`: each file id, whether the entry is its meta, and when it
+    /// was last written.
+    async fn entries(&self, owner: &SessionId) -> Result<Vec<(FileId, bool, i64)>, ApiError> {
+        let mut list = self.objects.list(Some(&owner_dir(owner)));
+        let mut out = Vec::new();
+        while let Some(meta) = list.next().await {
+            let meta = meta.map_err(unavailable)?;
+            let Some(file) = meta.location.filename() else {
+                continue;
+            };
+            let (stem, is_meta) = match file.strip_suffix(".json") {
+                Some(s) => (s, true),
+                None => (file, false),
+            };
+            if let Some(id) = FileId::parse(stem) {
+                out.push((id, is_meta, meta.last_modified.timestamp_millis()));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn remove(&self, owner: &SessionId, id: &FileId) -> Result<(), ApiError> {
+        for path in [meta_path(owner, id), blob_path(owner, id)] {
+            match self.objects.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `owner`'s files that belong to `thread` (the thread was deleted).
+    pub async fn delete_thread(&self, owner: &SessionId, thread: &ThreadId) -> Result<(), ApiError> {
+        for (id, meta, _) in self.metas(owner).await? {
+            if meta.thread.as_ref() == Some(thread) {
+                self.remove(owner, &id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `owner`'s files that are not among `keep` and belong to `thread` (messages
+    /// were dropped by an edit or a regeneration).
+    pub async fn retain_in_thread(
+        &self,
+        owner: &SessionId,
+        thread: &ThreadId,
+        keep: &HashSet<FileId>,
+    ) -> Result<(), ApiError> {
+        for (id, meta, _) in self.metas(owner).await? {
+            if meta.thread.as_ref() == Some(thread) && !keep.contains(&id) {
+                self.remove(owner, &id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every file of `owner` (the session ended, or was forgotten).
+    pub async fn delete_owner(&self, owner: &SessionId) -> Result<(), ApiError> {
+        for (id, _, _) in self.entries(owner).await? {
+            self.remove(owner, &id).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves the files of `from` that a message took up to `to` (a sign-in that keeps the
+    /// anonymous session's chats); uploads still waiting for a message stay and go with it.
+    pub async fn adopt(&self, from: &SessionId, to: &SessionId) -> Result<(), ApiError> {
+        for (id, meta, _) in self.metas(from).await? {
+            if meta.thread.is_none() {
+                continue;
+            }
+            self.objects
+                .copy(&blob_path(from, &id), &blob_path(to, &id))
+                .await
+                .map_err(unavailable)?;
+            self.put_meta(to, &id, &meta).await?;
+            self.remove(from, &id).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes what nobody can reach any more: the files of sessions that have ended,
+    /// uploads no message took up within `pending_ttl`, and bytes whose meta was never
+    /// written (a crash between the two). Returns how many files went.
+    pub async fn sweep(&self, store: &dyn SessionStore) -> Result<usize, ApiError> {
+        let owners = self
+            .objects
+            .list_with_delimiter(Some(&Path::from("f")))
+            .await
+            .map_err(unavailable)?;
+        let cutoff = now_ms() - self.limits.pending_ttl.as_millis() as i64;
+        let mut removed = 0;
+        for dir in owners.common_prefixes {
+            let Some(owner) = dir
+                .filename()
+                .and_then(|s| SessionId::parse_stored(s).ok())
+            else {
+                continue;
+            };
+            if self.usage(|m| m.contains_key(&owner)) {
+                // Uploads are running: leave the owner to the next sweep.
+                continue;
+            }
+            let live = owner.is_home()
+                || store
+                    .peek(&owner)
+                    .await
+                    .map_err(|_| ApiError::store_unavailable())?
+                    .is_some();
+            let entries = self.entries(&owner).await?;
+            if !live {
+                let ids: HashSet<_> = entries.iter().map(|e| e.0).collect();
+                removed += ids.len();
+                self.delete_owner(&owner).await?;
+                continue;
+            }
+            let with_meta: HashSet<FileId> =
+                entries.iter().filter(|e| e.1).map(|e| e.0).collect();
+            for (id, is_meta, modified) in &entries {
+                if modified >= &cutoff {
+                    continue;
+                }
+                let stale = if *is_meta {
+                    self.meta(&owner, id)
+                        .await?
+                        .is_some_and(|m| m.thread.is_none())
+                } else {
+                    !with_meta.contains(id)
+                };
+                if stale {
+                    self.remove(&owner, id).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The files a reply sees: the session's, within its thread. It reads what the turns carry
+/// and attaches new files to the reply, which shows them under its text.
+#[derive(Clone)]
+pub struct ReplyFiles {
+    store: Arc<FileStore>,
+    owner: SessionId,
+    thread: ThreadId,
+    attached: Arc<Mutex<Vec<Attachment>>>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl std::fmt::Debug for ReplyFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyFiles")
+            .field("attached", &self.attached().len())
+            .finish()
+    }
+}
+
+impl ReplyFiles {
+    /// Files of `owner` in a store of their own (a context made for a test).
+    pub(crate) fn detached(
+        owner: SessionId,
+        thread: ThreadId,
+        changed: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        Self {
+            store: Arc::new(FileStore::in_memory(FileLimits::default())),
+            owner,
+            thread,
+            attached: Default::default(),
+            changed,
+        }
+    }
+
+    /// The same files in the runtime's `store`, under the chat's `owner`.
+    pub(crate) fn in_store(mut self, store: Arc<FileStore>, owner: SessionId) -> Self {
+        self.store = store;
+        self.owner = owner;
+        self
+    }
+
+    /// The bytes of a file a turn carries (at most the store's file limit).
+    pub async fn read(&self, file: &Attachment) -> Result<Bytes, ApiError> {
+        let max = self.store.limits.max_file_bytes;
+        Ok(self.store.read(&self.owner, &file.id, max).await?.1)
+    }
+
+    /// Keeps `bytes` as a file named `name` and shows it under the reply. The type is read
+    /// from the bytes and must be one the store accepts, within its size limits.
+    pub async fn attach(
+        &self,
+        name: &str,
+        bytes: impl Into<Bytes>,
+    ) -> Result<Attachment, ApiError> {
+        let max = self.store.limits.max_files_per_message;
+        if self.attached().len() >= max {
+            return Err(ApiError::new(
+                ErrorCode::LimitReached,
+                format!("a message carries at most {max} files"),
+            ));
+        }
+        let a = self
+            .store
+            .attach(&self.owner, &self.thread, name, bytes.into())
+            .await?;
+        if let Ok(mut list) = self.attached.lock() {
+            list.push(a.clone());
+        }
+        self.changed.notify_one();
+        Ok(a)
+    }
+
+    /// What the reply attached so far, in order.
+    pub fn attached(&self) -> Vec<Attachment> {
+        self.attached.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+/// The room an upload holds in its owner's limits until it is kept or given up.
+struct Reservation<'a> {
+    files: &'a FileStore,
+    owner: SessionId,
+    want: u64,
+    committed: bool,
+}
+
+impl Reservation<'_> {
+    /// The file is stored and counts by itself now.
+    fn commit(&mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let (owner, want, committed) = (self.owner, self.want, self.committed);
+        self.files.usage(|m| {
+            if let Some(u) = m.get_mut(&owner) {
+                u.reserved = u.reserved.saturating_sub(want);
+                u.uploads = u.uploads.saturating_sub(1);
+                if committed {
+                    u.commits += 1;
+                }
+                if u.uploads == 0 {
+                    m.remove(&owner);
+                }
+            }
+        });
+    }
+}
+
+/// A multipart write that is aborted if it is dropped unfinished (the client went away):
+/// the backend keeps no half-written file.
+struct Writer<'a> {
+    objects: &'a Arc<dyn ObjectStore>,
+    path: Path,
+    upload: Option<WriteMultipart>,
+}
+
+impl Writer<'_> {
+    async fn write(&mut self, bytes: Bytes) -> Result<(), ApiError> {
+        if self.upload.is_none() {
+            let up = self
+                .objects
+                .put_multipart(&self.path)
+                .await
+                .map_err(unavailable)?;
+            self.upload = Some(WriteMultipart::new_with_chunk_size(up, PART_BYTES));
+        }
+        if let Some(up) = self.upload.as_mut() {
+            up.wait_for_capacity(2).await.map_err(unavailable)?;
+            up.put(bytes);
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<(), ApiError> {
+        if let Some(up) = self.upload.take() {
+            up.finish().await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn abort(&mut self) {
+        if let Some(up) = self.upload.take() {
+            let _ = up.abort().await;
+        }
+    }
+}
+
+impl Drop for Writer<'_> {
+    fn drop(&mut self) {
+        if let Some(up) = self.upload.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let _ = up.abort().await;
+            });
+        }
+    }
+}
+
+/// Checks a picture: its header's size first (a small file can claim a huge canvas), then
+/// a full decode within a memory bound, so a decompression bomb or a broken file is refused.
+pub fn check_image_bytes(bytes: &[u8], max_pixels: u64) -> Result<(), ApiError> {
+    use image::ImageReader;
+    let unreadable = || ApiError::invalid_input("the image cannot be read");
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| unreadable())?;
+    let (w, h) = reader.into_dimensions().map_err(|_| unreadable())?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > max_pixels || w > 20_000 || h > 20_000 {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("the image is {w}×{h} pixels; the limit is {max_pixels} pixels"),
+        ));
+    }
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|_| unreadable())?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).min(1 << 31));
+    reader.limits(limits);
+    reader.decode().map(drop).map_err(|_| unreadable())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lose_paths_controls_and_hidden_characters() {
+        assert_eq!(clean_name("../../etc/passwd"), "passwd");
+        assert_eq!(clean_name("C:\\Users\\x\\report.pdf"), "report.pdf");
+        assert_eq!(clean_name("a\u{202E}fdp.exe"), "afdp.exe");
+        assert_eq!(clean_name("\u{E000}\u{200B}x\u{0}y.txt"), "xy.txt");
+        assert_eq!(clean_name("..."), "file");
+        assert_eq!(clean_name(".env"), "env");
+        assert_eq!(clean_name(""), "file");
+        assert_eq!(clean_name(&"é".repeat(500)).chars().count(), MAX_FILE_NAME_CHARS);
+    }
+
+    #[test]
+    fn the_type_comes_from_the_bytes() {
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+        assert_eq!(sniff(png, "notes.txt"), "image/png");
+        assert_eq!(sniff(b"# Title\n", "a.md"), "text/markdown");
+        assert_eq!(sniff(b"<html><script>", "page.html"), "text/plain");
+        assert_eq!(sniff(b"<svg onload=alert(1)>", "x.svg"), "text/plain");
+        assert_eq!(sniff(b"MZ\x90\0\x03\0\0\0", "cat.png"), "application/x-msdownload");
+        assert_eq!(sniff(b"\0\x01\x02", "a.txt"), "application/octet-stream");
+        // A multi-byte character cut by the end of what was read is still text.
+        assert_eq!(sniff("naïve é".as_bytes().split_at(8).0, "a.txt"), "text/plain");
+    }
+
+    #[test]
+    fn types_that_run_in_a_browser_are_never_allowed() {
+        let files = FileStore::in_memory(FileLimits {
+            allowed_types: vec!["text/*".into(), "image/*".into()],
+            ..FileLimits::default()
+        });
+        assert!(files.allowed("text/plain"));
+        assert!(files.allowed("image/png"));
+        assert!(!files.allowed("text/html"));
+        assert!(!files.allowed("image/svg+xml"));
+        assert!(!files.allowed("application/pdf"));
+    }
+
+    #[test]
+    fn a_huge_canvas_is_refused_before_decoding() {
+        // A valid PNG header claiming 100000 × 100000 pixels, and nothing after it.
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&100_000u32.to_be_bytes());
+        png.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
+        let e = check_image_bytes(&png, 50_000_000).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TooLarge, "{e}");
+        let e = check_image_bytes(b"\x89PNG\r\n\x1a\nbroken", 50_000_000).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidInput);
+    }
+}
