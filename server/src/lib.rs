@@ -106,7 +106,10 @@ impl AppState {
         store: Arc<dyn SessionStore>,
         hub: Arc<dyn EventHub>,
     ) -> Result<Self, ConfigError> {
-        Self::build(config, store, hub, Tools::new())
+        // The store came from the caller, not from `config.store`: files follow the
+        // `[files]` table, and with `auto` stay in memory beside it.
+        let files = Arc::new(config.files.open(&StoreKind::Memory)?);
+        Self::build(config, store, hub, Tools::new(), files)
     }
 
     fn build(
@@ -114,6 +117,7 @@ impl AppState {
         store: Arc<dyn SessionStore>,
         hub: Arc<dyn EventHub>,
         mcp_tools: Tools,
+        files: Arc<confide_core::files::FileStore>,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let secure_cookies = config.secure_cookies()?;
@@ -130,7 +134,6 @@ impl AppState {
             .site_addr(config.addr)
             .build();
         let assistant = assistant_from(&config, &mcp_tools)?;
-        let files = Arc::new(config.files.open(&config.store)?);
         let mut chat = ChatRuntime::new(assistant, hub.clone());
         chat.history_turns = config.history_turns;
         chat.ask_timeout = config.ask_timeout;
@@ -213,7 +216,8 @@ impl AppState {
         };
         // Connected after the store: a server that cannot be reached stops the start.
         let mcp_tools = config.mcp.connect().await?;
-        Self::build(config, store, hub, mcp_tools)
+        let files = Arc::new(config.files.open(&config.store)?);
+        Self::build(config, store, hub, mcp_tools, files)
     }
 }
 

@@ -16,7 +16,18 @@ pub struct TestApp {
     pub base: String,
     pub store: Arc<MemoryStore>,
     pub http: reqwest::Client,
+    /// The app's file store, when the app runs in this process.
+    pub files: Option<Arc<confide_core::files::FileStore>>,
     _stop: oneshot::Sender<()>,
+}
+
+impl TestApp {
+    /// How many files anything is kept of for session `sid` (a test's look behind the API).
+    pub async fn state_files_kept(&self, sid: &str) -> usize {
+        let files = self.files.as_ref().expect("an in-process app");
+        let sid = confide_core::SessionId::parse(sid).expect("a session id");
+        files.count_kept(&sid).await.expect("the file store answers")
+    }
 }
 
 pub async fn spawn() -> TestApp {
@@ -69,6 +80,7 @@ async fn spawn_app(
     if let Some(a) = assistant {
         state = state.with_assistant(a);
     }
+    let files = Some(state.files.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -86,6 +98,7 @@ async fn spawn_app(
         base,
         store: memory,
         http,
+        files,
         _stop: tx,
     }
 }
@@ -100,6 +113,7 @@ pub fn test_app(base: String, store: Arc<MemoryStore>, stop: oneshot::Sender<()>
         base,
         store,
         http,
+        files: None,
         _stop: stop,
     }
 }
