@@ -702,3 +702,66 @@ async fn a_chosen_profile_picks_its_model_and_system_prompt() {
         "the base prompt"
     );
 }
+
+/// A picture sent with a message reaches the model as an image part (a data URL of its
+/// bytes), and a text file as its contents in a fence, beside the message's words.
+#[tokio::test]
+async fn files_reach_the_model_as_image_and_text_parts() {
+    const PNG_1X1: &[u8] = &[
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48,
+        0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00,
+        0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78,
+        0x9C, 0x63, 0xF8, 0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99,
+        0x3D, 0x1D, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    ];
+    use base64::Engine;
+    let (base, seen) = fake_openai().await;
+    let app = common::spawn_with(Config {
+        assistant: server::config::AssistantKind::Openai,
+        openai_base_url: Some(base.clone()),
+        model: "ok".into(),
+        ..Config::default()
+    })
+    .await;
+    let mut b = common::Browser::new();
+    b.start(&app).await;
+    let mut ids = Vec::new();
+    for (name, bytes) in [("shot.png", PNG_1X1), ("todo.txt", b"buy milk".as_slice())] {
+        let part = reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name);
+        let up = common::send(
+            app.http
+                .post(format!("{}/api/files", app.base))
+                .header("x-confide-session", &b.sid)
+                .header("cookie", b.cookie_header())
+                .multipart(reqwest::multipart::Form::new().part("file", part)),
+        )
+        .await;
+        assert_eq!(up.status, reqwest::StatusCode::OK, "{:?}", up.body);
+        ids.push(up.body["id"].clone());
+    }
+    let sent = b
+        .call(&app, "messages/send", json!({ "content": "what is this?", "files": ids }))
+        .await;
+    assert_eq!(sent.status, reqwest::StatusCode::OK, "{:?}", sent.body);
+    let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
+    common::settled(&app, &mut b, &tid).await;
+    let body = seen.lock().unwrap().bodies[0].clone();
+    let user = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "user")
+        .unwrap()
+        .clone();
+    let parts = user["content"].as_array().expect("content parts");
+    assert_eq!(parts[0], json!({ "type": "text", "text": "what is this?" }));
+    let expected = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(PNG_1X1)
+    );
+    assert_eq!(parts[1]["type"], "image_url");
+    assert_eq!(parts[1]["image_url"]["url"], expected);
+    assert_eq!(parts[2]["type"], "text");
+    let text = parts[2]["text"].as_str().unwrap();
+    assert!(text.contains("todo.txt") && text.contains("```\nbuy milk\n```"), "{text}");
+}
