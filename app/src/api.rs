@@ -292,6 +292,10 @@ pub struct DataExport {
     pub note: Note,
     /// Every chat of the session, with its messages.
     pub threads: Vec<ThreadView>,
+    /// Every file the session keeps (name, type, size, and where it downloads), uploads not
+    /// yet sent included.
+    #[serde(default)]
+    pub files: Vec<crate::model::Attachment>,
 }
 
 /// "Export my data": everything this session holds, for download.
@@ -305,6 +309,7 @@ pub async fn export_my_data() -> Result<DataExport, ApiError> {
         session: session.id().short(),
         note: session.get::<Note>(NOTE_KEY).await?.unwrap_or_default(),
         threads: chat.export_all().await?,
+        files: chat.files().await?,
     })
 }
 

@@ -256,3 +256,56 @@ async fn forgetting_the_browser_forgets_its_files() {
     assert_eq!(download(&app, &fresh, &id).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(app.state_files_kept(&b.sid).await, 0);
 }
+
+#[tokio::test]
+async fn signing_in_keeps_the_chats_files_and_an_edit_drops_the_files_it_drops() {
+    let mut config = Config {
+        echo_delay: Duration::from_millis(1),
+        auth_password: true,
+        auth_registration: true,
+        ..Config::default()
+    };
+    config.files.max_file_bytes = 100 * 1024;
+    let app = spawn_with(config).await;
+    let mut b = started(&app).await;
+    let first = ok(upload(&app, &b, "first.txt", b"one").await);
+    let second = ok(upload(&app, &b, "second.txt", b"two").await);
+    let sent = ok(b
+        .call(&app, "messages/send", json!({ "content": "a", "files": [first["id"]] }))
+        .await);
+    let thread = sent["thread"]["id"].as_str().unwrap().to_owned();
+    let user_msg = sent["user"]["id"].clone();
+    settled(&app, &mut b, &thread).await;
+    ok(b
+        .call(&app, "messages/send", json!({ "thread_id": thread, "content": "b", "files": [second["id"]] }))
+        .await);
+    settled(&app, &mut b, &thread).await;
+
+    // Registering (a sign-in) replaces the session; the chat and its files come along.
+    let r = b
+        .call(&app, "auth/register", json!({ "username": "filer", "password": common::PW }))
+        .await;
+    common::adopt(&mut b, &r);
+    for (f, text) in [(&first, "one"), (&second, "two")] {
+        let got = download(&app, &b, f["id"].as_str().unwrap()).await;
+        assert_eq!(got.status(), StatusCode::OK);
+        assert_eq!(got.text().await.unwrap(), text);
+    }
+
+    // Editing the first message drops the second turn, and with it the second file.
+    ok(b
+        .call(&app, "messages/edit", json!({ "message_id": user_msg, "content": "a again" }))
+        .await);
+    settled(&app, &mut b, &thread).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = download(&app, &b, second["id"].as_str().unwrap()).await.status();
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the dropped file is still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kept = download(&app, &b, first["id"].as_str().unwrap()).await;
+    assert_eq!(kept.status(), StatusCode::OK, "the edited message keeps its own file");
+}

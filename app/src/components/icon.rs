@@ -11,6 +11,8 @@ pub enum IconName {
     ThumbDown,
     Retry,
     Theme,
+    Attach,
+    File,
 }
 
 #[component]
@@ -25,6 +27,11 @@ pub fn Icon(name: IconName) -> impl IntoView {
         ),
         IconName::Retry => ("M21 12a9 9 0 1 1-3-6.7L21 8M21 3v5h-5", false),
         IconName::Theme => ("M12 3a9 9 0 1 0 0 18zM12 3a9 9 0 0 1 0 18", false),
+        IconName::Attach => (
+            "M21 11.5l-8.5 8.5a5.5 5.5 0 0 1-7.8-7.8l8.5-8.5a3.7 3.7 0 0 1 5.2 5.2l-8.5 8.5a1.8 1.8 0 0 1-2.6-2.6L15 7",
+            false,
+        ),
+        IconName::File => ("M14 3H6v18h12V7zM14 3v4h4M9 13h6M9 17h6", false),
     };
     view! {
         <svg

@@ -453,6 +453,11 @@ impl Chat {
         Ok(reply)
     }
 
+    /// Every file the chat data keeps (for "export my data").
+    pub async fn files(&self) -> Result<Vec<crate::model::Attachment>, ApiError> {
+        self.rt.files.list(self.sid()).await
+    }
+
     /// Removes an upload the person took off before sending.
     pub async fn discard_file(&self, id: &FileId) -> Result<(), ApiError> {
         self.rt.files.discard(self.sid(), id).await

@@ -3,6 +3,7 @@
 use super::settings::{SettingsButton, SettingsPanel};
 use super::state::ChatState;
 use crate::browser::{self, Picked, focus_later};
+use crate::components::icon::{Icon, IconName};
 use crate::{
     api::{self},
     components::{SessionCtx, SessionState},
@@ -83,7 +84,7 @@ pub(super) fn Composer() -> impl IntoView {
             <Chips />
             <div class="composer-row">
                 <label class="attach" title="Attach files" data-testid="attach">
-                    <span aria-hidden="true">"📎"</span>
+                    <Icon name=IconName::Attach />
                     <span class="visually-hidden">"Attach files"</span>
                     <input
                         type="file"

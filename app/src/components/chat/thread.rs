@@ -505,7 +505,7 @@ fn file_view(a: Attachment) -> AnyView {
     } else {
         view! {
             <a class="file-card" href=url download=a.name.clone() data-testid="file-card">
-                <span class="file-icon" aria-hidden="true">"📄"</span>
+                <span class="file-icon"><Icon name=IconName::File /></span>
                 <span class="file-name">{a.name.clone()}</span>
                 <span class="muted small">{format!("{} · {}", a.mime, human_size(a.size))}</span>
             </a>

@@ -124,9 +124,41 @@ pub async fn steps_and_actions_are_kept_with_their_message(store: Arc<dyn TestSt
         vec![reply.clone()]
     );
 
-    // A message without steps reads back with none.
+    // A message without steps reads back with none; one with files keeps them, in order.
     let user = message(&t, Role::User, "next", 3);
     assert!(store.put_message(&s, &user).await.unwrap());
+    let with_files = Message {
+        content: String::new(),
+        attachments: vec![
+            confide_core::model::Attachment {
+                id: confide_core::model::FileId::random(),
+                name: "plan \"v2\" ünï.md".into(),
+                size: 14,
+                mime: "text/markdown".into(),
+            },
+            confide_core::model::Attachment {
+                id: confide_core::model::FileId::random(),
+                name: "shot.png".into(),
+                size: 20_000_000,
+                mime: "image/png".into(),
+            },
+        ],
+        ..message(&t, Role::User, "", 4)
+    };
+    assert!(store.put_message(&s, &with_files).await.unwrap());
+    assert_eq!(
+        store.get_message(&s, &with_files.id).await.unwrap(),
+        Some(with_files.clone())
+    );
+    assert!(
+        store
+            .get_message(&s, &user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .attachments
+            .is_empty()
+    );
     assert!(
         store
             .get_message(&s, &user.id)
