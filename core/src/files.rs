@@ -800,6 +800,31 @@ impl ReplyFiles {
         Ok(self.store.read(&self.owner, &file.id, max).await?.1)
     }
 
+    /// The text of a file a turn carries, at most `max_chars` characters (cut ones end
+    /// with "[… cut]"): a text file as it is, a PDF's extracted text. `None` for pictures and
+    /// anything else without text, or a PDF whose text cannot be read.
+    pub async fn text(&self, file: &Attachment, max_chars: usize) -> Result<Option<String>, ApiError> {
+        let textual = file.mime.starts_with("text/") || file.mime == "application/json";
+        let pdf = file.mime == "application/pdf";
+        if !(textual || pdf) {
+            return Ok(None);
+        }
+        let bytes = self.read(file).await?;
+        let text = if pdf {
+            match pdf_text(bytes).await {
+                Some(t) => t,
+                None => return Ok(None),
+            }
+        } else {
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        let mut cut: String = text.chars().take(max_chars).collect();
+        if cut.len() < text.len() {
+            cut.push_str("\n[… cut]");
+        }
+        Ok(Some(cut))
+    }
+
     /// Keeps `bytes` as a file named `name` and shows it under the reply. The type is read
     /// from the bytes and must be one the store accepts, within its size limits.
     pub async fn attach(
@@ -912,6 +937,21 @@ impl Drop for Writer<'_> {
                 let _ = up.abort().await;
             });
         }
+    }
+}
+
+/// How long reading a PDF's text may take before the reply goes on without it.
+const PDF_TEXT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The text of a PDF, read on a blocking thread: a parser panic or a PDF that takes too long
+/// gives `None`, never a failed reply.
+async fn pdf_text(bytes: Bytes) -> Option<String> {
+    let work = tokio::task::spawn_blocking(move || {
+        std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(&bytes).ok()).ok().flatten()
+    });
+    match tokio::time::timeout(PDF_TEXT_TIMEOUT, work).await {
+        Ok(Ok(text)) => text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+        _ => None,
     }
 }
 

@@ -726,7 +726,12 @@ async fn files_reach_the_model_as_image_and_text_parts() {
     let mut b = common::Browser::new();
     b.start(&app).await;
     let mut ids = Vec::new();
-    for (name, bytes) in [("shot.png", PNG_1X1), ("todo.txt", b"buy milk".as_slice())] {
+    let pdf = include_bytes!("fixtures/hello.pdf");
+    for (name, bytes) in [
+        ("shot.png", PNG_1X1),
+        ("todo.txt", b"buy milk".as_slice()),
+        ("hello.pdf", pdf.as_slice()),
+    ] {
         let part = reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name);
         let up = common::send(
             app.http
@@ -764,4 +769,6 @@ async fn files_reach_the_model_as_image_and_text_parts() {
     assert_eq!(parts[2]["type"], "text");
     let text = parts[2]["text"].as_str().unwrap();
     assert!(text.contains("todo.txt") && text.contains("```\nbuy milk\n```"), "{text}");
+    let text = parts[3]["text"].as_str().unwrap();
+    assert!(text.contains("hello.pdf") && text.contains("Hello from a PDF"), "{text}");
 }

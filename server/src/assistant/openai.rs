@@ -334,21 +334,14 @@ async fn turn_message(cx: &ReplyContext, t: &Turn, budget: &mut Budget) -> serde
                 "text": format!("[attached file {:?}, {}, {} bytes, not included]", a.name, a.mime, a.size),
             })
         };
-        let textual = a.mime.starts_with("text/") || a.mime == "application/json";
-        let fits = if a.is_image() {
-            budget.image_bytes + a.size <= MAX_IMAGE_BYTES
-        } else {
-            textual && budget.text_chars < MAX_FILE_TEXT_CHARS
-        };
-        if !fits {
-            parts.push(named());
-            continue;
-        }
-        let Ok(bytes) = cx.files.read(a).await else {
-            parts.push(named());
-            continue;
-        };
         if a.is_image() {
+            let bytes = match cx.files.read(a).await {
+                Ok(b) if budget.image_bytes + a.size <= MAX_IMAGE_BYTES => b,
+                _ => {
+                    parts.push(named());
+                    continue;
+                }
+            };
             budget.image_bytes += a.size;
             let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
             parts.push(serde_json::json!({
@@ -356,14 +349,18 @@ async fn turn_message(cx: &ReplyContext, t: &Turn, budget: &mut Budget) -> serde
                 "image_url": { "url": format!("data:{};base64,{data}", a.mime) },
             }));
         } else {
-            let room = (MAX_FILE_TEXT_CHARS - budget.text_chars).min(MAX_ONE_FILE_CHARS);
-            let text = String::from_utf8_lossy(&bytes);
-            let mut cut: String = text.chars().take(room).collect();
-            let whole = cut.len() == text.len();
+            let room = MAX_FILE_TEXT_CHARS
+                .saturating_sub(budget.text_chars)
+                .min(MAX_ONE_FILE_CHARS);
+            // Text files as they are, a PDF's text as read from it.
+            let cut = match cx.files.text(a, room).await {
+                Ok(Some(text)) if room > 0 => text,
+                _ => {
+                    parts.push(named());
+                    continue;
+                }
+            };
             budget.text_chars += cut.chars().count();
-            if !whole {
-                cut.push_str("\n[… cut]");
-            }
             let longest = cut.split(|c| c != '`').map(str::len).max().unwrap_or(0);
             let fence = "`".repeat((longest + 1).max(3));
             parts.push(serde_json::json!({
