@@ -102,7 +102,7 @@ soak: setup-test
 # Coverage-guided fuzzing (libFuzzer via cargo-fuzz, nightly): each target for FUZZ_SECONDS.
 # What libFuzzer finds goes to fuzz/target/corpus (not committed); the committed seeds are
 # read-only input. Crashes land in fuzz/artifacts.
-FUZZ_TARGETS := session_id proof_cookie guard_headers api_json markdown sse
+FUZZ_TARGETS := session_id proof_cookie guard_headers api_json markdown sse upload
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

@@ -115,6 +115,51 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Uploads `bytes` as `name` (`POST /api/files`), as the page does.
+    pub async fn upload(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Answer, reqwest::Error> {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
+        let res = http
+            .post(format!("{base}/api/files"))
+            .header("x-confide-session", &self.sid)
+            .header("cookie", self.cookie())
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await?;
+        let status = res.status().as_u16();
+        let bytes = res.bytes().await?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Answer {
+            status,
+            body,
+            proof_replaced: false,
+        })
+    }
+
+    /// Downloads file `id`: the status and the bytes.
+    pub async fn download(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        id: &str,
+    ) -> Result<(u16, Vec<u8>), reqwest::Error> {
+        let res = http
+            .get(format!("{base}/api/files/{id}"))
+            .header("cookie", self.cookie())
+            .send()
+            .await?;
+        let status = res.status().as_u16();
+        Ok((status, res.bytes().await?.to_vec()))
+    }
+}
+
 /// A short label for a request that got no answer.
 pub fn transport_label(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {

@@ -150,6 +150,9 @@ pub struct ConfideSpec {
     pub sqlite_sync: String,
     /// Where its output goes (appended), or nowhere.
     pub log: Option<PathBuf>,
+    /// The directory its files are kept in (`[files]` `fs`), shared by the instances of a
+    /// cluster; `None` leaves the default.
+    pub files_dir: Option<PathBuf>,
 }
 
 impl ConfideSpec {
@@ -160,6 +163,7 @@ impl ConfideSpec {
             store: store.into(),
             sqlite_sync: "full".into(),
             log: None,
+            files_dir: None,
         }
     }
 
@@ -167,6 +171,9 @@ impl ConfideSpec {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
+
+/// How long an upload no message took up (or bytes a kill left) stays with `files_dir` set.
+pub const FILES_TTL: Duration = Duration::from_secs(4);
 
 /// Starts Confide as specified, with the echo assistant at zero delay and the throttles
 /// lifted (every simulated user shares one address), and waits for `/healthz`. Returns the
@@ -197,6 +204,14 @@ pub fn start_confide(spec: &ConfideSpec) -> Result<(Child, Duration), String> {
         ("CONFIDE_ADDRESS_MESSAGES_BURST", "1000000".into()),
     ]
     .map(|(k, v)| (k.to_owned(), v));
+    let mut env = env.to_vec();
+    if let Some(dir) = &spec.files_dir {
+        env.push(("CONFIDE_FILES__BACKEND".into(), "fs".into()));
+        env.push(("CONFIDE_FILES__DIR".into(), dir.display().to_string()));
+        // What a kill leaves is swept within seconds, so a run can check that it went.
+        env.push(("CONFIDE_FILES__PENDING_TTL".into(), format!("{}s", FILES_TTL.as_secs())));
+        env.push(("CONFIDE_SWEEP_INTERVAL".into(), "1s".into()));
+    }
     let mut child = Child::spawn(&spec.bin, &[], &env, spec.log.as_deref())?;
     match wait_http(&format!("{}/healthz", spec.base()), Duration::from_secs(30)) {
         Ok(ready) => Ok((child, ready)),

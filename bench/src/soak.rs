@@ -18,6 +18,12 @@
 //! - a lost acknowledged message: checked for every user once all faults have healed;
 //! - a leak: any text in a user's threads that is not the user's own.
 //!
+//! Every third message carries a small file of unique bytes, uploaded just before it (the
+//! instances share one files directory). An acknowledged message's file must download
+//! byte for byte at the end; and once the sweep has had its time (uploads not taken up
+//! expire after 4 s here), no file may be left that belongs to no message (taken up by a
+//! message a kill kept from being stored), is half written, or was abandoned.
+//!
 //! A reply whose generating process died (or whose store went away under it) may stay
 //! `streaming` forever; those are counted as interrupted, and the user moves on to a new
 //! thread. A reply stuck that way with no fault to explain it is a defect.
@@ -153,6 +159,17 @@ pub struct SoakReport {
     pub streaming_at_end: u64,
     /// Sessions the final check could not read even after retries.
     pub sessions_unverified: u64,
+    /// Files sent with acknowledged messages; of those, the ones that did not download
+    /// byte for byte at the end.
+    pub files_acknowledged: u64,
+    pub files_lost: u64,
+    /// Files a message took up that no message in the final check carries.
+    pub files_orphaned: u64,
+    /// Bytes without their description, or a staging file left behind.
+    pub files_half_written: u64,
+    /// Uploads no stored message carries (their send failed), still there at the end
+    /// although `pending_ttl` (4 s here) has passed: should be none.
+    pub files_pending: u64,
     pub faults: Vec<FaultReport>,
     /// The first few wrong answers, lost messages, leaks and stuck replies, in words.
     pub problems: Vec<String>,
@@ -177,6 +194,10 @@ impl SoakReport {
             "replies stuck with no fault to explain it",
         );
         bad(self.sessions_unverified, "sessions not verifiable");
+        bad(self.files_lost, "acknowledged files lost");
+        bad(self.files_orphaned, "orphaned files");
+        bad(self.files_half_written, "half-written files");
+        bad(self.files_pending, "abandoned uploads the sweep left");
         for f in &self.faults {
             if f.recovery_s.is_none() {
                 v.push(format!("no recovery from: {}", f.fault));
@@ -291,6 +312,8 @@ struct Shared {
 struct Acked {
     message: String,
     text: String,
+    /// The file the message carried: its id and bytes.
+    file: Option<(String, Vec<u8>)>,
 }
 
 #[derive(Default)]
@@ -321,6 +344,10 @@ struct Verification {
     leaks: u64,
     streaming: u64,
     unverified: u64,
+    files: u64,
+    files_lost: u64,
+    /// Every file id a message of the user's carries.
+    seen_files: HashSet<String>,
     problems: Vec<String>,
 }
 
@@ -338,6 +365,17 @@ fn session_gone(code: &str) -> bool {
         code,
         "no_session" | "session_proof_mismatch" | "session_claimed"
     )
+}
+
+/// The echo's text without what it says of the files first ("I received 1 file:\n\n- `…`
+/// (…)", a blank line, then the text): only the text tells whose a reply is.
+fn echo_text(content: &str) -> &str {
+    match content.strip_prefix("I received ") {
+        Some(_) => content
+            .rsplit_once("\n\n")
+            .map_or(content, |(_, text)| text),
+        None => content,
+    }
 }
 
 /// Pause before retry number `attempt` (1-based): 50 ms doubling to 1 s, plus jitter.
@@ -460,6 +498,17 @@ impl User {
     fn own(&self, m: &Value) -> bool {
         let content = m["content"].as_str().unwrap_or("");
         let done = m["status"] == "done";
+        let content = match m["role"].as_str() {
+            Some("assistant") if !done && content.starts_with("I received ") => {
+                // Still in the list of files: no text of anyone's yet.
+                match content.rsplit_once("\n\n") {
+                    Some((_, text)) if !text.starts_with("- `") => text,
+                    _ => "",
+                }
+            }
+            Some("assistant") => echo_text(content),
+            _ => content,
+        };
         match m["role"].as_str() {
             Some("user") => self.attempted.contains(content),
             // A finished echo is the text itself; an unfinished one is whole words of it.
@@ -585,9 +634,15 @@ impl User {
         let text = format!("{} n{} {token:08x}", self.prefix, self.counter);
         self.attempted.insert(text.clone());
         let thread = self.thread.as_ref().map(|t| t.id.clone());
+        let file = if self.counter % 3 == 0 {
+            self.upload(sh, &text).await
+        } else {
+            None
+        };
+        let files: Vec<&str> = file.iter().map(|(id, _)| id.as_str()).collect();
         let body = match &thread {
-            Some(t) => json!({ "thread_id": t, "content": text }),
-            None => json!({ "content": text }),
+            Some(t) => json!({ "thread_id": t, "content": text, "files": files }),
+            None => json!({ "content": text, "files": files }),
         };
         let sent_at = Instant::now();
         let answer = self.request(sh, "messages/send", &body).await;
@@ -644,7 +699,8 @@ impl User {
             && !tid.is_empty()
             && !user_id.is_empty()
             && !reply_id.is_empty()
-            && thread.as_ref().is_none_or(|t| *t == tid);
+            && thread.as_ref().is_none_or(|t| *t == tid)
+            && s["user"]["attachments"].as_array().map_or(0, Vec::len) == files.len();
         if !right {
             let foreign = ["user", "reply"]
                 .iter()
@@ -659,6 +715,7 @@ impl User {
         self.acked.entry(tid.clone()).or_default().push(Acked {
             message: user_id,
             text: text.clone(),
+            file,
         });
         self.acked_count += 1;
         let turns = self.thread.as_ref().map_or(0, |t| t.turns) + 1;
@@ -677,6 +734,56 @@ impl User {
             self.thread = None;
         }
         true
+    }
+
+    /// Uploads a file of unique bytes for the message `text`; its id and bytes, or `None`
+    /// when the upload failed (the message then goes without).
+    async fn upload(&mut self, sh: &Shared, text: &str) -> Option<(String, Vec<u8>)> {
+        let bytes = format!("file of {text}\n").into_bytes();
+        let i = (self.next() % sh.bases.len() as u64) as usize;
+        let sent = Instant::now();
+        match self
+            .b
+            .upload(&sh.http, &sh.bases[i], "note.txt", bytes.clone())
+            .await
+        {
+            Ok(a) if a.is_success() => {
+                self.stats.ok += 1;
+                sh.faults.success(i, sent, Instant::now());
+                let id = a.body["id"].as_str().unwrap_or("").to_owned();
+                if id.is_empty() || a.body["size"] != bytes.len() || a.body["mime"] != "text/plain" {
+                    self.wrong(format!("files on instance {i} answered 200 with {}", a.body));
+                    return None;
+                }
+                Some((id, bytes))
+            }
+            Ok(a) => {
+                self.failed(format!("upload {} {}", a.status, a.code()), i);
+                if a.status < 500 && a.status != 429 && !session_gone(a.code()) {
+                    self.wrong(format!("files on instance {i}: unexpected {} {}", a.status, a.body));
+                }
+                None
+            }
+            Err(e) => {
+                self.failed(format!("upload {}", transport_label(&e)), i);
+                None
+            }
+        }
+    }
+
+    /// Downloads file `id` as the final check does: retried through faults; the status and
+    /// bytes of the last try.
+    async fn fetch_file(&mut self, sh: &Shared, id: &str) -> Option<(u16, Vec<u8>)> {
+        for attempt in 1..=20 {
+            let i = (self.next() % sh.bases.len() as u64) as usize;
+            if let Ok((status, bytes)) = self.b.download(&sh.http, &sh.bases[i], id).await
+                && status < 500
+            {
+                return Some((status, bytes));
+            }
+            self.pause(attempt).await;
+        }
+        None
     }
 
     /// Polls the thread until nothing in it streams. False if the reply did not finish.
@@ -713,7 +820,7 @@ impl User {
                     if !messages.iter().any(|m| m["status"] == "streaming") {
                         if last_status == "done" {
                             self.stats.replies_done += 1;
-                            if r["content"] != text {
+                            if echo_text(r["content"].as_str().unwrap_or("")) != text {
                                 self.wrong(format!(
                                     "reply {reply} finished as {:?}, not the echo of {text:?}",
                                     r["content"]
@@ -859,6 +966,9 @@ impl User {
             let empty = Vec::new();
             let messages = a.body["messages"].as_array().unwrap_or(&empty);
             for m in messages {
+                for a in m["attachments"].as_array().into_iter().flatten() {
+                    v.seen_files.extend(a["id"].as_str().map(str::to_owned));
+                }
                 v.messages += 1;
                 if m["status"] == "streaming" {
                     v.streaming += 1;
@@ -877,6 +987,29 @@ impl User {
             }
             for ack in &acked {
                 let found = messages.iter().find(|m| m["id"] == ack.message.as_str());
+                if let Some((id, bytes)) = &ack.file {
+                    v.files += 1;
+                    let carried = found.is_some_and(|m| {
+                        m["attachments"][0]["id"] == id.as_str() && m["attachments"].as_array().map_or(0, Vec::len) == 1
+                    });
+                    let got = self.fetch_file(sh, id).await;
+                    if !carried || got.as_ref().is_none_or(|(s, b)| *s != 200 || b != bytes) {
+                        v.files_lost += 1;
+                        note(
+                            &mut v.problems,
+                            format!(
+                                "user {}: the file {id} of acknowledged message {} is {}",
+                                self.idx,
+                                ack.message,
+                                match got {
+                                    Some((200, _)) if carried => "changed".to_owned(),
+                                    Some((s, _)) => format!("answered {s} (carried: {carried})"),
+                                    None => "unreadable".to_owned(),
+                                }
+                            ),
+                        );
+                    }
+                }
                 if found.is_none_or(|m| m["content"] != ack.text.as_str() || m["role"] != "user") {
                     v.lost += 1;
                     note(
@@ -941,6 +1074,7 @@ impl Cluster {
         for i in 0..n {
             let spec = ConfideSpec {
                 log: Some(dir.path().join(format!("confide-{i}.log"))),
+                files_dir: Some(dir.path().join("files")),
                 ..ConfideSpec::new(&cfg.server_bin, store.clone())
             };
             let s = spec.clone();
@@ -1093,6 +1227,8 @@ async fn run_in(cfg: &SoakConfig, scenario: Scenario, dir: &TempDir) -> Result<S
         .buffer_unordered(64)
         .collect()
         .await;
+    // What the last kill left is the sweep's to clear: give it its time, and a sweep or two.
+    tokio::time::sleep(procs::FILES_TTL + Duration::from_secs(3)).await;
     cluster.stop().await;
 
     let faults = sh.faults.snapshot();
@@ -1145,9 +1281,20 @@ async fn run_in(cfg: &SoakConfig, scenario: Scenario, dir: &TempDir) -> Result<S
         r.leaks += v.leaks + s.leaks_seen;
         r.streaming_at_end += v.streaming;
         r.sessions_unverified += v.unverified;
+        r.files_acknowledged += v.files;
+        r.files_lost += v.files_lost;
         problems.extend(s.problems.iter().cloned());
         problems.extend(v.problems.iter().cloned());
     }
+    let seen: HashSet<String> = checks
+        .iter()
+        .flat_map(|(_, v)| v.seen_files.iter().cloned())
+        .collect();
+    let left = files_left(&dir.path().join("files"), &seen);
+    r.files_orphaned = left.orphaned;
+    r.files_half_written = left.half_written;
+    r.files_pending = left.pending;
+    problems.extend(left.problems);
     problems.truncate(40);
     r.problems = problems;
     r.acknowledged_per_s = r.acknowledged as f64 / elapsed.as_secs_f64().max(1e-9);
@@ -1164,6 +1311,64 @@ async fn run_in(cfg: &SoakConfig, scenario: Scenario, dir: &TempDir) -> Result<S
         })
         .collect();
     Ok(r)
+}
+
+/// What the files directory holds after the run, against the files the final check saw in
+/// messages.
+#[derive(Default)]
+struct FilesLeft {
+    orphaned: u64,
+    half_written: u64,
+    pending: u64,
+    problems: Vec<String>,
+}
+
+/// Walks `<dir>/f/<owner>/`: each file's bytes and description (`<id>.json`) come in pairs,
+/// no staging file (`…#n`) is left, and every description that names a thread belongs to a
+/// file some message carries.
+fn files_left(dir: &std::path::Path, seen: &HashSet<String>) -> FilesLeft {
+    let mut left = FilesLeft::default();
+    let Ok(owners) = std::fs::read_dir(dir.join("f")) else {
+        return left;
+    };
+    for owner in owners.flatten() {
+        let Ok(entries) = std::fs::read_dir(owner.path()) else {
+            continue;
+        };
+        let names: HashSet<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        for name in &names {
+            if name.contains('#') {
+                left.half_written += 1;
+                left.problems.push(format!("a staging file left: {name}"));
+            } else if let Some(id) = name.strip_suffix(".json") {
+                if !names.contains(id) {
+                    left.half_written += 1;
+                    left.problems.push(format!("a description without bytes: {name}"));
+                    continue;
+                }
+                let meta: Value = std::fs::read(owner.path().join(name))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or(Value::Null);
+                if meta["thread"].is_string() {
+                    if !seen.contains(id) {
+                        left.orphaned += 1;
+                        left.problems.push(format!("file {id} belongs to a message nobody has"));
+                    }
+                } else {
+                    left.pending += 1;
+                    left.problems.push(format!("an upload no message took up, not swept: {}/{name}", owner.file_name().to_string_lossy()));
+                }
+            } else if !names.contains(&format!("{name}.json")) {
+                left.half_written += 1;
+                left.problems.push(format!("bytes without a description: {name}"));
+            }
+        }
+    }
+    left
 }
 
 // ---- output -------------------------------------------------------------------------------
@@ -1206,6 +1411,21 @@ pub fn table(reports: &[SoakReport]) -> String {
             } else {
                 format!("**FAIL**: {}", verdict.join("; "))
             },
+        ));
+    }
+    out.push_str(
+        "\n| scenario | files sent with acknowledged messages | lost | orphaned | half written | pending (send failed) |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for r in reports {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.scenario,
+            r.files_acknowledged,
+            r.files_lost,
+            r.files_orphaned,
+            r.files_half_written,
+            r.files_pending,
         ));
     }
     out.push_str(

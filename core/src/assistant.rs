@@ -185,8 +185,9 @@ impl ReplyContext {
         mut self,
         store: std::sync::Arc<crate::files::FileStore>,
         owner: SessionId,
+        message: crate::model::MessageId,
     ) -> Self {
-        self.files = self.files.in_store(store, owner);
+        self.files = self.files.in_store(store, owner, message);
         self
     }
 

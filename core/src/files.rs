@@ -10,7 +10,9 @@
 
 use crate::{
     ApiError, ErrorCode, SessionId,
-    model::{Attachment, FileId, MAX_FILE_NAME_CHARS, ThreadId, human_size, is_image_type},
+    model::{
+        Attachment, FileId, MAX_FILE_NAME_CHARS, MessageId, ThreadId, human_size, is_image_type,
+    },
     store::{SessionStore, now_ms},
 };
 use bytes::Bytes;
@@ -97,6 +99,13 @@ struct Meta {
     /// The thread whose message took the file up; `None` while the upload waits for one.
     #[serde(default)]
     thread: Option<ThreadId>,
+    /// That message. A crash between taking the file up and storing the message leaves a
+    /// file no message carries: the sweep looks for the message once, after `pending_ttl`.
+    #[serde(default)]
+    message: Option<MessageId>,
+    /// The sweep found the message.
+    #[serde(default)]
+    checked: bool,
 }
 
 impl Meta {
@@ -124,6 +133,12 @@ pub struct FileStore {
     objects: Arc<dyn ObjectStore>,
     limits: FileLimits,
     usage: Mutex<std::collections::HashMap<SessionId, Usage>>,
+    /// Picture checks decode whole images: at most one per core at a time, so a burst of
+    /// uploads cannot take every core and gigabytes at once.
+    decoding: tokio::sync::Semaphore,
+    /// The directory of a directory backend, whose staging files (`<id>#<n>`, which its
+    /// listings never show) a killed process may have left.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -219,11 +234,21 @@ fn looks_like_text(head: &[u8]) -> bool {
 impl FileStore {
     /// Files kept in `objects` within `limits`.
     pub fn new(objects: Arc<dyn ObjectStore>, limits: FileLimits) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             objects,
             limits,
             usage: Mutex::new(Default::default()),
+            decoding: tokio::sync::Semaphore::new(cores),
+            local_root: None,
         }
+    }
+
+    /// The same store, told that its objects are files under `root` (a directory backend):
+    /// the sweep then also removes the staging files a killed upload left there.
+    pub fn with_local_root(mut self, root: std::path::PathBuf) -> Self {
+        self.local_root = Some(root);
+        self
     }
 
     /// Files kept in memory, lost on restart: for tests and the memory store.
@@ -417,6 +442,8 @@ impl FileStore {
             mime,
             created_ms: now_ms(),
             thread: None,
+            message: None,
+            checked: false,
         };
         if let Err(e) = self.put_meta(owner, &id, &meta).await {
             let _ = self.objects.delete(&path).await;
@@ -429,6 +456,11 @@ impl FileStore {
     /// Refuses a picture too large to decode safely (by its header) or one that does not
     /// decode at all.
     async fn check_image(&self, path: &Path) -> Result<(), ApiError> {
+        let _turn = self
+            .decoding
+            .acquire()
+            .await
+            .map_err(|_| ApiError::internal())?;
         let bytes = self
             .objects
             .get(path)
@@ -470,6 +502,19 @@ impl FileStore {
             .await?
             .map(|m| m.attachment(*id))
             .ok_or_else(ApiError::not_found)
+    }
+
+    /// `owner`'s upload `id` that no message has taken up yet: not found when it is not
+    /// theirs, refused when a message carries it already.
+    pub async fn get_pending(&self, owner: &SessionId, id: &FileId) -> Result<Attachment, ApiError> {
+        let meta = self.meta(owner, id).await?.ok_or_else(ApiError::not_found)?;
+        if meta.thread.is_some() {
+            return Err(ApiError::invalid_input(format!(
+                "{} is already part of a message",
+                meta.name
+            )));
+        }
+        Ok(meta.attachment(*id))
     }
 
     /// `owner`'s file `id` and its bytes as a stream: not found when it is not theirs.
@@ -517,13 +562,14 @@ impl FileStore {
         Ok((a, bytes))
     }
 
-    /// Gives `owner`'s uploads `ids` to a message of `thread`: each must be theirs and not
+    /// Gives `owner`'s uploads `ids` to `message` of `thread`: each must be theirs and not
     /// yet taken by another message. Returns them in the order asked.
     pub async fn take_up(
         &self,
         owner: &SessionId,
         ids: &[FileId],
         thread: &ThreadId,
+        message: &MessageId,
     ) -> Result<Vec<Attachment>, ApiError> {
         let max = self.limits.max_files_per_message;
         let unique: HashSet<_> = ids.iter().collect();
@@ -550,10 +596,23 @@ impl FileStore {
         let mut out = Vec::with_capacity(ids.len());
         for (id, mut meta) in ids.iter().zip(metas) {
             meta.thread = Some(*thread);
+            meta.message = Some(*message);
             self.put_meta(owner, id, &meta).await?;
             out.push(meta.attachment(*id));
         }
         Ok(out)
+    }
+
+    /// Gives `owner`'s files `ids` back to waiting for a message: the message that took them
+    /// up was not stored after all.
+    pub async fn release(&self, owner: &SessionId, ids: &[FileId]) {
+        for id in ids {
+            if let Ok(Some(mut meta)) = self.meta(owner, id).await {
+                meta.thread = None;
+                meta.message = None;
+                let _ = self.put_meta(owner, id, &meta).await;
+            }
+        }
     }
 
     /// Removes `owner`'s upload `id` that no message took up (the person took it off before
@@ -568,19 +627,20 @@ impl FileStore {
         self.remove(owner, id).await
     }
 
-    /// Keeps `bytes` as a file of `owner` in `thread` right away (what a reply attaches):
-    /// the same type and size rules as an upload.
+    /// Keeps `bytes` as a file of `message` in `thread` of `owner` right away (what a reply
+    /// attaches): the same type and size rules as an upload.
     pub async fn attach(
         &self,
         owner: &SessionId,
         thread: &ThreadId,
+        message: &MessageId,
         name: &str,
         bytes: Bytes,
     ) -> Result<Attachment, ApiError> {
         let len = bytes.len() as u64;
         let body = futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
         let a = self.upload(owner, name, Some(len), body).await?;
-        self.take_up(owner, &[a.id], thread).await?;
+        self.take_up(owner, &[a.id], thread, message).await?;
         Ok(a)
     }
 
@@ -698,13 +758,24 @@ impl FileStore {
     /// uploads no message took up within `pending_ttl`, and bytes whose meta was never
     /// written (a crash between the two). Returns how many files went.
     pub async fn sweep(&self, store: &dyn SessionStore) -> Result<usize, ApiError> {
+        self.sweep_at(store, now_ms()).await
+    }
+
+    /// `sweep` as if it were `now` (milliseconds since the epoch): for tests of what ages.
+    pub async fn sweep_at(&self, store: &dyn SessionStore, now: i64) -> Result<usize, ApiError> {
         let owners = self
             .objects
             .list_with_delimiter(Some(&Path::from("f")))
             .await
             .map_err(unavailable)?;
-        let cutoff = now_ms() - self.limits.pending_ttl.as_millis() as i64;
+        let cutoff = now - self.limits.pending_ttl.as_millis() as i64;
         let mut removed = 0;
+        if let Some(root) = self.local_root.clone() {
+            let age = self.limits.pending_ttl;
+            removed += tokio::task::spawn_blocking(move || sweep_staging(&root, age))
+                .await
+                .unwrap_or(0);
+        }
         for dir in owners.common_prefixes {
             let Some(owner) = dir
                 .filename()
@@ -716,12 +787,14 @@ impl FileStore {
                 // Uploads are running: leave the owner to the next sweep.
                 continue;
             }
-            let live = owner.is_home()
-                || store
-                    .peek(&owner)
-                    .await
-                    .map_err(|_| ApiError::store_unavailable())?
-                    .is_some();
+            // A store away for a moment fails this owner only; the next sweep comes back.
+            let live = match owner.is_home() {
+                true => true,
+                false => match store.peek(&owner).await {
+                    Ok(t) => t.is_some(),
+                    Err(_) => continue,
+                },
+            };
             let entries = self.entries(&owner).await?;
             if !live {
                 let ids: HashSet<_> = entries.iter().map(|e| e.0).collect();
@@ -735,12 +808,32 @@ impl FileStore {
                 if modified >= &cutoff {
                     continue;
                 }
-                let stale = if *is_meta {
-                    self.meta(&owner, id)
-                        .await?
-                        .is_some_and(|m| m.thread.is_none())
-                } else {
-                    !with_meta.contains(id)
+                if !*is_meta {
+                    // Bytes whose description was never written: a crash in between.
+                    if !with_meta.contains(id) {
+                        self.remove(&owner, id).await?;
+                        removed += 1;
+                    }
+                    continue;
+                }
+                let Some(mut meta) = self.meta(&owner, id).await? else {
+                    continue;
+                };
+                let stale = match (meta.thread, meta.message, meta.checked) {
+                    // An upload no message took up in time.
+                    (None, _, _) => true,
+                    (Some(_), Some(message), false) => {
+                        let found = store
+                            .get_message(&owner, &message)
+                            .await
+                            .map_err(|_| ApiError::store_unavailable())?;
+                        if found.is_some() {
+                            meta.checked = true;
+                            self.put_meta(&owner, id, &meta).await?;
+                        }
+                        found.is_none()
+                    }
+                    _ => false,
                 };
                 if stale {
                     self.remove(&owner, id).await?;
@@ -759,6 +852,7 @@ pub struct ReplyFiles {
     store: Arc<FileStore>,
     owner: SessionId,
     thread: ThreadId,
+    message: MessageId,
     attached: Arc<Mutex<Vec<Attachment>>>,
     changed: Arc<tokio::sync::Notify>,
 }
@@ -782,15 +876,22 @@ impl ReplyFiles {
             store: Arc::new(FileStore::in_memory(FileLimits::default())),
             owner,
             thread,
+            message: MessageId::random(),
             attached: Default::default(),
             changed,
         }
     }
 
-    /// The same files in the runtime's `store`, under the chat's `owner`.
-    pub(crate) fn in_store(mut self, store: Arc<FileStore>, owner: SessionId) -> Self {
+    /// The same files in the runtime's `store`, under the chat's `owner`, for `message`.
+    pub(crate) fn in_store(
+        mut self,
+        store: Arc<FileStore>,
+        owner: SessionId,
+        message: MessageId,
+    ) -> Self {
         self.store = store;
         self.owner = owner;
+        self.message = message;
         self
     }
 
@@ -841,7 +942,7 @@ impl ReplyFiles {
         }
         let a = self
             .store
-            .attach(&self.owner, &self.thread, name, bytes.into())
+            .attach(&self.owner, &self.thread, &self.message, name, bytes.into())
             .await?;
         if let Ok(mut list) = self.attached.lock() {
             list.push(a.clone());
@@ -938,6 +1039,34 @@ impl Drop for Writer<'_> {
             });
         }
     }
+}
+
+/// Removes the staging files (`<id>#<n>`) older than `age` under `root/f/<owner>/`: what a
+/// directory backend's upload leaves when its process is killed mid-write (a dropped write
+/// removes its own). Returns how many went.
+fn sweep_staging(root: &std::path::Path, age: Duration) -> usize {
+    let Ok(owners) = std::fs::read_dir(root.join("f")) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for owner in owners.flatten() {
+        let Ok(entries) = std::fs::read_dir(owner.path()) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let staging = e.file_name().to_string_lossy().contains('#');
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|a| a >= age);
+            if staging && old && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 /// How long reading a PDF's text may take before the reply goes on without it.

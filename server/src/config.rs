@@ -310,7 +310,9 @@ impl Config {
         }
         let config: Config = fig
             .merge(Toml::file(file))
-            .merge(Env::prefixed("CONFIDE_").ignore(&["config", "log"]))
+            // `CONFIDE_FILES__DIR` is `dir` of the `[files]` table: a double underscore
+            // goes one table down.
+            .merge(Env::prefixed("CONFIDE_").ignore(&["config", "log"]).split("__"))
             .extract()
             .map_err(Box::new)?;
         config.validate()?;
@@ -564,6 +566,24 @@ system_prompt = "Think first."
         let c: Config = fig.extract().map_err(Box::new)?;
         c.validate()?;
         Ok(c)
+    }
+
+    #[test]
+    fn nested_tables_take_environment_variables_with_a_double_underscore() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CONFIDE_FILES__BACKEND", "fs");
+            jail.set_env("CONFIDE_FILES__DIR", "/srv/files");
+            jail.set_env("CONFIDE_FILES__MAX_FILE_BYTES", "1000");
+            jail.set_env("CONFIDE_FILES__MAX_SESSION_BYTES", "5000");
+            jail.set_env("CONFIDE_ECHO_DELAY", "0");
+            jail.set_env("CONFIDE_CONFIG", "/nonexistent.toml");
+            let c = Config::load().map_err(|e| e.to_string())?;
+            assert_eq!(c.files.backend, crate::files::FilesBackend::Fs);
+            assert_eq!(c.files.dir.as_deref(), Some(std::path::Path::new("/srv/files")));
+            assert_eq!((c.files.max_file_bytes, c.files.max_session_bytes), (1000, 5000));
+            assert_eq!(c.echo_delay, Duration::ZERO);
+            Ok(())
+        });
     }
 
     #[test]

@@ -169,7 +169,9 @@ impl FilesConfig {
                         .map_or_else(|| PathBuf::from("files"), |p| p.join("files")),
                     (None, _) => PathBuf::from("./data/files"),
                 };
-                Arc::new(local_dir(&dir)?)
+                let fs = local_dir(&dir)?;
+                let root = std::fs::canonicalize(&dir).unwrap_or(dir);
+                return Ok(FileStore::new(Arc::new(fs), self.limits()).with_local_root(root));
             }
             FilesBackend::S3 => {
                 let Some(s3) = &self.s3 else {
@@ -342,8 +344,8 @@ mod contract {
     use super::*;
     use bytes::Bytes;
     use confide_core::{
-        Claim, Lifetimes, Proof, SessionId, SessionStore, Sessions,
-        model::{FileId, ThreadId},
+        Chats, Claim, Lifetimes, Proof, SessionId, SessionStore, Sessions,
+        model::{FileId, MessageId, ThreadId},
     };
     use futures::stream;
 
@@ -402,7 +404,7 @@ mod contract {
         assert_eq!((foreign.code, foreign.message), (missing.code, missing.message));
         assert!(files.open(&bob, &a.id).await.is_err());
         assert!(files.discard(&bob, &a.id).await.is_err());
-        assert!(files.take_up(&bob, &[a.id], &ThreadId::random()).await.is_err());
+        assert!(files.take_up(&bob, &[a.id], &ThreadId::random(), &MessageId::random()).await.is_err());
         assert!(stored(&files, &alice, &a.id).await.is_some(), "bob's tries changed nothing");
         // The picture's type comes from its bytes, whatever it is called.
         let p = up(&files, &bob, "cat.txt", PNG_1X1).await.unwrap();
@@ -461,13 +463,13 @@ mod contract {
         let ids: Vec<FileId> = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.id).collect();
         let thread = ThreadId::random();
         if ids.len() >= 1 {
-            let e = files.take_up(&owner, &[ids[0], ids[0]], &thread).await.unwrap_err();
+            let e = files.take_up(&owner, &[ids[0], ids[0]], &thread, &MessageId::random()).await.unwrap_err();
             assert_eq!(e.code, app::ErrorCode::InvalidInput);
         }
-        let taken = files.take_up(&owner, &ids[..ids.len().min(3)], &thread).await.unwrap();
+        let taken = files.take_up(&owner, &ids[..ids.len().min(3)], &thread, &MessageId::random()).await.unwrap();
         assert_eq!(taken.len(), ids.len().min(3));
         // Taken up once, never again, and no longer discardable.
-        assert!(files.take_up(&owner, &ids[..1], &ThreadId::random()).await.is_err());
+        assert!(files.take_up(&owner, &ids[..1], &ThreadId::random(), &MessageId::random()).await.is_err());
         assert!(files.discard(&owner, &ids[0]).await.is_err());
         // Deleting the thread frees its files.
         files.delete_thread(&owner, &thread).await.unwrap();
@@ -482,11 +484,11 @@ mod contract {
         let gone = SessionId::random();
         let home = SessionId::home("password", "ann");
         let kept = up(&files, &live, "a.txt", b"live").await.unwrap();
-        files.take_up(&live, &[kept.id], &ThreadId::random()).await.unwrap();
+        files.take_up(&live, &[kept.id], &ThreadId::random(), &MessageId::random()).await.unwrap();
         let lost = up(&files, &gone, "b.txt", b"ended").await.unwrap();
         // A sign-in that keeps the chats moves the files with them.
         let moved = up(&files, &gone, "c.txt", b"moved").await.unwrap();
-        files.take_up(&gone, &[moved.id], &ThreadId::random()).await.unwrap();
+        files.take_up(&gone, &[moved.id], &ThreadId::random(), &MessageId::random()).await.unwrap();
         files.adopt(&gone, &home).await.unwrap();
         assert_eq!(stored(&files, &home, &moved.id).await.unwrap(), b"moved");
         assert!(stored(&files, &gone, &moved.id).await.is_none());
@@ -497,6 +499,49 @@ mod contract {
         assert!(stored(&files, &home, &moved.id).await.is_some());
         files.delete_owner(&live).await.unwrap();
         assert!(stored(&files, &live, &kept.id).await.is_none());
+    }
+
+    /// What a process killed mid-turn leaves (an upload never sent, a file taken up by a
+    /// message that was never stored) is gone after `pending_ttl`; what a stored message
+    /// carries stays, however old.
+    pub(super) async fn the_sweep_clears_what_a_crash_left(files: FileStore) {
+        use confide_core::model::{Message, MessageStatus, Role, Thread};
+        let store = crate::store::MemoryStore::new(Lifetimes::default());
+        let owner = SessionId::random();
+        let proof = Proof::generate().unwrap().hash();
+        assert_eq!(store.claim(&owner, &proof, None).await.unwrap(), Claim::Won);
+        let thread = Thread { id: ThreadId::random(), title: "t".into(), created_ms: 1, updated_ms: 1 };
+        store.create_thread(&owner, &thread).await.unwrap();
+        let kept = up(&files, &owner, "kept.txt", b"kept").await.unwrap();
+        let message = MessageId::random();
+        files.take_up(&owner, &[kept.id], &thread.id, &message).await.unwrap();
+        let m = Message {
+            id: message,
+            thread_id: thread.id,
+            role: Role::User,
+            content: String::new(),
+            created_ms: 2,
+            status: MessageStatus::Done,
+            feedback: None,
+            error: None,
+            steps: Vec::new(),
+            actions: Vec::new(),
+            attachments: vec![kept.clone()],
+        };
+        assert!(store.put_message(&owner, &m).await.unwrap());
+        let never_sent = up(&files, &owner, "pending.txt", b"pending").await.unwrap();
+        let lost = up(&files, &owner, "lost.txt", b"lost").await.unwrap();
+        files.take_up(&owner, &[lost.id], &thread.id, &MessageId::random()).await.unwrap();
+        // Young, everything stays: a send may be on its way.
+        assert_eq!(files.sweep(&store as &dyn SessionStore).await.unwrap(), 0);
+        let later = confide_core::store::now_ms() + 2 * 3600 * 1000;
+        assert_eq!(files.sweep_at(&store as &dyn SessionStore, later).await.unwrap(), 2);
+        assert!(stored(&files, &owner, &kept.id).await.is_some());
+        assert!(stored(&files, &owner, &never_sent.id).await.is_none());
+        assert!(stored(&files, &owner, &lost.id).await.is_none());
+        // Checked once, the kept file is not looked up again.
+        assert_eq!(files.sweep_at(&store as &dyn SessionStore, later).await.unwrap(), 0);
+        assert_eq!(files.count_kept(&owner).await.unwrap(), 1);
     }
 }
 
@@ -527,6 +572,11 @@ macro_rules! file_contract {
                 let (files, _keep) = $make.await;
                 ended_sessions_lose_their_files(files).await;
             }
+            #[tokio::test]
+            async fn the_sweep_clears_what_a_crash_left_() {
+                let (files, _keep) = $make.await;
+                the_sweep_clears_what_a_crash_left(files).await;
+            }
         }
     };
 }
@@ -542,7 +592,9 @@ mod backends {
     pub(super) async fn dir() -> (FileStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let fs = local_dir(dir.path()).unwrap();
-        (FileStore::new(Arc::new(fs), contract::limits()), dir)
+        let files = FileStore::new(Arc::new(fs), contract::limits())
+            .with_local_root(dir.path().to_owned());
+        (files, dir)
     }
 
     /// An S3-compatible server (s3s on a temporary directory, with a key pair) on a free
@@ -592,6 +644,32 @@ file_contract!(s3_backend, super::backends::s3());
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory backend's upload killed mid-write leaves a staging file that listings
+    /// never show; the sweep removes it once it is older than `pending_ttl`, and only then.
+    #[tokio::test]
+    async fn the_sweep_removes_staging_files_a_kill_left() {
+        use confide_core::SessionId;
+        let (files, dir) = super::backends::dir().await;
+        let owner = SessionId::random();
+        let owner_dir = dir.path().join("f").join(owner.as_string());
+        std::fs::create_dir_all(&owner_dir).unwrap();
+        let (old, young) = (owner_dir.join("a#1"), owner_dir.join("b#1"));
+        for p in [&old, &young] {
+            std::fs::write(p, b"half").unwrap();
+        }
+        let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        let store = crate::store::MemoryStore::new(confide_core::Lifetimes::default());
+        let removed = files.sweep(&store).await.unwrap();
+        assert_eq!(removed, 1);
+        assert!(!old.exists() && young.exists());
+    }
 
     #[test]
     fn download_names_cannot_break_the_header() {

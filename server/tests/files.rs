@@ -309,3 +309,43 @@ async fn signing_in_keeps_the_chats_files_and_an_edit_drops_the_files_it_drops()
     let kept = download(&app, &b, first["id"].as_str().unwrap()).await;
     assert_eq!(kept.status(), StatusCode::OK, "the edited message keeps its own file");
 }
+
+/// The `upload` fuzz target's seeds (`fuzz/corpus/upload/`), sent as they are: each answered
+/// with a clear status, never a 500, and the server keeps serving.
+#[tokio::test]
+async fn malformed_multipart_bodies_get_clear_answers() {
+    let app = app().await;
+    let b = started(&app).await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/upload");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let body = std::fs::read(entry.unwrap().path()).unwrap();
+        for bytes in [body.clone(), body[..body.len() / 2].to_vec(), b"--fuzzboundary".to_vec()] {
+            let r = send(
+                app.http
+                    .post(format!("{}/api/files", app.base))
+                    .header("x-confide-session", &b.sid)
+                    .header("cookie", b.cookie_header())
+                    .header("content-type", "multipart/form-data; boundary=fuzzboundary")
+                    .body(bytes),
+            )
+            .await;
+            assert!(
+                r.status == StatusCode::OK || r.status.is_client_error(),
+                "{}: {:?}",
+                r.status,
+                r.body
+            );
+            if r.status == StatusCode::OK {
+                let name = r.body["name"].as_str().unwrap();
+                assert!(!name.contains(['/', '\\']), "{name}");
+            } else {
+                assert!(!r.code().is_empty(), "a JSON error: {:?}", r.body);
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 9);
+    let health = app.http.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+}

@@ -262,10 +262,11 @@ impl Chat {
                 format!("a message carries at most {max} files"),
             ));
         }
-        // Every file must be there before anything is written.
+        // Every file must be there, and free, before anything is written (a new thread
+        // included).
         let mut named = None;
         for id in files {
-            let a = self.rt.files.get(self.sid(), id).await?;
+            let a = self.rt.files.get_pending(self.sid(), id).await?;
             named.get_or_insert(a.name);
         }
         let title_text = if content.trim().is_empty() {
@@ -284,9 +285,14 @@ impl Chat {
             }
         };
         self.ensure_idle(&thread.id, &history)?;
-        let attachments = self.rt.files.take_up(self.sid(), files, &thread.id).await?;
+        let id = MessageId::random();
+        let attachments = self
+            .rt
+            .files
+            .take_up(self.sid(), files, &thread.id, &id)
+            .await?;
         let user = Message {
-            id: MessageId::random(),
+            id,
             thread_id: thread.id,
             role: Role::User,
             content,
@@ -307,9 +313,17 @@ impl Chat {
         }
         let mut history = history;
         history.push(user.clone());
-        let (user_view, reply) = self
+        let started = self
             .start_reply(&thread, history, Some(user), count == 0, None)
-            .await?;
+            .await;
+        let (user_view, reply) = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // Not sent: the files wait for the next try instead of belonging to nothing.
+                self.rt.files.release(self.sid(), files).await;
+                return Err(e);
+            }
+        };
         let user_view = user_view.ok_or_else(ApiError::internal)?;
         // Appending a message moves its thread's `updated_ms` to the message's time (the
         // store contract), so the thread need not be read back.

@@ -246,7 +246,7 @@ async fn generate(
     let (asker, mut questions) = tokio::sync::mpsc::channel(1);
     let cx = ReplyContext::new(history, thread, account, values, cancel.clone())
         .with_settings(settings, profile)
-        .with_files(rt.files.clone(), sid)
+        .with_files(rt.files.clone(), sid, reply.id)
         .with_asker(asker);
     let (steps, actions, files) = (cx.steps.clone(), cx.actions.clone(), cx.files.clone());
     let started = async {
