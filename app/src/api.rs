@@ -99,8 +99,8 @@ pub async fn set_note(
 // ---- chat -------------------------------------------------------------------------------
 
 use crate::model::{
-    ActionId, ChatSettings, Export, ExportFormat, FileId, MessageId, MessageView, Rating, SearchHit, Sent,
-    Thread, ThreadId, ThreadView,
+    ActionId, ChatSettings, Export, ExportFormat, FileId, MessageId, MessageView, Rating,
+    SearchHit, Sent, Thread, ThreadId, ThreadView,
 };
 
 /// The session's chats, most recently updated first.

@@ -353,11 +353,15 @@ mod web {
         let status = xhr.status().unwrap_or(0);
         let text = xhr.response_text().ok().flatten().unwrap_or_default();
         if status == 200 {
-            serde_json::from_str(&text)
-                .map_err(|_| ApiError::new(ErrorCode::BadResponse, "the upload's answer was unreadable"))
+            serde_json::from_str(&text).map_err(|_| {
+                ApiError::new(ErrorCode::BadResponse, "the upload's answer was unreadable")
+            })
         } else {
             Err(serde_json::from_str::<ApiError>(&text).unwrap_or_else(|_| {
-                ApiError::new(ErrorCode::BadResponse, format!("the upload failed ({status})"))
+                ApiError::new(
+                    ErrorCode::BadResponse,
+                    format!("the upload failed ({status})"),
+                )
             }))
         }
     }
@@ -455,7 +459,10 @@ mod inert {
         _file: Picked,
         _progress: impl Fn(f64) + 'static,
     ) -> Result<crate::model::Attachment, crate::ApiError> {
-        Err(crate::ApiError::new(crate::ErrorCode::Network, "no browser"))
+        Err(crate::ApiError::new(
+            crate::ErrorCode::Network,
+            "no browser",
+        ))
     }
     pub fn apply_saved_theme() {}
     pub fn toggle_theme() {}

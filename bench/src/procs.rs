@@ -209,7 +209,10 @@ pub fn start_confide(spec: &ConfideSpec) -> Result<(Child, Duration), String> {
         env.push(("CONFIDE_FILES__BACKEND".into(), "fs".into()));
         env.push(("CONFIDE_FILES__DIR".into(), dir.display().to_string()));
         // What a kill leaves is swept within seconds, so a run can check that it went.
-        env.push(("CONFIDE_FILES__PENDING_TTL".into(), format!("{}s", FILES_TTL.as_secs())));
+        env.push((
+            "CONFIDE_FILES__PENDING_TTL".into(),
+            format!("{}s", FILES_TTL.as_secs()),
+        ));
         env.push(("CONFIDE_SWEEP_INTERVAL".into(), "1s".into()));
     }
     let mut child = Child::spawn(&spec.bin, &[], &env, spec.log.as_deref())?;

@@ -634,7 +634,7 @@ impl User {
         let text = format!("{} n{} {token:08x}", self.prefix, self.counter);
         self.attempted.insert(text.clone());
         let thread = self.thread.as_ref().map(|t| t.id.clone());
-        let file = if self.counter % 3 == 0 {
+        let file = if self.counter.is_multiple_of(3) {
             self.upload(sh, &text).await
         } else {
             None
@@ -751,8 +751,12 @@ impl User {
                 self.stats.ok += 1;
                 sh.faults.success(i, sent, Instant::now());
                 let id = a.body["id"].as_str().unwrap_or("").to_owned();
-                if id.is_empty() || a.body["size"] != bytes.len() || a.body["mime"] != "text/plain" {
-                    self.wrong(format!("files on instance {i} answered 200 with {}", a.body));
+                if id.is_empty() || a.body["size"] != bytes.len() || a.body["mime"] != "text/plain"
+                {
+                    self.wrong(format!(
+                        "files on instance {i} answered 200 with {}",
+                        a.body
+                    ));
                     return None;
                 }
                 Some((id, bytes))
@@ -760,7 +764,10 @@ impl User {
             Ok(a) => {
                 self.failed(format!("upload {} {}", a.status, a.code()), i);
                 if a.status < 500 && a.status != 429 && !session_gone(a.code()) {
-                    self.wrong(format!("files on instance {i}: unexpected {} {}", a.status, a.body));
+                    self.wrong(format!(
+                        "files on instance {i}: unexpected {} {}",
+                        a.status, a.body
+                    ));
                 }
                 None
             }
@@ -990,7 +997,8 @@ impl User {
                 if let Some((id, bytes)) = &ack.file {
                     v.files += 1;
                     let carried = found.is_some_and(|m| {
-                        m["attachments"][0]["id"] == id.as_str() && m["attachments"].as_array().map_or(0, Vec::len) == 1
+                        m["attachments"][0]["id"] == id.as_str()
+                            && m["attachments"].as_array().map_or(0, Vec::len) == 1
                     });
                     let got = self.fetch_file(sh, id).await;
                     if !carried || got.as_ref().is_none_or(|(s, b)| *s != 200 || b != bytes) {
@@ -1346,7 +1354,8 @@ fn files_left(dir: &std::path::Path, seen: &HashSet<String>) -> FilesLeft {
             } else if let Some(id) = name.strip_suffix(".json") {
                 if !names.contains(id) {
                     left.half_written += 1;
-                    left.problems.push(format!("a description without bytes: {name}"));
+                    left.problems
+                        .push(format!("a description without bytes: {name}"));
                     continue;
                 }
                 let meta: Value = std::fs::read(owner.path().join(name))
@@ -1356,15 +1365,20 @@ fn files_left(dir: &std::path::Path, seen: &HashSet<String>) -> FilesLeft {
                 if meta["thread"].is_string() {
                     if !seen.contains(id) {
                         left.orphaned += 1;
-                        left.problems.push(format!("file {id} belongs to a message nobody has"));
+                        left.problems
+                            .push(format!("file {id} belongs to a message nobody has"));
                     }
                 } else {
                     left.pending += 1;
-                    left.problems.push(format!("an upload no message took up, not swept: {}/{name}", owner.file_name().to_string_lossy()));
+                    left.problems.push(format!(
+                        "an upload no message took up, not swept: {}/{name}",
+                        owner.file_name().to_string_lossy()
+                    ));
                 }
             } else if !names.contains(&format!("{name}.json")) {
                 left.half_written += 1;
-                left.problems.push(format!("bytes without a description: {name}"));
+                left.problems
+                    .push(format!("bytes without a description: {name}"));
             }
         }
     }

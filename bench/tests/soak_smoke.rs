@@ -60,7 +60,10 @@ async fn soak(scenario: Scenario, faults: usize) {
     assert_eq!(report.lost_acks, 0, "{summary}");
     assert_eq!(report.leaks, 0, "{summary}");
     assert_eq!(report.wrong_answers, 0, "{summary}");
-    assert!(report.files_acknowledged > 0, "files went with messages: {summary}");
+    assert!(
+        report.files_acknowledged > 0,
+        "files went with messages: {summary}"
+    );
     assert_eq!(report.files_lost, 0, "{summary}");
     assert_eq!(report.files_orphaned, 0, "{summary}");
     assert_eq!(report.files_half_written, 0, "{summary}");

@@ -369,7 +369,9 @@ impl FileStore {
             return Err(too_large());
         }
         let name = clean_name(name);
-        let mut reservation = self.reserve(owner, declared.unwrap_or(max).min(max)).await?;
+        let mut reservation = self
+            .reserve(owner, declared.unwrap_or(max).min(max))
+            .await?;
         let id = FileId::random();
         let path = blob_path(owner, &id);
         let mut writer = Writer {
@@ -470,10 +472,9 @@ impl FileStore {
             .await
             .map_err(unavailable)?;
         let max_pixels = self.limits.max_image_pixels;
-        let checked = tokio::task::spawn_blocking(move || check_image_bytes(&bytes, max_pixels))
+        tokio::task::spawn_blocking(move || check_image_bytes(&bytes, max_pixels))
             .await
-            .map_err(|_| ApiError::invalid_input("the image cannot be read"))?;
-        checked
+            .map_err(|_| ApiError::invalid_input("the image cannot be read"))?
     }
 
     async fn put_meta(&self, owner: &SessionId, id: &FileId, meta: &Meta) -> Result<(), ApiError> {
@@ -506,8 +507,15 @@ impl FileStore {
 
     /// `owner`'s upload `id` that no message has taken up yet: not found when it is not
     /// theirs, refused when a message carries it already.
-    pub async fn get_pending(&self, owner: &SessionId, id: &FileId) -> Result<Attachment, ApiError> {
-        let meta = self.meta(owner, id).await?.ok_or_else(ApiError::not_found)?;
+    pub async fn get_pending(
+        &self,
+        owner: &SessionId,
+        id: &FileId,
+    ) -> Result<Attachment, ApiError> {
+        let meta = self
+            .meta(owner, id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         if meta.thread.is_some() {
             return Err(ApiError::invalid_input(format!(
                 "{} is already part of a message",
@@ -522,13 +530,16 @@ impl FileStore {
         &self,
         owner: &SessionId,
         id: &FileId,
-    ) -> Result<(Attachment, BoxStream<'static, Result<Bytes, std::io::Error>>), ApiError> {
+    ) -> Result<
+        (
+            Attachment,
+            BoxStream<'static, Result<Bytes, std::io::Error>>,
+        ),
+        ApiError,
+    > {
         let a = self.get(owner, id).await?;
         match self.objects.get(&blob_path(owner, id)).await {
-            Ok(r) => Ok((
-                a,
-                r.into_stream().map_err(std::io::Error::other).boxed(),
-            )),
+            Ok(r) => Ok((a, r.into_stream().map_err(std::io::Error::other).boxed())),
             Err(object_store::Error::NotFound { .. }) => Err(ApiError::not_found()),
             Err(e) => Err(unavailable(e)),
         }
@@ -584,7 +595,10 @@ impl FileStore {
         }
         let mut metas = Vec::with_capacity(ids.len());
         for id in ids {
-            let meta = self.meta(owner, id).await?.ok_or_else(ApiError::not_found)?;
+            let meta = self
+                .meta(owner, id)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
             if meta.thread.is_some() {
                 return Err(ApiError::invalid_input(format!(
                     "{} is already part of a message",
@@ -618,7 +632,10 @@ impl FileStore {
     /// Removes `owner`'s upload `id` that no message took up (the person took it off before
     /// sending).
     pub async fn discard(&self, owner: &SessionId, id: &FileId) -> Result<(), ApiError> {
-        let meta = self.meta(owner, id).await?.ok_or_else(ApiError::not_found)?;
+        let meta = self
+            .meta(owner, id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         if meta.thread.is_some() {
             return Err(ApiError::invalid_input(
                 "the file is part of a message; delete the chat to remove it",
@@ -657,7 +674,12 @@ impl FileStore {
     /// How many files anything is kept of under `owner` (bytes or meta): what the sweep
     /// and the tests look at.
     pub async fn count_kept(&self, owner: &SessionId) -> Result<usize, ApiError> {
-        let ids: HashSet<FileId> = self.entries(owner).await?.into_iter().map(|e| e.0).collect();
+        let ids: HashSet<FileId> = self
+            .entries(owner)
+            .await?
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
         Ok(ids.len())
     }
 
@@ -704,7 +726,11 @@ impl FileStore {
     }
 
     /// Removes `owner`'s files that belong to `thread` (the thread was deleted).
-    pub async fn delete_thread(&self, owner: &SessionId, thread: &ThreadId) -> Result<(), ApiError> {
+    pub async fn delete_thread(
+        &self,
+        owner: &SessionId,
+        thread: &ThreadId,
+    ) -> Result<(), ApiError> {
         for (id, meta, _) in self.metas(owner).await? {
             if meta.thread.as_ref() == Some(thread) {
                 self.remove(owner, &id).await?;
@@ -777,10 +803,7 @@ impl FileStore {
                 .unwrap_or(0);
         }
         for dir in owners.common_prefixes {
-            let Some(owner) = dir
-                .filename()
-                .and_then(|s| SessionId::parse_stored(s).ok())
-            else {
+            let Some(owner) = dir.filename().and_then(|s| SessionId::parse_stored(s).ok()) else {
                 continue;
             };
             if self.usage(|m| m.contains_key(&owner)) {
@@ -802,8 +825,7 @@ impl FileStore {
                 self.delete_owner(&owner).await?;
                 continue;
             }
-            let with_meta: HashSet<FileId> =
-                entries.iter().filter(|e| e.1).map(|e| e.0).collect();
+            let with_meta: HashSet<FileId> = entries.iter().filter(|e| e.1).map(|e| e.0).collect();
             for (id, is_meta, modified) in &entries {
                 if modified >= &cutoff {
                     continue;
@@ -904,7 +926,11 @@ impl ReplyFiles {
     /// The text of a file a turn carries, at most `max_chars` characters (cut ones end
     /// with "[… cut]"): a text file as it is, a PDF's extracted text. `None` for pictures and
     /// anything else without text, or a PDF whose text cannot be read.
-    pub async fn text(&self, file: &Attachment, max_chars: usize) -> Result<Option<String>, ApiError> {
+    pub async fn text(
+        &self,
+        file: &Attachment,
+        max_chars: usize,
+    ) -> Result<Option<String>, ApiError> {
         let textual = file.mime.starts_with("text/") || file.mime == "application/json";
         let pdf = file.mime == "application/pdf";
         if !(textual || pdf) {
@@ -1076,7 +1102,9 @@ const PDF_TEXT_TIMEOUT: Duration = Duration::from_secs(15);
 /// gives `None`, never a failed reply.
 async fn pdf_text(bytes: Bytes) -> Option<String> {
     let work = tokio::task::spawn_blocking(move || {
-        std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(&bytes).ok()).ok().flatten()
+        std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(&bytes).ok())
+            .ok()
+            .flatten()
     });
     match tokio::time::timeout(PDF_TEXT_TIMEOUT, work).await {
         Ok(Ok(text)) => text.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
@@ -1124,7 +1152,10 @@ mod tests {
         assert_eq!(clean_name("..."), "file");
         assert_eq!(clean_name(".env"), "env");
         assert_eq!(clean_name(""), "file");
-        assert_eq!(clean_name(&"é".repeat(500)).chars().count(), MAX_FILE_NAME_CHARS);
+        assert_eq!(
+            clean_name(&"é".repeat(500)).chars().count(),
+            MAX_FILE_NAME_CHARS
+        );
     }
 
     #[test]
@@ -1134,10 +1165,16 @@ mod tests {
         assert_eq!(sniff(b"# Title\n", "a.md"), "text/markdown");
         assert_eq!(sniff(b"<html><script>", "page.html"), "text/plain");
         assert_eq!(sniff(b"<svg onload=alert(1)>", "x.svg"), "text/plain");
-        assert_eq!(sniff(b"MZ\x90\0\x03\0\0\0", "cat.png"), "application/vnd.microsoft.portable-executable");
+        assert_eq!(
+            sniff(b"MZ\x90\0\x03\0\0\0", "cat.png"),
+            "application/vnd.microsoft.portable-executable"
+        );
         assert_eq!(sniff(b"\0\x01\x02", "a.txt"), "application/octet-stream");
         // A multi-byte character cut by the end of what was read is still text.
-        assert_eq!(sniff("naïve é".as_bytes().split_at(8).0, "a.txt"), "text/plain");
+        assert_eq!(
+            sniff("naïve é".as_bytes().split_at(8).0, "a.txt"),
+            "text/plain"
+        );
     }
 
     #[test]

@@ -131,7 +131,10 @@ impl Attachment {
 
 /// The picture types that are checked on upload and shown inline.
 pub fn is_image_type(mime: &str) -> bool {
-    matches!(mime, "image/png" | "image/jpeg" | "image/gif" | "image/webp")
+    matches!(
+        mime,
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp"
+    )
 }
 
 /// "1.5 MB", "320 kB", "12 B": a size as people read it.

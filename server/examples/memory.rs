@@ -80,10 +80,7 @@ mod tests {
     use confide_core::{UserSession, assistant::Turn, model::Role};
 
     async fn ask(session: &UserSession, text: &str) -> String {
-        let cx = ReplyContext::for_session(
-            session.clone(),
-            vec![Turn::new(Role::User, text)],
-        );
+        let cx = ReplyContext::for_session(session.clone(), vec![Turn::new(Role::User, text)]);
         let pieces: Vec<_> = Memory.reply(cx).await.unwrap().collect().await;
         pieces.into_iter().map(Result::unwrap).collect()
     }

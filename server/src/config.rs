@@ -312,7 +312,11 @@ impl Config {
             .merge(Toml::file(file))
             // `CONFIDE_FILES__DIR` is `dir` of the `[files]` table: a double underscore
             // goes one table down.
-            .merge(Env::prefixed("CONFIDE_").ignore(&["config", "log"]).split("__"))
+            .merge(
+                Env::prefixed("CONFIDE_")
+                    .ignore(&["config", "log"])
+                    .split("__"),
+            )
             .extract()
             .map_err(Box::new)?;
         config.validate()?;
@@ -569,6 +573,8 @@ system_prompt = "Think first."
     }
 
     #[test]
+    // figment's own closure type: its error is figment's.
+    #[allow(clippy::result_large_err)]
     fn nested_tables_take_environment_variables_with_a_double_underscore() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("CONFIDE_FILES__BACKEND", "fs");
@@ -579,8 +585,14 @@ system_prompt = "Think first."
             jail.set_env("CONFIDE_CONFIG", "/nonexistent.toml");
             let c = Config::load().map_err(|e| e.to_string())?;
             assert_eq!(c.files.backend, crate::files::FilesBackend::Fs);
-            assert_eq!(c.files.dir.as_deref(), Some(std::path::Path::new("/srv/files")));
-            assert_eq!((c.files.max_file_bytes, c.files.max_session_bytes), (1000, 5000));
+            assert_eq!(
+                c.files.dir.as_deref(),
+                Some(std::path::Path::new("/srv/files"))
+            );
+            assert_eq!(
+                (c.files.max_file_bytes, c.files.max_session_bytes),
+                (1000, 5000)
+            );
             assert_eq!(c.echo_delay, Duration::ZERO);
             Ok(())
         });

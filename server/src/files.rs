@@ -188,12 +188,18 @@ impl FilesConfig {
 /// and are renamed into place, and a staging file is removed when its write is dropped.
 pub fn local_dir(dir: &std::path::Path) -> Result<LocalFileSystem, ConfigError> {
     std::fs::create_dir_all(dir).map_err(|e| {
-        ConfigError::Invalid(format!("cannot create the files directory {}: {e}", dir.display()))
+        ConfigError::Invalid(format!(
+            "cannot create the files directory {}: {e}",
+            dir.display()
+        ))
     })?;
     LocalFileSystem::new_with_prefix(dir)
         .map(|fs| fs.with_automatic_cleanup(true))
         .map_err(|e| {
-            ConfigError::Invalid(format!("cannot use the files directory {}: {e}", dir.display()))
+            ConfigError::Invalid(format!(
+                "cannot use the files directory {}: {e}",
+                dir.display()
+            ))
         })
 }
 
@@ -258,16 +264,15 @@ pub async fn upload(
             let name = field.file_name().unwrap_or("file").to_owned();
             // The part's own length is unknown; the request's bounds it from above.
             let field = std::pin::pin!(field);
-            return files
-                .upload(session.owner(), &name, declared, field)
-                .await;
+            return files.upload(session.owner(), &name, declared, field).await;
         }
     };
     match tokio::time::timeout(limit, work).await {
         Ok(Ok(a)) => Json(a).into_response(),
         Ok(Err(e)) => e.into_response(),
-        Err(_) => ApiError::new(ErrorCode::RequestTimeout, "the upload took too long")
-            .into_response(),
+        Err(_) => {
+            ApiError::new(ErrorCode::RequestTimeout, "the upload took too long").into_response()
+        }
     }
 }
 
@@ -307,7 +312,11 @@ pub async fn download(
         h.insert(header::CONTENT_TYPE, v);
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(file.size));
-    let disposition = if file.is_image() { "inline" } else { "attachment" };
+    let disposition = if file.is_image() {
+        "inline"
+    } else {
+        "attachment"
+    };
     if let Ok(v) = HeaderValue::from_str(&content_disposition(disposition, &file.name)) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
@@ -378,13 +387,22 @@ mod contract {
         stream::iter(chunks)
     }
 
-    async fn up(files: &FileStore, owner: &SessionId, name: &str, bytes: &[u8]) -> Result<confide_core::model::Attachment, app::ApiError> {
+    async fn up(
+        files: &FileStore,
+        owner: &SessionId,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<confide_core::model::Attachment, app::ApiError> {
         files
             .upload(owner, name, Some(bytes.len() as u64), body(bytes, 1000))
             .await
     }
 
-    pub(super) async fn stored(files: &FileStore, owner: &SessionId, id: &FileId) -> Option<Vec<u8>> {
+    pub(super) async fn stored(
+        files: &FileStore,
+        owner: &SessionId,
+        id: &FileId,
+    ) -> Option<Vec<u8>> {
         files
             .read(owner, id, u64::MAX)
             .await
@@ -395,17 +413,36 @@ mod contract {
     pub(super) async fn roundtrip_and_isolation(files: FileStore) {
         let (alice, bob) = (SessionId::random(), SessionId::random());
         let text = "hello\n".repeat(3000);
-        let a = up(&files, &alice, "../../notes.txt", text.as_bytes()).await.unwrap();
-        assert_eq!((a.name.as_str(), a.mime.as_str(), a.size), ("notes.txt", "text/plain", text.len() as u64));
-        assert_eq!(stored(&files, &alice, &a.id).await.unwrap(), text.as_bytes());
+        let a = up(&files, &alice, "../../notes.txt", text.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.name.as_str(), a.mime.as_str(), a.size),
+            ("notes.txt", "text/plain", text.len() as u64)
+        );
+        assert_eq!(
+            stored(&files, &alice, &a.id).await.unwrap(),
+            text.as_bytes()
+        );
         // Another owner asking for the same id finds nothing, exactly as for a made-up one.
         let foreign = files.get(&bob, &a.id).await.unwrap_err();
         let missing = files.get(&alice, &FileId::random()).await.unwrap_err();
-        assert_eq!((foreign.code, foreign.message), (missing.code, missing.message));
+        assert_eq!(
+            (foreign.code, foreign.message),
+            (missing.code, missing.message)
+        );
         assert!(files.open(&bob, &a.id).await.is_err());
         assert!(files.discard(&bob, &a.id).await.is_err());
-        assert!(files.take_up(&bob, &[a.id], &ThreadId::random(), &MessageId::random()).await.is_err());
-        assert!(stored(&files, &alice, &a.id).await.is_some(), "bob's tries changed nothing");
+        assert!(
+            files
+                .take_up(&bob, &[a.id], &ThreadId::random(), &MessageId::random())
+                .await
+                .is_err()
+        );
+        assert!(
+            stored(&files, &alice, &a.id).await.is_some(),
+            "bob's tries changed nothing"
+        );
         // The picture's type comes from its bytes, whatever it is called.
         let p = up(&files, &bob, "cat.txt", PNG_1X1).await.unwrap();
         assert_eq!(p.mime, "image/png");
@@ -415,10 +452,26 @@ mod contract {
         let owner = SessionId::random();
         let cases: Vec<(&str, Vec<u8>, app::ErrorCode)> = vec![
             ("empty.txt", Vec::new(), app::ErrorCode::InvalidInput),
-            ("big.txt", vec![b'a'; 64 * 1024 + 1], app::ErrorCode::TooLarge),
-            ("tool.png", b"MZ\x90\0\x03\0\0\0\x04\0".to_vec(), app::ErrorCode::UnsupportedMediaType),
-            ("page.html", b"\0<html><script>alert(1)</script>".to_vec(), app::ErrorCode::UnsupportedMediaType),
-            ("broken.png", b"\x89PNG\r\n\x1a\nnot really".to_vec(), app::ErrorCode::InvalidInput),
+            (
+                "big.txt",
+                vec![b'a'; 64 * 1024 + 1],
+                app::ErrorCode::TooLarge,
+            ),
+            (
+                "tool.png",
+                b"MZ\x90\0\x03\0\0\0\x04\0".to_vec(),
+                app::ErrorCode::UnsupportedMediaType,
+            ),
+            (
+                "page.html",
+                b"\0<html><script>alert(1)</script>".to_vec(),
+                app::ErrorCode::UnsupportedMediaType,
+            ),
+            (
+                "broken.png",
+                b"\x89PNG\r\n\x1a\nnot really".to_vec(),
+                app::ErrorCode::InvalidInput,
+            ),
         ];
         for (name, bytes, code) in cases {
             let e = up(&files, &owner, name, &bytes).await.unwrap_err();
@@ -426,7 +479,12 @@ mod contract {
         }
         // A body larger than it said, and one that breaks off.
         let e = files
-            .upload(&owner, "liar.txt", Some(10), body(&vec![b'a'; 70 * 1024], 4096))
+            .upload(
+                &owner,
+                "liar.txt",
+                Some(10),
+                body(&vec![b'a'; 70 * 1024], 4096),
+            )
             .await
             .unwrap_err();
         assert_eq!(e.code, app::ErrorCode::TooLarge);
@@ -435,7 +493,11 @@ mod contract {
             Err(std::io::Error::other("connection reset")),
         ]);
         assert!(files.upload(&owner, "cut.txt", None, broken).await.is_err());
-        assert_eq!(files.count_kept(&owner).await.unwrap(), 0, "nothing was kept");
+        assert_eq!(
+            files.count_kept(&owner).await.unwrap(),
+            0,
+            "nothing was kept"
+        );
     }
 
     pub(super) async fn limits_hold_under_concurrency(files: FileStore) {
@@ -447,7 +509,12 @@ mod contract {
             async move {
                 let bytes = vec![b'a' + i as u8; 60 * 1024];
                 files
-                    .upload(&owner, &format!("{i}.txt"), Some(bytes.len() as u64), body(&bytes, 8192))
+                    .upload(
+                        &owner,
+                        &format!("{i}.txt"),
+                        Some(bytes.len() as u64),
+                        body(&bytes, 8192),
+                    )
                     .await
             }
         });
@@ -460,20 +527,43 @@ mod contract {
         let now = files.count_kept(&owner).await.unwrap();
         assert_eq!(now, kept);
         // A message carries at most three; the same file twice is refused.
-        let ids: Vec<FileId> = results.iter().filter_map(|r| r.as_ref().ok()).map(|a| a.id).collect();
+        let ids: Vec<FileId> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|a| a.id)
+            .collect();
         let thread = ThreadId::random();
-        if ids.len() >= 1 {
-            let e = files.take_up(&owner, &[ids[0], ids[0]], &thread, &MessageId::random()).await.unwrap_err();
+        if !ids.is_empty() {
+            let e = files
+                .take_up(&owner, &[ids[0], ids[0]], &thread, &MessageId::random())
+                .await
+                .unwrap_err();
             assert_eq!(e.code, app::ErrorCode::InvalidInput);
         }
-        let taken = files.take_up(&owner, &ids[..ids.len().min(3)], &thread, &MessageId::random()).await.unwrap();
+        let taken = files
+            .take_up(
+                &owner,
+                &ids[..ids.len().min(3)],
+                &thread,
+                &MessageId::random(),
+            )
+            .await
+            .unwrap();
         assert_eq!(taken.len(), ids.len().min(3));
         // Taken up once, never again, and no longer discardable.
-        assert!(files.take_up(&owner, &ids[..1], &ThreadId::random(), &MessageId::random()).await.is_err());
+        assert!(
+            files
+                .take_up(&owner, &ids[..1], &ThreadId::random(), &MessageId::random())
+                .await
+                .is_err()
+        );
         assert!(files.discard(&owner, &ids[0]).await.is_err());
         // Deleting the thread frees its files.
         files.delete_thread(&owner, &thread).await.unwrap();
-        assert_eq!(files.count_kept(&owner).await.unwrap(), kept - ids.len().min(3));
+        assert_eq!(
+            files.count_kept(&owner).await.unwrap(),
+            kept - ids.len().min(3)
+        );
     }
 
     pub(super) async fn ended_sessions_lose_their_files(files: FileStore) {
@@ -484,11 +574,22 @@ mod contract {
         let gone = SessionId::random();
         let home = SessionId::home("password", "ann");
         let kept = up(&files, &live, "a.txt", b"live").await.unwrap();
-        files.take_up(&live, &[kept.id], &ThreadId::random(), &MessageId::random()).await.unwrap();
+        files
+            .take_up(&live, &[kept.id], &ThreadId::random(), &MessageId::random())
+            .await
+            .unwrap();
         let lost = up(&files, &gone, "b.txt", b"ended").await.unwrap();
         // A sign-in that keeps the chats moves the files with them.
         let moved = up(&files, &gone, "c.txt", b"moved").await.unwrap();
-        files.take_up(&gone, &[moved.id], &ThreadId::random(), &MessageId::random()).await.unwrap();
+        files
+            .take_up(
+                &gone,
+                &[moved.id],
+                &ThreadId::random(),
+                &MessageId::random(),
+            )
+            .await
+            .unwrap();
         files.adopt(&gone, &home).await.unwrap();
         assert_eq!(stored(&files, &home, &moved.id).await.unwrap(), b"moved");
         assert!(stored(&files, &gone, &moved.id).await.is_none());
@@ -510,11 +611,19 @@ mod contract {
         let owner = SessionId::random();
         let proof = Proof::generate().unwrap().hash();
         assert_eq!(store.claim(&owner, &proof, None).await.unwrap(), Claim::Won);
-        let thread = Thread { id: ThreadId::random(), title: "t".into(), created_ms: 1, updated_ms: 1 };
+        let thread = Thread {
+            id: ThreadId::random(),
+            title: "t".into(),
+            created_ms: 1,
+            updated_ms: 1,
+        };
         store.create_thread(&owner, &thread).await.unwrap();
         let kept = up(&files, &owner, "kept.txt", b"kept").await.unwrap();
         let message = MessageId::random();
-        files.take_up(&owner, &[kept.id], &thread.id, &message).await.unwrap();
+        files
+            .take_up(&owner, &[kept.id], &thread.id, &message)
+            .await
+            .unwrap();
         let m = Message {
             id: message,
             thread_id: thread.id,
@@ -531,16 +640,31 @@ mod contract {
         assert!(store.put_message(&owner, &m).await.unwrap());
         let never_sent = up(&files, &owner, "pending.txt", b"pending").await.unwrap();
         let lost = up(&files, &owner, "lost.txt", b"lost").await.unwrap();
-        files.take_up(&owner, &[lost.id], &thread.id, &MessageId::random()).await.unwrap();
+        files
+            .take_up(&owner, &[lost.id], &thread.id, &MessageId::random())
+            .await
+            .unwrap();
         // Young, everything stays: a send may be on its way.
         assert_eq!(files.sweep(&store as &dyn SessionStore).await.unwrap(), 0);
         let later = confide_core::store::now_ms() + 2 * 3600 * 1000;
-        assert_eq!(files.sweep_at(&store as &dyn SessionStore, later).await.unwrap(), 2);
+        assert_eq!(
+            files
+                .sweep_at(&store as &dyn SessionStore, later)
+                .await
+                .unwrap(),
+            2
+        );
         assert!(stored(&files, &owner, &kept.id).await.is_some());
         assert!(stored(&files, &owner, &never_sent.id).await.is_none());
         assert!(stored(&files, &owner, &lost.id).await.is_none());
         // Checked once, the kept file is not looked up again.
-        assert_eq!(files.sweep_at(&store as &dyn SessionStore, later).await.unwrap(), 0);
+        assert_eq!(
+            files
+                .sweep_at(&store as &dyn SessionStore, later)
+                .await
+                .unwrap(),
+            0
+        );
         assert_eq!(files.count_kept(&owner).await.unwrap(), 1);
     }
 }
@@ -592,8 +716,8 @@ mod backends {
     pub(super) async fn dir() -> (FileStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let fs = local_dir(dir.path()).unwrap();
-        let files = FileStore::new(Arc::new(fs), contract::limits())
-            .with_local_root(dir.path().to_owned());
+        let files =
+            FileStore::new(Arc::new(fs), contract::limits()).with_local_root(dir.path().to_owned());
         (files, dir)
     }
 
@@ -605,7 +729,10 @@ mod backends {
         std::fs::create_dir(dir.path().join("confide")).unwrap();
         let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
         let mut b = s3s::service::S3ServiceBuilder::new(fs);
-        b.set_auth(s3s::auth::SimpleAuth::from_single("test-key", "test-secret-key"));
+        b.set_auth(s3s::auth::SimpleAuth::from_single(
+            "test-key",
+            "test-secret-key",
+        ));
         let svc = b.build();
         let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
             let mut svc = svc.clone();
@@ -630,7 +757,10 @@ mod backends {
             allow_http: true,
         })
         .unwrap();
-        (FileStore::new(Arc::new(bucket), contract::limits()), (dir, server))
+        (
+            FileStore::new(Arc::new(bucket), contract::limits()),
+            (dir, server),
+        )
     }
 }
 
@@ -675,7 +805,10 @@ mod tests {
     fn download_names_cannot_break_the_header() {
         let d = content_disposition("attachment", "a\"b\r\nSet-Cookie: x.txt");
         assert!(!d.contains('\r') && !d.contains('\n'));
-        assert!(d.starts_with("attachment; filename=\"a_b__Set-Cookie__x.txt\";"), "{d}");
+        assert!(
+            d.starts_with("attachment; filename=\"a_b__Set-Cookie__x.txt\";"),
+            "{d}"
+        );
         assert!(HeaderValue::from_str(&d).is_ok());
         let d = content_disposition("inline", "café.png");
         assert!(d.ends_with("filename*=UTF-8''caf%C3%A9%2Epng"), "{d}");

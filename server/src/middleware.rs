@@ -299,11 +299,13 @@ fn with_headers(mut res: Response, state: &AppState) -> Response {
 fn mode_for(method: &Method, path: &str) -> Option<Mode> {
     if path.starts_with("/api/") {
         // An upload needs a session that exists already, as a GET does: it never claims.
-        Some(if method == Method::GET || (method == Method::POST && path == UPLOAD_PATH) {
-            Mode::Stream
-        } else {
-            Mode::Api
-        })
+        Some(
+            if method == Method::GET || (method == Method::POST && path == UPLOAD_PATH) {
+                Mode::Stream
+            } else {
+                Mode::Api
+            },
+        )
     } else if is_static(path) {
         // Static files are the same for everyone and need no session.
         None

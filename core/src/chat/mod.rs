@@ -14,7 +14,7 @@ use super::{
 use crate::{
     ApiError, ErrorCode, SessionId,
     model::{
-        ActionId, ChatEvent, ChatSettings, FileId, DEFAULT_TITLE, Export, ExportFormat, Feedback,
+        ActionId, ChatEvent, ChatSettings, DEFAULT_TITLE, Export, ExportFormat, Feedback, FileId,
         MAX_COMMENT_CHARS, MAX_MESSAGE_CHARS, MAX_TITLE_CHARS, Message, MessageId, MessageStatus,
         MessageView, Rating, Role, SearchHit, Sent, Step, StepKind, StepStatus, Thread, ThreadId,
         ThreadView, title_from,
@@ -627,8 +627,14 @@ impl Chat {
         };
         match format {
             ExportFormat::Json => {
+                // Each file once more with where it downloads (for this session only).
+                let files: Vec<_> = messages
+                    .iter()
+                    .flat_map(|m| m.attachments.iter())
+                    .map(|a| serde_json::json!({ "id": a.id, "name": a.name, "url": a.url() }))
+                    .collect();
                 let content = serde_json::to_string_pretty(
-                    &serde_json::json!({ "thread": thread, "messages": messages }),
+                    &serde_json::json!({ "thread": thread, "messages": messages, "files": files }),
                 )
                 .map_err(|_| ApiError::internal())?;
                 Ok(Export {
@@ -671,7 +677,10 @@ fn files_markdown(out: &mut String, files: &[crate::model::Attachment]) {
             .name
             .chars()
             .flat_map(|c| {
-                let escape = matches!(c, '[' | ']' | '(' | ')' | '\\' | '`' | '*' | '_' | '<' | '>' | '!');
+                let escape = matches!(
+                    c,
+                    '[' | ']' | '(' | ')' | '\\' | '`' | '*' | '_' | '<' | '>' | '!'
+                );
                 escape.then_some('\\').into_iter().chain([c])
             })
             .collect();

@@ -11,11 +11,11 @@ use super::{
 use crate::{
     ApiError, UserSession, VerifiedSession,
     assistant::{Question, ReplyContext, Turn},
-    markdown,
     files::ReplyFiles,
+    markdown,
     model::{
-        Action, ActionId, Attachment, ChatEvent, FileId, Message, MessageId, MessageStatus, MessageView, Role, Step,
-        StepId, StepStatus, Thread, ThreadId, title_from,
+        Action, ActionId, Attachment, ChatEvent, FileId, Message, MessageId, MessageStatus,
+        MessageView, Role, Step, StepId, StepStatus, Thread, ThreadId, title_from,
     },
     steps::{Actions, Steps},
     store::{ThreadTail, now_ms},
@@ -553,10 +553,7 @@ async fn name_chat(
     answer: String,
 ) {
     let automatic = title_from(&question.content);
-    let exchange = [
-        question,
-        Turn::new(Role::Assistant, answer),
-    ];
+    let exchange = [question, Turn::new(Role::Assistant, answer)];
     let Some(title) = rt.assistant.title(&exchange).await else {
         return;
     };

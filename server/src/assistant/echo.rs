@@ -81,10 +81,7 @@ fn received(cx: &ReplyContext) -> Option<String> {
         return None;
     }
     let n = turn.attachments.len();
-    let mut out = format!(
-        "I received {n} file{}:\n",
-        if n == 1 { "" } else { "s" }
-    );
+    let mut out = format!("I received {n} file{}:\n", if n == 1 { "" } else { "s" });
     for a in &turn.attachments {
         let name = a.name.replace('`', "'");
         out.push_str(&format!(
@@ -140,10 +137,17 @@ impl Assistant for EchoAssistant {
         }
         if first == Some("/attach") {
             let text = rest.unwrap_or("").to_owned();
-            let body = if text.is_empty() { "(empty note)".to_owned() } else { text };
+            let body = if text.is_empty() {
+                "(empty note)".to_owned()
+            } else {
+                text
+            };
             let a = cx.files.attach("note.txt", body.into_bytes()).await?;
             return Ok(words_of(
-                format!("Here is your note as a file: {} ({} bytes).", a.name, a.size),
+                format!(
+                    "Here is your note as a file: {} ({} bytes).",
+                    a.name, a.size
+                ),
                 self.delay,
                 None,
             ));
@@ -341,10 +345,7 @@ mod tests {
         session: confide_core::UserSession,
         text: &str,
     ) -> (String, Option<AssistantError>) {
-        let cx = ReplyContext::for_session(
-            session,
-            vec![Turn::new(Role::User, text)],
-        );
+        let cx = ReplyContext::for_session(session, vec![Turn::new(Role::User, text)]);
         let mut s = a.reply(cx).await.unwrap();
         let mut out = String::new();
         while let Some(item) = s.next().await {
@@ -425,10 +426,7 @@ mod tests {
         // Control characters take six bytes each in the stored JSON: within the message
         // limit, past the value limit.
         let note = format!("/remember a{}b", "\u{7}".repeat(15_000));
-        let cx = ReplyContext::for_session(
-            session.clone(),
-            vec![Turn::new(Role::User, note)],
-        );
+        let cx = ReplyContext::for_session(session.clone(), vec![Turn::new(Role::User, note)]);
         let err = a.reply(cx).await.err().expect("too large to keep");
         assert!(err.message.contains("the limit is"), "{}", err.message);
         assert_eq!(session.get::<String>(MEMORY_KEY).await.unwrap(), None);

@@ -26,7 +26,10 @@ impl TestApp {
     pub async fn state_files_kept(&self, sid: &str) -> usize {
         let files = self.files.as_ref().expect("an in-process app");
         let sid = confide_core::SessionId::parse(sid).expect("a session id");
-        files.count_kept(&sid).await.expect("the file store answers")
+        files
+            .count_kept(&sid)
+            .await
+            .expect("the file store answers")
     }
 }
 

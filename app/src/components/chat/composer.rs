@@ -27,8 +27,18 @@ pub(super) fn Composer() -> impl IntoView {
     let count = move || text.with(|t| t.chars().count());
     let too_long = move || count() > MAX_MESSAGE_CHARS;
     let files = composer.files;
-    let uploading = move || files.with(|f| f.iter().any(|c| c.state.with(|s| matches!(s, Upload::Running))));
-    let has_files = move || files.with(|f| f.iter().any(|c| c.state.with(|s| matches!(s, Upload::Done(_)))));
+    let uploading = move || {
+        files.with(|f| {
+            f.iter()
+                .any(|c| c.state.with(|s| matches!(s, Upload::Running)))
+        })
+    };
+    let has_files = move || {
+        files.with(|f| {
+            f.iter()
+                .any(|c| c.state.with(|s| matches!(s, Upload::Done(_))))
+        })
+    };
     let can_send = move || {
         ready()
             && !composer.sending()
@@ -261,10 +271,12 @@ impl ComposerCtx {
         let files = if from_composer {
             self.files.with_untracked(|f| {
                 f.iter()
-                    .filter_map(|c| c.state.with_untracked(|s| match s {
-                        Upload::Done(a) => Some(a.id),
-                        _ => None,
-                    }))
+                    .filter_map(|c| {
+                        c.state.with_untracked(|s| match s {
+                            Upload::Done(a) => Some(a.id),
+                            _ => None,
+                        })
+                    })
                     .collect()
             })
         } else {
@@ -306,10 +318,10 @@ impl ComposerCtx {
                     Err(e) => Upload::Failed(e.message),
                 };
                 // Taken off meanwhile: what arrived is not wanted.
-                if chip.state.try_set(state.clone()).is_some() {
-                    if let Upload::Done(a) = state {
-                        let _ = api::discard_file(a.id).await;
-                    }
+                if chip.state.try_set(state.clone()).is_some()
+                    && let Upload::Done(a) = state
+                {
+                    let _ = api::discard_file(a.id).await;
                 }
             });
         }
@@ -385,7 +397,9 @@ async fn send(
                 text.try_set(String::new());
                 files.try_update(|f| {
                     f.retain(|c| {
-                        !c.state.with_untracked(|s| matches!(s, Upload::Done(a) if sent_files.contains(&a.id)))
+                        !c.state.with_untracked(
+                            |s| matches!(s, Upload::Done(a) if sent_files.contains(&a.id)),
+                        )
                     })
                 });
             }

@@ -8,8 +8,8 @@ use crate::{
     api::{self},
     components::icon::{Icon, IconName},
     model::{
-        ActionId, Attachment, ExportFormat, MAX_COMMENT_CHARS, MessageId, MessageStatus, MessageView, Rating,
-        Role, Step, StepId, StepKind, StepStatus, ThreadId, human_size,
+        ActionId, Attachment, ExportFormat, MAX_COMMENT_CHARS, MessageId, MessageStatus,
+        MessageView, Rating, Role, Step, StepId, StepKind, StepStatus, ThreadId, human_size,
     },
 };
 use leptos::prelude::*;

@@ -32,7 +32,10 @@
 use super::{check_home_id, unguessable_proof};
 use app::{
     SessionId,
-    model::{Action, Attachment, Feedback, Message, MessageId, MessageStatus, Role, Step, Thread, ThreadId},
+    model::{
+        Action, Attachment, Feedback, Message, MessageId, MessageStatus, Role, Step, Thread,
+        ThreadId,
+    },
 };
 use async_trait::async_trait;
 use confide_core::{

@@ -50,8 +50,7 @@ pub(super) fn uuid_bytes(v: &[u8]) -> Option<[u8; 16]> {
 }
 
 pub(super) const THREAD_COLUMNS: &str = "id, title, created_ms, updated_ms";
-pub(super) const MESSAGE_COLUMNS: &str =
-    "id, thread_id, role, content, created_ms, status, feedback, error, steps, actions, attachments";
+pub(super) const MESSAGE_COLUMNS: &str = "id, thread_id, role, content, created_ms, status, feedback, error, steps, actions, attachments";
 
 /// A row as SQLite hands it over; turned into a model type once the statement is done, so
 /// that a malformed row is a `StoreError` rather than a driver error.
