@@ -297,12 +297,12 @@ mod web {
         })
     }
 
-    /// Uploads `file` (`POST /api/files`), telling `progress` how far it is (0 to 1). A
+    /// Uploads `file` (`POST /api/files`), telling `progress` how far it is (in percent). A
     /// request of its own, not a server function: its body streams from the disk, and
     /// only this kind of request reports upload progress.
     pub async fn upload(
         file: Picked,
-        progress: impl Fn(f64) + 'static,
+        progress: impl Fn(u32) + 'static,
     ) -> Result<crate::model::Attachment, crate::ApiError> {
         use crate::{ApiError, ErrorCode};
         use wasm_bindgen::closure::Closure;
@@ -333,7 +333,7 @@ mod web {
         let on_progress =
             Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |ev: web_sys::ProgressEvent| {
                 if ev.length_computable() && ev.total() > 0.0 {
-                    progress(ev.loaded() / ev.total());
+                    progress((ev.loaded() * 100.0 / ev.total()).clamp(0.0, 100.0) as u32);
                 }
             });
         xhr.set_onload(Some(done.as_ref().unchecked_ref()));
@@ -457,7 +457,7 @@ mod inert {
     }
     pub async fn upload(
         _file: Picked,
-        _progress: impl Fn(f64) + 'static,
+        _progress: impl Fn(u32) + 'static,
     ) -> Result<crate::model::Attachment, crate::ApiError> {
         Err(crate::ApiError::new(
             crate::ErrorCode::Network,

@@ -137,18 +137,21 @@ pub fn is_image_type(mime: &str) -> bool {
     )
 }
 
-/// "1.5 MB", "320 kB", "12 B": a size as people read it.
+/// "1.5 MB", "320 kB", "12 B": a size as people read it. Integer arithmetic only: the
+/// browser build then carries no float formatting.
 pub fn human_size(bytes: u64) -> String {
-    const K: f64 = 1000.0;
-    let b = bytes as f64;
-    if b < K {
-        format!("{bytes} B")
-    } else if b < K * K {
-        format!("{:.0} kB", b / K)
-    } else if b < K * K * K {
-        format!("{:.1} MB", b / (K * K))
-    } else {
-        format!("{:.1} GB", b / (K * K * K))
+    let tenths = |unit: u64| bytes.saturating_mul(10).saturating_add(unit / 2) / unit;
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..999_500 => format!("{} kB", (bytes + 500) / 1_000),
+        999_500..999_950_000 => {
+            let t = tenths(1_000_000);
+            format!("{}.{} MB", t / 10, t % 10)
+        }
+        _ => {
+            let t = tenths(1_000_000_000);
+            format!("{}.{} GB", t / 10, t % 10)
+        }
     }
 }
 
@@ -522,6 +525,20 @@ mod tests {
         assert!(
             serde_json::from_str::<MessageId>("\"00000000-0000-0000-0000-000000000000\"").is_err()
         );
+    }
+
+    #[test]
+    fn sizes_read_as_people_say_them() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(999), "999 B");
+        assert_eq!(human_size(1_000), "1 kB");
+        assert_eq!(human_size(14_499), "14 kB");
+        assert_eq!(human_size(999_499), "999 kB");
+        assert_eq!(human_size(999_500), "1.0 MB");
+        assert_eq!(human_size(1_450_000), "1.5 MB");
+        assert_eq!(human_size(20_000_000), "20.0 MB");
+        assert_eq!(human_size(2_345_000_000), "2.3 GB");
+        assert_eq!(human_size(u64::MAX).ends_with(" GB"), true);
     }
 
     #[test]

@@ -161,7 +161,7 @@ fn Chips() -> impl IntoView {
                             let (state, progress) = (chip.state, chip.progress);
                             move || state.with(|s| match s {
                             Upload::Running => view! {
-                                <progress max="1" value=move || progress.get() aria-label=label.clone()></progress>
+                                <progress max="100" value=move || progress.get() aria-label=label.clone()></progress>
                             }.into_any(),
                             Upload::Done(_) => view! { <span class="small ok" data-testid="chip-ready">"✓"</span> }.into_any(),
                             Upload::Failed(e) => view! { <span class="small error" role="alert" data-testid="chip-error">{e.clone()}</span> }.into_any(),
@@ -194,7 +194,8 @@ pub(super) struct Chip {
     key: u64,
     name: String,
     size: u64,
-    progress: RwSignal<f64>,
+    /// Percent uploaded.
+    progress: RwSignal<u32>,
     state: RwSignal<Upload>,
 }
 
@@ -303,14 +304,14 @@ impl ComposerCtx {
                 key: next_key(),
                 name: p.name(),
                 size: p.size(),
-                progress: RwSignal::new(0.0),
+                progress: RwSignal::new(0),
                 state: RwSignal::new(Upload::Running),
             };
             files.update(|f| f.push(chip.clone()));
             leptos::task::spawn_local(async move {
                 let progress = chip.progress;
-                let result = browser::upload(p, move |x| {
-                    progress.try_set(x);
+                let result = browser::upload(p, move |percent| {
+                    progress.try_set(percent);
                 })
                 .await;
                 let state = match result {
