@@ -74,13 +74,17 @@ test("two people on one address each upload, see and download only their own fil
 
 test("files dropped or pasted become chips; a chip can be taken off before sending", async ({ page }) => {
   await openReady(page);
-  // A drop of a file on the composer, as the browser delivers it.
-  await page.locator("form.composer").evaluate((form) => {
+  // A file dropped on the conversation, away from the composer, as the browser delivers it:
+  // the page takes it (a browser left alone would open the file in place of the chat).
+  const taken = await page.getByTestId("empty-state").evaluate((target) => {
     const dt = new DataTransfer();
     dt.items.add(new File(["dropped text"], "dropped.txt", { type: "text/plain" }));
-    form.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true, cancelable: true }));
-    form.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+    target.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true, cancelable: true }));
+    const drop = new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true });
+    target.dispatchEvent(drop);
+    return drop.defaultPrevented;
   });
+  expect(taken).toBe(true);
   // A pasted screenshot.
   await page.getByTestId("composer").evaluate((el, hex) => {
     const bytes = new Uint8Array(hex.match(/../g)!.map((h) => parseInt(h, 16)));

@@ -55,22 +55,36 @@ pub(super) fn Composer() -> impl IntoView {
             composer.send_text(text.get_untracked(), true);
         }
     };
-    // A drop anywhere on the composer attaches; a drag of text or a link is left alone.
+    // Files dropped anywhere on the page attach (a browser would otherwise open them in
+    // place of the chat); a drag of text or a link is left alone.
     let dragging = RwSignal::new(false);
-    let on_drag_over = move |ev: leptos::ev::DragEvent| {
+    let over = window_event_listener(leptos::ev::dragover, move |ev| {
         if browser::drags_files(&ev) {
             ev.prevent_default();
             dragging.set(true);
         }
-    };
-    let on_drop = move |ev: leptos::ev::DragEvent| {
-        dragging.set(false);
-        let picked = browser::picked_from_drop(&ev);
-        if !picked.is_empty() {
-            ev.prevent_default();
-            composer.attach(picked);
+    });
+    let left = window_event_listener(leptos::ev::dragleave, move |ev| {
+        // Out of the window, not just from one element to the next.
+        if ev.related_target().is_none() {
+            dragging.set(false);
         }
-    };
+    });
+    let dropped = window_event_listener(leptos::ev::drop, move |ev| {
+        dragging.set(false);
+        if !browser::drags_files(&ev) {
+            return;
+        }
+        ev.prevent_default();
+        if ready() {
+            composer.attach(browser::picked_from_drop(&ev));
+        }
+    });
+    on_cleanup(move || {
+        over.remove();
+        left.remove();
+        dropped.remove();
+    });
     let on_paste = move |ev: leptos::ev::ClipboardEvent| {
         let picked = browser::picked_from_paste(&ev);
         if !picked.is_empty() {
@@ -85,9 +99,6 @@ pub(super) fn Composer() -> impl IntoView {
             class="composer"
             class:dragging=move || dragging.get()
             on:submit=move |ev| { ev.prevent_default(); submit(); }
-            on:dragover=on_drag_over
-            on:dragleave=move |_| dragging.set(false)
-            on:drop=on_drop
         >
             {move || composer.error().map(|e| view! { <p class="meta error" role="alert">{e}</p> })}
             <SettingsPanel />
