@@ -463,6 +463,14 @@ async fn signing_in_keeps_the_chats_files_and_an_edit_drops_the_files_it_drops()
         StatusCode::OK,
         "the edited message keeps its own file"
     );
+
+    // Removing the account (`confide user remove`) removes its files with its chats.
+    let home = confide_core::SessionId::home("password", "filer");
+    let files = app.files.as_ref().unwrap();
+    assert_eq!(files.count_kept(&home).await.unwrap(), 1);
+    let auth = app.auth.as_ref().unwrap();
+    assert!(auth.remove_user("filer").await.unwrap());
+    assert_eq!(files.count_kept(&home).await.unwrap(), 0);
 }
 
 /// The `upload` fuzz target's seeds (`fuzz/corpus/upload/`), sent as they are: each answered

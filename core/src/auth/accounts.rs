@@ -114,6 +114,9 @@ impl Auth {
         }
         self.end_sessions(&home, None).await?;
         let existed = self.delete_and_end(&home).await?;
+        if let Some(files) = &self.files {
+            files.delete_owner(&home).await?;
+        }
         Ok(had_record || existed)
     }
 

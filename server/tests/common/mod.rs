@@ -18,6 +18,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The app's file store, when the app runs in this process.
     pub files: Option<Arc<confide_core::files::FileStore>>,
+    /// The app's accounts, when the app runs in this process (what `confide user` does).
+    pub auth: Option<Arc<confide_core::auth::Auth>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -84,6 +86,7 @@ async fn spawn_app(
         state = state.with_assistant(a);
     }
     let files = Some(state.files.clone());
+    let auth = Some(state.auth.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -102,6 +105,7 @@ async fn spawn_app(
         store: memory,
         http,
         files,
+        auth,
         _stop: tx,
     }
 }
@@ -117,6 +121,7 @@ pub fn test_app(base: String, store: Arc<MemoryStore>, stop: oneshot::Sender<()>
         store,
         http,
         files: None,
+        auth: None,
         _stop: stop,
     }
 }
