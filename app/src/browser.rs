@@ -47,6 +47,9 @@ mod web {
     }
 
     thread_local! {
+        /// Uploads in flight, by the key their chip has, so taking a chip off stops its upload.
+        static UPLOADS: RefCell<std::collections::HashMap<u64, web_sys::XmlHttpRequest>> =
+            RefCell::new(std::collections::HashMap::new());
         static EVENTS: RefCell<Option<web_sys::EventSource>> = const { RefCell::new(None) };
         /// Where the focus was when a modal dialog opened; it goes back there on close.
         static OPENER: RefCell<Option<web_sys::HtmlElement>> = const { RefCell::new(None) };
@@ -302,6 +305,7 @@ mod web {
     /// only this kind of request reports upload progress.
     pub async fn upload(
         file: Picked,
+        key: u64,
         progress: impl Fn(u32) + 'static,
     ) -> Result<crate::model::Attachment, crate::ApiError> {
         use crate::{ApiError, ErrorCode};
@@ -344,8 +348,10 @@ mod web {
         }
         xhr.send_with_opt_form_data(Some(&form))
             .map_err(|_| network())?;
+        UPLOADS.with(|u| u.borrow_mut().insert(key, xhr.clone()));
         // The handlers live until the request is over.
         let loaded = rx.await.unwrap_or(false);
+        UPLOADS.with(|u| u.borrow_mut().remove(&key));
         drop((done, failed, on_progress));
         if !loaded {
             return Err(network());
@@ -363,6 +369,13 @@ mod web {
                     format!("the upload failed ({status})"),
                 )
             }))
+        }
+    }
+
+    /// Stops the upload of chip `key`, if it is still going: nothing of it is kept.
+    pub fn abort_upload(key: u64) {
+        if let Some(xhr) = UPLOADS.with(|u| u.borrow_mut().remove(&key)) {
+            let _ = xhr.abort();
         }
     }
 
@@ -455,8 +468,10 @@ mod inert {
     pub fn drags_files(_ev: &leptos::ev::DragEvent) -> bool {
         false
     }
+    pub fn abort_upload(_key: u64) {}
     pub async fn upload(
         _file: Picked,
+        _key: u64,
         _progress: impl Fn(u32) + 'static,
     ) -> Result<crate::model::Attachment, crate::ApiError> {
         Err(crate::ApiError::new(

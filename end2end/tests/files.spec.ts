@@ -131,3 +131,27 @@ test("a long file name stays inside a phone's width", async ({ page }) => {
   expect(overflow).toBeLessThanOrEqual(0);
   await page.screenshot({ path: test.info().outputPath("files-390.png") });
 });
+
+test("an upload shows its progress and can be taken off while it runs", async ({ page }) => {
+  await openReady(page);
+  // Hold the upload on its way, as a slow connection would.
+  let release: () => void = () => {};
+  const held = new Promise<void>((r) => (release = r));
+  await page.route("**/api/files", async (route) => {
+    await held;
+    await route.continue().catch(() => {});
+  });
+  await attach(page, [{ name: "slow.txt", mimeType: "text/plain", buffer: Buffer.from("slow".repeat(1000)) }]);
+  const chip = page.getByTestId("chip");
+  await expect(chip.locator("progress")).toBeVisible();
+  await expect(page.getByTestId("send")).toBeDisabled();
+  await page.getByRole("button", { name: "Remove slow.txt" }).click();
+  await expect(chip).toHaveCount(0);
+  release();
+  await page.unroute("**/api/files");
+  // Nothing came of it: a message sent now carries no file.
+  await page.getByTestId("composer").fill("no files");
+  await page.getByTestId("composer").press("Enter");
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(userMsgs(page).last().getByTestId("files")).toHaveCount(0);
+});

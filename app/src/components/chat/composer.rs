@@ -321,7 +321,7 @@ impl ComposerCtx {
             files.update(|f| f.push(chip.clone()));
             leptos::task::spawn_local(async move {
                 let progress = chip.progress;
-                let result = browser::upload(p, move |percent| {
+                let result = browser::upload(p, chip.key, move |percent| {
                     progress.try_set(percent);
                 })
                 .await;
@@ -352,12 +352,15 @@ impl ComposerCtx {
         });
         self.file_note.set(None);
         if let Some(chip) = gone {
-            if let Upload::Done(a) = chip.state.get_untracked() {
-                leptos::task::spawn_local(async move {
+            match chip.state.get_untracked() {
+                Upload::Done(a) => leptos::task::spawn_local(async move {
                     let _ = api::discard_file(a.id).await;
-                });
+                }),
+                // Stopped: the server keeps nothing of an upload cut off. One that finished
+                // just before finds its chip gone, and discards what it made.
+                Upload::Running => browser::abort_upload(chip.key),
+                Upload::Failed(_) => {}
             }
-            // An upload still running finds its chip gone when it ends, and discards.
             chip.state.dispose();
         }
         focus_later("[data-testid=composer]");
