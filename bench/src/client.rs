@@ -34,6 +34,19 @@ impl Answer {
         (200..300).contains(&self.status)
     }
 
+    /// The answer `res` carries: its JSON body, or the body as a JSON string.
+    async fn read(res: reqwest::Response, proof_replaced: bool) -> Result<Self, reqwest::Error> {
+        let status = res.status().as_u16();
+        let bytes = res.bytes().await?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Self {
+            status,
+            body,
+            proof_replaced,
+        })
+    }
+
     /// The stable error code (`store_unavailable`, `busy`, …), or "" on success.
     pub fn code(&self) -> &str {
         self.body["code"].as_str().unwrap_or("")
@@ -84,15 +97,7 @@ impl Browser {
                 self.proof = Some(issued.to_owned());
             }
         }
-        let status = res.status().as_u16();
-        let bytes = res.bytes().await?;
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok(Answer {
-            status,
-            body,
-            proof_replaced,
-        })
+        Answer::read(res, proof_replaced).await
     }
 
     /// One call, any failure as text: for callers that only tell success from failure.
@@ -132,15 +137,7 @@ impl Browser {
             .multipart(reqwest::multipart::Form::new().part("file", part))
             .send()
             .await?;
-        let status = res.status().as_u16();
-        let bytes = res.bytes().await?;
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok(Answer {
-            status,
-            body,
-            proof_replaced: false,
-        })
+        Answer::read(res, false).await
     }
 
     /// Downloads file `id`: the status and the bytes.

@@ -512,6 +512,10 @@ impl FileStore {
         owner: &SessionId,
         id: &FileId,
     ) -> Result<Attachment, ApiError> {
+        Ok(self.pending_meta(owner, id).await?.attachment(*id))
+    }
+
+    async fn pending_meta(&self, owner: &SessionId, id: &FileId) -> Result<Meta, ApiError> {
         let meta = self
             .meta(owner, id)
             .await?
@@ -522,7 +526,7 @@ impl FileStore {
                 meta.name
             )));
         }
-        Ok(meta.attachment(*id))
+        Ok(meta)
     }
 
     /// `owner`'s file `id` and its bytes as a stream: not found when it is not theirs.
@@ -595,17 +599,7 @@ impl FileStore {
         }
         let mut metas = Vec::with_capacity(ids.len());
         for id in ids {
-            let meta = self
-                .meta(owner, id)
-                .await?
-                .ok_or_else(ApiError::not_found)?;
-            if meta.thread.is_some() {
-                return Err(ApiError::invalid_input(format!(
-                    "{} is already part of a message",
-                    meta.name
-                )));
-            }
-            metas.push(meta);
+            metas.push(self.pending_meta(owner, id).await?);
         }
         let mut out = Vec::with_capacity(ids.len());
         for (id, mut meta) in ids.iter().zip(metas) {
