@@ -36,6 +36,8 @@ test("two people on one address each upload, see and download only their own fil
     await expect(page.getByTestId("chip")).toHaveCount(0);
     const sent = userMsgs(page).last();
     await expect(sent.getByTestId("file-card")).toContainText(`${who}-notes.txt`);
+    // Files alone: no empty line of text above them.
+    await expect(sent.locator(".text")).toBeHidden();
     const thumb = sent.getByTestId("file-image").locator("img");
     await expect(thumb).toBeVisible();
     // The picture really loaded through the guarded endpoint.
