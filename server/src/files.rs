@@ -227,6 +227,9 @@ pub fn s3_bucket(s3: &S3Config) -> Result<object_store::aws::AmazonS3, ConfigErr
         .map_err(|e| ConfigError::Invalid(format!("files: cannot use the S3 bucket: {e}")))
 }
 
+/// What a multipart form may add to its one file: boundaries, headers, a long file name.
+pub const FORM_ALLOWANCE: u64 = 64 * 1024;
+
 /// `POST /api/files`: one file, as the `file` part of a multipart form, streamed into the
 /// session's files. Answers its `Attachment` (id, cleaned name, size, sniffed type).
 pub async fn upload(
@@ -245,10 +248,25 @@ pub async fn upload(
         )
         .into_response();
     };
+    // The request's length is the file's plus the form around it: a file of exactly the
+    // limit must pass, so only a request longer than the limit and the form's allowance is
+    // refused before its first byte; the count while it streams decides the rest.
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let max = state.config.files.max_file_bytes;
+    if declared.is_some_and(|n| n > max.saturating_add(FORM_ALLOWANCE)) {
+        return ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "the file is over the limit of {}",
+                confide_core::model::human_size(max)
+            ),
+        )
+        .into_response();
+    }
+    let declared = declared.map(|n| n.min(max));
     let limit = state.config.files.upload_timeout;
     let files = state.files.clone();
     let work = async move {

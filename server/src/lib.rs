@@ -336,9 +336,13 @@ pub fn app(state: AppState) -> Router {
 
 /// The largest upload request: one file and the form around it.
 fn upload_body_limit(config: &Config) -> usize {
-    usize::try_from(config.files.max_file_bytes)
-        .unwrap_or(usize::MAX)
-        .saturating_add(64 * 1024)
+    usize::try_from(
+        config
+            .files
+            .max_file_bytes
+            .saturating_add(files::FORM_ALLOWANCE),
+    )
+    .unwrap_or(usize::MAX)
 }
 
 /// The layers every route runs under, outermost last: panics become 500s, then the edge

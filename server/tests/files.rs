@@ -41,6 +41,11 @@ async fn upload(app: &TestApp, b: &Browser, name: &str, bytes: &[u8]) -> common:
     .await
 }
 
+async fn b_discard(app: &TestApp, b: &Browser, id: &Value) -> common::Reply {
+    let mut b = b.clone();
+    b.call(app, "files/discard", json!({ "file_id": id })).await
+}
+
 async fn download(app: &TestApp, b: &Browser, id: &str) -> reqwest::Response {
     app.http
         .get(format!("{}/api/files/{id}", app.base))
@@ -254,6 +259,11 @@ async fn hostile_uploads_are_refused_and_keep_nothing() {
         let r = upload(&app, &b, name, &bytes).await;
         assert_eq!((r.status, r.code()), (status, code), "{name}: {:?}", r.body);
     }
+    // A file of exactly the limit passes (its request is longer, by the form around it).
+    let r = ok(upload(&app, &b, "exact.txt", &vec![b'a'; 100 * 1024]).await);
+    assert_eq!(r["size"], 100 * 1024);
+    ok(b_discard(&app, &b, &r["id"]).await);
+
     // Names from a path, with controls or look-alikes, are cleaned; nothing is a path.
     for (raw, clean) in [
         ("../../../etc/passwd", "passwd"),
