@@ -291,6 +291,28 @@ impl FileStore {
 
     /// Makes room for an upload of up to `want` bytes, or says which limit it would pass.
     async fn reserve(&self, owner: &SessionId, want: u64) -> Result<Reservation<'_>, ApiError> {
+        // The upload counts itself in before it counts the stored bytes: its entry, and
+        // with it the commit counter, then lives until it is done, so a commit that lands
+        // while the listing runs is always seen (an entry dropped and made again would
+        // read as "no commits" and let two uploads pass the limit together).
+        self.usage(|m| {
+            let u = m.entry(*owner).or_default();
+            if u.uploads >= UPLOADS_AT_ONCE {
+                return Err(ApiError::new(
+                    ErrorCode::LimitReached,
+                    format!("at most {UPLOADS_AT_ONCE} uploads may run at once"),
+                ));
+            }
+            u.uploads += 1;
+            Ok(())
+        })?;
+        // From here on, dropping it gives the slot back, whatever happens.
+        let mut reservation = Reservation {
+            files: self,
+            owner: *owner,
+            want: 0,
+            committed: false,
+        };
         loop {
             let seen = self.usage(|m| m.get(owner).map_or(0, |u| u.commits));
             let stored = self.stored_bytes(owner).await?;
@@ -299,12 +321,6 @@ impl FileStore {
                 if u.commits != seen {
                     // An upload finished while we counted: count again.
                     return None;
-                }
-                if u.uploads >= UPLOADS_AT_ONCE {
-                    return Some(Err(ApiError::new(
-                        ErrorCode::LimitReached,
-                        format!("at most {UPLOADS_AT_ONCE} uploads may run at once"),
-                    )));
                 }
                 let max = self.limits.max_owner_bytes;
                 if stored + u.reserved + want > max {
@@ -318,26 +334,14 @@ impl FileStore {
                     )));
                 }
                 u.reserved += want;
-                u.uploads += 1;
                 Some(Ok(()))
             });
             match verdict {
                 None => continue,
-                Some(Err(e)) => {
-                    self.usage(|m| {
-                        if m.get(owner).is_some_and(|u| u.uploads == 0) {
-                            m.remove(owner);
-                        }
-                    });
-                    return Err(e);
-                }
+                Some(Err(e)) => return Err(e),
                 Some(Ok(())) => {
-                    return Ok(Reservation {
-                        files: self,
-                        owner: *owner,
-                        want,
-                        committed: false,
-                    });
+                    reservation.want = want;
+                    return Ok(reservation);
                 }
             }
         }
@@ -1199,5 +1203,139 @@ mod tests {
         assert_eq!(e.code, ErrorCode::TooLarge, "{e}");
         let e = check_image_bytes(b"\x89PNG\r\n\x1a\nbroken", 50_000_000).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidInput);
+    }
+
+    /// An in-memory backend whose listings, while `hold` is set, take their snapshot at once
+    /// and then wait for `gate`: a listing that overlaps a whole other upload.
+    #[derive(Debug, Default)]
+    struct HeldListings {
+        inner: object_store::memory::InMemory,
+        hold: std::sync::atomic::AtomicBool,
+        arrived: Arc<tokio::sync::Notify>,
+        gate: Arc<tokio::sync::Notify>,
+    }
+
+    impl std::fmt::Display for HeldListings {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("HeldListings")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for HeldListings {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            let listing = self.inner.list(prefix);
+            if !self.hold.load(std::sync::atomic::Ordering::SeqCst) {
+                return listing;
+            }
+            let (arrived, gate) = (self.arrived.clone(), self.gate.clone());
+            futures::stream::once(async move {
+                arrived.notify_one();
+                gate.notified().await;
+                listing
+            })
+            .flatten()
+            .boxed()
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// An upload that finishes while another one counts what is stored is still counted:
+    /// the two cannot pass the session's limit together (a contract test on a directory
+    /// backend once kept five files where four fit).
+    #[tokio::test]
+    async fn an_upload_finishing_during_a_count_is_counted() {
+        type Body = futures::channel::mpsc::UnboundedReceiver<Result<Bytes, std::io::Error>>;
+        let objects = Arc::new(HeldListings::default());
+        let files = Arc::new(FileStore::new(
+            objects.clone(),
+            FileLimits {
+                max_file_bytes: 64 * 1024,
+                max_owner_bytes: 256 * 1024,
+                ..FileLimits::default()
+            },
+        ));
+        let owner = SessionId::random();
+        let piece = |b: u8| Bytes::from(vec![b; 60 * 1024]);
+        let whole = |b: u8| futures::stream::iter([Ok::<_, std::io::Error>(piece(b))]);
+        for b in b"abc" {
+            files
+                .upload(&owner, "kept.txt", None, whole(*b))
+                .await
+                .unwrap();
+        }
+        // B has room (180 + 60 of 256 kB) and waits for its bytes.
+        let (tx, body): (_, Body) = futures::channel::mpsc::unbounded();
+        let b = tokio::spawn({
+            let files = files.clone();
+            async move { files.upload(&owner, "b.txt", Some(60 * 1024), body).await }
+        });
+        while files.usage(|m| m.get(&owner).map_or(0, |u| u.reserved)) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // A counts 180 kB stored, and B finishes before A's count comes back.
+        objects
+            .hold
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let a = tokio::spawn({
+            let (files, body) = (files.clone(), whole(b'a'));
+            async move { files.upload(&owner, "a.txt", None, body).await }
+        });
+        objects.arrived.notified().await;
+        objects
+            .hold
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        tx.unbounded_send(Ok(piece(b'b'))).unwrap();
+        drop(tx);
+        b.await.unwrap().unwrap();
+        objects.gate.notify_one();
+        let e = a.await.unwrap().unwrap_err();
+        assert_eq!(e.code, ErrorCode::LimitReached, "{e}");
+        assert_eq!(files.count_kept(&owner).await.unwrap(), 4);
+        assert!(files.stored_bytes(&owner).await.unwrap() <= 256 * 1024);
     }
 }
