@@ -1,5 +1,5 @@
 import { defineConfig, devices } from "@playwright/test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -14,7 +14,14 @@ const baseURL = `http://127.0.0.1:${port}`;
 const instantPort = Number(process.env.E2E_INSTANT_PORT ?? 3101);
 const instantBaseURL = process.env.PW_EXTERNAL_SERVER ? baseURL : `http://127.0.0.1:${instantPort}`;
 const profile = process.env.E2E_PROFILE ?? "debug";
-const scratch = mkdtempSync(join(tmpdir(), "confide-e2e-"));
+// One scratch directory per run: the workers load this file too and inherit its name, and
+// the main process removes it when it exits, after the servers it started are gone.
+const scratch =
+  process.env.CONFIDE_E2E_SCRATCH ?? mkdtempSync(join(tmpdir(), "confide-e2e-"));
+if (!process.env.CONFIDE_E2E_SCRATCH) {
+  process.env.CONFIDE_E2E_SCRATCH = scratch;
+  process.on("exit", () => rmSync(scratch, { recursive: true, force: true }));
+}
 const store = process.env.E2E_STORE ?? `sqlite:${join(scratch, "confide.db")}`;
 // A second server speaks HTTPS itself, with a certificate made for this run.
 const tlsPort = Number(process.env.E2E_TLS_PORT ?? 3443);
