@@ -3,7 +3,7 @@
 # already present at the right version. Only crates.io, npm and Debian packages are used.
 #
 #   scripts/setup.sh build   # Rust target, cargo-leptos, wasm-bindgen-cli, wasm-opt
-#   scripts/setup.sh test    # the above plus Chromium and the Playwright packages
+#   scripts/setup.sh test    # the above plus Redis, PostgreSQL, Chromium and the Playwright packages
 set -euo pipefail
 
 CARGO_LEPTOS_VERSION=0.3.10
@@ -53,6 +53,12 @@ if [ "${1:-build}" = test ]; then
     say "installing redis-server (Debian package)"
     apt_install redis-server
     as_root sh -c 'systemctl disable --now redis-server 2>/dev/null || service redis-server stop 2>/dev/null || true'
+  fi
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+    # Likewise for PostgreSQL: the tests run initdb into a temporary directory on a free port.
+    say "installing PostgreSQL (Debian package)"
+    apt_install postgresql
+    as_root sh -c 'systemctl disable --now postgresql 2>/dev/null || service postgresql stop 2>/dev/null || true'
   fi
   if ! command -v chromium >/dev/null; then
     say "installing Chromium (Debian package)"

@@ -28,6 +28,9 @@ pub struct Config {
     /// Namespace of every Redis key (`<prefix>:{<session>}:…`), so several deployments
     /// can share one Redis.
     pub redis_prefix: String,
+    /// Connections this instance keeps to PostgreSQL at most (the server's own
+    /// `max_connections` is shared by every instance).
+    pub postgres_pool: usize,
     /// A session ends after this long without a verified request.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
@@ -160,6 +163,7 @@ impl Default for Config {
             site_root: PathBuf::from("target/site"),
             store: StoreKind::Sqlite("./data/confide.db".into()),
             redis_prefix: "confide".into(),
+            postgres_pool: 16,
             sqlite_sync: crate::store::SqliteDurability::Full,
             idle_timeout: Duration::from_secs(app::DEFAULT_IDLE_SECS),
             absolute_timeout: Duration::from_secs(app::DEFAULT_ABSOLUTE_SECS),
@@ -221,6 +225,9 @@ pub enum StoreKind {
     Sqlite(PathBuf),
     /// `redis://host:port/db` (or `rediss://`): a Redis server several instances can share.
     Redis(String),
+    /// `postgres://user:password@host:port/database` (or `postgresql://`): a PostgreSQL
+    /// database.
+    Postgres(String),
 }
 
 impl TryFrom<String> for StoreKind {
@@ -240,9 +247,12 @@ impl TryFrom<String> for StoreKind {
             Ok(Self::Sqlite(PathBuf::from(path)))
         } else if s.starts_with("redis://") || s.starts_with("rediss://") {
             Ok(Self::Redis(s.to_owned()))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Self::Postgres(s.to_owned()))
         } else {
             Err(format!(
-                "store {s:?} is not memory, sqlite:<path> or redis://host:port/db"
+                "store {s:?} is not memory, sqlite:<path>, redis://host:port/db or \
+                 postgres://user@host:port/database"
             ))
         }
     }
@@ -253,25 +263,29 @@ impl From<StoreKind> for String {
         match k {
             StoreKind::Memory => "memory".into(),
             StoreKind::Sqlite(p) => format!("sqlite:{}", p.display()),
-            StoreKind::Redis(url) => url,
+            StoreKind::Redis(url) | StoreKind::Postgres(url) => url,
         }
     }
 }
 
-/// For logs: a Redis URL's password is left out.
+/// For logs: a Redis or PostgreSQL URL's password is left out.
 impl std::fmt::Display for StoreKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Memory => f.write_str("memory"),
             Self::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
-            Self::Redis(url) => match Url::parse(url) {
+            Self::Redis(url) | Self::Postgres(url) => match Url::parse(url) {
                 Ok(mut u) => {
                     if u.password().is_some() {
                         let _ = u.set_password(Some("***"));
                     }
                     write!(f, "{u}")
                 }
-                Err(_) => f.write_str("redis://(unreadable url)"),
+                Err(_) => write!(
+                    f,
+                    "{}://(unreadable url)",
+                    url.split("://").next().unwrap_or("store")
+                ),
             },
         }
     }
@@ -397,6 +411,11 @@ impl Config {
         if self.store_timeout.is_zero() {
             return Err(ConfigError::Invalid(
                 "store_timeout must be greater than zero".into(),
+            ));
+        }
+        if self.postgres_pool == 0 {
+            return Err(ConfigError::Invalid(
+                "postgres_pool must be at least 1".into(),
             ));
         }
         self.secure_cookies().map(|_| ())
@@ -640,7 +659,16 @@ system_prompt = "Think first."
             StoreKind::Redis("redis://127.0.0.1:6379/0".into())
         );
         assert!(kind("sqlite:").is_err());
-        assert!(kind("postgres://x").is_err());
+        assert_eq!(
+            kind("postgres://confide@db:5432/confide").unwrap(),
+            StoreKind::Postgres("postgres://confide@db:5432/confide".into())
+        );
+        assert_eq!(
+            StoreKind::Postgres("postgresql://confide:hunter2hunter2@db/confide".into())
+                .to_string(),
+            "postgresql://confide:***@db/confide"
+        );
+        assert!(kind("mysql://x").is_err());
         assert_eq!(
             Config::default().store,
             StoreKind::Sqlite("./data/confide.db".into())

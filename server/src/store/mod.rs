@@ -2,15 +2,20 @@
 //! backend proves it fulfils it by running the same `store_contract_tests!` suite.
 
 mod memory;
+mod postgres;
+#[cfg(test)]
+pub(crate) mod postgres_test_support;
 mod redis;
 mod redis_hub;
 #[cfg(test)]
 pub(crate) mod redis_test_support;
+mod rows;
 mod sqlite;
 
 pub use self::redis::RedisStore;
 pub use self::redis_hub::RedisHub;
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::{SqliteDurability, SqliteStore};
 
 use app::SessionId;
@@ -83,6 +88,30 @@ mod redis_contract {
         let op_timeout = std::time::Duration::from_secs(5);
         Arc::new(
             RedisStore::connect(&server().url(), &prefix, lifetimes, op_timeout)
+                .await
+                .unwrap(),
+        )
+    });
+}
+
+#[cfg(test)]
+mod postgres_contract {
+    use super::{PostgresStore, postgres_test_support::PostgresServer};
+    use std::{
+        sync::{Arc, OnceLock},
+        time::Duration,
+    };
+
+    /// One PostgreSQL for the whole suite; each test works in a database of its own.
+    fn server() -> &'static PostgresServer {
+        static SERVER: OnceLock<PostgresServer> = OnceLock::new();
+        SERVER.get_or_init(PostgresServer::start)
+    }
+
+    store_contract_tests!(|lifetimes| async move {
+        let url = server().fresh_database().await;
+        Arc::new(
+            PostgresStore::connect(&url, lifetimes, 4, Duration::from_secs(10))
                 .await
                 .unwrap(),
         )

@@ -29,13 +29,10 @@
 //! - Queues are bounded: a full queue or a stopped thread answers `Unavailable` at once,
 //!   and the caller's own timeout bounds the wait for an answer.
 
-use super::{check_home_id, unguessable_proof};
+use super::{check_home_id, rows::*, unguessable_proof};
 use app::{
     SessionId,
-    model::{
-        Action, Attachment, Feedback, Message, MessageId, MessageStatus, Role, Step, Thread,
-        ThreadId,
-    },
+    model::{Message, MessageId, Thread, ThreadId},
 };
 use async_trait::async_trait;
 use confide_core::{
@@ -285,6 +282,7 @@ impl Drop for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use app::model::{MessageStatus, Role};
     use confide_core::Proof;
     use std::sync::Arc;
 

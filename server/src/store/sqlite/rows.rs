@@ -25,71 +25,8 @@ pub(super) fn stopped() -> StoreError {
     StoreError::Unavailable("the SQLite store has stopped".into())
 }
 
-pub(super) fn role_str(r: Role) -> &'static str {
-    match r {
-        Role::User => "user",
-        Role::Assistant => "assistant",
-    }
-}
-
-pub(super) fn status_str(s: MessageStatus) -> &'static str {
-    match s {
-        MessageStatus::Streaming => "streaming",
-        MessageStatus::Done => "done",
-        MessageStatus::Stopped => "stopped",
-        MessageStatus::Error => "error",
-    }
-}
-
-pub(super) fn bad_row(what: &str) -> StoreError {
-    StoreError::Internal(format!("unreadable {what} row"))
-}
-
-pub(super) fn uuid_bytes(v: &[u8]) -> Option<[u8; 16]> {
-    v.try_into().ok()
-}
-
-pub(super) const THREAD_COLUMNS: &str = "id, title, created_ms, updated_ms";
-pub(super) const MESSAGE_COLUMNS: &str = "id, thread_id, role, content, created_ms, status, feedback, error, steps, actions, attachments";
-
-/// A row as SQLite hands it over; turned into a model type once the statement is done, so
-/// that a malformed row is a `StoreError` rather than a driver error.
-pub(super) struct RawThread(
-    pub(super) Vec<u8>,
-    pub(super) String,
-    pub(super) i64,
-    pub(super) i64,
-);
-
 pub(super) fn raw_thread(r: &Row<'_>) -> rusqlite::Result<RawThread> {
     Ok(RawThread(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-}
-
-impl RawThread {
-    pub(super) fn parse(self) -> Result<Thread, StoreError> {
-        Ok(Thread {
-            id: uuid_bytes(&self.0)
-                .map(ThreadId::from_bytes)
-                .ok_or_else(|| bad_row("thread"))?,
-            title: self.1,
-            created_ms: self.2,
-            updated_ms: self.3,
-        })
-    }
-}
-
-pub(super) struct RawMessage {
-    pub(super) id: Vec<u8>,
-    pub(super) thread_id: Vec<u8>,
-    pub(super) role: String,
-    pub(super) content: String,
-    pub(super) created_ms: i64,
-    pub(super) status: String,
-    pub(super) feedback: Option<String>,
-    pub(super) error: Option<String>,
-    pub(super) steps: Option<String>,
-    pub(super) actions: Option<String>,
-    pub(super) attachments: Option<String>,
 }
 
 pub(super) fn raw_message(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
@@ -106,66 +43,6 @@ pub(super) fn raw_message(r: &Row<'_>) -> rusqlite::Result<RawMessage> {
         actions: r.get(9)?,
         attachments: r.get(10)?,
     })
-}
-
-impl RawMessage {
-    pub(super) fn parse(self) -> Result<Message, StoreError> {
-        Ok(Message {
-            id: uuid_bytes(&self.id)
-                .map(MessageId::from_bytes)
-                .ok_or_else(|| bad_row("message"))?,
-            thread_id: uuid_bytes(&self.thread_id)
-                .map(ThreadId::from_bytes)
-                .ok_or_else(|| bad_row("message"))?,
-            role: match self.role.as_str() {
-                "user" => Role::User,
-                "assistant" => Role::Assistant,
-                _ => return Err(bad_row("message")),
-            },
-            content: self.content,
-            created_ms: self.created_ms,
-            status: match self.status.as_str() {
-                "streaming" => MessageStatus::Streaming,
-                "done" => MessageStatus::Done,
-                "stopped" => MessageStatus::Stopped,
-                "error" => MessageStatus::Error,
-                _ => return Err(bad_row("message")),
-            },
-            feedback: self
-                .feedback
-                .map(|f| serde_json::from_str::<Feedback>(&f))
-                .transpose()
-                .map_err(|_| bad_row("message"))?,
-            error: self.error,
-            steps: self
-                .steps
-                .map(|s| serde_json::from_str::<Vec<Step>>(&s))
-                .transpose()
-                .map_err(|_| bad_row("message"))?
-                .unwrap_or_default(),
-            actions: self
-                .actions
-                .map(|s| serde_json::from_str::<Vec<Action>>(&s))
-                .transpose()
-                .map_err(|_| bad_row("message"))?
-                .unwrap_or_default(),
-            attachments: self
-                .attachments
-                .map(|s| serde_json::from_str::<Vec<Attachment>>(&s))
-                .transpose()
-                .map_err(|_| bad_row("message"))?
-                .unwrap_or_default(),
-        })
-    }
-}
-
-pub(super) fn home_from(home: Option<Vec<u8>>) -> Result<Option<SessionId>, StoreError> {
-    home.map(|h| {
-        uuid_bytes(&h)
-            .map(SessionId::from_stored_bytes)
-            .ok_or_else(|| bad_row("session"))
-    })
-    .transpose()
 }
 
 /// Records, as ended at `?1`, the sessions a `WHERE` clause over `sessions` selects, just
@@ -219,46 +96,6 @@ pub(super) fn execute(
     tx.prepare_cached(sql)
         .and_then(|mut s| s.execute(params))
         .map_err(db)
-}
-
-/// A message ready for the writer: owned, its feedback and steps already serialised.
-pub(super) struct Stored {
-    pub(super) m: Message,
-    pub(super) feedback: Option<String>,
-    /// `NULL` for none, as every message written before steps existed.
-    pub(super) steps: Option<String>,
-    pub(super) actions: Option<String>,
-    pub(super) attachments: Option<String>,
-}
-
-impl Stored {
-    pub(super) fn of(m: &Message) -> Result<Self, StoreError> {
-        let feedback = m
-            .feedback
-            .as_ref()
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let steps = (!m.steps.is_empty())
-            .then(|| serde_json::to_string(&m.steps))
-            .transpose()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let actions = (!m.actions.is_empty())
-            .then(|| serde_json::to_string(&m.actions))
-            .transpose()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let attachments = (!m.attachments.is_empty())
-            .then(|| serde_json::to_string(&m.attachments))
-            .transpose()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        Ok(Self {
-            m: m.clone(),
-            feedback,
-            steps,
-            actions,
-            attachments,
-        })
-    }
 }
 
 /// Appends the message to its thread or replaces it there; false if the session has no such

@@ -1,0 +1,244 @@
+//! A throwaway PostgreSQL server for tests: `initdb` into a temporary directory, a free port,
+//! no durability (fsync off), trust authentication on 127.0.0.1 only.
+//!
+//! Like the Redis one, the server runs under a small `sh` wrapper holding a pipe from this
+//! process: when the guard is dropped or the test process dies in any way, the pipe closes
+//! and the wrapper kills the server and removes its directory. PostgreSQL refuses to run as
+//! root; as root, it runs as the `postgres` user the Debian package creates.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// Starts `postgres "$@"`, waits for stdin to close, then kills it and waits for it to go.
+const WRAPPER: &str = r#"
+"$@" </dev/null >"$PG_DIR/log" 2>&1 &
+pid=$!
+cat >/dev/null
+kill -KILL "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+rm -rf "$PG_DIR"
+exit 0
+"#;
+
+pub(crate) struct PostgresServer {
+    wrapper: Option<Child>,
+    port: u16,
+    /// Removed when the guard goes (the wrapper removes it too, if this process dies).
+    _dir: tempfile::TempDir,
+}
+
+impl PostgresServer {
+    /// A server on a free port. Panics if PostgreSQL is not installed: these tests must not
+    /// pass by not running.
+    pub(crate) fn start() -> Self {
+        let bin = postgres_bin_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("confide-pg-")
+            .tempdir()
+            .expect("a temporary directory");
+        let as_postgres = is_root();
+        if as_postgres {
+            chown_to_postgres(dir.path());
+        }
+        let data = dir.path().join("data");
+        let status = run_as(as_postgres, &bin.join("initdb"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "confide", "--auth=trust", "--no-sync", "-E", "UTF8"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run initdb");
+        assert!(
+            status.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        let mut last_error = String::new();
+        // Another process may take the port between our probe and PostgreSQL binding it.
+        for _ in 0..5 {
+            match Self::try_start(&bin, dir.path(), &data, free_port(), as_postgres) {
+                Ok((wrapper, port)) => {
+                    return Self {
+                        wrapper: Some(wrapper),
+                        port,
+                        _dir: dir,
+                    };
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start PostgreSQL: {last_error}");
+    }
+
+    fn try_start(
+        bin: &Path,
+        dir: &Path,
+        data: &Path,
+        port: u16,
+        as_postgres: bool,
+    ) -> Result<(Child, u16), String> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(WRAPPER).arg("pg-wrapper");
+        if as_postgres {
+            cmd.args([
+                "setpriv",
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+            ]);
+        }
+        let mut wrapper = cmd
+            .arg(bin.join("postgres"))
+            .arg("-D")
+            .arg(data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+            ])
+            .env("PG_DIR", dir)
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run sh to start postgres: {e}"))?;
+        // postmaster.pid's last line says "ready" once connections are accepted; the file is
+        // in our data directory, so it is our server that is ready.
+        let pid_file = data.join("postmaster.pid");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::fs::read_to_string(&pid_file)
+                .is_ok_and(|s| s.lines().any(|l| l.trim() == "ready"))
+            {
+                return Ok((wrapper, port));
+            }
+            if let Ok(Some(_)) = wrapper.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        drop(wrapper.stdin.take());
+        let _ = wrapper.wait();
+        Err(format!(
+            "postgres did not come up on port {port} within 30 s; its log:\n{log}"
+        ))
+    }
+
+    /// The URL of a new, empty database on this server: each test gets its own.
+    pub(crate) async fn fresh_database(&self) -> String {
+        let name = format!("t{}", uuid::Uuid::new_v4().simple());
+        let (client, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test PostgreSQL");
+        let driver = tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create a test database");
+        drop(client);
+        let _ = driver.await;
+        self.url(&name)
+    }
+
+    pub(crate) fn url(&self, database: &str) -> String {
+        format!("postgres://confide@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Kills the server now (SIGKILL, like a crash) and waits until it is gone.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut wrapper) = self.wrapper.take() {
+            drop(wrapper.stdin.take());
+            let _ = wrapper.wait();
+        }
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn chown_to_postgres(dir: &Path) {
+    let status = Command::new("chown")
+        .args(["postgres:postgres"])
+        .arg(dir)
+        .status()
+        .expect("run chown");
+    assert!(
+        status.success(),
+        "PostgreSQL will not run as root, and the `postgres` user (from Debian's postgresql \
+         package) is missing"
+    );
+}
+
+fn run_as(as_postgres: bool, program: &Path) -> Command {
+    if as_postgres {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=postgres", "--regid=postgres", "--init-groups"])
+            .arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// `$POSTGRES_BIN`, the directory of an `initdb` on PATH, or Debian's newest
+/// `/usr/lib/postgresql/<version>/bin`.
+fn postgres_bin_dir() -> PathBuf {
+    let explicit = std::env::var_os("POSTGRES_BIN").map(PathBuf::from);
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut debian: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    debian.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    debian.reverse();
+    for dir in explicit.into_iter().chain(on_path).chain(debian) {
+        let dir = std::fs::canonicalize(dir.join("initdb"))
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
+        if let Some(dir) = dir
+            && dir.join("postgres").is_file()
+        {
+            return dir;
+        }
+    }
+    panic!(
+        "PostgreSQL not found (looked at $POSTGRES_BIN, $PATH, /usr/lib/postgresql/*/bin). The \
+         PostgreSQL store tests need it: install it (`apt-get install postgresql`) or point \
+         POSTGRES_BIN at the directory holding initdb and postgres."
+    );
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
