@@ -47,7 +47,9 @@ use tokio::net::TcpListener;
 
 pub use config::{AssistantKind, Config, ConfigError, StoreKind};
 pub use run::{init_logging, run_app, shutdown_signal};
-pub use store::{MemoryStore, PostgresStore, RedisHub, RedisStore, SqliteDurability, SqliteStore};
+pub use store::{
+    MemoryStore, PostgresHub, PostgresStore, RedisHub, RedisStore, SqliteDurability, SqliteStore,
+};
 
 /// Everything a request handler may need. Cloned for every request (by each middleware and
 /// for every server function's context), so a clone is one reference count.
@@ -213,17 +215,19 @@ impl AppState {
                     })?;
                 (Arc::new(store), Arc::new(hub))
             }
-            // Live events stay within the instance for now: one instance per database.
-            StoreKind::Postgres(url) => (
-                Arc::new(
+            // PostgreSQL alone serves several instances: live events go over LISTEN/NOTIFY.
+            StoreKind::Postgres(url) => {
+                let store =
                     PostgresStore::connect(&url, l, config.postgres_pool, config.store_timeout)
                         .await
                         .map_err(|e| {
                             ConfigError::Invalid(format!("cannot use the PostgreSQL store: {e}"))
-                        })?,
-                ),
-                Arc::new(LocalHub::default()),
-            ),
+                        })?;
+                let hub = PostgresHub::connect(&url).await.map_err(|e| {
+                    ConfigError::Invalid(format!("cannot use PostgreSQL for live events: {e}"))
+                })?;
+                (Arc::new(store), Arc::new(hub))
+            }
         };
         // Connected after the store: a server that cannot be reached stops the start.
         let mcp_tools = config.mcp.connect().await?;

@@ -110,3 +110,97 @@ async fn two_instances_on_one_database_serve_the_same_browser() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// Opens `browser`'s event stream on `on`.
+async fn events(on: &ChildServer, browser: &Browser) -> reqwest::Response {
+    let res = on
+        .http
+        .get(format!("{}/api/events", on.base))
+        .header("cookie", browser.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    res
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_stop_and_the_end_of_a_session_cross_instances() {
+    use futures::StreamExt;
+    use std::time::{Duration, Instant};
+
+    let pg = PostgresServer::start();
+    let url = pg.fresh_database().await;
+    // The stream's own recheck is far away: only the pushed end can close it in time.
+    let settings = vec![
+        ("CONFIDE_STORE", url.clone()),
+        ("CONFIDE_ECHO_DELAY", "20ms".into()),
+        ("CONFIDE_STREAM_RECHECK", "300s".into()),
+    ];
+    let (a, b) = tokio::join!(
+        ChildServer::launch(&settings),
+        ChildServer::launch(&settings)
+    );
+    let mut ann = Browser::new();
+    assert_eq!(ann.start(&a).await.status, StatusCode::OK);
+
+    // A tab listening on B sees a reply that A runs, to the end, text and all.
+    let mut stream = events(&b, &ann).await.bytes_stream();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Few words, each long: a reply of 12 kB in 20 steps.
+    let long = format!("{} ", "w".repeat(600)).repeat(20);
+    let sent = ann
+        .call(&a, "messages/send", json!({ "content": long.trim() }))
+        .await;
+    assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
+    let mut buf = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut done = None;
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, stream.next()).await {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        done = buf
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .find(|e| {
+                e["type"] == "message"
+                    && e["message"]["role"] == "assistant"
+                    && e["message"]["status"] == "done"
+            });
+        if done.is_some() {
+            break;
+        }
+    }
+    // Larger than a notification carries, and it arrives whole.
+    let done = done.unwrap_or_else(|| panic!("B's stream carried A's reply to the end: {buf}"));
+    assert_eq!(done["message"]["content"], long.trim());
+
+    // Stop pressed on B ends the reply A is writing.
+    let sent = ann
+        .call(&a, "messages/send", json!({ "content": "/slow" }))
+        .await;
+    let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
+    let rid = sent.body["reply"]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let r = ann
+        .call(&b, "messages/stop", json!({ "message_id": rid }))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let t = common::settled(&a, &mut ann, &tid).await;
+    let reply = &t["messages"][1];
+    assert_eq!(reply["status"], "stopped", "{reply}");
+    assert!(!reply["content"].as_str().unwrap().contains("word120"));
+
+    // "Forget this browser" on A closes the stream open on B at once.
+    let started = Instant::now();
+    let r = ann.call(&a, "session/forget", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(closed.is_ok(), "B's stream outlived its session");
+    let took = started.elapsed();
+    // The push itself takes milliseconds; the bound leaves room for a busy machine.
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+}

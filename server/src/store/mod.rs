@@ -3,6 +3,7 @@
 
 mod memory;
 mod postgres;
+mod postgres_hub;
 #[cfg(test)]
 pub(crate) mod postgres_test_support;
 mod redis;
@@ -16,6 +17,7 @@ pub use self::redis::RedisStore;
 pub use self::redis_hub::RedisHub;
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
+pub use postgres_hub::PostgresHub;
 pub use sqlite::{SqliteDurability, SqliteStore};
 
 use app::SessionId;

@@ -45,7 +45,8 @@ const MIGRATION_LOCK: i64 = 0x0C0F_1DE0_0000_0001;
 /// Titles, message text and errors are `BYTEA` holding UTF-8: PostgreSQL's `TEXT` cannot
 /// hold U+0000, which every other store keeps, and what a person typed must round-trip
 /// whatever it contains.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE sessions (
     id           BYTEA PRIMARY KEY,
     proof        BYTEA NOT NULL,
@@ -104,7 +105,16 @@ CREATE TABLE ended_sessions (
     ended_ms BIGINT NOT NULL
 );
 CREATE INDEX ended_sessions_by_time ON ended_sessions (ended_ms);
-"#];
+"#,
+    r#"
+-- Live events too large for a notification (see postgres_hub.rs), kept a minute.
+CREATE TABLE confide_event_bodies (
+    id         BIGSERIAL PRIMARY KEY,
+    body       BYTEA NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+"#,
+];
 
 /// Sessions kept in a PostgreSQL database that several instances may share.
 pub struct PostgresStore {
@@ -114,7 +124,7 @@ pub struct PostgresStore {
     touch_interval_ms: i64,
 }
 
-fn pg(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
     // Connection trouble, a transaction the server rolled back (serialisation, deadlock),
     // lack of resources or a server shutting down: worth trying again shortly.
     let transient = match e.code() {
@@ -199,6 +209,30 @@ fn prefixed(prefix: &str, columns: &str) -> String {
         .join(", ")
 }
 
+/// A pool of up to `size` connections to `config`'s server, each waited for at most `timeout`.
+pub(super) fn pool(
+    config: tokio_postgres::Config,
+    size: usize,
+    timeout: Duration,
+) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            // A connection that broke is found out by its next query and dropped; a probe
+            // before every checkout would cost a round trip each time.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .create_timeout(Some(timeout))
+        .wait_timeout(Some(timeout))
+        .build()
+        .map_err(|e| StoreError::Internal(format!("cannot build the pool: {e}")))
+}
+
 /// Records, as ended at `$2`, the session `$1` if it has expired by then, removing it with
 /// its data in the same statement; the count says whether it did.
 const DELETE_EXPIRED: &str = "WITH gone AS (
@@ -221,22 +255,7 @@ impl PostgresStore {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("not a PostgreSQL URL: {e}")))?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                // A connection that broke is found out by its next query and dropped; a
-                // probe before every checkout would cost a round trip each time.
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .create_timeout(Some(connect_timeout))
-            .wait_timeout(Some(connect_timeout))
-            .build()
-            .map_err(|e| StoreError::Internal(format!("cannot build the pool: {e}")))?;
+        let pool = pool(config, pool_size, connect_timeout)?;
         let store = Self {
             pool,
             lifetimes,

@@ -35,6 +35,19 @@ impl PostgresServer {
     /// A server on a free port. Panics if PostgreSQL is not installed: these tests must not
     /// pass by not running.
     pub(crate) fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A new server on `port`, e.g. to bring PostgreSQL back where a killed one was.
+    pub(crate) fn start_on(port: u16) -> Self {
+        Self::start_with(Some(port))
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn start_with(port: Option<u16>) -> Self {
         let bin = postgres_bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("confide-pg-")
@@ -61,7 +74,8 @@ impl PostgresServer {
         let mut last_error = String::new();
         // Another process may take the port between our probe and PostgreSQL binding it.
         for _ in 0..5 {
-            match Self::try_start(&bin, dir.path(), &data, free_port(), as_postgres) {
+            let port = port.unwrap_or_else(free_port);
+            match Self::try_start(&bin, dir.path(), &data, port, as_postgres) {
                 Ok((wrapper, port)) => {
                     return Self {
                         wrapper: Some(wrapper),
