@@ -36,6 +36,11 @@ pub trait EventHub: Send + Sync + 'static {
     /// Tells every listener of `session`, on every instance, that it has ended; their feeds
     /// yield `Feed::Ended` and stop.
     fn end(&self, session: &SessionId);
+    /// Completes once what was published or ended so far has left this process (a hub that
+    /// sends in the background): a command that ends sessions and then exits waits for it.
+    fn flush(&self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// What a channel carries: events, and the end of its session.

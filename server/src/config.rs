@@ -146,6 +146,9 @@ pub struct Config {
     /// Password attempts allowed per minute from one client address (IPv6 per /64),
     /// whatever the account; past them a sign-in answers 429.
     pub login_attempts_per_address: u32,
+    /// Sessions one account may have at once; signing in past it ends the oldest (0: no
+    /// limit).
+    pub max_sessions_per_account: usize,
     /// MCP servers whose tools the model is offered (the `[mcp]` table; see `server::mcp`).
     #[serde(default)]
     pub mcp: crate::mcp::McpConfig,
@@ -208,6 +211,7 @@ impl Default for Config {
             stream_recheck: Duration::from_secs(10),
             login_attempts_per_account: 5,
             login_attempts_per_address: 30,
+            max_sessions_per_account: 20,
             mcp: Default::default(),
             files: Default::default(),
         }

@@ -292,6 +292,7 @@ fn auth_config(config: &Config) -> Result<confide_core::auth::AuthConfig, Config
         public_origin: config.public_origin(),
         attempts_per_account: config.login_attempts_per_account,
         attempts_per_address: config.login_attempts_per_address,
+        max_sessions_per_account: config.max_sessions_per_account,
     })
 }
 

@@ -69,6 +69,7 @@ impl Auth {
             name,
             password_hash: Some(hash),
             created_ms: now_ms(),
+            disabled: false,
         };
         if let Err(e) = self.put_account(&home, &rec).await {
             // A home without an account would reserve the name for good.
@@ -98,6 +99,77 @@ impl Auth {
         rec.password_hash = Some(self.argon(move || hash_password(&pw)).await??);
         self.put_account(&home, &rec).await?;
         self.end_sessions(&home, keep).await
+    }
+
+    /// Disables a password account (no sign-in succeeds, by any method, and every session
+    /// ends at once) or enables it again; returns how many sessions ended.
+    pub async fn set_disabled(&self, username: &str, disabled: bool) -> Result<usize, ApiError> {
+        let name = normalize_username(username)?;
+        let home = password_home(&name);
+        let Some(mut rec) = self.account(&home).await? else {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no user {name:?}"),
+            ));
+        };
+        rec.disabled = disabled;
+        // The record first: a sign-in racing with this re-reads it after registering its
+        // session, so it either sees the flag or is registered in time to be ended below.
+        self.put_account(&home, &rec).await?;
+        if disabled {
+            self.end_sessions(&home, None).await
+        } else {
+            Ok(0)
+        }
+    }
+
+    /// The live sessions of a password account, oldest first (for operators).
+    pub async fn user_sessions(
+        &self,
+        username: &str,
+    ) -> Result<Vec<crate::model::SessionRow>, ApiError> {
+        let home = self.existing_user(username).await?;
+        let mut rows: Vec<_> = self
+            .live_entries(&home)
+            .await?
+            .into_iter()
+            .map(|(id, times, e)| crate::model::SessionRow {
+                handle: super::sessions::handle_of(&id),
+                created_ms: times.created_ms,
+                last_seen_ms: times.last_seen_ms,
+                agent: e.agent,
+                method: e.method,
+                current: false,
+            })
+            .collect();
+        rows.sort_by_key(|r| r.created_ms);
+        Ok(rows)
+    }
+
+    /// Ends one session of a password account by its handle, or all of them for `None`;
+    /// returns how many ended (for operators).
+    pub async fn end_user_sessions(
+        &self,
+        username: &str,
+        handle: Option<&str>,
+    ) -> Result<usize, ApiError> {
+        let home = self.existing_user(username).await?;
+        match handle {
+            None => self.end_sessions(&home, None).await,
+            Some(h) => self.end_entry(&home, h).await.map(|()| 1),
+        }
+    }
+
+    async fn existing_user(&self, username: &str) -> Result<SessionId, ApiError> {
+        let name = normalize_username(username)?;
+        let home = password_home(&name);
+        match self.account(&home).await? {
+            Some(_) => Ok(home),
+            None => Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no user {name:?}"),
+            )),
+        }
     }
 
     /// Deletes an account: its sessions, threads and record.
@@ -167,7 +239,8 @@ impl Auth {
         let checked = stored.clone();
         let ok = self.argon(move || verify_password(&pw, &checked)).await?;
         match record {
-            Some((n, r)) if ok && r.password_hash.is_some() => {
+            // A disabled account fails like a wrong password: its name stays unconfirmed.
+            Some((n, r)) if ok && r.password_hash.is_some() && !r.disabled => {
                 Ok((password_home(&n), r.name, stored))
             }
             _ => {
@@ -222,6 +295,7 @@ impl Auth {
                     method,
                     name: name.into(),
                     password_hash: None,
+                    disabled: current.as_ref().is_some_and(|r| r.disabled),
                     created_ms: current.map(|r| r.created_ms).unwrap_or_else(now_ms),
                 },
             )

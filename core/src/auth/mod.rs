@@ -59,6 +59,8 @@ pub struct AuthConfig {
     pub attempts_per_account: u32,
     /// Attempts (sign-ins and registrations) allowed per address, per minute.
     pub attempts_per_address: u32,
+    /// Sessions one account may have at once; a sign-in past it ends the oldest. 0: no limit.
+    pub max_sessions_per_account: usize,
 }
 
 impl AuthConfig {
@@ -106,6 +108,9 @@ struct AccountRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     password_hash: Option<String>,
     created_ms: i64,
+    /// Set by an operator (`confide user disable`): no sign-in succeeds, by any method.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    disabled: bool,
 }
 
 /// A session's own note of who it belongs to.

@@ -40,7 +40,7 @@ pub struct Signing<'a> {
 
 /// A short, stable handle for a session in "my sessions": a hash, so the page never shows
 /// another browser's id.
-fn handle_of(id: &SessionId) -> String {
+pub(super) fn handle_of(id: &SessionId) -> String {
     let d = Sha256::digest(id.as_bytes());
     d[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -147,6 +147,7 @@ impl Auth {
         let current = self.account(&home).await?;
         let still_valid = match (&current, verified_hash) {
             (None, _) => false,
+            (Some(r), _) if r.disabled => false,
             (Some(r), Some(h)) => r.password_hash.as_deref() == Some(h),
             (Some(_), None) => true,
         };
@@ -155,6 +156,7 @@ impl Auth {
             return Err(failed());
         }
         self.end_one(session).await?;
+        self.end_beyond_limit(&home, &new_id).await?;
         tracing::info!(old = %old.log_tag(), new = %new_id.log_tag(), method = method.as_str(), "signed in; session renewed");
         Ok((new_id, proof_cookie(&self.guard, &secret)))
     }
@@ -200,6 +202,43 @@ impl Auth {
                 Err(e) => return Err(ApiError::from(e)),
             }
         }
+        Ok(())
+    }
+
+    /// Past the account's limit of sessions at once, ends the oldest (never `newest`).
+    async fn end_beyond_limit(&self, home: &SessionId, newest: &SessionId) -> Result<(), ApiError> {
+        let max = self.config.max_sessions_per_account;
+        if max == 0 {
+            return Ok(());
+        }
+        let mut live = self.live_entries(home).await?;
+        if live.len() <= max {
+            return Ok(());
+        }
+        live.sort_by_key(|(_, times, _)| times.created_ms);
+        let excess = live.len() - max;
+        for (id, _, _) in live.iter().filter(|(id, _, _)| id != newest).take(excess) {
+            tracing::info!(session = %id.log_tag(), "over the account's session limit; the oldest ended");
+            self.end_entry(home, &handle_of(id)).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the session of `home` whose entry has `handle`; `NotFound` when there is none.
+    pub(super) async fn end_entry(&self, home: &SessionId, handle: &str) -> Result<(), ApiError> {
+        if handle.len() != 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::not_found());
+        }
+        let key = format!("{SESSION_PREFIX}{handle}");
+        let Some(raw) = self.store.get(home, &key).await? else {
+            return Err(ApiError::not_found());
+        };
+        if let Ok(e) = serde_json::from_slice::<SessionEntry>(&raw)
+            && let Ok(id) = SessionId::parse(&e.id)
+        {
+            self.delete_and_end(&id).await?;
+        }
+        self.store.remove(home, &key).await?;
         Ok(())
     }
 
@@ -313,20 +352,7 @@ impl Auth {
         handle: &str,
     ) -> Result<(), ApiError> {
         let home = signed_in(session)?;
-        if handle.len() != 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ApiError::not_found());
-        }
-        let key = format!("{SESSION_PREFIX}{handle}");
-        let Some(raw) = self.store.get(home, &key).await? else {
-            return Err(ApiError::not_found());
-        };
-        if let Ok(e) = serde_json::from_slice::<SessionEntry>(&raw)
-            && let Ok(id) = SessionId::parse(&e.id)
-        {
-            self.delete_and_end(&id).await?;
-        }
-        self.store.remove(home, &key).await?;
-        Ok(())
+        self.end_entry(home, handle).await
     }
 }
 

@@ -430,7 +430,12 @@ impl Chats for MemoryStore {
                 if r.message_thread.get(&m.id) == Some(&m.thread_id)
                     && let Some(existing) = t.messages.iter_mut().rev().find(|e| e.id == m.id)
                 {
-                    *existing = m.clone();
+                    // A stop that landed first stays (see the contract).
+                    if existing.status == app::model::MessageStatus::Streaming
+                        || m.status != app::model::MessageStatus::Streaming
+                    {
+                        *existing = m.clone();
+                    }
                     continue;
                 }
                 t.messages.push(m.clone());

@@ -1,6 +1,7 @@
 //! Session store backends. The contract (`confide_core::SessionStore`) is shared; each
 //! backend proves it fulfils it by running the same `store_contract_tests!` suite.
 
+mod hub_shared;
 mod memory;
 mod postgres;
 mod postgres_hub;

@@ -936,7 +936,8 @@ async fn put_one(
         tx,
         "UPDATE messages SET role = $1, content = $2, created_ms = $3, status = $4, \
          feedback = $5, error = $6, steps = $7, actions = $8, attachments = $9 \
-         WHERE session_id = $10 AND id = $11 AND thread_id = $12",
+         WHERE session_id = $10 AND id = $11 AND thread_id = $12 \
+         AND (status = 'streaming' OR $4 <> 'streaming')",
         &[
             &role_str(m.role),
             &m.content.as_bytes(),
@@ -955,6 +956,18 @@ async fn put_one(
     .await?;
     if updated > 0 {
         return Ok(true);
+    }
+    // Not replaced: new, another thread's, or finished already and this put says
+    // `streaming` (a stop that landed first stays, and the put is done).
+    let holder = query_opt(
+        tx,
+        "SELECT thread_id FROM messages WHERE session_id = $1 AND id = $2",
+        &[&sid, &mid],
+    )
+    .await?;
+    if let Some(holder) = holder {
+        let holder: Vec<u8> = col(&holder, 0, "message")?;
+        return Ok(holder == tid);
     }
     if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_MESSAGES {
         return Err(StoreError::TooManyMessages);

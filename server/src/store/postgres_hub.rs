@@ -18,7 +18,10 @@
 //! listening connection comes back after a loss, every session with listeners here is told
 //! to resync.
 
-use super::postgres::{pg, pool};
+use super::{
+    hub_shared::{Listener, Listening, Pending, listened},
+    postgres::{pg, pool},
+};
 use app::{SessionId, model::ChatEvent};
 use confide_core::{
     StoreError,
@@ -26,9 +29,8 @@ use confide_core::{
 };
 use futures::{StreamExt, stream::BoxStream};
 use std::{
-    collections::HashMap,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -58,9 +60,6 @@ const BODY_TTL_MS: i64 = 60_000;
 const END: &str = "end";
 const RESYNC: &str = "resync";
 
-/// Sessions with at least one listener in this process, with how many.
-type Listening = Arc<Mutex<HashMap<SessionId, usize>>>;
-
 /// Live events through PostgreSQL, so every process hears the events of every session.
 pub struct PostgresHub {
     local: Arc<LocalHub>,
@@ -69,6 +68,8 @@ pub struct PostgresHub {
     sent: AtomicU64,
     outbox: mpsc::Sender<Outgoing>,
     listening: Listening,
+    /// Sent to the outbox and not yet handed to the server, with a wake-up when it drains.
+    pending: Pending,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -134,6 +135,7 @@ impl PostgresHub {
         // Random, so two processes never take each other's notifications for their own.
         let process = SessionId::random().as_string()[..13].to_owned();
         let (outbox, rx) = mpsc::channel(OUTBOX);
+        let pending = Pending::default();
         let receiver = Receiver {
             config,
             process: process.clone(),
@@ -142,7 +144,12 @@ impl PostgresHub {
         };
         let tasks = [
             tokio::spawn(receiver.run(first)),
-            tokio::spawn(publish_loop(publisher, rx, process.clone())),
+            tokio::spawn(publish_loop(
+                publisher,
+                rx,
+                process.clone(),
+                pending.clone(),
+            )),
         ];
         Ok(Self {
             local,
@@ -150,6 +157,7 @@ impl PostgresHub {
             sent: AtomicU64::new(0),
             outbox,
             listening,
+            pending,
             tasks,
         })
     }
@@ -157,7 +165,9 @@ impl PostgresHub {
     fn send(&self, session: &SessionId, body: String) {
         let n = self.sent.fetch_add(1, Ordering::Relaxed);
         let head = format!("{}|{n}|{}|", self.process, session.as_string());
+        self.pending.add();
         if self.outbox.try_send(Outgoing { head, body }).is_err() {
+            self.pending.done(1);
             tracing::warn!(session = %session.log_tag(), "event outbox full (PostgreSQL slow or away); other instances miss an event");
         }
     }
@@ -181,6 +191,10 @@ impl EventHub for PostgresHub {
         self.send(session, END.to_owned());
     }
 
+    fn flush(&self) -> futures::future::BoxFuture<'static, ()> {
+        self.pending.flushed()
+    }
+
     fn subscribe(&self, session: &SessionId) -> BoxStream<'static, Feed> {
         let listener = Listener::new(self.listening.clone(), *session);
         let feed = self.local.subscribe(session);
@@ -190,34 +204,6 @@ impl EventHub for PostgresHub {
             let _registered = &listener;
             item
         }))
-    }
-}
-
-/// Registration of one listener; unregisters on drop.
-struct Listener {
-    listening: Listening,
-    session: SessionId,
-}
-
-impl Listener {
-    fn new(listening: Listening, session: SessionId) -> Self {
-        if let Ok(mut l) = listening.lock() {
-            *l.entry(session).or_default() += 1;
-        }
-        Self { listening, session }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Ok(mut l) = self.listening.lock()
-            && let Some(n) = l.get_mut(&self.session)
-        {
-            *n -= 1;
-            if *n == 0 {
-                l.remove(&self.session);
-            }
-        }
     }
 }
 
@@ -233,6 +219,7 @@ async fn publish_loop(
     pool: deadpool_postgres::Pool,
     mut rx: mpsc::Receiver<Outgoing>,
     process: String,
+    pending: Pending,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut last_cleanup = 0i64;
@@ -276,6 +263,7 @@ async fn publish_loop(
             // The other processes resync when their own connection recovers.
             tracing::warn!(process = %process, error = %e, events = batch.len(), "sending chat events through PostgreSQL failed");
         }
+        pending.done(batch.len());
         batch.clear();
     }
 }
@@ -384,12 +372,7 @@ impl Receiver {
     }
 
     fn resync_listeners(&self) {
-        let sessions: Vec<SessionId> = self
-            .listening
-            .lock()
-            .map(|l| l.keys().copied().collect())
-            .unwrap_or_default();
-        for s in &sessions {
+        for s in &listened(&self.listening) {
             self.local.publish(s, ChatEvent::Resync);
         }
     }

@@ -840,7 +840,12 @@ impl Chats for RedisStore {
             call.arg(m.thread_id.as_string())
                 .arg(m.id.as_string())
                 .arg(to_json(m)?)
-                .arg(m.created_ms);
+                .arg(m.created_ms)
+                .arg(if m.status == app::model::MessageStatus::Streaming {
+                    "1"
+                } else {
+                    "0"
+                });
         }
         let code: i64 = self.run(&call).await?;
         match code {

@@ -12,7 +12,10 @@
 //! When it comes back, every session with listeners here gets `ChatEvent::Resync`, which
 //! tells the browser to reload what it shows.
 
-use super::redis::{check_prefix, client};
+use super::{
+    hub_shared::{Listener, Listening, Pending, listened},
+    redis::{check_prefix, client},
+};
 use ::redis::{Client, aio::ConnectionManager, aio::ConnectionManagerConfig};
 use app::{SessionId, model::ChatEvent};
 use confide_core::{
@@ -20,11 +23,7 @@ use confide_core::{
     events::{EventHub, Feed, LocalHub},
 };
 use futures::{StreamExt, stream::BoxStream};
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 /// Bounds connecting, each publish batch and each health-check ping.
@@ -40,9 +39,6 @@ const OUTBOX: usize = 4096;
 /// Most events sent in one pipelined round trip.
 const BATCH: usize = 128;
 
-/// Sessions with at least one listener in this process, with how many.
-type Listening = Arc<Mutex<HashMap<SessionId, usize>>>;
-
 struct Outgoing {
     session: SessionId,
     payload: String,
@@ -57,6 +53,8 @@ pub struct RedisHub {
     prefix: String,
     outbox: mpsc::Sender<Outgoing>,
     listening: Listening,
+    /// Sent to the outbox and not yet handed to the server, with a wake-up when it drains.
+    pending: Pending,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -86,6 +84,7 @@ impl RedisHub {
         let local = Arc::new(LocalHub::default());
         let listening = Listening::default();
         let (outbox, rx) = mpsc::channel(OUTBOX);
+        let pending = Pending::default();
         let channel_prefix = format!("{prefix}:ev:");
         let receiver = Receiver {
             client,
@@ -101,6 +100,7 @@ impl RedisHub {
                 prefix.to_owned(),
                 rx,
                 local.clone(),
+                pending.clone(),
             )),
         ];
         Ok(Self {
@@ -108,6 +108,7 @@ impl RedisHub {
             prefix: prefix.to_owned(),
             outbox,
             listening,
+            pending,
             tasks,
         })
     }
@@ -127,6 +128,7 @@ impl EventHub for RedisHub {
                 return;
             }
         };
+        self.pending.add();
         if self
             .outbox
             .try_send(Outgoing {
@@ -135,6 +137,7 @@ impl EventHub for RedisHub {
             })
             .is_err()
         {
+            self.pending.done(1);
             tracing::warn!(session = %session.log_tag(), "event outbox full (Redis slow or away); dropping an event");
             self.local.publish(session, ChatEvent::Resync);
         }
@@ -144,6 +147,7 @@ impl EventHub for RedisHub {
         // Here at once, whatever Redis does; the copy that comes back through Redis finds
         // these streams closed already.
         self.local.end(session);
+        self.pending.add();
         if self
             .outbox
             .try_send(Outgoing {
@@ -152,9 +156,14 @@ impl EventHub for RedisHub {
             })
             .is_err()
         {
+            self.pending.done(1);
             // Other processes still close the stream at their next recheck.
             tracing::warn!(session = %session.log_tag(), "event outbox full (Redis slow or away); a session end reached this process only");
         }
+    }
+
+    fn flush(&self) -> futures::future::BoxFuture<'static, ()> {
+        self.pending.flushed()
     }
 
     fn subscribe(&self, session: &SessionId) -> BoxStream<'static, Feed> {
@@ -166,34 +175,6 @@ impl EventHub for RedisHub {
             let _registered = &listener;
             item
         }))
-    }
-}
-
-/// Registration of one listener; unregisters on drop.
-struct Listener {
-    listening: Listening,
-    session: SessionId,
-}
-
-impl Listener {
-    fn new(listening: Listening, session: SessionId) -> Self {
-        if let Ok(mut l) = listening.lock() {
-            *l.entry(session).or_default() += 1;
-        }
-        Self { listening, session }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Ok(mut l) = self.listening.lock()
-            && let Some(n) = l.get_mut(&self.session)
-        {
-            *n -= 1;
-            if *n == 0 {
-                l.remove(&self.session);
-            }
-        }
     }
 }
 
@@ -228,6 +209,7 @@ async fn publish_loop(
     prefix: String,
     mut rx: mpsc::Receiver<Outgoing>,
     local: Arc<LocalHub>,
+    pending: Pending,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
@@ -250,6 +232,7 @@ async fn publish_loop(
                 local.publish(s, ChatEvent::Resync);
             }
         }
+        pending.done(batch.len());
         batch.clear();
     }
 }
@@ -333,12 +316,7 @@ impl Receiver {
     }
 
     fn resync_listeners(&self) {
-        let sessions: Vec<SessionId> = self
-            .listening
-            .lock()
-            .map(|l| l.keys().copied().collect())
-            .unwrap_or_default();
-        for s in &sessions {
+        for s in &listened(&self.listening) {
             self.local.publish(s, ChatEvent::Resync);
         }
     }

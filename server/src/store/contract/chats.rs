@@ -243,6 +243,48 @@ pub async fn messages_keep_order_replace_and_truncate(store: Arc<dyn TestStore>)
     );
 }
 
+/// A reply's writer saves it as `streaming` while it grows; a Stop handled by another
+/// instance marks it `stopped` in between. Whatever order those writes land in, the stop
+/// stays: a message that is no longer streaming is never put back to streaming (that put
+/// stores nothing and still answers true, and the messages beside it are stored).
+pub async fn a_finished_message_never_streams_again(store: Arc<dyn TestStore>) {
+    let (s, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&s, &t).await.unwrap();
+    let mut reply = message(&t, Role::Assistant, "half", 10);
+    reply.status = MessageStatus::Streaming;
+    assert!(store.put_message(&s, &reply).await.unwrap());
+    let mut stopped = reply.clone();
+    stopped.status = MessageStatus::Stopped;
+    assert!(store.put_message(&s, &stopped).await.unwrap());
+    let mut late = reply.clone();
+    late.content = "half and more".into();
+    let next = message(&t, Role::User, "next", 11);
+    assert!(
+        store
+            .put_messages(&s, &[late.clone(), next.clone()])
+            .await
+            .unwrap()
+    );
+    let got = store.get_message(&s, &reply.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.content.as_str()),
+        (MessageStatus::Stopped, "half")
+    );
+    assert_eq!(store.get_message(&s, &next.id).await.unwrap(), Some(next));
+    // From one finished state to another is an ordinary replacement.
+    let mut done = late.clone();
+    done.status = MessageStatus::Done;
+    assert!(store.put_message(&s, &done).await.unwrap());
+    let got = store.get_message(&s, &reply.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.status, got.content.as_str()),
+        (MessageStatus::Done, "half and more")
+    );
+    let tail = store.thread_tail(&s, &t.id, 10).await.unwrap().unwrap();
+    assert_eq!(tail.count, 2);
+}
+
 pub async fn a_turn_is_put_in_one_call(store: Arc<dyn TestStore>) {
     let (a, _) = claimed(&*store).await;
     let (b, _) = claimed(&*store).await;

@@ -506,6 +506,8 @@ macro_rules! store_contract_tests {
             #[tokio::test]
             async fn messages_keep_order_replace_and_truncate() { c::messages_keep_order_replace_and_truncate(store_with(c::long()).await).await }
             #[tokio::test]
+            async fn a_finished_message_never_streams_again() { c::a_finished_message_never_streams_again(store_with(c::long()).await).await }
+            #[tokio::test]
             async fn a_turn_is_put_in_one_call() { c::a_turn_is_put_in_one_call(store_with(c::long()).await).await }
             #[tokio::test]
             async fn a_thread_tail_is_its_last_messages() { c::a_thread_tail_is_its_last_messages(store_with(c::long()).await).await }

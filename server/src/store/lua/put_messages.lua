@@ -1,12 +1,13 @@
 -- KEYS: s t m. ARGV: max messages, then per message: thread id, message id, message JSON,
--- created_ms. Each message replaces its namesake if the thread lists it, else is appended and
+-- created_ms, "1" if the message says it is streaming. A message no longer streaming is never
+-- put back to streaming: a stop that landed first stays (that put is skipped). Each message replaces its namesake if the thread lists it, else is appended and
 -- moves updated_ms (kept a decimal string: picking the larger never reformats a number). All
 -- or nothing: every thread is checked (exists, room left) before anything is written.
 local ttl = session_ttl()
 if not ttl then return 0 end
 local max = tonumber(ARGV[1])
 local recs, changed, order = {}, {}, {}
-for i = 2, #ARGV, 4 do
+for i = 2, #ARGV, 5 do
   local tid, mid, at = ARGV[i], ARGV[i + 1], ARGV[i + 3]
   local rec = recs[tid]
   if not rec then
@@ -28,8 +29,15 @@ for _, tid in ipairs(order) do
   redis.call('HSET', KEYS[2], tid, cjson.encode(recs[tid]))
 end
 if #order > 0 then expire_with_session(KEYS[2], ttl) end
-for i = 2, #ARGV, 4 do
-  redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2])
+for i = 2, #ARGV, 5 do
+  local keep = false
+  if ARGV[i + 4] == '1' then
+    local old = redis.call('HGET', KEYS[3], ARGV[i + 1])
+    -- The stored JSON names its status unescaped; any quote inside a text is escaped, so
+    -- only the real field can match.
+    keep = old ~= false and not string.find(old, '"status":"streaming"', 1, true)
+  end
+  if not keep then redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 2]) end
 end
 expire_with_session(KEYS[3], ttl)
 return 1

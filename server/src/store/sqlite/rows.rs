@@ -126,7 +126,8 @@ pub(super) fn put_one(
         tx,
         "UPDATE messages SET role = ?, content = ?, created_ms = ?, status = ?, \
          feedback = ?, error = ?, steps = ?, actions = ?, attachments = ? \
-         WHERE session_id = ? AND id = ? AND thread_id = ?",
+         WHERE session_id = ? AND id = ? AND thread_id = ? \
+         AND (status = 'streaming' OR ?4 <> 'streaming')",
         params![
             role_str(m.role),
             m.content,
@@ -144,6 +145,15 @@ pub(super) fn put_one(
     )?;
     if updated > 0 {
         return Ok(true);
+    }
+    // Not replaced: new, another thread's, or finished already and this put says
+    // `streaming` (a stop that landed first stays, and the put is done).
+    let holder: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT thread_id FROM messages WHERE session_id = ? AND id = ?")
+        .and_then(|mut s| s.query_row([sid, mid], |r| r.get(0)).optional())
+        .map_err(db)?;
+    if let Some(holder) = holder {
+        return Ok(holder == tid);
     }
     if count as usize >= MAX_MESSAGES {
         return Err(StoreError::TooManyMessages);
