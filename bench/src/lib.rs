@@ -7,6 +7,10 @@
 //! echo assistant), counts as an isolation failure.
 
 pub mod client;
+/// The throwaway PostgreSQL server of the server's own tests, shared so the load and soak
+/// tools start it the same way.
+#[path = "../../server/src/store/postgres_test_support.rs"]
+pub mod postgres;
 pub mod procs;
 pub mod soak;
 

@@ -3,7 +3,7 @@
 //! per turn, and a bare-axum baseline measured with the same client in the same run.
 //!
 //! ```text
-//! confide-load [--users 200] [--turns 10] [--stores memory,sqlite,redis] [--instances 1]
+//! confide-load [--users 200] [--turns 10] [--stores memory,sqlite,redis,postgres] [--instances 1]
 //!              [--server-bin target/release/confide] [--idle-sessions 5000] [--json out.json]
 //! confide-load --serve-baseline <port>      (internal: the baseline server process)
 //! ```
@@ -41,7 +41,7 @@ struct Args {
         default_value = "memory,sqlite,sqlite-normal,redis"
     )]
     stores: Vec<StoreArg>,
-    /// Confide instances sharing the store (Redis only).
+    /// Confide instances sharing the store (Redis and PostgreSQL; the others serve one).
     #[arg(long, default_value_t = 1)]
     instances: usize,
     /// The server binary to start.
@@ -65,6 +65,8 @@ enum StoreArg {
     /// SQLite with `sqlite_sync = normal`.
     SqliteNormal,
     Redis,
+    /// A PostgreSQL server started for the run, syncing every commit (`fsync` on).
+    Postgres,
 }
 
 impl StoreArg {
@@ -74,6 +76,7 @@ impl StoreArg {
             Self::Sqlite => "sqlite",
             Self::SqliteNormal => "sqlite-normal",
             Self::Redis => "redis",
+            Self::Postgres => "postgres",
         }
     }
 }
@@ -214,6 +217,7 @@ fn serve_baseline(port: u16) {
 async fn scenario(args: &Args, store: StoreArg) -> Result<Scenario, String> {
     // Dropped last: the processes using it are gone by then.
     let dir = TempDir::new(&format!("confide-bench-{}", store.name()))?;
+    let mut _postgres = None;
     let (_redis, store_url, redis_port) = match store {
         StoreArg::Memory => (None, "memory".to_owned(), None),
         StoreArg::Sqlite | StoreArg::SqliteNormal => {
@@ -224,10 +228,20 @@ async fn scenario(args: &Args, store: StoreArg) -> Result<Scenario, String> {
             let (p, url, port) = start_redis(&dir)?;
             (Some(p), url, Some(port))
         }
+        StoreArg::Postgres => {
+            let server = confide_bench::postgres::PostgresServer::start_durable();
+            let url = server.fresh_database().await;
+            _postgres = Some(server);
+            (None, url, None)
+        }
     };
     let mut servers = Vec::new();
     let mut cold_start = Duration::ZERO;
-    for _ in 0..args.instances {
+    let instances = match store {
+        StoreArg::Redis | StoreArg::Postgres => args.instances,
+        _ => 1,
+    };
+    for _ in 0..instances {
         let sync = if store == StoreArg::SqliteNormal {
             "normal"
         } else {
@@ -252,7 +266,7 @@ async fn scenario(args: &Args, store: StoreArg) -> Result<Scenario, String> {
     let turns = (report.messages.max(1)) as f64;
     Ok(Scenario {
         store: store.name().to_owned(),
-        instances: args.instances,
+        instances,
         server_cpu_ms_per_msg: (cpu_after - cpu_before) / turns,
         server_rss_kb: pids.iter().map(|p| rss_kb(*p)).sum(),
         cold_start_ms: cold_start.as_secs_f64() * 1000.0,

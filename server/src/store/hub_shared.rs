@@ -1,7 +1,8 @@
 //! What the hubs that carry events between processes share: which sessions have listeners
 //! here (to resync them after a lost connection), and what is still on its way out.
 
-use app::SessionId;
+use app::{SessionId, model::ChatEvent};
+use confide_core::events::{EventHub, LocalHub};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -10,12 +11,16 @@ use std::{
 /// Sessions with at least one listener in this process, with how many.
 pub(super) type Listening = Arc<Mutex<HashMap<SessionId, usize>>>;
 
-/// The sessions of `listening`, for a resync after events may have been missed.
-pub(super) fn listened(listening: &Listening) -> Vec<SessionId> {
-    listening
+/// Tells every session with listeners here to reload what it shows: events may have been
+/// missed while the connection to the others was down.
+pub(super) fn resync(local: &LocalHub, listening: &Listening) {
+    let sessions: Vec<SessionId> = listening
         .lock()
         .map(|l| l.keys().copied().collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    for s in &sessions {
+        local.publish(s, ChatEvent::Resync);
+    }
 }
 
 /// Registration of one listener; unregisters on drop.
@@ -75,5 +80,30 @@ impl Pending {
                 wait.await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use app::model::{ChatEvent, ThreadId};
+    use confide_core::events::Feed;
+    use futures::{Stream, StreamExt};
+    use std::time::Duration;
+
+    pub(in crate::store) fn event() -> ChatEvent {
+        ChatEvent::ThreadDeleted {
+            thread_id: ThreadId::random(),
+        }
+    }
+
+    pub(in crate::store) async fn next(feed: &mut (impl Stream<Item = Feed> + Unpin)) -> Feed {
+        tokio::time::timeout(Duration::from_secs(5), feed.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("the feed is open")
+    }
+
+    pub(in crate::store) fn is(feed: &Feed, event: &ChatEvent) -> bool {
+        matches!(feed, Feed::Event(e) if **e == *event)
     }
 }

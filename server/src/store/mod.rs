@@ -5,7 +5,9 @@ mod hub_shared;
 mod memory;
 mod postgres;
 mod postgres_hub;
+// Also the load and soak tools' PostgreSQL (bench/src/lib.rs), which use all of it.
 #[cfg(test)]
+#[allow(dead_code)]
 pub(crate) mod postgres_test_support;
 mod redis;
 mod redis_hub;

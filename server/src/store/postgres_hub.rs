@@ -19,7 +19,7 @@
 //! to resync.
 
 use super::{
-    hub_shared::{Listener, Listening, Pending, listened},
+    hub_shared::{Listener, Listening, Pending, resync},
     postgres::{pg, pool},
 };
 use app::{SessionId, model::ChatEvent};
@@ -372,36 +372,16 @@ impl Receiver {
     }
 
     fn resync_listeners(&self) {
-        for s in &listened(&self.listening) {
-            self.local.publish(s, ChatEvent::Resync);
-        }
+        resync(&self.local, &self.listening);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::hub_shared::tests::{event, is, next};
     use crate::store::postgres_test_support::PostgresServer;
-    use app::model::ThreadId;
-    use futures::Stream;
     use std::time::Instant;
-
-    fn event() -> ChatEvent {
-        ChatEvent::ThreadDeleted {
-            thread_id: ThreadId::random(),
-        }
-    }
-
-    async fn next(feed: &mut (impl Stream<Item = Feed> + Unpin)) -> Feed {
-        tokio::time::timeout(Duration::from_secs(5), feed.next())
-            .await
-            .expect("an event within 5 s")
-            .expect("the feed is open")
-    }
-
-    fn is(feed: &Feed, event: &ChatEvent) -> bool {
-        matches!(feed, Feed::Event(e) if **e == *event)
-    }
 
     /// A database on `server` with Confide's schema, which large events need.
     async fn schema(server: &PostgresServer) -> String {
@@ -495,7 +475,7 @@ mod tests {
         let s = SessionId::random();
         let mut on_b = b.subscribe(&s);
         let delta = |n: usize| ChatEvent::Delta {
-            thread_id: ThreadId::random(),
+            thread_id: app::model::ThreadId::random(),
             message_id: app::model::MessageId::random(),
             content: "é".repeat(n),
             html: format!("<p>{}</p>", "é".repeat(n)),

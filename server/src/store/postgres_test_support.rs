@@ -1,5 +1,6 @@
-//! A throwaway PostgreSQL server for tests: `initdb` into a temporary directory, a free port,
-//! no durability (fsync off), trust authentication on 127.0.0.1 only.
+//! A throwaway PostgreSQL server for tests and the load tools: `initdb` into a temporary
+//! directory, a free port, trust authentication on 127.0.0.1 only; no durability (fsync off)
+//! unless asked for.
 //!
 //! Like the Redis one, the server runs under a small `sh` wrapper holding a pipe from this
 //! process: when the guard is dropped or the test process dies in any way, the pipe closes
@@ -24,7 +25,7 @@ rm -rf "$PG_DIR"
 exit 0
 "#;
 
-pub(crate) struct PostgresServer {
+pub struct PostgresServer {
     wrapper: Option<Child>,
     port: u16,
     /// Removed when the guard goes (the wrapper removes it too, if this process dies).
@@ -34,20 +35,25 @@ pub(crate) struct PostgresServer {
 impl PostgresServer {
     /// A server on a free port. Panics if PostgreSQL is not installed: these tests must not
     /// pass by not running.
-    pub(crate) fn start() -> Self {
-        Self::start_with(None)
+    pub fn start() -> Self {
+        Self::start_with(None, false)
+    }
+
+    /// A server that syncs every commit to disk, as a production one does (for measuring).
+    pub fn start_durable() -> Self {
+        Self::start_with(None, true)
     }
 
     /// A new server on `port`, e.g. to bring PostgreSQL back where a killed one was.
-    pub(crate) fn start_on(port: u16) -> Self {
-        Self::start_with(Some(port))
+    pub fn start_on(port: u16) -> Self {
+        Self::start_with(Some(port), false)
     }
 
-    pub(crate) fn port(&self) -> u16 {
+    pub fn port(&self) -> u16 {
         self.port
     }
 
-    fn start_with(port: Option<u16>) -> Self {
+    fn start_with(port: Option<u16>, durable: bool) -> Self {
         let bin = postgres_bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("confide-pg-")
@@ -75,7 +81,7 @@ impl PostgresServer {
         // Another process may take the port between our probe and PostgreSQL binding it.
         for _ in 0..5 {
             let port = port.unwrap_or_else(free_port);
-            match Self::try_start(&bin, dir.path(), &data, port, as_postgres) {
+            match Self::try_start(&bin, dir.path(), &data, port, as_postgres, durable) {
                 Ok((wrapper, port)) => {
                     return Self {
                         wrapper: Some(wrapper),
@@ -95,7 +101,9 @@ impl PostgresServer {
         data: &Path,
         port: u16,
         as_postgres: bool,
+        durable: bool,
     ) -> Result<(Child, u16), String> {
+        let sync = if durable { "on" } else { "off" };
         let mut cmd = Command::new("sh");
         cmd.arg("-c").arg(WRAPPER).arg("pg-wrapper");
         if as_postgres {
@@ -116,14 +124,11 @@ impl PostgresServer {
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
                 "max_connections=300",
             ])
+            .args(["-c", &format!("fsync={sync}")])
+            .args(["-c", &format!("synchronous_commit={sync}")])
+            .args(["-c", &format!("full_page_writes={sync}")])
             .env("PG_DIR", dir)
             .stdin(Stdio::piped())
             .spawn()
@@ -152,7 +157,7 @@ impl PostgresServer {
     }
 
     /// The URL of a new, empty database on this server: each test gets its own.
-    pub(crate) async fn fresh_database(&self) -> String {
+    pub async fn fresh_database(&self) -> String {
         let name = format!("t{}", uuid::Uuid::new_v4().simple());
         let (client, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
             .await
@@ -167,12 +172,12 @@ impl PostgresServer {
         self.url(&name)
     }
 
-    pub(crate) fn url(&self, database: &str) -> String {
+    pub fn url(&self, database: &str) -> String {
         format!("postgres://confide@127.0.0.1:{}/{database}", self.port)
     }
 
     /// Kills the server now (SIGKILL, like a crash) and waits until it is gone.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut wrapper) = self.wrapper.take() {
             drop(wrapper.stdin.take());
             let _ = wrapper.wait();

@@ -13,7 +13,7 @@
 //! tells the browser to reload what it shows.
 
 use super::{
-    hub_shared::{Listener, Listening, Pending, listened},
+    hub_shared::{Listener, Listening, Pending, resync},
     redis::{check_prefix, client},
 };
 use ::redis::{Client, aio::ConnectionManager, aio::ConnectionManagerConfig};
@@ -316,36 +316,16 @@ impl Receiver {
     }
 
     fn resync_listeners(&self) {
-        for s in &listened(&self.listening) {
-            self.local.publish(s, ChatEvent::Resync);
-        }
+        resync(&self.local, &self.listening);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::hub_shared::tests::{event, is, next};
     use crate::store::redis_test_support::RedisServer;
-    use app::model::ThreadId;
-    use futures::Stream;
     use std::time::Instant;
-
-    fn event() -> ChatEvent {
-        ChatEvent::ThreadDeleted {
-            thread_id: ThreadId::random(),
-        }
-    }
-
-    async fn next(feed: &mut (impl Stream<Item = Feed> + Unpin)) -> Feed {
-        tokio::time::timeout(Duration::from_secs(5), feed.next())
-            .await
-            .expect("an event within 5 s")
-            .expect("the feed is open")
-    }
-
-    fn is(feed: &Feed, event: &ChatEvent) -> bool {
-        matches!(feed, Feed::Event(e) if **e == *event)
-    }
 
     #[tokio::test]
     async fn events_cross_processes_once_and_only_to_their_session() {
