@@ -912,7 +912,10 @@ impl Chats for PostgresStore {
 }
 
 /// Appends the message to its thread or replaces it there; false if the session has no such
-/// thread, or the id belongs to another of its threads.
+/// thread, or the id belongs to another of its threads. The session's row is locked, so
+/// nothing else writes its messages meanwhile. Most puts take one statement: a save of a
+/// growing reply is the replacement, a new message the insertion; only what neither does
+/// (a refusal, or a stop that landed first) takes a third, to tell why.
 async fn put_one(
     tx: &Transaction<'_>,
     id: &SessionId,
@@ -922,29 +925,24 @@ async fn put_one(
     let sid = &id.as_bytes()[..];
     let tid = &m.thread_id.as_bytes()[..];
     let mid = &m.id.as_bytes()[..];
-    let count = query_opt(
-        tx,
-        "SELECT message_count FROM threads WHERE session_id = $1 AND id = $2",
-        &[&sid, &tid],
-    )
-    .await?;
-    let Some(count) = count else {
-        return Ok(false);
-    };
-    let count: i64 = col(&count, 0, "thread")?;
-    let updated = exec(
+    let content = m.content.as_bytes();
+    let error = m.error.as_deref().map(str::as_bytes);
+    let (role, status) = (role_str(m.role), status_str(m.status));
+    // A message no longer streaming is never put back to streaming: a stop that landed
+    // first stays.
+    let replaced = exec(
         tx,
         "UPDATE messages SET role = $1, content = $2, created_ms = $3, status = $4, \
          feedback = $5, error = $6, steps = $7, actions = $8, attachments = $9 \
          WHERE session_id = $10 AND id = $11 AND thread_id = $12 \
          AND (status = 'streaming' OR $4 <> 'streaming')",
         &[
-            &role_str(m.role),
-            &m.content.as_bytes(),
+            &role,
+            &content,
             &m.created_ms,
-            &status_str(m.status),
+            &status,
             &stored.feedback,
-            &m.error.as_deref().map(str::as_bytes),
+            &error,
             &stored.steps,
             &stored.actions,
             &stored.attachments,
@@ -954,60 +952,62 @@ async fn put_one(
         ],
     )
     .await?;
-    if updated > 0 {
+    if replaced > 0 {
         return Ok(true);
     }
-    // Not replaced: new, another thread's, or finished already and this put says
-    // `streaming` (a stop that landed first stays, and the put is done).
-    let holder = query_opt(
-        tx,
-        "SELECT thread_id FROM messages WHERE session_id = $1 AND id = $2",
-        &[&sid, &mid],
-    )
-    .await?;
-    if let Some(holder) = holder {
-        let holder: Vec<u8> = col(&holder, 0, "message")?;
-        return Ok(holder == tid);
-    }
-    if usize::try_from(count).unwrap_or(usize::MAX) >= MAX_MESSAGES {
-        return Err(StoreError::TooManyMessages);
-    }
+    let max = i64::try_from(MAX_MESSAGES).unwrap_or(i64::MAX);
+    // The thread's count and recency move only if the message is new and there is room.
     let inserted = exec(
         tx,
-        "INSERT INTO messages (session_id, id, thread_id, seq, role, content, \
-         created_ms, status, feedback, error, steps, actions, attachments) \
-         VALUES ($1, $2, $3, \
-            (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = $1 AND thread_id = $3), \
-            $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (session_id, id) DO NOTHING",
+        "WITH counted AS (
+            UPDATE threads SET updated_ms = GREATEST(updated_ms, $6),
+                message_count = message_count + 1
+            WHERE session_id = $1 AND id = $3 AND message_count < $13
+              AND NOT EXISTS (SELECT 1 FROM messages WHERE session_id = $1 AND id = $2)
+            RETURNING 1
+         )
+         INSERT INTO messages (session_id, id, thread_id, seq, role, content, \
+            created_ms, status, feedback, error, steps, actions, attachments)
+         SELECT $1, $2, $3,
+            (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = $1 AND thread_id = $3),
+            $4, $5, $6, $7, $8, $9, $10, $11, $12
+         FROM counted",
         &[
             &sid,
             &mid,
             &tid,
-            &role_str(m.role),
-            &m.content.as_bytes(),
+            &role,
+            &content,
             &m.created_ms,
-            &status_str(m.status),
+            &status,
             &stored.feedback,
-            &m.error.as_deref().map(str::as_bytes),
+            &error,
             &stored.steps,
             &stored.actions,
             &stored.attachments,
+            &max,
         ],
     )
     .await?;
-    if inserted == 0 {
-        // The id exists in another thread of this session: not this thread's message.
-        return Ok(false);
+    if inserted > 0 {
+        return Ok(true);
     }
-    exec(
+    let why = query_opt(
         tx,
-        "UPDATE threads SET updated_ms = GREATEST(updated_ms, $1), \
-         message_count = message_count + 1 WHERE session_id = $2 AND id = $3",
-        &[&m.created_ms, &sid, &tid],
+        "SELECT (SELECT thread_id FROM messages WHERE session_id = $1 AND id = $2),
+                (SELECT message_count FROM threads WHERE session_id = $1 AND id = $3)",
+        &[&sid, &mid, &tid],
     )
-    .await?;
-    Ok(true)
+    .await?
+    .ok_or_else(|| bad_row("message"))?;
+    let holder: Option<Vec<u8>> = col(&why, 0, "message")?;
+    let count: Option<i64> = col(&why, 1, "thread")?;
+    match (holder, count) {
+        // Finished already, and this put said `streaming`: the stop stays; nothing to do.
+        (Some(holder), _) => Ok(holder == tid),
+        (None, None) => Ok(false),
+        (None, Some(_)) => Err(StoreError::TooManyMessages),
+    }
 }
 
 #[async_trait]
