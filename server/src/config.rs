@@ -31,6 +31,10 @@ pub struct Config {
     /// Connections this instance keeps to PostgreSQL at most (the server's own
     /// `max_connections` is shared by every instance).
     pub postgres_pool: usize,
+    /// A PEM file of certificate authorities trusted for PostgreSQL's TLS, beside the
+    /// system's (a private CA, a cloud provider's bundle). TLS is used when the server offers
+    /// it; `?sslmode=require` in the URL insists on it. The certificate is always verified.
+    pub postgres_ca: Option<PathBuf>,
     /// A session ends after this long without a verified request.
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub idle_timeout: Duration,
@@ -167,6 +171,7 @@ impl Default for Config {
             store: StoreKind::Sqlite("./data/confide.db".into()),
             redis_prefix: "confide".into(),
             postgres_pool: 16,
+            postgres_ca: None,
             sqlite_sync: crate::store::SqliteDurability::Full,
             idle_timeout: Duration::from_secs(app::DEFAULT_IDLE_SECS),
             absolute_timeout: Duration::from_secs(app::DEFAULT_ABSOLUTE_SECS),

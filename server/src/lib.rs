@@ -217,13 +217,14 @@ impl AppState {
             }
             // PostgreSQL alone serves several instances: live events go over LISTEN/NOTIFY.
             StoreKind::Postgres(url) => {
+                let ca = config.postgres_ca.as_deref();
                 let store =
-                    PostgresStore::connect(&url, l, config.postgres_pool, config.store_timeout)
+                    PostgresStore::connect(&url, l, config.postgres_pool, config.store_timeout, ca)
                         .await
                         .map_err(|e| {
                             ConfigError::Invalid(format!("cannot use the PostgreSQL store: {e}"))
                         })?;
-                let hub = PostgresHub::connect(&url).await.map_err(|e| {
+                let hub = PostgresHub::connect(&url, ca).await.map_err(|e| {
                     ConfigError::Invalid(format!("cannot use PostgreSQL for live events: {e}"))
                 })?;
                 (Arc::new(store), Arc::new(hub))

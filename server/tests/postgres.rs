@@ -323,3 +323,50 @@ async fn operators_list_end_and_disable_an_accounts_sessions_on_every_instance()
     let (_, out) = confide(&url, &["sessions", "list", "kim"], "");
     assert!(out.starts_with("2 session(s)"), "{out}");
 }
+
+#[tokio::test]
+async fn tls_to_postgres_is_verified_against_the_configured_authority() {
+    use std::time::Duration;
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let pg = PostgresServer::start_tls(&cert.cert.pem(), &cert.signing_key.serialize_pem());
+    let url = format!("{}?sslmode=require", pg.fresh_database().await);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let lifetimes = confide_core::Lifetimes::default();
+    let timeout = Duration::from_secs(10);
+
+    // Trusted through `postgres_ca`: the store works over TLS.
+    let store = server::PostgresStore::connect(&url, lifetimes, 2, timeout, Some(&ca))
+        .await
+        .expect("TLS with the configured authority");
+    use confide_core::Sessions;
+    let id = app::SessionId::random();
+    let proof = confide_core::Proof::generate().unwrap().hash();
+    assert_eq!(
+        store.claim(&id, &proof, None).await.unwrap(),
+        confide_core::Claim::Won
+    );
+    assert!(
+        server::PostgresHub::connect(&url, Some(&ca)).await.is_ok(),
+        "the events connection too"
+    );
+    // Not trusted: refused, not silently downgraded to plain text.
+    let e = server::PostgresStore::connect(&url, lifetimes, 2, timeout, None)
+        .await
+        .err()
+        .expect("an unknown authority is refused");
+    assert!(
+        matches!(e, confide_core::StoreError::Unavailable(_)),
+        "{e:?}"
+    );
+    // A file that holds no certificate is a clear configuration error.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let e = server::PostgresStore::connect(&url, lifetimes, 2, timeout, Some(&empty))
+        .await
+        .err()
+        .expect("an empty CA file is refused");
+    assert!(e.to_string().contains("holds no certificate"), "{e}");
+}

@@ -116,7 +116,7 @@ mod postgres_contract {
     store_contract_tests!(|lifetimes| async move {
         let url = server().fresh_database().await;
         Arc::new(
-            PostgresStore::connect(&url, lifetimes, 4, Duration::from_secs(10))
+            PostgresStore::connect(&url, lifetimes, 4, Duration::from_secs(10), None)
                 .await
                 .unwrap(),
         )

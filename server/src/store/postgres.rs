@@ -28,8 +28,9 @@ use confide_core::{
     store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
-use std::time::Duration;
-use tokio_postgres::{NoTls, Row, types::ToSql};
+use std::{path::Path, time::Duration};
+use tokio_postgres::{Row, types::ToSql};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// The `expires_ms` of a home: it never expires.
 const NEVER: i64 = i64::MAX;
@@ -209,15 +210,54 @@ fn prefixed(prefix: &str, columns: &str) -> String {
         .join(", ")
 }
 
+/// How connections to PostgreSQL speak TLS: rustls (ring), trusting the system's certificate
+/// authorities and those in `ca`. Whether TLS is used is the URL's `sslmode` (`prefer` unless
+/// it says otherwise); when it is, the server's certificate and name are always checked.
+pub(super) fn tls(ca: Option<&Path>) -> Result<MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // One unreadable system certificate must not stop the others.
+        let _ = roots.add(cert);
+    }
+    if let Some(ca) = ca {
+        let certs = CertificateDer::pem_file_iter(ca)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot read postgres_ca {}: {e}", ca.display()))
+            })?;
+        if certs.is_empty() {
+            return Err(StoreError::Unavailable(format!(
+                "postgres_ca {} holds no certificate",
+                ca.display()
+            )));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| {
+                StoreError::Unavailable(format!("postgres_ca {}: {e}", ca.display()))
+            })?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| StoreError::Internal(format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
 /// A pool of up to `size` connections to `config`'s server, each waited for at most `timeout`.
 pub(super) fn pool(
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     size: usize,
     timeout: Duration,
 ) -> Result<Pool, StoreError> {
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             // A connection that broke is found out by its next query and dropped; a probe
             // before every checkout would cost a round trip each time.
@@ -245,17 +285,19 @@ SELECT COUNT(*) FROM gone";
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`) with a pool of up to
-    /// `pool_size` connections, and brings the schema up to date.
+    /// `pool_size` connections (TLS as `tls` says, with `ca` trusted), and brings the schema
+    /// up to date.
     pub async fn connect(
         url: &str,
         lifetimes: Lifetimes,
         pool_size: usize,
         connect_timeout: Duration,
+        ca: Option<&Path>,
     ) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("not a PostgreSQL URL: {e}")))?;
-        let pool = pool(config, pool_size, connect_timeout)?;
+        let pool = pool(config, tls(ca)?, pool_size, connect_timeout)?;
         let store = Self {
             pool,
             lifetimes,

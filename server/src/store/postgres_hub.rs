@@ -20,7 +20,7 @@
 
 use super::{
     hub_shared::{Listener, Listening, Pending, resync},
-    postgres::{pg, pool},
+    postgres::{pg, pool, tls},
 };
 use app::{SessionId, model::ChatEvent};
 use confide_core::{
@@ -36,7 +36,8 @@ use std::{
     time::Duration,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 const CHANNEL: &str = "confide_events";
 /// Bounds connecting, each publish batch and each health-check query.
@@ -100,8 +101,11 @@ async fn bounded<T>(
     }
 }
 
-async fn listen(config: &tokio_postgres::Config) -> Result<Subscription, StoreError> {
-    let (client, mut connection) = bounded(config.connect(NoTls)).await?;
+async fn listen(
+    config: &tokio_postgres::Config,
+    tls: &MakeRustlsConnect,
+) -> Result<Subscription, StoreError> {
+    let (client, mut connection) = bounded(config.connect(tls.clone())).await?;
     let (tx, payloads) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -124,12 +128,13 @@ async fn listen(config: &tokio_postgres::Config) -> Result<Subscription, StoreEr
 impl PostgresHub {
     /// Connects the listening side and a publishing connection, and returns once the
     /// listening is in place, so nothing sent after this returns is missed.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, ca: Option<&std::path::Path>) -> Result<Self, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("not a PostgreSQL URL: {e}")))?;
-        let publisher = pool(config.clone(), 1, OP_TIMEOUT)?;
-        let first = listen(&config).await?;
+        let tls = tls(ca)?;
+        let publisher = pool(config.clone(), tls.clone(), 1, OP_TIMEOUT)?;
+        let first = listen(&config, &tls).await?;
         let local = Arc::new(LocalHub::default());
         let listening = Listening::default();
         // Random, so two processes never take each other's notifications for their own.
@@ -138,6 +143,7 @@ impl PostgresHub {
         let pending = Pending::default();
         let receiver = Receiver {
             config,
+            tls,
             process: process.clone(),
             local: local.clone(),
             listening: listening.clone(),
@@ -271,6 +277,7 @@ async fn publish_loop(
 /// The receiving side: owns the listening connection and keeps it alive.
 struct Receiver {
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     process: String,
     local: Arc<LocalHub>,
     listening: Listening,
@@ -283,7 +290,7 @@ impl Receiver {
         loop {
             let connection = match current.take() {
                 Some(c) => c,
-                None => match listen(&self.config).await {
+                None => match listen(&self.config, &self.tls).await {
                     Ok(c) => {
                         tracing::info!("listening for chat events in PostgreSQL again");
                         backoff = MIN_BACKOFF;
@@ -391,6 +398,7 @@ mod tests {
             confide_core::Lifetimes::default(),
             1,
             Duration::from_secs(10),
+            None,
         )
         .await
         .unwrap();
@@ -400,8 +408,12 @@ mod tests {
     #[tokio::test]
     async fn events_cross_processes_once_and_only_to_their_session() {
         let server = PostgresServer::start();
-        let a = PostgresHub::connect(&server.url("postgres")).await.unwrap();
-        let b = PostgresHub::connect(&server.url("postgres")).await.unwrap();
+        let a = PostgresHub::connect(&server.url("postgres"), None)
+            .await
+            .unwrap();
+        let b = PostgresHub::connect(&server.url("postgres"), None)
+            .await
+            .unwrap();
         let (s, other) = (SessionId::random(), SessionId::random());
         let mut on_a = a.subscribe(&s);
         let mut on_b = b.subscribe(&s);
@@ -439,8 +451,12 @@ mod tests {
     #[tokio::test]
     async fn an_end_closes_the_sessions_streams_in_every_process_within_a_second() {
         let server = PostgresServer::start();
-        let a = PostgresHub::connect(&server.url("postgres")).await.unwrap();
-        let b = PostgresHub::connect(&server.url("postgres")).await.unwrap();
+        let a = PostgresHub::connect(&server.url("postgres"), None)
+            .await
+            .unwrap();
+        let b = PostgresHub::connect(&server.url("postgres"), None)
+            .await
+            .unwrap();
         let (s, other) = (SessionId::random(), SessionId::random());
         let mut on_a = a.subscribe(&s);
         let mut on_b = b.subscribe(&s);
@@ -470,8 +486,8 @@ mod tests {
     async fn events_too_large_to_notify_arrive_whole_and_in_order() {
         let server = PostgresServer::start();
         let url = schema(&server).await;
-        let a = PostgresHub::connect(&url).await.unwrap();
-        let b = PostgresHub::connect(&url).await.unwrap();
+        let a = PostgresHub::connect(&url, None).await.unwrap();
+        let b = PostgresHub::connect(&url, None).await.unwrap();
         let s = SessionId::random();
         let mut on_b = b.subscribe(&s);
         let delta = |n: usize| ChatEvent::Delta {
@@ -493,7 +509,9 @@ mod tests {
     async fn listeners_resync_after_postgres_comes_back() {
         let mut server = PostgresServer::start();
         let port = server.port();
-        let hub = PostgresHub::connect(&server.url("postgres")).await.unwrap();
+        let hub = PostgresHub::connect(&server.url("postgres"), None)
+            .await
+            .unwrap();
         let s = SessionId::random();
         let mut feed = hub.subscribe(&s);
 
@@ -525,7 +543,9 @@ mod tests {
     #[tokio::test]
     async fn listener_registrations_end_with_their_streams() {
         let server = PostgresServer::start();
-        let hub = PostgresHub::connect(&server.url("postgres")).await.unwrap();
+        let hub = PostgresHub::connect(&server.url("postgres"), None)
+            .await
+            .unwrap();
         let s = SessionId::random();
         let one = hub.subscribe(&s);
         let two = hub.subscribe(&s);

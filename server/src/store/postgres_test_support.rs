@@ -36,24 +36,29 @@ impl PostgresServer {
     /// A server on a free port. Panics if PostgreSQL is not installed: these tests must not
     /// pass by not running.
     pub fn start() -> Self {
-        Self::start_with(None, false)
+        Self::start_with(None, false, None)
+    }
+
+    /// A server that also speaks TLS with this certificate and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(None, false, Some((cert_pem, key_pem)))
     }
 
     /// A server that syncs every commit to disk, as a production one does (for measuring).
     pub fn start_durable() -> Self {
-        Self::start_with(None, true)
+        Self::start_with(None, true, None)
     }
 
     /// A new server on `port`, e.g. to bring PostgreSQL back where a killed one was.
     pub fn start_on(port: u16) -> Self {
-        Self::start_with(Some(port), false)
+        Self::start_with(Some(port), false, None)
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    fn start_with(port: Option<u16>, durable: bool) -> Self {
+    fn start_with(port: Option<u16>, durable: bool, tls: Option<(&str, &str)>) -> Self {
         let bin = postgres_bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("confide-pg-")
@@ -77,6 +82,26 @@ impl PostgresServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&status.stderr)
         );
+        if let Some((cert, key)) = tls {
+            use std::{io::Write, os::unix::fs::PermissionsExt};
+            std::fs::write(data.join("server.crt"), cert).expect("write the certificate");
+            std::fs::write(data.join("server.key"), key).expect("write the key");
+            // PostgreSQL refuses a key others can read.
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("restrict the key");
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("postgresql.conf"))
+                .and_then(|mut f| f.write_all(b"\nssl = on\n"))
+                .expect("turn TLS on");
+            if as_postgres {
+                chown_to_postgres(&data.join("server.crt"));
+                chown_to_postgres(&data.join("server.key"));
+            }
+        }
         let mut last_error = String::new();
         // Another process may take the port between our probe and PostgreSQL binding it.
         for _ in 0..5 {
