@@ -444,31 +444,7 @@ async fn header_sign_in_is_believed_only_from_trusted_proxies() {
 async fn the_user_command_manages_password_accounts() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite:{}", dir.path().join("confide.db").display());
-    let run = |args: &[&str], stdin: &str| {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_confide"))
-            .args(args)
-            .env("CONFIDE_CONFIG", "/nonexistent/confide.toml")
-            .env("CONFIDE_STORE", &store)
-            .env("CONFIDE_LOG", "warn")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
-    };
+    let run = |args: &[&str], stdin: &str| common::confide(&store, args, stdin);
     let (ok, out) = run(&["user", "add", "Kim"], &format!("{PW}\n"));
     assert!(ok, "{out}");
     let (ok, out) = run(&["user", "add", "kim"], &format!("{PW}\n"));

@@ -205,32 +205,6 @@ async fn live_events_stop_and_the_end_of_a_session_cross_instances() {
     assert!(took < Duration::from_secs(3), "closed after {took:?}");
 }
 
-/// Runs `confide ARGS` on `store` with `stdin`; whether it succeeded, and what it printed.
-fn confide(store: &str, args: &[&str], stdin: &str) -> (bool, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_confide"))
-        .args(args)
-        .env("CONFIDE_CONFIG", "/nonexistent/confide.toml")
-        .env("CONFIDE_STORE", store)
-        .env("CONFIDE_LOG", "warn")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 async fn log_in(on: &ChildServer, name: &str) -> (Browser, common::Reply) {
     let mut b = common::started(on).await;
     let r = b
@@ -260,7 +234,7 @@ async fn operators_list_end_and_disable_an_accounts_sessions_on_every_instance()
     use std::time::Duration;
     let pg = PostgresServer::start();
     let url = pg.fresh_database().await;
-    let (ok, out) = confide(&url, &["user", "add", "kim"], &format!("{}\n", common::PW));
+    let (ok, out) = common::confide(&url, &["user", "add", "kim"], &format!("{}\n", common::PW));
     assert!(ok, "{out}");
     let settings = vec![
         ("CONFIDE_STORE", url.clone()),
@@ -277,7 +251,7 @@ async fn operators_list_end_and_disable_an_accounts_sessions_on_every_instance()
     let (mut second, r) = log_in(&b, "kim").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 
-    let (ok, out) = confide(&url, &["sessions", "list", "kim"], "");
+    let (ok, out) = common::confide(&url, &["sessions", "list", "kim"], "");
     assert!(ok && out.starts_with("2 session(s)"), "{out}");
     let handles: Vec<String> = out
         .lines()
@@ -285,12 +259,12 @@ async fn operators_list_end_and_disable_an_accounts_sessions_on_every_instance()
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
         .collect();
     assert_eq!(handles.len(), 2, "{out}");
-    let (ok, out) = confide(&url, &["sessions", "list", "nobody"], "");
+    let (ok, out) = common::confide(&url, &["sessions", "list", "nobody"], "");
     assert!(!ok && out.contains("not_found"), "{out}");
 
     // Ending the oldest (the first browser's) closes its page open on the other instance.
     let page = events(&b, &first).await;
-    let (ok, out) = confide(&url, &["sessions", "end", "kim", &handles[0]], "");
+    let (ok, out) = common::confide(&url, &["sessions", "end", "kim", &handles[0]], "");
     assert!(ok && out.contains("1 session(s) ended"), "{out}");
     assert!(
         closes(page, Duration::from_secs(5)).await,
@@ -301,7 +275,7 @@ async fn operators_list_end_and_disable_an_accounts_sessions_on_every_instance()
 
     // Disabled: every session ends, and no sign-in succeeds until it is enabled again.
     let page = events(&a, &second).await;
-    let (ok, out) = confide(&url, &["user", "disable", "kim"], "");
+    let (ok, out) = common::confide(&url, &["user", "disable", "kim"], "");
     assert!(ok && out.contains("1 session(s) ended"), "{out}");
     assert!(
         closes(page, Duration::from_secs(5)).await,
@@ -309,7 +283,7 @@ async fn operators_list_end_and_disable_an_accounts_sessions_on_every_instance()
     );
     assert_eq!(second.get_note(&b).await.code(), "session_ended");
     assert_eq!(log_in(&a, "kim").await.1.status, StatusCode::UNAUTHORIZED);
-    let (ok, out) = confide(&url, &["user", "enable", "kim"], "");
+    let (ok, out) = common::confide(&url, &["user", "enable", "kim"], "");
     assert!(ok, "{out}");
 
     // At most two at once: a third sign-in ends the oldest.
@@ -320,7 +294,7 @@ async fn operators_list_end_and_disable_an_accounts_sessions_on_every_instance()
     assert_eq!(one.get_note(&a).await.code(), "session_ended");
     assert_eq!(two.get_note(&b).await.status, StatusCode::OK);
     assert_eq!(three.get_note(&a).await.status, StatusCode::OK);
-    let (_, out) = confide(&url, &["sessions", "list", "kim"], "");
+    let (_, out) = common::confide(&url, &["sessions", "list", "kim"], "");
     assert!(out.starts_with("2 session(s)"), "{out}");
 }
 

@@ -348,3 +348,29 @@ pub async fn settled(app: &impl Endpoint, b: &mut Browser, thread: &str) -> Valu
         tokio::time::sleep(std::time::Duration::from_millis(60)).await;
     }
 }
+
+/// Runs `confide ARGS` on `store` with `stdin`; whether it succeeded, and what it printed.
+pub fn confide(store: &str, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_confide"))
+        .args(args)
+        .env("CONFIDE_CONFIG", "/nonexistent/confide.toml")
+        .env("CONFIDE_STORE", store)
+        .env("CONFIDE_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
