@@ -461,6 +461,12 @@ mod tests {
         let mut on_a = a.subscribe(&s);
         let mut on_b = b.subscribe(&s);
         let mut other_on_b = b.subscribe(&other);
+        // The publishing connection opens with the first event: measured once it is open,
+        // as in a server that has been running.
+        let warm = event();
+        a.publish(&s, warm.clone());
+        assert!(is(&next(&mut on_a).await, &warm));
+        assert!(is(&next(&mut on_b).await, &warm));
         let started = Instant::now();
         a.end(&s);
         assert_eq!(next(&mut on_a).await, Feed::Ended);
