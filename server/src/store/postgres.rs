@@ -202,6 +202,51 @@ fn live_rows(rows: Vec<Row>) -> Result<Vec<Row>, StoreError> {
     }
 }
 
+/// The reads that name every thread or message column, written out once from the shared
+/// column lists rather than at every call.
+struct Reads {
+    list_threads: String,
+    get_thread: String,
+    thread_tail: String,
+    get_message: String,
+}
+
+static READS: std::sync::LazyLock<Reads> = std::sync::LazyLock::new(|| {
+    let t = prefixed("t", THREAD_COLUMNS);
+    let m = prefixed("m", MESSAGE_COLUMNS);
+    Reads {
+        list_threads: format!(
+            "SELECT s.expires_ms > $2, {} FROM sessions s \
+                     LEFT JOIN threads t ON t.session_id = s.id WHERE s.id = $1 \
+                     ORDER BY t.updated_ms DESC, t.created_ms DESC",
+            t
+        ),
+        get_thread: format!(
+            "SELECT s.expires_ms > $3, {}, {} FROM sessions s \
+                     LEFT JOIN threads t ON t.session_id = s.id AND t.id = $2 \
+                     LEFT JOIN messages m ON m.session_id = s.id AND m.thread_id = t.id \
+                     WHERE s.id = $1 ORDER BY m.seq",
+            t, m
+        ),
+        thread_tail: format!(
+            "SELECT s.expires_ms > $3, {}, t.message_count, {} FROM sessions s \
+                     LEFT JOIN threads t ON t.session_id = s.id AND t.id = $2 \
+                     LEFT JOIN LATERAL (
+                        SELECT * FROM messages
+                        WHERE session_id = s.id AND thread_id = t.id
+                        ORDER BY seq DESC LIMIT $4
+                     ) m ON TRUE \
+                     WHERE s.id = $1 ORDER BY m.seq",
+            t, m
+        ),
+        get_message: format!(
+            "SELECT s.expires_ms > $3, {} FROM sessions s \
+                     LEFT JOIN messages m ON m.session_id = s.id AND m.id = $2 WHERE s.id = $1",
+            m
+        ),
+    }
+});
+
 fn prefixed(prefix: &str, columns: &str) -> String {
     columns
         .split(", ")
@@ -349,7 +394,7 @@ impl PostgresStore {
             .execute(
                 "UPDATE messages SET status = 'error', error = $1 \
                  WHERE status = 'streaming' AND created_ms < $2",
-                &[&super::sqlite::INTERRUPTED.as_bytes(), &cutoff],
+                &[&INTERRUPTED.as_bytes(), &cutoff],
             )
             .await
             .map_err(pg)?;
@@ -720,16 +765,8 @@ impl Values for PostgresStore {
 impl Chats for PostgresStore {
     async fn list_threads(&self, id: &SessionId) -> Result<Vec<Thread>, StoreError> {
         let rows = live_rows(
-            self.query(
-                &format!(
-                    "SELECT s.expires_ms > $2, {} FROM sessions s \
-                     LEFT JOIN threads t ON t.session_id = s.id WHERE s.id = $1 \
-                     ORDER BY t.updated_ms DESC, t.created_ms DESC",
-                    prefixed("t", THREAD_COLUMNS)
-                ),
-                &[&&id.as_bytes()[..], &now_ms()],
-            )
-            .await?,
+            self.query(&READS.list_threads, &[&&id.as_bytes()[..], &now_ms()])
+                .await?,
         )?;
         rows.iter()
             .filter_map(|r| thread_at(r, 1).transpose())
@@ -743,14 +780,7 @@ impl Chats for PostgresStore {
     ) -> Result<Option<(Thread, Vec<Message>)>, StoreError> {
         let rows = live_rows(
             self.query(
-                &format!(
-                    "SELECT s.expires_ms > $3, {}, {} FROM sessions s \
-                     LEFT JOIN threads t ON t.session_id = s.id AND t.id = $2 \
-                     LEFT JOIN messages m ON m.session_id = s.id AND m.thread_id = t.id \
-                     WHERE s.id = $1 ORDER BY m.seq",
-                    prefixed("t", THREAD_COLUMNS),
-                    prefixed("m", MESSAGE_COLUMNS)
-                ),
+                &READS.get_thread,
                 &[&&id.as_bytes()[..], &&thread.as_bytes()[..], &now_ms()],
             )
             .await?,
@@ -775,18 +805,7 @@ impl Chats for PostgresStore {
         // The last `last` messages newest first down the index, put back in order.
         let rows = live_rows(
             self.query(
-                &format!(
-                    "SELECT s.expires_ms > $3, {}, t.message_count, {} FROM sessions s \
-                     LEFT JOIN threads t ON t.session_id = s.id AND t.id = $2 \
-                     LEFT JOIN LATERAL (
-                        SELECT * FROM messages
-                        WHERE session_id = s.id AND thread_id = t.id
-                        ORDER BY seq DESC LIMIT $4
-                     ) m ON TRUE \
-                     WHERE s.id = $1 ORDER BY m.seq",
-                    prefixed("t", THREAD_COLUMNS),
-                    prefixed("m", MESSAGE_COLUMNS)
-                ),
+                &READS.thread_tail,
                 &[
                     &&id.as_bytes()[..],
                     &&thread.as_bytes()[..],
@@ -882,11 +901,7 @@ impl Chats for PostgresStore {
     ) -> Result<Option<Message>, StoreError> {
         let rows = live_rows(
             self.query(
-                &format!(
-                    "SELECT s.expires_ms > $3, {} FROM sessions s \
-                     LEFT JOIN messages m ON m.session_id = s.id AND m.id = $2 WHERE s.id = $1",
-                    prefixed("m", MESSAGE_COLUMNS)
-                ),
+                &READS.get_message,
                 &[&&id.as_bytes()[..], &&message.as_bytes()[..], &now_ms()],
             )
             .await?,

@@ -10,6 +10,9 @@ use app::{
 };
 use confide_core::StoreError;
 
+/// What a reply left `streaming` by a process that stopped says once a SQL store finds it.
+pub const INTERRUPTED: &str = "Confide restarted while this reply was being written";
+
 pub(crate) fn role_str(r: Role) -> &'static str {
     match r {
         Role::User => "user",

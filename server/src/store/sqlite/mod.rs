@@ -59,9 +59,6 @@ mod rows;
 mod schema;
 mod worker;
 
-/// What a reply left `streaming` by a process that stopped says once the store reopens.
-pub const INTERRUPTED: &str = "Confide restarted while this reply was being written";
-
 /// The `expires_ms` of a home.
 const NEVER: i64 = i64::MAX;
 
