@@ -302,6 +302,18 @@ pub trait Sessions: Send + Sync + 'static {
     /// ever was; returns how many sessions it removed. A backend whose ended ids expire by
     /// themselves need not walk them here.
     async fn sweep(&self) -> Result<usize, StoreError>;
+
+    /// One page of the live sessions' ids (homes are not among them), for an operator who
+    /// ends every session: about `limit` ids (a backend may give more at once, Redis does
+    /// for a small set) and the cursor of the next page, `None` after the last. Start with
+    /// `None`. A session live for the whole walk is in some page (a
+    /// backend may repeat an id); one claimed or ended during the walk may be or not. A
+    /// cursor this store did not hand out ends the walk.
+    async fn list_sessions(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<SessionId>, Option<String>), StoreError>;
 }
 
 /// A session's own key/value state (what `UserSession` reads and writes).
@@ -484,6 +496,13 @@ impl Sessions for Timed {
     async fn sweep(&self) -> Result<usize, StoreError> {
         self.inner.sweep().await
     }
+    async fn list_sessions(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<SessionId>, Option<String>), StoreError> {
+        self.bound(self.inner.list_sessions(cursor, limit)).await
+    }
 }
 
 #[async_trait]
@@ -589,6 +608,13 @@ mod tests {
             never().await
         }
         async fn sweep(&self) -> Result<usize, StoreError> {
+            never().await
+        }
+        async fn list_sessions(
+            &self,
+            _: Option<&str>,
+            _: usize,
+        ) -> Result<(Vec<SessionId>, Option<String>), StoreError> {
             never().await
         }
     }

@@ -46,6 +46,9 @@ pub enum SessionsCommand {
         /// The session's handle, as `list` shows it.
         handle: Option<String>,
     },
+    /// Ends every session of every user, and every anonymous one (whose threads go with
+    /// it); accounts stay. Open pages close on every instance at once.
+    EndAll,
 }
 
 /// What `confide user` does to a password account.
@@ -118,6 +121,10 @@ pub async fn run(command: Command, config: Config) -> ExitCode {
         }
         Command::Sessions(SessionsCommand::End { name, handle }) => auth
             .end_user_sessions(name, handle.as_deref())
+            .await
+            .map(|n| format!("{n} session(s) ended")),
+        Command::Sessions(SessionsCommand::EndAll) => auth
+            .end_all_sessions()
             .await
             .map(|n| format!("{n} session(s) ended")),
     };

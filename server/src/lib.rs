@@ -449,29 +449,51 @@ async fn events(
         }
         None => hub.subscribe(session.id()),
     };
-    // The end is announced through the hub; this recheck is the backstop for what is not
-    // announced (expiry) or was lost (a hub outage). It compares the claim, not just the
-    // id, so a stream can never carry on into anything but the session it was opened for.
+    // Ends are announced through the hub. Expiry is not an event anyone sends, but its
+    // moment is known: the stream wakes when the store would call the session expired and
+    // looks, so every instance closes it then, within moments. Between those, a look every
+    // `stream_recheck` is the backstop for an announcement lost in a hub outage. A look
+    // compares the claim, not just the id, so a stream can never carry on into anything but
+    // the session it was opened for.
     let store = state.store.clone();
     let (id, home, created_ms) = (*session.id(), session.home().copied(), session.created_ms());
+    let lifetimes = session.lifetimes();
     let every = state.config.stream_recheck;
     let recheck = async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
         loop {
-            tick.tick().await;
-            match store.peek(&id).await {
-                Ok(Some(t)) if t.home == home && t.created_ms == created_ms => {}
+            let wait = match store.peek(&id).await {
+                Ok(Some(t)) if t.home == home && t.created_ms == created_ms => {
+                    until_expiry(&t, lifetimes).min(every)
+                }
                 Ok(_) => break,
                 // A store hiccup is not an ended session; look again next time.
-                Err(_) => {}
-            }
+                Err(_) => every,
+            };
+            tokio::time::sleep(wait).await;
         }
     };
     Sse::new(sse_events(feed, ticket, recheck))
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// How long until the store would call a session with these times expired, plus a little
+/// so that the look then finds it so. Never less than a quarter second: clocks of
+/// instances and stores differ a little, and a session found still alive at its deadline
+/// (touched meanwhile, or a clock behind) must not be looked at in a tight loop.
+fn until_expiry(
+    times: &confide_core::SessionTimes,
+    lifetimes: confide_core::Lifetimes,
+) -> std::time::Duration {
+    let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let ends = times
+        .last_seen_ms
+        .saturating_add(ms(lifetimes.idle))
+        .min(times.created_ms.saturating_add(ms(lifetimes.absolute)));
+    let left = ends
+        .saturating_sub(confide_core::store::now_ms())
+        .saturating_add(50);
+    std::time::Duration::from_millis(u64::try_from(left).unwrap_or(0).max(250))
 }
 
 /// The feed as SSE frames, until the session ends (announced, or found by `recheck`) or a

@@ -296,6 +296,27 @@ async fn operators_list_end_and_disable_an_accounts_sessions_on_every_instance()
     assert_eq!(three.get_note(&a).await.status, StatusCode::OK);
     let (_, out) = common::confide(&url, &["sessions", "list", "kim"], "");
     assert!(out.starts_with("2 session(s)"), "{out}");
+
+    // Everyone's: signed in or anonymous, on either instance; the accounts stay.
+    let mut anonymous = common::started(&b).await;
+    anonymous.set_note(&b, "mine").await;
+    let pages = [events(&b, &three).await, events(&a, &anonymous).await];
+    let (ok, out) = common::confide(&url, &["sessions", "end-all"], "");
+    assert!(ok && out.trim_end().ends_with("session(s) ended"), "{out}");
+    let ended: usize = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(ended >= 3, "{out}");
+    for page in pages {
+        assert!(
+            closes(page, Duration::from_secs(5)).await,
+            "a page stayed open"
+        );
+    }
+    for (who, on) in [(&mut two, &b), (&mut three, &a), (&mut anonymous, &b)] {
+        assert_eq!(who.get_note(on).await.code(), "session_ended");
+    }
+    let (_, out) = common::confide(&url, &["sessions", "list", "kim"], "");
+    assert!(out.starts_with("0 session(s)"), "{out}");
+    assert_eq!(log_in(&a, "kim").await.1.status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -282,6 +282,45 @@ async fn concurrent_claims_of_one_guid_over_http_have_one_winner() {
     );
 }
 
+/// Expiry is nobody's announcement, but its moment is known: the stream closes then, not
+/// at the next periodic look (an hour away here) or sweep.
+#[tokio::test]
+async fn an_expired_sessions_event_stream_closes_when_it_expires() {
+    let app = spawn_with(Config {
+        idle_timeout: Duration::from_secs(1),
+        sweep_interval: Duration::from_secs(3600),
+        stream_recheck: Duration::from_secs(3600),
+        ..Config::default()
+    })
+    .await;
+    let mut b = Browser::new();
+    b.start(&app).await;
+    let opened = std::time::Instant::now();
+    let res = reqwest::Client::new()
+        .get(format!("{}/api/events", app.base))
+        .header("cookie", b.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.bytes_stream();
+    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the stream outlived its session by 20 s");
+    let lived = opened.elapsed();
+    assert!(
+        lived >= Duration::from_millis(900),
+        "the stream closed before the session expired ({lived:?})"
+    );
+    assert!(
+        lived < Duration::from_secs(4),
+        "the stream closed {lived:?} after opening, long after the 1 s expiry"
+    );
+    assert_eq!(b.get_note(&app).await.code(), "session_ended");
+}
+
 #[tokio::test]
 async fn expired_sessions_are_deleted_and_never_come_back() {
     let app = spawn_with(Config {

@@ -160,6 +160,28 @@ impl Auth {
         }
     }
 
+    /// Ends every session there is, signed in or anonymous, and closes their pages on every
+    /// instance; returns how many ended (for operators: a suspected leak of session
+    /// cookies, a change of policy). Accounts and their threads stay; anonymous sessions'
+    /// threads go with them, as at any end.
+    pub async fn end_all_sessions(&self) -> Result<usize, ApiError> {
+        const PAGE: usize = 500;
+        let mut ended = 0;
+        let mut cursor = None;
+        loop {
+            let (ids, next) = self.store.list_sessions(cursor.as_deref(), PAGE).await?;
+            for id in &ids {
+                if self.delete_and_end(id).await? {
+                    ended += 1;
+                }
+            }
+            match next {
+                Some(n) => cursor = Some(n),
+                None => return Ok(ended),
+            }
+        }
+    }
+
     async fn existing_user(&self, username: &str) -> Result<SessionId, ApiError> {
         let name = normalize_username(username)?;
         let home = password_home(&name);

@@ -278,6 +278,30 @@ impl Sessions for MemoryStore {
         });
         Ok(expired)
     }
+
+    async fn list_sessions(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<SessionId>, Option<String>), StoreError> {
+        let after = match cursor.map(SessionId::parse_stored) {
+            None => None,
+            Some(Ok(id)) => Some(*id.as_bytes()),
+            Some(Err(_)) => return Ok((Vec::new(), None)),
+        };
+        let now = now_ms();
+        let mut ids: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|e| matches!(e.value(), Slot::Live(r) if !r.is_home && !self.expired(r, now)))
+            .map(|e| *e.key())
+            .filter(|id| after.is_none_or(|a| *id.as_bytes() > a))
+            .collect();
+        ids.sort_unstable_by_key(|id| *id.as_bytes());
+        ids.truncate(limit);
+        let next = (ids.len() == limit && limit > 0).then(|| ids[limit - 1].as_string());
+        Ok((ids, next))
+    }
 }
 
 #[async_trait]

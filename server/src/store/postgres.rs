@@ -682,6 +682,34 @@ impl Sessions for PostgresStore {
         .await?;
         Ok(removed)
     }
+
+    async fn list_sessions(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<SessionId>, Option<String>), StoreError> {
+        let after = match cursor.map(SessionId::parse_stored) {
+            None => Vec::new(),
+            Some(Ok(id)) => id.as_bytes().to_vec(),
+            Some(Err(_)) => return Ok((Vec::new(), None)),
+        };
+        let page = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "SELECT id FROM sessions WHERE id > $1 AND NOT is_home AND expires_ms > $2 \
+                 ORDER BY id LIMIT $3",
+                &[&after, &now_ms(), &page],
+            )
+            .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let raw: Vec<u8> = col(row, 0, "id")?;
+            let bytes = <[u8; 16]>::try_from(raw).map_err(|_| bad_row("id"))?;
+            ids.push(SessionId::from_stored_bytes(bytes));
+        }
+        let next = (ids.len() == limit && limit > 0).then(|| ids[limit - 1].as_string());
+        Ok((ids, next))
+    }
 }
 
 #[async_trait]

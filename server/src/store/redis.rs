@@ -628,6 +628,51 @@ impl Sessions for RedisStore {
             }
         }
     }
+
+    /// Walks the deadline index, which holds every session and no home, with `ZSCAN`; its
+    /// cursor is Redis's own.
+    async fn list_sessions(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<SessionId>, Option<String>), StoreError> {
+        let from = match cursor.map(str::parse::<u64>) {
+            None => 0,
+            Some(Ok(c)) if c > 0 => c,
+            Some(_) => return Ok((Vec::new(), None)),
+        };
+        let cmd = ::redis::cmd("ZSCAN")
+            .arg(self.deadlines_key())
+            .arg(from)
+            .arg("COUNT")
+            .arg(limit.max(1))
+            .to_owned();
+        let (next, flat): (u64, Vec<String>) = self
+            .bounded(|mut c| async move { cmd.query_async(&mut c).await })
+            .await?;
+        // Members and scores alternate.
+        let ids: Vec<SessionId> = flat
+            .iter()
+            .step_by(2)
+            .filter_map(|m| SessionId::parse(m).ok())
+            .collect();
+        let live: Vec<bool> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let mut pipe = ::redis::pipe();
+            for id in &ids {
+                pipe.exists(self.names(id).record());
+            }
+            self.bounded(|mut c| async move { pipe.query_async(&mut c).await })
+                .await?
+        };
+        let ids = ids
+            .into_iter()
+            .zip(live)
+            .filter_map(|(id, l)| l.then_some(id))
+            .collect();
+        Ok((ids, (next != 0).then(|| next.to_string())))
+    }
 }
 
 #[async_trait]

@@ -436,6 +436,8 @@ macro_rules! store_contract_tests {
             #[tokio::test]
             async fn delete_removes_everything() { c::delete_removes_everything(store_with(c::long()).await).await }
             #[tokio::test]
+            async fn listing_walks_every_live_session_and_no_home() { c::listing_walks_every_live_session_and_no_home(store_with(c::long()).await).await }
+            #[tokio::test]
             async fn create_home_is_idempotent() { c::create_home_is_idempotent(store_with(c::long()).await).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_home_creations_have_one_winner() { c::concurrent_home_creations_have_one_winner(store_with(c::long()).await).await }

@@ -137,6 +137,44 @@ pub async fn sweep_removes_only_expired(store: Arc<dyn TestStore>) {
     assert!(store.exists_raw(&young).await.unwrap());
 }
 
+pub async fn listing_walks_every_live_session_and_no_home(store: Arc<dyn TestStore>) {
+    let home = SessionId::home("password", "listed");
+    assert!(store.create_home(&home).await.unwrap());
+    let mut live = std::collections::HashSet::new();
+    for _ in 0..7 {
+        live.insert(claimed(&*store).await.0);
+    }
+    let signed_in = SessionId::random();
+    assert_eq!(
+        store
+            .claim(&signed_in, &proof(), Some(&home))
+            .await
+            .unwrap(),
+        Claim::Won
+    );
+    live.insert(signed_in);
+    let (gone, _) = claimed(&*store).await;
+    assert!(store.delete(&gone).await.unwrap());
+
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = None;
+    for _ in 0..100 {
+        let (ids, next) = store.list_sessions(cursor.as_deref(), 3).await.unwrap();
+        seen.extend(ids);
+        cursor = next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert!(cursor.is_none(), "the walk ends");
+    assert_eq!(seen, live, "every live session, no home, nothing ended");
+    assert_eq!(
+        store.list_sessions(Some("not a cursor"), 3).await.unwrap(),
+        (Vec::new(), None),
+        "a foreign cursor ends the walk"
+    );
+}
+
 pub async fn create_home_is_idempotent(store: Arc<dyn TestStore>) {
     let h = fresh_home();
     assert!(!store.exists_raw(&h).await.unwrap());

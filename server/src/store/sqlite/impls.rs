@@ -164,6 +164,43 @@ impl Sessions for SqliteStore {
         })
         .await
     }
+
+    async fn list_sessions(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<SessionId>, Option<String>), StoreError> {
+        let after = match cursor.map(SessionId::parse_stored) {
+            None => Vec::new(),
+            Some(Ok(id)) => id.as_bytes().to_vec(),
+            Some(Err(_)) => return Ok((Vec::new(), None)),
+        };
+        let page = i64::try_from(limit).unwrap_or(i64::MAX);
+        let ids = self
+            .read(move |r| {
+                let mut s = r
+                    .conn
+                    .prepare_cached(
+                        "SELECT id FROM sessions WHERE id > ?1 AND is_home = 0 AND expires_ms > ?2 \
+                         ORDER BY id LIMIT ?3",
+                    )
+                    .map_err(db)?;
+                s.query_map(params![after, now_ms(), page], |r| r.get::<_, Vec<u8>>(0))
+                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    .map_err(db)
+            })
+            .await?;
+        let ids: Vec<SessionId> = ids
+            .into_iter()
+            .filter_map(|b| {
+                <[u8; 16]>::try_from(b)
+                    .ok()
+                    .map(SessionId::from_stored_bytes)
+            })
+            .collect();
+        let next = (ids.len() == limit && limit > 0).then(|| ids[limit - 1].as_string());
+        Ok((ids, next))
+    }
 }
 
 #[async_trait]
