@@ -232,7 +232,8 @@ pub enum StoreKind {
     Memory,
     /// `sqlite:<path>`: a SQLite database file on this machine.
     Sqlite(PathBuf),
-    /// `redis://host:port/db` (or `rediss://`): a Redis server several instances can share.
+    /// `redis://host:port/db` (or `rediss://`): a Redis server several instances can share;
+    /// `redis+cluster://host:port,host:port`: a Redis Cluster, by any of its nodes.
     Redis(String),
     /// `postgres://user:password@host:port/database` (or `postgresql://`): a PostgreSQL
     /// database.
@@ -254,14 +255,22 @@ impl TryFrom<String> for StoreKind {
                 );
             }
             Ok(Self::Sqlite(PathBuf::from(path)))
-        } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+        } else if [
+            "redis://",
+            "rediss://",
+            "redis+cluster://",
+            "rediss+cluster://",
+        ]
+        .iter()
+        .any(|p| s.starts_with(p))
+        {
             Ok(Self::Redis(s.to_owned()))
         } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             Ok(Self::Postgres(s.to_owned()))
         } else {
             Err(format!(
-                "store {s:?} is not memory, sqlite:<path>, redis://host:port/db or \
-                 postgres://user@host:port/database"
+                "store {s:?} is not memory, sqlite:<path>, redis://host:port/db, \
+                 redis+cluster://host:port,host:port or postgres://user@host:port/database"
             ))
         }
     }
@@ -283,6 +292,17 @@ impl std::fmt::Display for StoreKind {
         match self {
             Self::Memory => f.write_str("memory"),
             Self::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            // Several hosts are no URL the parser knows: mask by hand.
+            Self::Redis(url) if url.contains("+cluster://") => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("redis+cluster", url));
+                match rest.rsplit_once('@') {
+                    Some((auth, hosts)) => {
+                        let user = auth.split(':').next().unwrap_or("");
+                        write!(f, "{scheme}://{user}:***@{hosts}")
+                    }
+                    None => write!(f, "{url}"),
+                }
+            }
             Self::Redis(url) | Self::Postgres(url) => match Url::parse(url) {
                 Ok(mut u) => {
                     if u.password().is_some() {
@@ -682,6 +702,14 @@ system_prompt = "Think first."
             Config::default().store,
             StoreKind::Sqlite("./data/confide.db".into())
         );
+        // Nor a cluster's.
+        let shown = StoreKind::try_from(
+            "redis+cluster://app:hunter2hunter2@10.0.0.1:7000,10.0.0.2:7000".to_owned(),
+        )
+        .unwrap()
+        .to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("10.0.0.2:7000"), "{shown}");
         // Logs never carry a Redis password.
         let shown =
             StoreKind::Redis("redis://:hunter2hunter2@db.internal:6379/0".into()).to_string();

@@ -8,7 +8,7 @@ mod redis_support;
 
 use common::{Browser, TestApp};
 use futures::StreamExt;
-use redis_support::RedisServer;
+use redis_support::{RedisCluster, RedisServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use server::{AppState, Config, MemoryStore, serve};
@@ -20,13 +20,20 @@ use tokio::net::TcpListener;
 
 /// A Confide instance on the given Redis, as its own process would set itself up.
 async fn instance(redis: &RedisServer, prefix: &str) -> TestApp {
+    instance_on(&redis.url(), prefix).await
+}
+
+async fn instance_on(url: &str, prefix: &str) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = Config {
         addr: listener.local_addr().unwrap(),
-        store: server::StoreKind::Redis(redis.url()),
+        store: server::StoreKind::Redis(url.to_owned()),
         redis_prefix: prefix.into(),
         store_timeout: Duration::from_millis(500),
         echo_delay: Duration::from_millis(20),
+        // The cluster test's users all chat from this one address.
+        address_messages_per_minute: 10_000,
+        messages_per_minute: 10_000,
         ..Config::default()
     };
     let unused = Arc::new(MemoryStore::new(server::lifetimes(&config)));
@@ -273,4 +280,224 @@ async fn stop_works_from_the_other_instance() {
             .status,
         StatusCode::OK
     );
+}
+
+/// What one simulated user of `cluster_load` had acknowledged, and where.
+struct Chatter {
+    browser: Browser,
+    thread: Option<String>,
+    /// Each acknowledged text, with when its acknowledgement arrived.
+    acknowledged: Vec<(String, Instant)>,
+    failed: usize,
+}
+
+/// `users` browsers, each alternating between `a` and `b`, send `turns` messages into one
+/// thread each; a failed request (the store in a failover) is retried after a pause. Every
+/// request must succeed within `patience` of retrying.
+async fn cluster_load(
+    a: Arc<TestApp>,
+    b: Arc<TestApp>,
+    users: usize,
+    turns: usize,
+    patience: Duration,
+) -> Vec<Chatter> {
+    let tasks: Vec<_> = (0..users)
+        .map(|u| {
+            let (a, b) = (a.clone(), b.clone());
+            tokio::spawn(async move {
+                let mut me = Chatter {
+                    browser: Browser::new(),
+                    thread: None,
+                    acknowledged: Vec::new(),
+                    failed: 0,
+                };
+                assert_eq!(me.browser.start(&*a).await.status, StatusCode::OK);
+                for turn in 0..turns {
+                    let app = if (u + turn) % 2 == 0 { &*a } else { &*b };
+                    let text = format!("user {u} turn {turn} {}", uuid::Uuid::new_v4().simple());
+                    let mut body = json!({ "content": text });
+                    if let Some(t) = &me.thread {
+                        body["thread_id"] = json!(t);
+                    }
+                    let given_up = Instant::now() + patience;
+                    loop {
+                        let r = me.browser.call(app, "messages/send", body.clone()).await;
+                        if r.status == StatusCode::OK {
+                            me.thread = r.body["thread"]["id"].as_str().map(str::to_owned);
+                            me.acknowledged.push((text.clone(), Instant::now()));
+                            break;
+                        }
+                        // Busy from the last turn's reply, or the store failing over.
+                        assert!(
+                            r.status == StatusCode::CONFLICT || r.status.is_server_error(),
+                            "{}: {:?}",
+                            r.status,
+                            r.body
+                        );
+                        me.failed += 1;
+                        assert!(Instant::now() < given_up, "no recovery: {:?}", r.body);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                me
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// The thread once its reply is done; a 503 (a client still learning the cluster's new
+/// shape) is retried for a while.
+async fn settled_through_failover(app: &TestApp, b: &mut Browser, tid: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = b
+            .call(app, "threads/get", json!({ "thread_id": tid }))
+            .await;
+        let streaming = r.body["messages"]
+            .as_array()
+            .is_none_or(|m| m.iter().any(|m| m["status"] == "streaming"));
+        if r.status == StatusCode::OK && !streaming {
+            return r.body;
+        }
+        assert!(
+            r.status == StatusCode::OK || r.status == StatusCode::SERVICE_UNAVAILABLE,
+            "{}: {:?}",
+            r.status,
+            r.body
+        );
+        assert!(Instant::now() < deadline, "{}: {:?}", r.status, r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every acknowledged message of every user is in that user's thread, read through either
+/// instance, and nothing in it is anyone else's. With a `killed` master: Redis replicates
+/// after it answers, so a write acknowledged in the last moment before a SIGKILL may not
+/// have reached the replica that takes over; only those may be missing.
+async fn all_kept_and_private(
+    a: &TestApp,
+    b: &TestApp,
+    users: &mut [Chatter],
+    killed: Option<Instant>,
+) {
+    let at_risk = |at: Instant| {
+        killed.is_some_and(|k| {
+            at + Duration::from_millis(500) > k && at < k + Duration::from_millis(100)
+        })
+    };
+    for (u, me) in users.iter_mut().enumerate() {
+        let tid = me.thread.clone().expect("a thread");
+        let on_a = settled_through_failover(a, &mut me.browser, &tid).await;
+        let on_b = settled_through_failover(b, &mut me.browser, &tid).await;
+        assert_eq!(on_a, on_b, "both instances read the same thread");
+        let texts: Vec<&str> = on_a["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "user")
+            .filter_map(|m| m["content"].as_str())
+            .collect();
+        for (t, at) in &me.acknowledged {
+            assert!(
+                texts.contains(&t.as_str()) || at_risk(*at),
+                "acknowledged and lost: {t}"
+            );
+        }
+        let mine = format!("user {u} turn ");
+        assert!(
+            texts.iter().all(|t| t.starts_with(&mine)),
+            "another user's text in user {u}'s thread: {texts:?}"
+        );
+    }
+}
+
+/// Two instances on a real Redis Cluster (three masters, each with a replica): one session
+/// served by both, live events and revocation across them, and chat carrying on through a
+/// planned failover of every master and the SIGKILL of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_a_redis_cluster_ride_out_failovers() {
+    let cluster = Arc::new(std::sync::Mutex::new(RedisCluster::start()));
+    let url = cluster.lock().unwrap().url();
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let a = Arc::new(instance_on(&url, &prefix).await);
+    let b = Arc::new(instance_on(&url, &prefix).await);
+
+    // Revocation: a session forgotten through A closes its page open on B at once.
+    let mut leaving = Browser::new();
+    leaving.start(&*a).await;
+    let page = b
+        .http
+        .get(format!("{}/api/events", b.base))
+        .header("cookie", leaving.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let forgot = Instant::now();
+    let r = leaving.call(&*a, "session/forget", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let mut body = page.bytes_stream();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the page on B stayed open");
+    // Pushed, not found by a look: the instances' own recheck is 10 s away.
+    assert!(
+        forgot.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        forgot.elapsed()
+    );
+
+    // Planned failovers of every master while 12 users chat: nothing acknowledged is lost.
+    let failovers = {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let c = cluster.lock().unwrap();
+            for master in c.masters() {
+                c.fail_over(master);
+            }
+        })
+    };
+    let mut users = cluster_load(a.clone(), b.clone(), 12, 12, Duration::from_secs(20)).await;
+    failovers.await.unwrap();
+    all_kept_and_private(&a, &b, &mut users, None).await;
+
+    // A master killed outright: its replica takes over after the node timeout; requests in
+    // between fail and are retried, and everything acknowledged before the kill is kept.
+    let load = tokio::spawn(cluster_load(
+        a.clone(),
+        b.clone(),
+        8,
+        16,
+        Duration::from_secs(30),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = {
+        let mut c = cluster.lock().unwrap();
+        let victim = c.masters()[0];
+        c.kill(victim);
+        Instant::now()
+    };
+    let mut users = load.await.unwrap();
+    // A clone: the cluster must outlive the checks below.
+    let whole = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        whole
+            .lock()
+            .unwrap()
+            .wait_whole(Duration::from_secs(30))
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    all_kept_and_private(&a, &b, &mut users, Some(killed)).await;
+    drop(cluster);
 }

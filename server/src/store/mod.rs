@@ -99,6 +99,29 @@ mod redis_contract {
     });
 }
 
+/// The same suite on a Redis Cluster: the hash-tagged layout keeps every script in one
+/// slot, and what spans sessions goes one command per session.
+#[cfg(test)]
+mod redis_cluster_contract {
+    use super::{RedisStore, redis_test_support::RedisCluster};
+    use std::sync::{Arc, OnceLock};
+
+    fn cluster() -> &'static RedisCluster {
+        static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
+        CLUSTER.get_or_init(RedisCluster::start)
+    }
+
+    store_contract_tests!(|lifetimes| async move {
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let op_timeout = std::time::Duration::from_secs(5);
+        Arc::new(
+            RedisStore::connect(&cluster().url(), &prefix, lifetimes, op_timeout)
+                .await
+                .unwrap(),
+        )
+    });
+}
+
 #[cfg(test)]
 mod postgres_contract {
     use super::{PostgresStore, postgres_test_support::PostgresServer};

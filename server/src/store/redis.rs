@@ -21,11 +21,18 @@
 //!   outlives its end by at least one more, however it ended (a delete, a script noticing the
 //!   deadline, or Redis dropping the keys unseen), and `CLAIM` answers `Ended` while it is
 //!   there. It holds no data and is not one of the session's keys; homes get none.
+//! - On a Redis Cluster (`redis+cluster://`) the same layout works unchanged: a script
+//!   touches one session's keys, one slot; the only commands that span sessions (the sweep's
+//!   and the listing's look at many records) go one command per session, never one
+//!   pipeline, since a cluster refuses a pipeline across slots.
 
 use super::{check_home_id, unguessable_proof};
 use ::redis::{
-    Client, ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation, ServerErrorKind,
-    aio::{ConnectionManager, ConnectionManagerConfig},
+    Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, Script,
+    ScriptInvocation, ServerErrorKind, Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::ClusterClient,
+    cluster_async::ClusterConnection,
 };
 use app::{
     SessionId,
@@ -163,7 +170,11 @@ fn redis_error(e: RedisError) -> StoreError {
                     | ServerErrorKind::ReadOnly
             )
         );
-    if transient {
+    // A cluster mid-failover: slots moving, a node gone until its replica takes over. The
+    // client follows and retries within the op timeout; past it, the request may be retried.
+    let cluster_moving =
+        e.is_cluster_error() || matches!(e.kind(), ErrorKind::ClusterConnectionNotFound);
+    if transient || cluster_moving {
         StoreError::Unavailable(format!("Redis: {e}"))
     } else {
         StoreError::Internal(format!("Redis: {e}"))
@@ -185,6 +196,125 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), StoreError> {
             "the Redis key prefix must be 1 to 64 characters of [A-Za-z0-9._:-]".into(),
         ))
     }
+}
+
+/// One Redis server or a Redis Cluster behind one connection type, so that every call is
+/// written once. Both reconnect by themselves; the cluster client also follows slots that
+/// moved (`MOVED`/`ASK`) and a replica promoted after its master failed.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    One(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::One(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::One(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::One(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Connects to `url`: `redis://` for one server, `redis+cluster://` for a cluster.
+    /// `timeout` bounds connecting and each answer. A single server is connected lazily (the
+    /// caller pings); a cluster's slot map is read now, from whichever seed node answers.
+    pub(crate) async fn open(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        match cluster_nodes(url)? {
+            None => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    // Keep retrying while Redis is away, but never wait long between
+                    // attempts: a request waits for the attempt in progress.
+                    .set_max_delay(Duration::from_secs(1));
+                ConnectionManager::new_lazy_with_config(client(url)?, config)
+                    .map(Self::One)
+                    .map_err(redis_error)
+            }
+            Some(nodes) => {
+                let client = ClusterClient::builder(nodes)
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .overall_response_timeout(Some(timeout))
+                    // A failover takes the cluster's node timeout (seconds); short waits
+                    // between a few retries ride out a moved slot, and `timeout` bounds all.
+                    .retries(6)
+                    .min_retry_wait(20)
+                    .max_retry_wait(500)
+                    .build()
+                    .map_err(|e| {
+                        StoreError::Internal(format!("invalid Redis Cluster URL ({:?})", e.kind()))
+                    })?;
+                match tokio::time::timeout(timeout, client.get_async_connection()).await {
+                    Ok(Ok(c)) => Ok(Self::Cluster(c)),
+                    Ok(Err(e)) => Err(redis_error(e)),
+                    Err(_) => Err(StoreError::Unavailable(format!(
+                        "no Redis Cluster node answered within {timeout:?}"
+                    ))),
+                }
+            }
+        }
+    }
+}
+
+/// The nodes of a `redis+cluster://[user:password@]host:port,host:port[/]` URL, each as a
+/// `redis://` URL with the credentials; `None` for any other URL. Any one reachable node is
+/// enough: the client learns the rest from it.
+pub(crate) fn cluster_nodes(url: &str) -> Result<Option<Vec<String>>, StoreError> {
+    if url.starts_with("rediss+cluster://") {
+        return Err(StoreError::Internal(
+            "rediss+cluster:// (TLS) is not enabled in this build: use redis+cluster://, e.g. \
+             through a TLS tunnel"
+                .into(),
+        ));
+    }
+    let Some(rest) = url.strip_prefix("redis+cluster://") else {
+        return Ok(None);
+    };
+    let rest = rest.trim_end_matches('/');
+    let (auth, hosts) = match rest.rsplit_once('@') {
+        Some((a, h)) => (format!("{a}@"), h),
+        None => (String::new(), rest),
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("redis://{auth}{h}"))
+        .collect();
+    let bad = || {
+        StoreError::Internal(
+            "a Redis Cluster URL is redis+cluster://[user:password@]host:port,host:port".into(),
+        )
+    };
+    if nodes.is_empty() || hosts.contains('/') {
+        return Err(bad());
+    }
+    for n in &nodes {
+        Client::open(n.as_str()).map_err(|_| bad())?;
+    }
+    Ok(Some(nodes))
 }
 
 /// Opens a client for `url` without echoing the URL, which may hold a password.
@@ -254,7 +384,7 @@ impl Keys {
 
 /// Sessions kept in Redis, shared by any number of server processes.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     lifetimes: Lifetimes,
     op_timeout: Duration,
@@ -271,14 +401,7 @@ impl RedisStore {
         op_timeout: Duration,
     ) -> Result<Self, StoreError> {
         check_prefix(prefix)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout))
-            // Keep retrying while Redis is away, but never wait long between attempts: a
-            // request waits for the attempt in progress (up to its own op timeout).
-            .set_max_delay(Duration::from_secs(1));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client(url)?, config).map_err(redis_error)?;
+        let conn = Conn::open(url, op_timeout).await?;
         let store = Self {
             conn,
             prefix: prefix.to_owned(),
@@ -342,7 +465,7 @@ impl RedisStore {
     /// timed-out request is safe: the multiplexed connection discards its late reply.
     async fn bounded<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
         match tokio::time::timeout(self.op_timeout, f(self.conn.clone())).await {
@@ -352,6 +475,22 @@ impl RedisStore {
                 self.op_timeout
             ))),
         }
+    }
+
+    /// One command per session, all in flight at once (the multiplexed connection sends
+    /// them back to back), rather than one pipeline: on a cluster the sessions live in
+    /// different slots, and a pipeline must not span slots.
+    async fn each<T: FromRedisValue>(
+        &self,
+        cmds: impl Iterator<Item = Cmd>,
+    ) -> Result<Vec<T>, StoreError> {
+        let conn = self.conn.clone();
+        let calls = cmds.map(|cmd| {
+            let mut c = conn.clone();
+            async move { cmd.query_async::<T>(&mut c).await }
+        });
+        let all = futures::future::try_join_all(calls);
+        self.bounded(|_| all).await
     }
 
     async fn run<T: FromRedisValue>(
@@ -600,16 +739,13 @@ impl Sessions for RedisStore {
                     }
                 }
             }
-            let ttls: Vec<i64> = if sessions.is_empty() {
-                Vec::new()
-            } else {
-                let mut ttls = ::redis::pipe();
-                for (_, keys) in &sessions {
-                    ttls.cmd("PTTL").arg(keys.record());
-                }
-                self.bounded(|mut c| async move { ttls.query_async(&mut c).await })
-                    .await?
-            };
+            let ttls: Vec<i64> = self
+                .each(sessions.iter().map(|(_, keys)| {
+                    let mut cmd = ::redis::cmd("PTTL");
+                    cmd.arg(keys.record());
+                    cmd
+                }))
+                .await?;
             for ((member, _), ttl) in sessions.iter().zip(ttls) {
                 if ttl == -2 {
                     update.zrem(&index, member).ignore();
@@ -656,16 +792,13 @@ impl Sessions for RedisStore {
             .step_by(2)
             .filter_map(|m| SessionId::parse(m).ok())
             .collect();
-        let live: Vec<bool> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            let mut pipe = ::redis::pipe();
-            for id in &ids {
-                pipe.exists(self.names(id).record());
-            }
-            self.bounded(|mut c| async move { pipe.query_async(&mut c).await })
-                .await?
-        };
+        let live: Vec<bool> = self
+            .each(ids.iter().map(|id| {
+                let mut cmd = ::redis::cmd("EXISTS");
+                cmd.arg(self.names(id).record());
+                cmd
+            }))
+            .await?;
         let ids = ids
             .into_iter()
             .zip(live)

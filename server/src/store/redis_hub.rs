@@ -8,15 +8,20 @@
 //! The end of a session travels the same channel with the payload `end` (an event is always
 //! a JSON object), so every process closes that session's streams.
 //!
+//! On a Redis Cluster, classic pub/sub reaches every node: events are published through the
+//! cluster connection (each channel from the node of its slot, so one session's events stay
+//! in order), and the subscription is held on one node, moving to the next seed node of the
+//! URL when that one is lost.
+//!
 //! Pub/sub is fire and forget: events published while the subscription is down are lost.
 //! When it comes back, every session with listeners here gets `ChatEvent::Resync`, which
 //! tells the browser to reload what it shows.
 
 use super::{
     hub_shared::{Listener, Listening, Pending, resync},
-    redis::{check_prefix, client},
+    redis::{Conn, check_prefix, client, cluster_nodes},
 };
-use ::redis::{Client, aio::ConnectionManager, aio::ConnectionManagerConfig};
+use ::redis::Client;
 use app::{SessionId, model::ChatEvent};
 use confide_core::{
     StoreError,
@@ -71,15 +76,26 @@ impl RedisHub {
     /// subscription is in place, so nothing published after this returns is missed.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
         check_prefix(prefix)?;
-        let client = client(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(OP_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT))
-            .set_max_delay(Duration::from_secs(1));
-        let publisher =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        let clients = match cluster_nodes(url)? {
+            Some(nodes) => nodes.iter().map(|n| client(n)).collect::<Result<_, _>>()?,
+            None => vec![client(url)?],
+        };
+        let publisher = Conn::open(url, OP_TIMEOUT).await?;
         let pattern = format!("{prefix}:ev:*");
-        let subscription = bounded(subscribe(&client, &pattern)).await?;
+        let mut last = StoreError::Unavailable("no Redis node to subscribe on".into());
+        let mut first = None;
+        for (i, c) in clients.iter().enumerate() {
+            match bounded(subscribe(c, &pattern)).await {
+                Ok(s) => {
+                    first = Some((i, s));
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let Some((node, subscription)) = first else {
+            return Err(last);
+        };
 
         let local = Arc::new(LocalHub::default());
         let listening = Listening::default();
@@ -87,7 +103,8 @@ impl RedisHub {
         let pending = Pending::default();
         let channel_prefix = format!("{prefix}:ev:");
         let receiver = Receiver {
-            client,
+            clients,
+            node,
             pattern,
             channel_prefix,
             local: local.clone(),
@@ -203,9 +220,10 @@ async fn subscribe(
 }
 
 /// Sends events in the order they were published (one task, one connection), batching
-/// whatever has queued up into one pipelined round trip.
+/// whatever has queued up into one pipelined round trip. On a cluster, where a pipeline must
+/// not span slots, each session's events go as a pipeline of their own.
 async fn publish_loop(
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     prefix: String,
     mut rx: mpsc::Receiver<Outgoing>,
     local: Arc<LocalHub>,
@@ -213,12 +231,42 @@ async fn publish_loop(
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let mut pipe = ::redis::pipe();
-        for e in &batch {
-            pipe.publish(format!("{prefix}:ev:{}", e.session.as_string()), &e.payload)
-                .ignore();
-        }
-        if let Err(e) = bounded(pipe.exec_async(&mut conn)).await {
+        let sent = match &conn {
+            Conn::One(_) => {
+                let mut pipe = ::redis::pipe();
+                for e in &batch {
+                    pipe.publish(format!("{prefix}:ev:{}", e.session.as_string()), &e.payload)
+                        .ignore();
+                }
+                bounded(pipe.exec_async(&mut conn)).await
+            }
+            Conn::Cluster(_) => {
+                // One pipeline per session: its channel is one slot, and the cluster client
+                // runs separate commands concurrently, so only a pipeline keeps their order.
+                let mut per_session: Vec<(SessionId, ::redis::Pipeline)> = Vec::new();
+                for e in &batch {
+                    let i = match per_session.iter().position(|(s, _)| *s == e.session) {
+                        Some(i) => i,
+                        None => {
+                            per_session.push((e.session, ::redis::pipe()));
+                            per_session.len() - 1
+                        }
+                    };
+                    per_session[i]
+                        .1
+                        .publish(format!("{prefix}:ev:{}", e.session.as_string()), &e.payload)
+                        .ignore();
+                }
+                let calls = per_session.into_iter().map(|(_, pipe)| {
+                    let mut c = conn.clone();
+                    async move { pipe.exec_async(&mut c).await }
+                });
+                bounded(futures::future::try_join_all(calls))
+                    .await
+                    .map(|_| ())
+            }
+        };
+        if let Err(e) = sent {
             // The events are lost for every process; at least the listeners here learn it.
             tracing::warn!(error = %e, events = batch.len(), "publishing chat events to Redis failed");
             let mut sessions: Vec<SessionId> = batch
@@ -239,7 +287,9 @@ async fn publish_loop(
 
 /// The receiving side: owns the pattern subscription and keeps it alive.
 struct Receiver {
-    client: Client,
+    /// One per node of the URL (one for a single server); `node` is the one in use.
+    clients: Vec<Client>,
+    node: usize,
     pattern: String,
     channel_prefix: String,
     local: Arc<LocalHub>,
@@ -247,13 +297,13 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn run(self, first: ::redis::aio::PubSub) {
+    async fn run(mut self, first: ::redis::aio::PubSub) {
         let mut subscription = Some(first);
         let mut backoff = MIN_BACKOFF;
         loop {
             let pubsub = match subscription.take() {
                 Some(p) => p,
-                None => match bounded(subscribe(&self.client, &self.pattern)).await {
+                None => match bounded(subscribe(&self.clients[self.node], &self.pattern)).await {
                     Ok(p) => {
                         tracing::info!("chat event subscription to Redis restored");
                         backoff = MIN_BACKOFF;
@@ -263,6 +313,8 @@ impl Receiver {
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, retry_in = ?backoff, "chat event subscription to Redis failed");
+                        // On a cluster the next node may well be up while this one is not.
+                        self.node = (self.node + 1) % self.clients.len();
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                         continue;
@@ -361,6 +413,75 @@ mod tests {
             is(&next(&mut other_on_b).await, &for_other),
             "the other session saw nothing before its own event"
         );
+    }
+
+    /// On a cluster: events cross in order between processes subscribed on different
+    /// nodes, and a process whose node dies moves to another, resyncs and hears again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_cluster_events_cross_in_order_and_survive_a_dead_node() {
+        use crate::store::redis_test_support::RedisCluster;
+        let mut cluster = RedisCluster::start();
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let url = cluster.url();
+        let a = RedisHub::connect(&url, &prefix).await.unwrap();
+        // B subscribes on the URL's second node, A on its first.
+        let ports = cluster.ports();
+        let rotated = format!(
+            "redis+cluster://{}",
+            ports[1..]
+                .iter()
+                .chain(&ports[..1])
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let b = RedisHub::connect(&rotated, &prefix).await.unwrap();
+        let sessions: Vec<SessionId> = (0..8).map(|_| SessionId::random()).collect();
+        let mut feeds: Vec<_> = sessions.iter().map(|s| b.subscribe(s)).collect();
+        let sent: Vec<Vec<ChatEvent>> = sessions
+            .iter()
+            .map(|s| {
+                (0..10)
+                    .map(|_| {
+                        let e = event();
+                        a.publish(s, e.clone());
+                        e
+                    })
+                    .collect()
+            })
+            .collect();
+        for (feed, events) in feeds.iter_mut().zip(&sent) {
+            for e in events {
+                let got = next(feed).await;
+                assert!(
+                    is(&got, e),
+                    "in order, once, to its session: {got:?}, not {e:?}"
+                );
+            }
+        }
+
+        // B's node dies: B moves on, tells its listeners to resync, and hears again.
+        cluster.kill(ports[1]);
+        let s = sessions[0];
+        let feed = &mut feeds[0];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut resynced = false;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "events did not flow again (resynced: {resynced})"
+            );
+            let e = event();
+            a.publish(&s, e.clone());
+            while let Ok(item) = tokio::time::timeout(Duration::from_millis(500), feed.next()).await
+            {
+                match item.expect("the feed stays open") {
+                    Feed::Event(got) if *got == ChatEvent::Resync => resynced = true,
+                    got if is(&got, &e) && resynced => return,
+                    _ => {}
+                }
+            }
+        }
     }
 
     #[tokio::test]

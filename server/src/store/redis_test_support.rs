@@ -90,6 +90,10 @@ impl RedisServer {
     }
 
     fn try_start(port: u16) -> Result<Self, String> {
+        Self::try_start_with(port, &[])
+    }
+
+    fn try_start_with(port: u16, extra: &[&str]) -> Result<Self, String> {
         let binary = redis_server_binary();
         let dir = tempfile::Builder::new()
             .prefix("confide-redis-")
@@ -124,6 +128,7 @@ impl RedisServer {
                 "--pidfile",
                 "redis.pid",
             ])
+            .args(extra)
             .env("REDIS_DIR", &dir_str)
             .stdin(Stdio::piped())
             .spawn()
@@ -203,4 +208,190 @@ fn config_dir(port: u16) -> Option<String> {
     }
     let text = String::from_utf8(reply).ok()?;
     text.split("\r\n").nth(4).map(str::to_owned)
+}
+
+/// A throwaway Redis Cluster: three masters, each with one replica, on free ports, so a
+/// master can be failed over or killed while the cluster stays whole. Every node is a
+/// `RedisServer`, gone with the guard.
+#[allow(dead_code)]
+pub(crate) struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+#[allow(dead_code)]
+impl RedisCluster {
+    /// Starts six nodes, joins them (`redis-cli --cluster create`) and waits until every
+    /// node reports the cluster whole. Panics if Redis is not installed.
+    pub(crate) fn start() -> Self {
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(c) => return c,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start a Redis Cluster: {last_error}");
+    }
+
+    fn try_start() -> Result<Self, String> {
+        let cluster_args = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            // Small, so a failover after a kill takes about a second, not fifteen.
+            "--cluster-node-timeout",
+            "1000",
+        ];
+        let mut nodes = Vec::new();
+        for _ in 0..6 {
+            nodes.push(RedisServer::try_start_with(free_port(), &cluster_args)?);
+        }
+        let mut create = Command::new(redis_cli_binary());
+        create.args(["--cluster", "create"]);
+        for n in &nodes {
+            create.arg(format!("127.0.0.1:{}", n.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .map_err(|e| format!("cannot run redis-cli: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let cluster = Self { nodes };
+        cluster.wait_whole(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// `redis+cluster://` with every node as a seed.
+    pub(crate) fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.wrapper.is_some())
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// Ports of every node, in the order the URL names them.
+    pub(crate) fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+
+    /// Ports of the live masters, as the cluster sees them.
+    pub(crate) fn masters(&self) -> Vec<u16> {
+        let mut masters: Vec<u16> = self
+            .cli_any(&["CLUSTER", "NODES"])
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter_map(|l| {
+                let addr = l.split_whitespace().nth(1)?;
+                addr.split(['@', ':']).nth(1)?.parse().ok()
+            })
+            .collect();
+        masters.sort_unstable();
+        masters
+    }
+
+    /// The replica of the master on `port`.
+    pub(crate) fn replica_of(&self, port: u16) -> u16 {
+        let nodes = self.cli_any(&["CLUSTER", "NODES"]);
+        let id = nodes
+            .lines()
+            .find(|l| l.contains(&format!(":{port}@")))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("the master is known")
+            .to_owned();
+        nodes
+            .lines()
+            .filter(|l| l.contains("slave") && !l.contains("fail"))
+            .find(|l| l.split_whitespace().nth(3) == Some(id.as_str()))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|a| a.split(['@', ':']).nth(1))
+            .and_then(|p| p.parse().ok())
+            .expect("the master has a replica")
+    }
+
+    /// A planned failover: the replica of the master on `port` takes over once it has
+    /// caught up, so nothing acknowledged is lost. Returns when the cluster is whole again.
+    pub(crate) fn fail_over(&self, port: u16) {
+        let replica = self.replica_of(port);
+        let reply = cli(replica, &["CLUSTER", "FAILOVER"]);
+        assert!(reply.contains("OK"), "CLUSTER FAILOVER: {reply}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.masters().contains(&replica) {
+            assert!(Instant::now() < deadline, "the replica never took over");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_whole(Duration::from_secs(30))
+            .expect("the cluster is whole after the failover");
+    }
+
+    /// Kills the node on `port` (SIGKILL); a killed master's replica takes over after the
+    /// node timeout. Returns at once.
+    pub(crate) fn kill(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node of this cluster");
+        node.kill();
+    }
+
+    /// Waits until every live node says the cluster is ok and every slot has a live master.
+    pub(crate) fn wait_whole(&self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let whole = self.nodes.iter().filter(|n| n.wrapper.is_some()).all(|n| {
+                let info = cli(n.port, &["CLUSTER", "INFO"]);
+                info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+            });
+            if whole && self.masters().len() == 3 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the cluster is not whole after {limit:?}: {}",
+                    self.cli_any(&["CLUSTER", "NODES"])
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn cli_any(&self, args: &[&str]) -> String {
+        self.nodes
+            .iter()
+            .filter(|n| n.wrapper.is_some())
+            .map(|n| cli(n.port, args))
+            .find(|r| !r.is_empty())
+            .unwrap_or_default()
+    }
+}
+
+/// `redis-cli -p <port> <args>`: its output, or "" when the node does not answer.
+fn cli(port: u16, args: &[&str]) -> String {
+    Command::new(redis_cli_binary())
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn redis_cli_binary() -> PathBuf {
+    let server = redis_server_binary();
+    let beside = server.with_file_name("redis-cli");
+    if beside.is_file() {
+        beside
+    } else {
+        PathBuf::from("redis-cli")
+    }
 }
