@@ -133,6 +133,19 @@ pub struct ReplyContext {
     pub files: ReplyFiles,
     /// Where questions go (`ask`): the task that streams the reply; none outside one.
     asker: Option<mpsc::Sender<Question>>,
+    /// The model tokens the endpoint said the reply took (`report_usage`).
+    usage: Usage,
+}
+
+/// Token counts an assistant reports while it writes a reply, read when the reply ends.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Usage(std::sync::Arc<std::sync::Mutex<Option<u64>>>);
+
+impl Usage {
+    /// The total reported, if anything was.
+    pub(crate) fn reported(&self) -> Option<u64> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A question a reply asks, on its way to the task that streams the reply.
@@ -177,6 +190,7 @@ impl ReplyContext {
             settings: Settings::default(),
             profile: None,
             asker: None,
+            usage: Usage::default(),
         }
     }
 
@@ -192,6 +206,19 @@ impl ReplyContext {
     }
 
     /// The same context, with its questions going to `asker`.
+    /// What the model endpoint reported the reply took, question (all the turns it was
+    /// sent) and answer, as its usage report says; daily token quotas count this. A reply
+    /// that reports nothing is counted by an estimate from its text. Reporting again
+    /// replaces the earlier report.
+    pub fn report_usage(&self, prompt_tokens: u64, completion_tokens: u64) {
+        *self.usage.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(prompt_tokens.saturating_add(completion_tokens));
+    }
+
+    pub(crate) fn usage(&self) -> Usage {
+        self.usage.clone()
+    }
+
     pub(crate) fn with_asker(mut self, asker: mpsc::Sender<Question>) -> Self {
         self.asker = Some(asker);
         self

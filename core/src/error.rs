@@ -60,6 +60,8 @@ pub enum ErrorCode {
     CsrfRejected,
     /// Too many requests; `Retry-After` says when to try again.
     RateLimited,
+    /// A daily quota (messages, model tokens) is used up; the message says when it resets.
+    QuotaExceeded,
     /// Server functions take POST.
     MethodNotAllowed,
     /// The request body arrived too slowly.
@@ -105,7 +107,7 @@ impl ErrorCode {
             Self::AssistantError => 502,
             Self::UnsupportedMediaType => 415,
             Self::CsrfRejected => 403,
-            Self::RateLimited => 429,
+            Self::RateLimited | Self::QuotaExceeded => 429,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::Timeout => 504,
@@ -142,6 +144,7 @@ impl ErrorCode {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::CsrfRejected => "csrf_rejected",
             Self::RateLimited => "rate_limited",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout => "request_timeout",
             Self::Timeout => "timeout",

@@ -236,6 +236,20 @@ pub fn check_entry(key: &str, value: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The sum a counter holds after `Values::add`, and its stored form (decimal digits), from
+/// what the key held (`None`: nothing, counted as 0). A value that is not a counter fails.
+pub fn add_to_counter(current: Option<&[u8]>, delta: i64) -> Result<(i64, Vec<u8>), StoreError> {
+    let now = match current {
+        None => 0,
+        Some(v) => std::str::from_utf8(v)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .ok_or_else(|| StoreError::Internal("the value is not a counter".into()))?,
+    };
+    let sum = now.saturating_add(delta);
+    Ok((sum, sum.to_string().into_bytes()))
+}
+
 /// Checks a key against the contract: 1 to `MAX_KEY_LEN` bytes of `[A-Za-z0-9._:-]`.
 pub fn check_key(key: &str) -> Result<(), StoreError> {
     let ok = !key.is_empty()
@@ -332,6 +346,12 @@ pub trait Values: Send + Sync + 'static {
 
     /// Returns whether the key was present.
     async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError>;
+
+    /// Adds `delta` to the counter under `key` (none yet: 0) and returns the sum, in one
+    /// step however many processes add at once: what quotas count with. A counter is
+    /// stored as its decimal digits, so `get` reads it as text; a key holding anything
+    /// else fails. A new key counts against `MAX_KEYS`, like `set`.
+    async fn add(&self, id: &SessionId, key: &str, delta: i64) -> Result<i64, StoreError>;
 }
 
 /// Threads and messages. Every call is scoped by the session id: a thread or message id of
@@ -519,6 +539,9 @@ impl Values for Timed {
     async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
         self.bound(self.inner.remove(id, key)).await
     }
+    async fn add(&self, id: &SessionId, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.bound(self.inner.add(id, key, delta)).await
+    }
 }
 
 #[async_trait]
@@ -631,6 +654,9 @@ mod tests {
             never().await
         }
         async fn remove(&self, _: &SessionId, _: &str) -> Result<bool, StoreError> {
+            never().await
+        }
+        async fn add(&self, _: &SessionId, _: &str, _: i64) -> Result<i64, StoreError> {
             never().await
         }
     }

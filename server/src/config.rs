@@ -112,6 +112,11 @@ pub struct Config {
     pub session_burst: u32,
     /// Messages a session may send per minute (each starts a model reply).
     pub messages_per_minute: u32,
+    /// Messages one account (or anonymous session) may send per UTC day; 0: no quota.
+    pub quota_messages_per_day: u64,
+    /// Model tokens one account's (or anonymous session's) replies may take per UTC day,
+    /// as the endpoint reports them or estimated from the text; 0: no quota.
+    pub quota_tokens_per_day: u64,
     /// Allow cookies without `Secure` on a plain-http public URL that is not loopback.
     #[serde(deserialize_with = "flag")]
     pub insecure_cookies: bool,
@@ -209,6 +214,8 @@ impl Default for Config {
             session_rate: 20,
             session_burst: 40,
             messages_per_minute: 30,
+            quota_messages_per_day: 0,
+            quota_tokens_per_day: 0,
             auth_password: false,
             auth_registration: false,
             auth_header: None,

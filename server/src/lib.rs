@@ -140,6 +140,10 @@ impl AppState {
         chat.history_turns = config.history_turns;
         chat.ask_timeout = config.ask_timeout;
         chat.files = files.clone();
+        chat.quotas = confide_core::chat::Quotas {
+            messages_per_day: config.quota_messages_per_day,
+            tokens_per_day: config.quota_tokens_per_day,
+        };
         let chat = Arc::new(chat);
         let limits = Arc::new(middleware::Limiters::new(&config));
         let tls = config.tls_cert.is_some();
@@ -177,6 +181,7 @@ impl AppState {
         chat.history_turns = self.chat.history_turns;
         chat.ask_timeout = self.chat.ask_timeout;
         chat.files = self.files.clone();
+        chat.quotas = self.chat.quotas;
         shared.chat = Arc::new(chat);
         Self(Arc::new(shared))
     }

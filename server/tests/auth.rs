@@ -702,3 +702,70 @@ async fn chat_settings_come_along_at_sign_in() {
     assert_eq!(r.body["profile"], "reverse");
     assert_eq!(r.body["values"]["style"], "shout");
 }
+
+/// The daily message quota is the account's, whichever browser sends: two browsers of one
+/// user share three messages, a refused message changes nothing, and another user and an
+/// anonymous visitor each have their own three.
+#[tokio::test]
+async fn the_daily_message_quota_is_per_account_across_browsers() {
+    let app = spawn_with(Config {
+        quota_messages_per_day: 3,
+        ..password_config()
+    })
+    .await;
+    let mut a = register(&app, "quota-kim").await;
+    let (mut b, _) = log_in(&app, "quota-kim", PW).await;
+    let mut tid: Option<String> = None;
+    for i in 0..3 {
+        let who = if i == 1 { &mut b } else { &mut a };
+        let mut body = json!({ "content": format!("message {i}") });
+        if let Some(t) = &tid {
+            body["thread_id"] = json!(t);
+        }
+        let r = who.call(&app, "messages/send", body).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let t = r.body["thread"]["id"].as_str().unwrap().to_owned();
+        settled(&app, who, &t).await;
+        tid = Some(t);
+    }
+    let tid = tid.unwrap();
+    let r = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": tid, "content": "a fourth" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    assert_eq!(r.code(), "quota_exceeded");
+    let message = r.body["message"].as_str().unwrap();
+    assert!(
+        message.contains("3 messages") && message.contains("resets at 00:00 UTC ("),
+        "{message}"
+    );
+    let t = settled(&app, &mut a, &tid).await;
+    assert_eq!(
+        t["messages"].as_array().unwrap().len(),
+        6,
+        "nothing of the fourth was kept"
+    );
+    // A new chat is no way around it.
+    let r = a
+        .call(&app, "messages/send", json!({ "content": "elsewhere" }))
+        .await;
+    assert_eq!(r.code(), "quota_exceeded");
+    assert_eq!(
+        thread_ids(&app, &mut a).await.len(),
+        1,
+        "no empty chat was left behind"
+    );
+
+    let mut other = register(&app, "quota-leo").await;
+    let mut anonymous = started(&app).await;
+    for who in [&mut other, &mut anonymous] {
+        let r = who
+            .call(&app, "messages/send", json!({ "content": "mine" }))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+}

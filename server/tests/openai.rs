@@ -91,6 +91,18 @@ async fn completions(
                 5,
             )
         }
+        // Reports what the request took, as OpenAI does with `include_usage`.
+        "usage" => sse(
+            vec![
+                Ok(chunk("Counted")),
+                Ok(format!(
+                    "data: {}\n\n",
+                    json!({ "choices": [], "usage": { "prompt_tokens": 600, "completion_tokens": 400, "total_tokens": 1000 } })
+                )),
+                Ok("data: [DONE]\n\n".into()),
+            ],
+            1,
+        ),
         "e401" => (StatusCode::UNAUTHORIZED, "bad key").into_response(),
         "e404" => (StatusCode::NOT_FOUND, "no such model").into_response(),
         "e429" => (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response(),
@@ -333,6 +345,76 @@ async fn confide_shows_model_replies_and_model_failures() {
             );
         }
     }
+}
+
+/// The endpoint's usage reports count against the daily token quota: two replies of
+/// 1,000 tokens each use up 1,500, and the third message is refused with a clear 429
+/// (its text alone would be estimated at a handful of tokens).
+#[tokio::test]
+async fn reported_usage_counts_against_the_daily_token_quota() {
+    let (base, seen) = fake_openai().await;
+    let app = common::spawn_with(Config {
+        assistant: server::config::AssistantKind::Openai,
+        openai_base_url: Some(base.clone()),
+        model: "usage".into(),
+        quota_tokens_per_day: 1500,
+        ..Config::default()
+    })
+    .await;
+    let mut b = common::Browser::new();
+    b.start(&app).await;
+    let sent = b
+        .call(&app, "messages/send", json!({ "content": "hi" }))
+        .await;
+    assert_eq!(sent.status, reqwest::StatusCode::OK, "{:?}", sent.body);
+    let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
+    common::settled(&app, &mut b, &tid).await;
+    let again = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": tid, "content": "more" }),
+        )
+        .await;
+    assert_eq!(
+        again.status,
+        reqwest::StatusCode::OK,
+        "under the quota still"
+    );
+    common::settled(&app, &mut b, &tid).await;
+    let refused = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "thread_id": tid, "content": "and more" }),
+        )
+        .await;
+    assert_eq!(refused.status, reqwest::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.code(), "quota_exceeded");
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("resets at 00:00 UTC"),
+        "{:?}",
+        refused.body
+    );
+    let t = common::settled(&app, &mut b, &tid).await;
+    assert_eq!(
+        t["messages"].as_array().unwrap().len(),
+        4,
+        "the refused message was not kept"
+    );
+    let body = seen.lock().unwrap().bodies[0].clone();
+    assert_eq!(body["stream_options"]["include_usage"], true, "{body}");
+
+    // Someone else's quota is untouched.
+    let mut other = common::Browser::new();
+    other.start(&app).await;
+    let r = other
+        .call(&app, "messages/send", json!({ "content": "hi" }))
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{:?}", r.body);
 }
 
 /// A new chat is named by the model from its first exchange; later turns and chats the

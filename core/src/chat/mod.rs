@@ -2,9 +2,11 @@
 //! are generated apart (`reply`), by tasks the shared `ChatRuntime` keeps track of
 //! (`runtime`).
 
+mod quota;
 mod reply;
 mod runtime;
 
+pub use quota::Quotas;
 pub use runtime::ChatRuntime;
 
 use super::{
@@ -49,6 +51,16 @@ impl Chat {
     /// The chat of `session`, whose replies run in `rt`.
     pub fn new(session: VerifiedSession, rt: Arc<ChatRuntime>) -> Self {
         Self { session, rt }
+    }
+
+    /// Counts against the daily quotas of whoever this session is: its account, or the
+    /// anonymous session itself.
+    fn meter(&self) -> quota::Meter<'_> {
+        quota::Meter {
+            store: self.session.store(),
+            owner: self.sid(),
+            quotas: self.rt.quotas,
+        }
     }
 
     /// The id chat data lives under: the signed-in user's home, or the session itself.
@@ -274,6 +286,7 @@ impl Chat {
         } else {
             content.clone()
         };
+        let new_thread = thread.is_none();
         let (thread, history, count) = match thread {
             Some(id) => {
                 let tail = self.tail(&id, self.turn_window()).await?;
@@ -319,8 +332,14 @@ impl Chat {
         let (user_view, reply) = match started {
             Ok(s) => s,
             Err(e) => {
-                // Not sent: the files wait for the next try instead of belonging to nothing.
+                // Not sent: the files wait for the next try instead of belonging to nothing,
+                // and a chat made for the message (refused by a quota, say) goes again.
                 self.rt.files.release(self.sid(), files).await;
+                if new_thread {
+                    if let Err(gone) = self.delete_thread(&thread.id).await {
+                        tracing::debug!(session = %self.sid().log_tag(), error = %gone.message, "could not remove the chat of a message not sent");
+                    }
+                }
                 return Err(e);
             }
         };

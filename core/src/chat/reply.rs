@@ -53,6 +53,21 @@ impl Chat {
             actions: Vec::new(),
             attachments: Vec::new(),
         };
+        // Quotas first, before the thread is taken: a refused message changes nothing. A
+        // person's message counts (and is given back if it is not stored after all); a
+        // click or a regenerate counts only its tokens.
+        let meter = self.meter();
+        let now = now_ms();
+        meter.check_tokens(now).await?;
+        let counted = match &asked {
+            Some(_) => meter.count_message(now).await?,
+            None => false,
+        };
+        let give_back = async || {
+            if counted {
+                meter.give_back(now).await;
+            }
+        };
         // A reply that asked the person a question takes this message as the answer, and
         // goes on in `reply` instead of a new reply starting.
         let waiting = match (&asked, &action) {
@@ -65,14 +80,20 @@ impl Chat {
         };
         let slot = match waiting {
             Some(_) => None,
-            None => Some(
-                self.rt
-                    .replies
-                    .admit(self.sid(), &thread.id, reply.id, &history)?,
-            ),
+            None => match self
+                .rt
+                .replies
+                .admit(self.sid(), &thread.id, reply.id, &history)
+            {
+                Ok(slot) => Some(slot),
+                Err(e) => {
+                    give_back().await;
+                    return Err(e);
+                }
+            },
         };
-        let turn: Vec<Message> = asked.iter().cloned().chain([reply.clone()]).collect();
         let store = self.session.store();
+        let turn: Vec<Message> = asked.iter().cloned().chain([reply.clone()]).collect();
         let stored = match store
             .put_messages(self.sid(), &turn)
             .await
@@ -83,6 +104,7 @@ impl Chat {
             Err(e) => Err(e),
         };
         if let Err(e) = stored {
+            give_back().await;
             // The question waits on for an answer that can be stored; a new reply's slot,
             // dropped here, lets go of the thread.
             if let Some(tx) = waiting {
@@ -244,11 +266,13 @@ async fn generate(
     };
     let (account, (settings, profile)) = tokio::join!(account, chosen);
     let (asker, mut questions) = tokio::sync::mpsc::channel(1);
+    let shown_tokens = super::quota::estimate_tokens(history.iter().map(|t| t.content.as_str()));
     let cx = ReplyContext::new(history, thread, account, values, cancel.clone())
         .with_settings(settings, profile)
         .with_files(rt.files.clone(), sid, reply.id)
         .with_asker(asker);
     let (steps, actions, files) = (cx.steps.clone(), cx.actions.clone(), cx.files.clone());
+    let usage = cx.usage();
     let started = async {
         match action {
             Some(action) => rt.assistant.on_action(cx, action).await,
@@ -405,6 +429,18 @@ async fn generate(
         MessageStatus::Done => shown.new_actions(&actions),
         _ => Vec::new(),
     };
+    // Counted before the reply shows as ended, so a next message sees its tokens.
+    if rt.quotas.tokens_per_day > 0 {
+        let tokens = usage.reported().unwrap_or_else(|| {
+            shown_tokens + super::quota::estimate_tokens(std::iter::once(reply.content.as_str()))
+        });
+        let meter = super::quota::Meter {
+            store: session.store(),
+            owner: session.owner(),
+            quotas: rt.quotas,
+        };
+        meter.spend_tokens(tokens, now_ms()).await;
+    }
     save_final(&session, &reply).await;
     // The thread is free once the final state is stored (not before: a next turn reads the
     // stored state to decide whether it may start).

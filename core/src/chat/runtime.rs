@@ -36,6 +36,8 @@ pub struct ChatRuntime {
     pub ask_timeout: Duration,
     /// Where the sessions' files are kept (in memory unless the server says otherwise).
     pub files: Arc<FileStore>,
+    /// Daily limits of messages and model tokens; off unless the server sets them.
+    pub quotas: super::Quotas,
 }
 
 impl ChatRuntime {
@@ -51,6 +53,7 @@ impl ChatRuntime {
             history_turns: 40,
             ask_timeout: Duration::from_secs(600),
             files: Arc::new(FileStore::in_memory(FileLimits::default())),
+            quotas: super::Quotas::default(),
         }
     }
 

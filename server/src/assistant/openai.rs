@@ -166,14 +166,23 @@ struct Chunk {
     choices: Vec<Choice>,
     #[serde(default)]
     error: Option<serde_json::Value>,
+    /// With `stream_options.include_usage`, the last chunk says what the request took.
+    #[serde(default)]
+    usage: Option<TokenUsage>,
+}
+
+#[derive(Deserialize)]
+struct TokenUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
 }
 
 #[derive(Deserialize)]
 struct Choice {
     #[serde(default)]
     delta: Option<Delta>,
-    #[serde(default)]
-    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +219,8 @@ pub enum Piece {
     Text(String),
     /// Pieces of tool calls, and any text beside them.
     Calls(String, Vec<CallDelta>),
+    /// What the request took: prompt and completion tokens.
+    Usage(u64, u64),
     Nothing,
     Done,
 }
@@ -249,8 +260,8 @@ pub fn interpret(data: &str) -> Result<Piece, AssistantError> {
     if !text.is_empty() {
         return Ok(Piece::Text(text));
     }
-    if chunk.choices.iter().any(|c| c.finish_reason.is_some()) {
-        return Ok(Piece::Nothing);
+    if let Some(u) = chunk.usage {
+        return Ok(Piece::Usage(u.prompt_tokens, u.completion_tokens));
     }
     Ok(Piece::Nothing)
 }
@@ -408,7 +419,7 @@ impl Assistant for OpenAiAssistant {
         // reply at once, as without tools.
         let first = inner.open(inner.body(&model, &messages, 0)).await?;
         if inner.tools.is_empty() {
-            return Ok(text_only(first));
+            return Ok(text_only(first, Some(cx)));
         }
         // The conversation with the model goes on inside the reply's stream: dropping the
         // stream (Stop) drops it, the tool call it is waiting for included.
@@ -446,7 +457,7 @@ impl Assistant for OpenAiAssistant {
         ];
         let collect = async {
             let body = serde_json::json!({ "model": self.inner.cfg.model, "stream": true, "messages": messages });
-            let mut stream = text_only(self.inner.open(body).await.ok()?);
+            let mut stream = text_only(self.inner.open(body).await.ok()?, None);
             let mut text = String::new();
             while let Some(piece) = stream.next().await {
                 text.push_str(&piece.ok()?);
@@ -467,14 +478,23 @@ impl Assistant for OpenAiAssistant {
 enum Event {
     Text(String),
     Call(CallDelta),
+    /// Prompt and completion tokens the request took.
+    Usage(u64, u64),
 }
 
 type Events = futures::stream::BoxStream<'static, Result<Event, AssistantError>>;
 
-fn text_only(events: Events) -> DeltaStream {
-    Box::pin(events.filter_map(|e| {
+/// The text of `events`; their usage report goes to `cx`, the reply's, if there is one.
+fn text_only(events: Events, cx: Option<ReplyContext>) -> DeltaStream {
+    Box::pin(events.filter_map(move |e| {
         futures::future::ready(match e {
             Ok(Event::Text(t)) => Some(Ok(t)),
+            Ok(Event::Usage(p, c)) => {
+                if let Some(cx) = &cx {
+                    cx.report_usage(p, c);
+                }
+                None
+            }
             Ok(Event::Call(_)) => None,
             Err(e) => Some(Err(e)),
         })
@@ -505,6 +525,8 @@ async fn converse(
         let _ = tx.unbounded_send(Err(e));
     };
     let mut said = false;
+    // Every round is a request of its own: the reply took what they all took.
+    let (mut prompt_tokens, mut completion_tokens) = (0u64, 0u64);
     for round in 0.. {
         let mut text = String::new();
         let mut calls: BTreeMap<usize, Call> = BTreeMap::new();
@@ -522,6 +544,11 @@ async fn converse(
                     if tx.unbounded_send(Ok(piece)).is_err() {
                         return;
                     }
+                }
+                Ok(Event::Usage(p, c)) => {
+                    prompt_tokens = prompt_tokens.saturating_add(p);
+                    completion_tokens = completion_tokens.saturating_add(c);
+                    cx.report_usage(prompt_tokens, completion_tokens);
                 }
                 Ok(Event::Call(d)) => {
                     let call = calls.entry(d.index).or_default();
@@ -610,7 +637,14 @@ impl Inner {
     /// The request of round `round` (0 for the first): the tools are offered while rounds
     /// are left, and the last asks for an answer without them.
     fn body(&self, model: &str, messages: &[serde_json::Value], round: usize) -> serde_json::Value {
-        let mut body = serde_json::json!({ "model": model, "stream": true, "messages": messages });
+        // The usage report counts against daily token quotas; endpoints that do not know
+        // the option ignore it, and the reply's tokens are estimated instead.
+        let mut body = serde_json::json!({
+            "model": model,
+            "stream": true,
+            "stream_options": { "include_usage": true },
+            "messages": messages,
+        });
         if !self.tools.is_empty() {
             body["tools"] = self.tools.openai_specs().into();
             body["tool_choice"] = if round >= self.cfg.max_tool_rounds {
@@ -675,6 +709,9 @@ impl Inner {
                                         st.ready
                                             .extend(calls.into_iter().map(|c| Ok(Event::Call(c))));
                                     }
+                                    Ok(Piece::Usage(p, c)) => {
+                                        st.ready.push_back(Ok(Event::Usage(p, c)))
+                                    }
                                     Ok(Piece::Nothing) => {}
                                     Ok(Piece::Done) => {
                                         st.finished = true;
@@ -731,6 +768,11 @@ mod tests {
     #[test]
     fn payloads_are_interpreted() {
         assert_eq!(interpret("[DONE]").unwrap(), Piece::Done);
+        assert_eq!(
+            interpret(r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":30}}"#)
+                .unwrap(),
+            Piece::Usage(12, 30)
+        );
         assert_eq!(
             interpret(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#).unwrap(),
             Piece::Text("Hi".into())

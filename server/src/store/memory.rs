@@ -9,7 +9,10 @@ use app::{
 use async_trait::async_trait;
 use confide_core::{
     Chats, Claim, Lifetimes, Probe, ProofHash, SessionTimes, Sessions, StoreError, Values, Verify,
-    store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
+    store::{
+        MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, add_to_counter, check_entry, check_key,
+        now_ms,
+    },
 };
 use dashmap::{DashMap, mapref::entry::Entry};
 use std::collections::HashMap;
@@ -335,6 +338,19 @@ impl Values for MemoryStore {
     async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
         check_key(key)?;
         self.with_live(id, |r| Ok(r.kv.remove(key).is_some()))
+    }
+
+    async fn add(&self, id: &SessionId, key: &str, delta: i64) -> Result<i64, StoreError> {
+        check_key(key)?;
+        self.with_live(id, |r| {
+            let current = r.kv.get(key);
+            if current.is_none() && r.kv.len() >= MAX_KEYS {
+                return Err(StoreError::TooManyKeys);
+            }
+            let (sum, stored) = add_to_counter(current.map(|v| &v[..]), delta)?;
+            r.kv.insert(key.into(), stored.into());
+            Ok(sum)
+        })
     }
 }
 

@@ -774,6 +774,37 @@ impl Values for PostgresStore {
         tx.commit().await.map_err(pg)
     }
 
+    async fn add(&self, id: &SessionId, key: &str, delta: i64) -> Result<i64, StoreError> {
+        check_key(key)?;
+        let sid = &id.as_bytes()[..];
+        let mut client = self.client().await?;
+        // The session's row is locked for the transaction: adds of one session take turns.
+        let tx = Self::write(&mut client, id).await?;
+        let row = query_opt(
+            &tx,
+            "SELECT COUNT(*), (array_agg(value) FILTER (WHERE key = $2))[1] FROM kv \
+             WHERE session_id = $1",
+            &[&sid, &key],
+        )
+        .await?
+        .ok_or_else(|| bad_row("value"))?;
+        let count: i64 = col(&row, 0, "value")?;
+        let current: Option<Vec<u8>> = col(&row, 1, "value")?;
+        if current.is_none() && usize::try_from(count).unwrap_or(usize::MAX) >= MAX_KEYS {
+            return Err(StoreError::TooManyKeys);
+        }
+        let (sum, stored) = confide_core::store::add_to_counter(current.as_deref(), delta)?;
+        exec(
+            &tx,
+            "INSERT INTO kv (session_id, key, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (session_id, key) DO UPDATE SET value = EXCLUDED.value",
+            &[&sid, &key, &stored],
+        )
+        .await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(sum)
+    }
+
     async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
         check_key(key)?;
         let mut client = self.client().await?;

@@ -58,6 +58,8 @@ const NOT_FOUND: i64 = 3;
 const IS_HOME: i64 = 4;
 /// From `CLAIM`: the id belonged to a session that has ended.
 const ENDED: i64 = 5;
+/// From `ADD_VALUE`: the key holds something other than an integer.
+const NOT_A_COUNTER: i64 = 6;
 
 /// Helpers every session script starts with. KEYS[1] is always the session record.
 const PRELUDE: &str = include_str!("lua/prelude.lua");
@@ -81,6 +83,8 @@ static KEYS_WITH_PREFIX: LazyLock<Script> =
 static HDEL_LIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/hdel_live.lua")));
 
 static SET_VALUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/set_value.lua")));
+
+static ADD_VALUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/add_value.lua")));
 
 static DELETE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/delete.lua")));
 
@@ -848,6 +852,27 @@ impl Values for RedisStore {
         match code {
             AT_LIMIT => Err(StoreError::TooManyKeys),
             code => Self::status(code),
+        }
+    }
+
+    async fn add(&self, id: &SessionId, key: &str, delta: i64) -> Result<i64, StoreError> {
+        check_key(key)?;
+        let keys = self.names(id);
+        let (code, sum): (i64, i64) = self
+            .run(
+                ADD_VALUE
+                    .key(keys.record())
+                    .key(keys.values())
+                    .arg(key)
+                    .arg(delta)
+                    .arg(MAX_KEYS),
+            )
+            .await?;
+        match code {
+            OK => Ok(sum),
+            AT_LIMIT => Err(StoreError::TooManyKeys),
+            NOT_A_COUNTER => Err(StoreError::Internal("the value is not a counter".into())),
+            code => Self::status(code).map(|()| sum),
         }
     }
 

@@ -497,6 +497,8 @@ macro_rules! store_contract_tests {
             async fn writes_never_create_sessions() { c::writes_never_create_sessions(store_with(c::long()).await).await }
             #[tokio::test]
             async fn limits_are_enforced() { c::limits_are_enforced(store_with(c::long()).await).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn counters_add_in_one_step() { c::counters_add_in_one_step(store_with(c::long()).await).await }
             #[tokio::test]
             async fn keys_filter_by_prefix_within_their_session() { c::keys_filter_by_prefix_within_their_session(store_with(c::long()).await).await }
         }

@@ -69,6 +69,63 @@ pub async fn limits_are_enforced(store: Arc<dyn TestStore>) {
     );
 }
 
+pub async fn counters_add_in_one_step(store: Arc<dyn TestStore>) {
+    let (id, _) = claimed(&*store).await;
+    let (other, _) = claimed(&*store).await;
+    let adds: Vec<_> = (0..40)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.add(&id, "count", 1).await.unwrap() })
+        })
+        .collect();
+    let mut sums = Vec::new();
+    for a in adds {
+        sums.push(a.await.unwrap());
+    }
+    sums.sort_unstable();
+    assert_eq!(
+        sums,
+        (1..=40).collect::<Vec<i64>>(),
+        "each add saw its own sum"
+    );
+    assert_eq!(store.add(&id, "count", -15).await, Ok(25));
+    assert_eq!(
+        store.get(&id, "count").await.unwrap().as_deref(),
+        Some(&b"25"[..])
+    );
+    assert_eq!(store.add(&other, "count", 2).await, Ok(2), "per session");
+    store.set(&id, "text", b"not a number").await.unwrap();
+    assert!(store.add(&id, "text", 1).await.is_err());
+    assert_eq!(
+        store.get(&id, "text").await.unwrap().as_deref(),
+        Some(&b"not a number"[..]),
+        "a refused add changes nothing"
+    );
+    assert_eq!(
+        store.add(&id, "bad key", 1).await,
+        Err(StoreError::KeyInvalid)
+    );
+    let ghost = SessionId::random();
+    assert_eq!(
+        store.add(&ghost, "count", 1).await,
+        Err(StoreError::NoSuchSession)
+    );
+    assert!(!store.exists_raw(&ghost).await.unwrap());
+    // Two keys so far: "count" and "text".
+    for i in 2..MAX_KEYS {
+        store.set(&id, &format!("k{i}"), b"v").await.unwrap();
+    }
+    assert_eq!(
+        store.add(&id, "one-too-many", 1).await,
+        Err(StoreError::TooManyKeys)
+    );
+    assert_eq!(
+        store.add(&id, "count", 1).await,
+        Ok(26),
+        "an existing counter still adds"
+    );
+}
+
 pub async fn keys_filter_by_prefix_within_their_session(store: Arc<dyn TestStore>) {
     let (a, _) = claimed(&*store).await;
     let (b, _) = claimed(&*store).await;

@@ -271,6 +271,38 @@ impl Values for SqliteStore {
         .await
     }
 
+    async fn add(&self, id: &SessionId, key: &str, delta: i64) -> Result<i64, StoreError> {
+        check_key(key)?;
+        let (id, key) = (*id, key.to_owned());
+        // One writer at a time: reading and writing in this transaction is one step.
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            let (count, current): (i64, Option<Vec<u8>>) = tx
+                .prepare_cached(
+                    "SELECT COUNT(*), MAX(CASE WHEN key = ?2 THEN value END) FROM kv \
+                     WHERE session_id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![&id.as_bytes()[..], key], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                })
+                .map_err(db)?;
+            if current.is_none() && count as usize >= MAX_KEYS {
+                return Err(StoreError::TooManyKeys);
+            }
+            let (sum, stored) = confide_core::store::add_to_counter(current.as_deref(), delta)?;
+            execute(
+                tx,
+                "INSERT INTO kv (session_id, key, value) VALUES (?, ?, ?) \
+                 ON CONFLICT (session_id, key) DO UPDATE SET value = excluded.value",
+                params![&id.as_bytes()[..], key, stored],
+            )?;
+            Ok(sum)
+        })
+        .await
+    }
+
     async fn remove(&self, id: &SessionId, key: &str) -> Result<bool, StoreError> {
         check_key(key)?;
         let (id, key) = (*id, key.to_owned());
