@@ -27,7 +27,7 @@ help:
 	@echo "make test-e2e   Playwright tests only (builds the app first)"
 	@echo "make bench      load tool, bundle weight, micro-benchmarks (release)"
 	@echo "make screenshots  the README's pictures, from the running app"
-	@echo "make soak       1,000 users while Redis and Confide are SIGKILLed and restarted (release)"
+	@echo "make soak       1,000 users while Redis, PostgreSQL, a Redis Cluster master and Confide fail (release)"
 
 setup:
 	@scripts/setup.sh build
@@ -85,9 +85,10 @@ bench: setup-test
 	cargo bench -p confide-bench --bench core
 
 # Soak with faults (the quick test run has a short version, bench/tests/soak_smoke.rs): the
-# release server, USERS simulated users on one address for SOAK_SECONDS per scenario, while
-# Redis, one of two Confide instances on it, and the SQLite-backed Confide are each killed
-# with SIGKILL and restarted. Fails on a lost acknowledged message, a cross-session leak, a
+# release server, USERS simulated users on one address for SOAK_SECONDS per scenario
+# (SCENARIOS: redis, sqlite, postgres, redis-cluster; all by default), while the store
+# (Redis, PostgreSQL: SIGKILL and restart; a Redis Cluster master: failed over under load)
+# and one of the Confide instances are struck. Fails on a lost acknowledged message, a cross-session leak, a
 # wrong answer, a reply stuck with no fault to explain it, or a fault never recovered from.
 # Only the server binary is needed (the API works without the site assets), so no wasm
 # build. Figures go to BENCHMARKS.md by hand.
@@ -96,7 +97,7 @@ soak: setup-test
 	$(RELEASE_FLAGS) cargo build --release -p server --bin confide
 	$(RELEASE_FLAGS) cargo build --release -p confide-bench --bin confide-soak
 	$(TARGET_DIR)/release/confide-soak --users $${USERS:-1000} --duration $${SOAK_SECONDS:-75} \
-	  --scenarios $${SCENARIOS:-redis,sqlite} --server-bin $(TARGET_DIR)/release/confide \
+	  --scenarios $${SCENARIOS:-all} --server-bin $(TARGET_DIR)/release/confide \
 	  --json $(TARGET_DIR)/soak.json
 
 # Coverage-guided fuzzing (libFuzzer via cargo-fuzz, nightly): each target for FUZZ_SECONDS.

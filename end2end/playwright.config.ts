@@ -221,6 +221,8 @@ export default defineConfig({
             CONFIDE_SITE_ROOT: "target/site",
             CONFIDE_STORE: `sqlite:${join(scratch, "tls.db")}`,
             CONFIDE_LOG: "warn",
+            // tls.spec.ts shows a used-up daily quota; each of its tests is a new visitor.
+            CONFIDE_QUOTA_MESSAGES_PER_DAY: "2",
             // Every test is a new browser on one address: a busy run starts more sessions
             // and sends more messages a minute from it than a real address would.
             CONFIDE_NEW_SESSIONS_PER_MINUTE: "100000",

@@ -12,6 +12,10 @@ pub mod client;
 #[path = "../../server/src/store/postgres_test_support.rs"]
 pub mod postgres;
 pub mod procs;
+/// The throwaway Redis Cluster of the server's own tests, for the soak.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../server/src/store/redis_test_support.rs"]
+pub mod redis_cluster;
 pub mod soak;
 
 use client::Browser;

@@ -7,6 +7,15 @@
 //! directory, later instance 1 is killed and restarted on its port.
 //! Scenario `sqlite`: one Confide on a SQLite file (`synchronous = FULL`), killed and
 //! restarted mid-run.
+//! Scenario `postgres`: two Confide processes on one PostgreSQL (fsync on); PostgreSQL is
+//! killed and restarted on its port and data (it recovers from its write-ahead log), later
+//! instance 1 is killed and restarted.
+//! Scenario `redis-cluster`: two Confide processes on a Redis Cluster of three masters, each
+//! with a replica; a master is failed over to its replica under load (`CLUSTER FAILOVER`,
+//! which waits for the replica to catch up, so nothing acknowledged may be lost), later
+//! instance 1 is killed and restarted. A master killed outright can lose the writes of its
+//! last moment, since Redis replicates after it answers; the server's own tests cover that
+//! case (`server/tests/redis.rs`).
 //!
 //! Each user claims a session once, then takes turns: a message with a unique text, then
 //! `threads/get` until the reply has finished. A `messages/send` answered 200 is an
@@ -30,7 +39,9 @@
 
 use crate::{
     client::{Answer, Browser, transport_label},
+    postgres::PostgresServer,
     procs::{self, Child, ConfideSpec, RedisSpec, TempDir, free_port},
+    redis_cluster::RedisCluster,
 };
 use futures::StreamExt;
 use serde::Serialize;
@@ -49,6 +60,8 @@ use std::{
 pub enum Scenario {
     Redis,
     Sqlite,
+    Postgres,
+    RedisCluster,
 }
 
 impl Scenario {
@@ -56,6 +69,8 @@ impl Scenario {
         match self {
             Self::Redis => "redis",
             Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::RedisCluster => "redis-cluster",
         }
     }
 }
@@ -1039,9 +1054,19 @@ impl User {
 
 // ---- the run ------------------------------------------------------------------------------
 
+/// The store's processes, which a fault strikes.
+enum StoreProcs {
+    /// An embedded store (SQLite): nothing apart from the instances.
+    Embedded,
+    Redis(RedisSpec, Option<Child>),
+    /// `None` only while a blocking task holds it.
+    Postgres(Option<PostgresServer>),
+    RedisCluster(Option<RedisCluster>),
+}
+
 /// The processes of a scenario, restartable in place.
 struct Cluster {
-    redis: Option<(RedisSpec, Option<Child>)>,
+    store: StoreProcs,
     instances: Vec<(ConfideSpec, Option<Child>)>,
 }
 
@@ -1055,11 +1080,7 @@ async fn blocking<T: Send + 'static>(
 
 impl Cluster {
     async fn start(cfg: &SoakConfig, scenario: Scenario, dir: &TempDir) -> Result<Self, String> {
-        let mut cluster = Cluster {
-            redis: None,
-            instances: Vec::new(),
-        };
-        let store = match scenario {
+        let (store, url) = match scenario {
             Scenario::Redis => {
                 let spec = RedisSpec {
                     port: free_port(),
@@ -1070,20 +1091,36 @@ impl Cluster {
                 let s = spec.clone();
                 let child = blocking(move || procs::start_redis(&s)).await?;
                 let url = spec.url();
-                cluster.redis = Some((spec, Some(child)));
-                url
+                (StoreProcs::Redis(spec, Some(child)), url)
             }
-            Scenario::Sqlite => format!("sqlite:{}", dir.path().join("soak.db").display()),
+            Scenario::Sqlite => (
+                StoreProcs::Embedded,
+                format!("sqlite:{}", dir.path().join("soak.db").display()),
+            ),
+            Scenario::Postgres => {
+                let pg = blocking(|| Ok(PostgresServer::start_durable())).await?;
+                let url = pg.fresh_database().await;
+                (StoreProcs::Postgres(Some(pg)), url)
+            }
+            Scenario::RedisCluster => {
+                let c = blocking(|| Ok(RedisCluster::start())).await?;
+                let url = c.url();
+                (StoreProcs::RedisCluster(Some(c)), url)
+            }
+        };
+        let mut cluster = Cluster {
+            store,
+            instances: Vec::new(),
         };
         let n = match scenario {
-            Scenario::Redis => 2,
             Scenario::Sqlite => 1,
+            Scenario::Redis | Scenario::Postgres | Scenario::RedisCluster => 2,
         };
         for i in 0..n {
             let spec = ConfideSpec {
                 log: Some(dir.path().join(format!("confide-{i}.log"))),
                 files_dir: Some(dir.path().join("files")),
-                ..ConfideSpec::new(&cfg.server_bin, store.clone())
+                ..ConfideSpec::new(&cfg.server_bin, url.clone())
             };
             let s = spec.clone();
             let (child, _) = blocking(move || procs::start_confide(&s)).await?;
@@ -1096,26 +1133,97 @@ impl Cluster {
         self.instances.iter().map(|(s, _)| s.base()).collect()
     }
 
-    /// SIGKILL the target, leave it down for `down`, start it again where it was.
+    /// Strikes the target: SIGKILL, down for `down`, started again where it was; on a Redis
+    /// Cluster, a planned failover of a master while the load runs.
     async fn fault(
         &mut self,
         faults: &FaultLog,
         target: Target,
         down: Duration,
     ) -> Result<(), String> {
-        let (name, kills_instance) = match target {
-            Target::Store => (
-                "Redis SIGKILL + restart (same port, same AOF)".to_owned(),
-                false,
-            ),
-            Target::Instance(i) => (format!("instance {i} SIGKILL + restart (same port)"), true),
+        let Target::Store = target else {
+            return self.kill_instance(faults, target, down).await;
         };
-        let mut child = match target {
-            Target::Store => self.redis.as_mut().and_then(|(_, c)| c.take()),
-            Target::Instance(i) => self.instances.get_mut(i).and_then(|(_, c)| c.take()),
+        match &mut self.store {
+            StoreProcs::Embedded => Err("an embedded store has no process to kill".into()),
+            StoreProcs::Redis(spec, slot) => {
+                let mut child = slot.take().ok_or("nothing to kill")?;
+                let fault = faults.begin(
+                    "Redis SIGKILL + restart (same port, same AOF)",
+                    target,
+                    false,
+                );
+                blocking(move || {
+                    child.kill();
+                    Ok(())
+                })
+                .await?;
+                tokio::time::sleep(down).await;
+                faults.update(fault, |f| f.restarted = Some(Instant::now()));
+                let s = spec.clone();
+                *slot = Some(blocking(move || procs::start_redis(&s)).await?);
+                faults.update(fault, |f| f.ready = Some(Instant::now()));
+                Ok(())
+            }
+            StoreProcs::Postgres(slot) => {
+                let mut pg = slot.take().ok_or("no PostgreSQL")?;
+                let fault = faults.begin(
+                    "PostgreSQL SIGKILL + restart (same port, same data, WAL recovery)",
+                    target,
+                    false,
+                );
+                let mut pg = blocking(move || {
+                    pg.kill_keeping_data();
+                    Ok(pg)
+                })
+                .await?;
+                tokio::time::sleep(down).await;
+                faults.update(fault, |f| f.restarted = Some(Instant::now()));
+                let pg = blocking(move || pg.start_again().map(|()| pg)).await?;
+                *slot = Some(pg);
+                faults.update(fault, |f| f.ready = Some(Instant::now()));
+                Ok(())
+            }
+            StoreProcs::RedisCluster(slot) => {
+                let c = slot.take().ok_or("no Redis Cluster")?;
+                let fault = faults.begin(
+                    "Redis Cluster: planned failover of a master to its replica",
+                    target,
+                    false,
+                );
+                let c = blocking(move || {
+                    let master = *c.masters().first().ok_or("no master")?;
+                    c.fail_over(master);
+                    Ok(c)
+                })
+                .await?;
+                *slot = Some(c);
+                let now = Instant::now();
+                faults.update(fault, |f| {
+                    f.restarted = Some(now);
+                    f.ready = Some(now);
+                });
+                Ok(())
+            }
         }
-        .ok_or("nothing to kill")?;
-        let fault = faults.begin(&name, target, kills_instance);
+    }
+
+    async fn kill_instance(
+        &mut self,
+        faults: &FaultLog,
+        target: Target,
+        down: Duration,
+    ) -> Result<(), String> {
+        let Target::Instance(i) = target else {
+            return Err("not an instance".into());
+        };
+        let (spec, slot) = self.instances.get_mut(i).ok_or("no such instance")?;
+        let mut child = slot.take().ok_or("nothing to kill")?;
+        let fault = faults.begin(
+            &format!("instance {i} SIGKILL + restart (same port)"),
+            target,
+            true,
+        );
         blocking(move || {
             child.kill();
             Ok(())
@@ -1123,19 +1231,9 @@ impl Cluster {
         .await?;
         tokio::time::sleep(down).await;
         faults.update(fault, |f| f.restarted = Some(Instant::now()));
-        match target {
-            Target::Store => {
-                let (spec, slot) = self.redis.as_mut().ok_or("no Redis")?;
-                let s = spec.clone();
-                *slot = Some(blocking(move || procs::start_redis(&s)).await?);
-            }
-            Target::Instance(i) => {
-                let (spec, slot) = self.instances.get_mut(i).ok_or("no such instance")?;
-                let s = spec.clone();
-                let (child, _) = blocking(move || procs::start_confide(&s)).await?;
-                *slot = Some(child);
-            }
-        }
+        let s = spec.clone();
+        let (child, _) = blocking(move || procs::start_confide(&s)).await?;
+        *slot = Some(child);
         faults.update(fault, |f| f.ready = Some(Instant::now()));
         Ok(())
     }
@@ -1152,7 +1250,9 @@ impl Cluster {
 /// When, as fractions of the run, the faults of a scenario strike.
 fn schedule(scenario: Scenario) -> Vec<(f64, Target)> {
     match scenario {
-        Scenario::Redis => vec![(0.3, Target::Store), (0.6, Target::Instance(1))],
+        Scenario::Redis | Scenario::Postgres | Scenario::RedisCluster => {
+            vec![(0.3, Target::Store), (0.6, Target::Instance(1))]
+        }
         Scenario::Sqlite => vec![(0.5, Target::Instance(0))],
     }
 }

@@ -34,3 +34,23 @@ test("plain http is redirected to https", async ({ request }) => {
   expect(res.status()).toBe(308);
   expect(res.headers()["location"]).toMatch(/^https:\/\/localhost:\d+\/t\/anything\?x=1$/);
 });
+
+test("a used-up daily quota is said, with when it resets, and the message is kept", async ({ page }) => {
+  // This server allows 2 messages a day to each visitor.
+  await openReady(page);
+  const composer = page.getByTestId("composer");
+  const replies = page.locator("[data-testid=message][data-role=assistant]");
+  for (const [i, text] of ["one", "two"].entries()) {
+    await composer.fill(text);
+    await composer.press("Enter");
+    await expect(replies).toHaveCount(i + 1);
+    await expect(replies.last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  }
+  await composer.fill("three");
+  await composer.press("Enter");
+  const alert = page.getByRole("alert");
+  await expect(alert).toContainText("quota of 2 messages is used up");
+  await expect(alert).toContainText(/resets at 00:00 UTC \(in ((\d+ h )?\d+ min|under a minute)\)/);
+  await expect(composer).toHaveValue("three");
+  await expect(replies).toHaveCount(2);
+});

@@ -60,8 +60,12 @@ struct Args {
 enum ScenarioArg {
     Redis,
     Sqlite,
+    Postgres,
+    RedisCluster,
     /// Redis, then SQLite.
     Both,
+    /// Redis, SQLite, PostgreSQL and the Redis Cluster.
+    All,
 }
 
 fn seconds(v: &str) -> Result<Duration, String> {
@@ -92,7 +96,15 @@ impl Args {
             .flat_map(|s| match s {
                 ScenarioArg::Redis => vec![Scenario::Redis],
                 ScenarioArg::Sqlite => vec![Scenario::Sqlite],
+                ScenarioArg::Postgres => vec![Scenario::Postgres],
+                ScenarioArg::RedisCluster => vec![Scenario::RedisCluster],
                 ScenarioArg::Both => vec![Scenario::Redis, Scenario::Sqlite],
+                ScenarioArg::All => vec![
+                    Scenario::Redis,
+                    Scenario::Sqlite,
+                    Scenario::Postgres,
+                    Scenario::RedisCluster,
+                ],
             })
             .collect()
     }

@@ -42,7 +42,7 @@ fn exceeded(what: &str, limit: u64, now_ms: i64, resets_ms: i64) -> ApiError {
     ApiError::new(
         ErrorCode::QuotaExceeded,
         format!(
-            "today's quota of {limit} {what} is used up; it resets at 00:00 UTC ({})",
+            "Today's quota of {limit} {what} is used up. It resets at 00:00 UTC ({}).",
             resets_in(now_ms, resets_ms)
         ),
     )

@@ -21,13 +21,15 @@ pid=$!
 cat >/dev/null
 kill -KILL "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
-rm -rf "$PG_DIR"
+# Kept for a restart (`kill_keeping_data`); the guard removes it in the end.
+[ -e "$PG_DIR/keep" ] || rm -rf "$PG_DIR"
 exit 0
 "#;
 
 pub struct PostgresServer {
     wrapper: Option<Child>,
     port: u16,
+    durable: bool,
     /// Removed when the guard goes (the wrapper removes it too, if this process dies).
     _dir: tempfile::TempDir,
 }
@@ -111,6 +113,7 @@ impl PostgresServer {
                     return Self {
                         wrapper: Some(wrapper),
                         port,
+                        durable,
                         _dir: dir,
                     };
                 }
@@ -199,6 +202,43 @@ impl PostgresServer {
 
     pub fn url(&self, database: &str) -> String {
         format!("postgres://confide@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Kills the server (SIGKILL, like a crash) but keeps its data, for `start_again`.
+    pub fn kill_keeping_data(&mut self) {
+        let keep = self._dir.path().join("keep");
+        std::fs::write(&keep, b"").expect("mark the data to keep");
+        self.kill();
+    }
+
+    /// Starts the server killed by `kill_keeping_data` again, on its port and data, as a
+    /// restarted database server does: it recovers from its write-ahead log.
+    pub fn start_again(&mut self) -> Result<(), String> {
+        let dir = self._dir.path().to_owned();
+        let data = dir.join("data");
+        // The old pid file says "ready": it must not pass for the new server's.
+        let _ = std::fs::remove_file(data.join("postmaster.pid"));
+        let mut last = String::new();
+        // The killed server's backends may hold its shared memory for a moment.
+        for _ in 0..20 {
+            match Self::try_start(
+                &postgres_bin_dir(),
+                &dir,
+                &data,
+                self.port,
+                is_root(),
+                self.durable,
+            ) {
+                Ok((wrapper, _)) => {
+                    let _ = std::fs::remove_file(dir.join("keep"));
+                    self.wrapper = Some(wrapper);
+                    return Ok(());
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Err(last)
     }
 
     /// Kills the server now (SIGKILL, like a crash) and waits until it is gone.
