@@ -3,7 +3,7 @@
 //! per turn, and a bare-axum baseline measured with the same client in the same run.
 //!
 //! ```text
-//! confide-load [--users 200] [--turns 10] [--stores memory,sqlite,redis,postgres] [--instances 1]
+//! confide-load [--users 200] [--turns 10] [--stores memory,sqlite,redis,postgres,redis-cluster] [--instances 1]
 //!              [--server-bin target/release/confide] [--idle-sessions 5000] [--json out.json]
 //! confide-load --serve-baseline <port>      (internal: the baseline server process)
 //! ```
@@ -67,6 +67,8 @@ enum StoreArg {
     Redis,
     /// A PostgreSQL server started for the run, syncing every commit (`fsync` on).
     Postgres,
+    /// A Redis Cluster started for the run: three masters, each with a replica.
+    RedisCluster,
 }
 
 impl StoreArg {
@@ -77,6 +79,7 @@ impl StoreArg {
             Self::SqliteNormal => "sqlite-normal",
             Self::Redis => "redis",
             Self::Postgres => "postgres",
+            Self::RedisCluster => "redis-cluster",
         }
     }
 }
@@ -218,6 +221,7 @@ async fn scenario(args: &Args, store: StoreArg) -> Result<Scenario, String> {
     // Dropped last: the processes using it are gone by then.
     let dir = TempDir::new(&format!("confide-bench-{}", store.name()))?;
     let mut _postgres = None;
+    let mut _cluster = None;
     let (_redis, store_url, redis_port) = match store {
         StoreArg::Memory => (None, "memory".to_owned(), None),
         StoreArg::Sqlite | StoreArg::SqliteNormal => {
@@ -234,11 +238,17 @@ async fn scenario(args: &Args, store: StoreArg) -> Result<Scenario, String> {
             _postgres = Some(server);
             (None, url, None)
         }
+        StoreArg::RedisCluster => {
+            let cluster = confide_bench::redis_cluster::RedisCluster::start();
+            let url = cluster.url();
+            _cluster = Some(cluster);
+            (None, url, None)
+        }
     };
     let mut servers = Vec::new();
     let mut cold_start = Duration::ZERO;
     let instances = match store {
-        StoreArg::Redis | StoreArg::Postgres => args.instances,
+        StoreArg::Redis | StoreArg::Postgres | StoreArg::RedisCluster => args.instances,
         _ => 1,
     };
     for _ in 0..instances {
