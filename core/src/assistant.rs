@@ -205,7 +205,6 @@ impl ReplyContext {
         self
     }
 
-    /// The same context, with its questions going to `asker`.
     /// What the model endpoint reported the reply took, question (all the turns it was
     /// sent) and answer, as its usage report says; daily token quotas count this. A reply
     /// that reports nothing is counted by an estimate from its text. Reporting again
@@ -219,6 +218,7 @@ impl ReplyContext {
         self.usage.clone()
     }
 
+    /// The same context, with its questions going to `asker`.
     pub(crate) fn with_asker(mut self, asker: mpsc::Sender<Question>) -> Self {
         self.asker = Some(asker);
         self

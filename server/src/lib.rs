@@ -267,6 +267,7 @@ fn assistant_from(config: &Config, tools: &Tools) -> Result<Arc<dyn Assistant>, 
                 connect_timeout: config.openai_connect_timeout,
                 read_timeout: config.openai_read_timeout,
                 profiles: config.profiles.clone(),
+                include_usage: config.quota_tokens_per_day > 0,
                 ..assistant::OpenAiConfig::new(base_url.clone(), config.model.clone())
             })
             .map_err(ConfigError::Invalid)?
@@ -468,11 +469,11 @@ async fn events(
         loop {
             let wait = match store.peek(&id).await {
                 Ok(Some(t)) if t.home == home && t.created_ms == created_ms => {
-                    until_expiry(&t, lifetimes).min(every)
+                    until_expiry(&t, lifetimes).min(every.max(MIN_LOOK))
                 }
                 Ok(_) => break,
                 // A store hiccup is not an ended session; look again next time.
-                Err(_) => every,
+                Err(_) => every.max(MIN_LOOK),
             };
             tokio::time::sleep(wait).await;
         }
@@ -481,6 +482,9 @@ async fn events(
         .keep_alive(KeepAlive::default())
         .into_response()
 }
+
+/// The least time between two looks of one stream at its session.
+const MIN_LOOK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How long until the store would call a session with these times expired, plus a little
 /// so that the look then finds it so. Never less than a quarter second: clocks of
@@ -498,7 +502,7 @@ fn until_expiry(
     let left = ends
         .saturating_sub(confide_core::store::now_ms())
         .saturating_add(50);
-    std::time::Duration::from_millis(u64::try_from(left).unwrap_or(0).max(250))
+    std::time::Duration::from_millis(u64::try_from(left).unwrap_or(0)).max(MIN_LOOK)
 }
 
 /// The feed as SSE frames, until the session ends (announced, or found by `recheck`) or a

@@ -1289,3 +1289,50 @@ async fn a_stopped_reply_keeps_no_buttons_and_none_can_be_clicked() {
         .await;
     assert_eq!(click.status, StatusCode::NOT_FOUND, "{:?}", click.body);
 }
+
+/// An edit asks anew, so it counts as a message; one refused by the daily quota changes
+/// nothing, the reply it would have replaced included.
+#[tokio::test]
+async fn an_edit_counts_against_the_daily_message_quota_and_a_refused_one_changes_nothing() {
+    let app = common::spawn_with(server::Config {
+        quota_messages_per_day: 2,
+        ..server::Config::default()
+    })
+    .await;
+    let mut b = common::Browser::new();
+    b.start(&app).await;
+    let sent = b
+        .call(&app, "messages/send", json!({ "content": "first" }))
+        .await;
+    assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
+    let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
+    let mid = sent.body["user"]["id"].clone();
+    common::settled(&app, &mut b, &tid).await;
+    let edited = b
+        .call(
+            &app,
+            "messages/edit",
+            json!({ "message_id": mid, "content": "second" }),
+        )
+        .await;
+    assert_eq!(edited.status, StatusCode::OK, "{:?}", edited.body);
+    let before = common::settled(&app, &mut b, &tid).await;
+    let refused = b
+        .call(
+            &app,
+            "messages/edit",
+            json!({ "message_id": mid, "content": "third" }),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(refused.code(), "quota_exceeded");
+    let after = common::settled(&app, &mut b, &tid).await;
+    assert_eq!(before, after, "the thread is as it was");
+    assert_eq!(after["messages"][0]["content"], "second");
+    assert_eq!(after["messages"][1]["status"], "done");
+}

@@ -166,18 +166,29 @@ impl Auth {
     /// threads go with them, as at any end.
     pub async fn end_all_sessions(&self) -> Result<usize, ApiError> {
         const PAGE: usize = 500;
-        let mut ended = 0;
+        let (mut ended, mut failed) = (0, 0);
         let mut cursor = None;
         loop {
             let (ids, next) = self.store.list_sessions(cursor.as_deref(), PAGE).await?;
+            // One that fails (the store hiccups) does not stop the others from ending.
             for id in &ids {
-                if self.delete_and_end(id).await? {
-                    ended += 1;
+                match self.delete_and_end(id).await {
+                    Ok(true) => ended += 1,
+                    Ok(false) => {}
+                    Err(_) => failed += 1,
                 }
             }
             match next {
                 Some(n) => cursor = Some(n),
-                None => return Ok(ended),
+                None if failed == 0 => return Ok(ended),
+                None => {
+                    return Err(ApiError::new(
+                        ErrorCode::StoreUnavailable,
+                        format!(
+                            "{ended} session(s) ended; {failed} could not be, the store failed: run it again"
+                        ),
+                    ));
+                }
             }
         }
     }

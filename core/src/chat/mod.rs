@@ -63,6 +63,18 @@ impl Chat {
         }
     }
 
+    /// The daily quotas, before anything changes: refuses a reply when today's tokens are
+    /// used up, and counts the person's message when `message` (refusing it when today's
+    /// are). What it counted goes back with `Charged::give_back` if the message is not
+    /// sent after all.
+    async fn charge(&self, message: bool) -> Result<quota::Charged, ApiError> {
+        let meter = self.meter();
+        let now = now_ms();
+        meter.check_tokens(now).await?;
+        let counted = message && meter.count_message(now).await?;
+        Ok(quota::Charged { counted, now })
+    }
+
     /// The id chat data lives under: the signed-in user's home, or the session itself.
     /// Events go there too, so every browser of one user stays in sync.
     fn sid(&self) -> &SessionId {
@@ -286,6 +298,29 @@ impl Chat {
         } else {
             content.clone()
         };
+        // An answer to a reply's question is part of that reply: it counts nothing, and a
+        // reply waiting for it must be able to finish.
+        let answers = thread.is_some_and(|t| self.rt.replies.is_asking(self.sid(), &t));
+        let charged = if answers {
+            quota::Charged::default()
+        } else {
+            self.charge(true).await?
+        };
+        let sent = self.send_charged(thread, content, files, title_text).await;
+        if sent.is_err() {
+            charged.give_back(&self.meter()).await;
+        }
+        sent
+    }
+
+    /// `send_with` once the quotas let the message through.
+    async fn send_charged(
+        &self,
+        thread: Option<ThreadId>,
+        content: String,
+        files: &[FileId],
+        title_text: String,
+    ) -> Result<Sent, ApiError> {
         let new_thread = thread.is_none();
         let (thread, history, count) = match thread {
             Some(id) => {
@@ -356,7 +391,6 @@ impl Chat {
             reply,
         })
     }
-
     async fn put(&self, message: &Message) -> Result<(), ApiError> {
         let store = self.session.store();
         if store.put_message(self.sid(), message).await? {
@@ -413,7 +447,7 @@ impl Chat {
         }
         check_len("the message", &content, MAX_MESSAGE_CHARS)?;
         let store = self.session.store();
-        let mut msg = store
+        let msg = store
             .get_message(self.sid(), message)
             .await?
             .ok_or_else(ApiError::not_found)?;
@@ -422,6 +456,17 @@ impl Chat {
                 "only your own messages can be edited",
             ));
         }
+        // An edit asks anew: it counts as a message, before anything changes.
+        let charged = self.charge(true).await?;
+        let edited = self.edit_charged(msg, content).await;
+        if edited.is_err() {
+            charged.give_back(&self.meter()).await;
+        }
+        edited
+    }
+
+    async fn edit_charged(&self, mut msg: Message, content: String) -> Result<Sent, ApiError> {
+        let store = self.session.store();
         self.stop_thread_and_wait(&msg.thread_id).await;
         msg.content = content;
         self.put(&msg).await?;
@@ -452,6 +497,8 @@ impl Chat {
 
     /// Drops the last reply of the thread and generates it again.
     pub async fn regenerate(&self, thread: &ThreadId) -> Result<MessageView, ApiError> {
+        // Tokens only, before the last reply goes.
+        self.charge(false).await?;
         self.stop_thread_and_wait(thread).await;
         // The window and the reply after it; a thread whose last question lies further back
         // than that (replies that were never followed by one) is read whole.
@@ -557,6 +604,8 @@ impl Chat {
             .ok_or_else(ApiError::not_found)?;
         let tail = self.tail(&offered.thread_id, self.turn_window()).await?;
         self.ensure_idle(&tail.thread.id, &tail.messages)?;
+        // Tokens only, before the buttons go.
+        self.charge(false).await?;
         // Two clicks at once (two tabs, a double click) may both get this far; the reply
         // is admitted to the thread once (`start_reply`), and the later click is refused
         // as busy.

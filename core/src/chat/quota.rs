@@ -28,6 +28,12 @@ fn today(what: &str, now_ms: i64) -> (String, i64) {
     (format!("{PREFIX}{day}:{what}"), (day + 1) * DAY_MS)
 }
 
+/// The day and the kind of a counter key.
+fn parse_key(key: &str) -> Option<(i64, &str)> {
+    let (day, what) = key.strip_prefix(PREFIX)?.split_once(':')?;
+    Some((day.parse().ok()?, what))
+}
+
 /// "in 3 h 12 min", "in 40 min", "in under a minute".
 fn resets_in(now_ms: i64, at_ms: i64) -> String {
     let minutes = (at_ms - now_ms).max(0) / 60_000;
@@ -46,6 +52,21 @@ fn exceeded(what: &str, limit: u64, now_ms: i64, resets_ms: i64) -> ApiError {
             resets_in(now_ms, resets_ms)
         ),
     )
+}
+
+/// What `Chat::charge` counted, to give back if what it was for did not happen.
+#[derive(Debug, Default)]
+pub(crate) struct Charged {
+    pub(crate) counted: bool,
+    pub(crate) now: i64,
+}
+
+impl Charged {
+    pub(crate) async fn give_back(&self, meter: &Meter<'_>) {
+        if self.counted {
+            meter.give_back(self.now).await;
+        }
+    }
 }
 
 /// Counts against `quotas` for `owner` (an account's home or an anonymous session).
@@ -84,9 +105,16 @@ impl Meter<'_> {
             return Ok(false);
         }
         let (key, resets) = today("messages", now_ms);
-        let sent = self.store.add(self.owner, &key, 1).await?;
+        let sent = match self.store.add(self.owner, &key, 1).await {
+            // Full of values: earlier days' counters may be what fills it.
+            Err(StoreError::TooManyKeys) => {
+                self.forget_earlier_days(&key).await;
+                self.store.add(self.owner, &key, 1).await?
+            }
+            other => other?,
+        };
         if sent == 1 {
-            self.forget_other_days(&key).await;
+            self.forget_earlier_days(&key).await;
         }
         if u64::try_from(sent).unwrap_or(u64::MAX) > limit {
             self.give_back(now_ms).await;
@@ -114,7 +142,9 @@ impl Meter<'_> {
             .add(self.owner, &key, i64::try_from(tokens).unwrap_or(i64::MAX))
             .await
         {
-            Ok(n) if u64::try_from(n).unwrap_or(0) == tokens => self.forget_other_days(&key).await,
+            Ok(n) if u64::try_from(n).unwrap_or(0) == tokens => {
+                self.forget_earlier_days(&key).await
+            }
             Ok(_) | Err(StoreError::NoSuchSession) => {}
             Err(e) => {
                 tracing::warn!(session = %self.owner.log_tag(), error = %e, "could not count a reply's tokens")
@@ -123,13 +153,17 @@ impl Meter<'_> {
     }
 
     /// A day's first count removes the counters of earlier days, so they do not pile up.
-    async fn forget_other_days(&self, today_key: &str) {
-        let what = today_key.rsplit(':').next().unwrap_or_default();
+    /// Only earlier ones: an instance whose clock is a little behind at midnight must not
+    /// wipe the new day's count.
+    async fn forget_earlier_days(&self, today_key: &str) {
+        let Some((day, what)) = parse_key(today_key) else {
+            return;
+        };
         let Ok(keys) = self.store.keys(self.owner, PREFIX).await else {
             return;
         };
         for k in keys {
-            if k != today_key && k.ends_with(&format!(":{what}")) {
+            if parse_key(&k).is_some_and(|(d, w)| w == what && d < day) {
                 let _ = self.store.remove(self.owner, &k).await;
             }
         }
@@ -157,6 +191,8 @@ mod tests {
         assert_eq!(resets_in(now, resets), "in 2 h 12 min");
         assert_eq!(resets_in(resets - 30_000, resets), "in under a minute");
         assert_eq!(resets_in(resets - 40 * 60_000, resets), "in 40 min");
+        assert_eq!(parse_key(&key), Some((20791, "messages")));
+        assert_eq!(parse_key("confide:quota:x:messages"), None);
     }
 
     #[test]

@@ -53,21 +53,6 @@ impl Chat {
             actions: Vec::new(),
             attachments: Vec::new(),
         };
-        // Quotas first, before the thread is taken: a refused message changes nothing. A
-        // person's message counts (and is given back if it is not stored after all); a
-        // click or a regenerate counts only its tokens.
-        let meter = self.meter();
-        let now = now_ms();
-        meter.check_tokens(now).await?;
-        let counted = match &asked {
-            Some(_) => meter.count_message(now).await?,
-            None => false,
-        };
-        let give_back = async || {
-            if counted {
-                meter.give_back(now).await;
-            }
-        };
         // A reply that asked the person a question takes this message as the answer, and
         // goes on in `reply` instead of a new reply starting.
         let waiting = match (&asked, &action) {
@@ -80,17 +65,11 @@ impl Chat {
         };
         let slot = match waiting {
             Some(_) => None,
-            None => match self
-                .rt
-                .replies
-                .admit(self.sid(), &thread.id, reply.id, &history)
-            {
-                Ok(slot) => Some(slot),
-                Err(e) => {
-                    give_back().await;
-                    return Err(e);
-                }
-            },
+            None => Some(
+                self.rt
+                    .replies
+                    .admit(self.sid(), &thread.id, reply.id, &history)?,
+            ),
         };
         let store = self.session.store();
         let turn: Vec<Message> = asked.iter().cloned().chain([reply.clone()]).collect();
@@ -104,7 +83,6 @@ impl Chat {
             Err(e) => Err(e),
         };
         if let Err(e) = stored {
-            give_back().await;
             // The question waits on for an answer that can be stored; a new reply's slot,
             // dropped here, lets go of the thread.
             if let Some(tx) = waiting {
@@ -195,6 +173,29 @@ struct Asked {
     /// The question is the chat's first message.
     first: bool,
     action: Option<Action>,
+}
+
+/// Counts the model tokens a reply took against the daily quota: what the endpoint
+/// reported, else an estimate from the turns it was shown and the text it wrote.
+async fn spend_tokens(
+    rt: &ChatRuntime,
+    session: &VerifiedSession,
+    usage: &crate::assistant::Usage,
+    shown: u64,
+    written: &str,
+) {
+    if rt.quotas.tokens_per_day == 0 {
+        return;
+    }
+    let tokens = usage
+        .reported()
+        .unwrap_or_else(|| shown + super::quota::estimate_tokens(std::iter::once(written)));
+    let meter = super::quota::Meter {
+        store: session.store(),
+        owner: session.owner(),
+        quotas: rt.quotas,
+    };
+    meter.spend_tokens(tokens, now_ms()).await;
 }
 
 /// Runs one reply to completion, stop or failure. Deltas are published at most every
@@ -306,6 +307,7 @@ async fn generate(
         }
     };
     if over {
+        spend_tokens(&rt, &session, &usage, shown_tokens, &reply.content).await;
         return;
     }
     match stream {
@@ -413,6 +415,7 @@ async fn generate(
         }
     }
     if over {
+        spend_tokens(&rt, &session, &usage, shown_tokens, &reply.content).await;
         return;
     }
     // The steps as the reply ended: whatever still runs ends with it.
@@ -430,17 +433,7 @@ async fn generate(
         _ => Vec::new(),
     };
     // Counted before the reply shows as ended, so a next message sees its tokens.
-    if rt.quotas.tokens_per_day > 0 {
-        let tokens = usage.reported().unwrap_or_else(|| {
-            shown_tokens + super::quota::estimate_tokens(std::iter::once(reply.content.as_str()))
-        });
-        let meter = super::quota::Meter {
-            store: session.store(),
-            owner: session.owner(),
-            quotas: rt.quotas,
-        };
-        meter.spend_tokens(tokens, now_ms()).await;
-    }
+    spend_tokens(&rt, &session, &usage, shown_tokens, &reply.content).await;
     save_final(&session, &reply).await;
     // The thread is free once the final state is stored (not before: a next turn reads the
     // stored state to decide whether it may start).

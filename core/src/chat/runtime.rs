@@ -198,6 +198,16 @@ impl Replies {
     /// the thread's end as just read, the new message last: the question must be the message
     /// before it, or the message answers nothing (another instance took a turn meanwhile,
     /// or the question was edited away).
+    /// Whether a reply in the thread waits for the person's answer to its question: the
+    /// next message answers it rather than asking anew.
+    pub(super) fn is_asking(&self, sid: &SessionId, thread: &ThreadId) -> bool {
+        self.map.lock().ok().is_some_and(|r| {
+            r.get(&(*sid, *thread))
+                .and_then(|run| run.asking.as_ref())
+                .is_some_and(|tx| !tx.is_closed())
+        })
+    }
+
     pub(super) fn take_answer(
         &self,
         sid: &SessionId,

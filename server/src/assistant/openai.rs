@@ -57,6 +57,10 @@ pub struct OpenAiConfig {
     /// What a person can choose to talk to; each may ask another model with another system
     /// prompt. None: the model and prompt above, and no choice to make.
     pub profiles: Vec<ModelProfile>,
+    /// Ask the endpoint to report what each request took (`stream_options.include_usage`),
+    /// for the daily token quota. Off unless a quota needs it: a strict endpoint may refuse
+    /// the option.
+    pub include_usage: bool,
 }
 
 /// A profile of the OpenAI-compatible assistant (`[[profiles]]` in `confide.toml`).
@@ -93,6 +97,7 @@ impl OpenAiConfig {
             max_tool_rounds: 8,
             tool_timeout: Duration::from_secs(60),
             profiles: Vec::new(),
+            include_usage: false,
         }
     }
 }
@@ -166,17 +171,31 @@ struct Chunk {
     choices: Vec<Choice>,
     #[serde(default)]
     error: Option<serde_json::Value>,
-    /// With `stream_options.include_usage`, the last chunk says what the request took.
-    #[serde(default)]
-    usage: Option<TokenUsage>,
+}
+
+/// What the request took, prompt and completion tokens, if this payload says: with
+/// `stream_options.include_usage`, the last chunk does (some endpoints put it beside text).
+pub fn usage_in(data: &str) -> Option<(u64, u64)> {
+    #[derive(Deserialize)]
+    struct WithUsage {
+        usage: Option<TokenUsage>,
+    }
+    if !data.contains("\"usage\"") {
+        return None;
+    }
+    let u = serde_json::from_str::<WithUsage>(data).ok()?.usage?;
+    Some((
+        u.prompt_tokens.unwrap_or(0),
+        u.completion_tokens.unwrap_or(0),
+    ))
 }
 
 #[derive(Deserialize)]
 struct TokenUsage {
     #[serde(default)]
-    prompt_tokens: u64,
+    prompt_tokens: Option<u64>,
     #[serde(default)]
-    completion_tokens: u64,
+    completion_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -219,8 +238,6 @@ pub enum Piece {
     Text(String),
     /// Pieces of tool calls, and any text beside them.
     Calls(String, Vec<CallDelta>),
-    /// What the request took: prompt and completion tokens.
-    Usage(u64, u64),
     Nothing,
     Done,
 }
@@ -259,9 +276,6 @@ pub fn interpret(data: &str) -> Result<Piece, AssistantError> {
     }
     if !text.is_empty() {
         return Ok(Piece::Text(text));
-    }
-    if let Some(u) = chunk.usage {
-        return Ok(Piece::Usage(u.prompt_tokens, u.completion_tokens));
     }
     Ok(Piece::Nothing)
 }
@@ -637,14 +651,11 @@ impl Inner {
     /// The request of round `round` (0 for the first): the tools are offered while rounds
     /// are left, and the last asks for an answer without them.
     fn body(&self, model: &str, messages: &[serde_json::Value], round: usize) -> serde_json::Value {
-        // The usage report counts against daily token quotas; endpoints that do not know
-        // the option ignore it, and the reply's tokens are estimated instead.
-        let mut body = serde_json::json!({
-            "model": model,
-            "stream": true,
-            "stream_options": { "include_usage": true },
-            "messages": messages,
-        });
+        let mut body = serde_json::json!({ "model": model, "stream": true, "messages": messages });
+        // For the daily token quota only: a strict endpoint may refuse the option.
+        if self.cfg.include_usage {
+            body["stream_options"] = serde_json::json!({ "include_usage": true });
+        }
         if !self.tools.is_empty() {
             body["tools"] = self.tools.openai_specs().into();
             body["tool_choice"] = if round >= self.cfg.max_tool_rounds {
@@ -700,6 +711,7 @@ impl Inner {
                     Some(Ok(bytes)) => match st.parser.feed(&bytes) {
                         Ok(events) => {
                             for ev in events {
+                                let usage = usage_in(&ev.data);
                                 match interpret(&ev.data) {
                                     Ok(Piece::Text(t)) => st.ready.push_back(Ok(Event::Text(t))),
                                     Ok(Piece::Calls(t, calls)) => {
@@ -708,9 +720,6 @@ impl Inner {
                                         }
                                         st.ready
                                             .extend(calls.into_iter().map(|c| Ok(Event::Call(c))));
-                                    }
-                                    Ok(Piece::Usage(p, c)) => {
-                                        st.ready.push_back(Ok(Event::Usage(p, c)))
                                     }
                                     Ok(Piece::Nothing) => {}
                                     Ok(Piece::Done) => {
@@ -721,6 +730,9 @@ impl Inner {
                                         st.ready.push_back(Err(e));
                                         break;
                                     }
+                                }
+                                if let Some((p, c)) = usage {
+                                    st.ready.push_back(Ok(Event::Usage(p, c)));
                                 }
                             }
                         }
@@ -768,10 +780,16 @@ mod tests {
     #[test]
     fn payloads_are_interpreted() {
         assert_eq!(interpret("[DONE]").unwrap(), Piece::Done);
+        let last = r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":30}}"#;
+        assert_eq!(interpret(last).unwrap(), Piece::Nothing);
+        assert_eq!(usage_in(last), Some((12, 30)));
+        // Beside text, and with a count an endpoint leaves null.
+        let beside = r#"{"choices":[{"delta":{"content":"Hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":null}}"#;
+        assert_eq!(interpret(beside).unwrap(), Piece::Text("Hi".into()));
+        assert_eq!(usage_in(beside), Some((5, 0)));
         assert_eq!(
-            interpret(r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":30}}"#)
-                .unwrap(),
-            Piece::Usage(12, 30)
+            usage_in(r#"{"choices":[{"delta":{"content":"usage"}}]}"#),
+            None
         );
         assert_eq!(
             interpret(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#).unwrap(),

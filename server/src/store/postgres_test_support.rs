@@ -108,7 +108,7 @@ impl PostgresServer {
         // Another process may take the port between our probe and PostgreSQL binding it.
         for _ in 0..5 {
             let port = port.unwrap_or_else(free_port);
-            match Self::try_start(&bin, dir.path(), &data, port, as_postgres, durable) {
+            match Self::try_start(&bin, dir.path(), &data, port, as_postgres, durable, None) {
                 Ok((wrapper, port)) => {
                     return Self {
                         wrapper: Some(wrapper),
@@ -130,6 +130,7 @@ impl PostgresServer {
         port: u16,
         as_postgres: bool,
         durable: bool,
+        stale_pid: Option<&str>,
     ) -> Result<(Child, u16), String> {
         let sync = if durable { "on" } else { "off" };
         let mut cmd = Command::new("sh");
@@ -166,9 +167,10 @@ impl PostgresServer {
         let pid_file = data.join("postmaster.pid");
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if std::fs::read_to_string(&pid_file)
-                .is_ok_and(|s| s.lines().any(|l| l.trim() == "ready"))
-            {
+            if std::fs::read_to_string(&pid_file).is_ok_and(|s| {
+                s.lines().any(|l| l.trim() == "ready")
+                    && s.lines().next().map(str::trim) != stale_pid
+            }) {
                 return Ok((wrapper, port));
             }
             if let Ok(Some(_)) = wrapper.try_wait() {
@@ -216,8 +218,11 @@ impl PostgresServer {
     pub fn start_again(&mut self) -> Result<(), String> {
         let dir = self._dir.path().to_owned();
         let data = dir.join("data");
-        // The old pid file says "ready": it must not pass for the new server's.
-        let _ = std::fs::remove_file(data.join("postmaster.pid"));
+        // The killed server's pid file stays (PostgreSQL checks it, and the shared memory it
+        // names, before it starts over); its "ready" must not pass for the new server's.
+        let stale = std::fs::read_to_string(data.join("postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().map(|l| l.trim().to_owned()));
         let mut last = String::new();
         // The killed server's backends may hold its shared memory for a moment.
         for _ in 0..20 {
@@ -228,6 +233,7 @@ impl PostgresServer {
                 self.port,
                 is_root(),
                 self.durable,
+                stale.as_deref(),
             ) {
                 Ok((wrapper, _)) => {
                     let _ = std::fs::remove_file(dir.join("keep"));

@@ -530,11 +530,26 @@ impl RedisStore {
             ENDED => return Ok(Claim::Ended),
             other => return Err(unexpected(other)),
         }
-        // The deadline index only feeds `sweep`'s count, so failing to update it must not
-        // fail a claim that has happened. Entries whose deadline passed more than one
+        // The deadline index feeds `sweep`'s count and `list_sessions`, so failing to update
+        // it must not fail a claim that has happened. Entries whose deadline passed more than one
         // absolute lifetime ago are dead for sure; trimming them here bounds the index even
         // if nothing ever sweeps.
         let deadline = now.saturating_add(self.idle_ms().min(self.absolute_ms()));
+        // `confide sessions end-all` finds sessions through the index too: a few tries (a
+        // cluster's slot for it may be failing over), then a warning.
+        for attempt in 0..3 {
+            match self.index(id, now, deadline).await {
+                Ok(()) => break,
+                Err(e) if attempt == 2 => {
+                    tracing::warn!(session = %id.log_tag(), error = %e, "could not index a new Redis session for sweeping and listing");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50 << attempt)).await,
+            }
+        }
+        Ok(Claim::Won)
+    }
+
+    async fn index(&self, id: &SessionId, now: i64, deadline: i64) -> Result<(), StoreError> {
         let mut pipe = ::redis::pipe();
         pipe.zadd(self.deadlines_key(), id.as_string(), deadline)
             .ignore()
@@ -544,13 +559,8 @@ impl RedisStore {
                 format!("({}", now.saturating_sub(self.absolute_ms())),
             )
             .ignore();
-        if let Err(e) = self
-            .bounded(|mut c| async move { pipe.exec_async(&mut c).await })
+        self.bounded(|mut c| async move { pipe.exec_async(&mut c).await })
             .await
-        {
-            tracing::warn!(session = %id.log_tag(), error = %e, "could not index a new Redis session for sweeping");
-        }
-        Ok(Claim::Won)
     }
 
     /// Maps the usual script status for calls whose answer is just "done".

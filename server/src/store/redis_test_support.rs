@@ -214,7 +214,7 @@ fn config_dir(port: u16) -> Option<String> {
 /// master can be failed over or killed while the cluster stays whole. Every node is a
 /// `RedisServer`, gone with the guard.
 #[allow(dead_code)]
-pub(crate) struct RedisCluster {
+pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
 
@@ -222,7 +222,7 @@ pub(crate) struct RedisCluster {
 impl RedisCluster {
     /// Starts six nodes, joins them (`redis-cli --cluster create`) and waits until every
     /// node reports the cluster whole. Panics if Redis is not installed.
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         let mut last_error = String::new();
         for _ in 0..3 {
             match Self::try_start() {
@@ -269,7 +269,7 @@ impl RedisCluster {
     }
 
     /// `redis+cluster://` with every node as a seed.
-    pub(crate) fn url(&self) -> String {
+    pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .nodes
             .iter()
@@ -280,12 +280,12 @@ impl RedisCluster {
     }
 
     /// Ports of every node, in the order the URL names them.
-    pub(crate) fn ports(&self) -> Vec<u16> {
+    pub fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(|n| n.port).collect()
     }
 
     /// Ports of the live masters, as the cluster sees them.
-    pub(crate) fn masters(&self) -> Vec<u16> {
+    pub fn masters(&self) -> Vec<u16> {
         let mut masters: Vec<u16> = self
             .cli_any(&["CLUSTER", "NODES"])
             .lines()
@@ -300,7 +300,7 @@ impl RedisCluster {
     }
 
     /// The replica of the master on `port`.
-    pub(crate) fn replica_of(&self, port: u16) -> u16 {
+    pub fn replica_of(&self, port: u16) -> u16 {
         let nodes = self.cli_any(&["CLUSTER", "NODES"]);
         let id = nodes
             .lines()
@@ -320,7 +320,7 @@ impl RedisCluster {
 
     /// A planned failover: the replica of the master on `port` takes over once it has
     /// caught up, so nothing acknowledged is lost. Returns when the cluster is whole again.
-    pub(crate) fn fail_over(&self, port: u16) {
+    pub fn fail_over(&self, port: u16) {
         let replica = self.replica_of(port);
         let reply = cli(replica, &["CLUSTER", "FAILOVER"]);
         assert!(reply.contains("OK"), "CLUSTER FAILOVER: {reply}");
@@ -335,7 +335,7 @@ impl RedisCluster {
 
     /// Kills the node on `port` (SIGKILL); a killed master's replica takes over after the
     /// node timeout. Returns at once.
-    pub(crate) fn kill(&mut self, port: u16) {
+    pub fn kill(&mut self, port: u16) {
         let node = self
             .nodes
             .iter_mut()
@@ -345,7 +345,7 @@ impl RedisCluster {
     }
 
     /// Waits until every live node says the cluster is ok and every slot has a live master.
-    pub(crate) fn wait_whole(&self, limit: Duration) -> Result<(), String> {
+    pub fn wait_whole(&self, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         loop {
             let whole = self.nodes.iter().filter(|n| n.wrapper.is_some()).all(|n| {
