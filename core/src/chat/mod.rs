@@ -370,10 +370,8 @@ impl Chat {
                 // Not sent: the files wait for the next try instead of belonging to nothing,
                 // and a chat made for the message (refused by a quota, say) goes again.
                 self.rt.files.release(self.sid(), files).await;
-                if new_thread {
-                    if let Err(gone) = self.delete_thread(&thread.id).await {
-                        tracing::debug!(session = %self.sid().log_tag(), error = %gone.message, "could not remove the chat of a message not sent");
-                    }
+                if new_thread && let Err(gone) = self.delete_thread(&thread.id).await {
+                    tracing::debug!(session = %self.sid().log_tag(), error = %gone.message, "could not remove the chat of a message not sent");
                 }
                 return Err(e);
             }
