@@ -44,7 +44,13 @@ use confide_core::{
     store::{MAX_KEYS, MAX_MESSAGES, MAX_THREADS, ThreadTail, check_entry, check_key, now_ms},
 };
 use serde::{Deserialize, Serialize};
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    },
+    time::Duration,
+};
 
 /// How `sweep` walks the deadline index: this many sessions per round trip.
 const SWEEP_BATCH: usize = 256;
@@ -208,14 +214,95 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), StoreError> {
 #[derive(Clone)]
 pub(crate) enum Conn {
     One(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Arc<Healing>),
+}
+
+/// A cluster connection that is replaced when it stops answering altogether. The cluster
+/// client can wedge in its own recovery under load during a failover (a slot refresh that
+/// never ends, every request then waiting on it), while the cluster itself is fine: seen in
+/// the soak's planned failover with 1,000 users. So when no request has succeeded for a
+/// few answer timeouts, a fresh connection is made from the seed nodes and takes over.
+pub(crate) struct Healing {
+    client: ClusterClient,
+    current: std::sync::RwLock<ClusterConnection>,
+    timeout: Duration,
+    last_ok_ms: AtomicI64,
+    rebuilding: AtomicBool,
+}
+
+impl Healing {
+    fn conn(&self) -> ClusterConnection {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn answered<T>(self: &Arc<Self>, r: &Result<T, RedisError>) {
+        match r {
+            Ok(_) => self.last_ok_ms.store(now_ms(), Ordering::Relaxed),
+            // The server answered: the connection works, whatever it said.
+            Err(e)
+                if e.kind() != ErrorKind::ClusterConnectionNotFound
+                    && !e.is_timeout()
+                    && !e.is_io_error() =>
+            {
+                self.last_ok_ms.store(now_ms(), Ordering::Relaxed)
+            }
+            Err(_) => self.maybe_rebuild(),
+        }
+    }
+
+    fn maybe_rebuild(self: &Arc<Self>) {
+        let silent = now_ms().saturating_sub(self.last_ok_ms.load(Ordering::Relaxed));
+        if silent < 3 * lua_ms(self.timeout) || self.rebuilding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(me.timeout, me.client.get_async_connection()).await {
+                Ok(Ok(fresh)) => {
+                    *me.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                    me.last_ok_ms.store(now_ms(), Ordering::Relaxed);
+                    tracing::warn!(
+                        silent_ms = silent,
+                        "the Redis Cluster connection stopped answering; replaced it with a new one"
+                    );
+                }
+                Ok(Err(e)) => tracing::debug!(error = %e, "a new Redis Cluster connection failed"),
+                Err(_) => tracing::debug!("a new Redis Cluster connection timed out"),
+            }
+            me.rebuilding.store(false, Ordering::Release);
+        });
+    }
+
+    /// Runs one request on the current connection, bounded by the answer timeout, and
+    /// notes whether the cluster answered.
+    async fn run<T>(
+        self: Arc<Self>,
+        request: impl AsyncFnOnce(&mut ClusterConnection) -> Result<T, RedisError>,
+    ) -> Result<T, RedisError> {
+        let mut c = self.conn();
+        let r = match tokio::time::timeout(self.timeout, request(&mut c)).await {
+            Ok(r) => r,
+            Err(_) => Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the Redis Cluster did not answer in time",
+            ))),
+        };
+        self.answered(&r);
+        r
+    }
 }
 
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::One(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Cluster(h) => {
+                let h = h.clone();
+                Box::pin(h.run(async move |c| c.req_packed_command(cmd).await))
+            }
         }
     }
 
@@ -227,14 +314,17 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::One(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(h) => {
+                let h = h.clone();
+                Box::pin(h.run(async move |c| c.req_packed_commands(pipeline, offset, count).await))
+            }
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::One(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
+            Self::Cluster(_) => 0,
         }
     }
 }
@@ -271,7 +361,13 @@ impl Conn {
                         StoreError::Internal(format!("invalid Redis Cluster URL ({:?})", e.kind()))
                     })?;
                 match tokio::time::timeout(timeout, client.get_async_connection()).await {
-                    Ok(Ok(c)) => Ok(Self::Cluster(c)),
+                    Ok(Ok(c)) => Ok(Self::Cluster(Arc::new(Healing {
+                        client,
+                        current: std::sync::RwLock::new(c),
+                        timeout,
+                        last_ok_ms: AtomicI64::new(now_ms()),
+                        rebuilding: AtomicBool::new(false),
+                    }))),
                     Ok(Err(e)) => Err(redis_error(e)),
                     Err(_) => Err(StoreError::Unavailable(format!(
                         "no Redis Cluster node answered within {timeout:?}"
@@ -1107,6 +1203,48 @@ impl Probe for RedisStore {
 mod tests {
     use super::*;
     use crate::store::redis_test_support::RedisServer;
+
+    /// A cluster connection that stops answering altogether is replaced by a new one from
+    /// the seed nodes. Here the connection in use is to a cluster that froze, and the seeds
+    /// name another: requests fail for a few timeouts, then work again, through the other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cluster_connection_that_stops_answering_is_replaced() {
+        use crate::store::redis_test_support::RedisCluster;
+        let (frozen, healthy) = (RedisCluster::start(), RedisCluster::start());
+        let timeout = Duration::from_millis(300);
+        let Conn::Cluster(stuck) = Conn::open(&frozen.url(), timeout).await.unwrap() else {
+            panic!("a cluster URL makes a cluster connection");
+        };
+        let Conn::Cluster(seeds) = Conn::open(&healthy.url(), timeout).await.unwrap() else {
+            panic!("a cluster URL makes a cluster connection");
+        };
+        let healing = Arc::new(Healing {
+            client: seeds.client.clone(),
+            current: std::sync::RwLock::new(stuck.conn()),
+            timeout,
+            last_ok_ms: AtomicI64::new(now_ms()),
+            rebuilding: AtomicBool::new(false),
+        });
+        let mut conn = Conn::Cluster(healing);
+        let ping = ::redis::cmd("PING");
+        assert!(ping.query_async::<String>(&mut conn).await.is_ok());
+        frozen.pause_all();
+        let started = std::time::Instant::now();
+        let mut failed = 0;
+        loop {
+            match ping.query_async::<String>(&mut conn).await {
+                Ok(_) => break,
+                Err(_) => failed += 1,
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never replaced ({failed} failures)"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(failed >= 1, "the frozen cluster did not answer");
+        frozen.resume_all();
+    }
     use app::model::{MessageStatus, Role};
     use confide_core::Proof;
     use std::time::Instant;

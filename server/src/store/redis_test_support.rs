@@ -333,6 +333,19 @@ impl RedisCluster {
             .expect("the cluster is whole after the failover");
     }
 
+    /// Freezes every node (SIGSTOP): connections stay open and nothing answers.
+    pub fn pause_all(&self) {
+        for n in self.nodes.iter().filter(|n| n.wrapper.is_some()) {
+            n.pause();
+        }
+    }
+
+    pub fn resume_all(&self) {
+        for n in self.nodes.iter().filter(|n| n.wrapper.is_some()) {
+            n.resume();
+        }
+    }
+
     /// Kills the node on `port` (SIGKILL); a killed master's replica takes over after the
     /// node timeout. Returns at once.
     pub fn kill(&mut self, port: u16) {
