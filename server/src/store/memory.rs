@@ -287,10 +287,8 @@ impl Sessions for MemoryStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<SessionId>, Option<String>), StoreError> {
-        let after = match cursor.map(SessionId::parse_stored) {
-            None => None,
-            Some(Ok(id)) => Some(*id.as_bytes()),
-            Some(Err(_)) => return Ok((Vec::new(), None)),
+        let Some(after) = super::page_after(cursor) else {
+            return Ok((Vec::new(), None));
         };
         let now = now_ms();
         let mut ids: Vec<SessionId> = self
@@ -302,8 +300,7 @@ impl Sessions for MemoryStore {
             .collect();
         ids.sort_unstable_by_key(|id| *id.as_bytes());
         ids.truncate(limit);
-        let next = (ids.len() == limit && limit > 0).then(|| ids[limit - 1].as_string());
-        Ok((ids, next))
+        Ok(super::page_of(ids, limit))
     }
 }
 

@@ -39,6 +39,25 @@ fn check_home_id(home: &SessionId) -> Result<(), StoreError> {
     }
 }
 
+/// Where a `list_sessions` page of a store that walks ids in byte order starts: after the
+/// id the cursor names (`Some(None)` from the start), or `None` for a cursor this store never
+/// handed out, which ends the walk.
+fn page_after(cursor: Option<&str>) -> Option<Option<[u8; 16]>> {
+    match cursor.map(SessionId::parse_stored) {
+        None => Some(None),
+        Some(Ok(id)) => Some(Some(*id.as_bytes())),
+        Some(Err(_)) => None,
+    }
+}
+
+/// A page of such a store, with the cursor of the next: the last id, when the page is full.
+fn page_of(ids: Vec<SessionId>, limit: usize) -> (Vec<SessionId>, Option<String>) {
+    let next = (ids.len() == limit && limit > 0)
+        .then(|| ids.last().map(SessionId::as_string))
+        .flatten();
+    (ids, next)
+}
+
 /// The stored proof of a home: the hash of a secret that is dropped at once, so no request
 /// can ever present it.
 fn unguessable_proof() -> Result<ProofHash, StoreError> {

@@ -688,11 +688,10 @@ impl Sessions for PostgresStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<SessionId>, Option<String>), StoreError> {
-        let after = match cursor.map(SessionId::parse_stored) {
-            None => Vec::new(),
-            Some(Ok(id)) => id.as_bytes().to_vec(),
-            Some(Err(_)) => return Ok((Vec::new(), None)),
+        let Some(after) = super::page_after(cursor) else {
+            return Ok((Vec::new(), None));
         };
+        let after = after.map(|a| a.to_vec()).unwrap_or_default();
         let page = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .query(
@@ -707,8 +706,7 @@ impl Sessions for PostgresStore {
             let bytes = <[u8; 16]>::try_from(raw).map_err(|_| bad_row("id"))?;
             ids.push(SessionId::from_stored_bytes(bytes));
         }
-        let next = (ids.len() == limit && limit > 0).then(|| ids[limit - 1].as_string());
-        Ok((ids, next))
+        Ok(super::page_of(ids, limit))
     }
 }
 

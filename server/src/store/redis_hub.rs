@@ -379,6 +379,34 @@ mod tests {
     use crate::store::redis_test_support::RedisServer;
     use std::time::Instant;
 
+    /// After an outage: `feed` is told to resync, and an event published through `hub` then
+    /// arrives, within `limit`. Events queued during the outage may come first.
+    async fn resyncs_then_flows(
+        hub: &RedisHub,
+        s: &SessionId,
+        feed: &mut BoxStream<'static, Feed>,
+        limit: Duration,
+    ) {
+        let deadline = Instant::now() + limit;
+        let mut resynced = false;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "events did not flow again (resynced: {resynced})"
+            );
+            let e = event();
+            hub.publish(s, e.clone());
+            while let Ok(item) = tokio::time::timeout(Duration::from_millis(500), feed.next()).await
+            {
+                match item.expect("the feed stays open") {
+                    Feed::Event(got) if *got == ChatEvent::Resync => resynced = true,
+                    got if is(&got, &e) && resynced => return,
+                    _ => {}
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn events_cross_processes_once_and_only_to_their_session() {
         let server = RedisServer::start();
@@ -462,26 +490,7 @@ mod tests {
 
         // B's node dies: B moves on, tells its listeners to resync, and hears again.
         cluster.kill(ports[1]);
-        let s = sessions[0];
-        let feed = &mut feeds[0];
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut resynced = false;
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "events did not flow again (resynced: {resynced})"
-            );
-            let e = event();
-            a.publish(&s, e.clone());
-            while let Ok(item) = tokio::time::timeout(Duration::from_millis(500), feed.next()).await
-            {
-                match item.expect("the feed stays open") {
-                    Feed::Event(got) if *got == ChatEvent::Resync => resynced = true,
-                    got if is(&got, &e) && resynced => return,
-                    _ => {}
-                }
-            }
-        }
+        resyncs_then_flows(&a, &sessions[0], &mut feeds[0], Duration::from_secs(30)).await;
     }
 
     #[tokio::test]
@@ -531,26 +540,7 @@ mod tests {
         assert!(started.elapsed() < Duration::from_millis(100));
 
         let _server = RedisServer::start_on(port);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut resynced = false;
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "events did not flow again (resynced: {resynced})"
-            );
-            let e = event();
-            hub.publish(&s, e.clone());
-            // Events queued during the outage may arrive first; read until things go quiet.
-            while let Ok(feed_item) =
-                tokio::time::timeout(Duration::from_millis(500), feed.next()).await
-            {
-                match feed_item.expect("the feed stays open") {
-                    Feed::Event(got) if *got == ChatEvent::Resync => resynced = true,
-                    got if is(&got, &e) && resynced => return,
-                    _ => {}
-                }
-            }
-        }
+        resyncs_then_flows(&hub, &s, &mut feed, Duration::from_secs(20)).await;
     }
 
     #[tokio::test]

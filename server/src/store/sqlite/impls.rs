@@ -170,11 +170,10 @@ impl Sessions for SqliteStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<SessionId>, Option<String>), StoreError> {
-        let after = match cursor.map(SessionId::parse_stored) {
-            None => Vec::new(),
-            Some(Ok(id)) => id.as_bytes().to_vec(),
-            Some(Err(_)) => return Ok((Vec::new(), None)),
+        let Some(after) = crate::store::page_after(cursor) else {
+            return Ok((Vec::new(), None));
         };
+        let after = after.map(|a| a.to_vec()).unwrap_or_default();
         let page = i64::try_from(limit).unwrap_or(i64::MAX);
         let ids = self
             .read(move |r| {
@@ -198,8 +197,7 @@ impl Sessions for SqliteStore {
                     .map(SessionId::from_stored_bytes)
             })
             .collect();
-        let next = (ids.len() == limit && limit > 0).then(|| ids[limit - 1].as_string());
-        Ok((ids, next))
+        Ok(crate::store::page_of(ids, limit))
     }
 }
 
