@@ -1335,8 +1335,19 @@ async fn run_in(cfg: &SoakConfig, scenario: Scenario, dir: &TempDir) -> Result<S
         .buffer_unordered(64)
         .collect()
         .await;
-    // What the last kill left is the sweep's to clear: give it its time, and a sweep or two.
+    // What the faults left is the sweep's to clear: give it its time, and a sweep or two; a
+    // sweep's pass over a thousand owners takes a while on a busy machine, so wait (up to a
+    // minute) until nothing is left rather than a fixed time.
     tokio::time::sleep(procs::FILES_TTL + Duration::from_secs(3)).await;
+    let seen: HashSet<String> = checks
+        .iter()
+        .flat_map(|(_, v)| v.seen_files.iter().cloned())
+        .collect();
+    let files = dir.path().join("files");
+    let swept_by = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < swept_by && !files_left(&files, &seen).is_clean() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     cluster.stop().await;
 
     let faults = sh.faults.snapshot();
@@ -1394,11 +1405,7 @@ async fn run_in(cfg: &SoakConfig, scenario: Scenario, dir: &TempDir) -> Result<S
         problems.extend(s.problems.iter().cloned());
         problems.extend(v.problems.iter().cloned());
     }
-    let seen: HashSet<String> = checks
-        .iter()
-        .flat_map(|(_, v)| v.seen_files.iter().cloned())
-        .collect();
-    let left = files_left(&dir.path().join("files"), &seen);
+    let left = files_left(&files, &seen);
     r.files_orphaned = left.orphaned;
     r.files_half_written = left.half_written;
     r.files_pending = left.pending;
@@ -1429,6 +1436,12 @@ struct FilesLeft {
     half_written: u64,
     pending: u64,
     problems: Vec<String>,
+}
+
+impl FilesLeft {
+    fn is_clean(&self) -> bool {
+        self.orphaned == 0 && self.half_written == 0 && self.pending == 0
+    }
 }
 
 /// Walks `<dir>/f/<owner>/`: each file's bytes and description (`<id>.json`) come in pairs,

@@ -800,65 +800,89 @@ impl FileStore {
                 .await
                 .unwrap_or(0);
         }
-        for dir in owners.common_prefixes {
-            let Some(owner) = dir.filename().and_then(|s| SessionId::parse_stored(s).ok()) else {
-                continue;
-            };
-            if self.usage(|m| m.contains_key(&owner)) {
-                // Uploads are running: leave the owner to the next sweep.
+        // Owners a few at a time: a pass over thousands is mostly waiting on the store and
+        // the object store. One that fails (the store away for a moment) is left to the next
+        // sweep; the others go on.
+        let owner_ids: Vec<SessionId> = owners
+            .common_prefixes
+            .iter()
+            .filter_map(|dir| dir.filename().and_then(|s| SessionId::parse_stored(s).ok()))
+            .collect();
+        let mut sweeps = Vec::with_capacity(owner_ids.len());
+        for owner in owner_ids {
+            sweeps.push(self.sweep_owner(store, owner, cutoff));
+        }
+        let mut done = futures::stream::iter(sweeps).buffer_unordered(8);
+        while let Some(r) = done.next().await {
+            match r {
+                Ok(n) => removed += n,
+                Err(e) => tracing::debug!(error = %e.message, "sweeping one owner's files failed"),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// `sweep` for one owner's files; how many went.
+    async fn sweep_owner(
+        &self,
+        store: &dyn SessionStore,
+        owner: SessionId,
+        cutoff: i64,
+    ) -> Result<usize, ApiError> {
+        let mut removed = 0;
+        if self.usage(|m| m.contains_key(&owner)) {
+            // Uploads are running: leave the owner to the next sweep.
+            return Ok(0);
+        }
+        let live = match owner.is_home() {
+            true => true,
+            false => store
+                .peek(&owner)
+                .await
+                .map_err(|_| ApiError::store_unavailable())?
+                .is_some(),
+        };
+        let entries = self.entries(&owner).await?;
+        if !live {
+            let ids: HashSet<_> = entries.iter().map(|e| e.0).collect();
+            self.delete_owner(&owner).await?;
+            return Ok(ids.len());
+        }
+        let with_meta: HashSet<FileId> = entries.iter().filter(|e| e.1).map(|e| e.0).collect();
+        for (id, is_meta, modified) in &entries {
+            if modified >= &cutoff {
                 continue;
             }
-            // A store away for a moment fails this owner only; the next sweep comes back.
-            let live = match owner.is_home() {
-                true => true,
-                false => match store.peek(&owner).await {
-                    Ok(t) => t.is_some(),
-                    Err(_) => continue,
-                },
-            };
-            let entries = self.entries(&owner).await?;
-            if !live {
-                let ids: HashSet<_> = entries.iter().map(|e| e.0).collect();
-                removed += ids.len();
-                self.delete_owner(&owner).await?;
-                continue;
-            }
-            let with_meta: HashSet<FileId> = entries.iter().filter(|e| e.1).map(|e| e.0).collect();
-            for (id, is_meta, modified) in &entries {
-                if modified >= &cutoff {
-                    continue;
-                }
-                if !*is_meta {
-                    // Bytes whose description was never written: a crash in between.
-                    if !with_meta.contains(id) {
-                        self.remove(&owner, id).await?;
-                        removed += 1;
-                    }
-                    continue;
-                }
-                let Some(mut meta) = self.meta(&owner, id).await? else {
-                    continue;
-                };
-                let stale = match (meta.thread, meta.message, meta.checked) {
-                    // An upload no message took up in time.
-                    (None, _, _) => true,
-                    (Some(_), Some(message), false) => {
-                        let found = store
-                            .get_message(&owner, &message)
-                            .await
-                            .map_err(|_| ApiError::store_unavailable())?;
-                        if found.is_some() {
-                            meta.checked = true;
-                            self.put_meta(&owner, id, &meta).await?;
-                        }
-                        found.is_none()
-                    }
-                    _ => false,
-                };
-                if stale {
+            if !*is_meta {
+                // Bytes whose description was never written: a crash in between.
+                if !with_meta.contains(id) {
                     self.remove(&owner, id).await?;
                     removed += 1;
                 }
+                continue;
+            }
+            let Some(mut meta) = self.meta(&owner, id).await? else {
+                continue;
+            };
+            let stale = match (meta.thread, meta.message, meta.checked) {
+                // An upload no message took up in time.
+                (None, _, _) => true,
+                (Some(_), Some(message), false) => {
+                    let found = store
+                        .get_message(&owner, &message)
+                        .await
+                        .map_err(|_| ApiError::store_unavailable())?;
+                    if found.is_some() {
+                        meta.checked = true;
+                        self.put_meta(&owner, id, &meta).await?;
+                    }
+                    found.is_none()
+                }
+                _ => false,
+            };
+            if stale {
+                self.remove(&owner, id).await?;
+                removed += 1;
             }
         }
         Ok(removed)
