@@ -45,6 +45,12 @@ fn resets_in(now_ms: i64, at_ms: i64) -> String {
 }
 
 fn exceeded(what: &str, limit: u64, now_ms: i64, resets_ms: i64) -> ApiError {
+    // "1 message", "20 messages".
+    let what = if limit == 1 {
+        what.strip_suffix('s').unwrap_or(what)
+    } else {
+        what
+    };
     ApiError::new(
         ErrorCode::QuotaExceeded,
         format!(
@@ -193,6 +199,16 @@ mod tests {
         assert_eq!(resets_in(resets - 40 * 60_000, resets), "in 40 min");
         assert_eq!(parse_key(&key), Some((20791, "messages")));
         assert_eq!(parse_key("confide:quota:x:messages"), None);
+        let one = exceeded("messages", 1, now, resets).message;
+        assert!(
+            one.starts_with("Today's quota of 1 message is used up."),
+            "{one}"
+        );
+        let many = exceeded("model tokens", 500, now, resets).message;
+        assert!(
+            many.starts_with("Today's quota of 500 model tokens is"),
+            "{many}"
+        );
     }
 
     #[test]
