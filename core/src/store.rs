@@ -241,13 +241,16 @@ pub fn check_entry(key: &str, value: &[u8]) -> Result<(), StoreError> {
 pub fn add_to_counter(current: Option<&[u8]>, delta: i64) -> Result<(i64, Vec<u8>), StoreError> {
     let now = match current {
         None => 0,
-        Some(v) => std::str::from_utf8(v)
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
+        Some(v) => counter_value(v)
             .ok_or_else(|| StoreError::Internal("the value is not a counter".into()))?,
     };
     let sum = now.saturating_add(delta);
     Ok((sum, sum.to_string().into_bytes()))
+}
+
+/// What a counter `Values::add` keeps holds; `None` for a value that is not one.
+pub fn counter_value(stored: &[u8]) -> Option<i64> {
+    std::str::from_utf8(stored).ok()?.parse().ok()
 }
 
 /// Checks a key against the contract: 1 to `MAX_KEY_LEN` bytes of `[A-Za-z0-9._:-]`.

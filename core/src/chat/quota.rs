@@ -90,12 +90,12 @@ impl Meter<'_> {
             return Ok(());
         }
         let (key, resets) = today("tokens", now_ms);
-        let used = match self.store.get(self.owner, &key).await? {
-            Some(v) => crate::store::add_to_counter(Some(&v), 0)
-                .map(|(n, _)| n)
-                .unwrap_or(0),
-            None => 0,
-        };
+        let used = self
+            .store
+            .get(self.owner, &key)
+            .await?
+            .and_then(|v| crate::store::counter_value(&v))
+            .unwrap_or(0);
         if u64::try_from(used).unwrap_or(0) >= limit {
             return Err(exceeded("model tokens", limit, now_ms, resets));
         }
