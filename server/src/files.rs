@@ -164,9 +164,7 @@ impl FilesConfig {
             FilesBackend::Fs => {
                 let dir = match (&self.dir, store) {
                     (Some(d), _) => d.clone(),
-                    (None, StoreKind::Sqlite(db)) => db
-                        .parent()
-                        .map_or_else(|| PathBuf::from("files"), |p| p.join("files")),
+                    (None, StoreKind::Sqlite(db)) => files_dir_of(db),
                     (None, _) => PathBuf::from("./data/files"),
                 };
                 let fs = local_dir(&dir)?;
@@ -186,6 +184,30 @@ impl FilesConfig {
 
 /// A directory as an object store; created if missing. Writes go to a staging file first
 /// and are renamed into place, and a staging file is removed when its write is dropped.
+/// The files directory of the SQLite database `db`: named after the database file
+/// (`confide.db` → `confide.db-files`), as its `-wal` and `-shm` are. The sweep removes
+/// the files of every owner its store does not know, so two databases in one directory
+/// must never share a files directory: each would sweep away the other's uploads.
+pub fn files_dir_of(db: &std::path::Path) -> PathBuf {
+    let mut name = db
+        .file_name()
+        .map_or_else(|| "confide.db".into(), std::ffi::OsStr::to_os_string);
+    name.push("-files");
+    let own = db.with_file_name(name);
+    // Earlier versions kept them in `files` beside the database. Keep using a directory
+    // that is there, rather than losing sight of its files, but say how to move it.
+    let legacy = db.with_file_name("files");
+    if !own.exists() && legacy.is_dir() {
+        tracing::warn!(
+            "files are kept in {} beside the database; move it to {} (a directory shared by two databases loses files to their sweeps)",
+            legacy.display(),
+            own.display()
+        );
+        return legacy;
+    }
+    own
+}
+
 pub fn local_dir(dir: &std::path::Path) -> Result<LocalFileSystem, ConfigError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         ConfigError::Invalid(format!(
@@ -817,6 +839,63 @@ mod tests {
         let removed = files.sweep(&store).await.unwrap();
         assert_eq!(removed, 1);
         assert!(!old.exists() && young.exists());
+    }
+
+    /// Two SQLite databases in one directory keep their files apart. They once shared
+    /// `files/` beside them, and each one's sweep removed the other's uploads as the files
+    /// of sessions it did not know (seen as a message refused with 404 in the browser
+    /// tests, whose servers keep their databases in one directory).
+    #[tokio::test]
+    async fn two_databases_in_one_directory_never_sweep_each_others_files() {
+        use crate::config::StoreKind;
+        use confide_core::{Claim, Lifetimes, Proof, SessionId, SessionStore, store::Sessions};
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            let db = dir.path().join(name);
+            async move {
+                let store = crate::store::SqliteStore::open(
+                    &db,
+                    Lifetimes::default(),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+                let files = FilesConfig::default().open(&StoreKind::Sqlite(db)).unwrap();
+                (store, files)
+            }
+        };
+        let (a, a_files) = open("a.db").await;
+        let (b, b_files) = open("b.db").await;
+        let owner = SessionId::random();
+        let proof = Proof::generate().unwrap().hash();
+        assert_eq!(a.claim(&owner, &proof, None).await.unwrap(), Claim::Won);
+        let kept = a_files
+            .upload(
+                &owner,
+                "notes.txt",
+                None,
+                contract::body(b"private notes", 5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(b_files.sweep(&b as &dyn SessionStore).await.unwrap(), 0);
+        assert_eq!(a_files.sweep(&a as &dyn SessionStore).await.unwrap(), 0);
+        assert_eq!(a_files.get_pending(&owner, &kept.id).await.unwrap(), kept);
+        assert!(dir.path().join("a.db-files").is_dir() && dir.path().join("b.db-files").is_dir());
+        assert!(!dir.path().join("files").exists());
+    }
+
+    /// A files directory that earlier versions made (`files/` beside the database) stays
+    /// in use, so an upgrade does not lose sight of its files.
+    #[test]
+    fn an_earlier_files_directory_stays_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("confide.db");
+        assert_eq!(files_dir_of(&db), dir.path().join("confide.db-files"));
+        std::fs::create_dir(dir.path().join("files")).unwrap();
+        assert_eq!(files_dir_of(&db), dir.path().join("files"));
+        std::fs::create_dir(dir.path().join("confide.db-files")).unwrap();
+        assert_eq!(files_dir_of(&db), dir.path().join("confide.db-files"));
     }
 
     #[test]
