@@ -127,6 +127,7 @@ fmt:
 
 lint:
 	cargo clippy -p confide-core -p app -p server -p confide-bench --features app/ssr --tests -- -D warnings
+	scripts/check-features.sh
 
 clean:
 	cargo clean
