@@ -182,8 +182,6 @@ impl FilesConfig {
     }
 }
 
-/// A directory as an object store; created if missing. Writes go to a staging file first
-/// and are renamed into place, and a staging file is removed when its write is dropped.
 /// The files directory of the SQLite database `db`: named after the database file
 /// (`confide.db` → `confide.db-files`), as its `-wal` and `-shm` are. The sweep removes
 /// the files of every owner its store does not know, so two databases in one directory
@@ -208,6 +206,8 @@ pub fn files_dir_of(db: &std::path::Path) -> PathBuf {
     own
 }
 
+/// A directory as an object store; created if missing. Writes go to a staging file first
+/// and are renamed into place, and a staging file is removed when its write is dropped.
 pub fn local_dir(dir: &std::path::Path) -> Result<LocalFileSystem, ConfigError> {
     std::fs::create_dir_all(dir).map_err(|e| {
         ConfigError::Invalid(format!(
