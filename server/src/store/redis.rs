@@ -8,8 +8,12 @@
 //!   gives the key it touches the record's remaining TTL. Scripts refuse to write when the
 //!   record is gone, so a write racing an expiry or a delete never brings a session back.
 //! - A thread is one hash field: its JSON (as a string, so Lua never re-encodes numbers), its
-//!   `updated_ms` as a decimal string, and its message ids in order, comma-separated (ids are
-//!   fixed-length UUIDs, so a plain substring search finds exactly one).
+//!   `updated_ms` as a decimal string and its message count. Its message ids, in order and
+//!   comma-separated (fixed-length UUIDs, so a plain substring search finds exactly one), are
+//!   a field of the messages hash, `ids:<thread id>`, so a turn's cost does not grow with its
+//!   thread: the record a turn decodes and writes back stays small, and a tail is cut from
+//!   the end of the ids. Records written before kept the ids in themselves; the scripts read
+//!   both, and the next write moves them.
 //! - `<prefix>:deadlines` is a sorted set of claimed sessions by (possibly stale) deadline.
 //!   Redis needs no sweeping; the set only lets `sweep` say how many sessions expired, and is
 //!   kept outside the session scripts so they stay single-slot.
@@ -124,7 +128,9 @@ struct ThreadRecord {
     /// message has been appended; the field below is the truth.
     thread: String,
     updated_ms: String,
-    /// Message ids in conversation order, comma-separated.
+    /// Message ids in conversation order, comma-separated, in records written before they
+    /// moved to the messages hash (`ids:<thread id>`); empty, and left out, in new ones.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     messages: String,
     /// How many ids `messages` holds. Absent from records written before it was kept; the
     /// scripts work it out then (see `message_count`).
@@ -1313,8 +1319,8 @@ mod tests {
         thread
     }
 
-    /// Takes the message count out of a thread's record, as records written before it was
-    /// kept look.
+    /// Puts a thread's record back as the first records were: no message count, and the
+    /// message ids in the record itself rather than in the messages hash.
     async fn strip_count(server: &RedisServer, store: &RedisStore, id: &SessionId, t: &ThreadId) {
         let mut conn = raw(server).await;
         let keys = store.names(id);
@@ -1324,8 +1330,26 @@ mod tests {
             .query_async(&mut conn)
             .await
             .unwrap();
+        let field = format!("ids:{}", t.as_string());
+        let ids: Option<String> = ::redis::cmd("HGET")
+            .arg(keys.messages())
+            .arg(&field)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         let mut rec: serde_json::Value = serde_json::from_str(&raw_rec).unwrap();
-        assert!(rec.as_object_mut().unwrap().remove("count").is_some());
+        let fields = rec.as_object_mut().unwrap();
+        assert!(fields.remove("count").is_some());
+        match ids {
+            Some(ids) => {
+                assert!(
+                    !fields.contains_key("messages"),
+                    "ids in the record and the hash"
+                );
+                fields.insert("messages".into(), ids.into());
+            }
+            None => assert!(fields.contains_key("messages"), "a thread without ids"),
+        }
         let _: () = ::redis::cmd("HSET")
             .arg(keys.threads())
             .arg(t.as_string())
@@ -1333,6 +1357,112 @@ mod tests {
             .query_async(&mut conn)
             .await
             .unwrap();
+        let _: () = ::redis::cmd("HDEL")
+            .arg(keys.messages())
+            .arg(&field)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// What a turn decodes and writes back, the thread's record, stays the same size however
+    /// long the thread grows (its ids grew inside it once, and each turn re-encoded them), and
+    /// an old record's ids move out of it on its next write.
+    #[tokio::test]
+    async fn a_threads_record_stays_small_as_the_thread_grows() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(
+            &server.url(),
+            &prefix(),
+            Lifetimes::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let id = SessionId::random();
+        let proof = Proof::generate().unwrap().hash();
+        assert_eq!(store.claim(&id, &proof, None).await.unwrap(), Claim::Won);
+        let thread = fill(&store, &id).await;
+        let keys = store.names(&id);
+        let mut conn = raw(&server).await;
+        let record_len = |mut c: ::redis::aio::MultiplexedConnection| {
+            let (t, f) = (keys.threads().to_owned(), thread.id.as_string());
+            async move {
+                let r: String = ::redis::cmd("HGET")
+                    .arg(t)
+                    .arg(f)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                r.len()
+            }
+        };
+        let small = record_len(conn.clone()).await;
+        let many: Vec<Message> = (0..100)
+            .map(|i| Message {
+                id: MessageId::random(),
+                thread_id: thread.id,
+                role: Role::User,
+                content: format!("m{i}"),
+                created_ms: 3,
+                status: MessageStatus::Done,
+                feedback: None,
+                error: None,
+                steps: Vec::new(),
+                actions: Vec::new(),
+                attachments: Vec::new(),
+            })
+            .collect();
+        for m in &many {
+            assert!(store.put_message(&id, m).await.unwrap());
+        }
+        assert!(
+            record_len(conn.clone()).await <= small + 2,
+            "only the count's digits grow"
+        );
+        let ids: String = ::redis::cmd("HGET")
+            .arg(keys.messages())
+            .arg(format!("ids:{}", thread.id.as_string()))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(ids.len(), 101 * 37 - 1);
+        let tail = store
+            .thread_tail(&id, &thread.id, 3)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((tail.count, tail.messages), (101, many[97..].to_vec()));
+        // An old record: its ids back inside it, then one more message moves them out.
+        strip_count(&server, &store, &id, &thread.id).await;
+        assert!(record_len(conn.clone()).await > 101 * 37);
+        let (_, all) = store.get_thread(&id, &thread.id).await.unwrap().unwrap();
+        assert_eq!(all.len(), 101);
+        assert!(
+            store
+                .put_message(
+                    &id,
+                    &Message {
+                        content: "last".into(),
+                        id: MessageId::random(),
+                        ..many[0].clone()
+                    }
+                )
+                .await
+                .unwrap()
+        );
+        assert!(record_len(conn.clone()).await <= small + 2);
+        let (_, all) = store.get_thread(&id, &thread.id).await.unwrap().unwrap();
+        assert_eq!(all.len(), 102);
+        assert_eq!(all[1..101], many[..]);
+        // A deleted thread takes its ids with it.
+        assert!(store.delete_thread(&id, &thread.id).await.unwrap());
+        let left: i64 = ::redis::cmd("HLEN")
+            .arg(keys.messages())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
     }
 
     #[tokio::test]

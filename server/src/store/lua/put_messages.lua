@@ -6,7 +6,7 @@
 local ttl = session_ttl()
 if not ttl then return 0 end
 local max = tonumber(ARGV[1])
-local recs, changed, order = {}, {}, {}
+local recs, ids, changed, order = {}, {}, {}, {}
 for i = 2, #ARGV, 5 do
   local tid, mid, at = ARGV[i], ARGV[i + 1], ARGV[i + 3]
   local rec = recs[tid]
@@ -15,17 +15,19 @@ for i = 2, #ARGV, 5 do
     if not raw then return 3 end
     rec = cjson.decode(raw)
     recs[tid] = rec
+    ids[tid] = thread_ids(rec, tid)
   end
-  if not string.find(rec.messages, mid, 1, true) then
+  if not string.find(ids[tid], mid, 1, true) then
     local count = message_count(rec)
     if count >= max then return 2 end
     rec.count = count + 1
-    if rec.messages == '' then rec.messages = mid else rec.messages = rec.messages .. ',' .. mid end
+    if ids[tid] == '' then ids[tid] = mid else ids[tid] = ids[tid] .. ',' .. mid end
     if tonumber(at) > tonumber(rec.updated_ms) then rec.updated_ms = at end
     if not changed[tid] then changed[tid] = true; order[#order + 1] = tid end
   end
 end
 for _, tid in ipairs(order) do
+  set_thread_ids(recs[tid], tid, ids[tid])
   redis.call('HSET', KEYS[2], tid, cjson.encode(recs[tid]))
 end
 if #order > 0 then expire_with_session(KEYS[2], ttl) end

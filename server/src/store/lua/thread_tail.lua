@@ -8,5 +8,5 @@ local rec = cjson.decode(raw)
 local count = message_count(rec)
 local take = math.min(count, tonumber(ARGV[2]))
 if take <= 0 then return {1, raw, count, {}} end
-local ids = id_list(string.sub(rec.messages, -(take * 37 - 1)))
+local ids = id_list(string.sub(thread_ids(rec, ARGV[1]), -(take * 37 - 1)))
 return {1, raw, count, redis.call('HMGET', KEYS[3], unpack(ids))}
