@@ -1208,7 +1208,7 @@ impl Probe for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::redis_test_support::RedisServer;
+    use crate::store::{contract::message, redis_test_support::RedisServer};
 
     /// A cluster connection that stops answering altogether is replaced by a new one from
     /// the seed nodes. Here the connection in use is to a cluster that froze, and the seeds
@@ -1319,6 +1319,23 @@ mod tests {
         thread
     }
 
+    /// A store on `server` with one claimed session holding one thread (see `fill`).
+    async fn session_with_thread(server: &RedisServer) -> (RedisStore, SessionId, Thread) {
+        let store = RedisStore::connect(
+            &server.url(),
+            &prefix(),
+            Lifetimes::default(),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let id = SessionId::random();
+        let proof = Proof::generate().unwrap().hash();
+        assert_eq!(store.claim(&id, &proof, None).await.unwrap(), Claim::Won);
+        let thread = fill(&store, &id).await;
+        (store, id, thread)
+    }
+
     /// Puts a thread's record back as the first records were: no message count, and the
     /// message ids in the record itself rather than in the messages hash.
     async fn strip_count(server: &RedisServer, store: &RedisStore, id: &SessionId, t: &ThreadId) {
@@ -1371,18 +1388,7 @@ mod tests {
     #[tokio::test]
     async fn a_threads_record_stays_small_as_the_thread_grows() {
         let server = RedisServer::start();
-        let store = RedisStore::connect(
-            &server.url(),
-            &prefix(),
-            Lifetimes::default(),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-        let id = SessionId::random();
-        let proof = Proof::generate().unwrap().hash();
-        assert_eq!(store.claim(&id, &proof, None).await.unwrap(), Claim::Won);
-        let thread = fill(&store, &id).await;
+        let (store, id, thread) = session_with_thread(&server).await;
         let keys = store.names(&id);
         let mut conn = raw(&server).await;
         let record_len = |mut c: ::redis::aio::MultiplexedConnection| {
@@ -1399,19 +1405,7 @@ mod tests {
         };
         let small = record_len(conn.clone()).await;
         let many: Vec<Message> = (0..100)
-            .map(|i| Message {
-                id: MessageId::random(),
-                thread_id: thread.id,
-                role: Role::User,
-                content: format!("m{i}"),
-                created_ms: 3,
-                status: MessageStatus::Done,
-                feedback: None,
-                error: None,
-                steps: Vec::new(),
-                actions: Vec::new(),
-                attachments: Vec::new(),
-            })
+            .map(|i| message(&thread, Role::User, &format!("m{i}"), 3))
             .collect();
         for m in &many {
             assert!(store.put_message(&id, m).await.unwrap());
@@ -1440,14 +1434,7 @@ mod tests {
         assert_eq!(all.len(), 101);
         assert!(
             store
-                .put_message(
-                    &id,
-                    &Message {
-                        content: "last".into(),
-                        id: MessageId::random(),
-                        ..many[0].clone()
-                    }
-                )
+                .put_message(&id, &message(&thread, Role::User, "last", 3))
                 .await
                 .unwrap()
         );
@@ -1468,31 +1455,8 @@ mod tests {
     #[tokio::test]
     async fn threads_stored_without_a_count_get_one_when_used() {
         let server = RedisServer::start();
-        let store = RedisStore::connect(
-            &server.url(),
-            &prefix(),
-            Lifetimes::default(),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-        let id = SessionId::random();
-        let proof = Proof::generate().unwrap().hash();
-        assert_eq!(store.claim(&id, &proof, None).await.unwrap(), Claim::Won);
-        let thread = fill(&store, &id).await;
-        let message = |content: &str| Message {
-            id: MessageId::random(),
-            thread_id: thread.id,
-            role: Role::User,
-            content: content.into(),
-            created_ms: 3,
-            status: MessageStatus::Done,
-            feedback: None,
-            error: None,
-            steps: Vec::new(),
-            actions: Vec::new(),
-            attachments: Vec::new(),
-        };
+        let (store, id, thread) = session_with_thread(&server).await;
+        let message = |content: &str| message(&thread, Role::User, content, 3);
         let more: Vec<Message> = (0..4).map(|i| message(&format!("m{i}"))).collect();
         assert!(store.put_messages(&id, &more).await.unwrap());
 

@@ -59,7 +59,7 @@ fn thread(title: &str, at: i64) -> Thread {
     }
 }
 
-fn message(thread: &Thread, role: Role, content: &str, at: i64) -> Message {
+pub(crate) fn message(thread: &Thread, role: Role, content: &str, at: i64) -> Message {
     Message {
         id: MessageId::random(),
         thread_id: thread.id,
