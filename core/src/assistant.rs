@@ -169,15 +169,30 @@ pub enum AskError {
 }
 
 impl ReplyContext {
+    /// A reply's context whose files are the session's in `store`, under `owner`, for the
+    /// reply `message` (what a reply Confide runs gets). Without a store (a test's context),
+    /// its files are in a store of their own.
     pub(crate) fn new(
         history: Vec<Turn>,
         thread: Thread,
         account: Option<Account>,
         session: UserSession,
         cancel: CancellationToken,
+        store: Option<(
+            std::sync::Arc<crate::files::FileStore>,
+            SessionId,
+            crate::model::MessageId,
+        )>,
     ) -> Self {
         let steps = Steps::new();
-        let files = ReplyFiles::detached(*session.id(), thread.id, steps.signal());
+        // Straight into the runtime's store: a throwaway store per reply cost every turn a
+        // look at the machine's CPU count, several file reads in /sys and /proc.
+        let files = match store {
+            Some((store, owner, message)) => {
+                ReplyFiles::in_store(store, owner, thread.id, message, steps.signal())
+            }
+            None => ReplyFiles::detached(*session.id(), thread.id, steps.signal()),
+        };
         Self {
             files,
             history,
@@ -192,17 +207,6 @@ impl ReplyContext {
             asker: None,
             usage: Usage::default(),
         }
-    }
-
-    /// The same context, with its files in `store`.
-    pub(crate) fn with_files(
-        mut self,
-        store: std::sync::Arc<crate::files::FileStore>,
-        owner: SessionId,
-        message: crate::model::MessageId,
-    ) -> Self {
-        self.files = self.files.in_store(store, owner, message);
-        self
     }
 
     /// What the model endpoint reported the reply took, question (all the turns it was
@@ -291,7 +295,14 @@ impl ReplyContext {
             created_ms: crate::store::now_ms(),
             updated_ms: crate::store::now_ms(),
         };
-        Self::new(history, thread, None, session, CancellationToken::new())
+        Self::new(
+            history,
+            thread,
+            None,
+            session,
+            CancellationToken::new(),
+            None,
+        )
     }
 
     /// What the person just wrote: the last turn of theirs.

@@ -234,7 +234,7 @@ fn looks_like_text(head: &[u8]) -> bool {
 impl FileStore {
     /// Files kept in `objects` within `limits`.
     pub fn new(objects: Arc<dyn ObjectStore>, limits: FileLimits) -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = crate::cores();
         Self {
             objects,
             limits,
@@ -926,17 +926,22 @@ impl ReplyFiles {
         }
     }
 
-    /// The same files in the runtime's `store`, under the chat's `owner`, for `message`.
+    /// The files of `owner`'s `thread` in the runtime's `store`, for the reply `message`.
     pub(crate) fn in_store(
-        mut self,
         store: Arc<FileStore>,
         owner: SessionId,
+        thread: ThreadId,
         message: MessageId,
+        changed: Arc<tokio::sync::Notify>,
     ) -> Self {
-        self.store = store;
-        self.owner = owner;
-        self.message = message;
-        self
+        Self {
+            store,
+            owner,
+            thread,
+            message,
+            attached: Default::default(),
+            changed,
+        }
     }
 
     /// The bytes of a file a turn carries (at most the store's file limit).

@@ -163,7 +163,7 @@ impl Auth {
         hub: Arc<dyn EventHub>,
     ) -> Result<Self, String> {
         let oidc = oidc::Providers::new(&config)?;
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = crate::cores();
         Ok(Self {
             per_account_address: RateLimiter::keyed(
                 Quota::per_minute(nz(config.attempts_per_account))

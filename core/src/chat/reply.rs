@@ -268,10 +268,16 @@ async fn generate(
     let (account, (settings, profile)) = tokio::join!(account, chosen);
     let (asker, mut questions) = tokio::sync::mpsc::channel(1);
     let shown_tokens = super::quota::estimate_tokens(history.iter().map(|t| t.content.as_str()));
-    let cx = ReplyContext::new(history, thread, account, values, cancel.clone())
-        .with_settings(settings, profile)
-        .with_files(rt.files.clone(), sid, reply.id)
-        .with_asker(asker);
+    let cx = ReplyContext::new(
+        history,
+        thread,
+        account,
+        values,
+        cancel.clone(),
+        Some((rt.files.clone(), sid, reply.id)),
+    )
+    .with_settings(settings, profile)
+    .with_asker(asker);
     let (steps, actions, files) = (cx.steps.clone(), cx.actions.clone(), cx.files.clone());
     let usage = cx.usage();
     let started = async {
