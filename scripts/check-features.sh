@@ -4,10 +4,11 @@
 # crate, and everything above it, would be compiled twice by `make test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tree() { cargo tree "$@" --format '{p} {f}' --prefix none -e normal,build | sed 's/ (\*)$//; s/ (proc-macro)//' | sort -u; }
-bin=$(tree -p server --no-default-features)
-examples=$(cargo tree -p server -e normal,build,dev --format '{p} {f}' --prefix none | sed 's/ (\*)$//; s/ (proc-macro)//' | sort -u)
-tests=$(cargo tree -p confide-core -p app -p server -p confide-bench --features app/ssr -e normal,build,dev --format '{p} {f}' --prefix none | sed 's/ (\*)$//; s/ (proc-macro)//' | sort -u)
+# Each package's resolved features, one "name version features" line per package.
+tree() { cargo tree "$@" --format '{p} {f}' --prefix none | sed 's/ (\*)$//; s/ (proc-macro)//' | sort -u; }
+bin=$(tree -p server --no-default-features -e normal,build)
+examples=$(tree -p server -e normal,build,dev)
+tests=$(tree -p confide-core -p app -p server -p confide-bench --features app/ssr -e normal,build,dev)
 status=0
 for pair in "examples:$examples" "tests:$tests"; do
   name=${pair%%:*}

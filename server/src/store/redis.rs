@@ -1268,6 +1268,16 @@ mod tests {
             .unwrap()
     }
 
+    /// A hash field as Redis holds it, read past the store.
+    async fn hget(server: &RedisServer, key: &str, field: &str) -> Option<String> {
+        ::redis::cmd("HGET")
+            .arg(key)
+            .arg(field)
+            .query_async(&mut raw(server).await)
+            .await
+            .unwrap()
+    }
+
     async fn keys_matching(
         conn: &mut ::redis::aio::MultiplexedConnection,
         pattern: &str,
@@ -1341,19 +1351,9 @@ mod tests {
     async fn strip_count(server: &RedisServer, store: &RedisStore, id: &SessionId, t: &ThreadId) {
         let mut conn = raw(server).await;
         let keys = store.names(id);
-        let raw_rec: String = ::redis::cmd("HGET")
-            .arg(keys.threads())
-            .arg(t.as_string())
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let raw_rec = hget(server, keys.threads(), &t.as_string()).await.unwrap();
         let field = format!("ids:{}", t.as_string());
-        let ids: Option<String> = ::redis::cmd("HGET")
-            .arg(keys.messages())
-            .arg(&field)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let ids = hget(server, keys.messages(), &field).await;
         let mut rec: serde_json::Value = serde_json::from_str(&raw_rec).unwrap();
         let fields = rec.as_object_mut().unwrap();
         assert!(fields.remove("count").is_some());
@@ -1390,20 +1390,9 @@ mod tests {
         let server = RedisServer::start();
         let (store, id, thread) = session_with_thread(&server).await;
         let keys = store.names(&id);
-        let mut conn = raw(&server).await;
-        let record_len = |mut c: ::redis::aio::MultiplexedConnection| {
-            let (t, f) = (keys.threads().to_owned(), thread.id.as_string());
-            async move {
-                let r: String = ::redis::cmd("HGET")
-                    .arg(t)
-                    .arg(f)
-                    .query_async(&mut c)
-                    .await
-                    .unwrap();
-                r.len()
-            }
-        };
-        let small = record_len(conn.clone()).await;
+        let tid = thread.id.as_string();
+        let record_len = async || hget(&server, keys.threads(), &tid).await.unwrap().len();
+        let small = record_len().await;
         let many: Vec<Message> = (0..100)
             .map(|i| message(&thread, Role::User, &format!("m{i}"), 3))
             .collect();
@@ -1411,13 +1400,10 @@ mod tests {
             assert!(store.put_message(&id, m).await.unwrap());
         }
         assert!(
-            record_len(conn.clone()).await <= small + 2,
+            record_len().await <= small + 2,
             "only the count's digits grow"
         );
-        let ids: String = ::redis::cmd("HGET")
-            .arg(keys.messages())
-            .arg(format!("ids:{}", thread.id.as_string()))
-            .query_async(&mut conn)
+        let ids = hget(&server, keys.messages(), &format!("ids:{tid}"))
             .await
             .unwrap();
         assert_eq!(ids.len(), 101 * 37 - 1);
@@ -1429,7 +1415,7 @@ mod tests {
         assert_eq!((tail.count, tail.messages), (101, many[97..].to_vec()));
         // An old record: its ids back inside it, then one more message moves them out.
         strip_count(&server, &store, &id, &thread.id).await;
-        assert!(record_len(conn.clone()).await > 101 * 37);
+        assert!(record_len().await > 101 * 37);
         let (_, all) = store.get_thread(&id, &thread.id).await.unwrap().unwrap();
         assert_eq!(all.len(), 101);
         assert!(
@@ -1438,7 +1424,7 @@ mod tests {
                 .await
                 .unwrap()
         );
-        assert!(record_len(conn.clone()).await <= small + 2);
+        assert!(record_len().await <= small + 2);
         let (_, all) = store.get_thread(&id, &thread.id).await.unwrap().unwrap();
         assert_eq!(all.len(), 102);
         assert_eq!(all[1..101], many[..]);
@@ -1446,7 +1432,7 @@ mod tests {
         assert!(store.delete_thread(&id, &thread.id).await.unwrap());
         let left: i64 = ::redis::cmd("HLEN")
             .arg(keys.messages())
-            .query_async(&mut conn)
+            .query_async(&mut raw(&server).await)
             .await
             .unwrap();
         assert_eq!(left, 0);
