@@ -127,7 +127,7 @@ mod redis_cluster_contract {
 
     fn cluster() -> &'static RedisCluster {
         static CLUSTER: OnceLock<RedisCluster> = OnceLock::new();
-        CLUSTER.get_or_init(RedisCluster::start)
+        CLUSTER.get_or_init(RedisCluster::steady)
     }
 
     store_contract_tests!(|lifetimes| async move {

@@ -1216,7 +1216,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cluster_connection_that_stops_answering_is_replaced() {
         use crate::store::redis_test_support::RedisCluster;
-        let (frozen, healthy) = (RedisCluster::start(), RedisCluster::start());
+        let (frozen, healthy) = (RedisCluster::steady(), RedisCluster::steady());
         let timeout = Duration::from_millis(300);
         let Conn::Cluster(stuck) = Conn::open(&frozen.url(), timeout).await.unwrap() else {
             panic!("a cluster URL makes a cluster connection");

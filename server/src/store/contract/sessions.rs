@@ -374,6 +374,9 @@ pub async fn peek_neither_slides_nor_invents(store: Arc<dyn TestStore>) {
     let before = confide_core::store::now_ms();
     let (id, p) = claimed(&*store).await;
     let after = confide_core::store::now_ms();
+    // The session began between `start` and `claimed_by`: it must be alive counting from the
+    // first, and over counting from the second.
+    let claimed_by = Instant::now();
     let SessionTimes {
         created_ms,
         last_seen_ms,
@@ -392,7 +395,7 @@ pub async fn peek_neither_slides_nor_invents(store: Arc<dyn TestStore>) {
         assert_eq!(times.created_ms, created_ms);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(start.elapsed())).await;
+    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(claimed_by.elapsed())).await;
     assert_eq!(store.peek(&id).await.unwrap(), None, "expired means None");
     assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
 }
@@ -519,10 +522,12 @@ pub async fn an_expired_id_is_never_claimed_again(store: Arc<dyn TestStore>) {
 /// an absolute lifetime after its end, and every backend forgets it by two absolute
 /// lifetimes after its claim, once the sweep has run: the id can then be claimed anew.
 pub async fn an_ended_id_is_forgotten_after_its_time(store: Arc<dyn TestStore>) {
-    let start = Instant::now();
     let (deleted, _) = claimed(&*store).await;
     store.set(&deleted, "k", b"old").await.unwrap();
     let (expired, _) = claimed(&*store).await;
+    // Both sessions began before this instant: the waits below count from it, so a slow
+    // store call on a busy machine cannot leave them short of the ends they wait for.
+    let start = Instant::now();
     assert!(store.delete(&deleted).await.unwrap());
     assert_eq!(
         store.claim(&deleted, &proof(), None).await.unwrap(),
