@@ -69,14 +69,14 @@ e2e-examples:
 
 # cargo-leptos builds debug code with `--cfg erase_components`; the tests use the same flag
 # so they share its compiled dependencies instead of building them a second time.
-# The server's unit tests are mostly store tests that wait out real session lifetimes (a
-# Redis or PostgreSQL expiry cannot be faked) and use little CPU meanwhile: 16 at once take
-# 19 s on two cores where one per core took 82 s. The HTTP tests keep one per core: with many
-# at once, a page rendered while other tests' runtimes render theirs can hang (see
-# BENCHMARKS.md, "Rust tests").
+# The server's store tests (`store::`) wait out real session lifetimes (a Redis or PostgreSQL
+# expiry cannot be faked) and use little CPU meanwhile: 16 at once take 19 s on two cores
+# where one per core took 82 s. The HTTP tests keep one per core: with many at once, a page
+# rendered while other tests' runtimes render theirs can hang (BENCHMARKS.md, "Rust tests: waiting, not working").
+# The second command also builds the examples some tests start.
 test-unit-only:
-	RUSTFLAGS="--cfg erase_components" RUST_TEST_THREADS=16 cargo test -p server --features app/ssr --lib
-	RUSTFLAGS="--cfg erase_components" cargo test -p server --features app/ssr --bins --test '*' --examples
+	RUSTFLAGS="--cfg erase_components" RUST_TEST_THREADS=16 cargo test -p server --features app/ssr --lib store::
+	RUSTFLAGS="--cfg erase_components" cargo test -p server --features app/ssr -- --skip store::
 	RUSTFLAGS="--cfg erase_components" cargo test -p confide-core -p app -p confide-bench --features app/ssr
 
 test-e2e-only:
