@@ -72,7 +72,8 @@ e2e-examples:
 # The server's store tests (`store::`) wait out real session lifetimes (a Redis or PostgreSQL
 # expiry cannot be faked) and use little CPU meanwhile: 16 at once take 19 s on two cores
 # where one per core took 82 s. The HTTP tests keep one per core: with many at once, a page
-# rendered while other tests' runtimes render theirs can hang (BENCHMARKS.md, "Rust tests: waiting, not working").
+# rendered while other tests' runtimes render theirs can hang (BENCHMARKS.md, "Rust tests:
+# waiting, not working").
 # The second command also builds the examples some tests start.
 test-unit-only:
 	RUSTFLAGS="--cfg erase_components" RUST_TEST_THREADS=16 cargo test -p server --features app/ssr --lib store::

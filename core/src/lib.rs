@@ -65,7 +65,7 @@ pub use user_session::UserSession;
 /// How many threads the machine runs at once, looked up once: on Linux each lookup reads the
 /// process's cgroup files, several opens and reads in `/proc` and `/sys`.
 #[cfg(feature = "server")]
-pub(crate) fn cores() -> usize {
+pub fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }

@@ -227,8 +227,8 @@ impl RedisCluster {
     }
 
     /// A cluster no test fails over: with Redis's default node timeout, a node that misses
-    /// its pings for a second on a busy machine is not taken for dead, which would send the
-    /// tests sharing it a `CLUSTERDOWN` while its replica takes over.
+    /// its pings for a second on a busy machine is not taken for dead, and the tests sharing
+    /// the cluster are not failed over under.
     pub fn steady() -> Self {
         Self::start_with_node_timeout(15_000)
     }

@@ -119,9 +119,7 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let n_readers = std::thread::available_parallelism()
-            .map_or(MIN_READERS, |n| n.get())
-            .clamp(MIN_READERS, MAX_READERS);
+        let n_readers = confide_core::cores().clamp(MIN_READERS, MAX_READERS);
         let owned = path.to_path_buf();
         let (write_conn, read_conns) = tokio::task::spawn_blocking(move || {
             open_connections(&owned, busy_timeout, durability, n_readers)
