@@ -322,6 +322,11 @@ impl Chat {
         title_text: String,
     ) -> Result<Sent, ApiError> {
         let new_thread = thread.is_none();
+        // Held until the reply is admitted: the thread's end read here is still its end then.
+        let _turn = match &thread {
+            Some(id) => Some(self.rt.turns.lock(self.sid(), id).await),
+            None => None,
+        };
         let (thread, history, count) = match thread {
             Some(id) => {
                 let tail = self.tail(&id, self.turn_window()).await?;
@@ -465,6 +470,9 @@ impl Chat {
 
     async fn edit_charged(&self, mut msg: Message, content: String) -> Result<Sent, ApiError> {
         let store = self.session.store();
+        // Another edit of this thread (a second tab) waits for this one to start its reply,
+        // then stops that reply and truncates it: the later edit wins whole.
+        let _turn = self.rt.turns.lock(self.sid(), &msg.thread_id).await;
         self.stop_thread_and_wait(&msg.thread_id).await;
         msg.content = content;
         self.put(&msg).await?;
@@ -497,6 +505,7 @@ impl Chat {
     pub async fn regenerate(&self, thread: &ThreadId) -> Result<MessageView, ApiError> {
         // Tokens only, before the last reply goes.
         self.charge(false).await?;
+        let _turn = self.rt.turns.lock(self.sid(), thread).await;
         self.stop_thread_and_wait(thread).await;
         // The window and the reply after it; a thread whose last question lies further back
         // than that (replies that were never followed by one) is read whole.
@@ -588,6 +597,14 @@ impl Chat {
         action: &ActionId,
     ) -> Result<MessageView, ApiError> {
         let store = self.session.store();
+        let thread = store
+            .get_message(self.sid(), message)
+            .await?
+            .ok_or_else(ApiError::not_found)?
+            .thread_id;
+        let _turn = self.rt.turns.lock(self.sid(), &thread).await;
+        // Read again under the lock: a second click (two tabs, a double click) that waited for
+        // the first must find the buttons gone, even if the first's reply is already over.
         let mut offered = store
             .get_message(self.sid(), message)
             .await?
@@ -600,13 +617,12 @@ impl Chat {
             .filter(|_| offered.status == MessageStatus::Done)
             .cloned()
             .ok_or_else(ApiError::not_found)?;
-        let tail = self.tail(&offered.thread_id, self.turn_window()).await?;
+        let tail = self.tail(&thread, self.turn_window()).await?;
         self.ensure_idle(&tail.thread.id, &tail.messages)?;
         // Tokens only, before the buttons go.
         self.charge(false).await?;
-        // Two clicks at once (two tabs, a double click) may both get this far; the reply
-        // is admitted to the thread once (`start_reply`), and the later click is refused
-        // as busy.
+        // Clicks on two instances may both get this far: the turn lock and the reply's
+        // admission (`start_reply`) hold within one instance.
         offered.actions.clear();
         self.put(&offered).await?;
         self.publish(ChatEvent::Message {

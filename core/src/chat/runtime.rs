@@ -24,6 +24,7 @@ pub struct ChatRuntime {
     pub(super) assistant: Arc<dyn Assistant>,
     pub(super) hub: Arc<dyn EventHub>,
     pub(super) replies: Replies,
+    pub(super) turns: TurnLocks,
     /// Least time between two `Delta` events of one reply.
     pub delta_interval: Duration,
     /// Least time between two saves of a streaming reply.
@@ -48,6 +49,7 @@ impl ChatRuntime {
             assistant,
             hub,
             replies: Replies::default(),
+            turns: TurnLocks::default(),
             delta_interval: Duration::from_millis(50),
             persist_interval: Duration::from_millis(500),
             history_turns: 40,
@@ -139,6 +141,79 @@ impl Slot {
             && let Some(run) = r.get_mut(&self.key).filter(|run| run.origin == self.origin)
         {
             run.asking = None;
+        }
+    }
+}
+
+/// (session, thread) → the lock a request holds while it changes the thread's turns (send,
+/// edit, regenerate, act), on this instance. Without it, two edits from two tabs interleave:
+/// the later one's truncation drops the reply the earlier one just started, and the thread
+/// is left with a question and no answer.
+#[derive(Default)]
+pub(super) struct TurnLocks {
+    map: Arc<Mutex<TurnMap>>,
+}
+
+/// Weak, so that an entry nobody holds or waits for costs nothing but its slot, which the
+/// last holder removes or, if a waiter gave up, the next sweep does.
+#[derive(Default)]
+struct TurnMap {
+    locks: HashMap<Key, std::sync::Weak<tokio::sync::Mutex<()>>>,
+    /// The size after the last sweep: sweeping again only once it doubles keeps it amortised.
+    swept: usize,
+}
+
+/// A held turn lock; dropping it lets the next request in.
+pub(super) struct TurnGuard {
+    map: Arc<Mutex<TurnMap>>,
+    key: Key,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl TurnLocks {
+    pub(super) async fn lock(&self, sid: &SessionId, thread: &ThreadId) -> TurnGuard {
+        let key = (*sid, *thread);
+        let lock = match self.map.lock() {
+            Ok(mut m) => {
+                if m.locks.len() > 2 * m.swept.max(64) {
+                    m.locks.retain(|_, l| l.strong_count() > 0);
+                    m.swept = m.locks.len();
+                }
+                match m.locks.get(&key).and_then(std::sync::Weak::upgrade) {
+                    Some(l) => l,
+                    None => {
+                        let l = Arc::new(tokio::sync::Mutex::new(()));
+                        m.locks.insert(key, Arc::downgrade(&l));
+                        l
+                    }
+                }
+            }
+            // A poisoned map cannot serialise; the reply's admission still refuses a second
+            // reply in the thread.
+            Err(_) => Arc::default(),
+        };
+        TurnGuard {
+            map: self.map.clone(),
+            key,
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.lock().map(|m| m.locks.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        self.guard.take();
+        if let Ok(mut m) = self.map.lock()
+            && m.locks
+                .get(&self.key)
+                .is_some_and(|l| l.strong_count() == 0)
+        {
+            m.locks.remove(&self.key);
         }
     }
 }
@@ -343,6 +418,32 @@ mod tests {
         drop(second);
         assert!(!replies.busy(&sid, &thread, &[]));
         assert_eq!(replies.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_turn_lock_holds_off_the_same_thread_only_and_leaves_nothing_behind() {
+        let locks = TurnLocks::default();
+        let (sid, thread) = ids();
+        let held = locks.lock(&sid, &thread).await;
+        let same = tokio::time::timeout(Duration::from_millis(50), locks.lock(&sid, &thread));
+        assert!(same.await.is_err(), "a second turn got in beside the first");
+        // Another thread of the session, and the same thread id under another session, go on.
+        let _other = locks.lock(&sid, &ThreadId::random()).await;
+        let _foreign = locks.lock(&SessionId::random(), &thread).await;
+        let waiter = tokio::spawn({
+            let locks = Arc::new(locks);
+            let l = locks.clone();
+            async move {
+                let _g = l.lock(&sid, &thread).await;
+                locks
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "the waiter did not wait");
+        drop(held);
+        let locks = waiter.await.unwrap();
+        drop((_other, _foreign));
+        assert_eq!(locks.len(), 0, "entries outlived their holders");
     }
 
     #[test]
