@@ -68,17 +68,11 @@ e2e-examples:
 	RUSTFLAGS="--cfg erase_components" cargo build -p server --example fake_oidc --example tools --example mcp_notes
 
 # cargo-leptos builds debug code with `--cfg erase_components`; the tests use the same flag
-# so they share its compiled dependencies instead of building them a second time.
-# The server's store tests (`store::`) wait out real session lifetimes (a Redis or PostgreSQL
-# expiry cannot be faked) and use little CPU meanwhile: 16 at once take 19 s on two cores
-# where one per core took 82 s. The HTTP tests keep one per core: with many at once, a page
-# rendered while other tests' runtimes render theirs can hang (BENCHMARKS.md, "Rust tests:
-# waiting, not working").
-# The second command also builds the examples some tests start.
+# so they share its compiled dependencies instead of building them a second time. The script
+# builds every test binary (and the examples some tests start) once, then runs the store
+# tests, the HTTP tests and the other packages' side by side: they mostly wait.
 test-unit-only:
-	RUSTFLAGS="--cfg erase_components" RUST_TEST_THREADS=16 cargo test -p server --features app/ssr --lib store::
-	RUSTFLAGS="--cfg erase_components" cargo test -p server --features app/ssr -- --skip store::
-	RUSTFLAGS="--cfg erase_components" cargo test -p confide-core -p app -p confide-bench --features app/ssr
+	scripts/test-rust.sh
 
 test-e2e-only:
 	cd end2end && CI=$${CI:-} npx playwright test

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 tree() { cargo tree "$@" --format '{p} {f}' --prefix none | sed 's/ (\*)$//; s/ (proc-macro)//' | sort -u; }
 bin=$(tree -p server --no-default-features -e normal,build)
 examples=$(tree -p server -e normal,build,dev)
-# `make test-unit-only` runs the server's tests and the other packages' in separate commands.
+# `scripts/test-rust.sh` runs the server's tests and the other packages' in separate commands.
 server_tests=$(tree -p server --features app/ssr -e normal,build,dev)
 other_tests=$(tree -p confide-core -p app -p confide-bench --features app/ssr -e normal,build,dev)
 status=0

@@ -467,7 +467,7 @@ macro_rules! store_contract_tests {
             async fn a_deleted_id_is_never_claimed_again() { c::a_deleted_id_is_never_claimed_again(store_with(c::long()).await).await }
             #[tokio::test]
             async fn an_expired_id_is_never_claimed_again() {
-                c::an_expired_id_is_never_claimed_again(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(1), absolute: ::std::time::Duration::from_secs(60) }).await).await
+                c::an_expired_id_is_never_claimed_again(store_with(Lifetimes { idle: ::std::time::Duration::from_secs(2), absolute: ::std::time::Duration::from_secs(60) }).await).await
             }
             #[tokio::test]
             async fn an_ended_id_is_forgotten_after_its_time() {
