@@ -413,6 +413,13 @@ pub trait Chats: Send + Sync + 'static {
     /// limit is checked without counting the thread's messages.
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError>;
 
+    /// Replaces a message where it is, as `put_message` does (a stop that landed first stays),
+    /// but never appends: false, and nothing stored, when its thread does not hold it. Every
+    /// change to an existing message (a rating, an edit, a reply's saves, a stop) goes this
+    /// way, so a write based on an earlier read cannot bring back a message an edit or a
+    /// regeneration has dropped meanwhile.
+    async fn replace_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError>;
+
     /// Drops every message after `after` in the thread (all of them for `None`); returns
     /// how many went.
     async fn truncate_after(
@@ -589,6 +596,9 @@ impl Chats for Timed {
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
         self.bound(self.inner.put_messages(id, messages)).await
     }
+    async fn replace_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError> {
+        self.bound(self.inner.replace_message(id, message)).await
+    }
     async fn truncate_after(
         &self,
         id: &SessionId,
@@ -698,6 +708,9 @@ mod tests {
             _: &SessionId,
             _: &MessageId,
         ) -> Result<Option<Message>, StoreError> {
+            never().await
+        }
+        async fn replace_message(&self, _: &SessionId, _: &Message) -> Result<bool, StoreError> {
             never().await
         }
         async fn put_messages(&self, _: &SessionId, _: &[Message]) -> Result<bool, StoreError> {

@@ -345,6 +345,167 @@ async fn concurrent_edits_from_two_tabs_leave_one_consistent_thread() {
     }
 }
 
+/// A server past a person's pace, for tests that play many rounds of racing requests.
+async fn racing_app(echo_delay: Duration) -> TestApp {
+    spawn_with(Config {
+        echo_delay,
+        messages_per_minute: 60_000,
+        session_rate: 1_000,
+        session_burst: 1_000,
+        address_messages_per_minute: 60_000,
+        address_messages_burst: 1_000,
+        ..Config::default()
+    })
+    .await
+}
+
+/// The thread's messages once no reply in it streams any more.
+async fn settled(app: &TestApp, b: &mut Browser, tid: &str) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..1_000 {
+        last = b
+            .call(app, "threads/get", json!({ "thread_id": tid }))
+            .await
+            .body;
+        let msgs = last["messages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{last}"));
+        if msgs.iter().all(|m| m["status"] != "streaming") {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("a reply never finished: {last}");
+}
+
+/// Two tabs edit two questions of one chat at once, the later one's reply still streaming.
+/// Editing the first drops the second, and so the other edit: it once read the second
+/// question before waiting its turn and wrote it back after, at the chat's end, beside the
+/// first edit's reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_of_two_questions_at_once_leave_the_earlier_edit_whole() {
+    let app = racing_app(Duration::from_millis(20)).await;
+    let mut b = Browser::new();
+    b.start(&app).await;
+    for round in 0..10 {
+        let first = b
+            .call(&app, "messages/send", json!({ "content": "first" }))
+            .await;
+        let tid = first.body["thread"]["id"].as_str().unwrap().to_owned();
+        let u1 = first.body["user"]["id"].as_str().unwrap().to_owned();
+        settled(&app, &mut b, &tid).await;
+        let second = b
+            .call(
+                &app,
+                "messages/send",
+                json!({ "thread_id": tid, "content": "second ".repeat(30) }),
+            )
+            .await;
+        assert_eq!(second.status, StatusCode::OK, "{:?}", second.body);
+        let u2 = second.body["user"]["id"].as_str().unwrap().to_owned();
+        let (mut tab1, mut tab2) = (b.clone(), b.clone());
+        let (r1, r2) = tokio::join!(
+            tab1.call(
+                &app,
+                "messages/edit",
+                json!({ "message_id": u1, "content": "first, edited" })
+            ),
+            tab2.call(
+                &app,
+                "messages/edit",
+                json!({ "message_id": u2, "content": "second, edited" })
+            ),
+        );
+        assert_eq!(r1.status, StatusCode::OK, "round {round}: {:?}", r1.body);
+        assert!(
+            r2.status == StatusCode::OK || r2.status == StatusCode::NOT_FOUND,
+            "round {round}: {:?}",
+            r2.body
+        );
+        let last = settled(&app, &mut b, &tid).await;
+        let msgs = last["messages"].as_array().unwrap();
+        assert_eq!(msgs.len(), 2, "round {round}: {last}");
+        assert_eq!(msgs[0]["content"], "first, edited", "round {round}: {last}");
+        assert_eq!(msgs[1]["role"], "assistant", "round {round}: {last}");
+    }
+}
+
+/// A rating given while the reply streams would be written over by the reply's own saves;
+/// it is refused until the reply is done, and kept after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_reply_cannot_be_rated_and_a_finished_one_keeps_its_rating() {
+    let app = racing_app(Duration::from_millis(20)).await;
+    let mut b = Browser::new();
+    b.start(&app).await;
+    let sent = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "content": "word ".repeat(40) }),
+        )
+        .await;
+    let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
+    let rid = sent.body["reply"]["id"].as_str().unwrap().to_owned();
+    let early = b
+        .call(
+            &app,
+            "messages/feedback",
+            json!({ "message_id": rid, "rating": "up", "comment": "great" }),
+        )
+        .await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{:?}", early.body);
+    assert_eq!(early.code(), "busy");
+    let done = settled(&app, &mut b, &tid).await;
+    assert_eq!(done["messages"][1]["feedback"], serde_json::Value::Null);
+    let rated = b
+        .call(
+            &app,
+            "messages/feedback",
+            json!({ "message_id": rid, "rating": "up", "comment": "great" }),
+        )
+        .await;
+    assert_eq!(rated.status, StatusCode::OK, "{:?}", rated.body);
+    let kept = settled(&app, &mut b, &tid).await;
+    assert_eq!(kept["messages"][1]["feedback"]["rating"], "up", "{kept}");
+    assert_eq!(kept["messages"][1]["feedback"]["comment"], "great");
+}
+
+/// A chat renamed while its first message is sent keeps the new name, in the store and in
+/// the tabs' last word on it: the send once titled the chat from the copy it read before the
+/// rename, and wrote that copy back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_a_chat_while_its_first_message_is_sent_keeps_the_rename() {
+    let app = racing_app(Duration::ZERO).await;
+    let mut b = Browser::new();
+    b.start(&app).await;
+    for round in 0..20 {
+        let created = b.call(&app, "threads/create", json!({})).await;
+        let tid = created.body["id"].as_str().unwrap().to_owned();
+        let name = format!("renamed {round}");
+        let (mut tab1, mut tab2) = (b.clone(), b.clone());
+        let (sent, renamed) = tokio::join!(
+            tab1.call(
+                &app,
+                "messages/send",
+                json!({ "thread_id": tid, "content": "the first words" })
+            ),
+            tab2.call(
+                &app,
+                "threads/rename",
+                json!({ "thread_id": tid, "title": name })
+            ),
+        );
+        assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
+        assert_eq!(renamed.status, StatusCode::OK, "{:?}", renamed.body);
+        let last = settled(&app, &mut b, &tid).await;
+        assert_eq!(
+            last["thread"]["title"],
+            name.as_str(),
+            "round {round}: {last}"
+        );
+    }
+}
+
 /// Found by the `markdown` fuzz target (kept in `fuzz/corpus/markdown/`): a link whose
 /// relative URL happens to spell `style=`, beside a script tag and an `<img onerror>` in a
 /// table. The link stays a harmless relative one; the script and the handler are gone.

@@ -130,3 +130,87 @@ async fn expired_sessions_leave_no_rows() {
         "the background sweep keeps the id from being claimed again"
     );
 }
+
+/// A rating of a reply that another tab regenerates at the same moment: the rating once
+/// wrote back the reply the regeneration had just dropped, leaving two answers to one
+/// question. SQLite's commit takes long enough to show it (17 runs in 30 from outside).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rating_racing_a_regeneration_never_brings_the_old_reply_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        echo_delay: Duration::ZERO,
+        messages_per_minute: 60_000,
+        session_rate: 1_000,
+        session_burst: 1_000,
+        address_messages_per_minute: 60_000,
+        address_messages_burst: 1_000,
+        ..Config::default()
+    };
+    let store = Arc::new(
+        SqliteStore::open(
+            &dir.path().join("confide.db"),
+            server::lifetimes(&config),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap(),
+    );
+    let unused = Arc::new(MemoryStore::new(server::lifetimes(&config)));
+    let app = common::spawn_with_store(config, store, unused).await;
+    let mut b = Browser::new();
+    b.start(&app).await;
+    let settled = async |b: &mut Browser, tid: &str| {
+        for _ in 0..1_000 {
+            let t = b
+                .call(&app, "threads/get", json!({ "thread_id": tid }))
+                .await
+                .body;
+            if t["messages"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{t}"))
+                .iter()
+                .all(|m| m["status"] != "streaming")
+            {
+                return t;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("a reply never finished");
+    };
+    for round in 0..15 {
+        let sent = b
+            .call(&app, "messages/send", json!({ "content": "question" }))
+            .await;
+        let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
+        let old = sent.body["reply"]["id"].as_str().unwrap().to_owned();
+        settled(&mut b, &tid).await;
+        let (mut tab1, mut tab2) = (b.clone(), b.clone());
+        let (rated, again) = tokio::join!(
+            tab1.call(
+                &app,
+                "messages/feedback",
+                json!({ "message_id": old, "rating": "up" })
+            ),
+            tab2.call(&app, "messages/regenerate", json!({ "thread_id": tid })),
+        );
+        assert!(
+            rated.status == StatusCode::OK || rated.status == StatusCode::NOT_FOUND,
+            "round {round}: {:?}",
+            rated.body
+        );
+        assert_eq!(
+            again.status,
+            StatusCode::OK,
+            "round {round}: {:?}",
+            again.body
+        );
+        let t = settled(&mut b, &tid).await;
+        let msgs = t["messages"].as_array().unwrap();
+        assert_eq!(
+            msgs.len(),
+            2,
+            "round {round}: one question, one answer: {t}"
+        );
+        assert_eq!(msgs[1]["id"], again.body["id"], "round {round}: {t}");
+    }
+}

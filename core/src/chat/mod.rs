@@ -195,6 +195,9 @@ impl Chat {
             return Err(ApiError::invalid_input("the title must not be empty"));
         }
         check_len("the title", &title, MAX_TITLE_CHARS)?;
+        // A first message sent meanwhile titles the chat from the thread it read: the lock
+        // puts the rename wholly before or after it, in the store and in the tabs' events.
+        let _turn = self.rt.turns.lock(self.sid(), id).await;
         let mut thread = self.tail(id, 0).await?.thread;
         thread.title = title;
         let store = self.session.store();
@@ -394,9 +397,11 @@ impl Chat {
             reply,
         })
     }
+    /// Writes a change to a message already stored; not found if it is gone (an edit or a
+    /// regeneration in another tab dropped it), rather than bringing it back.
     async fn put(&self, message: &Message) -> Result<(), ApiError> {
         let store = self.session.store();
-        if store.put_message(self.sid(), message).await? {
+        if store.replace_message(self.sid(), message).await? {
             Ok(())
         } else {
             Err(ApiError::not_found())
@@ -468,11 +473,17 @@ impl Chat {
         edited
     }
 
-    async fn edit_charged(&self, mut msg: Message, content: String) -> Result<Sent, ApiError> {
+    async fn edit_charged(&self, msg: Message, content: String) -> Result<Sent, ApiError> {
         let store = self.session.store();
         // Another edit of this thread (a second tab) waits for this one to start its reply,
         // then stops that reply and truncates it: the later edit wins whole.
         let _turn = self.rt.turns.lock(self.sid(), &msg.thread_id).await;
+        // Read again under the lock: an edit of an earlier message that went first has
+        // dropped this one, which then answers not found.
+        let mut msg = store
+            .get_message(self.sid(), &msg.id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
         self.stop_thread_and_wait(&msg.thread_id).await;
         msg.content = content;
         self.put(&msg).await?;
@@ -671,6 +682,13 @@ impl Chat {
         if msg.role != Role::Assistant {
             return Err(ApiError::invalid_input(
                 "feedback is for the assistant's replies",
+            ));
+        }
+        // The reply's own saves would write over the rating; it can be given once it is done.
+        if msg.status == MessageStatus::Streaming {
+            return Err(ApiError::new(
+                crate::ErrorCode::Busy,
+                "the reply is still being written; rate it once it is done",
             ));
         }
         msg.feedback = rating.map(|rating| Feedback { rating, comment });

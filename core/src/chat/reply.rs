@@ -218,7 +218,8 @@ async fn generate(
     let save = |m: Message| {
         let session = session.clone();
         async move {
-            if let Err(e) = session.store().put_message(session.owner(), &m).await {
+            // Never appends: a reply an edit has dropped stays dropped.
+            if let Err(e) = session.store().replace_message(session.owner(), &m).await {
                 tracing::warn!(session = %session.owner().log_tag(), error = %e, "saving a reply failed");
             }
         }
@@ -615,7 +616,11 @@ async fn name_chat(
 async fn save_final(session: &VerifiedSession, reply: &Message) {
     let mut wait = Duration::from_millis(250);
     for attempt in 0..7 {
-        match session.store().put_message(session.owner(), reply).await {
+        match session
+            .store()
+            .replace_message(session.owner(), reply)
+            .await
+        {
             // Saved, or the thread or session is gone: either way nothing is left to do.
             Ok(_) | Err(crate::StoreError::NoSuchSession) => return,
             Err(e) if attempt < 6 => {

@@ -442,6 +442,28 @@ impl Chats for MemoryStore {
         })
     }
 
+    async fn replace_message(&self, id: &SessionId, m: &Message) -> Result<bool, StoreError> {
+        self.with_live(id, |r| {
+            if r.message_thread.get(&m.id) != Some(&m.thread_id) {
+                return Ok(false);
+            }
+            let Some(existing) = r
+                .threads
+                .get_mut(&m.thread_id)
+                .and_then(|t| t.messages.iter_mut().rev().find(|e| e.id == m.id))
+            else {
+                return Ok(false);
+            };
+            // A stop that landed first stays (see the contract).
+            if existing.status == app::model::MessageStatus::Streaming
+                || m.status != app::model::MessageStatus::Streaming
+            {
+                *existing = m.clone();
+            }
+            Ok(true)
+        })
+    }
+
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
         self.with_live(id, |r| {
             // Every check first, so a refusal leaves the threads as they were.

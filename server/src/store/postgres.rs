@@ -966,13 +966,22 @@ impl Chats for PostgresStore {
         message_at(&rows[0], 1)
     }
 
+    async fn replace_message(&self, id: &SessionId, m: &Message) -> Result<bool, StoreError> {
+        let stored = Stored::of(m)?;
+        let mut client = self.client().await?;
+        let tx = Self::write(&mut client, id).await?;
+        let replaced = put_one(&tx, id, &stored, false).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(replaced)
+    }
+
     async fn put_messages(&self, id: &SessionId, ms: &[Message]) -> Result<bool, StoreError> {
         let stored = ms.iter().map(Stored::of).collect::<Result<Vec<_>, _>>()?;
         let mut client = self.client().await?;
         let tx = Self::write(&mut client, id).await?;
         for m in &stored {
             // Dropping the transaction unfinished rolls back the messages before this one.
-            if !put_one(&tx, id, m).await? {
+            if !put_one(&tx, id, m, true).await? {
                 return Ok(false);
             }
         }
@@ -1034,6 +1043,7 @@ async fn put_one(
     tx: &Transaction<'_>,
     id: &SessionId,
     stored: &Stored,
+    append: bool,
 ) -> Result<bool, StoreError> {
     let m = &stored.m;
     let sid = &id.as_bytes()[..];
@@ -1068,6 +1078,16 @@ async fn put_one(
     .await?;
     if replaced > 0 {
         return Ok(true);
+    }
+    if !append {
+        // Not replaced: absent (no append then), another thread's, or a stop landed first.
+        let held = query_opt(
+            tx,
+            "SELECT 1 FROM messages WHERE session_id = $1 AND id = $2 AND thread_id = $3",
+            &[&sid, &mid, &tid],
+        )
+        .await?;
+        return Ok(held.is_some());
     }
     let max = i64::try_from(MAX_MESSAGES).unwrap_or(i64::MAX);
     // The thread's count and recency move only if the message is new and there is room.

@@ -675,6 +675,39 @@ impl RedisStore {
     }
 
     /// Like `status`, for calls that report whether the thread was there.
+    /// `put_messages`, or with `replace_only` `replace_message`: one script either way.
+    async fn put_or_replace(
+        &self,
+        id: &SessionId,
+        messages: &[Message],
+        replace_only: bool,
+    ) -> Result<bool, StoreError> {
+        let keys = self.names(id);
+        let mut call = PUT_MESSAGES.key(keys.record());
+        call.key(keys.threads()).key(keys.messages());
+        if replace_only {
+            call.arg("replace");
+        } else {
+            call.arg(MAX_MESSAGES);
+        }
+        for m in messages {
+            call.arg(m.thread_id.as_string())
+                .arg(m.id.as_string())
+                .arg(to_json(m)?)
+                .arg(m.created_ms)
+                .arg(if m.status == app::model::MessageStatus::Streaming {
+                    "1"
+                } else {
+                    "0"
+                });
+        }
+        let code: i64 = self.run(&call).await?;
+        match code {
+            AT_LIMIT => Err(StoreError::TooManyMessages),
+            code => Self::found(code),
+        }
+    }
+
     fn found(code: i64) -> Result<bool, StoreError> {
         match code {
             OK => Ok(true),
@@ -1145,28 +1178,12 @@ impl Chats for RedisStore {
             .transpose()
     }
 
+    async fn replace_message(&self, id: &SessionId, m: &Message) -> Result<bool, StoreError> {
+        self.put_or_replace(id, std::slice::from_ref(m), true).await
+    }
+
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
-        let keys = self.names(id);
-        let mut call = PUT_MESSAGES.key(keys.record());
-        call.key(keys.threads())
-            .key(keys.messages())
-            .arg(MAX_MESSAGES);
-        for m in messages {
-            call.arg(m.thread_id.as_string())
-                .arg(m.id.as_string())
-                .arg(to_json(m)?)
-                .arg(m.created_ms)
-                .arg(if m.status == app::model::MessageStatus::Streaming {
-                    "1"
-                } else {
-                    "0"
-                });
-        }
-        let code: i64 = self.run(&call).await?;
-        match code {
-            AT_LIMIT => Err(StoreError::TooManyMessages),
-            code => Self::found(code),
-        }
+        self.put_or_replace(id, messages, false).await
     }
 
     async fn truncate_after(

@@ -285,6 +285,80 @@ pub async fn a_finished_message_never_streams_again(store: Arc<dyn TestStore>) {
     assert_eq!(tail.count, 2);
 }
 
+/// A replacement never appends: a rating or a reply's save that comes after an edit
+/// dropped its message must not bring the message back at the thread's end.
+pub async fn a_replacement_never_brings_back_a_dropped_message(store: Arc<dyn TestStore>) {
+    let (s, _) = claimed(&*store).await;
+    let (other, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    let u = thread("u", 1);
+    store.create_thread(&s, &t).await.unwrap();
+    store.create_thread(&s, &u).await.unwrap();
+    let question = message(&t, Role::User, "question", 10);
+    let mut reply = message(&t, Role::Assistant, "", 11);
+    reply.status = MessageStatus::Streaming;
+    assert!(
+        store
+            .put_messages(&s, &[question.clone(), reply.clone()])
+            .await
+            .unwrap()
+    );
+    // In place, streaming to streaming and then to done.
+    let mut grown = reply.clone();
+    grown.content = "half".into();
+    assert!(store.replace_message(&s, &grown).await.unwrap());
+    let mut done = grown.clone();
+    done.content = "half and more".into();
+    done.status = MessageStatus::Done;
+    assert!(store.replace_message(&s, &done).await.unwrap());
+    assert_eq!(
+        store.get_message(&s, &reply.id).await.unwrap(),
+        Some(done.clone())
+    );
+    // A finished message is not put back to streaming, and the call still counts as done.
+    assert!(store.replace_message(&s, &grown).await.unwrap());
+    assert_eq!(
+        store.get_message(&s, &reply.id).await.unwrap(),
+        Some(done.clone())
+    );
+
+    // A new message, one of another thread of the session, and one of another session's
+    // thread are refused, and nothing is written.
+    let new = message(&t, Role::User, "never sent", 12);
+    assert!(!store.replace_message(&s, &new).await.unwrap());
+    let mut moved = question.clone();
+    moved.thread_id = u.id;
+    assert!(!store.replace_message(&s, &moved).await.unwrap());
+    assert!(!store.replace_message(&other, &question).await.unwrap());
+
+    // Dropped by a truncation: a late rating of the reply finds nothing.
+    assert_eq!(
+        store
+            .truncate_after(&s, &t.id, Some(&question.id))
+            .await
+            .unwrap(),
+        1
+    );
+    let mut rated = done.clone();
+    rated.content = "late".into();
+    assert!(!store.replace_message(&s, &rated).await.unwrap());
+    assert_eq!(store.get_message(&s, &reply.id).await.unwrap(), None);
+    let (_, kept) = store.get_thread(&s, &t.id).await.unwrap().unwrap();
+    assert_eq!(kept, vec![question]);
+    let tail = store.thread_tail(&s, &t.id, 10).await.unwrap().unwrap();
+    assert_eq!(tail.count, 1);
+    assert!(
+        store
+            .get_thread(&s, &u.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .is_empty()
+    );
+    assert!(store.get_thread(&other, &t.id).await.unwrap().is_none());
+}
+
 pub async fn a_turn_is_put_in_one_call(store: Arc<dyn TestStore>) {
     let (a, _) = claimed(&*store).await;
     let (b, _) = claimed(&*store).await;

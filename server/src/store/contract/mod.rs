@@ -512,6 +512,8 @@ macro_rules! store_contract_tests {
             #[tokio::test]
             async fn a_finished_message_never_streams_again() { c::a_finished_message_never_streams_again(store_with(c::long()).await).await }
             #[tokio::test]
+            async fn a_replacement_never_brings_back_a_dropped_message() { c::a_replacement_never_brings_back_a_dropped_message(store_with(c::long()).await).await }
+            #[tokio::test]
             async fn a_turn_is_put_in_one_call() { c::a_turn_is_put_in_one_call(store_with(c::long()).await).await }
             #[tokio::test]
             async fn a_thread_tail_is_its_last_messages() { c::a_thread_tail_is_its_last_messages(store_with(c::long()).await).await }

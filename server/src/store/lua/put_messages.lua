@@ -1,10 +1,12 @@
--- KEYS: s t m. ARGV: max messages, then per message: thread id, message id, message JSON,
+-- KEYS: s t m. ARGV: max messages (or "replace": only messages the thread lists are written,
+-- and a new one answers 3 with nothing written), then per message: thread id, message id, message JSON,
 -- created_ms, "1" if the message says it is streaming. A message no longer streaming is never
 -- put back to streaming: a stop that landed first stays (that put is skipped). Each message replaces its namesake if the thread lists it, else is appended and
 -- moves updated_ms (kept a decimal string: picking the larger never reformats a number). All
 -- or nothing: every thread is checked (exists, room left) before anything is written.
 local ttl = session_ttl()
 if not ttl then return 0 end
+local replace_only = ARGV[1] == 'replace'
 local max = tonumber(ARGV[1])
 local recs, ids, changed, order = {}, {}, {}, {}
 for i = 2, #ARGV, 5 do
@@ -18,6 +20,7 @@ for i = 2, #ARGV, 5 do
     ids[tid] = thread_ids(rec, tid)
   end
   if not string.find(ids[tid], mid, 1, true) then
+    if replace_only then return 3 end
     local count = message_count(rec)
     if count >= max then return 2 end
     rec.count = count + 1

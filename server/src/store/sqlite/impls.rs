@@ -515,6 +515,16 @@ impl Chats for SqliteStore {
         .await
     }
 
+    async fn replace_message(&self, id: &SessionId, m: &Message) -> Result<bool, StoreError> {
+        let id = *id;
+        let m = Stored::of(m)?;
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            put_one(tx, &id, &m, false)
+        })
+        .await
+    }
+
     async fn put_messages(&self, id: &SessionId, ms: &[Message]) -> Result<bool, StoreError> {
         let id = *id;
         let ms = ms.iter().map(Stored::of).collect::<Result<Vec<_>, _>>()?;
@@ -524,7 +534,7 @@ impl Chats for SqliteStore {
             // an error undoes them anyway with the job's savepoint.
             execute(tx, "SAVEPOINT turn", [])?;
             for m in &ms {
-                if !put_one(tx, &id, m)? {
+                if !put_one(tx, &id, m, true)? {
                     execute(tx, "ROLLBACK TO turn", [])?;
                     execute(tx, "RELEASE turn", [])?;
                     return Ok(false);

@@ -98,12 +98,14 @@ pub(super) fn execute(
         .map_err(db)
 }
 
-/// Appends the message to its thread or replaces it there; false if the session has no such
-/// thread, or the id belongs to another of its threads.
+/// Appends the message to its thread (unless `append` is false) or replaces it there; false
+/// if the session has no such thread, or the id belongs to another of its threads, or the
+/// message is new and may not be appended.
 pub(super) fn put_one(
     tx: &Connection,
     id: &SessionId,
     stored: &Stored,
+    append: bool,
 ) -> Result<bool, StoreError> {
     let (m, feedback, steps, actions, attachments) = (
         &stored.m,
@@ -154,6 +156,9 @@ pub(super) fn put_one(
         .map_err(db)?;
     if let Some(holder) = holder {
         return Ok(holder == tid);
+    }
+    if !append {
+        return Ok(false);
     }
     if count as usize >= MAX_MESSAGES {
         return Err(StoreError::TooManyMessages);
