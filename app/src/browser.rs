@@ -74,6 +74,13 @@ mod web {
                 if let Some(text) = ev.data().as_string()
                     && let Ok(event) = serde_json::from_str::<crate::model::ChatEvent>(&text)
                 {
+                    // A newer tab took this one's place: reconnecting would push the next
+                    // tab out, and so on round the tabs. It stays closed until asked again.
+                    if event == crate::model::ChatEvent::Replaced
+                        && let Some(source) = EVENTS.with(|e| e.borrow_mut().take())
+                    {
+                        source.close();
+                    }
                     apply(event);
                 }
             })

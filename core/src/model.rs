@@ -482,6 +482,10 @@ pub enum ChatEvent {
     },
     /// The listener missed events and should reload what it shows.
     Resync,
+    /// The stream's last event: a newer stream of the session took its place (the session
+    /// is open in more tabs than it may stream to). The listener should not reconnect on its
+    /// own, or the tabs would keep pushing each other out.
+    Replaced,
 }
 
 impl ChatEvent {
@@ -493,7 +497,7 @@ impl ChatEvent {
             | Self::ThreadDeleted { thread_id }
             | Self::Truncated { thread_id, .. } => Some(*thread_id),
             Self::Thread { thread } => Some(thread.id),
-            Self::Resync => None,
+            Self::Resync | Self::Replaced => None,
         }
     }
 }

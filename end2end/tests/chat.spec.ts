@@ -600,3 +600,61 @@ test("Export my data downloads every chat of the session as JSON", async ({ page
   expect(data.threads).toHaveLength(1);
   expect(data.threads[0].messages.map((m: { content: string }) => m.content)).toEqual(["export me", "export me"]);
 });
+
+test("a tab whose live stream a newer one took says so, stays quiet, and can take it back", async ({
+  page,
+  context,
+  baseURL,
+}) => {
+  await openReady(page);
+  // Eight more streams of this session (the most one session may have) from outside the
+  // browser, whose six connections to a host would hold some back over plain HTTP: the
+  // page's own stream is the oldest and makes room.
+  const cookie = (await context.cookies()).map((c) => `${c.name}=${c.value}`).join("; ");
+  const abort = new AbortController();
+  const ended: boolean[] = [];
+  const texts: string[] = [];
+  try {
+    for (let i = 0; i < 8; i++) {
+      const res = await fetch(`${baseURL}/api/events`, { headers: { cookie }, signal: abort.signal });
+      expect(res.status).toBe(200);
+      ended.push(false);
+      texts.push("");
+      const reader = res.body!.getReader();
+      const decoder = new TextDecoder();
+      void (async () => {
+        try {
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) break;
+            texts[i] += decoder.decode(value);
+          }
+        } catch {
+          // aborted at the end of the test
+        }
+        ended[i] = true;
+      })();
+    }
+    const notice = page.getByTestId("live-paused");
+    await expect(notice).toBeVisible({ timeout: 15_000 });
+    await expect(notice).toContainText("too many tabs");
+    // The page does not reconnect by itself (a browser retries a dropped stream within 3 s),
+    // which would push out the oldest of the eight, and that one the next, and so on.
+    await page.waitForTimeout(5_000);
+    expect(ended).toEqual(Array(8).fill(false));
+    await expect(notice).toBeVisible();
+
+    // Resume takes the stream back: a reply streams into the page again, and the oldest
+    // of the eight is the one told it was replaced.
+    await page.getByTestId("live-resume").click();
+    await expect(notice).toBeHidden();
+    await send(page, "back live");
+    await expect(assistant(page).last()).toContainText("back live", { timeout: 15_000 });
+    await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+    await expect.poll(() => ended[0], { timeout: 10_000 }).toBe(true);
+    expect(texts[0]).toContain('"type":"replaced"');
+    expect(ended.slice(1)).toEqual(Array(7).fill(false));
+  } finally {
+    abort.abort();
+  }
+});

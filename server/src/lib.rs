@@ -506,22 +506,36 @@ fn until_expiry(
 }
 
 /// The feed as SSE frames, until the session ends (announced, or found by `recheck`) or a
-/// newer stream of the session takes this one's place.
+/// newer stream of the session takes this one's place, which the stream's last event says.
 fn sse_events(
     feed: futures::stream::BoxStream<'static, Feed>,
     mut ticket: streams::Ticket,
     recheck: impl Future<Output = ()> + Send + 'static,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    let replaced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The ticket lives inside this future, so its place is held exactly as long as the
     // stream is.
-    let pushed_out = async move {
-        ticket.ended().await;
-        drop(ticket);
+    let pushed_out = {
+        let replaced = replaced.clone();
+        async move {
+            if ticket.ended().await {
+                replaced.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            drop(ticket);
+        }
     };
     let stop = futures::future::select(Box::pin(recheck), Box::pin(pushed_out));
+    // Without it, the browser would reconnect at once and push out the next oldest tab.
+    let last = futures::stream::once(async move {
+        replaced
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| Feed::Event(Arc::new(app::model::ChatEvent::Replaced)))
+    })
+    .filter_map(std::future::ready);
     // Unnamed events, so the browser's `EventSource.onmessage` sees them all.
     feed.take_while(|f| std::future::ready(*f != Feed::Ended))
         .take_until(stop)
+        .chain(last)
         .map(|f| {
             let event = match f {
                 Feed::Event(e) => Event::default().json_data(&*e),

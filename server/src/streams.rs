@@ -40,13 +40,13 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// Completes when the stream must end: pushed out by a newer one of its session, or
-    /// the server is shutting down.
-    pub async fn ended(&mut self) {
+    /// Completes when the stream must end: pushed out by a newer one of its session (true),
+    /// or the server is shutting down (false).
+    pub async fn ended(&mut self) -> bool {
         let closing = self.closing.wait_for(|c| *c);
         tokio::select! {
-            _ = &mut self.closed => {}
-            _ = closing => {}
+            pushed = &mut self.closed => pushed.is_ok(),
+            _ = closing => false,
         }
     }
 }
@@ -169,11 +169,27 @@ mod tests {
             pending.await.is_err(),
             "an open stream is not ended before closing"
         );
-        streams.close_all();
+        // A newer stream of the session pushes this one out, and says so.
+        let session = SessionId::random();
+        let mut old = streams.open(session).unwrap();
+        let _newer = (
+            streams.open(session).unwrap(),
+            streams.open(session).unwrap(),
+        );
         let wait = std::time::Duration::from_secs(5);
-        tokio::time::timeout(wait, open.ended())
-            .await
-            .expect("ended by closing");
+        assert!(
+            tokio::time::timeout(wait, old.ended())
+                .await
+                .expect("pushed out"),
+            "a push-out is told apart"
+        );
+        streams.close_all();
+        assert!(
+            !tokio::time::timeout(wait, open.ended())
+                .await
+                .expect("ended by closing"),
+            "closing is not a push-out"
+        );
         let mut later = streams.open(SessionId::random()).unwrap();
         tokio::time::timeout(wait, later.ended())
             .await

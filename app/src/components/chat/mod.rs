@@ -98,8 +98,15 @@ fn focus_rating(id: MessageId, r: Rating) {
 /// the focus in it, as they come and go.
 #[component]
 pub fn ChatPage() -> impl IntoView {
+    let state = expect_context::<ChatState>();
     view! {
         <section class="chat" aria-label="Conversation">
+            <Show when=move || state.paused.get()>
+                <div class="notice live-paused" role="status" data-testid="live-paused">
+                    <span>"Live updates are paused in this tab: the session is open in too many tabs."</span>
+                    <button type="button" data-testid="live-resume" on:click=move |_| state.resume()>"Resume"</button>
+                </div>
+            </Show>
             <Transition fallback=|| view! { <div class="messages"><p class="muted">"Loading…"</p></div> }>
                 <Outlet />
                 <Composer />

@@ -26,6 +26,9 @@ pub struct ChatState {
     /// The reply whose optional feedback comment is being written. Kept here, not in the
     /// bubble, so a reload of the thread (which builds its bubbles afresh) keeps it open.
     pub(super) commenting: RwSignal<Option<MessageId>>,
+    /// The live event stream was handed to a newer tab of the session; this page shows no
+    /// live changes until the person resumes it.
+    pub paused: RwSignal<bool>,
 }
 
 /// The newest state this page has seen of each message. The answer to a request and the
@@ -218,7 +221,16 @@ impl ChatState {
                 tv.messages.truncate(keep);
             }),
             ChatEvent::Resync => self.epoch.update(|e| *e += 1),
+            ChatEvent::Replaced => self.paused.set(true),
         }
+    }
+
+    /// Takes the live stream back (another tab of the session loses it) and reloads what
+    /// the page shows, which missed the changes made meanwhile.
+    pub fn resume(self) {
+        self.paused.set(false);
+        self.epoch.update(|e| *e += 1);
+        crate::browser::open_event_stream(move |e| self.apply(e));
     }
 }
 
@@ -261,6 +273,7 @@ pub(super) fn provide_chat_state(
         known,
         left,
         commenting: RwSignal::new(None),
+        paused: RwSignal::new(false),
     };
     provide_context(state);
 
