@@ -8,11 +8,13 @@ cd "$(dirname "$0")/.."
 tree() { cargo tree "$@" --format '{p} {f}' --prefix none | sed 's/ (\*)$//; s/ (proc-macro)//' | sort -u; }
 bin=$(tree -p server --no-default-features -e normal,build)
 examples=$(tree -p server -e normal,build,dev)
-# `scripts/test-rust.sh` runs the server's tests and the other packages' in separate commands.
+# `scripts/test-rust.sh` builds every test binary in one command, then runs the server's tests
+# and the other packages' in separate ones.
+all_tests=$(tree -p server -p confide-core -p app -p confide-bench --features app/ssr -e normal,build,dev)
 server_tests=$(tree -p server --features app/ssr -e normal,build,dev)
 other_tests=$(tree -p confide-core -p app -p confide-bench --features app/ssr -e normal,build,dev)
 status=0
-for pair in "examples:$examples" "server tests:$server_tests" "other tests:$other_tests"; do
+for pair in "examples:$examples" "test build:$all_tests" "server tests:$server_tests" "other tests:$other_tests"; do
   name=${pair%%:*}
   other=${pair#*:}
   diff=$(python3 - "$bin" "$other" <<'PY'
