@@ -221,6 +221,9 @@ pub enum StoreError {
     /// A new message would take its thread past `MAX_MESSAGES`.
     #[error("the thread already holds {MAX_MESSAGES} messages; start a new one")]
     TooManyMessages,
+    /// A turn's thread no longer ends where the turn read it (`Chats::put_turn`).
+    #[error("the thread changed since it was read")]
+    Moved,
     /// Any other failure, such as an unreadable record or a failed backend job.
     #[error("store error: {0}")]
     Internal(String),
@@ -413,6 +416,18 @@ pub trait Chats: Send + Sync + 'static {
     /// limit is checked without counting the thread's messages.
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError>;
 
+    /// `put_messages` for a chat turn, whose messages all go to one thread and follow what
+    /// the turn read as that thread's last message, `after` (`None`: the thread was empty).
+    /// Fails with `Moved`, nothing stored, when the thread no longer ends there. Instances
+    /// share no lock: two tabs on two instances may both read the same end, and the store,
+    /// checking in the same atomic step that appends, lets only the first turn follow it.
+    async fn put_turn(
+        &self,
+        id: &SessionId,
+        after: Option<&MessageId>,
+        messages: &[Message],
+    ) -> Result<bool, StoreError>;
+
     /// Replaces a message where it is, as `put_message` does (a stop that landed first stays),
     /// but never appends: false, and nothing stored, when its thread does not hold it. Every
     /// change to an existing message (a rating, an edit, a reply's saves, a stop) goes this
@@ -462,6 +477,11 @@ impl From<StoreError> for crate::ApiError {
             StoreError::NoSuchSession => {
                 ApiError::new(ErrorCode::NoSession, "the session has ended")
             }
+            // Another tab's turn, perhaps on another instance, went first.
+            StoreError::Moved => ApiError::new(
+                ErrorCode::Busy,
+                "this chat changed in another tab at the same moment; try again",
+            ),
             StoreError::Internal(_) => ApiError::internal(),
         }
     }
@@ -596,6 +616,14 @@ impl Chats for Timed {
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
         self.bound(self.inner.put_messages(id, messages)).await
     }
+    async fn put_turn(
+        &self,
+        id: &SessionId,
+        after: Option<&MessageId>,
+        messages: &[Message],
+    ) -> Result<bool, StoreError> {
+        self.bound(self.inner.put_turn(id, after, messages)).await
+    }
     async fn replace_message(&self, id: &SessionId, message: &Message) -> Result<bool, StoreError> {
         self.bound(self.inner.replace_message(id, message)).await
     }
@@ -714,6 +742,14 @@ mod tests {
             never().await
         }
         async fn put_messages(&self, _: &SessionId, _: &[Message]) -> Result<bool, StoreError> {
+            never().await
+        }
+        async fn put_turn(
+            &self,
+            _: &SessionId,
+            _: Option<&MessageId>,
+            _: &[Message],
+        ) -> Result<bool, StoreError> {
             never().await
         }
         async fn truncate_after(

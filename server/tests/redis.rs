@@ -31,9 +31,12 @@ async fn instance_on(url: &str, prefix: &str) -> TestApp {
         redis_prefix: prefix.into(),
         store_timeout: Duration::from_millis(500),
         echo_delay: Duration::from_millis(20),
-        // The cluster test's users all chat from this one address.
+        // The cluster test's users all chat from this one address, and the race test sends
+        // past a person's pace.
         address_messages_per_minute: 10_000,
         messages_per_minute: 10_000,
+        session_rate: 1_000,
+        session_burst: 1_000,
         ..Config::default()
     };
     let unused = Arc::new(MemoryStore::new(server::lifetimes(&config)));
@@ -279,6 +282,84 @@ async fn stop_works_from_the_other_instance() {
             .await
             .status,
         StatusCode::OK
+    );
+}
+
+/// Two tabs of one browser, each on its own instance (no sticky sessions), send into one chat
+/// at the same moment. A turn lock holds within one instance only, so both used to read the
+/// same end of the chat and both append after it: two replies streaming at once, each blind
+/// to the other's question, and an edit's reply landing after a question sent meanwhile. The
+/// store now lets a turn follow only the end it read: of two sends one wins and the other
+/// answers 409, and every reply follows the question it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turns_at_once_on_two_instances_leave_one_consistent_chat() {
+    let redis = RedisServer::start();
+    let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+    let a = instance(&redis, &prefix).await;
+    let b = instance(&redis, &prefix).await;
+    let mut browser = Browser::new();
+    browser.start(&a).await;
+    let sent = browser
+        .call(&a, "messages/send", json!({ "content": "first" }))
+        .await;
+    let tid = sent.body["thread"]["id"].as_str().unwrap().to_owned();
+    let first = sent.body["user"]["id"].as_str().unwrap().to_owned();
+    common::settled(&a, &mut browser, &tid).await;
+    let mut both_sent = 0;
+    for round in 0..40 {
+        // Every fourth round, tab A edits the first question while tab B sends.
+        let edit = round % 4 == 3;
+        let (path, body) = if edit {
+            (
+                "messages/edit",
+                json!({ "message_id": first, "content": format!("edited {round}") }),
+            )
+        } else {
+            (
+                "messages/send",
+                json!({ "thread_id": tid, "content": format!("from A {round}") }),
+            )
+        };
+        let (mut tab_a, mut tab_b) = (browser.clone(), browser.clone());
+        let (ra, rb) = tokio::join!(
+            tab_a.call(&a, path, body),
+            tab_b.call(
+                &b,
+                "messages/send",
+                json!({ "thread_id": tid, "content": format!("from B {round}") })
+            ),
+        );
+        for r in [&ra, &rb] {
+            assert!(
+                r.status == StatusCode::OK
+                    || (r.status == StatusCode::CONFLICT && r.code() == "busy"),
+                "round {round}: {:?}",
+                r.body
+            );
+        }
+        assert!(
+            ra.status == StatusCode::OK || rb.status == StatusCode::OK,
+            "round {round}: one of them goes through"
+        );
+        if !edit && ra.status == StatusCode::OK && rb.status == StatusCode::OK {
+            both_sent += 1;
+        }
+        let t = common::settled(&b, &mut browser, &tid).await;
+        let messages = t["messages"].as_array().unwrap();
+        for (i, m) in messages.iter().enumerate() {
+            if m["role"] != "assistant" {
+                continue;
+            }
+            let asked = i.checked_sub(1).map(|q| &messages[q]);
+            assert!(
+                asked.is_some_and(|q| q["role"] == "user" && q["content"] == m["content"]),
+                "round {round}: reply {i} does not follow its question: {t}"
+            );
+        }
+    }
+    assert_eq!(
+        both_sent, 0,
+        "two sends read the same end and both appended after it"
     );
 }
 

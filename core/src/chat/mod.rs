@@ -376,9 +376,13 @@ impl Chat {
             Ok(s) => s,
             Err(e) => {
                 // Not sent: the files wait for the next try instead of belonging to nothing,
-                // and a chat made for the message (refused by a quota, say) goes again.
+                // and a chat made for the message (refused by a quota, say) goes again, unless
+                // another tab's turn got into it first (busy).
                 self.rt.files.release(self.sid(), files).await;
-                if new_thread && let Err(gone) = self.delete_thread(&thread.id).await {
+                if new_thread
+                    && e.code != ErrorCode::Busy
+                    && let Err(gone) = self.delete_thread(&thread.id).await
+                {
                     tracing::debug!(session = %self.sid().log_tag(), error = %gone.message, "could not remove the chat of a message not sent");
                 }
                 return Err(e);

@@ -72,9 +72,16 @@ impl Chat {
             ),
         };
         let store = self.session.store();
+        // The thread's end as this turn read it: `history` ends with it, or with the question
+        // (`asked`) that is to follow it.
+        let mut read = history.iter().rev();
+        if asked.is_some() {
+            read.next();
+        }
+        let after = read.next().map(|m| m.id);
         let turn: Vec<Message> = asked.iter().cloned().chain([reply.clone()]).collect();
         let stored = match store
-            .put_messages(self.sid(), &turn)
+            .put_turn(self.sid(), after.as_ref(), &turn)
             .await
             .map_err(ApiError::from)
         {

@@ -71,6 +71,61 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// `put_messages`, and with `end` `put_turn`.
+    fn put(
+        &self,
+        id: &SessionId,
+        end: Option<Option<&MessageId>>,
+        messages: &[Message],
+    ) -> Result<bool, StoreError> {
+        self.with_live(id, |r| {
+            // Every check first, so a refusal leaves the threads as they were.
+            if let (Some(after), Some(first)) = (end, messages.first()) {
+                let Some(t) = r.threads.get(&first.thread_id) else {
+                    return Ok(false);
+                };
+                if t.messages.last().map(|m| &m.id) != after {
+                    return Err(StoreError::Moved);
+                }
+            }
+            let mut added: HashMap<ThreadId, usize> = HashMap::new();
+            for m in messages {
+                let Some(t) = r.threads.get(&m.thread_id) else {
+                    return Ok(false);
+                };
+                // The id index, not a walk of the thread: a turn costs the same at any length.
+                if r.message_thread.get(&m.id) != Some(&m.thread_id) {
+                    let n = added.entry(m.thread_id).or_default();
+                    *n += 1;
+                    if t.messages.len() + *n > MAX_MESSAGES {
+                        return Err(StoreError::TooManyMessages);
+                    }
+                }
+            }
+            for m in messages {
+                let Some(t) = r.threads.get_mut(&m.thread_id) else {
+                    return Ok(false);
+                };
+                // What gets replaced is nearly always the streaming reply at the end.
+                if r.message_thread.get(&m.id) == Some(&m.thread_id)
+                    && let Some(existing) = t.messages.iter_mut().rev().find(|e| e.id == m.id)
+                {
+                    // A stop that landed first stays (see the contract).
+                    if existing.status == app::model::MessageStatus::Streaming
+                        || m.status != app::model::MessageStatus::Streaming
+                    {
+                        *existing = m.clone();
+                    }
+                    continue;
+                }
+                t.messages.push(m.clone());
+                t.thread.updated_ms = t.thread.updated_ms.max(m.created_ms);
+                r.message_thread.insert(m.id, m.thread_id);
+            }
+            Ok(true)
+        })
+    }
+
     /// An empty store whose sessions live as long as `lifetimes` allow.
     pub fn new(lifetimes: Lifetimes) -> Self {
         Self {
@@ -465,44 +520,16 @@ impl Chats for MemoryStore {
     }
 
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
-        self.with_live(id, |r| {
-            // Every check first, so a refusal leaves the threads as they were.
-            let mut added: HashMap<ThreadId, usize> = HashMap::new();
-            for m in messages {
-                let Some(t) = r.threads.get(&m.thread_id) else {
-                    return Ok(false);
-                };
-                // The id index, not a walk of the thread: a turn costs the same at any length.
-                if r.message_thread.get(&m.id) != Some(&m.thread_id) {
-                    let n = added.entry(m.thread_id).or_default();
-                    *n += 1;
-                    if t.messages.len() + *n > MAX_MESSAGES {
-                        return Err(StoreError::TooManyMessages);
-                    }
-                }
-            }
-            for m in messages {
-                let Some(t) = r.threads.get_mut(&m.thread_id) else {
-                    return Ok(false);
-                };
-                // What gets replaced is nearly always the streaming reply at the end.
-                if r.message_thread.get(&m.id) == Some(&m.thread_id)
-                    && let Some(existing) = t.messages.iter_mut().rev().find(|e| e.id == m.id)
-                {
-                    // A stop that landed first stays (see the contract).
-                    if existing.status == app::model::MessageStatus::Streaming
-                        || m.status != app::model::MessageStatus::Streaming
-                    {
-                        *existing = m.clone();
-                    }
-                    continue;
-                }
-                t.messages.push(m.clone());
-                t.thread.updated_ms = t.thread.updated_ms.max(m.created_ms);
-                r.message_thread.insert(m.id, m.thread_id);
-            }
-            Ok(true)
-        })
+        self.put(id, None, messages)
+    }
+
+    async fn put_turn(
+        &self,
+        id: &SessionId,
+        after: Option<&MessageId>,
+        messages: &[Message],
+    ) -> Result<bool, StoreError> {
+        self.put(id, Some(after), messages)
     }
 
     async fn truncate_after(

@@ -329,6 +329,47 @@ const DELETE_EXPIRED: &str = "WITH gone AS (
 SELECT COUNT(*) FROM gone";
 
 impl PostgresStore {
+    /// `put_messages`, and with `end` `put_turn`.
+    async fn put(
+        &self,
+        id: &SessionId,
+        end: Option<Option<&MessageId>>,
+        ms: &[Message],
+    ) -> Result<bool, StoreError> {
+        let stored = ms.iter().map(Stored::of).collect::<Result<Vec<_>, _>>()?;
+        let mut client = self.client().await?;
+        let tx = Self::write(&mut client, id).await?;
+        // The session's row is locked: no other instance's turn can move the end between
+        // this check and the appends.
+        if let (Some(after), Some(first)) = (end, ms.first()) {
+            let sid = &id.as_bytes()[..];
+            let tid = &first.thread_id.as_bytes()[..];
+            let row = query_opt(
+                &tx,
+                "SELECT (SELECT id FROM messages WHERE session_id = $1 AND thread_id = $2 \
+                 ORDER BY seq DESC LIMIT 1) FROM threads WHERE session_id = $1 AND id = $2",
+                &[&sid, &tid],
+            )
+            .await?;
+            let Some(row) = row else {
+                return Ok(false);
+            };
+            let last: Option<Vec<u8>> = col(&row, 0, "message")?;
+            if last.as_deref() != after.map(|m| &m.as_bytes()[..]) {
+                return Err(StoreError::Moved);
+            }
+        }
+        for m in &stored {
+            // Dropping the transaction unfinished rolls back the messages before this one.
+            if !put_one(&tx, id, m, true).await? {
+                return Ok(false);
+            }
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(true)
+    }
+
+
     /// Connects to `url` (`postgres://user:password@host:port/database`) with a pool of up to
     /// `pool_size` connections (TLS as `tls` says, with `ca` trusted), and brings the schema
     /// up to date.
@@ -976,17 +1017,16 @@ impl Chats for PostgresStore {
     }
 
     async fn put_messages(&self, id: &SessionId, ms: &[Message]) -> Result<bool, StoreError> {
-        let stored = ms.iter().map(Stored::of).collect::<Result<Vec<_>, _>>()?;
-        let mut client = self.client().await?;
-        let tx = Self::write(&mut client, id).await?;
-        for m in &stored {
-            // Dropping the transaction unfinished rolls back the messages before this one.
-            if !put_one(&tx, id, m, true).await? {
-                return Ok(false);
-            }
-        }
-        tx.commit().await.map_err(pg)?;
-        Ok(true)
+        self.put(id, None, ms).await
+    }
+
+    async fn put_turn(
+        &self,
+        id: &SessionId,
+        after: Option<&MessageId>,
+        ms: &[Message],
+    ) -> Result<bool, StoreError> {
+        self.put(id, Some(after), ms).await
     }
 
     async fn truncate_after(

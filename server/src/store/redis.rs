@@ -70,6 +70,8 @@ const IS_HOME: i64 = 4;
 const ENDED: i64 = 5;
 /// From `ADD_VALUE`: the key holds something other than an integer.
 const NOT_A_COUNTER: i64 = 6;
+/// From `PUT_MESSAGES`: the turn's thread no longer ends where the turn read it.
+const THREAD_MOVED: i64 = 7;
 
 /// Helpers every session script starts with. KEYS[1] is always the session record.
 const PRELUDE: &str = include_str!("lua/prelude.lua");
@@ -675,12 +677,14 @@ impl RedisStore {
     }
 
     /// Like `status`, for calls that report whether the thread was there.
-    /// `put_messages`, or with `replace_only` `replace_message`: one script either way.
+    /// `put_messages`, with `end` `put_turn`, or with `replace_only` `replace_message`: one
+    /// script each way.
     async fn put_or_replace(
         &self,
         id: &SessionId,
         messages: &[Message],
         replace_only: bool,
+        end: Option<Option<&MessageId>>,
     ) -> Result<bool, StoreError> {
         let keys = self.names(id);
         let mut call = PUT_MESSAGES.key(keys.record());
@@ -690,6 +694,11 @@ impl RedisStore {
         } else {
             call.arg(MAX_MESSAGES);
         }
+        call.arg(match end {
+            None => String::new(),
+            Some(None) => "-".to_owned(),
+            Some(Some(last)) => last.as_string(),
+        });
         for m in messages {
             call.arg(m.thread_id.as_string())
                 .arg(m.id.as_string())
@@ -704,6 +713,7 @@ impl RedisStore {
         let code: i64 = self.run(&call).await?;
         match code {
             AT_LIMIT => Err(StoreError::TooManyMessages),
+            THREAD_MOVED => Err(StoreError::Moved),
             code => Self::found(code),
         }
     }
@@ -1179,11 +1189,21 @@ impl Chats for RedisStore {
     }
 
     async fn replace_message(&self, id: &SessionId, m: &Message) -> Result<bool, StoreError> {
-        self.put_or_replace(id, std::slice::from_ref(m), true).await
+        self.put_or_replace(id, std::slice::from_ref(m), true, None)
+            .await
     }
 
     async fn put_messages(&self, id: &SessionId, messages: &[Message]) -> Result<bool, StoreError> {
-        self.put_or_replace(id, messages, false).await
+        self.put_or_replace(id, messages, false, None).await
+    }
+
+    async fn put_turn(
+        &self,
+        id: &SessionId,
+        after: Option<&MessageId>,
+        messages: &[Message],
+    ) -> Result<bool, StoreError> {
+        self.put_or_replace(id, messages, false, Some(after)).await
     }
 
     async fn truncate_after(

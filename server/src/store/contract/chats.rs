@@ -450,6 +450,90 @@ pub async fn a_turn_is_put_in_one_call(store: Arc<dyn TestStore>) {
     );
 }
 
+/// A turn follows the end it read, or nothing of it is stored: two tabs that read the same
+/// end (on two instances, where no lock is shared) cannot both append after it.
+pub async fn a_turn_follows_only_the_end_it_read(store: Arc<dyn TestStore>) {
+    let (a, _) = claimed(&*store).await;
+    let (b, _) = claimed(&*store).await;
+    let t = thread("t", 1);
+    store.create_thread(&a, &t).await.unwrap();
+    let turn = |q: &str, at: i64| {
+        let mut reply = message(&t, Role::Assistant, "", at + 1);
+        reply.status = MessageStatus::Streaming;
+        [message(&t, Role::User, q, at), reply]
+    };
+
+    // An empty thread: only a turn that read it empty goes in.
+    let first = turn("first", 10);
+    let wrong = MessageId::random();
+    assert_eq!(
+        store.put_turn(&a, Some(&wrong), &first).await,
+        Err(StoreError::Moved)
+    );
+    assert!(store.put_turn(&a, None, &first).await.unwrap());
+    let second = turn("second", 20);
+    assert_eq!(
+        store.put_turn(&a, None, &second).await,
+        Err(StoreError::Moved),
+        "the thread is no longer empty"
+    );
+    assert_eq!(
+        store.put_turn(&a, Some(&first[0].id), &second).await,
+        Err(StoreError::Moved),
+        "the end is the reply, not the question"
+    );
+    assert!(store.put_turn(&a, Some(&first[1].id), &second).await.unwrap());
+    let (_, got) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(contents(&got), ["first", "", "second", ""]);
+
+    // Refused turns left nothing: not the question, not the count.
+    assert_eq!(store.get_message(&a, &wrong).await.unwrap(), None);
+    let tail = store.thread_tail(&a, &t.id, 10).await.unwrap().unwrap();
+    assert_eq!(tail.count, 4);
+
+    // After a truncation the end is the message kept last.
+    store
+        .truncate_after(&a, &t.id, Some(&first[0].id))
+        .await
+        .unwrap();
+    let again = turn("again", 30);
+    assert_eq!(
+        store.put_turn(&a, Some(&second[1].id), &again).await,
+        Err(StoreError::Moved),
+        "a dropped message is no end"
+    );
+    let answer = [message(&t, Role::Assistant, "", 31)];
+    assert!(store.put_turn(&a, Some(&first[0].id), &answer).await.unwrap());
+
+    // Eight turns read from the same end at once: exactly one follows it.
+    let end = answer[0].id;
+    let turns: Vec<[Message; 2]> = (0..8).map(|i| turn("racing", 40 + i * 2)).collect();
+    let results = futures::future::join_all(
+        turns
+            .iter()
+            .map(|ms| store.put_turn(&a, Some(&end), ms)),
+    )
+    .await;
+    let won: Vec<usize> = (0..8).filter(|&i| results[i] == Ok(true)).collect();
+    assert_eq!(won.len(), 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|r| *r == Ok(true) || *r == Err(StoreError::Moved)),
+        "{results:?}"
+    );
+    let (_, got) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[2].id, turns[won[0]][0].id);
+
+    // Another session's thread, or one that is gone, is not found whatever the end.
+    assert!(!store.put_turn(&b, Some(&got[3].id), &turn("x", 60)).await.unwrap());
+    assert!(!store.put_turn(&b, None, &turn("x", 60)).await.unwrap());
+    assert!(store.delete_thread(&a, &t.id).await.unwrap());
+    assert!(!store.put_turn(&a, Some(&got[3].id), &turn("x", 60)).await.unwrap());
+    assert!(store.get_thread(&b, &t.id).await.unwrap().is_none());
+}
+
 pub async fn a_thread_tail_is_its_last_messages(store: Arc<dyn TestStore>) {
     let (a, _) = claimed(&*store).await;
     let (b, _) = claimed(&*store).await;

@@ -516,6 +516,8 @@ macro_rules! store_contract_tests {
             #[tokio::test]
             async fn a_turn_is_put_in_one_call() { c::a_turn_is_put_in_one_call(store_with(c::long()).await).await }
             #[tokio::test]
+            async fn a_turn_follows_only_the_end_it_read() { c::a_turn_follows_only_the_end_it_read(store_with(c::long()).await).await }
+            #[tokio::test]
             async fn a_thread_tail_is_its_last_messages() { c::a_thread_tail_is_its_last_messages(store_with(c::long()).await).await }
             #[tokio::test]
             async fn the_message_count_follows_every_change() { c::the_message_count_follows_every_change(store_with(c::long()).await).await }

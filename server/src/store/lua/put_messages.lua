@@ -1,5 +1,7 @@
 -- KEYS: s t m. ARGV: max messages (or "replace": only messages the thread lists are written,
--- and a new one answers 3 with nothing written), then per message: thread id, message id, message JSON,
+-- and a new one answers 3 with nothing written); the end the turn read (empty: no check; "-":
+-- the first message's thread held none; else the id of its last message), answering 7 with
+-- nothing written when the thread ends elsewhere; then per message: thread id, message id, message JSON,
 -- created_ms, "1" if the message says it is streaming. A message no longer streaming is never
 -- put back to streaming: a stop that landed first stays (that put is skipped). Each message replaces its namesake if the thread lists it, else is appended and
 -- moves updated_ms (kept a decimal string: picking the larger never reformats a number). All
@@ -9,7 +11,18 @@ if not ttl then return 0 end
 local replace_only = ARGV[1] == 'replace'
 local max = tonumber(ARGV[1])
 local recs, ids, changed, order = {}, {}, {}, {}
-for i = 2, #ARGV, 5 do
+if ARGV[2] ~= '' and #ARGV >= 3 then
+  local tid = ARGV[3]
+  local raw = redis.call('HGET', KEYS[2], tid)
+  if not raw then return 3 end
+  local rec = cjson.decode(raw)
+  local list = thread_ids(rec, tid)
+  local last = '-'
+  -- Ids are uuids of one length, comma-joined.
+  if list ~= '' then last = string.sub(list, -36) end
+  if last ~= ARGV[2] then return 7 end
+end
+for i = 3, #ARGV, 5 do
   local tid, mid, at = ARGV[i], ARGV[i + 1], ARGV[i + 3]
   local rec = recs[tid]
   if not rec then
@@ -34,7 +47,7 @@ for _, tid in ipairs(order) do
   redis.call('HSET', KEYS[2], tid, cjson.encode(recs[tid]))
 end
 if #order > 0 then expire_with_session(KEYS[2], ttl) end
-for i = 2, #ARGV, 5 do
+for i = 3, #ARGV, 5 do
   local keep = false
   if ARGV[i + 4] == '1' then
     local old = redis.call('HGET', KEYS[3], ARGV[i + 1])

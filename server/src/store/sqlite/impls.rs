@@ -526,24 +526,16 @@ impl Chats for SqliteStore {
     }
 
     async fn put_messages(&self, id: &SessionId, ms: &[Message]) -> Result<bool, StoreError> {
-        let id = *id;
-        let ms = ms.iter().map(Stored::of).collect::<Result<Vec<_>, _>>()?;
-        self.write(move |tx| {
-            live_for_write(tx, &id)?;
-            // A savepoint of its own, so a refusal part-way undoes the messages before it;
-            // an error undoes them anyway with the job's savepoint.
-            execute(tx, "SAVEPOINT turn", [])?;
-            for m in &ms {
-                if !put_one(tx, &id, m, true)? {
-                    execute(tx, "ROLLBACK TO turn", [])?;
-                    execute(tx, "RELEASE turn", [])?;
-                    return Ok(false);
-                }
-            }
-            execute(tx, "RELEASE turn", [])?;
-            Ok(true)
-        })
-        .await
+        self.put(id, None, ms).await
+    }
+
+    async fn put_turn(
+        &self,
+        id: &SessionId,
+        after: Option<&MessageId>,
+        ms: &[Message],
+    ) -> Result<bool, StoreError> {
+        self.put(id, Some(after.copied()), ms).await
     }
 
     async fn truncate_after(

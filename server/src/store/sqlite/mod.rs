@@ -98,6 +98,42 @@ pub enum Durability {
 }
 
 impl SqliteStore {
+    /// `put_messages`, and with `end` `put_turn`.
+    async fn put(
+        &self,
+        id: &SessionId,
+        end: Option<Option<MessageId>>,
+        ms: &[Message],
+    ) -> Result<bool, StoreError> {
+        let id = *id;
+        let ms = ms.iter().map(Stored::of).collect::<Result<Vec<_>, _>>()?;
+        self.write(move |tx| {
+            live_for_write(tx, &id)?;
+            // The write job holds the database's one writer, so the end cannot move between
+            // this check and the appends.
+            if let (Some(after), Some(first)) = (end, ms.first()) {
+                match ends_with(tx, &id, &first.m.thread_id, after.as_ref())? {
+                    None => return Ok(false),
+                    Some(false) => return Err(StoreError::Moved),
+                    Some(true) => {}
+                }
+            }
+            // A savepoint of its own, so a refusal part-way undoes the messages before it;
+            // an error undoes them anyway with the job's savepoint.
+            execute(tx, "SAVEPOINT turn", [])?;
+            for m in &ms {
+                if !put_one(tx, &id, m, true)? {
+                    execute(tx, "ROLLBACK TO turn", [])?;
+                    execute(tx, "RELEASE turn", [])?;
+                    return Ok(false);
+                }
+            }
+            execute(tx, "RELEASE turn", [])?;
+            Ok(true)
+        })
+        .await
+    }
+
     /// Opens (creating if needed) the database file and brings its schema up to date.
     pub async fn open(
         path: &Path,

@@ -98,6 +98,33 @@ pub(super) fn execute(
         .map_err(db)
 }
 
+/// Whether the thread ends with message `after` (`None`: holds none); `None` if the session
+/// has no such thread. One step down the (session, thread, seq) index.
+pub(super) fn ends_with(
+    tx: &Connection,
+    id: &SessionId,
+    thread: &ThreadId,
+    after: Option<&MessageId>,
+) -> Result<Option<bool>, StoreError> {
+    let sid = &id.as_bytes()[..];
+    let tid = &thread.as_bytes()[..];
+    let found: Option<i64> = tx
+        .prepare_cached("SELECT 1 FROM threads WHERE session_id = ? AND id = ?")
+        .and_then(|mut s| s.query_row([sid, tid], |r| r.get(0)).optional())
+        .map_err(db)?;
+    if found.is_none() {
+        return Ok(None);
+    }
+    let last: Option<Vec<u8>> = tx
+        .prepare_cached(
+            "SELECT id FROM messages WHERE session_id = ? AND thread_id = ? \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row([sid, tid], |r| r.get(0)).optional())
+        .map_err(db)?;
+    Ok(Some(last.as_deref() == after.map(|m| &m.as_bytes()[..])))
+}
+
 /// Appends the message to its thread (unless `append` is false) or replaces it there; false
 /// if the session has no such thread, or the id belongs to another of its threads, or the
 /// message is new and may not be appended.
