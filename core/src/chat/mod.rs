@@ -504,6 +504,12 @@ impl Chat {
             message: user_view.clone(),
         });
         let tail = self.tail(&msg.thread_id, self.turn_window()).await?;
+        // A turn of another instance that came in after the truncation (no lock is shared
+        // across instances) went first: its reply streams, and this edit's question stays as
+        // edited with no reply of its own rather than a second reply answering that turn.
+        if tail.messages.last().map(|m| m.id) != Some(msg.id) {
+            return Err(crate::StoreError::Moved.into());
+        }
         let first = tail.count == 1;
         let thread = tail.thread;
         let (_, reply) = self
