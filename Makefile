@@ -128,6 +128,7 @@ fmt:
 	cargo fmt --all
 
 lint:
+	cargo fmt --all --check
 	cargo clippy -p confide-core -p app -p server -p confide-bench --features app/ssr --tests -- -D warnings
 	scripts/check-features.sh
 

@@ -16,6 +16,10 @@ fn env(url: &str) -> Vec<(&'static str, String)> {
     vec![
         ("CONFIDE_STORE", url.to_owned()),
         ("CONFIDE_ECHO_DELAY", "0".into()),
+        // Two tabs sending round after round: past a person's pace.
+        ("CONFIDE_SESSION_RATE", "1000".into()),
+        ("CONFIDE_SESSION_BURST", "1000".into()),
+        ("CONFIDE_MESSAGES_PER_MINUTE", "1000".into()),
     ]
 }
 
@@ -79,7 +83,10 @@ async fn chats_live_in_postgres_across_a_kill_and_stay_private() {
 async fn two_instances_on_one_database_serve_the_same_browser() {
     let pg = PostgresServer::start();
     let url = pg.fresh_database().await;
-    let settings = env(&url);
+    let mut settings = env(&url);
+    // Replies that stream long enough to tell a turn admitted meanwhile.
+    settings.retain(|(k, _)| *k != "CONFIDE_ECHO_DELAY");
+    settings.push(("CONFIDE_ECHO_DELAY", "20ms".into()));
     let (a, b) = tokio::join!(
         ChildServer::launch(&settings),
         ChildServer::launch(&settings)
@@ -102,6 +109,27 @@ async fn two_instances_on_one_database_serve_the_same_browser() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let t = common::settled(&b, &mut ann, &tid).await;
     assert_eq!(t["messages"].as_array().unwrap().len(), 4);
+    // Two tabs, one on each instance, send at the same moment: only one turn may follow the
+    // chat's end, whichever instance reads it (the store checks it as it appends).
+    for round in 0..12 {
+        let (mut tab_a, mut tab_b) = (ann.clone(), ann.clone());
+        let body = |from: &str| json!({ "thread_id": tid, "content": format!("from {from} {round} and five more words here") });
+        let (ra, rb) = tokio::join!(
+            tab_a.call(&a, "messages/send", body("A")),
+            tab_b.call(&b, "messages/send", body("B")),
+        );
+        for r in [&ra, &rb] {
+            assert!(
+                r.status == StatusCode::OK
+                    || (r.status == StatusCode::CONFLICT && r.code() == "busy"),
+                "round {round}: {:?}",
+                r.body
+            );
+        }
+        assert!(ra.status == StatusCode::OK || rb.status == StatusCode::OK);
+        let t = common::settled(&a, &mut ann, &tid).await;
+        common::assert_turns_in_order(&t, std::time::Duration::from_millis(20), round);
+    }
     // A browser on the other instance finds nothing of it.
     let mut bob = Browser::new();
     assert_eq!(bob.start(&b).await.status, StatusCode::OK);

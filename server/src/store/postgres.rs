@@ -369,7 +369,6 @@ impl PostgresStore {
         Ok(true)
     }
 
-
     /// Connects to `url` (`postgres://user:password@host:port/database`) with a pool of up to
     /// `pool_size` connections (TLS as `tls` says, with `ca` trusted), and brings the schema
     /// up to date.

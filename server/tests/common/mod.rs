@@ -349,6 +349,41 @@ pub async fn settled(app: &impl Endpoint, b: &mut Browser, thread: &str) -> Valu
     }
 }
 
+/// Checks a settled chat that two tabs took turns in at once, with the echo assistant pausing
+/// `delay` between words: every reply follows the question it echoes, and no turn began before
+/// the reply ahead of it had finished. A reply of n words streams for at least (n - 1) × `delay`,
+/// so a question made sooner after that reply began was admitted while it still streamed: both
+/// turns had read the same end of the chat.
+pub fn assert_turns_in_order(chat: &Value, delay: std::time::Duration, round: usize) {
+    let messages = chat["messages"].as_array().expect("messages");
+    for (i, m) in messages.iter().enumerate() {
+        if m["role"] != "assistant" {
+            continue;
+        }
+        let asked = i.checked_sub(1).map(|q| &messages[q]);
+        assert!(
+            asked.is_some_and(|q| q["role"] == "user" && q["content"] == m["content"]),
+            "round {round}: reply {i} does not follow its question: {chat}"
+        );
+        let Some(next) = messages.get(i + 1) else {
+            continue;
+        };
+        let words = m["content"]
+            .as_str()
+            .unwrap_or("")
+            .split_whitespace()
+            .count();
+        let streamed = delay.as_millis() as i64 * words.saturating_sub(1) as i64;
+        let gap = next["created_ms"].as_i64().unwrap_or(0) - m["created_ms"].as_i64().unwrap_or(0);
+        assert!(
+            gap >= streamed,
+            "round {round}: message {} came {gap} ms after reply {i} began, which streamed for \
+             at least {streamed} ms: {chat}",
+            i + 1
+        );
+    }
+}
+
 /// Runs `confide ARGS` on `store` with `stdin`; whether it succeeded, and what it printed.
 pub fn confide(store: &str, args: &[&str], stdin: &str) -> (bool, String) {
     use std::io::Write;

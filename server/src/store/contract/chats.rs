@@ -482,7 +482,12 @@ pub async fn a_turn_follows_only_the_end_it_read(store: Arc<dyn TestStore>) {
         Err(StoreError::Moved),
         "the end is the reply, not the question"
     );
-    assert!(store.put_turn(&a, Some(&first[1].id), &second).await.unwrap());
+    assert!(
+        store
+            .put_turn(&a, Some(&first[1].id), &second)
+            .await
+            .unwrap()
+    );
     let (_, got) = store.get_thread(&a, &t.id).await.unwrap().unwrap();
     assert_eq!(contents(&got), ["first", "", "second", ""]);
 
@@ -503,17 +508,18 @@ pub async fn a_turn_follows_only_the_end_it_read(store: Arc<dyn TestStore>) {
         "a dropped message is no end"
     );
     let answer = [message(&t, Role::Assistant, "", 31)];
-    assert!(store.put_turn(&a, Some(&first[0].id), &answer).await.unwrap());
+    assert!(
+        store
+            .put_turn(&a, Some(&first[0].id), &answer)
+            .await
+            .unwrap()
+    );
 
     // Eight turns read from the same end at once: exactly one follows it.
     let end = answer[0].id;
     let turns: Vec<[Message; 2]> = (0..8).map(|i| turn("racing", 40 + i * 2)).collect();
-    let results = futures::future::join_all(
-        turns
-            .iter()
-            .map(|ms| store.put_turn(&a, Some(&end), ms)),
-    )
-    .await;
+    let results =
+        futures::future::join_all(turns.iter().map(|ms| store.put_turn(&a, Some(&end), ms))).await;
     let won: Vec<usize> = (0..8).filter(|&i| results[i] == Ok(true)).collect();
     assert_eq!(won.len(), 1, "{results:?}");
     assert!(
@@ -527,10 +533,20 @@ pub async fn a_turn_follows_only_the_end_it_read(store: Arc<dyn TestStore>) {
     assert_eq!(got[2].id, turns[won[0]][0].id);
 
     // Another session's thread, or one that is gone, is not found whatever the end.
-    assert!(!store.put_turn(&b, Some(&got[3].id), &turn("x", 60)).await.unwrap());
+    assert!(
+        !store
+            .put_turn(&b, Some(&got[3].id), &turn("x", 60))
+            .await
+            .unwrap()
+    );
     assert!(!store.put_turn(&b, None, &turn("x", 60)).await.unwrap());
     assert!(store.delete_thread(&a, &t.id).await.unwrap());
-    assert!(!store.put_turn(&a, Some(&got[3].id), &turn("x", 60)).await.unwrap());
+    assert!(
+        !store
+            .put_turn(&a, Some(&got[3].id), &turn("x", 60))
+            .await
+            .unwrap()
+    );
     assert!(store.get_thread(&b, &t.id).await.unwrap().is_none());
 }
 
