@@ -349,6 +349,22 @@ pub async fn settled(app: &impl Endpoint, b: &mut Browser, thread: &str) -> Valu
     }
 }
 
+/// Two requests that raced for one chat: each went through or answered 409 `busy`, and at
+/// least one went through.
+pub fn assert_one_or_both_went_through(a: &Reply, b: &Reply, round: usize) {
+    for r in [a, b] {
+        assert!(
+            r.status == StatusCode::OK || (r.status == StatusCode::CONFLICT && r.code() == "busy"),
+            "round {round}: {:?}",
+            r.body
+        );
+    }
+    assert!(
+        a.status == StatusCode::OK || b.status == StatusCode::OK,
+        "round {round}: neither went through"
+    );
+}
+
 /// Checks a settled chat that two tabs took turns in at once, with the echo assistant pausing
 /// `delay` between words: every reply follows the question it echoes, and no turn began before
 /// the reply ahead of it had finished. A reply of n words streams for at least (n - 1) × `delay`,
