@@ -50,50 +50,228 @@ mod web {
         /// Uploads in flight, by the key their chip has, so taking a chip off stops its upload.
         static UPLOADS: RefCell<std::collections::HashMap<u64, web_sys::XmlHttpRequest>> =
             RefCell::new(std::collections::HashMap::new());
-        static EVENTS: RefCell<Option<web_sys::EventSource>> = const { RefCell::new(None) };
+        /// The live event stream's state (see `open_event_stream`).
+        static LIVE: RefCell<Option<Live>> = const { RefCell::new(None) };
         /// Where the focus was when a modal dialog opened; it goes back there on close.
         static OPENER: RefCell<Option<web_sys::HtmlElement>> = const { RefCell::new(None) };
     }
 
-    /// Opens (once) the session's live event stream and feeds each event to `apply`. The
-    /// browser reconnects by itself. Every time the stream opens, the first time included,
-    /// we ask for a resync: events sent before it was open are lost, and the page's first
-    /// load can race the stream (a reply may end before a slow stream connects).
+    /// Opens the session's live event stream and feeds each event to `apply`; called again
+    /// (Resume, after a `Replaced`), it takes the stream back.
+    ///
+    /// The tabs of one browser share a single stream: the tab holding the `confide-events`
+    /// Web Lock opens it and passes every event on to the others over a `BroadcastChannel`,
+    /// and when that tab goes, the lock passes to another which opens it again. Over plain
+    /// HTTP/1.1 a browser keeps at most six connections to a host, and a stream per tab
+    /// would hold them all from the seventh tab on, so that tab would never load. Where
+    /// either API is missing, each tab has a stream of its own.
     pub fn open_event_stream(apply: impl Fn(crate::model::ChatEvent) + 'static) {
+        let resume = LIVE.with(|live| {
+            let mut live = live.borrow_mut();
+            match live.as_mut() {
+                Some(live) => Some((live.lead, live.channel.clone())),
+                None => {
+                    *live = Some(Live {
+                        apply: std::rc::Rc::new(apply),
+                        channel: None,
+                        source: None,
+                        lead: false,
+                    });
+                    None
+                }
+            }
+        });
+        match resume {
+            Some((true, _)) | Some((false, None)) => lead_stream(),
+            Some((false, Some(channel))) => {
+                let _ = channel.post_message(&wasm_bindgen::JsValue::from_str(RESUME));
+            }
+            None => {
+                if !share_stream() {
+                    lead_stream();
+                }
+            }
+        }
+    }
+
+    /// What a tab's stream needs: the page's handler, the channel to the other tabs (when
+    /// shared), and the stream itself while this tab is the one holding it.
+    struct Live {
+        apply: std::rc::Rc<dyn Fn(crate::model::ChatEvent)>,
+        channel: Option<web_sys::BroadcastChannel>,
+        source: Option<web_sys::EventSource>,
+        lead: bool,
+    }
+
+    /// The one message on the channel that is not an event (events are JSON objects): a
+    /// tab's Resume, asking the tab that holds the stream to open it again.
+    const RESUME: &str = "resume";
+
+    #[wasm_bindgen::prelude::wasm_bindgen]
+    extern "C" {
+        /// The Web Locks API (`navigator.locks`), which web-sys lists as unstable.
+        type LockManager;
+        #[wasm_bindgen(method, catch)]
+        fn request(
+            this: &LockManager,
+            name: &str,
+            callback: &web_sys::js_sys::Function,
+        ) -> Result<web_sys::js_sys::Promise, wasm_bindgen::JsValue>;
+        #[wasm_bindgen(method, catch, js_name = request)]
+        fn request_with_options(
+            this: &LockManager,
+            name: &str,
+            options: &web_sys::js_sys::Object,
+            callback: &web_sys::js_sys::Function,
+        ) -> Result<web_sys::js_sys::Promise, wasm_bindgen::JsValue>;
+    }
+
+    /// The Web Lock whose holder opens the stream for every tab.
+    const LOCK: &str = "confide-events";
+
+    /// Called once this tab holds the lock: it opens the stream, and keeps the lock until
+    /// the page goes (the promise the lock waits on never settles), when it passes to
+    /// another tab.
+    fn take_stream() -> web_sys::js_sys::Promise {
+        LIVE.with(|l| {
+            if let Some(l) = l.borrow_mut().as_mut() {
+                l.lead = true;
+            }
+        });
+        lead_stream();
+        web_sys::js_sys::Promise::new(&mut |_, _| {})
+    }
+
+    fn live_apply() -> Option<std::rc::Rc<dyn Fn(crate::model::ChatEvent)>> {
+        LIVE.with(|l| l.borrow().as_ref().map(|l| l.apply.clone()))
+    }
+
+    /// Listens to the other tabs and queues for the lock; false when the browser lacks
+    /// either API.
+    fn share_stream() -> bool {
         use wasm_bindgen::closure::Closure;
-        if EVENTS.with(|e| e.borrow().is_some()) {
+        let Some(locks) = web_sys::window()
+            .and_then(|w| web_sys::js_sys::Reflect::get(&w.navigator(), &"locks".into()).ok())
+            .filter(|l| l.is_object())
+            .map(|l| l.unchecked_into::<LockManager>())
+        else {
+            return false;
+        };
+        let Ok(channel) = web_sys::BroadcastChannel::new("confide-events") else {
+            return false;
+        };
+        let on_message =
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+                let Some(text) = ev.data().as_string() else {
+                    return;
+                };
+                if text == RESUME {
+                    if LIVE.with(|l| l.borrow().as_ref().is_some_and(|l| l.lead)) {
+                        lead_stream();
+                    }
+                } else if let Ok(event) = serde_json::from_str(&text)
+                    && let Some(apply) = live_apply()
+                {
+                    apply(event);
+                }
+            });
+        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        on_message.forget();
+        // First only if no tab holds the stream: a tab that finds it held listens from now
+        // on, so it reloads what it shows once (what changed before it listened is lost to
+        // it), and then queues for the lock. A tab that takes the stream reloads when the
+        // stream opens instead.
+        let options = web_sys::js_sys::Object::new();
+        let _ = web_sys::js_sys::Reflect::set(&options, &"ifAvailable".into(), &true.into());
+        let queue: LockManager = locks.clone().unchecked_into();
+        let on_first = Closure::once_into_js(move |lock: wasm_bindgen::JsValue| {
+            if !lock.is_null() {
+                return take_stream();
+            }
+            if let Some(apply) = live_apply() {
+                apply(crate::model::ChatEvent::Resync);
+            }
+            let on_granted = Closure::once_into_js(|_: wasm_bindgen::JsValue| take_stream());
+            if queue.request(LOCK, on_granted.unchecked_ref()).is_err() {
+                // The lock cannot be had after all: this tab streams for itself.
+                LIVE.with(|l| {
+                    if let Some(channel) = l.borrow_mut().as_mut().and_then(|l| l.channel.take()) {
+                        channel.close();
+                    }
+                });
+                lead_stream();
+            }
+            web_sys::js_sys::Promise::resolve(&wasm_bindgen::JsValue::UNDEFINED)
+        });
+        if locks
+            .request_with_options(LOCK, &options, on_first.unchecked_ref())
+            .is_err()
+        {
+            return false;
+        }
+        LIVE.with(|l| {
+            if let Some(l) = l.borrow_mut().as_mut() {
+                l.channel = Some(channel);
+            }
+        });
+        true
+    }
+
+    /// Opens this tab's stream (unless it is open) and hands each event to the page and to
+    /// the other tabs. The browser reconnects by itself. Every time the stream opens, the
+    /// first time included, every tab resyncs: events sent before it was open are lost, and
+    /// a page's first load can race the stream (a reply may end before a slow stream
+    /// connects).
+    fn lead_stream() {
+        use wasm_bindgen::closure::Closure;
+        if LIVE.with(|l| l.borrow().as_ref().is_none_or(|l| l.source.is_some())) {
             return;
         }
         let Ok(source) = web_sys::EventSource::new("/api/events") else {
             return;
         };
-        let apply = std::rc::Rc::new(apply);
-        let on_message = {
-            let apply = apply.clone();
+        let pass_on = |text: &str| {
+            LIVE.with(|l| {
+                if let Some(channel) = l.borrow().as_ref().and_then(|l| l.channel.as_ref()) {
+                    let _ = channel.post_message(&wasm_bindgen::JsValue::from_str(text));
+                }
+            });
+        };
+        let on_message =
             Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
                 if let Some(text) = ev.data().as_string()
                     && let Ok(event) = serde_json::from_str::<crate::model::ChatEvent>(&text)
                 {
-                    // A newer tab took this one's place: reconnecting would push the next
-                    // tab out, and so on round the tabs. It stays closed until asked again.
+                    // A newer stream took this one's place: reconnecting would push the
+                    // next one out, and so on round them. It stays closed until asked again.
                     if event == crate::model::ChatEvent::Replaced
-                        && let Some(source) = EVENTS.with(|e| e.borrow_mut().take())
+                        && let Some(source) =
+                            LIVE.with(|l| l.borrow_mut().as_mut().and_then(|l| l.source.take()))
                     {
                         source.close();
                     }
-                    apply(event);
+                    pass_on(&text);
+                    if let Some(apply) = live_apply() {
+                        apply(event);
+                    }
                 }
-            })
-        };
+            });
         let on_open = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-            apply(crate::model::ChatEvent::Resync);
+            pass_on(crate::model::ChatEvent::RESYNC_JSON);
+            if let Some(apply) = live_apply() {
+                apply(crate::model::ChatEvent::Resync);
+            }
         });
         source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        // The stream lives as long as the page.
+        // The handlers live as long as the page.
         on_message.forget();
         on_open.forget();
-        EVENTS.with(|e| *e.borrow_mut() = Some(source));
+        LIVE.with(|l| {
+            if let Some(l) = l.borrow_mut().as_mut() {
+                l.source = Some(source);
+            }
+        });
     }
 
     /// Saves `content` as a file through a temporary object URL.

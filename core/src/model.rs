@@ -489,6 +489,10 @@ pub enum ChatEvent {
 }
 
 impl ChatEvent {
+    /// `Resync` as the stream sends it, for a browser that passes a resync on to its other
+    /// tabs without carrying the events' serialiser for that one event.
+    pub const RESYNC_JSON: &'static str = r#"{"type":"resync"}"#;
+
     /// The thread the event concerns; `None` for `Resync`.
     pub fn thread_id(&self) -> Option<ThreadId> {
         match self {
@@ -652,6 +656,14 @@ mod tests {
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["type"], "thread_deleted");
         assert_eq!(serde_json::from_value::<ChatEvent>(json).unwrap(), e);
+    }
+
+    #[test]
+    fn the_resync_a_tab_passes_on_is_the_one_the_stream_sends() {
+        assert_eq!(
+            serde_json::to_string(&ChatEvent::Resync).unwrap(),
+            ChatEvent::RESYNC_JSON
+        );
     }
 }
 

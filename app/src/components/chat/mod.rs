@@ -103,7 +103,7 @@ pub fn ChatPage() -> impl IntoView {
         <section class="chat" aria-label="Conversation">
             <Show when=move || state.paused.get()>
                 <div class="notice live-paused" role="status" data-testid="live-paused">
-                    <span>"Live updates are paused in this tab: the session is open in too many tabs."</span>
+                    <span>"Live updates are paused: the session is open in too many places at once."</span>
                     <button type="button" data-testid="live-resume" on:click=move |_| state.resume()>"Resume"</button>
                 </div>
             </Show>

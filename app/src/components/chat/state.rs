@@ -220,13 +220,18 @@ impl ChatState {
                 };
                 tv.messages.truncate(keep);
             }),
-            ChatEvent::Resync => self.epoch.update(|e| *e += 1),
+            // The stream is live again (it opened, or it had fallen behind): a tab that was
+            // paused, whichever tab asked for the stream back, is live with it.
+            ChatEvent::Resync => {
+                self.paused.set(false);
+                self.epoch.update(|e| *e += 1);
+            }
             ChatEvent::Replaced => self.paused.set(true),
         }
     }
 
-    /// Takes the live stream back (another tab of the session loses it) and reloads what
-    /// the page shows, which missed the changes made meanwhile.
+    /// Takes the live stream back (another browser of the session loses it) and reloads
+    /// what the page shows, which missed the changes made meanwhile.
     pub fn resume(self) {
         self.paused.set(false);
         self.epoch.update(|e| *e += 1);
