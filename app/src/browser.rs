@@ -224,7 +224,16 @@ mod web {
     /// connects).
     fn lead_stream() {
         use wasm_bindgen::closure::Closure;
-        if LIVE.with(|l| l.borrow().as_ref().is_none_or(|l| l.source.is_some())) {
+        // A stream the server refused for good (its session gone) stays closed; the page's
+        // next session opens a new one.
+        let open = LIVE.with(|l| {
+            l.borrow().as_ref().is_none_or(|l| {
+                l.source
+                    .as_ref()
+                    .is_some_and(|s| s.ready_state() != web_sys::EventSource::CLOSED)
+            })
+        });
+        if open {
             return;
         }
         let Ok(source) = web_sys::EventSource::new("/api/events") else {

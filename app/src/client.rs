@@ -43,11 +43,27 @@ where
     type Response = BrowserResponse;
 
     fn send(req: Self::Request) -> impl Future<Output = Result<Self::Response, E>> + Send {
-        if let Some(id) = current_session() {
+        let id = current_session();
+        if let Some(id) = id {
             req.headers()
                 .set(crate::SESSION_HEADER_NAME, &id.as_string());
         }
-        <BrowserClient as Client<E, IS, OS>>::send(req)
+        let sent = <BrowserClient as Client<E, IS, OS>>::send(req);
+        async move {
+            let res = sent.await?;
+            // The session ended (elsewhere, or by time) or another tab switched this
+            // browser to a new one: the page moves on to the browser's session now rather
+            // than fail each call after this one.
+            #[cfg(feature = "hydrate")]
+            if let Some(code) = res.generate_headers().get(crate::ERROR_HEADER_NAME)
+                && crate::ErrorCode::from_name(code.to_str().unwrap_or_default()).session_gone()
+                && id.is_some()
+                && id == current_session()
+            {
+                browser::restart_session();
+            }
+            Ok(res)
+        }
     }
 
     #[allow(clippy::type_complexity)]
@@ -78,7 +94,7 @@ mod browser {
         components::{SessionCtx, SessionState},
     };
     use gloo_storage::{LocalStorage, Storage};
-    use leptos::prelude::Set;
+    use leptos::prelude::{Set, WithUntracked};
     use wasm_bindgen::JsCast;
 
     const STORAGE_KEY: &str = crate::SID_STORAGE_KEY;
@@ -213,9 +229,63 @@ mod browser {
         persist(id, remaining_secs.max(1));
     }
 
+    thread_local! {
+        /// The page's session state, once its session has started the first time.
+        static SESSION: std::cell::Cell<Option<SessionCtx>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// Starts the session again under the id the browser holds now, once the page's session
+    /// is gone: another tab signed in, signed out or forgot this browser (and stored the new
+    /// id), or the session ended. The page reloads what it shows under that session, and
+    /// what the person was typing stays.
+    pub fn restart_session() {
+        let Some(ctx) = SESSION.with(|s| s.get()) else {
+            return;
+        };
+        // Once: a start already running picks the id it needs.
+        if !ctx
+            .state
+            .with_untracked(|s| matches!(s, SessionState::Ready(_)))
+        {
+            return;
+        }
+        ctx.state.set(SessionState::Starting);
+        leptos::task::spawn_local(start_session(ctx));
+    }
+
+    /// Follows the other tabs: when one of them stores another session id, this page moves
+    /// to it at once instead of failing on its next call.
+    fn follow_other_tabs() {
+        use wasm_bindgen::closure::Closure;
+        let on_storage =
+            Closure::<dyn FnMut(web_sys::StorageEvent)>::new(|ev: web_sys::StorageEvent| {
+                // A cleared storage ("forget this browser") is followed by the new id the
+                // forgetting tab stores as it starts again: that is the change to follow.
+                if ev.key().as_deref() != Some(STORAGE_KEY) {
+                    return;
+                }
+                let stored = ev
+                    .new_value()
+                    .and_then(|v| serde_json::from_str::<String>(&v).ok())
+                    .and_then(|s| SessionId::parse(&s).ok());
+                if stored.is_some() && stored != current_session() {
+                    restart_session();
+                }
+            });
+        if let Some(w) = web_sys::window() {
+            let _ =
+                w.add_event_listener_with_callback("storage", on_storage.as_ref().unchecked_ref());
+        }
+        // It listens as long as the page lives.
+        on_storage.forget();
+    }
+
     /// Runs the start of the session protocol: pick the id, call session start, recover from
     /// the server's refusals.
     pub async fn start_session(ctx: SessionCtx) {
+        if SESSION.with(|s| s.replace(Some(ctx))).is_none() {
+            follow_other_tabs();
+        }
         let mut id = ensure_session_id();
         let mut mismatches = 0;
         let mut hiccups = 0u32;

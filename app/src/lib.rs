@@ -13,8 +13,9 @@ pub use components::App;
 // The shared types live in confide-core (which the server's domain uses without Leptos);
 // the app names them as its own.
 pub use confide_core::{
-    ApiError, DEFAULT_ABSOLUTE_SECS, DEFAULT_IDLE_SECS, ErrorCode, INSECURE_SID_COOKIE_NAME,
-    SESSION_HEADER_NAME, SESSION_ID_LEN, SID_COOKIE_NAME, SessionId, SessionIdError, model,
+    ApiError, DEFAULT_ABSOLUTE_SECS, DEFAULT_IDLE_SECS, ERROR_HEADER_NAME, ErrorCode,
+    INSECURE_SID_COOKIE_NAME, SESSION_HEADER_NAME, SESSION_ID_LEN, SID_COOKIE_NAME, SessionId,
+    SessionIdError, model,
 };
 
 use leptos::prelude::*;

@@ -88,6 +88,20 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code with this stable name; `Unknown` for a name this build does not know.
+    pub fn from_name(name: &str) -> Self {
+        serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or(Self::Unknown)
+    }
+
+    /// Whether the answer means the session the call named is gone for good (ended, or
+    /// never this browser's): the page has to start, or adopt, another.
+    pub fn session_gone(self) -> bool {
+        matches!(
+            self,
+            Self::SessionEnded | Self::SessionProofMismatch | Self::NoSession
+        )
+    }
+
     /// The HTTP status an answer with this code carries.
     pub fn status(self) -> u16 {
         match self {
@@ -273,6 +287,10 @@ impl axum::response::IntoResponse for ApiError {
             [
                 (http::header::CONTENT_TYPE, "application/json"),
                 (http::header::CACHE_CONTROL, "no-store"),
+                (
+                    http::HeaderName::from_static(crate::ERROR_HEADER_NAME),
+                    self.code.as_str(),
+                ),
             ],
             self.to_json(),
         )
@@ -283,6 +301,23 @@ impl axum::response::IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_code_read_back_from_its_name_is_itself() {
+        for code in [
+            ErrorCode::SessionEnded,
+            ErrorCode::SessionProofMismatch,
+            ErrorCode::NoSession,
+            ErrorCode::NotFound,
+        ] {
+            assert_eq!(ErrorCode::from_name(code.as_str()), code);
+        }
+        assert_eq!(ErrorCode::from_name("no_such_code"), ErrorCode::Unknown);
+        assert_eq!(ErrorCode::from_name(""), ErrorCode::Unknown);
+        assert!(ErrorCode::from_name("session_ended").session_gone());
+        assert!(!ErrorCode::from_name("login_failed").session_gone());
+        assert!(!ErrorCode::SessionClaimed.session_gone());
+    }
 
     #[test]
     fn codes_serialize_as_their_stable_names() {

@@ -26,6 +26,9 @@ pub const SID_COOKIE_NAME: &str = "__Host-confide_sid";
 pub const INSECURE_SID_COOKIE_NAME: &str = "confide_sid";
 /// Header carrying the session id on every server-function call.
 pub const SESSION_HEADER_NAME: &str = "x-confide-session";
+/// Header repeating an error answer's code: a client that hands the answer on unread (the
+/// browser's server-function client) still learns that the session is gone.
+pub const ERROR_HEADER_NAME: &str = "x-confide-error";
 
 #[cfg(feature = "server")]
 pub mod assistant;

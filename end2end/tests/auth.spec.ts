@@ -85,6 +85,71 @@ test("signing out starts a new anonymous session", async ({ page }) => {
   expect(await consistentSid(page)).not.toBe(userSid);
 });
 
+test("a tab follows a sign-in and a sign-out made in another tab, and keeps its draft", async ({ context }) => {
+  const other = await context.newPage();
+  await openReady(other);
+  await send(other, "asked in the other tab");
+  await other.getByTestId("composer").fill("a draft worth keeping");
+
+  const user = fresh("alice");
+  const here = await context.newPage();
+  await signIn(here, user, true);
+  // Without a reload, the other tab is signed in too, with what it had asked and typed.
+  await expect(other.getByTestId("user-name")).toHaveText(user);
+  await expect(other.getByTestId("thread-list")).toContainText("asked in the other tab");
+  await expect(other.getByTestId("composer")).toHaveValue("a draft worth keeping");
+  await other.getByTestId("composer").press("Enter");
+  await expect(other.locator("[data-testid=message][data-role=user]").last()).toHaveText("a draft worth keeping");
+  await expect(other.locator("[data-testid=message][data-role=assistant]").last()).toHaveAttribute(
+    "data-status",
+    "done",
+    { timeout: 15_000 },
+  );
+
+  await openReady(here, "/");
+  await here.getByTestId("sign-out").click();
+  await expect(here.getByTestId("sign-in-link")).toBeVisible();
+  await expect(other.getByTestId("sign-in-link")).toBeVisible();
+  await expect(other.getByTestId("thread-list")).not.toContainText("asked in the other tab");
+  await expect(other.getByTestId("notice")).toHaveCount(0);
+});
+
+test("a page whose session was ended from another browser starts a new one at its next step, and says why", async ({
+  browser,
+}) => {
+  const alice = fresh("alice");
+  const a = await (await browser.newContext()).newPage();
+  await signIn(a, alice, true);
+  const b = await (await browser.newContext()).newPage();
+  await signIn(b, alice);
+  await send(b, "asked before it ended");
+
+  await openReady(a, "/account");
+  await expect(a.getByTestId("session-row")).toHaveCount(2);
+  await a.getByTestId("end-session").click();
+  await expect(a.getByTestId("session-row")).toHaveCount(1);
+
+  // The page stayed open: its next message is refused, and the page moves on to a new
+  // anonymous session, says why, and keeps the message to send again.
+  await b.getByTestId("composer").fill("sent after it ended");
+  await b.getByTestId("composer").press("Enter");
+  await expect(b.getByTestId("sign-in-link")).toBeVisible();
+  await expect(b.getByTestId("notice")).toContainText("had ended");
+  await expect(b.getByRole("alert")).toContainText("not sent");
+  await expect(b.getByTestId("composer")).toHaveValue("sent after it ended");
+  await expect(b.getByTestId("thread-list")).not.toContainText("asked before it ended");
+  // The chat it had open went with the old session; the message starts a new one.
+  await expect(b.getByTestId("not-found")).toBeVisible();
+  await b.getByTestId("composer").press("Enter");
+  await expect(b).toHaveURL(/\/t\//);
+  await expect(b.locator("[data-testid=message][data-role=assistant]").last()).toHaveAttribute(
+    "data-status",
+    "done",
+    { timeout: 15_000 },
+  );
+  await expect(b.locator("[data-testid=message][data-role=user]")).toHaveText(["sent after it ended"]);
+});
+
 test("a wrong password says so without saying which part was wrong", async ({ page }) => {
   await openReady(page, "/login");
   await page.getByTestId("username").fill(`nobody${Date.now()}`);

@@ -81,6 +81,8 @@ async fn sign_in_replaces_the_session_and_the_old_id_and_proof_die() {
     let r = old.get_note(&app).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     assert_eq!(r.code(), "session_ended");
+    // Said in a header too, for the browser's client, which hands the answer on unread.
+    assert_eq!(r.headers["x-confide-error"], "session_ended");
     // The old id with the new proof, and the new id with the old proof: refused too.
     let mut mixed = Browser {
         sid: before.sid.clone(),

@@ -246,7 +246,7 @@ impl ComposerCtx {
         let send = Action::new(move |out: &Outgoing| {
             let out = out.clone();
             // The thread is the one open when Send was pressed, whatever opens meanwhile.
-            let thread = state.open.get_untracked();
+            let thread = state.send_target();
             async move { send(state, thread, out, text, files).await }
         });
         // A new chat opens once its first message is in. Navigating here rather than in
@@ -442,6 +442,11 @@ async fn send(
             }
             Err("This chat was deleted, so your message was not sent. It is still here: send it to start a new chat.".into())
         }
+        // The page is already moving to the browser's current session (see
+        // `client::restart_session`); the text stays in the composer for it.
+        Err(e) if e.code.session_gone() => Err(
+            "Your message was not sent: this browser's session changed meanwhile. It is still here: send it again.".into(),
+        ),
         Err(e) => Err(e.message),
     }
 }

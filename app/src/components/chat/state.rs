@@ -23,11 +23,14 @@ pub struct ChatState {
     known: StoredValue<Known>,
     /// The open thread was deleted (here or elsewhere) and the page should leave it.
     left: RwSignal<Option<ThreadId>>,
+    /// A chat the session does not have (any more): its path was followed, or it went with
+    /// an ended session. A message written there starts a new chat.
+    missing: RwSignal<Option<ThreadId>>,
     /// The reply whose optional feedback comment is being written. Kept here, not in the
     /// bubble, so a reload of the thread (which builds its bubbles afresh) keeps it open.
     pub(super) commenting: RwSignal<Option<MessageId>>,
-    /// The live event stream was handed to a newer tab of the session; this page shows no
-    /// live changes until the person resumes it.
+    /// The live event stream was handed to a newer one of the session (another browser,
+    /// or a program); this page shows no live changes until the person resumes it.
     pub paused: RwSignal<bool>,
 }
 
@@ -159,6 +162,14 @@ impl ChatState {
         })
     }
 
+    /// The chat a message sent now goes to: the open one, unless the session does not
+    /// have it (then a new chat).
+    pub(super) fn send_target(&self) -> Option<ThreadId> {
+        self.open
+            .get_untracked()
+            .filter(|id| self.missing.get_untracked() != Some(*id))
+    }
+
     /// Applies one live event. Events for our own actions arrive too; every change is an
     /// upsert, so applying them twice is harmless.
     pub fn apply(&self, event: ChatEvent) {
@@ -248,6 +259,7 @@ pub(super) fn provide_chat_state(
     location: Location,
 ) -> ChatState {
     let known = StoredValue::new(Known::default());
+    let missing = RwSignal::new(None::<ThreadId>);
     // Server rendering fetches both inside the request's session; the browser fetches again
     // once its own session start has returned (the protocol's ordering rule).
     let threads = Resource::new(move || epoch.get(), |_| api::list_threads());
@@ -256,15 +268,27 @@ pub(super) fn provide_chat_state(
         move |(_, id)| async move {
             match id {
                 // Events that came while the request was out may be newer than its answer.
-                Some(id) => api::get_thread(id).await.map(|mut tv| {
-                    known.try_update_value(|k| {
-                        tv.messages = std::mem::take(&mut tv.messages)
-                            .into_iter()
-                            .map(|m| k.merge(m))
-                            .collect();
-                    });
-                    Some(tv)
-                }),
+                Some(id) => {
+                    let answer = api::get_thread(id).await;
+                    match &answer {
+                        Err(e) if e.code == crate::ErrorCode::NotFound => {
+                            missing.try_set(Some(id));
+                        }
+                        Ok(_) if missing.get_untracked() == Some(id) => {
+                            missing.try_set(None);
+                        }
+                        _ => {}
+                    }
+                    answer.map(|mut tv| {
+                        known.try_update_value(|k| {
+                            tv.messages = std::mem::take(&mut tv.messages)
+                                .into_iter()
+                                .map(|m| k.merge(m))
+                                .collect();
+                        });
+                        Some(tv)
+                    })
+                }
                 None => Ok(None),
             }
         },
@@ -277,6 +301,7 @@ pub(super) fn provide_chat_state(
         epoch,
         known,
         left,
+        missing,
         commenting: RwSignal::new(None),
         paused: RwSignal::new(false),
     };
