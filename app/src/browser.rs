@@ -75,6 +75,7 @@ mod web {
                         apply: std::rc::Rc::new(apply),
                         channel: None,
                         source: None,
+                        stream_session: None,
                         lead: false,
                     });
                     None
@@ -100,6 +101,8 @@ mod web {
         apply: std::rc::Rc<dyn Fn(crate::model::ChatEvent)>,
         channel: Option<web_sys::BroadcastChannel>,
         source: Option<web_sys::EventSource>,
+        /// The session the page had when its stream opened (the stream is that session's).
+        stream_session: Option<crate::SessionId>,
         lead: bool,
     }
 
@@ -224,16 +227,28 @@ mod web {
     /// connects).
     fn lead_stream() {
         use wasm_bindgen::closure::Closure;
-        // A stream the server refused for good (its session gone) stays closed; the page's
+        // A stream the server refused for good (its session gone) stays closed, and one of a
+        // session the browser has left would go on with that session's events: the page's
         // next session opens a new one.
-        let open = LIVE.with(|l| {
-            l.borrow().as_ref().is_none_or(|l| {
-                l.source
-                    .as_ref()
-                    .is_some_and(|s| s.ready_state() != web_sys::EventSource::CLOSED)
-            })
+        let session = crate::client::current_session();
+        let keep = LIVE.with(|l| match l.borrow_mut().as_mut() {
+            None => true,
+            Some(l) => match l.source.take() {
+                Some(s)
+                    if s.ready_state() != web_sys::EventSource::CLOSED
+                        && l.stream_session == session =>
+                {
+                    l.source = Some(s);
+                    true
+                }
+                Some(s) => {
+                    s.close();
+                    false
+                }
+                None => false,
+            },
         });
-        if open {
+        if keep {
             return;
         }
         let Ok(source) = web_sys::EventSource::new("/api/events") else {
@@ -279,6 +294,7 @@ mod web {
         LIVE.with(|l| {
             if let Some(l) = l.borrow_mut().as_mut() {
                 l.source = Some(source);
+                l.stream_session = session;
             }
         });
     }
