@@ -286,11 +286,25 @@ mod web {
                 apply(crate::model::ChatEvent::Resync);
             }
         });
+        // The browser gave up on the stream (the server refused it), and an EventSource does
+        // not say why. If it is because the session ended (by time, or from elsewhere), one
+        // call learns so and `SessionClient` moves the page on at once, instead of at the
+        // person's next step; any other refusal (too many streams) leaves it closed.
+        let closed = source.clone();
+        let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            if closed.ready_state() == web_sys::EventSource::CLOSED {
+                leptos::task::spawn_local(async {
+                    let _ = crate::api::start_session().await;
+                });
+            }
+        });
         source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         // The handlers live as long as the page.
         on_message.forget();
         on_open.forget();
+        on_error.forget();
         LIVE.with(|l| {
             if let Some(l) = l.borrow_mut().as_mut() {
                 l.source = Some(source);

@@ -123,6 +123,9 @@ test("a page whose session was ended from another browser starts a new one at it
   const b = await (await browser.newContext()).newPage();
   await signIn(b, alice);
   await send(b, "asked before it ended");
+  // Its live stream cannot come back once the end closes it (the network fails, so the
+  // browser keeps trying): the page learns of the end only from its next call.
+  await b.route("**/api/events", (route) => route.abort());
 
   await openReady(a, "/account");
   await expect(a.getByTestId("session-row")).toHaveCount(2);
@@ -138,8 +141,10 @@ test("a page whose session was ended from another browser starts a new one at it
   await expect(b.getByRole("alert")).toContainText("not sent");
   await expect(b.getByTestId("composer")).toHaveValue("sent after it ended");
   await expect(b.getByTestId("thread-list")).not.toContainText("asked before it ended");
-  // The chat it had open went with the old session; the message starts a new one.
+  // The chat it had open went with the old session; the message starts a new one, and
+  // its reply streams in once the stream is back.
   await expect(b.getByTestId("not-found")).toBeVisible();
+  await b.unroute("**/api/events");
   await b.getByTestId("composer").press("Enter");
   await expect(b).toHaveURL(/\/t\//);
   await expect(b.locator("[data-testid=message][data-role=assistant]").last()).toHaveAttribute(
@@ -148,6 +153,33 @@ test("a page whose session was ended from another browser starts a new one at it
     { timeout: 15_000 },
   );
   await expect(b.locator("[data-testid=message][data-role=user]")).toHaveText(["sent after it ended"]);
+});
+
+test("a page whose session was ended from another browser says so at once, and works on", async ({ browser }) => {
+  const alice = fresh("alice");
+  const a = await (await browser.newContext()).newPage();
+  await signIn(a, alice, true);
+  const b = await (await browser.newContext()).newPage();
+  await signIn(b, alice);
+  await send(b, "asked before it ended");
+  await b.getByTestId("composer").fill("a draft worth keeping");
+
+  await openReady(a, "/account");
+  await expect(a.getByTestId("session-row")).toHaveCount(2);
+  await a.getByTestId("end-session").click();
+  await expect(a.getByTestId("session-row")).toHaveCount(1);
+
+  // The end closes the page's live stream, and the page moves on by itself.
+  await expect(b.getByTestId("notice")).toContainText("had ended", { timeout: 15_000 });
+  await expect(b.getByTestId("sign-in-link")).toBeVisible();
+  await expect(b.getByTestId("thread-list")).not.toContainText("asked before it ended");
+  await expect(b.getByTestId("composer")).toHaveValue("a draft worth keeping");
+  // Live again, under the new session: a message from another tab of it shows here.
+  const c = await b.context().newPage();
+  await openReady(c);
+  await c.getByTestId("composer").fill("from another tab");
+  await c.getByTestId("composer").press("Enter");
+  await expect(b.getByTestId("thread-list")).toContainText("from another tab", { timeout: 15_000 });
 });
 
 test("a wrong password says so without saying which part was wrong", async ({ page }) => {
