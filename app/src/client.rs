@@ -7,6 +7,8 @@
 
 use crate::SessionId;
 use futures::{Sink, Stream};
+#[cfg(feature = "hydrate")]
+use leptos::server_fn::response::ClientRes;
 use leptos::server_fn::{
     Bytes,
     client::{Client, browser::BrowserClient},
@@ -54,8 +56,10 @@ where
             // The session ended (elsewhere, or by time) or another tab switched this
             // browser to a new one: the page moves on to the browser's session now rather
             // than fail each call after this one.
+            // Those answers are 401 or 403; the headers are read for those alone.
             #[cfg(feature = "hydrate")]
-            if let Some(code) = res.generate_headers().get(crate::ERROR_HEADER_NAME)
+            if matches!(ClientRes::<E>::status(&res), 401 | 403)
+                && let Some(code) = res.generate_headers().get(crate::ERROR_HEADER_NAME)
                 && crate::ErrorCode::from_name(code.to_str().unwrap_or_default()).session_gone()
                 && id.is_some()
                 && id == current_session()
@@ -264,10 +268,7 @@ mod browser {
                 if ev.key().as_deref() != Some(STORAGE_KEY) {
                     return;
                 }
-                let stored = ev
-                    .new_value()
-                    .and_then(|v| serde_json::from_str::<String>(&v).ok())
-                    .and_then(|s| SessionId::parse(&s).ok());
+                let stored = stored_session_id();
                 if stored.is_some() && stored != current_session() {
                     restart_session();
                 }

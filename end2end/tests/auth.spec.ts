@@ -1,14 +1,16 @@
-import { expect, test, type Page } from "@playwright/test";
+import { expect, test, type Browser, type Page } from "@playwright/test";
 import { consistentSid, openReady, waitReady } from "./helpers";
 
 const PW = "correct horse battery";
+
+const replies = (page: Page) => page.locator("[data-testid=message][data-role=assistant]");
 
 async function send(page: Page, text: string) {
   const composer = page.getByTestId("composer");
   await expect(composer).toBeEditable();
   await composer.fill(text);
   await composer.press("Enter");
-  await expect(page.locator("[data-testid=message][data-role=assistant]").last()).toHaveAttribute(
+  await expect(replies(page).last()).toHaveAttribute(
     "data-status",
     "done",
     { timeout: 15_000 },
@@ -27,6 +29,24 @@ async function signIn(page: Page, user: string, register = false) {
 
 /** A user name no other test (or earlier run against the same store) has taken. */
 const fresh = (name: string) => `${name}${Date.now()}${Math.floor(Math.random() * 1e6)}`;
+
+/** Two browsers signed in as one new user: `a` registered it. */
+async function twoBrowsersOfOneUser(browser: Browser): Promise<{ a: Page; b: Page }> {
+  const user = fresh("alice");
+  const a = await (await browser.newContext()).newPage();
+  await signIn(a, user, true);
+  const b = await (await browser.newContext()).newPage();
+  await signIn(b, user);
+  return { a, b };
+}
+
+/** Ends the other browser's session from `a`'s My sessions page. */
+async function endTheOtherSession(a: Page) {
+  await openReady(a, "/account");
+  await expect(a.getByTestId("session-row")).toHaveCount(2);
+  await a.getByTestId("end-session").click();
+  await expect(a.getByTestId("session-row")).toHaveCount(1);
+}
 
 test("password sign-in renews the session and keeps the threads asked before it", async ({ page }) => {
   await openReady(page);
@@ -100,7 +120,7 @@ test("a tab follows a sign-in and a sign-out made in another tab, and keeps its 
   await expect(other.getByTestId("composer")).toHaveValue("a draft worth keeping");
   await other.getByTestId("composer").press("Enter");
   await expect(other.locator("[data-testid=message][data-role=user]").last()).toHaveText("a draft worth keeping");
-  await expect(other.locator("[data-testid=message][data-role=assistant]").last()).toHaveAttribute(
+  await expect(replies(other).last()).toHaveAttribute(
     "data-status",
     "done",
     { timeout: 15_000 },
@@ -117,20 +137,13 @@ test("a tab follows a sign-in and a sign-out made in another tab, and keeps its 
 test("a page whose session was ended from another browser starts a new one at its next step, and says why", async ({
   browser,
 }) => {
-  const alice = fresh("alice");
-  const a = await (await browser.newContext()).newPage();
-  await signIn(a, alice, true);
-  const b = await (await browser.newContext()).newPage();
-  await signIn(b, alice);
+  const { a, b } = await twoBrowsersOfOneUser(browser);
   await send(b, "asked before it ended");
   // Its live stream cannot come back once the end closes it (the network fails, so the
   // browser keeps trying): the page learns of the end only from its next call.
   await b.route("**/api/events", (route) => route.abort());
 
-  await openReady(a, "/account");
-  await expect(a.getByTestId("session-row")).toHaveCount(2);
-  await a.getByTestId("end-session").click();
-  await expect(a.getByTestId("session-row")).toHaveCount(1);
+  await endTheOtherSession(a);
 
   // The page stayed open: its next message is refused, and the page moves on to a new
   // anonymous session, says why, and keeps the message to send again.
@@ -147,7 +160,7 @@ test("a page whose session was ended from another browser starts a new one at it
   await b.unroute("**/api/events");
   await b.getByTestId("composer").press("Enter");
   await expect(b).toHaveURL(/\/t\//);
-  await expect(b.locator("[data-testid=message][data-role=assistant]").last()).toHaveAttribute(
+  await expect(replies(b).last()).toHaveAttribute(
     "data-status",
     "done",
     { timeout: 15_000 },
@@ -156,18 +169,11 @@ test("a page whose session was ended from another browser starts a new one at it
 });
 
 test("a page whose session was ended from another browser says so at once, and works on", async ({ browser }) => {
-  const alice = fresh("alice");
-  const a = await (await browser.newContext()).newPage();
-  await signIn(a, alice, true);
-  const b = await (await browser.newContext()).newPage();
-  await signIn(b, alice);
+  const { a, b } = await twoBrowsersOfOneUser(browser);
   await send(b, "asked before it ended");
   await b.getByTestId("composer").fill("a draft worth keeping");
 
-  await openReady(a, "/account");
-  await expect(a.getByTestId("session-row")).toHaveCount(2);
-  await a.getByTestId("end-session").click();
-  await expect(a.getByTestId("session-row")).toHaveCount(1);
+  await endTheOtherSession(a);
 
   // The end closes the page's live stream, and the page moves on by itself.
   await expect(b.getByTestId("notice")).toContainText("had ended", { timeout: 15_000 });
@@ -235,11 +241,7 @@ test("/account without a signed-in user explains itself and offers the way to si
 });
 
 test("changing the password on my sessions ends the other browsers and says so", async ({ browser }) => {
-  const alice = fresh("alice");
-  const a = await (await browser.newContext()).newPage();
-  await signIn(a, alice, true);
-  const b = await (await browser.newContext()).newPage();
-  await signIn(b, alice);
+  const { a, b } = await twoBrowsersOfOneUser(browser);
 
   await openReady(a, "/account");
   await expect(a.getByTestId("session-row")).toHaveCount(2);
