@@ -59,16 +59,11 @@ async fn smoke_load_memory_store_is_isolated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_load_sqlite_store_is_isolated() {
-    let dir = tempfile_dir();
+    // Removed when the test ends, pass or fail.
+    let dir = tempfile::Builder::new().prefix("confide-smoke-").tempdir().unwrap();
     smoke(Config {
-        store: server::StoreKind::Sqlite(dir.join("load.db")),
+        store: server::StoreKind::Sqlite(dir.path().join("load.db")),
         ..load_config()
     })
     .await;
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("confide-smoke-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
