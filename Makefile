@@ -45,11 +45,11 @@ build: setup
 release: setup
 	$(RELEASE_BUILD)
 
+# One build of everything the tests run, the wasm beside the host (scripts/build-tests.sh),
+# then the Rust tests beside the browser tests (scripts/test-rust.sh says why).
 test: setup-test
-	cargo leptos build --split
-	$(MAKE) --no-print-directory test-unit-only
-	$(MAKE) --no-print-directory e2e-examples
-	$(MAKE) --no-print-directory test-e2e-only
+	scripts/build-tests.sh
+	scripts/test-rust.sh --with-browser
 
 # The soak smoke test drives the debug server binary; `make test` has it from cargo-leptos.
 test-unit: setup

@@ -9,6 +9,10 @@
 #   not working"); separate processes are not affected;
 # - the other packages (core, app, bench with its soak smoke test).
 # Each group's output goes to a file and is printed whole when all are done, failures last.
+#
+# With `--with-browser` (`make test`) the browser tests run in the foreground meanwhile, their
+# output live: they keep both cores busy, and the Rust groups, mostly asleep, fit in beside
+# them instead of taking a minute of their own before them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg erase_components"
@@ -25,6 +29,9 @@ cargo test -p confide-core -p app -p confide-bench --features app/ssr >"$logs/ot
 pids[2]=$!
 
 failed=()
+if [ "${1:-}" = --with-browser ]; then
+  (cd end2end && CI=${CI:-} npx playwright test) || failed+=(browser)
+fi
 for i in 0 1 2; do
   if wait "${pids[$i]}"; then
     echo "=== ${names[$i]} tests: passed ==="
@@ -34,7 +41,11 @@ for i in 0 1 2; do
   fi
 done
 for name in "${failed[@]}"; do
-  echo "=== $name tests: FAILED ($logs/$name.log) ==="
-  cat "$logs/$name.log"
+  if [ "$name" = browser ]; then
+    echo "=== browser tests: FAILED (above; report in end2end/playwright-report) ==="
+  else
+    echo "=== $name tests: FAILED ($logs/$name.log) ==="
+    cat "$logs/$name.log"
+  fi
 done
 [ ${#failed[@]} -eq 0 ]
