@@ -60,7 +60,10 @@ async fn smoke_load_memory_store_is_isolated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_load_sqlite_store_is_isolated() {
     // Removed when the test ends, pass or fail.
-    let dir = tempfile::Builder::new().prefix("confide-smoke-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("confide-smoke-")
+        .tempdir()
+        .unwrap();
     smoke(Config {
         store: server::StoreKind::Sqlite(dir.path().join("load.db")),
         ..load_config()
