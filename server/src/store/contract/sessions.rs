@@ -527,17 +527,19 @@ pub async fn an_expired_id_is_never_claimed_again(store: Arc<dyn TestStore>) {
 /// an absolute lifetime after its end, and every backend forgets it by two absolute
 /// lifetimes after its claim, once the sweep has run: the id can then be claimed anew.
 pub async fn an_ended_id_is_forgotten_after_its_time(store: Arc<dyn TestStore>) {
+    // Deleted at once, before anything else: with a 1 s lifetime, a slow call on a busy
+    // machine (another claim, say) could otherwise let it expire before its delete.
     let (deleted, _) = claimed(&*store).await;
     store.set(&deleted, "k", b"old").await.unwrap();
-    let (expired, _) = claimed(&*store).await;
-    // Both sessions began before this instant: the waits below count from it, so a slow
-    // store call on a busy machine cannot leave them short of the ends they wait for.
-    let start = Instant::now();
     assert!(store.delete(&deleted).await.unwrap());
     assert_eq!(
         store.claim(&deleted, &proof(), None).await.unwrap(),
         Claim::Ended
     );
+    let (expired, _) = claimed(&*store).await;
+    // Both sessions began before this instant: the waits below count from it, so a slow
+    // store call on a busy machine cannot leave them short of the ends they wait for.
+    let start = Instant::now();
 
     tokio::time::sleep(Duration::from_millis(1100).saturating_sub(start.elapsed())).await;
     assert_eq!(store.sweep().await.unwrap(), 1, "the expired session went");
