@@ -13,7 +13,7 @@ trap 'kill $front 2>/dev/null || true' EXIT
 # The same flag cargo-leptos gives debug builds, so its server build is this one.
 export RUSTFLAGS="--cfg erase_components"
 cargo test -p server -p confide-core -p app -p confide-bench --features app/ssr --no-run
-cargo build -p server --bin confide --example fake_oidc --example tools --example mcp_notes
+make --no-print-directory e2e-examples
 wait $front
 trap - EXIT
 unset RUSTFLAGS
