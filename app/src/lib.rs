@@ -6,6 +6,7 @@ pub mod api;
 mod browser;
 pub mod client;
 mod components;
+pub mod derived;
 #[cfg(feature = "ssr")]
 mod ssr;
 

@@ -73,6 +73,29 @@ test("stop cancels the reply and keeps the partial text", async ({ page }) => {
   await expect(assistant(page).last().locator(".markdown")).toHaveText(partial);
 });
 
+test("another chat opens while a reply streams in this one, and back again", async ({ page }) => {
+  await openReady(page);
+  await send(page, "the quiet chat");
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const quiet = new URL(page.url()).pathname;
+  await page.getByTestId("new-chat").click();
+  await send(page, "/slow");
+  await expect(page).not.toHaveURL(new RegExp(`${quiet}$`));
+  await expect(page).toHaveURL(/\/t\//);
+  const busy = new URL(page.url()).pathname;
+  await expect(assistant(page).last()).toContainText("word3");
+  // Each way more than once: every word of the reply is news the page takes in meanwhile.
+  for (let i = 0; i < 3; i++) {
+    await page.locator(`#sidebar a[href='${quiet}']`).click();
+    await expect(userMsgs(page)).toHaveText(["the quiet chat"]);
+    await page.locator(`#sidebar a[href='${busy}']`).click();
+    await expect(userMsgs(page)).toHaveText(["/slow"]);
+  }
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "streaming");
+  await page.getByTestId("stop").click();
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "stopped");
+});
+
 test("markup in a message is shown as text, never run", async ({ page }) => {
   await openReady(page);
   const hostile = `<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">`;
@@ -669,7 +692,19 @@ test("a tab whose live stream a newer one took says so, stays quiet, and can tak
   context,
   baseURL,
 }) => {
+  // The page opens its stream once its session is ready, and on a busy machine it connects
+  // late: here, as late as the test lets it. The eight below must come after it.
+  let connect!: () => void;
+  const connected = new Promise<void>((resolve) => (connect = resolve));
+  await page.route("**/api/events", async (route) => {
+    await connected;
+    await route.continue();
+  });
+  const pageStream = page.waitForResponse((r) => r.url().endsWith("/api/events") && r.status() === 200);
   await openReady(page);
+  connect();
+  await pageStream;
+  await page.unroute("**/api/events");
   // Eight more streams of this session (the most one session may have) from outside the
   // browser, whose six connections to a host would hold some back over plain HTTP: the
   // page's own stream is the oldest and makes room.

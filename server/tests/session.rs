@@ -451,6 +451,119 @@ async fn pages_render_the_public_shell_whatever_the_cookie() {
     assert_eq!(app.store.len(), 1, "no page load created a session");
 }
 
+/// A page of a session that has chats lists them, however its loads interleave with the
+/// store. The list arrives from SQLite on another thread while the page renders; the page
+/// must show it (inline or streamed in after), never "No chats yet" beside the real list
+/// in the hydration data, which the browser could not hydrate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_s_page_lists_its_chats_however_the_store_answers_interleave() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        echo_delay: Duration::ZERO,
+        ..Config::default()
+    };
+    let store = std::sync::Arc::new(
+        server::SqliteStore::open(
+            &dir.path().join("confide.db"),
+            server::lifetimes(&config),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap(),
+    );
+    let unused = std::sync::Arc::new(server::MemoryStore::new(server::lifetimes(&config)));
+    let app = common::spawn_with_store(config, store, unused).await;
+    let mut b = Browser::new();
+    b.start(&app).await;
+    let sent = b
+        .call(
+            &app,
+            "messages/send",
+            json!({ "content": "listed on every load" }),
+        )
+        .await;
+    common::settled(&app, &mut b, sent.body["thread"]["id"].as_str().unwrap()).await;
+
+    let cookie = b.cookie_header();
+    let pages: Vec<String> = stream::iter(0..200)
+        .map(|_| {
+            let req = app
+                .http
+                .get(format!("{}/", app.base))
+                .header("cookie", cookie.clone());
+            async move { req.send().await.unwrap().text().await.unwrap() }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for html in pages {
+        assert!(
+            html.contains(r#"data-testid="thread-item""#) && !html.contains("No chats yet."),
+            "{html}"
+        );
+    }
+}
+
+/// Why the page's derived values are `app::derived` ones: on the server a resource settles
+/// on another thread, and a memo that is computing at that moment keeps the value from
+/// before it (the interleaving below, made certain). The page's values read afresh there.
+#[test]
+fn a_derived_value_sees_a_change_made_while_it_was_computing() {
+    use leptos::prelude::*;
+    use std::sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    };
+
+    /// Reads `derive(source)` while another thread changes the source mid-computation,
+    /// then once more: the second read's value.
+    fn read_after_a_change_mid_computation(
+        derive: impl FnOnce(Box<dyn Fn() -> u32 + Send + Sync>) -> Box<dyn Fn() -> u32>,
+    ) -> u32 {
+        let source = ArcRwSignal::new(0u32);
+        let (reached, reached_rx) = mpsc::channel::<()>();
+        let (go, go_rx) = mpsc::channel::<()>();
+        let (reached, go_rx) = (Mutex::new(reached), Mutex::new(go_rx));
+        let first = AtomicBool::new(true);
+        let read = source.clone();
+        let value = derive(Box::new(move || {
+            let v = read.get();
+            if first.swap(false, Ordering::SeqCst) {
+                reached.lock().unwrap().send(()).unwrap();
+                go_rx.lock().unwrap().recv().unwrap();
+            }
+            v
+        }));
+        let writer = std::thread::spawn(move || {
+            reached_rx.recv().unwrap();
+            source.set(1);
+            go.send(()).unwrap();
+        });
+        value();
+        writer.join().unwrap();
+        value()
+    }
+
+    let owner = Owner::new();
+    owner.with(|| {
+        let page = read_after_a_change_mid_computation(|f| {
+            let v = app::derived::memo(f);
+            Box::new(move || v.get())
+        });
+        assert_eq!(page, 1, "the page's derived value missed the change");
+
+        let plain = read_after_a_change_mid_computation(|f| {
+            let m = ArcMemo::new(move |_| f());
+            Box::new(move || m.get())
+        });
+        assert_eq!(
+            plain, 0,
+            "reactive_graph's memo no longer misses it: `app::derived` can become plain memos"
+        );
+    });
+}
+
 #[tokio::test]
 async fn proof_cookie_has_the_protective_attributes() {
     let app = spawn().await;

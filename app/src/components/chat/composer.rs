@@ -4,6 +4,7 @@ use super::settings::{SettingsButton, SettingsPanel};
 use super::state::ChatState;
 use crate::browser::{self, Picked, focus_later};
 use crate::components::icon::{Icon, IconName};
+use crate::derived::When;
 use crate::{
     api::{self},
     components::{SessionCtx, SessionState},
@@ -136,12 +137,12 @@ pub(super) fn Composer() -> impl IntoView {
                         }
                     }
                 ></textarea>
-                <Show
+                <When
                     when=move || streaming().is_some()
                     fallback=move || view! { <button class="primary" type="submit" data-testid="send" disabled=move || !can_send()>"Send"</button> }
                 >
                     <button class="stop" type="button" data-testid="stop" on:click=stop>"■ Stop"</button>
-                </Show>
+                </When>
             </div>
             <div class="composer-foot">
                 <span class="counter" class:over=too_long>{move || format!("{} / {}", count(), MAX_MESSAGE_CHARS)}</span>

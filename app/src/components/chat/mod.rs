@@ -132,8 +132,9 @@ pub fn ThreadPage() -> impl IntoView {
     let params = use_params_map();
     // The pane is rebuilt only when what it shows changes kind, not on every message
     // change: the message list updates in place, bubble by bubble. Made under the
-    // Transition, so reading the thread here still holds the page until it has loaded.
-    let kind = Memo::new(move |_| {
+    // Transition, so reading the thread here still holds the page until it has loaded
+    // (a `derived::memo`: a plain memo could miss the thread settling on the server).
+    let kind = crate::derived::memo(move || {
         // An id that is not one names no chat: it is not found, not an empty page to
         // start a chat on.
         if params

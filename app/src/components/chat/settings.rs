@@ -4,6 +4,7 @@
 
 use super::composer::ComposerCtx;
 use crate::browser::{focus_later, typing_in_field};
+use crate::derived::When;
 use crate::{
     ApiError,
     api::{self},
@@ -83,7 +84,7 @@ pub(super) fn SettingsButton() -> impl IntoView {
             .is_some_and(|s| !s.settings.is_empty() || s.profiles.len() > 1)
     };
     view! {
-        <Show when=offered>
+        <When when=offered>
             <button
                 type="button"
                 class="ghost small"
@@ -95,7 +96,7 @@ pub(super) fn SettingsButton() -> impl IntoView {
                     ctx.open.update(|o| *o = !*o);
                 }
             >"⚙ Settings"</button>
-        </Show>
+        </When>
     }
 }
 
@@ -300,7 +301,7 @@ pub(super) fn Starters() -> impl IntoView {
     let profiles = move || ctx.current().map(|s| s.profiles).unwrap_or_default();
     let chosen = move || ctx.current().and_then(|s| s.profile);
     view! {
-        <Show when=move || { profiles().len() > 1 }>
+        <When when=move || { profiles().len() > 1 }>
             <div class="profiles" role="group" aria-label="Profile" data-testid="profiles">
                 {move || profiles().into_iter().map(|p| {
                     let id = p.id.clone();
@@ -320,7 +321,7 @@ pub(super) fn Starters() -> impl IntoView {
                     }
                 }).collect_view()}
             </div>
-        </Show>
+        </When>
         <div class="starters" data-testid="starters">
             {move || ctx.profile().map(|p| p.starters).unwrap_or_default().into_iter().map(|st| {
                 let message = st.message.clone();

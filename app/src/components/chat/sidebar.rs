@@ -3,6 +3,7 @@
 
 use super::state::ChatState;
 use crate::browser::{confirm, download, focus_after_ms, focus_later, sleep_ms};
+use crate::derived::When;
 use crate::{
     api::{self},
     components::{
@@ -123,7 +124,7 @@ pub(super) fn Sidebar() -> impl IntoView {
             />
             <nav class="thread-list" data-testid="thread-list">
                 <Transition fallback=|| view! { <p class="muted small">"Loading…"</p> }>
-                    <Show
+                    <When
                         when=move || !list().is_empty()
                         fallback=move || {
                             let text = if results.with(Option::is_some) { "No chats match." } else { "No chats yet." };
@@ -137,7 +138,7 @@ pub(super) fn Sidebar() -> impl IntoView {
                             key=|(t, snippet)| (t.id, t.title.clone(), snippet.clone())
                             children=|(t, snippet)| view! { <ThreadItem thread=t snippet=snippet /> }
                         />
-                    </Show>
+                    </When>
                 </Transition>
             </nav>
             <footer class="sidebar-foot">

@@ -100,21 +100,34 @@ impl ChatState {
     }
 
     pub(super) fn upsert_thread(&self, thread: Thread) {
-        self.threads.update(|r| {
-            if let Some(Ok(list)) = r {
-                list.retain(|t| t.id != thread.id);
-                list.push(thread.clone());
-                list.sort_by_key(|t| std::cmp::Reverse(t.updated_ms));
-            }
-        });
+        // Only a list that has loaded is changed (see `with_open` on writing to a resource).
+        if self.threads.with_untracked(|r| matches!(r, Some(Ok(_)))) {
+            self.threads.update(|r| {
+                if let Some(Ok(list)) = r {
+                    list.retain(|t| t.id != thread.id);
+                    list.push(thread.clone());
+                    list.sort_by_key(|t| std::cmp::Reverse(t.updated_ms));
+                }
+            });
+        }
         self.with_open(thread.id, |tv| tv.thread = thread);
     }
 
+    /// Changes the open chat's data, if it is chat `id` and the page shows it. Any write to a
+    /// resource throws away the answer it is waiting for (the resource takes the written
+    /// value as its newest): so a change to a chat the page is leaving (the person opened
+    /// another while a reply streamed there) must not be written, or the chat they chose
+    /// would never load. What is not written here is still known (`merge`), and the answer
+    /// that opens the chat passes through what is known.
     fn with_open(&self, id: ThreadId, f: impl FnOnce(&mut ThreadView)) {
+        let shown = self
+            .current
+            .with_untracked(|r| matches!(r, Some(Ok(Some(tv))) if tv.thread.id == id));
+        if !shown || self.open.get_untracked() != Some(id) {
+            return;
+        }
         self.current.update(|r| {
-            if let Some(Ok(Some(tv))) = r
-                && tv.thread.id == id
-            {
+            if let Some(Ok(Some(tv))) = r {
                 f(tv);
             }
         });
@@ -176,11 +189,15 @@ impl ChatState {
         match event {
             ChatEvent::Thread { thread } => self.upsert_thread(thread),
             ChatEvent::ThreadDeleted { thread_id } => {
-                self.threads.update(|r| {
-                    if let Some(Ok(list)) = r {
-                        list.retain(|t| t.id != thread_id);
-                    }
-                });
+                if self.threads.with_untracked(
+                    |r| matches!(r, Some(Ok(l)) if l.iter().any(|t| t.id == thread_id)),
+                ) {
+                    self.threads.update(|r| {
+                        if let Some(Ok(list)) = r {
+                            list.retain(|t| t.id != thread_id);
+                        }
+                    });
+                }
                 self.known.try_update_value(|k| k.forget_thread(thread_id));
                 if self.open.get_untracked() == Some(thread_id) {
                     self.current.update(|r| *r = Some(Ok(None)));

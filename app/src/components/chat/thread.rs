@@ -17,7 +17,7 @@ use leptos::prelude::*;
 #[component]
 pub(super) fn ThreadHeader(id: ThreadId) -> impl IntoView {
     let state = expect_context::<ChatState>();
-    let title = Memo::new(move |_| {
+    let title = crate::derived::memo(move || {
         state.current.with(|c| {
             c.as_ref()
                 .and_then(|r| r.as_ref().ok())
@@ -64,7 +64,7 @@ pub(super) fn Messages() -> impl IntoView {
     };
     // Only the last reply offers Regenerate; an earlier one stops offering it when a newer
     // reply arrives, without being rebuilt.
-    let last_assistant = Memo::new(move |_| {
+    let last_assistant = crate::derived::memo(move || {
         state.current.with(|c| {
             c.as_ref()
                 .and_then(|r| r.as_ref().ok())
