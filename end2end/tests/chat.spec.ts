@@ -96,6 +96,45 @@ test("another chat opens while a reply streams in this one, and back again", asy
   await expect(assistant(page).last()).toHaveAttribute("data-status", "stopped");
 });
 
+test("a message sent in a chat whose answer is still on its way is shown with its reply", async ({ page }) => {
+  await openReady(page);
+  await send(page, "chat one");
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const one = new URL(page.url()).pathname;
+  await page.getByTestId("new-chat").click();
+  await send(page, "chat two");
+  await expect(page).not.toHaveURL(new RegExp(`${one}$`));
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  // Chat one's answer is read by the server at once but reaches the page only after a
+  // message has been sent there: the answer is older than what the page already knows.
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  await page.route("**/api/threads/get", async (route) => {
+    const answer = await route.fetch();
+    await released;
+    // The page may have given up on it meanwhile (a newer request of the same data).
+    await route.fulfill({ response: answer }).catch(() => {});
+  });
+  await page.locator(`#sidebar a[href='${one}']`).click();
+  await expect(page).toHaveURL(new RegExp(`${one}$`));
+  await send(page, "asked while it loaded");
+  await expect.poll(async () => {
+    const sid = await storedSid(page);
+    const res = await page.request.post("/api/threads/get", {
+      headers: { "x-confide-session": sid!, "content-type": "application/json" },
+      data: { thread_id: one.split("/").pop() },
+    });
+    const t = (await res.json()) as { messages: { status: string }[] };
+    return t.messages.length === 4 && t.messages[3].status === "done";
+  }, { timeout: 15_000 }).toBe(true);
+  release();
+  await page.unroute("**/api/threads/get");
+  await expect(userMsgs(page)).toHaveText(["chat one", "asked while it loaded"]);
+  await expect(assistant(page)).toHaveCount(2);
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done");
+  await expect(assistant(page).last()).toContainText("asked while it loaded");
+});
+
 test("markup in a message is shown as text, never run", async ({ page }) => {
   await openReady(page);
   const hostile = `<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">`;
