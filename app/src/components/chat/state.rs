@@ -101,7 +101,7 @@ impl ChatState {
 
     pub(super) fn upsert_thread(&self, thread: Thread) {
         // Only a list that has loaded is changed (see `with_open` on writing to a resource).
-        if self.threads.with_untracked(|r| matches!(r, Some(Ok(_)))) {
+        if peek(&self.threads).with_untracked(|r| matches!(r, Some(Ok(_)))) {
             self.threads.update(|r| {
                 if let Some(Ok(list)) = r {
                     list.retain(|t| t.id != thread.id);
@@ -120,8 +120,7 @@ impl ChatState {
     /// would never load. What is not written here is still known (`merge`), and the answer
     /// that opens the chat passes through what is known.
     fn with_open(&self, id: ThreadId, f: impl FnOnce(&mut ThreadView)) {
-        let shown = self
-            .current
+        let shown = peek(&self.current)
             .with_untracked(|r| matches!(r, Some(Ok(Some(tv))) if tv.thread.id == id));
         if !shown || self.open.get_untracked() != Some(id) {
             return;
@@ -167,7 +166,7 @@ impl ChatState {
     /// Message `id` as the open thread shows it now (read without tracking: the bubble
     /// built from it follows its changes itself).
     pub(super) fn shown(&self, id: MessageId) -> Option<MessageView> {
-        self.current.with_untracked(|c| {
+        peek(&self.current).with_untracked(|c| {
             c.as_ref()
                 .and_then(|r| r.as_ref().ok())
                 .and_then(|t| t.as_ref())
@@ -189,7 +188,7 @@ impl ChatState {
         match event {
             ChatEvent::Thread { thread } => self.upsert_thread(thread),
             ChatEvent::ThreadDeleted { thread_id } => {
-                if self.threads.with_untracked(
+                if peek(&self.threads).with_untracked(
                     |r| matches!(r, Some(Ok(l)) if l.iter().any(|t| t.id == thread_id)),
                 ) {
                     self.threads.update(|r| {
@@ -216,7 +215,7 @@ impl ChatState {
                     .try_with_value(|k| k.get(&message_id).cloned())
                     .flatten()
                     .or_else(|| {
-                        self.current.with_untracked(|c| {
+                        peek(&self.current).with_untracked(|c| {
                             c.as_ref()
                                 .and_then(|r| r.as_ref().ok())
                                 .and_then(|t| t.as_ref())
@@ -265,6 +264,13 @@ impl ChatState {
         self.epoch.update(|e| *e += 1);
         crate::browser::open_event_stream(move |e| self.apply(e));
     }
+}
+
+/// What `r` holds now, read from the page's event handlers: through the resource itself,
+/// a debug build would warn on every live event that it was read outside a `<Suspense>`
+/// (which matters only to a read that should wait for it, not to a look at its value).
+fn peek<T: Send + Sync + 'static>(r: &Resource<T>) -> &AsyncDerived<T> {
+    r
 }
 
 /// Builds the chat data for the layout and provides it, leaves a chat that was deleted, and
