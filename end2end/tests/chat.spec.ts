@@ -96,7 +96,7 @@ test("another chat opens while a reply streams in this one, and back again", asy
   await expect(assistant(page).last()).toHaveAttribute("data-status", "stopped");
 });
 
-test("a message sent in a chat whose answer is still on its way is shown with its reply", async ({ page }) => {
+test("a message sent in a chat whose answer is still on its way is shown with its reply", async ({ page, request }) => {
   await openReady(page);
   await send(page, "chat one");
   await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
@@ -106,7 +106,7 @@ test("a message sent in a chat whose answer is still on its way is shown with it
   await expect(page).not.toHaveURL(new RegExp(`${one}$`));
   await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
   // Chat one's answer is read by the server at once but reaches the page only after a
-  // message has been sent there: the answer is older than what the page already knows.
+  // message has been sent there and answered: it is older than what the page knows.
   let release!: () => void;
   const released = new Promise<void>((resolve) => (release = resolve));
   await page.route("**/api/threads/get", async (route) => {
@@ -117,22 +117,30 @@ test("a message sent in a chat whose answer is still on its way is shown with it
   });
   await page.locator(`#sidebar a[href='${one}']`).click();
   await expect(page).toHaveURL(new RegExp(`${one}$`));
+  const sent = page.waitForResponse((r) => r.url().endsWith("/api/messages/send"));
   await send(page, "asked while it loaded");
-  await expect.poll(async () => {
-    const sid = await storedSid(page);
-    const res = await page.request.post("/api/threads/get", {
-      headers: { "x-confide-session": sid!, "content-type": "application/json" },
-      data: { thread_id: one.split("/").pop() },
-    });
-    const t = (await res.json()) as { messages: { status: string }[] };
-    return t.messages.length === 4 && t.messages[3].status === "done";
-  }, { timeout: 15_000 }).toBe(true);
+  expect((await sent).status()).toBe(200);
+  // Asked from outside the page (its own requests of the chat are held): the reply is done.
+  const sid = await storedSid(page);
+  const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join("; ");
+  await expect
+    .poll(async () => {
+      const res = await request.post("/api/threads/get", {
+        headers: { "x-confide-session": sid!, "content-type": "application/json", cookie },
+        data: { thread_id: one.split("/").pop() },
+      });
+      const t = (await res.json()) as { messages: { status: string }[] };
+      return t.messages.map((m) => m.status).join(" ");
+    }, { timeout: 15_000 })
+    .toBe("done done done done");
+  // The page has taken in the news of that reply too: the sidebar put chat one first.
+  await expect(page.locator("#sidebar [data-testid=thread-item] a").first()).toHaveAttribute("href", one);
   release();
-  await page.unroute("**/api/threads/get");
   await expect(userMsgs(page)).toHaveText(["chat one", "asked while it loaded"]);
   await expect(assistant(page)).toHaveCount(2);
   await expect(assistant(page).last()).toHaveAttribute("data-status", "done");
   await expect(assistant(page).last()).toContainText("asked while it loaded");
+  await page.unroute("**/api/threads/get");
 });
 
 test("markup in a message is shown as text, never run", async ({ page }) => {

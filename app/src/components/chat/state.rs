@@ -43,6 +43,9 @@ struct Known {
     messages: HashMap<MessageId, MessageView>,
     /// Insertion order, to forget the oldest once there are too many.
     order: VecDeque<MessageId>,
+    /// Per chat, a count of the changes no older answer can hold: a message it had not
+    /// seen, or messages cut away. An answer read while its chat's count moved is read again.
+    changes: HashMap<ThreadId, u64>,
 }
 
 impl Known {
@@ -61,6 +64,7 @@ impl Known {
                 m
             }
             None => {
+                self.changed(m.message.thread_id);
                 self.messages.insert(id, m.clone());
                 self.order.push_back(id);
                 while self.order.len() > Self::LIMIT {
@@ -75,6 +79,15 @@ impl Known {
 
     fn get(&self, id: &MessageId) -> Option<&MessageView> {
         self.messages.get(id)
+    }
+
+    /// Chat `thread` changed in a way an answer read before now does not show.
+    fn changed(&mut self, thread: ThreadId) {
+        *self.changes.entry(thread).or_default() += 1;
+    }
+
+    fn changes(&self, thread: ThreadId) -> u64 {
+        self.changes.get(&thread).copied().unwrap_or_default()
     }
 
     fn forget_thread(&mut self, thread: ThreadId) {
@@ -236,17 +249,20 @@ impl ChatState {
                     self.upsert_message(m);
                 }
             }
-            ChatEvent::Truncated { thread_id, after } => self.with_open(thread_id, |tv| {
-                let keep = match after {
-                    None => 0,
-                    Some(id) => tv
-                        .messages
-                        .iter()
-                        .position(|m| m.message.id == id)
-                        .map_or(tv.messages.len(), |i| i + 1),
-                };
-                tv.messages.truncate(keep);
-            }),
+            ChatEvent::Truncated { thread_id, after } => {
+                self.known.try_update_value(|k| k.changed(thread_id));
+                self.with_open(thread_id, |tv| {
+                    let keep = match after {
+                        None => 0,
+                        Some(id) => tv
+                            .messages
+                            .iter()
+                            .position(|m| m.message.id == id)
+                            .map_or(tv.messages.len(), |i| i + 1),
+                    };
+                    tv.messages.truncate(keep);
+                })
+            }
             // The stream is live again (it opened, or it had fallen behind): a tab that was
             // paused, whichever tab asked for the stream back, is live with it.
             ChatEvent::Resync => {
@@ -290,9 +306,22 @@ pub(super) fn provide_chat_state(
         move || (epoch.get(), open.get()),
         move |(_, id)| async move {
             match id {
-                // Events that came while the request was out may be newer than its answer.
+                // Events that came while the request was out may be newer than its answer:
+                // a newer state of a message it holds is merged in below, but a message it
+                // does not hold (one sent meanwhile) or one it holds that was cut away (an
+                // edit meanwhile) can only come from a newer answer. So it is read again
+                // then, a few times at most (a busy chat is then merged as it is).
                 Some(id) => {
-                    let answer = api::get_thread(id).await;
+                    let changes = move || known.try_with_value(|k| k.changes(id));
+                    let mut reads = 0;
+                    let answer = loop {
+                        let before = changes();
+                        let answer = api::get_thread(id).await;
+                        reads += 1;
+                        if answer.is_err() || changes() == before || reads == 4 {
+                            break answer;
+                        }
+                    };
                     match &answer {
                         Err(e) if e.code == crate::ErrorCode::NotFound => {
                             missing.try_set(Some(id));
