@@ -21,6 +21,7 @@ pub struct ChatState {
     /// Bumped to reload everything (session ready, stream reconnected, events missed).
     pub epoch: RwSignal<u32>,
     known: StoredValue<Known>,
+    reading: StoredValue<Reading>,
     /// The open thread was deleted (here or elsewhere) and the page should leave it.
     left: RwSignal<Option<ThreadId>>,
     /// A chat the session does not have (any more): its path was followed, or it went with
@@ -97,7 +98,68 @@ impl Known {
     }
 }
 
+/// The reads of the chat list and of the open chat that are on their way. A write to a
+/// resource throws away the answer it is waiting for (the resource takes the written value
+/// as its newest), so while one is out the page writes nothing there: a message's news goes
+/// to `Known`, through which the answer passes, and what an older answer cannot hold makes
+/// its read run again (`Known::changed`, `list_changes`).
+#[derive(Default)]
+struct Reading {
+    list: u32,
+    chat: u32,
+    /// Changes to the chat list (a chat added, renamed, moved up or deleted) that came while
+    /// the list was being read.
+    list_changes: u64,
+}
+
+/// One read on its way, counted for as long as it lives: a resource may drop a run half-way.
+struct Out {
+    reading: StoredValue<Reading>,
+    chat: bool,
+}
+
+impl Out {
+    fn new(reading: StoredValue<Reading>, chat: bool) -> Self {
+        reading.try_update_value(|r| *r.count(chat) += 1);
+        Self { reading, chat }
+    }
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        let chat = self.chat;
+        self.reading
+            .try_update_value(|r| *r.count(chat) = r.count(chat).saturating_sub(1));
+    }
+}
+
+impl Reading {
+    fn count(&mut self, chat: bool) -> &mut u32 {
+        if chat { &mut self.chat } else { &mut self.list }
+    }
+}
+
 impl ChatState {
+    fn reading(&self, chat: bool) -> bool {
+        self.reading
+            .try_with_value(|r| if chat { r.chat > 0 } else { r.list > 0 })
+            .unwrap_or(false)
+    }
+
+    /// A change to the chat list: written, or (while the list is being read) left to a
+    /// read that will hold it.
+    fn change_list(&self, change: impl FnOnce(&mut Vec<Thread>)) {
+        if self.reading(false) {
+            self.reading.try_update_value(|r| r.list_changes += 1);
+        } else if peek(&self.threads).with_untracked(|r| matches!(r, Some(Ok(_)))) {
+            self.threads.update(|r| {
+                if let Some(Ok(list)) = r {
+                    change(list);
+                }
+            });
+        }
+    }
+
     pub(super) fn streaming(&self) -> Option<MessageId> {
         self.current.with(|c| {
             c.as_ref()
@@ -113,36 +175,38 @@ impl ChatState {
     }
 
     pub(super) fn upsert_thread(&self, thread: Thread) {
-        // Only a list that has loaded is changed (see `with_open` on writing to a resource).
-        if peek(&self.threads).with_untracked(|r| matches!(r, Some(Ok(_)))) {
-            self.threads.update(|r| {
-                if let Some(Ok(list)) = r {
-                    list.retain(|t| t.id != thread.id);
-                    list.push(thread.clone());
-                    list.sort_by_key(|t| std::cmp::Reverse(t.updated_ms));
-                }
+        let id = thread.id;
+        {
+            let thread = thread.clone();
+            self.change_list(move |list| {
+                list.retain(|t| t.id != thread.id);
+                list.push(thread);
+                list.sort_by_key(|t| std::cmp::Reverse(t.updated_ms));
             });
         }
-        self.with_open(thread.id, |tv| tv.thread = thread);
+        if !self.with_open(id, |tv| tv.thread = thread) && self.reading(true) {
+            // Its new title or time may be newer than the answer on its way.
+            self.known.try_update_value(|k| k.changed(id));
+        }
     }
 
-    /// Changes the open chat's data, if it is chat `id` and the page shows it. Any write to a
-    /// resource throws away the answer it is waiting for (the resource takes the written
-    /// value as its newest): so a change to a chat the page is leaving (the person opened
-    /// another while a reply streamed there) must not be written, or the chat they chose
-    /// would never load. What is not written here is still known (`merge`), and the answer
-    /// that opens the chat passes through what is known.
-    fn with_open(&self, id: ThreadId, f: impl FnOnce(&mut ThreadView)) {
+    /// Changes the open chat's data, if it is chat `id`, the page shows it and no read of it
+    /// is on its way (see `Reading`): a change to a chat the page is leaving (the person
+    /// opened another while a reply streamed there) written into the page would throw away
+    /// the chat they chose. What is not written here is still known (`merge`), and the
+    /// answer that opens the chat passes through what is known. Answers whether it wrote.
+    fn with_open(&self, id: ThreadId, f: impl FnOnce(&mut ThreadView)) -> bool {
         let shown = peek(&self.current)
             .with_untracked(|r| matches!(r, Some(Ok(Some(tv))) if tv.thread.id == id));
-        if !shown || self.open.get_untracked() != Some(id) {
-            return;
+        if !shown || self.open.get_untracked() != Some(id) || self.reading(true) {
+            return false;
         }
         self.current.update(|r| {
             if let Some(Ok(Some(tv))) = r {
                 f(tv);
             }
         });
+        true
     }
 
     /// The newest of `m` and what is known of it; the page keeps that one.
@@ -201,15 +265,7 @@ impl ChatState {
         match event {
             ChatEvent::Thread { thread } => self.upsert_thread(thread),
             ChatEvent::ThreadDeleted { thread_id } => {
-                if peek(&self.threads).with_untracked(
-                    |r| matches!(r, Some(Ok(l)) if l.iter().any(|t| t.id == thread_id)),
-                ) {
-                    self.threads.update(|r| {
-                        if let Some(Ok(list)) = r {
-                            list.retain(|t| t.id != thread_id);
-                        }
-                    });
-                }
+                self.change_list(|list| list.retain(|t| t.id != thread_id));
                 self.known.try_update_value(|k| k.forget_thread(thread_id));
                 if self.open.get_untracked() == Some(thread_id) {
                     self.current.update(|r| *r = Some(Ok(None)));
@@ -261,7 +317,7 @@ impl ChatState {
                             .map_or(tv.messages.len(), |i| i + 1),
                     };
                     tv.messages.truncate(keep);
-                })
+                });
             }
             // The stream is live again (it opened, or it had fallen behind): a tab that was
             // paused, whichever tab asked for the stream back, is live with it.
@@ -298,10 +354,26 @@ pub(super) fn provide_chat_state(
     location: Location,
 ) -> ChatState {
     let known = StoredValue::new(Known::default());
+    let reading = StoredValue::new(Reading::default());
     let missing = RwSignal::new(None::<ThreadId>);
     // Server rendering fetches both inside the request's session; the browser fetches again
     // once its own session start has returned (the protocol's ordering rule).
-    let threads = Resource::new(move || epoch.get(), |_| api::list_threads());
+    let threads = Resource::new(
+        move || epoch.get(),
+        move |_| async move {
+            let _out = Out::new(reading, false);
+            let changes = move || reading.try_with_value(|r| r.list_changes);
+            let mut reads = 0;
+            loop {
+                let before = changes();
+                let answer = api::list_threads().await;
+                reads += 1;
+                if answer.is_err() || changes() == before || reads == 4 {
+                    break answer;
+                }
+            }
+        },
+    );
     let current = Resource::new(
         move || (epoch.get(), open.get()),
         move |(_, id)| async move {
@@ -312,6 +384,7 @@ pub(super) fn provide_chat_state(
                 // edit meanwhile) can only come from a newer answer. So it is read again
                 // then, a few times at most (a busy chat is then merged as it is).
                 Some(id) => {
+                    let _out = Out::new(reading, true);
                     let changes = move || known.try_with_value(|k| k.changes(id));
                     let mut reads = 0;
                     let answer = loop {
@@ -352,6 +425,7 @@ pub(super) fn provide_chat_state(
         open,
         epoch,
         known,
+        reading,
         left,
         missing,
         commenting: RwSignal::new(None),
