@@ -485,13 +485,18 @@ async fn a_session_s_page_lists_its_chats_however_the_store_answers_interleave()
     common::settled(&app, &mut b, sent.body["thread"]["id"].as_str().unwrap()).await;
 
     let cookie = b.cookie_header();
-    let pages: Vec<String> = stream::iter(0..200)
+    // Bounded: a render that never finishes is a failure to report, not a run that hangs.
+    let pages: Vec<String> = stream::iter(0..100)
         .map(|_| {
             let req = app
                 .http
                 .get(format!("{}/", app.base))
-                .header("cookie", cookie.clone());
-            async move { req.send().await.unwrap().text().await.unwrap() }
+                .header("cookie", cookie.clone())
+                .timeout(Duration::from_secs(60));
+            async move {
+                let res = req.send().await.expect("the page answers");
+                res.text().await.expect("the page's render finishes")
+            }
         })
         .buffer_unordered(8)
         .collect()
