@@ -462,19 +462,8 @@ async fn a_session_s_page_lists_its_chats_however_the_store_answers_interleave()
         echo_delay: Duration::ZERO,
         ..Config::default()
     };
-    let store = std::sync::Arc::new(
-        server::SqliteStore::open(
-            &dir.path().join("confide.db"),
-            server::lifetimes(&config),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap(),
-    );
-    let unused = std::sync::Arc::new(server::MemoryStore::new(server::lifetimes(&config)));
-    let app = common::spawn_with_store(config, store, unused).await;
-    let mut b = Browser::new();
-    b.start(&app).await;
+    let app = common::spawn_on_sqlite(config, &dir.path().join("confide.db")).await;
+    let mut b = common::started(&app).await;
     let sent = b
         .call(
             &app,

@@ -7,8 +7,8 @@ use app::SessionId;
 use common::{Browser, ChildServer};
 use reqwest::StatusCode;
 use serde_json::json;
-use server::{Config, MemoryStore, SqliteStore};
-use std::{path::Path, sync::Arc, time::Duration};
+use server::Config;
+use std::{path::Path, time::Duration};
 
 fn sqlite_env(db: &Path) -> Vec<(&'static str, String)> {
     vec![
@@ -83,13 +83,7 @@ async fn expired_sessions_leave_no_rows() {
         echo_delay: Duration::ZERO,
         ..Config::default()
     };
-    let store = Arc::new(
-        SqliteStore::open(&db, server::lifetimes(&config), Duration::from_secs(2))
-            .await
-            .unwrap(),
-    );
-    let unused = Arc::new(MemoryStore::new(server::lifetimes(&config)));
-    let app = common::spawn_with_store(config, store, unused).await;
+    let app = common::spawn_on_sqlite(config, &db).await;
 
     let mut b = Browser::new();
     b.start(&app).await;
@@ -146,17 +140,7 @@ async fn a_rating_racing_a_regeneration_never_brings_the_old_reply_back() {
         address_messages_burst: 1_000,
         ..Config::default()
     };
-    let store = Arc::new(
-        SqliteStore::open(
-            &dir.path().join("confide.db"),
-            server::lifetimes(&config),
-            Duration::from_secs(2),
-        )
-        .await
-        .unwrap(),
-    );
-    let unused = Arc::new(MemoryStore::new(server::lifetimes(&config)));
-    let app = common::spawn_with_store(config, store, unused).await;
+    let app = common::spawn_on_sqlite(config, &dir.path().join("confide.db")).await;
     let mut b = Browser::new();
     b.start(&app).await;
     let settled = async |b: &mut Browser, tid: &str| {

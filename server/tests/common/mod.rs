@@ -267,6 +267,22 @@ impl Browser {
     }
 }
 
+/// Serves the app on a SQLite store in the file `db` (what the tests inspect of memory stays
+/// empty).
+pub async fn spawn_on_sqlite(config: Config, db: &std::path::Path) -> TestApp {
+    let store = Arc::new(
+        server::SqliteStore::open(
+            db,
+            server::lifetimes(&config),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap(),
+    );
+    let unused = Arc::new(MemoryStore::new(server::lifetimes(&config)));
+    spawn_with_store(config, store, unused).await
+}
+
 /// A new browser whose session has started.
 pub async fn started(app: &impl Endpoint) -> Browser {
     let mut b = Browser::new();
