@@ -4,9 +4,8 @@
 # short soak), not computing, so the groups overlap well on two cores:
 # - the server's store tests (`store::`), 16 at once: each waits out expiries in Redis or
 #   PostgreSQL, which cannot be faked;
-# - the server's HTTP tests, one per core: with many at once in one process, a page rendered
-#   while other tests' runtimes render theirs can hang (BENCHMARKS.md, "Rust tests: waiting,
-#   not working"); separate processes are not affected;
+# - the server's HTTP tests, one per core: they start servers and render pages, which is
+#   work, and it runs beside the browser tests;
 # - the other packages (core, app, bench with its soak smoke test).
 # Each group's output goes to a file and is printed whole when all are done, failures last.
 #

@@ -311,10 +311,21 @@ pub fn lifetimes(config: &Config) -> Lifetimes {
     }
 }
 
+/// The app's routes, found once per process. Finding them renders the app with resource
+/// loading switched off, and Leptos switches it off for the whole process (a global flag in
+/// `leptos_server` 0.8.8): a page rendering anywhere else meanwhile creates resources that
+/// never load, and its render never finishes. Once, before anything is served, nothing
+/// renders beside it however many apps a process builds.
+fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     metrics::count_panics();
-    let routes = generate_route_list(App);
+    let routes = route_list();
     let leptos_options = state.leptos.clone();
     let state_for_edge = state.clone();
 

@@ -498,6 +498,66 @@ async fn a_session_s_page_lists_its_chats_however_the_store_answers_interleave()
     }
 }
 
+/// Pages render while another app is built in the same process (as the tests do all the
+/// time). Building an app finds its routes by rendering it with resource loading switched
+/// off, and Leptos switches it off for the whole process: every page rendering meanwhile
+/// waited for resources that never loaded, and never finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_while_another_app_is_built() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let app = spawn().await;
+    let mut b = common::started(&app).await;
+    let sent = b
+        .call(&app, "messages/send", json!({ "content": "still listed" }))
+        .await;
+    common::settled(&app, &mut b, sent.body["thread"]["id"].as_str().unwrap()).await;
+
+    let other = server::AppState::new(
+        Config::default(),
+        Arc::new(server::MemoryStore::new(server::lifetimes(
+            &Config::default(),
+        ))),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let builder = tokio::task::spawn_blocking({
+        let stop = stop.clone();
+        move || {
+            let mut built = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                drop(server::app(other.clone()));
+                built += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            built
+        }
+    });
+
+    let cookie = b.cookie_header();
+    let pages: Vec<Result<String, reqwest::Error>> = stream::iter(0..24)
+        .map(|_| {
+            let req = app
+                .http
+                .get(format!("{}/", app.base))
+                .header("cookie", cookie.clone())
+                .timeout(Duration::from_secs(30));
+            async move { req.send().await?.text().await }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    let built = builder.await.unwrap();
+    assert!(built > 0, "another app was built meanwhile");
+    for page in pages {
+        let html = page.expect("the page's render finishes");
+        assert!(html.contains(r#"data-testid="thread-item""#), "{html}");
+    }
+}
+
 /// Why the page's derived values are `app::derived` ones: on the server a resource settles
 /// on another thread, and a memo that is computing at that moment keeps the value from
 /// before it (the interleaving below, made certain). The page's values read afresh there.
