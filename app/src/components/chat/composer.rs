@@ -13,7 +13,7 @@ use crate::{
         human_size,
     },
 };
-use leptos::prelude::*;
+use leptos::{lazy, prelude::*};
 use leptos_router::{NavigateOptions, hooks::use_navigate};
 
 #[component]
@@ -159,37 +159,47 @@ pub(super) fn Composer() -> impl IntoView {
 /// with its progress bar, and a button to take it off.
 #[component]
 fn Chips() -> impl IntoView {
+    let files = expect_context::<ComposerCtx>().files;
+    view! {
+        // Its code is fetched the first time a file is added.
+        <Show when=move || files.with(|f| !f.is_empty())>
+            {move || Suspend::new(async move { chip_list().await })}
+        </Show>
+    }
+}
+
+#[lazy]
+fn chip_list() -> AnyView {
     let composer = expect_context::<ComposerCtx>();
     let files = composer.files;
     view! {
-        <Show when=move || files.with(|f| !f.is_empty())>
-            <ul class="chips" aria-label="Files to send">
-                <For each=move || files.get() key=|c| c.key let:chip>
-                    <li class="chip" data-testid="chip" class:failed=move || chip.state.with(|s| matches!(s, Upload::Failed(_)))>
-                        <span class="chip-name" title=chip.name.clone()>{chip.name.clone()}</span>
-                        <span class="muted small">{human_size(chip.size)}</span>
-                        {
-                            let label = format!("Uploading {}", chip.name);
-                            let (state, progress) = (chip.state, chip.progress);
-                            move || state.with(|s| match s {
-                            Upload::Running => view! {
-                                <progress max="100" value=move || progress.get() aria-label=label.clone()></progress>
-                            }.into_any(),
-                            Upload::Done(_) => view! { <span class="small ok" data-testid="chip-ready">"✓"</span> }.into_any(),
-                            Upload::Failed(e) => view! { <span class="small error" role="alert" data-testid="chip-error">{e.clone()}</span> }.into_any(),
-                        })}
-                        <button
-                            type="button"
-                            class="chip-remove"
-                            data-testid="chip-remove"
-                            aria-label=format!("Remove {}", chip.name)
-                            on:click=move |_| composer.remove(chip.key)
-                        >"×"</button>
-                    </li>
-                </For>
-            </ul>
-        </Show>
+        <ul class="chips" aria-label="Files to send">
+            <For each=move || files.get() key=|c| c.key let:chip>
+                <li class="chip" data-testid="chip" class:failed=move || chip.state.with(|s| matches!(s, Upload::Failed(_)))>
+                    <span class="chip-name" title=chip.name.clone()>{chip.name.clone()}</span>
+                    <span class="muted small">{human_size(chip.size)}</span>
+                    {
+                        let label = format!("Uploading {}", chip.name);
+                        let (state, progress) = (chip.state, chip.progress);
+                        move || state.with(|s| match s {
+                        Upload::Running => view! {
+                            <progress max="100" value=move || progress.get() aria-label=label.clone()></progress>
+                        }.into_any(),
+                        Upload::Done(_) => view! { <span class="small ok" data-testid="chip-ready">"✓"</span> }.into_any(),
+                        Upload::Failed(e) => view! { <span class="small error" role="alert" data-testid="chip-error">{e.clone()}</span> }.into_any(),
+                    })}
+                    <button
+                        type="button"
+                        class="chip-remove"
+                        data-testid="chip-remove"
+                        aria-label=format!("Remove {}", chip.name)
+                        on:click=move |_| composer.remove(chip.key)
+                    >"×"</button>
+                </li>
+            </For>
+        </ul>
     }
+    .into_any()
 }
 
 /// Where one file's upload stands.

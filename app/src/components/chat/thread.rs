@@ -12,7 +12,7 @@ use crate::{
         MessageView, Rating, Role, Step, StepId, StepKind, StepStatus, ThreadId, human_size,
     },
 };
-use leptos::prelude::*;
+use leptos::{lazy, prelude::*};
 
 #[component]
 pub(super) fn ThreadHeader(id: ThreadId) -> impl IntoView {
@@ -301,11 +301,6 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
         focus_later("[data-testid=composer]");
         ask_again.dispatch(None);
     };
-    let save_edit = move |_| {
-        editing.set(false);
-        focus_later("[data-testid=composer]");
-        ask_again.dispatch(Some(draft.get_untracked()));
-    };
     // The comment field starts from the saved comment, and follows it when it changes.
     let comment_draft = RwSignal::new(String::new());
     Effect::new(move |_| comment_draft.set(comment.get().unwrap_or_default()));
@@ -316,15 +311,7 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
             focus_rating(id, r);
         }
     };
-    let send_comment = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        let Some(r) = rating.get_untracked() else {
-            return;
-        };
-        let text = comment_draft.get_untracked();
-        close_comment();
-        feedback.dispatch((Some(r), Some(text)));
-    };
+    let close_comment = Callback::new(move |()| close_comment());
     let commenting = move || state.commenting.get() == Some(id) && rating.get().is_some();
     let pressed = move |r: Rating| move || (rating.get() == Some(r)).to_string();
     let active = move |r: Rating| move || rating.get() == Some(r);
@@ -357,14 +344,8 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
                     }
                 }
             >
-                <textarea class="edit" aria-label="Edit message" prop:value=move || draft.get() on:input=move |ev| draft.set(event_target_value(&ev))></textarea>
-                <div class="edit-actions">
-                    <button class="primary" on:click=save_edit>"Save & ask again"</button>
-                    <button class="ghost" on:click=move |_| {
-                        editing.set(false);
-                        focus_after_ms(format!("[data-message='{id}'] [aria-label='Edit message']"), 0);
-                    }>"Cancel"</button>
-                </div>
+                // Its code is fetched the first time a message is edited.
+                {move || Suspend::new(async move { edit_form(id, draft, editing, ask_again).await })}
             </Show>
             <div class="actions">
                 {match role {
@@ -372,7 +353,6 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
                         <button class="icon" title="Edit" aria-label="Edit message" disabled=streaming_here on:click=move |_| {
                             draft.set(content());
                             editing.set(true);
-                            focus_after_ms(format!("[data-message='{id}'] textarea.edit"), 0);
                         }><Icon name=IconName::Edit /></button>
                     }.into_any(),
                     Role::Assistant => view! {
@@ -390,35 +370,92 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
             {move || (!commenting()).then(|| comment.get()).flatten().map(|c| view! {
                 <p class="meta feedback-note" data-testid="feedback-note">{format!("Your comment: {c}")}</p>
             })}
+            // Its code is fetched the first time a reply is rated.
             <Show when=commenting>
-                <form class="feedback-comment" on:submit=send_comment data-testid="feedback-form">
-                    <label for=format!("comment-{id}")>
-                        {move || if rating.get() == Some(Rating::Down) { "What went wrong? (optional)" } else { "What was good? (optional)" }}
-                    </label>
-                    <input
-                        id=format!("comment-{id}")
-                        data-testid="feedback-comment"
-                        maxlength=MAX_COMMENT_CHARS.to_string()
-                        autocomplete="off"
-                        prop:value=move || comment_draft.get()
-                        on:input=move |ev| comment_draft.set(event_target_value(&ev))
-                        on:keydown=move |ev| {
-                            if ev.key() == "Escape" {
-                                // Esc here closes the comment, not the reply's stream.
-                                ev.prevent_default();
-                                ev.stop_propagation();
-                                close_comment();
-                            }
-                        }
-                    />
-                    <div class="edit-actions">
-                        <button class="primary" type="submit" data-testid="feedback-send">"Send"</button>
-                        <button class="ghost" type="button" data-testid="feedback-skip" on:click=move |_| close_comment()>"Not now"</button>
-                    </div>
-                </form>
+                {move || Suspend::new(async move {
+                    comment_form(id, rating, comment_draft, close_comment, feedback).await
+                })}
             </Show>
         </article>
     }
+}
+
+/// A message's edit form: the text to send in its place, and the reply asked again.
+#[lazy]
+fn edit_form(
+    id: MessageId,
+    draft: RwSignal<String>,
+    editing: RwSignal<bool>,
+    ask_again: Action<Option<String>, ()>,
+) -> AnyView {
+    // On the page once its code has arrived, the first time: the focus goes there then.
+    focus_later(&format!("[data-message='{id}'] textarea.edit"));
+    let save = move |_| {
+        editing.set(false);
+        focus_later("[data-testid=composer]");
+        ask_again.dispatch(Some(draft.get_untracked()));
+    };
+    view! {
+        <textarea class="edit" aria-label="Edit message" prop:value=move || draft.get() on:input=move |ev| draft.set(event_target_value(&ev))></textarea>
+        <div class="edit-actions">
+            <button class="primary" on:click=save>"Save & ask again"</button>
+            <button class="ghost" on:click=move |_| {
+                editing.set(false);
+                focus_after_ms(format!("[data-message='{id}'] [aria-label='Edit message']"), 0);
+            }>"Cancel"</button>
+        </div>
+    }
+    .into_any()
+}
+
+/// The comment a rating invites.
+#[lazy]
+fn comment_form(
+    id: MessageId,
+    rating: Memo<Option<Rating>>,
+    comment_draft: RwSignal<String>,
+    close_comment: Callback<()>,
+    feedback: Action<(Option<Rating>, Option<String>), ()>,
+) -> AnyView {
+    // It opens once the rating is in, the first time once its code has arrived too.
+    focus_later("[data-testid=feedback-comment]");
+    let send_comment = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(r) = rating.get_untracked() else {
+            return;
+        };
+        let text = comment_draft.get_untracked();
+        close_comment.run(());
+        feedback.dispatch((Some(r), Some(text)));
+    };
+    view! {
+        <form class="feedback-comment" on:submit=send_comment data-testid="feedback-form">
+            <label for=format!("comment-{id}")>
+                {move || if rating.get() == Some(Rating::Down) { "What went wrong? (optional)" } else { "What was good? (optional)" }}
+            </label>
+            <input
+                id=format!("comment-{id}")
+                data-testid="feedback-comment"
+                maxlength=MAX_COMMENT_CHARS.to_string()
+                autocomplete="off"
+                prop:value=move || comment_draft.get()
+                on:input=move |ev| comment_draft.set(event_target_value(&ev))
+                on:keydown=move |ev| {
+                    if ev.key() == "Escape" {
+                        // Esc here closes the comment, not the reply's stream.
+                        ev.prevent_default();
+                        ev.stop_propagation();
+                        close_comment.run(());
+                    }
+                }
+            />
+            <div class="edit-actions">
+                <button class="primary" type="submit" data-testid="feedback-send">"Send"</button>
+                <button class="ghost" type="button" data-testid="feedback-skip" on:click=move |_| close_comment.run(())>"Not now"</button>
+            </div>
+        </form>
+    }
+    .into_any()
 }
 
 /// The buttons a finished reply offers. A click asks the server to answer it (the server
