@@ -182,3 +182,32 @@ test("a rating's comment, the not-signed-in page and a replaced session's notice
   await noSideways(page);
   await inViewport(page, "notice");
 });
+
+test("the composer and the edit field grow with what is typed, up to a limit", async ({ page }) => {
+  await openReady(page);
+  const composer = page.getByTestId("composer");
+  const fits = (field: ReturnType<Page["locator"]>) =>
+    field.evaluate((el) => el.scrollHeight <= el.clientHeight + 1);
+  const empty = (await composer.boundingBox())!.height;
+  const sixLines = ["one", "two", "three", "four", "five", "six"].join("\n");
+  await composer.fill(sixLines);
+  // Every line in sight: no scrolling inside the field for a short message.
+  await expect.poll(() => fits(composer)).toBe(true);
+  expect((await composer.boundingBox())!.height).toBeGreaterThan(empty);
+  await inViewport(page, "send");
+
+  await page.keyboard.press("Enter");
+  const reply = page.locator("[data-testid=message][data-role=assistant]").last();
+  await expect(reply).toHaveAttribute("data-status", "done", { timeout: 30_000 });
+  await page.getByRole("button", { name: "Edit message" }).click();
+  const edit = page.getByRole("textbox", { name: "Edit message" });
+  await expect(edit).toBeFocused();
+  await expect.poll(() => fits(edit)).toBe(true);
+  await noSideways(page);
+
+  // A very long message grows the composer only so far: Send stays on screen.
+  await composer.fill(Array.from({ length: 200 }, (_, i) => `line ${i}`).join("\n"));
+  const vp = page.viewportSize()!;
+  expect((await composer.boundingBox())!.height).toBeLessThanOrEqual(vp.height * 0.4 + 1);
+  await inViewport(page, "send");
+});
