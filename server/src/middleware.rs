@@ -230,7 +230,15 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
         })
         .await
     } else {
-        within(state.config.request_timeout, next.run(req)).await
+        let deadline = tokio::time::Instant::now() + state.config.request_timeout;
+        let res = within(state.config.request_timeout, next.run(req)).await;
+        if is_static(&path) {
+            // Files, sent at the client's pace: nothing renders.
+            res
+        } else {
+            let (parts, body) = res.into_parts();
+            Response::from_parts(parts, ends_by(body, deadline))
+        }
     };
     let mut res = with_headers(res, &state);
     let is_html = res
@@ -244,6 +252,29 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
         res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
     res
+}
+
+/// A page's body streams in as the parts it waits for resolve, after its head has gone; it
+/// must still end. Past `deadline` the connection is cut (the browser sees the page as
+/// incomplete, not finished), so a render that waits forever holds neither a connection nor
+/// its memory forever.
+fn ends_by(body: Body, deadline: tokio::time::Instant) -> Body {
+    use futures::StreamExt;
+    let chunks = Box::pin(body.into_data_stream());
+    Body::from_stream(futures::stream::unfold(
+        Some(chunks),
+        move |chunks| async move {
+            let mut chunks = chunks?;
+            tokio::select! {
+                next = chunks.next() => next.map(|chunk| (chunk, Some(chunks))),
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("a page was still rendering at its deadline: its connection is cut");
+                    let late = std::io::Error::from(std::io::ErrorKind::TimedOut);
+                    Some((Err(axum::Error::new(late)), None))
+                }
+            }
+        },
+    ))
 }
 
 /// `fut`'s response, or 504 `timeout` once `limit` has passed.
@@ -591,4 +622,44 @@ async fn status_from_error_code(res: Response) -> Response {
     }
     parts.headers.remove("serverfnerror");
     Response::from_parts(parts, Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    async fn read_all(body: Body) -> (Vec<u8>, bool) {
+        let mut chunks = body.into_data_stream();
+        let mut got = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(bytes) => got.extend_from_slice(&bytes),
+                Err(_) => return (got, false),
+            }
+        }
+        (got, true)
+    }
+
+    #[tokio::test]
+    async fn a_page_still_rendering_at_its_deadline_is_cut_off() {
+        let never_ends = futures::stream::once(async {
+            Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"<html>shell"))
+        })
+        .chain(futures::stream::pending());
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+        let read = read_all(ends_by(Body::from_stream(never_ends), deadline));
+        let (got, ended) = tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .expect("the body ends at its deadline");
+        assert_eq!(got, b"<html>shell");
+        assert!(!ended, "cut off, not ended as if complete");
+    }
+
+    #[tokio::test]
+    async fn a_page_that_ends_in_time_is_passed_on_whole() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let (got, ended) = read_all(ends_by(Body::from("<html>whole</html>"), deadline)).await;
+        assert_eq!((got.as_slice(), ended), (&b"<html>whole</html>"[..], true));
+    }
 }
