@@ -482,9 +482,48 @@ impl From<StoreError> for crate::ApiError {
                 ErrorCode::Busy,
                 "this chat changed in another tab at the same moment; try again",
             ),
-            StoreError::Internal(_) => ApiError::internal(),
+            StoreError::Internal(detail) => {
+                // The client learns nothing more; the operator needs to.
+                tracing::error!(error = %without_ids(&detail), "a store call failed");
+                ApiError::internal()
+            }
         }
     }
+}
+
+/// `text` with every run of hex digits and dashes long enough to be an id (a session's, a
+/// chat's, a key holding one) shortened to `<id>`: store errors can quote keys, and logs never
+/// hold a usable session id.
+pub fn without_ids(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_id_char = |c: char| c.is_ascii_hexdigit() || c == '-';
+    let long_run = |run: &str| run.chars().filter(char::is_ascii_hexdigit).count() >= 12;
+    let mut out = String::new();
+    let mut last = 0;
+    let mut found = false;
+    let mut start = None;
+    for (i, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
+        match (is_id_char(c) && i < text.len(), start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if long_run(&text[s..i]) {
+                    out.push_str(&text[last..s]);
+                    out.push_str("<id>");
+                    last = i;
+                    found = true;
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if !found {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[last..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// A store whose every call is bounded by one time limit: a stuck backend answers
@@ -641,6 +680,28 @@ impl Chats for Timed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_errors_are_logged_without_ids() {
+        let sid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        for (raw, logged) in [
+            (
+                format!("Redis: ERR key confide:s:{sid}:threads busy"),
+                "Redis: ERR key confide:s:<id>:threads busy".to_owned(),
+            ),
+            (format!("{}", sid.replace('-', "")), "<id>".to_owned()),
+            (format!("{sid},{sid}"), "<id>,<id>".to_owned()),
+            // Short hex (ports, counts, slots) is no id.
+            (
+                "MOVED 3999 127.0.0.1:6381".to_owned(),
+                "MOVED 3999 127.0.0.1:6381".to_owned(),
+            ),
+            ("deadbeef cafe".to_owned(), "deadbeef cafe".to_owned()),
+            ("é😀 no ids".to_owned(), "é😀 no ids".to_owned()),
+        ] {
+            assert_eq!(without_ids(&raw), logged, "{raw}");
+        }
+    }
 
     /// A backend that never answers (a stuck connection, a locked database).
     struct Stuck;

@@ -182,6 +182,8 @@ fn redis_error(e: RedisError) -> StoreError {
             e.kind(),
             ErrorKind::Server(
                 ServerErrorKind::BusyLoading
+                    // A script still missing after loading it: the node changed under us.
+                    | ServerErrorKind::NoScript
                     | ServerErrorKind::TryAgain
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::MasterDown
@@ -605,8 +607,24 @@ impl RedisStore {
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        self.bounded(|mut c| async move { invocation.invoke_async(&mut c).await })
-            .await
+        self.bounded(|mut c| async move {
+            // `invoke_async` loads a script the node lacks and runs it again. On a cluster
+            // mid-failover the node that answers the second time can be another one, just
+            // promoted, without the script: load it there too (scripts are not replicated).
+            let mut tries = 0;
+            loop {
+                match invocation.invoke_async(&mut c).await {
+                    Err(e)
+                        if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+                            && tries < 3 =>
+                    {
+                        tries += 1;
+                    }
+                    answer => break answer,
+                }
+            }
+        })
+        .await
     }
 
     async fn claim_with(
@@ -1537,6 +1555,51 @@ mod tests {
                 .count,
             MAX_MESSAGES
         );
+    }
+
+    /// A node without the store's scripts (a replica just promoted, a `SCRIPT FLUSH`) is
+    /// given them again; one that loses them between the loading and the running (here,
+    /// flushed without pause) has them loaded again a few times, then the call is refused as
+    /// for a moment unavailable (503, to retry), never failed as a bug (500).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scripts_lost_between_loading_and_running_are_loaded_again() {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(
+            &server.url(),
+            &prefix(),
+            Lifetimes {
+                idle: Duration::from_secs(600),
+                absolute: Duration::from_secs(600),
+            },
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let (id, _) = populated(&store).await;
+        let flushing = Arc::new(AtomicBool::new(true));
+        let flusher = tokio::spawn({
+            let (mut redis, flushing) = (raw(&server).await, flushing.clone());
+            async move {
+                while flushing.load(Ordering::Relaxed) {
+                    let _: () = ::redis::cmd("SCRIPT")
+                        .arg("FLUSH")
+                        .query_async(&mut redis)
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+        let (mut answered, mut unavailable) = (0, 0);
+        for i in 0..300 {
+            match store.set(&id, "k", i.to_string().as_bytes()).await {
+                Ok(_) => answered += 1,
+                Err(StoreError::Unavailable(_)) => unavailable += 1,
+                Err(e) => panic!("call {i} failed as a bug: {e:?}"),
+            }
+        }
+        flushing.store(false, Ordering::Relaxed);
+        flusher.await.unwrap();
+        assert!(answered > 0, "{unavailable} unavailable, none answered");
     }
 
     #[tokio::test]
