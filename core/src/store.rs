@@ -689,7 +689,7 @@ mod tests {
                 format!("Redis: ERR key confide:s:{sid}:threads busy"),
                 "Redis: ERR key confide:s:<id>:threads busy".to_owned(),
             ),
-            (format!("{}", sid.replace('-', "")), "<id>".to_owned()),
+            (sid.replace('-', ""), "<id>".to_owned()),
             (format!("{sid},{sid}"), "<id>,<id>".to_owned()),
             // Short hex (ports, counts, slots) is no id.
             (
