@@ -16,13 +16,21 @@ use std::{
 
 /// Starts `postgres "$@"`, waits for stdin to close, then kills it and waits for it to go.
 const WRAPPER: &str = r#"
-"$@" </dev/null >"$PG_DIR/log" 2>&1 &
+exec 3<&0
+"$@" </dev/null 3<&- >"$PG_DIR/log" 2>&1 &
 pid=$!
-cat >/dev/null
-kill -KILL "$pid" 2>/dev/null
+# Until the test process closes our stdin (done with the server, or gone without cleaning
+# up): then the server goes, and its files unless kept for a restart (`kill_keeping_data`).
+{
+  cat <&3 >/dev/null
+  kill -KILL "$pid" 2>/dev/null
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  [ -e "$PG_DIR/keep" ] || rm -rf "$PG_DIR"
+} &
+exec 3<&-
+# Ends when the server does: one that could not start (its port taken meanwhile) is seen
+# at once, with its log, instead of after the wait for it to be ready.
 wait "$pid" 2>/dev/null
-# Kept for a restart (`kill_keeping_data`); the guard removes it in the end.
-[ -e "$PG_DIR/keep" ] || rm -rf "$PG_DIR"
 exit 0
 "#;
 
@@ -61,6 +69,23 @@ impl PostgresServer {
     }
 
     fn start_with(port: Option<u16>, durable: bool, tls: Option<(&str, &str)>) -> Self {
+        let mut last_error = String::new();
+        // Another process may take the port between our probe and PostgreSQL binding it.
+        // Each attempt starts from nothing: a failed one's files go with it.
+        for _ in 0..5 {
+            match Self::attempt(port, durable, tls) {
+                Ok(server) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start PostgreSQL: {last_error}");
+    }
+
+    fn attempt(
+        port: Option<u16>,
+        durable: bool,
+        tls: Option<(&str, &str)>,
+    ) -> Result<Self, String> {
         let bin = postgres_bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("confide-pg-")
@@ -104,23 +129,15 @@ impl PostgresServer {
                 chown_to_postgres(&data.join("server.key"));
             }
         }
-        let mut last_error = String::new();
-        // Another process may take the port between our probe and PostgreSQL binding it.
-        for _ in 0..5 {
-            let port = port.unwrap_or_else(free_port);
-            match Self::try_start(&bin, dir.path(), &data, port, as_postgres, durable, None) {
-                Ok((wrapper, port)) => {
-                    return Self {
-                        wrapper: Some(wrapper),
-                        port,
-                        durable,
-                        _dir: dir,
-                    };
-                }
-                Err(e) => last_error = e,
-            }
-        }
-        panic!("could not start PostgreSQL: {last_error}");
+        let port = port.unwrap_or_else(free_port);
+        let (wrapper, port) =
+            Self::try_start(&bin, dir.path(), &data, port, as_postgres, durable, None)?;
+        Ok(Self {
+            wrapper: Some(wrapper),
+            port,
+            durable,
+            _dir: dir,
+        })
     }
 
     fn try_start(
@@ -179,11 +196,14 @@ impl PostgresServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+        let ended = matches!(wrapper.try_wait(), Ok(Some(_)));
         drop(wrapper.stdin.take());
         let _ = wrapper.wait();
-        Err(format!(
-            "postgres did not come up on port {port} within 30 s; its log:\n{log}"
-        ))
+        Err(if ended {
+            format!("postgres on port {port} stopped before it was ready; its log:\n{log}")
+        } else {
+            format!("postgres did not come up on port {port} within 30 s; its log:\n{log}")
+        })
     }
 
     /// The URL of a new, empty database on this server: each test gets its own.
@@ -331,4 +351,25 @@ fn postgres_bin_dir() -> PathBuf {
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that cannot start (here its port is taken) is seen to stop, with its log,
+    /// rather than waited for; its files go with it, and the next attempt starts afresh.
+    #[test]
+    fn a_server_that_cannot_start_is_seen_at_once() {
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+        let port = taken.local_addr().unwrap().port();
+        let err = PostgresServer::attempt(Some(port), false, None)
+            .err()
+            .expect("the port is taken");
+        assert!(err.contains("stopped before it was ready"), "{err}");
+        assert!(err.contains("could not"), "its log says why: {err}");
+        drop(taken);
+        let server = PostgresServer::start();
+        assert_ne!(server.port(), 0);
+    }
 }
