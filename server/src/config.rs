@@ -88,7 +88,7 @@ pub struct Config {
     pub redirect_addr: Option<SocketAddr>,
     /// Largest request body, in bytes.
     pub body_limit: usize,
-    /// Bound on handling one request (the event stream excepted).
+    /// Bound on handling one request, a page streamed in included (the event stream excepted).
     #[serde(deserialize_with = "duration", serialize_with = "ser_duration")]
     pub request_timeout: Duration,
     /// Requests per second allowed from one client address that carry no proven session (page
