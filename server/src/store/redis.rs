@@ -1590,7 +1590,7 @@ mod tests {
             }
         });
         let (mut answered, mut unavailable) = (0, 0);
-        for i in 0..300 {
+        for i in 0..100 {
             match store.set(&id, "k", i.to_string().as_bytes()).await {
                 Ok(_) => answered += 1,
                 Err(StoreError::Unavailable(_)) => unavailable += 1,
