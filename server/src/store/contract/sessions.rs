@@ -111,16 +111,37 @@ pub async fn idle_expiry_slides_then_deletes(store: Arc<dyn TestStore>) {
     );
 }
 
+/// Built with an absolute lifetime of 3 s. A verify answered well inside it (counted from
+/// before the claim) must find the session; one a stalled machine answered later shows
+/// nothing either way. A round in which none was on time runs again (at most three).
 pub async fn absolute_expiry_ignores_activity(store: Arc<dyn TestStore>) {
-    let (id, p) = claimed(&*store).await;
+    for _ in 0..3 {
+        if let Some((id, p)) = active_until_late(&*store).await {
+            tokio::time::sleep(Duration::from_millis(2000)).await;
+            return absolute_expiry_ended(&*store, &id, &p).await;
+        }
+    }
+    panic!("three rounds in a row stalled past the lifetime they were checking");
+}
+
+/// A session kept active for about 1.2 s; `None` if no check of it came back in time.
+async fn active_until_late(store: &dyn TestStore) -> Option<(SessionId, ProofHash)> {
+    let before_claim = Instant::now();
+    let (id, p) = claimed(store).await;
+    let mut checked = 0;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(matches!(
-            store.verify(&id, Some(&p)).await.unwrap(),
-            Verify::Valid { .. }
-        ));
+        let v = store.verify(&id, Some(&p)).await.unwrap();
+        if before_claim.elapsed() < Duration::from_millis(2500) {
+            assert!(matches!(v, Verify::Valid { .. }), "{v:?}");
+            checked += 1;
+        }
     }
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    (checked > 0).then_some((id, p))
+}
+
+async fn absolute_expiry_ended(store: &dyn TestStore, id: &SessionId, p: &ProofHash) {
+    let (id, p) = (*id, *p);
     assert_eq!(store.verify(&id, Some(&p)).await.unwrap(), Verify::Unknown);
     assert_eq!(
         store.claim(&id, &proof(), None).await.unwrap(),
@@ -530,8 +551,8 @@ pub async fn an_ended_id_is_forgotten_after_its_time(store: Arc<dyn TestStore>) 
     // With 1 s lifetimes, a stall of about a second on a busy machine (these tests run
     // beside a browser) can carry a check past the end it is about. Such a round shows
     // nothing either way and runs again; a round on time must pass every check.
-    for _ in 0..3 {
-        if ended_ids_round(&*store).await {
+    for abandoned in 0..3 {
+        if ended_ids_round(&*store, abandoned).await {
             return;
         }
     }
@@ -542,8 +563,8 @@ pub async fn an_ended_id_is_forgotten_after_its_time(store: Arc<dyn TestStore>) 
 }
 
 /// One round of `an_ended_id_is_forgotten_after_its_time`; false when a check came too late
-/// to mean anything.
-async fn ended_ids_round(store: &dyn TestStore) -> bool {
+/// to mean anything. An abandoned round's expired session may still be there to sweep.
+async fn ended_ids_round(store: &dyn TestStore, abandoned: usize) -> bool {
     // Deleted at once, before anything else. All of it within 0.9 s of `first` (where its
     // lifetime began at the earliest) means it cannot have expired before its delete, and
     // is refused for a lifetime after its end.
@@ -580,7 +601,10 @@ async fn ended_ids_round(store: &dyn TestStore) -> bool {
     if swept == 0 || claiming.elapsed() >= Duration::from_millis(1900) {
         return false;
     }
-    assert_eq!(swept, 1, "the expired session went, and nothing else");
+    assert!(
+        (1..=1 + abandoned).contains(&swept),
+        "the expired session went, and nothing else (swept {swept}, {abandoned} rounds abandoned)"
+    );
     assert_eq!(
         refused,
         Claim::Ended,
