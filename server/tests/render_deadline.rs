@@ -19,11 +19,7 @@ async fn a_page_that_never_finishes_rendering_is_cut_off_at_its_deadline() {
 
     // The page's data never arrives: its render waits forever once its head has gone.
     let held = leptos::server::SuppressResourceLoad::new();
-    let res = app
-        .http
-        .get(format!("{}/", app.base))
-        .header("cookie", b.cookie_header())
-        .timeout(Duration::from_secs(60))
+    let res = common::page_request(&app, &b.cookie_header(), Duration::from_secs(60))
         .send()
         .await
         .expect("the page's head arrives");
@@ -37,11 +33,7 @@ async fn a_page_that_never_finishes_rendering_is_cut_off_at_its_deadline() {
     );
 
     // The server serves on: the next page renders whole.
-    let page = app
-        .http
-        .get(format!("{}/", app.base))
-        .header("cookie", b.cookie_header())
-        .timeout(Duration::from_secs(60))
+    let page = common::page_request(&app, &b.cookie_header(), Duration::from_secs(60))
         .send()
         .await
         .unwrap()

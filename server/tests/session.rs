@@ -477,11 +477,7 @@ async fn a_session_s_page_lists_its_chats_however_the_store_answers_interleave()
     // Bounded: a render that never finishes is a failure to report, not a run that hangs.
     let pages: Vec<String> = stream::iter(0..100)
         .map(|_| {
-            let req = app
-                .http
-                .get(format!("{}/", app.base))
-                .header("cookie", cookie.clone())
-                .timeout(Duration::from_secs(60));
+            let req = common::page_request(&app, &cookie, Duration::from_secs(60));
             async move {
                 let res = req.send().await.expect("the page answers");
                 res.text().await.expect("the page's render finishes")
@@ -539,11 +535,7 @@ async fn pages_render_while_another_app_is_built() {
     let cookie = b.cookie_header();
     let pages: Vec<Result<String, reqwest::Error>> = stream::iter(0..24)
         .map(|_| {
-            let req = app
-                .http
-                .get(format!("{}/", app.base))
-                .header("cookie", cookie.clone())
-                .timeout(Duration::from_secs(30));
+            let req = common::page_request(&app, &cookie, Duration::from_secs(30));
             async move { req.send().await?.text().await }
         })
         .buffer_unordered(8)

@@ -441,3 +441,16 @@ pub fn confide(store: &str, args: &[&str], stdin: &str) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
+
+/// A page load (`GET /`) as the browser holding `cookie` makes it, bounded by `timeout`: a
+/// render that never finishes is a failure to report, not a run that hangs.
+pub fn page_request(
+    app: &TestApp,
+    cookie: &str,
+    timeout: std::time::Duration,
+) -> reqwest::RequestBuilder {
+    app.http
+        .get(format!("{}/", app.base))
+        .header("cookie", cookie)
+        .timeout(timeout)
+}
