@@ -447,7 +447,9 @@ pub struct Export {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ChatEvent {
-    /// A message was created or changed (including the final state of a reply).
+    /// A message was created or changed (including the final state of a reply). A new
+    /// message also moves its thread's `updated_ms` up to its `created_ms`; no thread event
+    /// says so.
     Message {
         /// The message's new state, rendered.
         message: MessageView,
@@ -463,7 +465,8 @@ pub enum ChatEvent {
         /// `content` rendered to sanitised HTML.
         html: String,
     },
-    /// A thread was created, renamed or touched.
+    /// A thread was created or renamed. Listeners keep the newer `updated_ms` of this and
+    /// what the messages since have moved it to.
     Thread {
         /// The thread's new state.
         thread: Thread,

@@ -449,6 +449,36 @@ test("the composer keeps focus from one message to the next", async ({ page }) =
   await expect(userMsgs(page)).toHaveText(["opening words", "and more", "and the last"]);
 });
 
+test("a message sent in another tab moves its chat to the top of this tab's list", async ({ context }) => {
+  const items = (p: Page) => p.locator("#sidebar [data-testid=thread-item] a");
+  const here = await context.newPage();
+  await openReady(here);
+  await send(here, "the older chat");
+  await expect(assistant(here).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const older = new URL(here.url()).pathname;
+  await here.getByTestId("new-chat").click();
+  await send(here, "the newer chat");
+  await expect(here).not.toHaveURL(new RegExp(`${older}$`));
+  await expect(assistant(here).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const newer = new URL(here.url()).pathname;
+  await expect(items(here)).toHaveCount(2);
+  await expect(items(here).first()).toHaveAttribute("href", newer);
+
+  const there = await context.newPage();
+  await openReady(there, older);
+  await send(there, "back in the older chat");
+  await expect(assistant(there).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  // Only the message events said so: a turn sends no event about its chat.
+  await expect(items(here).first()).toHaveAttribute("href", older);
+  await expect(items(here)).toHaveCount(2);
+  await expect(here).toHaveURL(new RegExp(`${newer}$`));
+  await expect(userMsgs(here)).toHaveText(["the newer chat"]);
+  // The list read afresh agrees.
+  await here.reload();
+  await waitReady(here);
+  await expect(items(here).first()).toHaveAttribute("href", older);
+});
+
 test("a rename in progress survives a message sent from another tab", async ({ context }) => {
   const here = await context.newPage();
   await openReady(here);

@@ -465,6 +465,11 @@ async fn read_events(
     wait: Duration,
     done: impl Fn(&Value) -> bool,
 ) -> Vec<Value> {
+    read_from(open_events(app, b).await, wait, done).await
+}
+
+/// The session's event stream, subscribed: every event published from now on is in it.
+async fn open_events(app: &TestApp, b: &Browser) -> reqwest::Response {
     let res = app
         .http
         .get(format!("{}/api/events", app.base))
@@ -474,6 +479,14 @@ async fn read_events(
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "text/event-stream");
+    res
+}
+
+async fn read_from(
+    res: reqwest::Response,
+    wait: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
     let mut body = res.bytes_stream();
     let mut buf = String::new();
     let mut events = Vec::new();
@@ -551,6 +564,63 @@ async fn replies_stream_to_the_session_and_only_to_it() {
         ea.iter().any(|e| e["type"] == "thread"),
         "thread changes are announced too"
     );
+}
+
+/// A turn in a chat that has its title says so with its messages alone: listeners move the
+/// chat up by the new messages' times, which are the chat's new `updated_ms`.
+#[tokio::test]
+async fn a_turn_sends_no_thread_event_unless_it_names_the_chat() {
+    let app = app().await;
+    let mut b = started(&app).await;
+    let first = ok(b
+        .call(&app, "messages/send", json!({ "content": "first words" }))
+        .await);
+    let tid = first["thread"]["id"].as_str().unwrap().to_owned();
+    common::settled(&app, &mut b, &tid).await;
+
+    let events = open_events(&app, &b).await;
+    ok(b.call(
+        &app,
+        "messages/send",
+        json!({ "thread_id": tid, "content": "second words" }),
+    )
+    .await);
+    let events = read_from(events, Duration::from_secs(30), |e| {
+        e["type"] == "message"
+            && e["message"]["role"] == "assistant"
+            && e["message"]["status"] == "done"
+    })
+    .await;
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"message"), "{events:?}");
+    assert_eq!(
+        kinds.last(),
+        Some(&"message"),
+        "the reply ended: {events:?}"
+    );
+    assert!(!kinds.contains(&"thread"), "{events:?}");
+    let newest = events
+        .iter()
+        .filter_map(|e| e["message"]["created_ms"].as_i64())
+        .max();
+    let list = ok(b.call(&app, "threads/list", json!({})).await);
+    assert_eq!(list[0]["id"], tid.as_str());
+    assert_eq!(list[0]["updated_ms"].as_i64(), newest, "{list}");
+
+    // A chat made empty takes its title from its first message, and says so.
+    let made = ok(b.call(&app, "threads/create", json!({})).await);
+    let empty = made["id"].as_str().unwrap().to_owned();
+    let events = open_events(&app, &b).await;
+    ok(b.call(
+        &app,
+        "messages/send",
+        json!({ "thread_id": empty, "content": "a title from here" }),
+    )
+    .await);
+    let events = read_from(events, Duration::from_secs(30), |e| e["type"] == "thread").await;
+    let last = events.last().expect("a thread event");
+    assert_eq!(last["thread"]["id"], empty.as_str(), "{events:?}");
+    assert_eq!(last["thread"]["title"], "a title from here", "{events:?}");
 }
 
 #[tokio::test]

@@ -362,7 +362,8 @@ impl Chat {
         };
         // A thread still called by the default title takes its title from its first message.
         let mut thread = thread;
-        if count == 0 && thread.title == DEFAULT_TITLE {
+        let titled = count == 0 && thread.title == DEFAULT_TITLE;
+        if titled {
             thread.title = title_from(&title_text);
             let store = self.session.store();
             store.update_thread(self.sid(), &thread).await?;
@@ -390,11 +391,14 @@ impl Chat {
         };
         let user_view = user_view.ok_or_else(ApiError::internal)?;
         // Appending a message moves its thread's `updated_ms` to the message's time (the
-        // store contract), so the thread need not be read back.
+        // store contract), so the thread need not be read back, and listeners move it up
+        // from the message events themselves: a thread event goes out only for a new title.
         thread.updated_ms = thread.updated_ms.max(reply.message.created_ms);
-        self.publish(ChatEvent::Thread {
-            thread: thread.clone(),
-        });
+        if titled {
+            self.publish(ChatEvent::Thread {
+                thread: thread.clone(),
+            });
+        }
         Ok(Sent {
             thread,
             user: user_view,

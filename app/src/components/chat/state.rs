@@ -177,14 +177,23 @@ impl ChatState {
     pub(super) fn upsert_thread(&self, thread: Thread) {
         let id = thread.id;
         {
-            let thread = thread.clone();
+            let mut thread = thread.clone();
             self.change_list(move |list| {
+                // A thread's time is a version: messages may have moved it past this state.
+                if let Some(old) = list.iter().find(|t| t.id == thread.id) {
+                    thread.updated_ms = thread.updated_ms.max(old.updated_ms);
+                }
                 list.retain(|t| t.id != thread.id);
                 list.push(thread);
                 list.sort_by_key(|t| std::cmp::Reverse(t.updated_ms));
             });
         }
-        if !self.with_open(id, |tv| tv.thread = thread) && self.reading(true) {
+        let open = |tv: &mut ThreadView| {
+            let at = tv.thread.updated_ms.max(thread.updated_ms);
+            tv.thread = thread;
+            tv.thread.updated_ms = at;
+        };
+        if !self.with_open(id, open) && self.reading(true) {
             // Its new title or time may be newer than the answer on its way.
             self.known.try_update_value(|k| k.changed(id));
         }
@@ -216,11 +225,36 @@ impl ChatState {
             .unwrap_or(m)
     }
 
+    /// A new message moves its chat up the list: no thread event says so (see
+    /// `ChatEvent::Message`).
+    fn touch_thread(&self, id: ThreadId, at: i64) {
+        let behind = peek(&self.threads).with_untracked(
+            |r| matches!(r, Some(Ok(list)) if list.iter().any(|t| t.id == id && t.updated_ms < at)),
+        );
+        if behind || self.reading(false) {
+            self.change_list(|list| {
+                if let Some(t) = list.iter_mut().find(|t| t.id == id) {
+                    t.updated_ms = t.updated_ms.max(at);
+                }
+                list.sort_by_key(|t| std::cmp::Reverse(t.updated_ms));
+            });
+        }
+    }
+
     pub(super) fn upsert_message(&self, m: MessageView) {
         let thread = m.message.thread_id;
+        let created = m.message.created_ms;
+        let new = self
+            .known
+            .try_with_value(|k| k.get(&m.message.id).is_none())
+            .unwrap_or(false);
+        if new {
+            self.touch_thread(thread, created);
+        }
         let mut incoming = Some(m);
         self.with_open(thread, |tv| {
             let Some(m) = incoming.take() else { return };
+            tv.thread.updated_ms = tv.thread.updated_ms.max(created);
             match tv
                 .messages
                 .iter_mut()
