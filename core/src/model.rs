@@ -509,18 +509,56 @@ impl ChatEvent {
     }
 }
 
-/// A title from the first words of a message.
+/// A title from the first words of a message. Messages are Markdown, titles plain text: the
+/// first line with words in it (a code fence has none) loses its block markers (heading,
+/// quote, bullet) and its bold and code marks, so `# Plan` is titled "Plan". A number
+/// that starts a list item stays: it says something.
 pub fn title_from(text: &str) -> String {
     let line = text
         .lines()
-        .map(str::trim)
+        .filter(|l| {
+            let l = l.trim_start();
+            !(l.starts_with("```") || l.starts_with("~~~"))
+        })
+        .map(plain_line)
         .find(|l| !l.is_empty())
-        .unwrap_or(DEFAULT_TITLE);
+        .unwrap_or_else(|| DEFAULT_TITLE.to_owned());
     let mut title: String = line.chars().take(60).collect();
     if line.chars().count() > 60 {
         title.push('…');
     }
     title
+}
+
+/// One line of Markdown as the words it shows, roughly: block markers off its start, and
+/// the marks that never stand for themselves in a title (`**`, `__`, `` ` ``) taken out.
+fn plain_line(line: &str) -> String {
+    let mut rest = line.trim();
+    loop {
+        let before = rest;
+        rest = rest.trim_start_matches('>').trim_start();
+        // A marker is one only when a space or the line's end follows it.
+        let marker = |r: &str| r.is_empty() || r.starts_with([' ', '\t']);
+        let hashes = rest.len() - rest.trim_start_matches('#').len();
+        if (1..=6).contains(&hashes) && marker(&rest[hashes..]) {
+            rest = rest[hashes..].trim_start();
+        }
+        if let Some(r) = rest.strip_prefix(['-', '*', '+'])
+            && marker(r)
+        {
+            rest = r.trim_start();
+        }
+        for task in ["[ ] ", "[x] ", "[X] "] {
+            if let Some(r) = rest.strip_prefix(task) {
+                rest = r.trim_start();
+            }
+        }
+        if rest == before {
+            break;
+        }
+    }
+    let plain = rest.replace("**", "").replace("__", "").replace('`', "");
+    plain.trim().trim_end_matches(['#', ' ']).trim().to_owned()
 }
 
 #[cfg(test)]
@@ -558,6 +596,33 @@ mod tests {
         assert_eq!(title_from(""), "New chat");
         let long = "x".repeat(80);
         assert_eq!(title_from(&long).chars().count(), 61);
+    }
+
+    #[test]
+    fn titles_are_the_words_markdown_shows() {
+        for (text, title) in [
+            ("# Plan for Monday\nmore", "Plan for Monday"),
+            ("### Closed heading ###", "Closed heading"),
+            ("> quoted **bold** words", "quoted bold words"),
+            ("> - [ ] a task in a quote", "a task in a quote"),
+            ("1. first step", "1. first step"),
+            ("* star item", "star item"),
+            ("```rust\nfn main() {}\n```", "fn main() {}"),
+            ("~~~\n\n~~~\nafter the fence", "after the fence"),
+            ("`code` in __words__", "code in words"),
+            // Not markers: kept as written.
+            ("#hashtag", "#hashtag"),
+            ("2024. A year", "2024. A year"),
+            ("snake_case_name", "snake_case_name"),
+            ("-5 degrees", "-5 degrees"),
+            ("C# is a language", "C# is a language"),
+            // Nothing but markers: the next line, or the default.
+            ("#\n> \n- \nreal words", "real words"),
+            ("```", "New chat"),
+            ("# ", "New chat"),
+        ] {
+            assert_eq!(title_from(text), title, "{text:?}");
+        }
     }
 
     #[test]
