@@ -102,6 +102,40 @@ async function tabTo(page: Page, target: ReturnType<Page["locator"]>, back = fal
   await expect(target).toBeFocused();
 }
 
+test("in the edit field Enter saves, Shift+Enter starts a new line and Esc cancels", async ({ page }) => {
+  await openReady(page);
+  const users = page.locator("[data-testid=message][data-role=user]");
+  await send(page, "first question");
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const edit = page.getByRole("button", { name: "Edit message" });
+  const field = page.getByRole("textbox", { name: "Edit message" });
+  await edit.click();
+  await expect(field).toBeFocused();
+  await page.keyboard.press("ControlOrMeta+A");
+  await page.keyboard.type("never sent");
+  await page.keyboard.press("Escape");
+  await expect(field).toHaveCount(0);
+  await expect(edit).toBeFocused();
+  await expect(users).toHaveText(["first question"]);
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done");
+
+  await page.keyboard.press("Enter");
+  await expect(field).toBeFocused();
+  await expect(field).toHaveValue("first question");
+  await page.keyboard.press("ControlOrMeta+A");
+  await page.keyboard.type("edited");
+  await page.keyboard.press("Shift+Enter");
+  await page.keyboard.type("on two lines");
+  await expect(field).toHaveValue("edited\non two lines");
+  await page.keyboard.press("Enter");
+  await expect(field).toHaveCount(0);
+  await expect(users).toHaveText(["edited on two lines"]);
+  await expect(assistant(page)).toHaveCount(1);
+  await expect(assistant(page).last()).toContainText("on two lines", { timeout: 15_000 });
+  await expect(assistant(page).last()).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  await expect(page.getByTestId("composer")).toBeFocused();
+});
+
 test("a whole chat by keyboard alone: send, rate with a comment, regenerate, edit, new chat, switch back", async ({ page }) => {
   await openReady(page);
   const composer = page.getByTestId("composer");

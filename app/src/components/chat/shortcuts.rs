@@ -68,9 +68,9 @@ pub(super) fn Shortcuts() -> impl IntoView {
         >
             <h2 id="shortcuts-title">"Keyboard shortcuts"</h2>
             <dl>
-                <dt><kbd>"Enter"</kbd></dt><dd>"Send"</dd>
+                <dt><kbd>"Enter"</kbd></dt><dd>"Send; save an edited message"</dd>
                 <dt><kbd>"Shift"</kbd>" + "<kbd>"Enter"</kbd></dt><dd>"New line"</dd>
-                <dt><kbd>"Esc"</kbd></dt><dd>"Stop the reply being written; close a menu or this list"</dd>
+                <dt><kbd>"Esc"</kbd></dt><dd>"Stop the reply being written; cancel an edit; close a menu or this list"</dd>
                 <dt><kbd>"Ctrl/⌘"</kbd>" + "<kbd>"Shift"</kbd>" + "<kbd>"O"</kbd></dt><dd>"New chat"</dd>
                 <dt><kbd>"Ctrl/⌘"</kbd>" + "<kbd>"K"</kbd></dt><dd>"Search chats"</dd>
                 <dt><kbd>"?"</kbd></dt><dd>"This list"</dd>

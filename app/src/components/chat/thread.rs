@@ -390,19 +390,40 @@ fn edit_form(
 ) -> AnyView {
     // On the page once its code has arrived, the first time: the focus goes there then.
     focus_later(&format!("[data-message='{id}'] textarea.edit"));
-    let save = move |_| {
+    let save = move || {
         editing.set(false);
         focus_later("[data-testid=composer]");
         ask_again.dispatch(Some(draft.get_untracked()));
     };
+    let cancel = move || {
+        editing.set(false);
+        focus_after_ms(
+            format!("[data-message='{id}'] [aria-label='Edit message']"),
+            0,
+        );
+    };
     view! {
-        <textarea class="edit" aria-label="Edit message" prop:value=move || draft.get() on:input=move |ev| draft.set(event_target_value(&ev))></textarea>
+        <textarea
+            class="edit"
+            aria-label="Edit message"
+            prop:value=move || draft.get()
+            on:input=move |ev| draft.set(event_target_value(&ev))
+            // The keys of the composer, and Esc to leave the text as it was.
+            on:keydown=move |ev| {
+                if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                    ev.prevent_default();
+                    save();
+                } else if ev.key() == "Escape" {
+                    // Esc here cancels the edit, not a reply's stream.
+                    ev.prevent_default();
+                    ev.stop_propagation();
+                    cancel();
+                }
+            }
+        ></textarea>
         <div class="edit-actions">
-            <button class="primary" on:click=save>"Save & ask again"</button>
-            <button class="ghost" on:click=move |_| {
-                editing.set(false);
-                focus_after_ms(format!("[data-message='{id}'] [aria-label='Edit message']"), 0);
-            }>"Cancel"</button>
+            <button class="primary" on:click=move |_| save()>"Save & ask again"</button>
+            <button class="ghost" on:click=move |_| cancel()>"Cancel"</button>
         </div>
     }
     .into_any()
