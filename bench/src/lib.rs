@@ -91,6 +91,8 @@ struct Event {
     kind: String,
     message: Option<EventMessage>,
     content: Option<String>,
+    /// Set on a delta that carries only the text after this many bytes.
+    from: Option<usize>,
     thread: Option<EventThread>,
 }
 
@@ -175,7 +177,8 @@ fn text_for(user: usize, turn: usize, token: &str) -> String {
 fn foreign_text(event: &Event, own_prefix: &str) -> bool {
     let text = match event.kind.as_str() {
         "message" => event.message.as_ref().map(|m| m.content.as_str()),
-        "delta" => event.content.as_deref(),
+        // Only a whole delta starts with the text's start; the messages carry it whole.
+        "delta" if event.from.is_none() => event.content.as_deref(),
         "thread" => event.thread.as_ref().map(|t| t.title.as_str()),
         _ => None,
     };
@@ -484,5 +487,12 @@ mod tests {
             "an empty reply placeholder is fine"
         );
         assert!(!foreign_text(&ev(json!({"type":"resync"})), own));
+        assert!(
+            !foreign_text(
+                &ev(json!({"type":"delta","content":" more words","from":12,"keep":20})),
+                own
+            ),
+            "a delta's added text does not start with the text's start"
+        );
     }
 }

@@ -454,16 +454,27 @@ pub enum ChatEvent {
         /// The message's new state, rendered.
         message: MessageView,
     },
-    /// A reply grew: its whole text so far, rendered.
+    /// A reply grew. Either whole (no `from`): its text so far and that text rendered; or
+    /// what changed since the state whose text was `from` bytes long: the text that follows
+    /// those bytes, and the rendering's end after its first `keep` bytes. A listener that
+    /// does not hold that state skips such a delta; a whole one follows within a second. So
+    /// a long reply costs its listeners about its own size, not its size for every delta.
     Delta {
         /// The thread the reply is in.
         thread_id: ThreadId,
         /// The reply that grew.
         message_id: MessageId,
-        /// Its whole Markdown text so far.
+        /// Its Markdown text so far, or (with `from`) the text after the first `from` bytes.
         content: String,
-        /// `content` rendered to sanitised HTML.
+        /// The text rendered to sanitised HTML, or (with `keep`) what follows the first
+        /// `keep` bytes of the rendering of the state it grew from.
         html: String,
+        /// The length in bytes of the text this delta adds to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<usize>,
+        /// How many bytes of that state's rendering stay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        keep: Option<usize>,
     },
     /// A thread was created or renamed. Listeners keep the newer `updated_ms` of this and
     /// what the messages since have moved it to.
@@ -489,6 +500,20 @@ pub enum ChatEvent {
     /// is open in more tabs than it may stream to). The listener should not reconnect on its
     /// own, or the tabs would keep pushing each other out.
     Replaced,
+}
+
+/// What a delta that carries only a change (`from`, `keep`) changes, applied to a
+/// streaming state of its message. `None` when the state is not the one the delta grew
+/// from: the caller keeps what it has until a whole delta comes.
+pub fn grow(
+    (content, html): (&str, &str),
+    (from, keep): (usize, usize),
+    (more, html_end): (&str, &str),
+) -> Option<(String, String)> {
+    if content.len() != from || !html.is_char_boundary(keep) {
+        return None;
+    }
+    Some(([content, more].concat(), [&html[..keep], html_end].concat()))
 }
 
 impl ChatEvent {

@@ -545,14 +545,27 @@ async fn replies_stream_to_the_session_and_only_to_it() {
     let (ea, eb, _) = tokio::join!(listen_a, listen_b, send);
 
     assert!(eb.is_empty(), "Bob's stream carried Alice's events: {eb:?}");
-    let deltas: Vec<&str> = ea
-        .iter()
-        .filter(|e| e["type"] == "delta")
-        .map(|e| e["content"].as_str().unwrap())
-        .collect();
+    // The text as a listener that heard every delta holds it after each one.
+    let mut text = String::new();
+    let mut deltas = Vec::new();
+    for e in ea.iter().filter(|e| e["type"] == "delta") {
+        let content = e["content"].as_str().unwrap();
+        match e["from"].as_u64() {
+            None => text = content.to_owned(),
+            Some(from) => {
+                assert_eq!(
+                    from as usize,
+                    text.len(),
+                    "a change to the state before: {e}"
+                );
+                text.push_str(content);
+            }
+        }
+        deltas.push(text.clone());
+    }
     assert!(deltas.len() >= 2, "the reply arrived in pieces: {ea:?}");
     assert!(
-        deltas.windows(2).all(|w| w[1].starts_with(w[0])),
+        deltas.windows(2).all(|w| w[1].starts_with(&w[0])),
         "each delta extends the last"
     );
     let last = ea.last().unwrap();
@@ -564,6 +577,57 @@ async fn replies_stream_to_the_session_and_only_to_it() {
         ea.iter().any(|e| e["type"] == "thread"),
         "thread changes are announced too"
     );
+}
+
+/// A long reply costs a listener about its own size, not its size for every delta: all but
+/// about one delta a second carry only what changed. With `--nocapture` it prints the bytes
+/// (BENCHMARKS.md).
+#[tokio::test]
+async fn a_long_reply_costs_a_listener_about_its_own_size() {
+    let app = app().await;
+    let mut b = started(&app).await;
+    let text: String = (0..1_500)
+        .map(|i| match i % 40 {
+            39 => format!("w{i}\n\n"),
+            _ => format!("w{i} "),
+        })
+        .collect();
+    let events = open_events(&app, &b).await;
+    let asked = std::time::Instant::now();
+    ok(b.call(&app, "messages/send", json!({ "content": text }))
+        .await);
+    let events = read_from(events, Duration::from_secs(120), |e| {
+        e["type"] == "message"
+            && e["message"]["role"] == "assistant"
+            && e["message"]["status"] == "done"
+    })
+    .await;
+    let secs = asked.elapsed().as_secs_f64();
+    let last = events.last().expect("events");
+    assert_eq!(last["message"]["status"], "done", "{last}");
+    let deltas: Vec<&Value> = events.iter().filter(|e| e["type"] == "delta").collect();
+    let (whole, changes): (Vec<&Value>, Vec<&Value>) =
+        deltas.iter().partition(|e| e["from"].is_null());
+    let bytes: usize = deltas.iter().map(|e| e.to_string().len()).sum();
+    let reply = last["message"]["content"].as_str().unwrap().len()
+        + last["message"]["html"].as_str().unwrap().len();
+    eprintln!(
+        "a reply of {reply} B (text and HTML): {} deltas, {} whole, in {secs:.1} s: {bytes} B of deltas",
+        deltas.len(),
+        whole.len()
+    );
+    assert!(!changes.is_empty(), "{deltas:?}");
+    assert!(
+        whole.len() as f64 <= 2.0 + secs,
+        "{} whole deltas in {secs:.1} s",
+        whole.len()
+    );
+    // The HTML a change carries is the added words' and the paragraph they continue, not
+    // everything before (however many words a delta adds on a busy machine).
+    for e in changes {
+        let (added, html) = (e["content"].as_str().unwrap(), e["html"].as_str().unwrap());
+        assert!(html.len() < 1_000 + 2 * added.len(), "{e}");
+    }
 }
 
 /// A turn in a chat that has its title says so with its messages alone: listeners move the

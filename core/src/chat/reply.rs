@@ -231,17 +231,9 @@ async fn generate(
             }
         }
     };
-    let publish_delta = |m: &Message| {
-        rt.hub.publish(
-            &sid,
-            ChatEvent::Delta {
-                thread_id: m.thread_id,
-                message_id: m.id,
-                content: m.content.clone(),
-                html: markdown::render(&m.content),
-            },
-        )
-    };
+    // What the listeners were last sent of the message being written; a full message event
+    // of it resets it (a whole delta comes next).
+    let mut sent: Option<SentDelta> = None;
 
     // A chat's first exchange may name it (see `name_chat`).
     let first_question = match history.as_slice() {
@@ -358,6 +350,7 @@ async fn generate(
                         reply.attachments = shown.new_files(&files);
                         // A step is rare and shown at once, with the text so far.
                         rt.hub.publish(&sid, ChatEvent::Message { message: view(reply.clone()) });
+                        sent = None;
                         last_delta = Instant::now();
                         unsent = false;
                         unsaved = true;
@@ -395,7 +388,7 @@ async fn generate(
                     _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => {}
                 }
                 if unsent && last_delta.elapsed() >= rt.delta_interval {
-                    publish_delta(&reply);
+                    rt.hub.publish(&sid, delta(&reply, &mut sent));
                     last_delta = Instant::now();
                     unsent = false;
                 }
@@ -465,6 +458,71 @@ async fn generate(
     if let Some((question, answer, thread)) = named {
         name_chat(&rt, &session, thread, question, answer).await;
     }
+}
+
+/// A whole delta at least this often, so a listener that joined mid-reply (or missed one)
+/// catches up within it.
+const WHOLE_DELTA_EVERY: Duration = Duration::from_secs(1);
+
+/// The last delta the listeners were sent of a message.
+struct SentDelta {
+    id: MessageId,
+    len: usize,
+    html: String,
+    whole_at: Instant,
+}
+
+/// The delta for `m`'s state now: only what changed since the last one sent of it, or
+/// whole when there is none, or the last whole one is `WHOLE_DELTA_EVERY` old.
+fn delta(m: &Message, sent: &mut Option<SentDelta>) -> ChatEvent {
+    let html = markdown::render(&m.content);
+    let now = Instant::now();
+    let base = sent.as_ref().filter(|s| {
+        s.id == m.id
+            && now.duration_since(s.whole_at) < WHOLE_DELTA_EVERY
+            && m.content.is_char_boundary(s.len)
+    });
+    let (event, whole_at) = match base {
+        Some(s) => {
+            let keep = common_prefix(&s.html, &html);
+            let event = ChatEvent::Delta {
+                thread_id: m.thread_id,
+                message_id: m.id,
+                content: m.content[s.len..].to_owned(),
+                html: html[keep..].to_owned(),
+                from: Some(s.len),
+                keep: Some(keep),
+            };
+            (event, s.whole_at)
+        }
+        None => {
+            let event = ChatEvent::Delta {
+                thread_id: m.thread_id,
+                message_id: m.id,
+                content: m.content.clone(),
+                html: html.clone(),
+                from: None,
+                keep: None,
+            };
+            (event, now)
+        }
+    };
+    *sent = Some(SentDelta {
+        id: m.id,
+        len: m.content.len(),
+        html,
+        whole_at,
+    });
+    event
+}
+
+/// The length of the longest common start of `a` and `b`, at a character boundary.
+fn common_prefix(a: &str, b: &str) -> usize {
+    let same = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    (0..=same)
+        .rev()
+        .find(|&i| a.is_char_boundary(i) && b.is_char_boundary(i))
+        .unwrap_or(0)
 }
 
 /// The steps and buttons that messages before a question showed, so the message after the
@@ -639,5 +697,159 @@ async fn save_final(session: &VerifiedSession, reply: &Message) {
                 tracing::error!(session = %session.owner().log_tag(), error = %e, "a finished reply could not be saved; it stays marked as streaming");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ThreadId, grow};
+
+    /// One reply, the same message in every state.
+    fn reply(content: &str) -> Message {
+        static ID: std::sync::OnceLock<MessageId> = std::sync::OnceLock::new();
+        Message {
+            id: *ID.get_or_init(MessageId::random),
+            thread_id: ThreadId::random(),
+            role: Role::Assistant,
+            content: content.to_owned(),
+            created_ms: 1,
+            status: MessageStatus::Streaming,
+            feedback: None,
+            error: None,
+            steps: Vec::new(),
+            actions: Vec::new(),
+            attachments: Vec::new(),
+        }
+    }
+
+    /// What a listener holds after taking in `event`, or `None` if it skipped it.
+    fn apply(held: &(String, String), event: &ChatEvent) -> Option<(String, String)> {
+        let ChatEvent::Delta {
+            content,
+            html,
+            from,
+            keep,
+            ..
+        } = event
+        else {
+            panic!("not a delta: {event:?}");
+        };
+        match from.zip(*keep) {
+            None => Some((content.clone(), html.clone())),
+            Some(at) => grow((&held.0, &held.1), at, (content, html)),
+        }
+    }
+
+    /// States of a reply whose later text changes how earlier text renders: a line that
+    /// turns the paragraph above into a heading, a table's delimiter row, a reference link
+    /// defined after its use, a list that becomes loose, code fences, and text in several
+    /// scripts, so a change may start inside a multi-byte character of the rendering.
+    const GROWTH: &[&str] = &[
+        "Plan",
+        "Plan\n",
+        "Plan\n===",
+        "Plan\n===\n\nSee [the docs] for é",
+        "Plan\n===\n\nSee [the docs] for éà\n\n[the docs]: https://example.com/",
+        "Plan\n===\n\nSee [the docs] for éà\n\n[the docs]: https://example.com/\n\n| a | b |",
+        "Plan\n===\n\nSee [the docs] for éà\n\n[the docs]: https://example.com/\n\n| a | b |\n|---|---|\n| 1 | 2 |",
+        "Plan\n===\n\nSee [the docs] for éà\n\n[the docs]: https://example.com/\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- one\n- two",
+        "Plan\n===\n\nSee [the docs] for éà\n\n[the docs]: https://example.com/\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- one\n- two\n\n- three 日本語",
+        "Plan\n===\n\nSee [the docs] for éà\n\n[the docs]: https://example.com/\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- one\n- two\n\n- three 日本語🙂\n\n```rust\nfn main() {",
+        "Plan\n===\n\nSee [the docs] for éà\n\n[the docs]: https://example.com/\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n- one\n- two\n\n- three 日本語🙂\n\n```rust\nfn main() {}\n```\n<script>alert(1)</script>",
+    ];
+
+    #[test]
+    fn a_listener_that_hears_every_delta_holds_every_state() {
+        let mut sent = None;
+        let mut held = (String::new(), String::new());
+        let mut partial = 0;
+        for (i, text) in GROWTH.iter().enumerate() {
+            let event = delta(&reply(text), &mut sent);
+            if let ChatEvent::Delta { from: Some(_), .. } = &event {
+                partial += 1;
+            } else {
+                assert_eq!(i, 0, "only the first is whole within a second");
+            }
+            held = apply(&held, &event).expect("the state it grew from");
+            assert_eq!(held.0, *text);
+            assert_eq!(held.1, markdown::render(text), "after {text:?}");
+        }
+        assert_eq!(partial, GROWTH.len() - 1);
+    }
+
+    #[test]
+    fn a_change_is_smaller_than_the_whole() {
+        let mut sent = None;
+        let long = "word ".repeat(2_000);
+        delta(&reply(&long), &mut sent);
+        let grown = format!("{long}more");
+        let event = delta(&reply(&grown), &mut sent);
+        let size = serde_json::to_string(&event).unwrap().len();
+        assert!(size < 300, "{size} bytes: {event:?}");
+    }
+
+    #[test]
+    fn a_listener_that_missed_some_skips_until_a_whole_delta() {
+        let mut sent = None;
+        let first = delta(&reply(GROWTH[0]), &mut sent);
+        // This listener took in the first state only, then missed two deltas.
+        let held = apply(&(String::new(), String::new()), &first).unwrap();
+        delta(&reply(GROWTH[1]), &mut sent);
+        delta(&reply(GROWTH[2]), &mut sent);
+        let third = delta(&reply(GROWTH[3]), &mut sent);
+        assert_eq!(apply(&held, &third), None, "not the state it grew from");
+        // A second on, the next delta is whole again, and everyone holds the state.
+        if let Some(s) = sent.as_mut() {
+            s.whole_at -= WHOLE_DELTA_EVERY;
+        }
+        let whole = delta(&reply(GROWTH[4]), &mut sent);
+        assert!(matches!(whole, ChatEvent::Delta { from: None, .. }));
+        let held = apply(&held, &whole).unwrap();
+        assert_eq!(held, (GROWTH[4].to_owned(), markdown::render(GROWTH[4])));
+    }
+
+    #[test]
+    fn another_message_starts_whole() {
+        let mut sent = None;
+        delta(&reply("asked first"), &mut sent);
+        let mut next = reply("asked first and more");
+        next.id = MessageId::random();
+        assert!(matches!(
+            delta(&next, &mut sent),
+            ChatEvent::Delta { from: None, .. }
+        ));
+    }
+
+    #[test]
+    fn a_delta_never_cuts_a_character_and_a_forged_one_is_refused() {
+        assert_eq!(
+            common_prefix("é", "è"),
+            0,
+            "same first byte, other character"
+        );
+        assert_eq!(common_prefix("aé", "aè"), 1);
+        assert_eq!(common_prefix("abc", "abd"), 2);
+        assert_eq!(common_prefix("", "x"), 0);
+        let held = ("ab".to_owned(), "<p>é</p>".to_owned());
+        assert_eq!(
+            grow((&held.0, &held.1), (2, 4), ("c", "x")),
+            None,
+            "inside é"
+        );
+        assert_eq!(
+            grow((&held.0, &held.1), (2, 99), ("c", "x")),
+            None,
+            "past the end"
+        );
+        assert_eq!(
+            grow((&held.0, &held.1), (1, 3), ("c", "x")),
+            None,
+            "another state"
+        );
+        assert_eq!(
+            grow((&held.0, &held.1), (2, 5), ("c", "</p>")),
+            Some(("abc".to_owned(), "<p>é</p>".to_owned()))
+        );
     }
 }

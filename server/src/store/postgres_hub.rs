@@ -501,6 +501,8 @@ mod tests {
             message_id: app::model::MessageId::random(),
             content: "é".repeat(n),
             html: format!("<p>{}</p>", "é".repeat(n)),
+            from: None,
+            keep: None,
         };
         let (small, large, after) = (event(), delta(20_000), delta(10));
         a.publish(&s, small.clone());

@@ -5,7 +5,7 @@ use crate::{
     ApiError,
     api::{self},
     components::{SessionCtx, SessionState},
-    model::{ChatEvent, MessageId, MessageStatus, MessageView, Thread, ThreadId, ThreadView},
+    model::{ChatEvent, MessageId, MessageStatus, MessageView, Thread, ThreadId, ThreadView, grow},
 };
 use leptos::prelude::*;
 use leptos_router::{NavigateOptions, hooks::use_navigate, location::Location};
@@ -312,6 +312,8 @@ impl ChatState {
                 message_id,
                 content,
                 html,
+                from,
+                keep,
             } => {
                 let base = self
                     .known
@@ -334,8 +336,17 @@ impl ChatState {
                 // A delta is the streaming state with this text; merging drops it when the
                 // message has already moved past it.
                 if let Some(mut m) = base.filter(|m| m.message.status == MessageStatus::Streaming) {
-                    m.message.content = content;
-                    m.html = html;
+                    (m.message.content, m.html) = match from.zip(keep) {
+                        None => (content, html),
+                        // Only a change: it applies to the state it grew from, or waits
+                        // for the next whole delta.
+                        Some(at) => {
+                            match grow((&m.message.content, &m.html), at, (&content, &html)) {
+                                Some(grown) => grown,
+                                None => return,
+                            }
+                        }
+                    };
                     self.upsert_message(m);
                 }
             }
