@@ -47,6 +47,11 @@ struct Known {
     /// Per chat, a count of the changes no older answer can hold: a message it had not
     /// seen, or messages cut away. An answer read while its chat's count moved is read again.
     changes: HashMap<ThreadId, u64>,
+    /// Per reply being written, the text and rendering its deltas have built so far. A delta
+    /// that carries only a change applies to this and nothing else: a state read from the
+    /// store may hold the same text rendered by another instance, and a change cut into
+    /// another rendering would make no sense.
+    deltas: HashMap<MessageId, (String, String)>,
 }
 
 impl Known {
@@ -56,6 +61,10 @@ impl Known {
     /// Takes in `m` unless a newer state of it is known, and answers the newest.
     fn merge(&mut self, m: MessageView) -> MessageView {
         let id = m.message.id;
+        if m.message.status != MessageStatus::Streaming {
+            // Ended: no more deltas of it.
+            self.deltas.remove(&id);
+        }
         match self.messages.get_mut(&id) {
             Some(known) if !m.message.supersedes(&known.message) => known.clone(),
             Some(known) => {
@@ -71,6 +80,7 @@ impl Known {
                 while self.order.len() > Self::LIMIT {
                     if let Some(old) = self.order.pop_front() {
                         self.messages.remove(&old);
+                        self.deltas.remove(&old);
                     }
                 }
                 m
@@ -95,6 +105,26 @@ impl Known {
         self.messages.retain(|_, m| m.message.thread_id != thread);
         let messages = &self.messages;
         self.order.retain(|id| messages.contains_key(id));
+        self.deltas.retain(|id, _| messages.contains_key(id));
+    }
+
+    /// The text and rendering of reply `id` after this delta, built on what its earlier
+    /// deltas built; `None` for a change to a state they did not build.
+    fn follow(
+        &mut self,
+        id: MessageId,
+        (content, html): (String, String),
+        change: Option<(usize, usize)>,
+    ) -> Option<(String, String)> {
+        let grown = match change {
+            None => (content, html),
+            Some(at) => {
+                let (c, h) = self.deltas.get(&id)?;
+                grow((c, h), at, (&content, &html))?
+            }
+        };
+        self.deltas.insert(id, grown.clone());
+        Some(grown)
     }
 }
 
@@ -336,17 +366,14 @@ impl ChatState {
                 // A delta is the streaming state with this text; merging drops it when the
                 // message has already moved past it.
                 if let Some(mut m) = base.filter(|m| m.message.status == MessageStatus::Streaming) {
-                    (m.message.content, m.html) = match from.zip(keep) {
-                        None => (content, html),
-                        // Only a change: it applies to the state it grew from, or waits
-                        // for the next whole delta.
-                        Some(at) => {
-                            match grow((&m.message.content, &m.html), at, (&content, &html)) {
-                                Some(grown) => grown,
-                                None => return,
-                            }
-                        }
-                    };
+                    // Only a change applies to what the earlier deltas built, or waits for
+                    // the next whole delta.
+                    let grown = self
+                        .known
+                        .try_update_value(|k| k.follow(message_id, (content, html), from.zip(keep)))
+                        .flatten();
+                    let Some((content, html)) = grown else { return };
+                    (m.message.content, m.html) = (content, html);
                     self.upsert_message(m);
                 }
             }
