@@ -127,6 +127,13 @@ pub fn set_cookie(cookie: &str) {
     }
 }
 
+/// The page's status, if its head has not been sent yet (an `SsrMode::Async` route).
+pub fn set_status(status: http::StatusCode) {
+    if let Some(opts) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+        opts.set_status(status);
+    }
+}
+
 /// After sign-out the browser drops its cookies and storage for this site.
 pub fn clear_site_data() {
     if let Some(opts) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {

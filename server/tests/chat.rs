@@ -579,6 +579,52 @@ async fn replies_stream_to_the_session_and_only_to_it() {
     );
 }
 
+/// A chat's page answers the session that has the chat: 200, with its words. Another
+/// session's chat, or one that never was, answers 404 and shows none of it. On SQLite, whose
+/// reads answer from another thread: the chat is not read yet when a page's first part is
+/// ready to go.
+#[tokio::test]
+async fn a_chat_page_of_another_session_answers_404() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = common::spawn_on_sqlite(Config::default(), &dir.path().join("confide.db")).await;
+    let mut alice = started(&app).await;
+    let sent = ok(alice
+        .call(
+            &app,
+            "messages/send",
+            json!({ "content": "alice's private words" }),
+        )
+        .await);
+    let tid = sent["thread"]["id"].as_str().unwrap().to_owned();
+    common::settled(&app, &mut alice, &tid).await;
+    let bob = started(&app).await;
+    let page = |b: &Browser, path: String| {
+        let req = app
+            .http
+            .get(format!("{}{path}", app.base))
+            .header("cookie", b.cookie_header())
+            .timeout(Duration::from_secs(60));
+        async move {
+            let res = req.send().await.unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    };
+    let (status, body) = page(&alice, format!("/t/{tid}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("alice&#x27;s private words") || body.contains("alice's private words"));
+    for path in [
+        format!("/t/{tid}"),
+        format!("/t/{}", app::model::ThreadId::random()),
+        "/t/not-an-id".to_owned(),
+    ] {
+        let (status, body) = page(&bob, path.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert!(body.contains("Chat not found"), "{path}");
+        assert!(!body.contains("private words"), "{path}");
+    }
+    assert_eq!(page(&bob, "/".to_owned()).await.0, StatusCode::OK);
+}
+
 /// A long reply costs a listener about its own size, not its size for every delta: all but
 /// about one delta a second carry only what changed. With `--nocapture` it prints the bytes
 /// (BENCHMARKS.md).

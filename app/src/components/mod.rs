@@ -9,7 +9,7 @@ use crate::{ApiError, api::SessionInfo};
 use leptos::prelude::*;
 use leptos_meta::provide_meta_context;
 use leptos_router::{
-    Lazy, LazyRoute,
+    Lazy, LazyRoute, SsrMode,
     components::{ParentRoute, Route, Router, Routes},
     lazy_route, path,
 };
@@ -126,7 +126,9 @@ pub fn App() -> impl IntoView {
                         <Routes fallback=|| view! { <NotFound /> }>
                             <ParentRoute path=path!("") view=chat::ChatPage>
                                 <Route path=path!("") view=chat::EmptyState />
-                                <Route path=path!("t/:id") view=chat::ThreadPage />
+                                // Rendered whole before it is sent, so that a chat the session
+                                // does not have answers 404, not 200 with "not found" in it.
+                                <Route path=path!("t/:id") view=chat::ThreadPage ssr=SsrMode::Async />
                             </ParentRoute>
                             <Route path=path!("/notes") view={Lazy::<NotesPage>::new()} />
                             <Route path=path!("/login") view={Lazy::<SignInPage>::new()} />

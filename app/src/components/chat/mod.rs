@@ -159,15 +159,19 @@ pub fn ThreadPage() -> impl IntoView {
 fn pane_view(kind: PaneKind) -> AnyView {
     match kind {
         PaneKind::Thread(id) => view! { <ThreadHeader id=id /> <Messages /> }.into_any(),
-        PaneKind::NotFound => view! {
+        PaneKind::NotFound => {
+            #[cfg(feature = "ssr")]
+            crate::ssr::set_status(http::StatusCode::NOT_FOUND);
+            view! {
             <div class="messages">
                 <div class="empty" data-testid="not-found">
                     <h2>"Chat not found"</h2>
                     <p class="muted">"It may have been deleted, or it belongs to another session."</p>
                 </div>
             </div>
+            }
+            .into_any()
         }
-        .into_any(),
         PaneKind::Loading => {
             view! { <div class="messages"><p class="muted">"Loading…"</p></div> }.into_any()
         }
