@@ -578,7 +578,7 @@ fn plain_line(line: &str) -> String {
                 rest = r.trim_start();
             }
         }
-        if rest == before {
+        if rest.len() == before.len() {
             break;
         }
     }
