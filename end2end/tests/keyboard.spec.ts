@@ -111,6 +111,8 @@ test("in the edit field Enter saves, Shift+Enter starts a new line and Esc cance
   const field = page.getByRole("textbox", { name: "Edit message" });
   await edit.click();
   await expect(field).toBeFocused();
+  // While its form is open the message offers no second way into it.
+  await expect(edit).toBeHidden();
   await page.keyboard.press("ControlOrMeta+A");
   await page.keyboard.type("never sent");
   await page.keyboard.press("Escape");

@@ -350,7 +350,8 @@ fn Bubble(m: MessageView, is_last: Signal<bool>) -> impl IntoView {
             <div class="actions">
                 {match role {
                     Role::User => view! {
-                        <button class="icon" title="Edit" aria-label="Edit message" disabled=streaming_here on:click=move |_| {
+                        // Gone while its form is open: the form's Cancel brings it back.
+                        <button class="icon" title="Edit" aria-label="Edit message" hidden=move || editing.get() disabled=streaming_here on:click=move |_| {
                             draft.set(content());
                             editing.set(true);
                         }><Icon name=IconName::Edit /></button>
