@@ -391,6 +391,26 @@ impl Message {
     }
 }
 
+#[cfg(test)]
+impl Message {
+    /// A reply being written, with this text so far.
+    pub(crate) fn streaming(content: &str) -> Self {
+        Self {
+            id: MessageId::random(),
+            thread_id: ThreadId::random(),
+            role: Role::Assistant,
+            content: content.to_owned(),
+            created_ms: 1,
+            status: MessageStatus::Streaming,
+            feedback: None,
+            error: None,
+            steps: Vec::new(),
+            actions: Vec::new(),
+            attachments: Vec::new(),
+        }
+    }
+}
+
 /// A message as the browser shows it: the stored message plus its content rendered to
 /// sanitised HTML on the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -652,19 +672,7 @@ mod tests {
 
     #[test]
     fn a_state_never_gives_way_to_an_older_one() {
-        let placeholder = Message {
-            id: MessageId::random(),
-            thread_id: ThreadId::random(),
-            role: Role::Assistant,
-            content: String::new(),
-            created_ms: 1,
-            status: MessageStatus::Streaming,
-            feedback: None,
-            error: None,
-            steps: Vec::new(),
-            actions: Vec::new(),
-            attachments: Vec::new(),
-        };
+        let placeholder = Message::streaming("");
         let partial = Message {
             content: "Hello ".into(),
             ..placeholder.clone()
@@ -707,19 +715,7 @@ mod tests {
             started_ms: 1,
             ended_ms: None,
         };
-        let before = Message {
-            id: MessageId::random(),
-            thread_id: ThreadId::random(),
-            role: Role::Assistant,
-            content: "Let me look".into(),
-            created_ms: 1,
-            status: MessageStatus::Streaming,
-            feedback: None,
-            error: None,
-            steps: Vec::new(),
-            actions: Vec::new(),
-            attachments: Vec::new(),
-        };
+        let before = Message::streaming("Let me look");
         let began = Message {
             steps: vec![step.clone()],
             ..before.clone()

@@ -707,23 +707,14 @@ async fn save_final(session: &VerifiedSession, reply: &Message) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ThreadId, grow};
+    use crate::model::grow;
 
     /// One reply, the same message in every state.
     fn reply(content: &str) -> Message {
         static ID: std::sync::OnceLock<MessageId> = std::sync::OnceLock::new();
         Message {
             id: *ID.get_or_init(MessageId::random),
-            thread_id: ThreadId::random(),
-            role: Role::Assistant,
-            content: content.to_owned(),
-            created_ms: 1,
-            status: MessageStatus::Streaming,
-            feedback: None,
-            error: None,
-            steps: Vec::new(),
-            actions: Vec::new(),
-            attachments: Vec::new(),
+            ..Message::streaming(content)
         }
     }
 
@@ -844,25 +835,20 @@ mod tests {
         assert_eq!(common_prefix("aé", "aè"), 1);
         assert_eq!(common_prefix("abc", "abd"), 2);
         assert_eq!(common_prefix("", "x"), 0);
-        let held = ("ab".to_owned(), "<p>é</p>".to_owned());
-        assert_eq!(
-            grow((&held.0, &held.1), (2, 4), ("c", "x")),
-            None,
-            "inside é"
-        );
-        assert_eq!(
-            grow((&held.0, &held.1), (2, 99), ("c", "x")),
-            None,
-            "past the end"
-        );
-        assert_eq!(
-            grow((&held.0, &held.1), (1, 3), ("c", "x")),
-            None,
-            "another state"
-        );
-        assert_eq!(
-            grow((&held.0, &held.1), (2, 5), ("c", "</p>")),
-            Some(("abc".to_owned(), "<p>é</p>".to_owned()))
-        );
+        let held = ("ab", "<p>é</p>");
+        for (at, change, grown, why) in [
+            ((2, 4), ("c", "x"), None, "inside é"),
+            ((2, 99), ("c", "x"), None, "past the end"),
+            ((1, 3), ("c", "x"), None, "another state"),
+            (
+                (2, 5),
+                ("c", "</p>"),
+                Some(("abc", "<p>é</p>")),
+                "a change that fits",
+            ),
+        ] {
+            let want = grown.map(|(c, h): (&str, &str)| (c.to_owned(), h.to_owned()));
+            assert_eq!(grow(held, at, change), want, "{why}");
+        }
     }
 }
