@@ -33,7 +33,7 @@
 use super::{check_home_id, unguessable_proof};
 use ::redis::{
     Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, Script,
-    ScriptInvocation, ServerErrorKind, Value,
+    ServerErrorKind, ToRedisArgs, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     cluster::ClusterClient,
     cluster_async::ClusterConnection,
@@ -76,51 +76,102 @@ const THREAD_MOVED: i64 = 7;
 /// Helpers every session script starts with. KEYS[1] is always the session record.
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
-fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}{body}"))
+fn script(body: &str) -> Lua {
+    let source = format!("{PRELUDE}{body}");
+    let hash = Script::new(&source).get_hash().to_owned();
+    Lua { source, hash }
 }
 
-static CLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
+/// A store script, run by its hash. Redis forgets scripts (a restart, a replica promoted,
+/// `SCRIPT FLUSH`); a call that finds its script gone sends the source itself, which Redis
+/// runs and keeps. Loading it first and then asking again by hash (as `redis::Script`
+/// does) can lose the script again in between, and on a cluster the retry can reach another
+/// node.
+struct Lua {
+    source: String,
+    hash: String,
+}
 
-static CREATE_HOME: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/create_home.lua")));
+impl Lua {
+    fn key(&self, key: impl ToRedisArgs) -> LuaCall<'_> {
+        LuaCall {
+            lua: self,
+            keys: key.to_redis_args(),
+            args: Vec::new(),
+        }
+    }
+}
 
-static VERIFY: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/verify.lua")));
+struct LuaCall<'a> {
+    lua: &'a Lua,
+    keys: Vec<Vec<u8>>,
+    args: Vec<Vec<u8>>,
+}
 
-static HGET_LIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/hget_live.lua")));
+impl LuaCall<'_> {
+    fn key(&mut self, key: impl ToRedisArgs) -> &mut Self {
+        key.write_redis_args(&mut self.keys);
+        self
+    }
 
-static KEYS_WITH_PREFIX: LazyLock<Script> =
+    fn arg(&mut self, arg: impl ToRedisArgs) -> &mut Self {
+        arg.write_redis_args(&mut self.args);
+        self
+    }
+
+    /// `EVALSHA`, or with `by_source` `EVAL`; both route by their keys on a cluster.
+    fn cmd(&self, by_source: bool) -> Cmd {
+        let (name, script) = if by_source {
+            ("EVAL", &self.lua.source)
+        } else {
+            ("EVALSHA", &self.lua.hash)
+        };
+        let mut cmd = ::redis::cmd(name);
+        cmd.arg(script)
+            .arg(self.keys.len())
+            .arg(&self.keys[..])
+            .arg(&self.args[..]);
+        cmd
+    }
+}
+
+static CLAIM: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/claim.lua")));
+
+static CREATE_HOME: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/create_home.lua")));
+
+static VERIFY: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/verify.lua")));
+
+static HGET_LIVE: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/hget_live.lua")));
+
+static KEYS_WITH_PREFIX: LazyLock<Lua> =
     LazyLock::new(|| script(include_str!("lua/keys_with_prefix.lua")));
 
-static HDEL_LIVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/hdel_live.lua")));
+static HDEL_LIVE: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/hdel_live.lua")));
 
-static SET_VALUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/set_value.lua")));
+static SET_VALUE: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/set_value.lua")));
 
-static ADD_VALUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/add_value.lua")));
+static ADD_VALUE: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/add_value.lua")));
 
-static DELETE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/delete.lua")));
+static DELETE: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/delete.lua")));
 
-static LIST_THREADS: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/list_threads.lua")));
+static LIST_THREADS: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/list_threads.lua")));
 
-static GET_THREAD: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/get_thread.lua")));
+static GET_THREAD: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/get_thread.lua")));
 
-static THREAD_TAIL: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/thread_tail.lua")));
+static THREAD_TAIL: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/thread_tail.lua")));
 
-static CREATE_THREAD: LazyLock<Script> =
+static CREATE_THREAD: LazyLock<Lua> =
     LazyLock::new(|| script(include_str!("lua/create_thread.lua")));
 
-static UPDATE_THREAD: LazyLock<Script> =
+static UPDATE_THREAD: LazyLock<Lua> =
     LazyLock::new(|| script(include_str!("lua/update_thread.lua")));
 
-static DELETE_THREAD: LazyLock<Script> =
+static DELETE_THREAD: LazyLock<Lua> =
     LazyLock::new(|| script(include_str!("lua/delete_thread.lua")));
 
-static PUT_MESSAGES: LazyLock<Script> =
-    LazyLock::new(|| script(include_str!("lua/put_messages.lua")));
+static PUT_MESSAGES: LazyLock<Lua> = LazyLock::new(|| script(include_str!("lua/put_messages.lua")));
 
-static TRUNCATE_AFTER: LazyLock<Script> =
+static TRUNCATE_AFTER: LazyLock<Lua> =
     LazyLock::new(|| script(include_str!("lua/truncate_after.lua")));
 
 /// A thread as stored in its session's `:t` hash.
@@ -182,8 +233,6 @@ fn redis_error(e: RedisError) -> StoreError {
             e.kind(),
             ErrorKind::Server(
                 ServerErrorKind::BusyLoading
-                    // A script still missing after loading it: the node changed under us.
-                    | ServerErrorKind::NoScript
                     | ServerErrorKind::TryAgain
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::MasterDown
@@ -603,25 +652,13 @@ impl RedisStore {
         self.bounded(|_| all).await
     }
 
-    async fn run<T: FromRedisValue>(
-        &self,
-        invocation: &ScriptInvocation<'_>,
-    ) -> Result<T, StoreError> {
+    async fn run<T: FromRedisValue>(&self, call: &LuaCall<'_>) -> Result<T, StoreError> {
         self.bounded(|mut c| async move {
-            // `invoke_async` loads a script the node lacks and runs it again. On a cluster
-            // mid-failover the node that answers the second time can be another one, just
-            // promoted, without the script: load it there too (scripts are not replicated).
-            let mut tries = 0;
-            loop {
-                match invocation.invoke_async(&mut c).await {
-                    Err(e)
-                        if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-                            && tries < 3 =>
-                    {
-                        tries += 1;
-                    }
-                    answer => break answer,
+            match call.cmd(false).query_async(&mut c).await {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    call.cmd(true).query_async(&mut c).await
                 }
+                answer => answer,
             }
         })
         .await
@@ -1558,11 +1595,10 @@ mod tests {
     }
 
     /// A node without the store's scripts (a replica just promoted, a `SCRIPT FLUSH`) is
-    /// given them again; one that loses them between the loading and the running (here,
-    /// flushed without pause) has them loaded again a few times, then the call is refused as
-    /// for a moment unavailable (503, to retry), never failed as a bug (500).
+    /// sent the script itself: every call answers, even with the scripts flushed without
+    /// pause beside it (loading a script and then asking for it by hash lost that race).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn scripts_lost_between_loading_and_running_are_loaded_again() {
+    async fn scripts_lost_at_any_moment_never_fail_a_call() {
         let server = RedisServer::start();
         let store = RedisStore::connect(
             &server.url(),
@@ -1577,29 +1613,45 @@ mod tests {
         .unwrap();
         let (id, _) = populated(&store).await;
         let flushing = Arc::new(AtomicBool::new(true));
+        let (first_flush, flushed) = tokio::sync::oneshot::channel();
         let flusher = tokio::spawn({
             let (mut redis, flushing) = (raw(&server).await, flushing.clone());
             async move {
+                let mut first_flush = Some(first_flush);
                 while flushing.load(Ordering::Relaxed) {
                     let _: () = ::redis::cmd("SCRIPT")
                         .arg("FLUSH")
                         .query_async(&mut redis)
                         .await
                         .unwrap();
+                    if let Some(first) = first_flush.take() {
+                        first.send(()).unwrap();
+                    }
                 }
             }
         });
-        let (mut answered, mut unavailable) = (0, 0);
+        flushed.await.unwrap();
         for i in 0..100 {
-            match store.set(&id, "k", i.to_string().as_bytes()).await {
-                Ok(_) => answered += 1,
-                Err(StoreError::Unavailable(_)) => unavailable += 1,
-                Err(e) => panic!("call {i} failed as a bug: {e:?}"),
-            }
+            let answer = store.set(&id, "k", i.to_string().as_bytes()).await;
+            assert_eq!(answer, Ok(()), "call {i}");
         }
         flushing.store(false, Ordering::Relaxed);
         flusher.await.unwrap();
-        assert!(answered > 0, "{unavailable} unavailable, none answered");
+        let stats: String = ::redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut raw(&server).await)
+            .await
+            .unwrap();
+        let sent_whole: u64 = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_eval:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0);
+        assert!(sent_whole >= 1, "no call found its script gone:\n{stats}");
+        assert_eq!(
+            store.get(&id, "k").await.unwrap().as_deref(),
+            Some(&b"99"[..])
+        );
     }
 
     #[tokio::test]
