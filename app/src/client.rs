@@ -102,6 +102,9 @@ mod browser {
     use wasm_bindgen::JsCast;
 
     const STORAGE_KEY: &str = crate::SID_STORAGE_KEY;
+    /// Set by a tab that has just forgotten this browser, for the other tabs: a cleared
+    /// storage alone could as well be a sign-out.
+    const FORGOTTEN_KEY: &str = "confide.forgotten";
     /// Cookie lifetime before the server has told us the real one (the default absolute
     /// lifetime); `remember` rewrites it after session start.
     const DEFAULT_MAX_AGE: u64 = crate::DEFAULT_ABSOLUTE_SECS;
@@ -219,13 +222,21 @@ mod browser {
         }
     }
 
-    /// After "forget this browser": drop every trace here and start over on a fresh page.
+    /// After a sign-out: drop every trace here and start over on a fresh page.
     pub fn forget_and_restart() {
         LocalStorage::clear();
         delete_cookies();
         if let Some(w) = web_sys::window() {
             let _ = w.location().assign("/");
         }
+    }
+
+    /// After "forget this browser": as after a sign-out, and the other tabs say why their
+    /// chats are gone.
+    pub fn forgotten_restart() {
+        LocalStorage::clear();
+        let _ = LocalStorage::set(FORGOTTEN_KEY, true);
+        forget_and_restart();
     }
 
     /// Re-writes the cookie with the lifetime the server reported.
@@ -263,9 +274,21 @@ mod browser {
         use wasm_bindgen::closure::Closure;
         let on_storage =
             Closure::<dyn FnMut(web_sys::StorageEvent)>::new(|ev: web_sys::StorageEvent| {
-                // A cleared storage ("forget this browser") is followed by the new id the
-                // forgetting tab stores as it starts again: that is the change to follow.
-                if ev.key().as_deref() != Some(STORAGE_KEY) {
+                let Some(key) = ev.key() else {
+                    return;
+                };
+                // Another tab forgot this browser: this tab's session and its chats are gone
+                // too, and the person is told so here as well.
+                if key == FORGOTTEN_KEY && ev.new_value().is_some() {
+                    if let Some(ctx) = SESSION.with(|s| s.get()) {
+                        ctx.notice.set(Some(FORGOTTEN_ELSEWHERE.into()));
+                    }
+                    return;
+                }
+                // A cleared storage (a sign-out or a forgetting in another tab) is followed
+                // by the new id that tab stores as it starts again: that is the change to
+                // follow.
+                if key != STORAGE_KEY {
                     return;
                 }
                 let stored = stored_session_id();
@@ -294,6 +317,8 @@ mod browser {
             match api::start_session().await {
                 Ok(info) => {
                     remember(&id, info.remaining_secs);
+                    // Its news has reached the tabs open when it was set.
+                    LocalStorage::delete(FORGOTTEN_KEY);
                     ctx.state.set(SessionState::Ready(info));
                     // After the page has taken in the new state.
                     leptos::prelude::set_timeout(
@@ -366,6 +391,8 @@ mod browser {
         )));
     }
 
+    const FORGOTTEN_ELSEWHERE: &str = "This browser was forgotten in another tab: the chats and notes of its session were deleted, and a new session was started.";
+
     /// What the person is told when their session had to be replaced: what happened, and
     /// what it means for the chats they had.
     fn why_replaced(code: ErrorCode) -> &'static str {
@@ -387,7 +414,7 @@ mod browser {
 }
 
 #[cfg(feature = "hydrate")]
-pub use browser::{adopt_session_and_reload, forget_and_restart, start_session};
+pub use browser::{adopt_session_and_reload, forget_and_restart, forgotten_restart, start_session};
 
 /// The server never starts a session for the page nor stores its id: these only have to
 /// compile to the same names (effects and handlers run in the browser alone).
@@ -400,6 +427,8 @@ mod inert {
     pub fn adopt_session_and_reload(_id: &SessionId) {}
     /// Forgets the browser's session and starts over; nothing to do on the server.
     pub fn forget_and_restart() {}
+    /// Forgets this browser and starts over; nothing to do on the server.
+    pub fn forgotten_restart() {}
 }
 
 #[cfg(not(feature = "hydrate"))]

@@ -145,3 +145,53 @@ test("a browser that lost its cookies is told what happened to its old chats", a
   expect(await consistentSid(page)).not.toBe(old);
   await expect(page.getByTestId("note")).toHaveValue("");
 });
+
+test("forgetting this browser deletes its chats and notes; another tab of it follows and says why", async ({ context }) => {
+  const here = await context.newPage();
+  await openReady(here, "/notes");
+  await saveNote(here, "a note to forget");
+  await here.goto("/");
+  await waitReady(here);
+  await here.getByTestId("composer").fill("a chat to forget");
+  await here.getByTestId("composer").press("Enter");
+  await expect(here).toHaveURL(/\/t\//);
+  await expect(here.locator("[data-testid=message][data-role=assistant]").last()).toHaveAttribute(
+    "data-status",
+    "done",
+    { timeout: 15_000 },
+  );
+  const chat = new URL(here.url()).pathname;
+  const before = await consistentSid(here);
+  const there = await context.newPage();
+  await openReady(there, chat);
+  await expect(there.getByTestId("thread-list")).toContainText("a chat to forget");
+
+  here.once("dialog", (d) => void d.accept());
+  await here.getByTestId("forget").click();
+  await expect(here).toHaveURL(/\/$/);
+  await waitReady(here);
+  await expect(here.getByTestId("thread-list")).not.toContainText("a chat to forget");
+  await expect(here.getByTestId("notice")).toHaveCount(0);
+
+  // The other tab moves to the new session at once, and says where its chat went. Either
+  // tab may be the one to make the new id; they end up on the same one.
+  await expect(there.getByTestId("notice")).toContainText("forgotten in another tab");
+  const shortIds = async () =>
+    [await here.getByTestId("session-id").textContent(), await there.getByTestId("session-id").textContent()];
+  await expect
+    .poll(async () => {
+      const [a, b] = await shortIds();
+      return a === b && a !== before.slice(0, 8);
+    })
+    .toBe(true);
+  expect(await consistentSid(there)).not.toBe(before);
+  await expect(there.getByTestId("thread-list")).not.toContainText("a chat to forget");
+  await expect(there.getByTestId("not-found")).toBeVisible();
+
+  // Gone from the server, not only from the pages.
+  expect((await here.goto(chat))?.status()).toBe(404);
+  await waitReady(here);
+  await here.goto("/notes");
+  await waitReady(here);
+  await expect(here.getByTestId("note")).toHaveValue("");
+});

@@ -82,7 +82,7 @@ pub(super) fn Sidebar() -> impl IntoView {
     };
     let forget = Action::new(|_: &()| async {
         if api::forget_session().await.is_ok() {
-            crate::client::forget_and_restart();
+            crate::client::forgotten_restart();
         }
     });
     let forget_all = move |_| {
