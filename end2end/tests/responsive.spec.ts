@@ -86,6 +86,46 @@ test("no page is wider than the window, and Send stays on screen", async ({ page
   }
 });
 
+test("a table too wide for the window scrolls inside the reply, its words whole", async ({ page }) => {
+  await openReady(page);
+  const composer = page.getByTestId("composer");
+  await composer.fill(
+    "| column one | column two | column three | column four |\n|---|---|---|---|\n" +
+      "| a cell with words | another cell | 12345678901234567890 | x |",
+  );
+  await composer.press("Enter");
+  const reply = page.locator("[data-testid=message][data-role=assistant]").last();
+  await expect(reply).toHaveAttribute("data-status", "done", { timeout: 20_000 });
+  const table = reply.locator(".markdown table");
+  await expect(table).toBeVisible();
+  // Every word of every cell on one line: a cell may wrap between words, never inside one.
+  const broken = await table.evaluate((t) => {
+    const out: string[] = [];
+    for (const cell of t.querySelectorAll("th, td")) {
+      const text = cell.firstChild;
+      if (!text || text.nodeType !== Node.TEXT_NODE) continue;
+      const value = text.textContent ?? "";
+      for (const m of value.matchAll(/\S+/g)) {
+        const r = document.createRange();
+        r.setStart(text, m.index!);
+        r.setEnd(text, m.index! + m[0].length);
+        if (r.getClientRects().length !== 1) out.push(m[0]);
+      }
+    }
+    return out;
+  });
+  expect(broken, "words broken across lines").toEqual([]);
+  await noSideways(page);
+  if (page.viewportSize()!.width < 500) {
+    // Too wide for a phone: the table scrolls on its own.
+    const { scrollWidth, clientWidth } = await table.evaluate((t) => ({
+      scrollWidth: t.scrollWidth,
+      clientWidth: t.clientWidth,
+    }));
+    expect(scrollWidth).toBeGreaterThan(clientWidth);
+  }
+});
+
 test("on a narrow window the chat list is a drawer behind a menu button @narrow", async ({ page }) => {
   expect(narrow(page), "this project's window is narrow").toBe(true);
   await openReady(page);
