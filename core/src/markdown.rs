@@ -6,7 +6,8 @@
 //! survives whatever the markdown parser does.
 
 use ammonia::Builder;
-use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd, html};
+use linkify::{LinkFinder, LinkKind};
+use pulldown_cmark::{CodeBlockKind, CowStr, Event, LinkType, Options, Parser, Tag, TagEnd, html};
 use std::{collections::HashSet, sync::LazyLock};
 use syntect::{
     html::{ClassStyle, ClassedHTMLGenerator},
@@ -84,7 +85,14 @@ fn render_full(markdown: &str) -> String {
     let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
     let mut events: Vec<Event> = Vec::new();
     let mut code: Option<(String, String)> = None; // (language, text)
+    // Text waiting to be searched for bare links: the parser may hand over one run of text
+    // in several pieces (around `_`, `[` and the like), and a link can span them.
+    let mut prose = String::new();
+    let mut links_open = 0usize;
     for ev in Parser::new_ext(markdown, opts) {
+        if !prose.is_empty() && !matches!(ev, Event::Text(_)) {
+            linkify(&mut events, std::mem::take(&mut prose));
+        }
         match (&mut code, ev) {
             (None, Event::Start(Tag::CodeBlock(kind))) => {
                 let lang = match kind {
@@ -103,12 +111,61 @@ fn render_full(markdown: &str) -> String {
             (Some(_), _) => {}
             // Raw HTML is content, not markup.
             (None, Event::Html(h) | Event::InlineHtml(h)) => events.push(Event::Text(h)),
-            (None, ev) => events.push(ev),
+            (None, Event::Text(t)) if links_open == 0 => prose.push_str(&t),
+            (None, ev) => {
+                match &ev {
+                    Event::Start(Tag::Link { .. } | Tag::Image { .. }) => links_open += 1,
+                    Event::End(TagEnd::Link | TagEnd::Image) => {
+                        links_open = links_open.saturating_sub(1)
+                    }
+                    _ => {}
+                }
+                events.push(ev)
+            }
         }
+    }
+    if !prose.is_empty() {
+        linkify(&mut events, prose);
     }
     let mut out = String::with_capacity(markdown.len() * 3 / 2);
     html::push_html(&mut out, events.into_iter());
     SANITIZER.clean(&out).to_string()
+}
+
+/// Text with the web addresses (`https://…`) and email addresses in it made links, as
+/// chat readers expect; other schemes stay text (and the sanitiser would drop them).
+fn linkify<'a>(events: &mut Vec<Event<'a>>, text: String) {
+    static FINDER: LazyLock<LinkFinder> = LazyLock::new(LinkFinder::new);
+    if FINDER.links(&text).next().is_none() {
+        events.push(Event::Text(text.into()));
+        return;
+    }
+    for piece in FINDER.spans(&text) {
+        let shown = piece.as_str();
+        let href = match piece.kind() {
+            Some(LinkKind::Email) => format!("mailto:{shown}"),
+            Some(LinkKind::Url) if web_address(shown) => shown.to_owned(),
+            _ => {
+                events.push(Event::Text(shown.to_owned().into()));
+                continue;
+            }
+        };
+        events.push(Event::Start(Tag::Link {
+            link_type: LinkType::Autolink,
+            dest_url: href.into(),
+            title: CowStr::Borrowed(""),
+            id: CowStr::Borrowed(""),
+        }));
+        events.push(Event::Text(shown.to_owned().into()));
+        events.push(Event::End(TagEnd::Link));
+    }
+}
+
+fn web_address(url: &str) -> bool {
+    ["http://", "https://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    })
 }
 
 /// Highlighted HTML (`<span class="hl-…">`) for known languages, escaped text otherwise.
@@ -269,6 +326,9 @@ mod tests {
             "<object data=x></object><embed src=x>",
             "<a href=\"https://ok.example\" onmouseover=\"alert(1)\">ok</a>",
             "| a | b |\n|---|---|\n| <script>x</script> | <img src=x onerror=y> |",
+            "https://\u{E000}.example/\"onmouseover=\"alert(1) x@\u{E000}.example",
+            "https://example.com/&#x22;onmouseover=&#x22;alert(1)",
+            "https://example.com/%22%20onmouseover=%22alert(1)",
         ];
         for case in cases {
             assert_safe(case);
@@ -294,6 +354,73 @@ mod tests {
         assert!(html.contains("<a href=\"https://example.com\" target=\"_blank\" rel=\"noopener noreferrer nofollow\">site</a>"), "{html}");
         assert!(html.contains("<li>a</li>"));
         assert!(html.contains("<table>"));
+    }
+
+    #[test]
+    fn bare_web_and_email_addresses_become_links() {
+        let link = |href: &str, text: &str| {
+            format!(
+                "<a href=\"{href}\" target=\"_blank\" rel=\"noopener noreferrer nofollow\">{text}</a>"
+            )
+        };
+        let cases = [
+            (
+                "see https://example.com/a_b_c/(x) now.",
+                vec![link(
+                    "https://example.com/a_b_c/(x)",
+                    "https://example.com/a_b_c/(x)",
+                )],
+            ),
+            (
+                "HTTP://EXAMPLE.COM/Q?a=1&b=2, then",
+                vec![link(
+                    "HTTP://EXAMPLE.COM/Q?a=1&amp;b=2",
+                    "HTTP://EXAMPLE.COM/Q?a=1&amp;b=2",
+                )],
+            ),
+            (
+                "write to help@example.com",
+                vec![link("mailto:help@example.com", "help@example.com")],
+            ),
+            (
+                "**https://example.com/bold** and _https://example.com/em_",
+                vec![
+                    link("https://example.com/bold", "https://example.com/bold"),
+                    link("https://example.com/em", "https://example.com/em"),
+                ],
+            ),
+        ];
+        for (input, links) in cases {
+            let html = assert_safe(input);
+            for l in &links {
+                assert!(html.contains(l.as_str()), "{l} missing from {html}");
+            }
+            assert_eq!(html.matches("<a ").count(), links.len(), "{html}");
+        }
+        // Text that is not a bare address in prose stays as it was.
+        for (input, anchors) in [
+            ("`https://example.com/in-code`", 0),
+            ("```\nhttps://example.com/in-block\n```", 0),
+            ("[named](https://example.com/x) https://example.com/y", 2),
+            (
+                "[https://example.com/inside](https://example.com/target)",
+                1,
+            ),
+            ("<https://example.com/angle>", 1),
+            ("javascript://example.com/%0Aalert(1)", 0),
+            ("ftp://example.com/file", 0),
+            ("data:text/html,<script>alert(1)</script>", 0),
+            ("https://example.com/\"onmouseover=\"alert(1)", 1),
+            ("https://example.com/&lt;script&gt;", 1),
+        ] {
+            let html = assert_safe(input);
+            assert_eq!(html.matches("<a ").count(), anchors, "{input:?} -> {html}");
+        }
+        let html = assert_safe("[https://example.com/inside](https://example.com/target)");
+        assert!(
+            html.contains("href=\"https://example.com/target\""),
+            "{html}"
+        );
     }
 
     #[test]

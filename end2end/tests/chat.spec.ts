@@ -154,6 +154,21 @@ test("markup in a message is shown as text, never run", async ({ page }) => {
   expect(await page.locator(".messages script, .messages img").count()).toBe(0);
 });
 
+test("a web address in a reply is a link that opens apart from the chat", async ({ page }) => {
+  await openReady(page);
+  await send(page, "Docs at https://example.com/docs?a=1&b=2. Or `https://example.com/not-a-link`.");
+  const reply = assistant(page).last();
+  await expect(reply).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const links = reply.locator(".markdown a");
+  await expect(links).toHaveCount(1);
+  await expect(links).toHaveText("https://example.com/docs?a=1&b=2");
+  await expect(links).toHaveAttribute("href", "https://example.com/docs?a=1&b=2");
+  await expect(links).toHaveAttribute("target", "_blank");
+  await expect(links).toHaveAttribute("rel", /noopener/);
+  // The sentence's full stop stays text, and so does the address in code.
+  await expect(reply.locator(".markdown")).toContainText("b=2. Or https://example.com/not-a-link.");
+});
+
 test("two browsers never see each other's threads, even by URL", async ({ browser }) => {
   const a = await browser.newContext();
   const b = await browser.newContext();
