@@ -169,6 +169,20 @@ test("a web address in a reply is a link that opens apart from the chat", async 
   await expect(reply.locator(".markdown")).toContainText("b=2. Or https://example.com/not-a-link.");
 });
 
+test("a reply's headings order it without outsizing the page", async ({ page }) => {
+  await openReady(page);
+  await send(page, "# Top\n\nSome text.\n\n## Part\n\n### Detail");
+  const reply = assistant(page).last();
+  await expect(reply).toHaveAttribute("data-status", "done", { timeout: 15_000 });
+  const size = (sel: string) =>
+    reply.locator(`.markdown ${sel}`).evaluate((el) => parseFloat(getComputedStyle(el).fontSize));
+  const [h1, h2, h3, text] = [await size("h1"), await size("h2"), await size("h3"), await size("p")];
+  expect(h1).toBeGreaterThan(h2);
+  expect(h2).toBeGreaterThan(h3);
+  expect(h3).toBeGreaterThan(text);
+  expect(h1, "an h1 at most 1.5 times the text").toBeLessThanOrEqual(text * 1.5);
+});
+
 test("two browsers never see each other's threads, even by URL", async ({ browser }) => {
   const a = await browser.newContext();
   const b = await browser.newContext();
