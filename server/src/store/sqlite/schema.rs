@@ -95,6 +95,39 @@ ALTER TABLE messages ADD COLUMN actions TEXT;
 -- one JSON array; NULL when it carries none.
 ALTER TABLE messages ADD COLUMN attachments TEXT;
 "#,
+    r#"
+-- Messages stored in their threads' order: a turn reads its thread's last messages, and with
+-- the rows ordered by id (random) each one was a second descent of the table from the
+-- (session, thread, seq) index. Now that read is one range of the table; a lookup by id
+-- takes the unique index instead. The order is renumbered on the way, which also makes it
+-- unique where the old index did not insist.
+CREATE TABLE messages_by_order (
+    session_id  BLOB NOT NULL,
+    thread_id   BLOB NOT NULL,
+    seq         INTEGER NOT NULL,
+    id          BLOB NOT NULL,
+    role        TEXT NOT NULL,
+    content     TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    feedback    TEXT,
+    error       TEXT,
+    steps       TEXT,
+    actions     TEXT,
+    attachments TEXT,
+    PRIMARY KEY (session_id, thread_id, seq),
+    FOREIGN KEY (session_id, thread_id) REFERENCES threads (session_id, id) ON DELETE CASCADE
+) WITHOUT ROWID;
+INSERT INTO messages_by_order
+    SELECT session_id, thread_id,
+           ROW_NUMBER() OVER (PARTITION BY session_id, thread_id ORDER BY seq, created_ms),
+           id, role, content, created_ms, status, feedback, error, steps, actions, attachments
+    FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_by_order RENAME TO messages;
+CREATE UNIQUE INDEX messages_by_id ON messages (session_id, id);
+CREATE INDEX messages_streaming ON messages (status) WHERE status = 'streaming';
+"#,
 ];
 
 pub(super) fn configure(
