@@ -102,8 +102,9 @@ mod browser {
     use wasm_bindgen::JsCast;
 
     const STORAGE_KEY: &str = crate::SID_STORAGE_KEY;
-    /// Set by a tab that has just forgotten this browser, for the other tabs: a cleared
-    /// storage alone could as well be a sign-out.
+    /// Set (and cleared with everything else at once) by a tab that has just forgotten this
+    /// browser: the other tabs hear of the setting. A cleared storage alone could as well
+    /// be a sign-out.
     const FORGOTTEN_KEY: &str = "confide.forgotten";
     /// Cookie lifetime before the server has told us the real one (the default absolute
     /// lifetime); `remember` rewrites it after session start.
@@ -234,7 +235,6 @@ mod browser {
     /// After "forget this browser": as after a sign-out, and the other tabs say why their
     /// chats are gone.
     pub fn forgotten_restart() {
-        LocalStorage::clear();
         let _ = LocalStorage::set(FORGOTTEN_KEY, true);
         forget_and_restart();
     }
@@ -317,8 +317,6 @@ mod browser {
             match api::start_session().await {
                 Ok(info) => {
                     remember(&id, info.remaining_secs);
-                    // Its news has reached the tabs open when it was set.
-                    LocalStorage::delete(FORGOTTEN_KEY);
                     ctx.state.set(SessionState::Ready(info));
                     // After the page has taken in the new state.
                     leptos::prelude::set_timeout(

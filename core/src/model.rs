@@ -391,22 +391,30 @@ impl Message {
     }
 }
 
-#[cfg(test)]
 impl Message {
-    /// A reply being written, with this text so far.
-    pub(crate) fn streaming(content: &str) -> Self {
+    /// A reply of `thread` about to be written: empty, streaming, from now (`created_ms`).
+    pub fn new_reply(thread_id: ThreadId, created_ms: i64) -> Self {
         Self {
             id: MessageId::random(),
-            thread_id: ThreadId::random(),
+            thread_id,
             role: Role::Assistant,
-            content: content.to_owned(),
-            created_ms: 1,
+            content: String::new(),
+            created_ms,
             status: MessageStatus::Streaming,
             feedback: None,
             error: None,
             steps: Vec::new(),
             actions: Vec::new(),
             attachments: Vec::new(),
+        }
+    }
+
+    /// A reply being written, with this text so far.
+    #[cfg(test)]
+    pub(crate) fn streaming(content: &str) -> Self {
+        Self {
+            content: content.to_owned(),
+            ..Self::new_reply(ThreadId::random(), 1)
         }
     }
 }

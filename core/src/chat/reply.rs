@@ -40,19 +40,7 @@ impl Chat {
         first: bool,
         action: Option<Action>,
     ) -> Result<(Option<MessageView>, MessageView), ApiError> {
-        let reply = Message {
-            id: MessageId::random(),
-            thread_id: thread.id,
-            role: Role::Assistant,
-            content: String::new(),
-            created_ms: now_ms(),
-            status: MessageStatus::Streaming,
-            feedback: None,
-            error: None,
-            steps: Vec::new(),
-            actions: Vec::new(),
-            attachments: Vec::new(),
-        };
+        let reply = Message::new_reply(thread.id, now_ms());
         // A reply that asked the person a question takes this message as the answer, and
         // goes on in `reply` instead of a new reply starting.
         let waiting = match (&asked, &action) {
