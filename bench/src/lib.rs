@@ -17,6 +17,7 @@ pub mod procs;
 #[path = "../../server/src/store/redis_test_support.rs"]
 pub mod redis_cluster;
 pub mod soak;
+pub mod wire;
 
 use client::Browser;
 use futures::StreamExt;
@@ -441,9 +442,10 @@ pub async fn run_baseline(base: &str, users: usize, turns: usize) -> (f64, Perce
     (rate, Percentiles::of(&mut all))
 }
 
-/// The bare axum echo endpoint the baseline measures.
+/// The bare axum echo endpoint the baseline measures, and beside it the bare server of
+/// Confide's wire (`wire`), the second baseline.
 pub fn baseline_app() -> axum::Router {
-    axum::Router::new()
+    wire::routes()
         .route(
             "/echo",
             axum::routing::post(|axum::Json(v): axum::Json<Value>| async move { axum::Json(v) }),

@@ -70,3 +70,79 @@ async fn smoke_load_sqlite_store_is_isolated() {
     })
     .await;
 }
+
+/// A JSON value's shape: its objects' keys and the kinds of their values, not the values.
+fn shape(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), shape(v))).collect(),
+        Value::Array(a) => a.iter().map(shape).collect(),
+        Value::String(_) => "string".into(),
+        Value::Number(_) => "number".into(),
+        Value::Bool(_) => "bool".into(),
+        Value::Null => Value::Null,
+    }
+}
+
+/// The second baseline stands for "any server speaking Confide's wire": it must answer a
+/// turn with what Confide answers, field for field, or the comparison says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wire_baseline_answers_a_turn_as_confide_does() {
+    let (confide, _stop) = start(Config {
+        store: server::StoreKind::Memory,
+        ..load_config()
+    })
+    .await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let wire = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, confide_bench::baseline_app())
+            .await
+            .unwrap()
+    });
+    let http = reqwest::Client::new();
+    let mut sent = Vec::new();
+    for base in [&confide, &wire] {
+        let mut b = confide_bench::client::Browser::new();
+        let started = b
+            .call(&http, base, "session/start", serde_json::json!({}))
+            .await
+            .unwrap();
+        assert!(b.proof.is_some(), "{base} gave no proof cookie");
+        let first = b
+            .call(
+                &http,
+                base,
+                "messages/send",
+                serde_json::json!({ "content": "hello" }),
+            )
+            .await
+            .unwrap();
+        let thread = first["thread"]["id"].as_str().unwrap().to_owned();
+        let next = b
+            .call(
+                &http,
+                base,
+                "messages/send",
+                serde_json::json!({ "thread_id": thread, "content": "again" }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(next["thread"]["id"], thread.as_str());
+        sent.push((shape(&started), shape(&first), shape(&next)));
+    }
+    assert_eq!(sent[0], sent[1]);
+
+    // And the whole load runs against it as against Confide: every reply heard, each the
+    // user's own text.
+    let report = run(LoadConfig {
+        bases: vec![wire],
+        users: 20,
+        turns: 5,
+        reply_timeout: Duration::from_secs(20),
+    })
+    .await;
+    assert_eq!(report.isolation_failures, 0, "{:#?}", report.errors);
+    assert_eq!(report.failed_turns, 0, "{:#?}", report.errors);
+    assert_eq!(report.messages, 100);
+}

@@ -1,6 +1,7 @@
 //! `confide-load`: starts Confide (release binary) with a given store, drives simulated
 //! users against it, and reports throughput, latency, server CPU and memory, Redis commands
-//! per turn, and a bare-axum baseline measured with the same client in the same run.
+//! per turn, and two bare-axum baselines measured with the same client in the same run: a
+//! JSON echo, and a server that speaks Confide's wire for a turn and does nothing else.
 //!
 //! ```text
 //! confide-load [--users 200] [--turns 10] [--stores memory,sqlite,redis,postgres,redis-cluster] [--instances 1]
@@ -14,7 +15,7 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use confide_bench::{
-    LoadConfig, Report, baseline_app,
+    LoadConfig, Percentiles, Report, baseline_app,
     procs::{self, Child, ConfideSpec, RedisSpec, TempDir, free_port, redis_info, wait_http},
     run, run_baseline,
 };
@@ -200,6 +201,10 @@ struct Output {
     turns: usize,
     baseline_msgs_per_s: f64,
     baseline_p99_ms: f64,
+    /// The bare server of Confide's wire (`confide_bench::wire`), median of three runs.
+    wire_msgs_per_s: f64,
+    wire: Percentiles,
+    wire_failed_turns: usize,
     idle_session_rss_bytes: Option<f64>,
     scenarios: Vec<Scenario>,
 }
@@ -334,7 +339,7 @@ fn print_table(out: &Output) {
         out.users, out.turns
     );
     println!(
-        "{:<13} {:>4} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>10} {:>16} {:>6}",
+        "{:<13} {:>4} {:>10} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>10} {:>8} {:>16} {:>6}",
         "store",
         "inst",
         "msgs/s",
@@ -346,13 +351,14 @@ fn print_table(out: &Output) {
         "cpu/msg",
         "RSS MB",
         "vs axum",
+        "vs wire",
         "redis cmd/trips",
         "leaks"
     );
     for s in &out.scenarios {
         let r = &s.report;
         println!(
-            "{:<13} {:>4} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10.1} {:>8.2}ms {:>9.1} {:>9.0}% {:>16} {:>6}",
+            "{:<13} {:>4} {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>10.1} {:>8.2}ms {:>9.1} {:>9.0}% {:>7.0}% {:>16} {:>6}",
             s.store,
             s.instances,
             r.msgs_per_s,
@@ -364,6 +370,7 @@ fn print_table(out: &Output) {
             s.server_cpu_ms_per_msg,
             s.server_rss_kb as f64 / 1024.0,
             100.0 * r.msgs_per_s / out.baseline_msgs_per_s.max(1e-9),
+            100.0 * r.msgs_per_s / out.wire_msgs_per_s.max(1e-9),
             match (s.redis_commands_per_turn, s.redis_round_trips_per_turn) {
                 (Some(c), Some(t)) => format!("{c:.1}/{t:.1}"),
                 _ => "-".into(),
@@ -386,6 +393,18 @@ fn print_table(out: &Output) {
             .first()
             .map(|s| format!("{:.0} ms", s.cold_start_ms))
             .unwrap_or_default()
+    );
+    println!(
+        "bare axum speaking Confide's wire (median of 3 runs): {:.0} msgs/s ({:.0}% of the echo), p50 {:.1} ms, p99 {:.1} ms{}",
+        out.wire_msgs_per_s,
+        100.0 * out.wire_msgs_per_s / out.baseline_msgs_per_s.max(1e-9),
+        out.wire.p50,
+        out.wire.p99,
+        if out.wire_failed_turns > 0 {
+            format!("; {} failed turns", out.wire_failed_turns)
+        } else {
+            String::new()
+        }
     );
     if let Some(b) = out.idle_session_rss_bytes {
         println!("RSS per idle session (memory store): {:.0} bytes", b);
@@ -430,6 +449,22 @@ async fn load(args: Args) {
     }
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (baseline_rate, baseline_p) = runs.swap_remove(1);
+    // The same users, client and turns against the bare server of Confide's wire: the most
+    // any server speaking this protocol could do here.
+    let mut wire = Vec::with_capacity(3);
+    for _ in 0..3 {
+        wire.push(
+            run(LoadConfig {
+                bases: vec![base.clone()],
+                users: args.users,
+                turns: args.turns,
+                reply_timeout: Duration::from_secs(60),
+            })
+            .await,
+        );
+    }
+    wire.sort_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s));
+    let wire = wire.swap_remove(1);
     drop(baseline);
 
     let mut scenarios = Vec::new();
@@ -456,6 +491,9 @@ async fn load(args: Args) {
         turns: args.turns,
         baseline_msgs_per_s: baseline_rate,
         baseline_p99_ms: baseline_p.p99,
+        wire_msgs_per_s: wire.msgs_per_s,
+        wire: wire.latency_ms,
+        wire_failed_turns: wire.failed_turns + wire.isolation_failures,
         idle_session_rss_bytes: idle,
         scenarios,
     };
