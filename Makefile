@@ -45,19 +45,17 @@ build: setup
 release: setup
 	$(RELEASE_BUILD)
 
-# One build of everything the tests run, the release client beside the host
-# (scripts/build-tests.sh), then the Rust tests beside the browser tests (scripts/test-rust.sh
-# says why).
+# One build of everything the tests run, the wasm beside the host (scripts/build-tests.sh),
+# then the Rust tests beside the browser tests (scripts/test-rust.sh says why).
 test: setup-test
 	scripts/build-tests.sh
 	scripts/test-rust.sh --with-browser
 
-# The soak smoke test drives the debug server binary; `make test` has it from its test build.
+# The soak smoke test drives the debug server binary; `make test` has it from cargo-leptos.
 test-unit: setup
 	RUSTFLAGS="--cfg erase_components" cargo build -p server --bin confide
 	$(MAKE) --no-print-directory test-unit-only
 
-# The debug client, quicker to rebuild between runs than the release one `make test` uses.
 test-e2e: setup-test
 	cargo leptos build --split
 	$(MAKE) --no-print-directory e2e-examples
