@@ -633,7 +633,10 @@ fn step_block(steps: Memo<Vec<Step>>, ended: Memo<bool>, id: StepId) -> AnyView 
                     if ms < 1_000 {
                         format!("{ms} ms")
                     } else {
-                        format!("{:.1} s", ms as f64 / 1_000.0)
+                        // Tenths in integers: float formatting would bring its own code
+                        // (some 10 kB) into the module for this one label.
+                        let tenths = (ms + 50) / 100;
+                        format!("{}.{} s", tenths / 10, tenths % 10)
                     }
                 })
         })
