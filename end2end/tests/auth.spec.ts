@@ -335,3 +335,32 @@ test("a page whose code arrives after the session is ready still comes to life",
   await expect(b).toHaveURL(/\/login$/);
   expect(bErrors).toEqual([]);
 });
+
+test("the choice to keep this session's chats comes before every way of signing in, and unticked leaves them behind", async ({
+  page,
+}) => {
+  await openReady(page);
+  await send(page, "left behind at sign-in");
+  await openReady(page, "/login");
+  const keep = page.getByTestId("keep-threads");
+  await expect(keep).toBeChecked();
+  // It changes what each way does, so it is read (and reached by Tab) before any of them.
+  const firstWay = await keep.evaluate((el) => {
+    const ways = [...document.querySelectorAll(".sign-in input, .sign-in button")];
+    return ways.indexOf(el as Element);
+  });
+  expect(firstWay).toBe(0);
+
+  await keep.uncheck();
+  const user = fresh("carol");
+  await page.getByTestId("toggle-register").click();
+  await page.getByTestId("username").fill(user);
+  await page.getByTestId("password").fill(PW);
+  await page.getByTestId("sign-in-submit").click();
+  await expect(page.getByTestId("user-name")).toHaveText(user);
+  await waitReady(page);
+  await page.goto("/");
+  await waitReady(page);
+  await expect(page.getByText("No chats yet.")).toBeVisible();
+  await expect(page.getByText("left behind at sign-in")).toHaveCount(0);
+});

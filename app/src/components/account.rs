@@ -159,6 +159,16 @@ pub fn SignIn() -> impl IntoView {
                 error()
                     .map(|m| view! { <div class="notice error" role="alert" data-testid="sign-in-error">{m}</div> })
             }}
+            // Before the ways of signing in: it changes what each of them does.
+            <label class="check">
+                <input
+                    type="checkbox"
+                    data-testid="keep-threads"
+                    prop:checked=move || keep.get()
+                    on:change=move |ev| keep.set(event_target_checked(&ev))
+                />
+                "Keep the chats of this session"
+            </label>
             <Show when=move || opts().password>
                 <form class="stack" on:submit=submit>
                     <label for="username">"Username"</label>
@@ -220,15 +230,6 @@ pub fn SignIn() -> impl IntoView {
                         })
                 }}
             </div>
-            <label class="check">
-                <input
-                    type="checkbox"
-                    data-testid="keep-threads"
-                    prop:checked=move || keep.get()
-                    on:change=move |ev| keep.set(event_target_checked(&ev))
-                />
-                "Keep the chats of this session"
-            </label>
         </section>
         </Show>
     }
