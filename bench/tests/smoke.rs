@@ -34,8 +34,8 @@ fn load_config() -> Config {
     }
 }
 
-async fn smoke(config: Config) {
-    let (base, _stop) = start(config).await;
+/// 20 users, 5 turns each, against `base`: every reply heard, each the user's own text.
+async fn short_load(base: String) {
     let report = run(LoadConfig {
         bases: vec![base],
         users: 20,
@@ -46,6 +46,11 @@ async fn smoke(config: Config) {
     assert_eq!(report.isolation_failures, 0, "{:#?}", report.errors);
     assert_eq!(report.failed_turns, 0, "{:#?}", report.errors);
     assert_eq!(report.messages, 100);
+}
+
+async fn smoke(config: Config) {
+    let (base, _stop) = start(config).await;
+    short_load(base).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,16 +138,6 @@ async fn the_wire_baseline_answers_a_turn_as_confide_does() {
     }
     assert_eq!(sent[0], sent[1]);
 
-    // And the whole load runs against it as against Confide: every reply heard, each the
-    // user's own text.
-    let report = run(LoadConfig {
-        bases: vec![wire],
-        users: 20,
-        turns: 5,
-        reply_timeout: Duration::from_secs(20),
-    })
-    .await;
-    assert_eq!(report.isolation_failures, 0, "{:#?}", report.errors);
-    assert_eq!(report.failed_turns, 0, "{:#?}", report.errors);
-    assert_eq!(report.messages, 100);
+    // And the load runs against it as against Confide.
+    short_load(wire).await;
 }
