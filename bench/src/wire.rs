@@ -39,7 +39,7 @@ struct Thread {
     updated_ms: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct Message {
     id: String,
     thread_id: String,
@@ -153,6 +153,8 @@ async fn send(
         },
     };
     let (user_id, reply_id) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    let user = message(&user_id, "user", &req.content, "done");
+    let reply = message(&reply_id, "assistant", "", "streaming");
     let tx = streams.lock().expect("streams").get(&sid).cloned();
     if let Some(tx) = tx {
         if new {
@@ -161,16 +163,16 @@ async fn send(
             }));
         }
         for m in [
-            message(&user_id, "user", &req.content, "done"),
-            message(&reply_id, "assistant", "", "streaming"),
+            user.clone(),
+            reply.clone(),
             message(&reply_id, "assistant", &req.content, "done"),
         ] {
             let _ = tx.send(Arc::new(WireEvent::Message { message: m }));
         }
     }
     Json(Sent {
-        user: message(&user_id, "user", &req.content, "done"),
-        reply: message(&reply_id, "assistant", "", "streaming"),
+        user,
+        reply,
         thread,
     })
     .into_response()
